@@ -1,0 +1,305 @@
+"""Base-2 exponential histograms, the structure every numeric distribution travels in.
+
+Index mapping is the OpenTelemetry SDK's, vectorised with NumPy: at scale ``s`` the base is
+``2 ** 2 ** -s`` and bucket ``i`` holds values in ``(base**i, base**(i+1)]`` (upper-inclusive),
+mirrored for negatives. Two histograms compare exactly after both are downscaled to the
+smaller scale ("perfect subsetting" in the OTLP data model).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+MAX_SCALE = 20
+MIN_SCALE = -10
+DEFAULT_MAX_SIZE = 160  # the SDK's default bucket count per sign
+_MANTISSA_BITS = 52
+_MIN_NORMAL = sys.float_info.min
+_MIN_NORMAL_EXPONENT = -1022
+_MAX_NORMAL_EXPONENT = 1023
+_EMPTY = np.zeros(0, dtype=np.int64)
+
+
+@dataclass(frozen=True, slots=True)
+class Buckets:
+    """Consecutive bucket counts starting at index ``offset``."""
+
+    offset: int
+    counts: np.ndarray
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.counts.any()
+
+
+@dataclass(frozen=True, slots=True)
+class ExpHistogram:
+    """One distribution: OTLP exponential-histogram fields plus min, max and sum."""
+
+    scale: int
+    zero_count: int
+    positive: Buckets
+    negative: Buckets
+    count: int
+    sum: float
+    min: float
+    max: float
+
+    @property
+    def total(self) -> int:
+        return int(self.zero_count + self.positive.counts.sum() + self.negative.counts.sum())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scale": self.scale,
+            "zero_count": int(self.zero_count),
+            "positive": {"offset": self.positive.offset, "counts": _trimmed(self.positive)},
+            "negative": {"offset": self.negative.offset, "counts": _trimmed(self.negative)},
+            "count": int(self.count),
+            "sum": float(self.sum),
+            "min": float(self.min),
+            "max": float(self.max),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ExpHistogram:
+        return cls(
+            scale=int(data["scale"]),
+            zero_count=int(data["zero_count"]),
+            positive=_buckets(data["positive"]["offset"], data["positive"]["counts"]),
+            negative=_buckets(data["negative"]["offset"], data["negative"]["counts"]),
+            count=int(data["count"]),
+            sum=float(data["sum"]),
+            min=float(data["min"]),
+            max=float(data["max"]),
+        )
+
+
+def empty(scale: int = MAX_SCALE) -> ExpHistogram:
+    return ExpHistogram(scale, 0, Buckets(0, _EMPTY), Buckets(0, _EMPTY), 0, 0.0, math.inf,
+                        -math.inf)
+
+
+def _buckets(offset: int, counts: Any) -> Buckets:
+    return Buckets(int(offset), np.asarray(counts, dtype=np.int64))
+
+
+def _trimmed(buckets: Buckets) -> list[int]:
+    return [int(c) for c in buckets.counts]
+
+
+def map_to_index(magnitudes: np.ndarray, scale: int) -> np.ndarray:
+    """Bucket index of each positive value at ``scale``, exactly as the OpenTelemetry SDK maps it."""
+    values = np.asarray(magnitudes, dtype=np.float64)
+    mantissa, exponent = np.frexp(values)  # values = mantissa * 2**exponent, mantissa in [0.5, 1)
+    ieee_exponent = exponent.astype(np.int64) - 1
+    exact_power_of_two = mantissa == 0.5
+    subnormal = values < _MIN_NORMAL
+    if scale <= 0:
+        shift = -scale
+        index = (ieee_exponent - exact_power_of_two) >> shift
+        min_index = _MIN_NORMAL_EXPONENT >> shift
+        if shift < 2:
+            min_index -= 1
+        return np.where(subnormal, min_index, index)
+    scale_factor = math.ldexp(1 / math.log(2), scale)
+    with np.errstate(divide="ignore"):
+        index = np.floor(np.log(values) * scale_factor).astype(np.int64)
+    index = np.where(exact_power_of_two, (ieee_exponent << scale) - 1, index)
+    max_index = ((_MAX_NORMAL_EXPONENT + 1) << scale) - 1
+    index = np.minimum(index, max_index)
+    return np.where(values <= _MIN_NORMAL, (_MIN_NORMAL_EXPONENT << scale) - 1, index)
+
+
+def lower_boundary(index: np.ndarray | int, scale: int) -> np.ndarray:
+    """Lower boundary of bucket ``index`` (its upper boundary is that of ``index + 1``)."""
+    return np.exp2(np.ldexp(np.asarray(index, dtype=np.float64), -scale))
+
+
+def _scale_reduction(low: int, high: int, max_size: int) -> int:
+    """How many halvings make indexes ``low..high`` fit into ``max_size`` buckets."""
+    shift = 0
+    while (high >> shift) - (low >> shift) + 1 > max_size:
+        shift += 1
+    return shift
+
+
+def from_values(
+    values: np.ndarray, max_size: int = DEFAULT_MAX_SIZE, max_scale: int = MAX_SCALE
+) -> ExpHistogram:
+    """The finest histogram of at most ``max_size`` buckets per sign that holds ``values``.
+
+    ``values`` must be finite; callers count NaN and infinities as missing beforehand.
+    """
+    values = np.asarray(values, dtype=np.float64).ravel()
+    if values.size == 0:
+        return empty(max_scale)
+    positive = values[values > 0]
+    negative = -values[values < 0]
+    zero_count = int(values.size - positive.size - negative.size)
+    scale = max_scale
+    index_ranges: list[int] = []
+    pos_index = map_to_index(positive, scale) if positive.size else None
+    neg_index = map_to_index(negative, scale) if negative.size else None
+    for index in (pos_index, neg_index):
+        if index is not None:
+            index_ranges.append(_scale_reduction(int(index.min()), int(index.max()), max_size))
+    shift = min(max(index_ranges, default=0), max_scale - MIN_SCALE)
+    scale = max_scale - shift
+    return ExpHistogram(
+        scale=scale,
+        zero_count=zero_count,
+        positive=_count(pos_index, shift),
+        negative=_count(neg_index, shift),
+        count=int(values.size),
+        sum=float(values.sum()),
+        min=float(values.min()),
+        max=float(values.max()),
+    )
+
+
+def _count(index: np.ndarray | None, shift: int) -> Buckets:
+    if index is None:
+        return Buckets(0, _EMPTY)
+    index = index >> shift
+    offset = int(index.min())
+    return Buckets(offset, np.bincount(index - offset).astype(np.int64))
+
+
+def downscale_buckets(buckets: Buckets, shift: int) -> Buckets:
+    """Merge each run of ``2**shift`` buckets into one (OTLP "perfect subsetting")."""
+    if shift == 0 or buckets.counts.size == 0:
+        return buckets
+    index = np.arange(buckets.offset, buckets.offset + buckets.counts.size) >> shift
+    offset = int(index[0])
+    return Buckets(offset, np.bincount(index - offset, weights=buckets.counts).astype(np.int64))
+
+
+def downscale(hist: ExpHistogram, scale: int) -> ExpHistogram:
+    if scale > hist.scale:
+        raise ValueError(f"cannot upscale a histogram from scale {hist.scale} to {scale}")
+    shift = hist.scale - scale
+    return ExpHistogram(scale, hist.zero_count, downscale_buckets(hist.positive, shift),
+                        downscale_buckets(hist.negative, shift), hist.count, hist.sum,
+                        hist.min, hist.max)
+
+
+def _bucket_span(buckets: list[Buckets]) -> tuple[int, int] | None:
+    spans = [(b.offset, b.offset + b.counts.size - 1) for b in buckets if b.counts.size]
+    if not spans:
+        return None
+    return min(s[0] for s in spans), max(s[1] for s in spans)
+
+
+def _add(buckets: list[Buckets]) -> Buckets:
+    span = _bucket_span(buckets)
+    if span is None:
+        return Buckets(0, _EMPTY)
+    low, high = span
+    total = np.zeros(high - low + 1, dtype=np.int64)
+    for b in buckets:
+        if b.counts.size:
+            total[b.offset - low : b.offset - low + b.counts.size] += b.counts
+    return Buckets(low, total)
+
+
+def merge(hists: list[ExpHistogram], max_size: int = DEFAULT_MAX_SIZE) -> ExpHistogram:
+    """The histogram of all values of ``hists``, at the finest scale that fits ``max_size``."""
+    hists = [h for h in hists if h.count]
+    if not hists:
+        return empty()
+    scale = min(h.scale for h in hists)
+    aligned = [downscale(h, scale) for h in hists]
+    shift = 0
+    for sign in ("positive", "negative"):
+        span = _bucket_span([getattr(h, sign) for h in aligned])
+        if span is not None:
+            shift = max(shift, _scale_reduction(span[0], span[1], max_size))
+    if shift:
+        scale = max(scale - shift, MIN_SCALE)
+        aligned = [downscale(h, scale) for h in aligned]
+    return ExpHistogram(
+        scale=scale,
+        zero_count=sum(h.zero_count for h in aligned),
+        positive=_add([h.positive for h in aligned]),
+        negative=_add([h.negative for h in aligned]),
+        count=sum(h.count for h in aligned),
+        sum=float(sum(h.sum for h in aligned)),
+        min=min(h.min for h in aligned),
+        max=max(h.max for h in aligned),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Bins:
+    """Histograms on one shared grid, ordered along the real line.
+
+    ``low``/``high`` are bin edges (equal for the zero bucket); ``counts`` has one row per
+    histogram. Bins that hold no mass in any histogram are dropped.
+    """
+
+    low: np.ndarray
+    high: np.ndarray
+    counts: np.ndarray
+
+
+def common_bins(hists: list[ExpHistogram]) -> Bins:
+    """Put ``hists`` on the grid of their smallest scale, so their bins line up exactly."""
+    scale = min(h.scale for h in hists)
+    aligned = [downscale(h, scale) for h in hists]
+    rows: list[np.ndarray] = []
+    neg_span = _bucket_span([h.negative for h in aligned])
+    pos_span = _bucket_span([h.positive for h in aligned])
+    neg_index = np.arange(neg_span[1], neg_span[0] - 1, -1) if neg_span else _EMPTY
+    pos_index = np.arange(pos_span[0], pos_span[1] + 1) if pos_span else _EMPTY
+    for h in aligned:
+        rows.append(np.concatenate([
+            _dense(h.negative, neg_index), [h.zero_count], _dense(h.positive, pos_index)]))
+    low = np.concatenate([-lower_boundary(neg_index + 1, scale), [0.0],
+                          lower_boundary(pos_index, scale)])
+    high = np.concatenate([-lower_boundary(neg_index, scale), [0.0],
+                           lower_boundary(pos_index + 1, scale)])
+    counts = np.vstack(rows)
+    keep = counts.sum(axis=0) > 0
+    return Bins(low[keep], high[keep], counts[:, keep])
+
+
+def _dense(buckets: Buckets, index: np.ndarray) -> np.ndarray:
+    out = np.zeros(index.size, dtype=np.int64)
+    if buckets.counts.size == 0 or index.size == 0:
+        return out
+    position = index - buckets.offset
+    inside = (position >= 0) & (position < buckets.counts.size)
+    out[inside] = buckets.counts[position[inside]]
+    return out
+
+
+def bin_moments(hist: ExpHistogram) -> tuple[float, float]:
+    """Mean (exact, from the sum) and standard deviation (values uniform within a bucket)."""
+    if hist.count == 0:
+        return math.nan, math.nan
+    bins = common_bins([hist])
+    low, high = clipped_edges(bins.low, bins.high, bins.counts[0], hist.min, hist.max)
+    mean = hist.sum / hist.count
+    second_moment = float(np.sum(bins.counts[0] * (low * low + low * high + high * high) / 3.0))
+    variance = max(second_moment / hist.count - mean * mean, 0.0)
+    return mean, math.sqrt(variance)
+
+
+def clipped_edges(
+    low: np.ndarray, high: np.ndarray, counts: np.ndarray, minimum: float, maximum: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Edges with the outermost occupied bins narrowed to the observed min and max."""
+    low = low.copy()
+    high = high.copy()
+    occupied = np.flatnonzero(counts)
+    if occupied.size and math.isfinite(minimum) and math.isfinite(maximum):
+        first, last = occupied[0], occupied[-1]
+        low[first] = min(max(low[first], minimum), high[first])
+        high[last] = max(min(high[last], maximum), low[last])
+    return low, high

@@ -1,0 +1,91 @@
+"""Every name of Driftline's telemetry contract, in one place.
+
+There is no accepted OpenTelemetry convention for non-generative ML inference yet, so the
+``ml.*`` names are Driftline's own (see DESIGN.md "Telemetry contract"). Established
+OpenTelemetry names are used where they exist. No other module spells these as literals.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- established OpenTelemetry names ------------------------------------------------------
+SERVICE_NAME: Final = "service.name"
+SERVICE_VERSION: Final = "service.version"
+DEPLOYMENT_ENVIRONMENT_NAME: Final = "deployment.environment.name"
+ERROR_TYPE: Final = "error.type"
+
+# --- attributes on every span and data point of a model -----------------------------------
+ML_MODEL_NAME: Final = "ml.model.name"
+ML_MODEL_VERSION: Final = "ml.model.version"
+ML_MODEL_FRAMEWORK: Final = "ml.model.framework"
+ML_OPERATION: Final = "ml.operation"
+
+FRAMEWORK_SKLEARN: Final = "sklearn"
+FRAMEWORK_TORCH: Final = "torch"
+
+OPERATION_PREDICT: Final = "predict"
+OPERATION_PREDICT_PROBA: Final = "predict_proba"
+OPERATION_DECISION_FUNCTION: Final = "decision_function"
+OPERATION_FORWARD: Final = "forward"
+
+# --- span-only attributes -----------------------------------------------------------------
+ML_BATCH_SIZE: Final = "ml.batch.size"
+ML_FEATURE_COUNT: Final = "ml.feature.count"
+
+# --- data point attributes ----------------------------------------------------------------
+ML_FEATURE_NAME: Final = "ml.feature.name"
+ML_FEATURE_CATEGORY: Final = "ml.feature.category"
+ML_PREDICTION_CLASS: Final = "ml.prediction.class"
+ML_DRIFT_METHOD: Final = "ml.drift.method"
+ML_CLASS: Final = "ml.class"
+
+# --- instrumentation metrics --------------------------------------------------------------
+ML_PREDICT_DURATION: Final = "ml.predict.duration"
+ML_PREDICT_ROWS: Final = "ml.predict.rows"
+ML_FEATURE_VALUE: Final = "ml.feature.value"
+ML_FEATURE_CATEGORY_METRIC: Final = "ml.feature.category"
+ML_FEATURE_MISSING: Final = "ml.feature.missing"
+ML_PREDICTION_VALUE: Final = "ml.prediction.value"
+ML_PREDICTION_CLASS_METRIC: Final = "ml.prediction.class"
+ML_PREDICTION_CONFIDENCE: Final = "ml.prediction.confidence"
+ML_PREDICTION_MARGIN: Final = "ml.prediction.margin"
+
+UNIT_SECONDS: Final = "s"
+UNIT_ROWS: Final = "{row}"
+UNIT_DIMENSIONLESS: Final = "1"
+
+# --- processor outputs --------------------------------------------------------------------
+ML_DRIFT_SCORE: Final = "ml.drift.score"
+ML_DRIFT_DETECTED: Final = "ml.drift.detected"
+ML_DRIFT_DATASET_SHARE: Final = "ml.drift.dataset.share"
+ML_DRIFT_DATASET_DETECTED: Final = "ml.drift.dataset.detected"
+ML_WINDOW_ROWS: Final = "ml.window.rows"
+ML_PERFORMANCE_PREFIX: Final = "ml.performance."
+
+DRIFT_METHOD_PSI: Final = "psi"
+DRIFT_METHOD_WASSERSTEIN: Final = "wasserstein"
+DRIFT_METHOD_JENSENSHANNON: Final = "jensenshannon"
+
+# --- log record events --------------------------------------------------------------------
+EVENT_PREDICTION: Final = "ml.prediction"
+EVENT_GROUND_TRUTH: Final = "ml.ground_truth"
+EVENT_DRIFT_ALERT: Final = "ml.drift.alert"
+ML_PREDICTION_ID: Final = "ml.prediction.id"
+
+# --- instrumentation scopes ---------------------------------------------------------------
+SCOPE_PREFIX: Final = "driftline.instrumentation."
+PROCESSOR_SCOPE: Final = "driftline.processor.ml_drift"
+
+# --- cardinality --------------------------------------------------------------------------
+OVERFLOW_VALUE: Final = "__other__"
+
+# --- environment variables ----------------------------------------------------------------
+ENV_MODEL_NAME: Final = "DRIFTLINE_MODEL_NAME"
+ENV_MODEL_VERSION: Final = "DRIFTLINE_MODEL_VERSION"
+
+# --- reference profile column names for predictions ---------------------------------------
+# A profile names its prediction columns after the metric that carries them in production,
+# so the processor pairs a metric stream with its reference column without a mapping table.
+PROFILE_COLUMN_PREDICTION_CLASS: Final = ML_PREDICTION_CLASS_METRIC
+PROFILE_COLUMN_PREDICTION_CONFIDENCE: Final = ML_PREDICTION_CONFIDENCE
