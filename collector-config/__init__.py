@@ -1,0 +1,1 @@
+"""Ready-made processor configs, shipped inside the package so `driftline demo` finds them."""

@@ -1,0 +1,380 @@
+"""Reference profiles: the training data's distributions, captured once, compared forever.
+
+A profile is a versioned JSON document (DESIGN.md "Reference profiles"): per column its
+role, kind, counts and either an exponential histogram (numeric) or value frequencies
+(categorical, top-K plus other). It is built in one streaming pass over chunks with bounded
+memory, and two profiles of parts of a data set merge into the profile of the whole.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from driftline import exphist, semconv
+from driftline.exphist import ExpHistogram
+
+FORMAT_NAME = "driftline.profile"
+FORMAT_VERSION = 1
+DEFAULT_TOP_K = 50
+DEFAULT_CHUNK_ROWS = 100_000
+
+ROLE_FEATURE = "feature"
+ROLE_PREDICTION = "prediction"
+ROLE_TARGET = "target"
+KIND_NUMERIC = "numeric"
+KIND_CATEGORICAL = "categorical"
+_ROLES = (ROLE_FEATURE, ROLE_PREDICTION, ROLE_TARGET)
+_KINDS = (KIND_NUMERIC, KIND_CATEGORICAL)
+
+
+class ProfileError(ValueError):
+    """A profile file that cannot be used, with the reason and where."""
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnProfile:
+    """One column's distribution. ``histogram`` for numeric, ``frequencies`` for categorical."""
+
+    name: str
+    role: str
+    kind: str
+    count: int
+    missing: int
+    histogram: ExpHistogram | None = None
+    frequencies: Mapping[str, int] = field(default_factory=dict)
+    other: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"name": self.name, "role": self.role, "kind": self.kind,
+                                "count": self.count, "missing": self.missing}
+        if self.kind == KIND_NUMERIC:
+            data["histogram"] = (self.histogram or exphist.empty()).to_dict()
+        else:
+            data["frequencies"] = dict(self.frequencies)
+            data["other"] = self.other
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    model_name: str
+    model_version: str
+    created_time_unix_nano: int
+    row_count: int
+    columns: Mapping[str, ColumnProfile]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "model": {"name": self.model_name, "version": self.model_version},
+            "created_time_unix_nano": self.created_time_unix_nano,
+            "row_count": self.row_count,
+            "columns": [c.to_dict() for c in self.columns.values()],
+        }
+
+    def features(self) -> list[ColumnProfile]:
+        return [c for c in self.columns.values() if c.role == ROLE_FEATURE]
+
+
+# --- building -----------------------------------------------------------------------------
+
+
+class _ColumnBuilder:
+    """Accumulates one column chunk by chunk; memory is bounded by bucket count and top-K."""
+
+    def __init__(self, name: str, role: str, kind: str, max_size: int, top_k: int) -> None:
+        self.name, self.role, self.kind = name, role, kind
+        self.max_size, self.top_k = max_size, top_k
+        self.count = 0
+        self.missing = 0
+        self.histogram = exphist.empty()
+        self.counter: Counter[str] = Counter()
+        self.other = 0
+
+    def add(self, values: np.ndarray) -> None:
+        self.count += len(values)
+        if self.kind == KIND_NUMERIC:
+            numeric = np.asarray(values, dtype=np.float64)
+            finite = numeric[np.isfinite(numeric)]
+            self.missing += numeric.size - finite.size
+            chunk = exphist.from_values(finite, self.max_size)
+            self.histogram = exphist.merge([self.histogram, chunk], self.max_size)
+        else:
+            present = [v for v in values if not _is_missing(v)]
+            self.missing += len(values) - len(present)
+            self.counter.update(str(v) for v in present)
+            self._cap()
+
+    def _cap(self) -> None:
+        # Keep memory bounded: hold 4x top-K candidates while streaming, fold the rest.
+        if len(self.counter) > 4 * self.top_k:
+            kept = dict(self.counter.most_common(self.top_k))
+            self.other += sum(self.counter.values()) - sum(kept.values())
+            self.counter = Counter(kept)
+
+    def build(self) -> ColumnProfile:
+        if self.kind == KIND_NUMERIC:
+            return ColumnProfile(self.name, self.role, self.kind, self.count, self.missing,
+                                 histogram=self.histogram)
+        kept = dict(self.counter.most_common(self.top_k))
+        other = self.other + sum(self.counter.values()) - sum(kept.values())
+        return ColumnProfile(self.name, self.role, self.kind, self.count, self.missing,
+                             frequencies=kept, other=other)
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and not math.isfinite(value))
+
+
+def _kind_of(values: np.ndarray) -> str:
+    dtype = np.asarray(values).dtype
+    if dtype.kind in "iuf":
+        return KIND_NUMERIC
+    return KIND_CATEGORICAL
+
+
+class ProfileBuilder:
+    """Streaming builder: feed chunks of columns, then ``build()``."""
+
+    def __init__(self, model_name: str, model_version: str = "",
+                 max_size: int = exphist.DEFAULT_MAX_SIZE, top_k: int = DEFAULT_TOP_K) -> None:
+        self.model_name, self.model_version = model_name, model_version
+        self.max_size, self.top_k = max_size, top_k
+        self._columns: dict[str, _ColumnBuilder] = {}
+        self.row_count = 0
+
+    def add_column(self, name: str, values: Any, role: str = ROLE_FEATURE,
+                   kind: str | None = None) -> None:
+        array = np.asarray(values)
+        builder = self._columns.get(name)
+        if builder is None:
+            builder = _ColumnBuilder(name, role, kind or _kind_of(array), self.max_size,
+                                     self.top_k)
+            self._columns[name] = builder
+        builder.add(array)
+
+    def add_rows(self, rows: int) -> None:
+        self.row_count += rows
+
+    def build(self) -> Profile:
+        return Profile(self.model_name, self.model_version, time.time_ns(), self.row_count,
+                       {name: b.build() for name, b in self._columns.items()})
+
+
+def _feature_columns(data: Any) -> Iterator[tuple[str, np.ndarray]]:
+    """(name, values) per column of a DataFrame, Arrow table or 2-D array (``f0..fN``)."""
+    if hasattr(data, "columns") and hasattr(data, "__getitem__") and hasattr(data, "dtypes"):
+        for name in data.columns:
+            yield str(name), data[name].to_numpy()
+        return
+    if hasattr(data, "column_names") and hasattr(data, "column"):  # pyarrow.Table/RecordBatch
+        for name in data.column_names:
+            yield str(name), data.column(name).to_numpy(zero_copy_only=False)
+        return
+    array = np.asarray(data)
+    if array.ndim == 1:
+        array = array.reshape(-1, 1)
+    for i in range(array.shape[1]):
+        yield f"f{i}", array[:, i]
+
+
+def capture(
+    X: Any,
+    predictions: Any = None,
+    *,
+    probabilities: Any = None,
+    model: str,
+    version: str = "",
+    task: str | None = None,
+    top_k: int = DEFAULT_TOP_K,
+) -> Profile:
+    """Profile features ``X`` and the model's outputs on them.
+
+    ``predictions`` are labels for a classifier (profiled as ``ml.prediction.class``) or
+    values for a regressor (``ml.prediction.value``); ``task`` says which when the dtype
+    cannot ("classification" or "regression"). ``probabilities`` (rows x classes) give
+    ``ml.prediction.confidence``, the top class probability.
+    """
+    builder = ProfileBuilder(model, version, top_k=top_k)
+    add_chunk(builder, X, predictions, probabilities=probabilities, task=task)
+    return builder.build()
+
+
+def add_chunk(builder: ProfileBuilder, X: Any, predictions: Any = None, *,
+              probabilities: Any = None, task: str | None = None) -> None:
+    """Add one chunk of rows (features and, optionally, model outputs) to ``builder``."""
+    rows = 0
+    for name, values in _feature_columns(X):
+        builder.add_column(name, values)
+        rows = len(values)
+    output_rows = _add_outputs(builder, predictions, probabilities, task)
+    builder.add_rows(rows or output_rows)
+
+
+def _add_outputs(builder: ProfileBuilder, predictions: Any, probabilities: Any,
+                 task: str | None) -> int:
+    """Profile the model's outputs; returns how many rows they cover."""
+    rows = 0
+    if predictions is not None:
+        labels = np.asarray(predictions)
+        rows = len(labels)
+        is_regression = task == "regression" or (task is None and labels.dtype.kind == "f")
+        if is_regression:
+            builder.add_column(semconv.ML_PREDICTION_VALUE, labels, ROLE_PREDICTION,
+                               KIND_NUMERIC)
+        else:
+            builder.add_column(semconv.PROFILE_COLUMN_PREDICTION_CLASS,
+                               labels.astype(str), ROLE_PREDICTION, KIND_CATEGORICAL)
+    if probabilities is not None:
+        scores = np.asarray(probabilities, dtype=np.float64)
+        rows = len(scores)
+        builder.add_column(semconv.PROFILE_COLUMN_PREDICTION_CONFIDENCE, scores.max(axis=1),
+                           ROLE_PREDICTION, KIND_NUMERIC)
+    return rows
+
+
+# --- files --------------------------------------------------------------------------------
+
+
+def iter_file_chunks(path: str | os.PathLike[str],
+                     chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[Any]:
+    """Chunks of a CSV or Parquet file as DataFrames / Arrow batches, never the whole file."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        yield from pq.ParquetFile(path).iter_batches(batch_size=chunk_rows)
+    elif suffix in (".csv", ".txt"):
+        import pandas as pd
+
+        yield from pd.read_csv(path, chunksize=chunk_rows)
+    else:
+        raise ProfileError(f"{path}: unsupported data file type '{suffix}' "
+                           "(expected .csv or .parquet)")
+
+
+def profile_file(path: str | os.PathLike[str], *, model: str, version: str = "",
+                 prediction_column: str | None = None, task: str | None = None,
+                 top_k: int = DEFAULT_TOP_K,
+                 chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Profile:
+    """Profile a CSV or Parquet file in one streaming pass."""
+    builder = ProfileBuilder(model, version, top_k=top_k)
+    for chunk in iter_file_chunks(path, chunk_rows):
+        columns = dict(_feature_columns(chunk))
+        if prediction_column is not None and prediction_column not in columns:
+            raise ProfileError(f"{path}: no column '{prediction_column}' "
+                               f"(columns: {', '.join(columns)})")
+        predictions = columns.pop(prediction_column) if prediction_column else None
+        for name, values in columns.items():
+            builder.add_column(name, values)
+        if predictions is not None:
+            _add_outputs(builder, predictions, None, task)
+        builder.add_rows(len(chunk))
+    return builder.build()
+
+
+def merge(left: Profile, right: Profile) -> Profile:
+    """The profile of the union of the rows behind ``left`` and ``right``."""
+    if (left.model_name, left.model_version) != (right.model_name, right.model_version):
+        raise ProfileError(f"cannot merge profiles of different models: "
+                           f"{left.model_name}:{left.model_version} and "
+                           f"{right.model_name}:{right.model_version}")
+    columns = dict(left.columns)
+    for name, col in right.columns.items():
+        mine = columns.get(name)
+        columns[name] = col if mine is None else _merge_columns(mine, col)
+    return replace(left, row_count=left.row_count + right.row_count, columns=columns,
+                   created_time_unix_nano=time.time_ns())
+
+
+def _merge_columns(a: ColumnProfile, b: ColumnProfile) -> ColumnProfile:
+    if (a.kind, a.role) != (b.kind, b.role):
+        raise ProfileError(f"column '{a.name}': cannot merge {a.role}/{a.kind} with "
+                           f"{b.role}/{b.kind}")
+    if a.kind == KIND_NUMERIC:
+        assert a.histogram is not None and b.histogram is not None
+        return replace(a, count=a.count + b.count, missing=a.missing + b.missing,
+                       histogram=exphist.merge([a.histogram, b.histogram]))
+    freq = Counter(a.frequencies)
+    freq.update(b.frequencies)
+    top_k = max(len(a.frequencies), len(b.frequencies))
+    kept = dict(freq.most_common(top_k))
+    other = a.other + b.other + sum(freq.values()) - sum(kept.values())
+    return replace(a, count=a.count + b.count, missing=a.missing + b.missing,
+                   frequencies=kept, other=other)
+
+
+def save(profile: Profile, path: str | os.PathLike[str]) -> None:
+    """Write atomically: a reader never sees a half-written profile."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as out:
+            json.dump(profile.to_dict(), out, indent=1)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load(path: str | os.PathLike[str]) -> Profile:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProfileError(f"{path}: cannot read profile: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise ProfileError(f"{path}: not valid JSON (line {exc.lineno}): {exc.msg}") from exc
+    return from_dict(data, source=str(path))
+
+
+def from_dict(data: Any, source: str = "profile") -> Profile:
+    if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
+        raise ProfileError(f"{source}: not a Driftline profile (missing format '{FORMAT_NAME}')")
+    version = data.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ProfileError(f"{source}: unsupported format_version {version!r}; this Driftline "
+                           f"reads version {FORMAT_VERSION}")
+    try:
+        columns = {}
+        for i, col in enumerate(data["columns"]):
+            where = f"{source}: columns[{i}]"
+            if col["role"] not in _ROLES:
+                raise ProfileError(f"{where}.role: unknown role {col['role']!r}")
+            if col["kind"] not in _KINDS:
+                raise ProfileError(f"{where}.kind: unknown kind {col['kind']!r}")
+            numeric = col["kind"] == KIND_NUMERIC
+            columns[col["name"]] = ColumnProfile(
+                name=col["name"], role=col["role"], kind=col["kind"], count=int(col["count"]),
+                missing=int(col["missing"]),
+                histogram=ExpHistogram.from_dict(col["histogram"]) if numeric else None,
+                frequencies={str(k): int(v) for k, v in col.get("frequencies", {}).items()},
+                other=int(col.get("other", 0)))
+        return Profile(str(data["model"]["name"]), str(data["model"].get("version", "")),
+                       int(data["created_time_unix_nano"]), int(data["row_count"]), columns)
+    except ProfileError:
+        raise
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ProfileError(f"{source}: damaged profile, missing or invalid field: {exc}") from exc
+
+
+def load_directory(directory: str | os.PathLike[str]) -> dict[tuple[str, str], Profile]:
+    """All ``*.json`` profiles of a directory keyed by (model name, model version)."""
+    profiles = {}
+    for path in sorted(Path(directory).glob("*.json")):
+        profile = load(path)
+        profiles[(profile.model_name, profile.model_version)] = profile
+    return profiles

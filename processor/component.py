@@ -1,0 +1,48 @@
+"""The component model every pipeline part follows, after the OpenTelemetry Collector's.
+
+Data moves between components as OTLP protobuf messages (``ResourceMetrics``,
+``ResourceSpans``), the processor's equivalent of the collector's pdata. A factory turns a
+validated config dataclass into a component wired to the next consumer(s) of its pipeline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from opentelemetry.proto.metrics.v1.metrics_pb2 import ResourceMetrics
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans
+
+
+class Component(Protocol):
+    def start(self) -> None:
+        """Begin work (bind sockets, start threads). Raise ``ComponentError`` on failure."""
+
+    def shutdown(self) -> None:
+        """Stop accepting, drain what was accepted, join threads. Idempotent."""
+
+
+@runtime_checkable
+class MetricsConsumer(Protocol):
+    def consume_metrics(self, batch: Sequence[ResourceMetrics]) -> None: ...
+
+
+@runtime_checkable
+class TracesConsumer(Protocol):
+    def consume_traces(self, batch: Sequence[ResourceSpans]) -> None: ...
+
+
+class ComponentConfig(Protocol):
+    def validate(self) -> list[str]:
+        """Problems as ``"key::sub_key: message"`` relative to the component's own YAML node."""
+
+
+class Factory(Protocol):
+    TYPE: str
+    CONFIG: type[Any]  # a dataclass; YAML keys are its field names, nested dataclasses nest
+
+    def create(self, config: Any, next_consumer: Any) -> Component: ...
+
+
+class ComponentError(RuntimeError):
+    """A component could not start or run; the message says which and what to do."""
