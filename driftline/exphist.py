@@ -94,7 +94,7 @@ def _trimmed(buckets: Buckets) -> list[int]:
 
 
 def map_to_index(magnitudes: np.ndarray, scale: int) -> np.ndarray:
-    """Bucket index of each positive value at ``scale``, exactly as the OpenTelemetry SDK maps it."""
+    """Bucket index of each positive value at ``scale``, as the OpenTelemetry SDK maps it."""
     values = np.asarray(magnitudes, dtype=np.float64)
     mantissa, exponent = np.frexp(values)  # values = mantissa * 2**exponent, mantissa in [0.5, 1)
     ieee_exponent = exponent.astype(np.int64) - 1

@@ -89,3 +89,7 @@ ENV_MODEL_VERSION: Final = "DRIFTLINE_MODEL_VERSION"
 # so the processor pairs a metric stream with its reference column without a mapping table.
 PROFILE_COLUMN_PREDICTION_CLASS: Final = ML_PREDICTION_CLASS_METRIC
 PROFILE_COLUMN_PREDICTION_CONFIDENCE: Final = ML_PREDICTION_CONFIDENCE
+
+# --- resource attributes that identify a Prometheus target (job, instance) -----------------
+SERVICE_NAMESPACE: Final = "service.namespace"
+SERVICE_INSTANCE_ID: Final = "service.instance.id"

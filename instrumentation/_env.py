@@ -1,0 +1,93 @@
+"""SDK exporters chosen from the standard ``OTEL_*`` variables, as the SDK's own
+auto-configuration chooses them (exporter names resolved through the same entry points)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from importlib.metadata import entry_points
+from typing import Any
+
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
+
+from driftline.instrumentation.recorder import DEFAULT_EXPORT_INTERVAL_S, DEFAULT_EXPORT_TIMEOUT_S
+
+_logger = logging.getLogger(__name__)
+
+_OTLP = "otlp"
+_NONE = "none"
+_HTTP_PROTOCOLS = ("http/protobuf", "http/json")
+
+
+def _exporter_names(signal: str) -> list[str]:
+    raw = os.environ.get(f"OTEL_{signal.upper()}_EXPORTER", _OTLP)
+    return [n.strip() for n in raw.split(",") if n.strip() and n.strip() != _NONE]
+
+
+def _entry_point_name(name: str, signal: str) -> str:
+    if name != _OTLP:
+        return name
+    protocol = (os.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL")
+                or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"))
+    return "otlp_proto_http" if protocol in _HTTP_PROTOCOLS else "otlp_proto_grpc"
+
+
+def exporters_from_env(signal: str) -> list[Any]:
+    """Instances of the exporters ``OTEL_<SIGNAL>_EXPORTER`` names (``traces``/``metrics``)."""
+    group = f"opentelemetry_{signal}_exporter"
+    exporters = []
+    for name in _exporter_names(signal):
+        found = entry_points(group=group, name=_entry_point_name(name, signal))
+        if not found:
+            _logger.warning("driftline: no %s exporter named %r is installed", signal, name)
+            continue
+        exporters.append(next(iter(found)).load()())
+    return exporters
+
+
+class FanOutMetricExporter(MetricExporter):
+    """Exports to every exporter named in ``OTEL_METRICS_EXPORTER`` (e.g. ``otlp,console``)."""
+
+    def __init__(self, exporters: Sequence[MetricExporter]) -> None:
+        super().__init__()
+        self._exporters = list(exporters)
+
+    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000,
+               **kwargs: Any) -> MetricExportResult:
+        results = [e.export(metrics_data, timeout_millis=timeout_millis)
+                   for e in self._exporters]
+        failed = any(r is not MetricExportResult.SUCCESS for r in results)
+        return MetricExportResult.FAILURE if failed else MetricExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return all(e.force_flush(timeout_millis) for e in self._exporters)
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        for exporter in self._exporters:
+            exporter.shutdown()
+
+
+def metric_exporter_from_env() -> MetricExporter:
+    exporters = exporters_from_env("metrics")
+    return exporters[0] if len(exporters) == 1 else FanOutMetricExporter(exporters)
+
+
+def _millis_env(name: str, default_s: float) -> float:
+    raw = os.environ.get(name)
+    if not raw:
+        return default_s
+    try:
+        return float(raw) / 1000.0
+    except ValueError:
+        _logger.warning("driftline: %s=%r is not a number of milliseconds; using %s s",
+                        name, raw, default_s)
+        return default_s
+
+
+def export_interval_s_from_env() -> float:
+    return _millis_env("OTEL_METRIC_EXPORT_INTERVAL", DEFAULT_EXPORT_INTERVAL_S)
+
+
+def export_timeout_s_from_env() -> float:
+    return _millis_env("OTEL_METRIC_EXPORT_TIMEOUT", DEFAULT_EXPORT_TIMEOUT_S)

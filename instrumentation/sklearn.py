@@ -1,0 +1,195 @@
+"""scikit-learn instrumentation: a span and distribution metrics for every model call.
+
+Every ``predict``, ``predict_proba``, ``predict_log_proba`` and ``decision_function`` that a
+subclass of ``sklearn.base.BaseEstimator`` defines is wrapped, including classes defined
+after instrumentation (a hook on ``BaseEstimator.__init_subclass__``). A call that goes
+through nested estimators (a pipeline calling its last step) yields one span and one set of
+metrics, for the outermost model. Usage::
+
+    SklearnInstrumentor().instrument(tracer_provider=..., metric_exporter=...)
+
+``metric_exporter`` (an SDK ``MetricExporter``) or ``recorder`` replace the exporter that
+``OTEL_METRICS_EXPORTER`` would choose; tests pass their own.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection
+from contextvars import ContextVar
+from functools import partial
+from typing import Any
+
+import wrapt
+from opentelemetry import trace
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwrap
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from driftline import semconv
+from driftline.identity import identity_of
+from driftline.instrumentation import _env
+from driftline.instrumentation.recorder import ModelTraits, PredictCall, Recorder
+
+OPERATIONS = (
+    semconv.OPERATION_PREDICT,
+    semconv.OPERATION_PREDICT_PROBA,
+    "predict_log_proba",
+    semconv.OPERATION_DECISION_FUNCTION,
+)
+SCOPE = semconv.SCOPE_PREFIX + semconv.FRAMEWORK_SKLEARN
+_SUBCLASS_HOOK = "__init_subclass__"
+
+# True while a wrapped call runs, so the estimators it calls inside are not observed again.
+_inside_model_call: ContextVar[bool] = ContextVar("driftline_inside_model_call", default=False)
+
+
+class SklearnInstrumentor(BaseInstrumentor):
+    """Instruments scikit-learn estimators, pipelines and searches."""
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return ("scikit-learn >= 1.3",)
+
+    def _instrument(self, **kwargs: Any) -> None:
+        from sklearn.base import BaseEstimator
+
+        self._tracer = trace.get_tracer(SCOPE, tracer_provider=kwargs.get("tracer_provider"))
+        self._owns_recorder = kwargs.get("recorder") is None
+        self._recorder: Recorder = kwargs.get("recorder") or Recorder(
+            kwargs.get("metric_exporter") or _env.metric_exporter_from_env(),
+            export_interval_s=_env.export_interval_s_from_env(),
+            export_timeout_s=_env.export_timeout_s_from_env(),
+        )
+        self._wrapped: list[tuple[type, str]] = []
+        for cls in _subclasses(BaseEstimator):
+            self._wrap_class(cls)
+        self._hook_was_own = _SUBCLASS_HOOK in vars(BaseEstimator)
+        wrapt.wrap_function_wrapper(BaseEstimator, _SUBCLASS_HOOK, self._on_new_subclass)
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        from sklearn.base import BaseEstimator
+
+        unwrap(BaseEstimator, _SUBCLASS_HOOK)
+        if not self._hook_was_own:
+            delattr(BaseEstimator, _SUBCLASS_HOOK)  # inherited before: inherit again
+        for cls, name in reversed(self._wrapped):
+            unwrap(cls, name)
+        self._wrapped.clear()
+        if self._owns_recorder:
+            self._recorder.shutdown()
+        else:
+            self._recorder.force_flush()
+
+    @property
+    def recorder(self) -> Recorder:
+        return self._recorder
+
+    def _on_new_subclass(self, wrapped: Callable[..., Any], cls: type, args: Any,
+                         kwargs: Any) -> Any:
+        result = wrapped(*args, **kwargs)
+        self._wrap_class(cls)
+        return result
+
+    def _wrap_class(self, cls: type) -> None:
+        """Wrap the operations ``cls`` defines itself; inherited ones are wrapped on the parent."""
+        for operation in OPERATIONS:
+            if operation in vars(cls):
+                wrapt.wrap_function_wrapper(cls, operation, partial(self._observe, operation))
+                self._wrapped.append((cls, operation))
+
+    def _observe(self, operation: str, wrapped: Callable[..., Any], instance: Any,
+                 args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if instance is None or _inside_model_call.get() or not is_instrumentation_enabled():
+            return wrapped(*args, **kwargs)
+        token = _inside_model_call.set(True)
+        try:
+            return self._observed_call(operation, wrapped, instance, args, kwargs)
+        finally:
+            _inside_model_call.reset(token)
+
+    def _observed_call(self, operation: str, wrapped: Callable[..., Any], instance: Any,
+                       args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        identity = identity_of(instance)
+        inputs = args[0] if args else kwargs.get("X")
+        rows, feature_count = _shape(inputs)
+        model_attributes = (
+            (semconv.ML_MODEL_NAME, identity.name),
+            (semconv.ML_MODEL_VERSION, identity.version),
+            (semconv.ML_MODEL_FRAMEWORK, semconv.FRAMEWORK_SKLEARN),
+            (semconv.ML_OPERATION, operation),
+        )
+        with self._tracer.start_as_current_span(
+            f"{operation} {identity.name}", kind=SpanKind.INTERNAL,
+            record_exception=False, set_status_on_exception=False,
+        ) as span:
+            if span.is_recording():
+                span.set_attributes(dict(model_attributes))
+                span.set_attribute(semconv.ML_BATCH_SIZE, rows)
+                span.set_attribute(semconv.ML_FEATURE_COUNT, feature_count)
+            start = time.perf_counter()
+            try:
+                outputs = wrapped(*args, **kwargs)
+            except BaseException as exc:
+                duration_s = time.perf_counter() - start
+                error_type = type(exc).__qualname__
+                if span.is_recording():
+                    span.record_exception(exc)
+                    span.set_status(Status(StatusCode.ERROR, str(exc)))
+                    span.set_attribute(semconv.ERROR_TYPE, error_type)
+                self._submit(instance, model_attributes, inputs, None, rows, duration_s,
+                             error_type)
+                raise
+            duration_s = time.perf_counter() - start
+            self._submit(instance, model_attributes, inputs, outputs, rows, duration_s, None)
+            return outputs
+
+    def _submit(self, instance: Any, model_attributes: Any, inputs: Any, outputs: Any,
+                rows: int, duration_s: float, error_type: str | None) -> None:
+        self._recorder.submit(PredictCall(
+            scope=SCOPE,
+            model=instance,
+            traits=model_traits,
+            model_attributes=model_attributes,
+            inputs=inputs,
+            outputs=outputs,
+            rows=rows,
+            duration_s=duration_s,
+            error_type=error_type,
+            time_unix_nano=time.time_ns(),
+        ))
+
+
+def model_traits(estimator: Any) -> ModelTraits:
+    """Classifier or not is decided from the estimator, never guessed from its outputs."""
+    from sklearn.base import is_classifier
+
+    try:
+        classifier = bool(is_classifier(estimator))
+    except Exception:  # an exotic estimator without tags: read its outputs as values
+        classifier = False
+    return ModelTraits(classifier, getattr(estimator, "classes_", None),
+                       getattr(estimator, "feature_names_in_", None))
+
+
+def _shape(inputs: Any) -> tuple[int, int]:
+    shape = getattr(inputs, "shape", None)
+    if shape is not None and len(shape) >= 1:
+        return int(shape[0]), int(shape[1]) if len(shape) > 1 else 1
+    try:
+        rows = len(inputs)
+        first = inputs[0] if rows else ()
+        return rows, len(first) if hasattr(first, "__len__") else 1
+    except Exception:
+        return 0, 0
+
+
+def _subclasses(root: type) -> list[type]:
+    """``root`` and all its subclasses, parents before children."""
+    ordered, seen, stack = [root], {root}, [root]
+    while stack:
+        for sub in stack.pop().__subclasses__():
+            if sub not in seen:
+                seen.add(sub)
+                ordered.append(sub)
+                stack.append(sub)
+    return ordered

@@ -1,0 +1,133 @@
+"""Exponential-histogram math against the OpenTelemetry SDK's own aggregation and raw data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation, View
+
+from driftline import exphist
+
+RNG = np.random.default_rng(7)
+
+# The SDK's Histogram API drops negative values, so SDK parity is checked on magnitudes.
+SDK_CASES = {
+    "lognormal wide": RNG.lognormal(0, 2, 5000),
+    "exact powers of two": np.array([0.25, 0.5, 1.0, 2.0, 4.0, 3.0, 1024.0]),
+    "tiny values": RNG.uniform(0, 1e-3, 300),
+    "with zeros": np.r_[RNG.exponential(1, 1000), 0.0, 0.0, 0.0],
+    "subnormal and one": np.array([1e-310, 1.0]),
+    "huge range": np.array([1e-200, 1e200]),
+    "single value": np.array([3.14159]),
+}
+
+
+def _sdk_point(values: np.ndarray):
+    reader = InMemoryMetricReader()
+    view = View(instrument_name="h", aggregation=ExponentialBucketHistogramAggregation())
+    provider = MeterProvider(metric_readers=[reader], views=[view])
+    histogram = provider.get_meter("test").create_histogram("h")
+    for value in values:
+        histogram.record(float(value))
+    data = reader.get_metrics_data()
+    provider.shutdown()
+    return data.resource_metrics[0].scope_metrics[0].metrics[0].data.data_points[0]
+
+
+def _trim(counts) -> list[int]:
+    counts = [int(c) for c in counts]
+    while counts and counts[-1] == 0:
+        counts.pop()
+    return counts
+
+
+@pytest.mark.parametrize("case", sorted(SDK_CASES))
+def test_indexing_matches_the_sdk_aggregation(case: str) -> None:
+    values = SDK_CASES[case]
+    sdk = _sdk_point(values)
+    mine = exphist.from_values(values)
+    assert mine.scale == sdk.scale
+    assert mine.zero_count == sdk.zero_count
+    assert mine.positive.offset == sdk.positive.offset
+    assert _trim(mine.positive.counts) == _trim(sdk.positive.bucket_counts)
+    assert mine.count == sdk.count
+    assert mine.sum == pytest.approx(sdk.sum)
+    assert (mine.min, mine.max) == (sdk.min, sdk.max)
+
+
+def test_every_value_lies_inside_its_bucket_boundaries() -> None:
+    values = np.r_[RNG.lognormal(0, 3, 20000), 2.0 ** np.arange(-30, 30)]
+    for scale in (-3, 0, 3, 8, 20):
+        index = exphist.map_to_index(values, scale)
+        lower = exphist.lower_boundary(index, scale)
+        upper = exphist.lower_boundary(index + 1, scale)
+        # Upper-inclusive buckets; allow one ulp where exp2 rounds a boundary.
+        assert np.all(values > lower * (1 - 1e-15))
+        assert np.all(values <= upper * (1 + 1e-15))
+
+
+def test_negative_values_mirror_positive_ones() -> None:
+    values = RNG.normal(0, 1, 10000)
+    both = exphist.from_values(values)
+    assert both.count == 10000
+    assert both.negative.counts.sum() == np.sum(values < 0)
+    assert both.positive.counts.sum() == np.sum(values > 0)
+    mirrored = exphist.from_values(-values)
+    assert mirrored.scale == both.scale
+    assert mirrored.negative.offset == both.positive.offset
+    assert np.array_equal(mirrored.negative.counts, both.positive.counts)
+    assert both.min == values.min() and both.max == values.max()
+
+
+def test_buckets_never_exceed_max_size() -> None:
+    values = np.r_[RNG.lognormal(0, 8, 5000), -RNG.lognormal(0, 8, 5000)]
+    for max_size in (20, 160):
+        hist = exphist.from_values(values, max_size=max_size)
+        assert hist.positive.counts.size <= max_size
+        assert hist.negative.counts.size <= max_size
+        # ... and one scale finer would not fit.
+        finer = exphist.map_to_index(np.abs(values[values > 0]), hist.scale + 1)
+        assert finer.max() - finer.min() + 1 > max_size or hist.scale == exphist.MAX_SCALE
+
+
+def test_downscale_equals_indexing_at_the_coarser_scale() -> None:
+    values = RNG.lognormal(0, 1, 5000)
+    hist = exphist.from_values(values)
+    coarser = exphist.downscale(hist, hist.scale - 3)
+    index = exphist.map_to_index(values, hist.scale - 3)
+    assert coarser.positive.offset == index.min()
+    assert np.array_equal(coarser.positive.counts, np.bincount(index - index.min()))
+    with pytest.raises(ValueError, match="cannot upscale"):
+        exphist.downscale(hist, hist.scale + 1)
+
+
+def test_merge_of_parts_equals_histogram_of_whole() -> None:
+    values = np.r_[RNG.normal(0, 1, 20000), RNG.lognormal(3, 1, 5000), np.zeros(50)]
+    RNG.shuffle(values)
+    parts = [exphist.from_values(chunk) for chunk in np.array_split(values, 7)]
+    merged = exphist.merge(parts)
+    whole = exphist.from_values(values)
+    assert merged.scale == whole.scale
+    assert merged.zero_count == whole.zero_count == 50
+    for sign in ("positive", "negative"):
+        assert getattr(merged, sign).offset == getattr(whole, sign).offset
+        assert np.array_equal(getattr(merged, sign).counts, getattr(whole, sign).counts)
+    assert merged.sum == pytest.approx(whole.sum)
+    assert (merged.min, merged.max, merged.count) == (whole.min, whole.max, whole.count)
+
+
+def test_dict_round_trip() -> None:
+    hist = exphist.from_values(RNG.normal(0, 1, 1000))
+    back = exphist.ExpHistogram.from_dict(hist.to_dict())
+    assert back.to_dict() == hist.to_dict()
+
+
+def test_moments_from_buckets_are_close_to_raw_ones() -> None:
+    # Values are taken as uniform within a bucket; buckets at scale >= 2 are at most 19 %
+    # wide relative to their position, so the standard deviation is within a few percent.
+    for values in (RNG.normal(3, 2, 50000), RNG.lognormal(0, 0.7, 50000)):
+        mean, std = exphist.bin_moments(exphist.from_values(values))
+        assert mean == pytest.approx(values.mean(), rel=1e-9)
+        assert std == pytest.approx(values.std(), rel=0.03)
