@@ -124,6 +124,7 @@ class Recorder:
         self._streams: dict[tuple[str, Attributes], _Stream] = {}
         self._lock = threading.Lock()  # guards _streams; held by aggregation and collection
         self._export_lock = threading.Lock()
+        self._drain_lock = threading.Lock()
         self._interval_start_ns = clock_ns()
         self._wakeup = threading.Event()
         self._stopped = threading.Event()
@@ -162,18 +163,18 @@ class Recorder:
                 next_export = time.monotonic() + self._export_interval_s
 
     def _drain(self) -> None:
-        while True:
-            try:
+        # One drainer at a time, so force_flush() also waits for a call the background
+        # thread has taken but not yet aggregated.
+        with self._drain_lock:
+            while self._pending:
                 call = self._pending.popleft()
-            except IndexError:
-                return
-            if call.inputs is not None:
-                self._pending_rows -= call.rows
-            try:
-                self._aggregate(call)
-            except Exception:  # a bad input must never stop the recorder
-                self.failed_aggregations += 1
-                _logger.exception("driftline: could not aggregate a %s call", call.scope)
+                if call.inputs is not None:
+                    self._pending_rows -= call.rows
+                try:
+                    self._aggregate(call)
+                except Exception:  # a bad input must never stop the recorder
+                    self.failed_aggregations += 1
+                    _logger.exception("driftline: could not aggregate a %s call", call.scope)
 
     def _aggregate(self, call: PredictCall) -> None:
         with self._lock:

@@ -61,6 +61,7 @@ class SklearnInstrumentor(BaseInstrumentor):
             export_timeout_s=_env.export_timeout_s_from_env(),
         )
         self._wrapped: list[tuple[type, str]] = []
+        self._wrapped_owners: set[type] = set()
         for cls in _subclasses(BaseEstimator):
             self._wrap_class(cls)
         self._hook_was_own = _SUBCLASS_HOOK in vars(BaseEstimator)
@@ -75,6 +76,7 @@ class SklearnInstrumentor(BaseInstrumentor):
         for cls, name in reversed(self._wrapped):
             unwrap(cls, name)
         self._wrapped.clear()
+        self._wrapped_owners.clear()
         if self._owns_recorder:
             self._recorder.shutdown()
         else:
@@ -91,11 +93,20 @@ class SklearnInstrumentor(BaseInstrumentor):
         return result
 
     def _wrap_class(self, cls: type) -> None:
-        """Wrap the operations ``cls`` defines itself; inherited ones are wrapped on the parent."""
-        for operation in OPERATIONS:
-            if operation in vars(cls):
-                wrapt.wrap_function_wrapper(cls, operation, partial(self._observe, operation))
-                self._wrapped.append((cls, operation))
+        """Wrap the operations ``cls`` or its mixins define, each on the class defining it.
+
+        Inherited methods are wrapped once, where they live (``LinearClassifierMixin.predict``
+        serves ``LogisticRegression``); mixins are not ``BaseEstimator`` subclasses.
+        """
+        for owner in cls.__mro__:
+            if owner is object or owner in self._wrapped_owners:
+                continue
+            self._wrapped_owners.add(owner)
+            for operation in OPERATIONS:
+                if operation in vars(owner):
+                    wrapt.wrap_function_wrapper(owner, operation,
+                                                partial(self._observe, operation))
+                    self._wrapped.append((owner, operation))
 
     def _observe(self, operation: str, wrapped: Callable[..., Any], instance: Any,
                  args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
