@@ -49,7 +49,7 @@ def _flush(instrumentor: SklearnInstrumentor) -> None:
 
 
 def test_pipeline_call_gives_one_span_for_the_outermost_model(telemetry) -> None:
-    instrumentor, spans, _ = telemetry
+    _instrumentor, spans, _ = telemetry
     X, y = _training_frame()
     model = driftline.register(
         Pipeline([("scale", StandardScaler()), ("clf", LogisticRegression())]).fit(X, y),
@@ -99,7 +99,7 @@ def test_metrics_carry_exact_distributions_counts_and_classes(telemetry) -> None
     classes = {p.attributes[semconv.ML_PREDICTION_CLASS]: p.value
                for p in metrics.points(semconv.ML_PREDICTION_CLASS_METRIC)}
     assert classes == {str(c): int((labels == c).sum()) for c in np.unique(labels)}
-    confidence = list(metrics.points(semconv.ML_PREDICTION_CONFIDENCE))[0]
+    confidence = next(iter(metrics.points(semconv.ML_PREDICTION_CONFIDENCE)))
     assert confidence.count == 400
     assert confidence.max == pytest.approx(probabilities.max())
     assert confidence.min == pytest.approx(probabilities.max(axis=1).min())
@@ -112,12 +112,12 @@ def test_regressor_outputs_are_prediction_values_not_classes(telemetry) -> None:
     predictions = model.predict(X)
     _flush(instrumentor)
     assert list(metrics.points(semconv.ML_PREDICTION_CLASS_METRIC)) == []
-    values = list(metrics.points(semconv.ML_PREDICTION_VALUE))[0]
+    values = next(iter(metrics.points(semconv.ML_PREDICTION_VALUE)))
     assert values.count == 100 and values.sum == pytest.approx(predictions.sum())
     names = {p.attributes[semconv.ML_FEATURE_NAME] for p in metrics.points(
         semconv.ML_FEATURE_VALUE)}
     assert names == {"f0", "f1", "f2"}
-    assert list(metrics.points(semconv.ML_PREDICT_ROWS))[0].attributes[
+    assert next(iter(metrics.points(semconv.ML_PREDICT_ROWS))).attributes[
         semconv.ML_MODEL_NAME] == "LinearRegression"
 
 
