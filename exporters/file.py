@@ -1,0 +1,239 @@
+"""The ``file`` exporter: OTLP/JSON lines on disk, as the collector's ``fileexporter`` writes.
+
+Each consume call appends one line, the OTLP/JSON encoding of an
+``ExportMetricsServiceRequest`` or ``ExportTraceServiceRequest``, so a file is readable by
+any OTLP/JSON tool and by ``read_metrics``/``read_traces`` here. Lines are appended (not
+written to a temporary name and replaced) because the file grows for the process lifetime.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.metrics.v1.metrics_pb2 import ResourceMetrics
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans
+
+from driftline.exporters import _otlp_json
+from driftline.exporters._duration import parse_duration_s
+from driftline.exporters._otlp_json import OtlpJsonError
+from driftline.processor.component import ComponentError
+
+_LOG = logging.getLogger(__name__)
+
+TYPE = "file"
+DEFAULT_PATH = ""
+DEFAULT_FLUSH_INTERVAL_S = 1.0
+JOIN_TIMEOUT_S = 5.0
+ENCODING = "utf-8"
+
+# The top-level key telling the two request kinds apart when one file holds both signals.
+METRICS_KEY = "resourceMetrics"
+TRACES_KEY = "resourceSpans"
+
+_Request = TypeVar("_Request", ExportMetricsServiceRequest, ExportTraceServiceRequest)
+
+
+@dataclass(slots=True)
+class FileExporterConfig:
+    """The YAML node of a ``file`` exporter; field names are the keys."""
+
+    path: str = DEFAULT_PATH
+    flush_interval: str | float = DEFAULT_FLUSH_INTERVAL_S
+
+    def validate(self) -> list[str]:
+        """Every problem as ``key: message``; checks the directory could be made, makes nothing."""
+        problems: list[str] = []
+        if not isinstance(self.path, str) or not self.path.strip():
+            problems.append(
+                f"path: required, the file to append OTLP JSON lines to, got {self.path!r}"
+            )
+        else:
+            problem = _path_problem(Path(self.path))
+            if problem:
+                problems.append(f"path: {problem}")
+        try:
+            parse_duration_s(self.flush_interval)
+        except ValueError as err:
+            problems.append(f"flush_interval: {err}")
+        return problems
+
+
+def _path_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be written, or None: it must not be a directory and its first
+    existing ancestor must be a writable directory, so ``start`` can create the rest."""
+    if path.is_dir():
+        return f"{str(path)!r} is a directory; name a file inside it"
+    if path.exists():
+        return None if os.access(path, os.W_OK) else f"{str(path)!r} is not writable"
+    ancestor = path.absolute().parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        return f"cannot create directory under {str(ancestor)!r}: it is not a directory"
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        return f"cannot create {str(path.parent)!r}: {str(ancestor)!r} is not writable"
+    return None
+
+
+class FileExporter:
+    """Appends one OTLP/JSON line per consume call, under a lock.
+
+    A background thread flushes at most once per ``flush_interval`` (0 flushes every line),
+    so a busy pipeline does not pay a syscall per batch; ``shutdown`` flushes the rest.
+    """
+
+    def __init__(self, config: FileExporterConfig) -> None:
+        problems = config.validate()
+        if problems:
+            raise ComponentError("file exporter: invalid config: " + "; ".join(problems))
+        self._path = Path(config.path)
+        self._flush_interval_s = parse_duration_s(config.flush_interval)
+        self._lock = threading.Lock()
+        self._file: IO[str] | None = None
+        self._dirty = False
+        self._stop = threading.Event()
+        self._flusher: threading.Thread | None = None
+        self._flush_errors = 0
+
+    @property
+    def path(self) -> Path:
+        """The file the lines go to."""
+        return self._path
+
+    @property
+    def flush_errors(self) -> int:
+        """Background flushes that failed (each also logged)."""
+        return self._flush_errors
+
+    def start(self) -> None:
+        """Create the directory, open the file for appending, start the flusher."""
+        if self._file is not None:
+            return
+        try:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            handle = self._path.open("a", encoding=ENCODING)
+        except OSError as err:
+            raise ComponentError(
+                f"file exporter: cannot open {str(self._path)!r} for appending: "
+                f"{err.strerror or err}; fix the exporter's 'path'"
+            ) from err
+        with self._lock:
+            self._file = handle
+        self._stop.clear()
+        if self._flush_interval_s > 0:
+            self._flusher = threading.Thread(
+                target=self._flush_periodically, name="driftline-file-flush", daemon=True
+            )
+            self._flusher.start()
+
+    def shutdown(self) -> None:
+        """Stop the flusher, flush what was written and close the file. Idempotent."""
+        self._stop.set()
+        if self._flusher is not None:
+            self._flusher.join(JOIN_TIMEOUT_S)
+            self._flusher = None
+        with self._lock:
+            handle, self._file = self._file, None
+            if handle is not None:
+                handle.flush()
+                handle.close()
+
+    def consume_metrics(self, batch: Sequence[ResourceMetrics]) -> None:
+        """Append ``batch`` as one ``ExportMetricsServiceRequest`` line (nothing when empty)."""
+        if batch:
+            self._append(_otlp_json.encode(ExportMetricsServiceRequest(resource_metrics=batch)))
+
+    def consume_traces(self, batch: Sequence[ResourceSpans]) -> None:
+        """Append ``batch`` as one ``ExportTraceServiceRequest`` line (nothing when empty)."""
+        if batch:
+            self._append(_otlp_json.encode(ExportTraceServiceRequest(resource_spans=batch)))
+
+    def _append(self, line: str) -> None:
+        with self._lock:
+            if self._file is None:
+                raise ComponentError(
+                    f"file exporter: {str(self._path)!r} is not open; start() the exporter first"
+                )
+            try:
+                self._file.write(line + "\n")
+                if self._flush_interval_s == 0:
+                    self._file.flush()
+                else:
+                    self._dirty = True
+            except OSError as err:
+                raise ComponentError(
+                    f"file exporter: cannot write {str(self._path)!r}: {err.strerror or err}"
+                ) from err
+
+    def _flush_periodically(self) -> None:
+        while not self._stop.wait(self._flush_interval_s):
+            with self._lock:
+                if self._file is None or not self._dirty:
+                    continue
+                try:
+                    self._file.flush()
+                    self._dirty = False
+                except OSError:
+                    self._flush_errors += 1
+                    _LOG.exception("file exporter: flushing %s failed", self._path)
+
+
+def read_metrics(path: str | os.PathLike[str]) -> list[ExportMetricsServiceRequest]:
+    """The metric requests in an OTLP/JSON lines file, in order; trace lines are skipped."""
+    return _read(path, METRICS_KEY, ExportMetricsServiceRequest)
+
+
+def read_traces(path: str | os.PathLike[str]) -> list[ExportTraceServiceRequest]:
+    """The trace requests in an OTLP/JSON lines file, in order; metric lines are skipped."""
+    return _read(path, TRACES_KEY, ExportTraceServiceRequest)
+
+
+def _read(path: str | os.PathLike[str], key: str, message_type: type[_Request]) -> list[_Request]:
+    requests = []
+    with open(path, encoding=ENCODING) as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{os.fspath(path)}:{number}"
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise OtlpJsonError(f"{where}: not JSON: {err}") from err
+            if not isinstance(data, dict):
+                raise OtlpJsonError(f"{where}: not an OTLP/JSON export request")
+            if key not in data:
+                continue
+            try:
+                requests.append(_otlp_json.decode_dict(data, message_type))
+            except OtlpJsonError as err:
+                raise OtlpJsonError(f"{where}: {err}") from err
+    return requests
+
+
+class Factory:
+    """Builds ``file`` exporters from their YAML node (collector-style factory)."""
+
+    TYPE = TYPE
+    CONFIG = FileExporterConfig
+    SIGNALS = ("metrics", "traces")
+
+    @staticmethod
+    def default_config() -> FileExporterConfig:
+        """The config with every default, before the YAML is overlaid (``path`` is required)."""
+        return FileExporterConfig()
+
+    @staticmethod
+    def create(config: FileExporterConfig, next_consumer: Any = None) -> FileExporter:
+        """A new, unstarted exporter; exporters end a pipeline, so ``next_consumer`` is unused."""
+        return FileExporter(config)

@@ -1,0 +1,555 @@
+"""The ``prometheus`` exporter: the latest metric state on ``GET /metrics`` for scraping.
+
+Like the collector's ``prometheusexporter``: OTLP metrics come in, the last state of every
+series is kept behind a lock, and Prometheus pulls it in the text format 0.0.4. Names and
+labels follow the OpenTelemetry "Prometheus and OpenMetrics compatibility" specification
+(see ``_prometheus_text``); the resource's ``service.name`` becomes ``job`` and its
+``service.instance.id`` ``instance``, so series from several services stay apart.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import socket
+import socketserver
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+from opentelemetry.proto.metrics.v1.metrics_pb2 import (
+    AggregationTemporality,
+    DataPointFlags,
+    Metric,
+    ResourceMetrics,
+)
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+
+from driftline import semconv
+from driftline.exporters import _prometheus_text as text
+from driftline.exporters._duration import parse_duration_s
+from driftline.processor.component import ComponentError
+
+_LOG = logging.getLogger(__name__)
+
+TYPE = "prometheus"
+DEFAULT_ENDPOINT = "127.0.0.1:9464"
+DEFAULT_NAMESPACE = ""
+# Series not updated for this long disappear from /metrics, as in the collector's exporter.
+# It must exceed the processor's window, or drift gauges blink between windows.
+DEFAULT_METRIC_EXPIRATION = "5m"
+METRICS_PATH = "/metrics"
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+SERVE_POLL_INTERVAL_S = 0.2
+JOIN_TIMEOUT_S = 5.0
+
+JOB_LABEL = "job"
+INSTANCE_LABEL = "instance"
+SCOPE_NAME_LABEL = "otel_scope_name"
+SCOPE_VERSION_LABEL = "otel_scope_version"
+TARGET_INFO = "target_info"
+TARGET_INFO_HELP = "Target metadata"
+DROPPED_POINTS_METRIC = "driftline_exporter_prometheus_dropped_points_total"
+DROPPED_POINTS_HELP = "OTLP data points received by the prometheus exporter but not exposed."
+
+REASON_EXPONENTIAL_HISTOGRAM = "exponential_histogram"
+REASON_DELTA_NON_MONOTONIC_SUM = "delta_non_monotonic_sum"
+REASON_TYPE_CONFLICT = "type_conflict"
+REASON_MALFORMED = "malformed"
+DROP_REASONS = (
+    REASON_DELTA_NON_MONOTONIC_SUM,
+    REASON_EXPONENTIAL_HISTOGRAM,
+    REASON_MALFORMED,
+    REASON_TYPE_CONFLICT,
+)
+
+KIND_GAUGE = "gauge"
+KIND_COUNTER = "counter"
+KIND_HISTOGRAM = "histogram"
+KIND_SUMMARY = "summary"
+
+_DELTA = AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
+_NO_RECORDED_VALUE = DataPointFlags.DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+_RESERVED_LABEL_PREFIX = "__"
+# Resource attributes that become job/instance rather than target_info labels.
+_IDENTIFYING_RESOURCE_KEYS = frozenset(
+    {semconv.SERVICE_NAME, semconv.SERVICE_NAMESPACE, semconv.SERVICE_INSTANCE_ID}
+)
+_MAX_PORT = 65535
+
+LabelKey = tuple[tuple[str, str], ...]
+
+
+def split_endpoint(endpoint: str) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port`` for IPv6) as its parts; ``ValueError`` when it is not one."""
+    host, sep, port_text = endpoint.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port_text.isdigit() or int(port_text) > _MAX_PORT:
+        raise ValueError(f"must be host:port, got {endpoint!r}")
+    return host, int(port_text)
+
+
+@dataclass(slots=True)
+class PrometheusExporterConfig:
+    """The YAML node of a ``prometheus`` exporter; field names are the keys."""
+
+    endpoint: str = DEFAULT_ENDPOINT
+    namespace: str = DEFAULT_NAMESPACE
+    const_labels: dict[str, str] = field(default_factory=dict)
+    metric_expiration: str | float = DEFAULT_METRIC_EXPIRATION
+
+    def validate(self) -> list[str]:
+        """Every problem as ``key: message``, relative to this exporter's node."""
+        problems: list[str] = []
+        if not isinstance(self.endpoint, str):
+            problems.append(f"endpoint: must be host:port, got {self.endpoint!r}")
+        else:
+            try:
+                split_endpoint(self.endpoint)
+            except ValueError as err:
+                problems.append(f"endpoint: {err}")
+        if not isinstance(self.namespace, str):
+            problems.append(f"namespace: must be a string, got {self.namespace!r}")
+        if not isinstance(self.const_labels, Mapping):
+            problems.append(f"const_labels: must be a mapping, got {self.const_labels!r}")
+        else:
+            for name, value in self.const_labels.items():
+                if not isinstance(name, str) or not _LABEL_NAME.fullmatch(name) or name.startswith(
+                    _RESERVED_LABEL_PREFIX
+                ):
+                    problems.append(
+                        f"const_labels::{name}: must be a label name matching "
+                        f"[a-zA-Z_][a-zA-Z0-9_]* and not starting with '__'"
+                    )
+                if not isinstance(value, str | int | float) or isinstance(value, bool):
+                    problems.append(f"const_labels::{name}: must be a string, got {value!r}")
+        try:
+            parse_duration_s(self.metric_expiration)
+        except ValueError as err:
+            problems.append(f"metric_expiration: {err}")
+        return problems
+
+
+@dataclass(frozen=True, slots=True)
+class _Scalar:
+    value: float
+    time_unix_nano: int
+    seen_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Histogram:
+    bounds: tuple[float, ...]
+    bucket_counts: tuple[int, ...]  # per bucket, len(bounds) + 1, or empty
+    count: int
+    sum: float | None
+    time_unix_nano: int
+    seen_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Summary:
+    quantiles: tuple[tuple[float, float], ...]
+    count: int
+    sum: float
+    time_unix_nano: int
+    seen_s: float
+
+
+_Point = _Scalar | _Histogram | _Summary
+
+
+@dataclass(slots=True)
+class _Family:
+    """One metric family's state: its Prometheus type, HELP and latest point per label set."""
+
+    name: str
+    kind: str
+    help: str
+    series: dict[LabelKey, _Point] = field(default_factory=dict)
+
+
+class PrometheusExporter:
+    """Keeps the latest state of every series and serves it on ``GET /metrics``.
+
+    Exponential histograms are not exposed: the classic text format 0.0.4 has no way to
+    carry them (they map to Prometheus native histograms, which need the protobuf
+    exposition), so their points are counted in ``dropped_points`` instead. A later change
+    exposes them on the reference profile's bins as classic buckets.
+    """
+
+    def __init__(
+        self, config: PrometheusExporterConfig, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        problems = config.validate()
+        if problems:
+            raise ComponentError("prometheus exporter: invalid config: " + "; ".join(problems))
+        self._config = config
+        self._host, self._configured_port = split_endpoint(config.endpoint)
+        self._expiration_s = parse_duration_s(config.metric_expiration)
+        self._const_labels = {name: str(value) for name, value in config.const_labels.items()}
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._families: dict[str, _Family] = {}
+        self._dropped = dict.fromkeys(DROP_REASONS, 0)
+        self._conflicts_logged: set[str] = set()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        """The bound port once started (the configured one before, 0 meaning any free port)."""
+        server = self._server
+        return server.server_address[1] if server is not None else self._configured_port
+
+    def start(self) -> None:
+        """Bind the endpoint and serve from a daemon thread; ``ComponentError`` if it is taken."""
+        if self._server is not None:
+            return
+        try:
+            server = _server_class(self._host)((self._host, self._configured_port), _handler(self))
+        except OSError as err:
+            raise ComponentError(
+                f"prometheus exporter: cannot listen on endpoint {self._config.endpoint!r}: "
+                f"{err.strerror or err}; choose a free port in the exporter's 'endpoint'"
+            ) from err
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": SERVE_POLL_INTERVAL_S},
+            name=f"driftline-prometheus-{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        _LOG.info("prometheus exporter serving http://%s:%d%s", self._host, self.port, METRICS_PATH)
+
+    def shutdown(self) -> None:
+        """Stop serving and join the server thread. Idempotent."""
+        server, thread = self._server, self._thread
+        self._server, self._thread = None, None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        if thread is not None:
+            thread.join(JOIN_TIMEOUT_S)
+
+    # --- ingest ---------------------------------------------------------------------------
+    @property
+    def dropped_points(self) -> Mapping[str, int]:
+        """Data points received but not exposed, by reason (a copy)."""
+        with self._lock:
+            return dict(self._dropped)
+
+    def consume_metrics(self, batch: Sequence[ResourceMetrics]) -> None:
+        """Fold a batch into the state: gauges replace, deltas accumulate, cumulatives replace."""
+        now = self._clock()
+        with self._lock:
+            for resource_metrics in batch:
+                target = self._target_labels(resource_metrics.resource)
+                self._update_target_info(resource_metrics.resource, target, now)
+                for scope_metrics in resource_metrics.scope_metrics:
+                    scope = {
+                        SCOPE_NAME_LABEL: scope_metrics.scope.name,
+                        SCOPE_VERSION_LABEL: scope_metrics.scope.version,
+                    }
+                    for metric in scope_metrics.metrics:
+                        self._consume_metric(metric, {**scope, **target}, now)
+
+    def _target_labels(self, resource: Resource) -> dict[str, str]:
+        attributes = {item.key: text.attribute_value(item.value) for item in resource.attributes}
+        labels: dict[str, str] = {}
+        name = attributes.get(semconv.SERVICE_NAME, "")
+        namespace = attributes.get(semconv.SERVICE_NAMESPACE, "")
+        if name:
+            labels[JOB_LABEL] = f"{namespace}/{name}" if namespace else name
+        instance = attributes.get(semconv.SERVICE_INSTANCE_ID, "")
+        if instance:
+            labels[INSTANCE_LABEL] = instance
+        return labels
+
+    def _update_target_info(self, resource: Resource, target: dict[str, str], now: float) -> None:
+        """Resource attributes other than job/instance as one ``target_info`` series (spec)."""
+        others = [
+            item for item in resource.attributes if item.key not in _IDENTIFYING_RESOURCE_KEYS
+        ]
+        if not others:
+            return
+        labels = {**text.labels_from_attributes(others), **target}
+        family = self._family(TARGET_INFO, KIND_GAUGE, TARGET_INFO_HELP)
+        if family is not None:
+            family.series[_key(labels)] = _Scalar(1, 0, now)
+
+    def _family(self, name: str, kind: str, help_text: str) -> _Family | None:
+        family = self._families.get(name)
+        if family is None:
+            family = self._families[name] = _Family(name, kind, help_text)
+        elif family.kind != kind:
+            if name not in self._conflicts_logged:
+                self._conflicts_logged.add(name)
+                _LOG.warning(
+                    "prometheus exporter: metric %s arrives as %s but is exposed as %s; "
+                    "dropping the %s points (rename one of the two metrics)",
+                    name, kind, family.kind, kind,
+                )
+            return None
+        elif not family.help and help_text:
+            family.help = help_text
+        return family
+
+    def _consume_metric(self, metric: Metric, base: Mapping[str, str], now: float) -> None:
+        data = metric.WhichOneof("data")
+        if data == "exponential_histogram":
+            self._dropped[REASON_EXPONENTIAL_HISTOGRAM] += len(
+                metric.exponential_histogram.data_points
+            )
+            return
+        if data == "gauge":
+            self._consume_numbers(metric, metric.gauge.data_points, KIND_GAUGE, False, base, now)
+        elif data == "sum":
+            self._consume_sum(metric, base, now)
+        elif data == "histogram":
+            self._consume_histogram(metric, base, now)
+        elif data == "summary":
+            self._consume_summary(metric, base, now)
+
+    def _name(self, metric: Metric, *, is_gauge: bool = False, is_counter: bool = False) -> str:
+        return text.metric_name(
+            metric.name,
+            metric.unit,
+            namespace=self._config.namespace,
+            is_gauge=is_gauge,
+            is_counter=is_counter,
+        )
+
+    def _labels(self, attributes: Iterable[Any], base: Mapping[str, str]) -> LabelKey:
+        # Later sources win: point attributes < scope < job/instance < configured const_labels.
+        return _key({**text.labels_from_attributes(attributes), **base, **self._const_labels})
+
+    def _consume_sum(self, metric: Metric, base: Mapping[str, str], now: float) -> None:
+        points = metric.sum.data_points
+        delta = metric.sum.aggregation_temporality == _DELTA
+        if metric.sum.is_monotonic:
+            self._consume_numbers(metric, points, KIND_COUNTER, delta, base, now)
+        elif delta:
+            # The spec drops delta up-down sums: their absolute level is unknown to a scraper.
+            self._dropped[REASON_DELTA_NON_MONOTONIC_SUM] += len(points)
+        else:
+            self._consume_numbers(metric, points, KIND_GAUGE, False, base, now, is_gauge=False)
+
+    def _consume_numbers(
+        self,
+        metric: Metric,
+        points: Iterable[Any],
+        kind: str,
+        accumulate: bool,
+        base: Mapping[str, str],
+        now: float,
+        *,
+        is_gauge: bool = True,
+    ) -> None:
+        name = self._name(
+            metric, is_gauge=is_gauge and kind == KIND_GAUGE, is_counter=kind == KIND_COUNTER
+        )
+        points = list(points)
+        family = self._family(name, kind, metric.description)
+        if family is None:
+            self._dropped[REASON_TYPE_CONFLICT] += len(points)
+            return
+        for point in points:
+            key = self._labels(point.attributes, base)
+            if point.flags & _NO_RECORDED_VALUE:
+                family.series.pop(key, None)
+                continue
+            which = point.WhichOneof("value")
+            if which is None:
+                self._dropped[REASON_MALFORMED] += 1
+                continue
+            value = getattr(point, which)
+            previous = family.series.get(key)
+            if accumulate and isinstance(previous, _Scalar):
+                value = previous.value + value
+            elif isinstance(previous, _Scalar) and point.time_unix_nano < previous.time_unix_nano:
+                continue  # an older point arriving late must not replace a newer one
+            family.series[key] = _Scalar(value, point.time_unix_nano, now)
+
+    def _consume_histogram(self, metric: Metric, base: Mapping[str, str], now: float) -> None:
+        points = metric.histogram.data_points
+        family = self._family(self._name(metric), KIND_HISTOGRAM, metric.description)
+        if family is None:
+            self._dropped[REASON_TYPE_CONFLICT] += len(points)
+            return
+        delta = metric.histogram.aggregation_temporality == _DELTA
+        for point in points:
+            key = self._labels(point.attributes, base)
+            if point.flags & _NO_RECORDED_VALUE:
+                family.series.pop(key, None)
+                continue
+            bounds = tuple(point.explicit_bounds)
+            counts = tuple(point.bucket_counts)
+            if counts and len(counts) != len(bounds) + 1:
+                self._dropped[REASON_MALFORMED] += 1
+                continue
+            total = point.sum if point.HasField("sum") else None
+            count = point.count
+            previous = family.series.get(key)
+            if delta and isinstance(previous, _Histogram) and previous.bounds == bounds:
+                count += previous.count
+                if previous.bucket_counts and counts:
+                    counts = tuple(
+                        a + b for a, b in zip(previous.bucket_counts, counts, strict=True)
+                    )
+                if total is not None and previous.sum is not None:
+                    total += previous.sum
+            elif (
+                not delta
+                and isinstance(previous, _Histogram)
+                and point.time_unix_nano < previous.time_unix_nano
+            ):
+                continue
+            family.series[key] = _Histogram(bounds, counts, count, total, point.time_unix_nano, now)
+
+    def _consume_summary(self, metric: Metric, base: Mapping[str, str], now: float) -> None:
+        points = metric.summary.data_points
+        family = self._family(self._name(metric), KIND_SUMMARY, metric.description)
+        if family is None:
+            self._dropped[REASON_TYPE_CONFLICT] += len(points)
+            return
+        for point in points:
+            key = self._labels(point.attributes, base)
+            if point.flags & _NO_RECORDED_VALUE:
+                family.series.pop(key, None)
+                continue
+            quantiles = tuple(sorted((q.quantile, q.value) for q in point.quantile_values))
+            family.series[key] = _Summary(
+                quantiles, point.count, point.sum, point.time_unix_nano, now
+            )
+
+    # --- exposition -----------------------------------------------------------------------
+    def render(self) -> str:
+        """The current state in the Prometheus text format 0.0.4, families sorted by name."""
+        now = self._clock()
+        lines: list[str] = []
+        with self._lock:
+            self._expire(now)
+            for name in sorted(self._families):
+                family = self._families[name]
+                if family.help:
+                    lines.append(f"# HELP {name} {text.escape_help(family.help)}")
+                lines.append(f"# TYPE {name} {family.kind}")
+                for key in sorted(family.series):
+                    lines.extend(_sample_lines(name, key, family.series[key]))
+            lines.append(f"# HELP {DROPPED_POINTS_METRIC} {DROPPED_POINTS_HELP}")
+            lines.append(f"# TYPE {DROPPED_POINTS_METRIC} {KIND_COUNTER}")
+            for reason in DROP_REASONS:
+                labels = text.format_labels([("reason", reason)])
+                lines.append(f"{DROPPED_POINTS_METRIC}{labels} {self._dropped[reason]}")
+        return "\n".join(lines) + "\n"
+
+    def _expire(self, now: float) -> None:
+        if self._expiration_s <= 0:
+            return
+        oldest = now - self._expiration_s
+        for name in list(self._families):
+            family = self._families[name]
+            family.series = {k: p for k, p in family.series.items() if p.seen_s >= oldest}
+            if not family.series:
+                del self._families[name]
+
+
+def _key(labels: Mapping[str, str]) -> LabelKey:
+    # An empty label value means "no such label" to Prometheus, so it is left out.
+    return tuple(sorted((name, value) for name, value in labels.items() if value != ""))
+
+
+def _sample_lines(name: str, key: LabelKey, point: _Point) -> list[str]:
+    if isinstance(point, _Scalar):
+        return [f"{name}{text.format_labels(key)} {text.format_value(point.value)}"]
+    if isinstance(point, _Histogram):
+        lines = []
+        cumulative = 0
+        for bound, count in zip(point.bounds, point.bucket_counts, strict=False):
+            cumulative += count
+            labels = text.format_labels((*key, ("le", text.format_value(bound))))
+            lines.append(f"{name}_bucket{labels} {cumulative}")
+        labels = text.format_labels((*key, ("le", "+Inf")))
+        lines.append(f"{name}_bucket{labels} {point.count}")
+        if point.sum is not None:
+            lines.append(f"{name}_sum{text.format_labels(key)} {text.format_value(point.sum)}")
+        lines.append(f"{name}_count{text.format_labels(key)} {point.count}")
+        return lines
+    lines = [
+        f"{name}{text.format_labels((*key, ('quantile', text.format_value(q))))} "
+        f"{text.format_value(v)}"
+        for q, v in point.quantiles
+    ]
+    lines.append(f"{name}_sum{text.format_labels(key)} {text.format_value(point.sum)}")
+    lines.append(f"{name}_count{text.format_labels(key)} {point.count}")
+    return lines
+
+
+class _Server(ThreadingHTTPServer):
+    """A threading HTTP server that skips the reverse-DNS lookup ``HTTPServer`` does on bind."""
+
+    daemon_threads = True
+
+    def server_bind(self) -> None:
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
+def _server_class(host: str) -> type[_Server]:
+    return _Server6 if ":" in host else _Server
+
+
+def _handler(exporter: PrometheusExporter) -> type[BaseHTTPRequestHandler]:
+    class _MetricsHandler(BaseHTTPRequestHandler):
+        """``GET /metrics`` renders the exporter's state; any other path is 404."""
+
+        server_version = "driftline-prometheus"
+
+        def do_GET(self) -> None:
+            if urlsplit(self.path).path != METRICS_PATH:
+                self.send_error(404, f"not found; metrics are at {METRICS_PATH}")
+                return
+            body = exporter.render().encode("utf-8")
+            self.send_response(200)
+            self.send_header("Content-Type", CONTENT_TYPE)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            _LOG.debug("prometheus exporter: " + format, *args)
+
+    return _MetricsHandler
+
+
+class Factory:
+    """Builds ``prometheus`` exporters from their YAML node (collector-style factory)."""
+
+    TYPE = TYPE
+    CONFIG = PrometheusExporterConfig
+    SIGNALS = ("metrics",)
+
+    @staticmethod
+    def default_config() -> PrometheusExporterConfig:
+        """The config with every default, before the YAML is overlaid."""
+        return PrometheusExporterConfig()
+
+    @staticmethod
+    def create(config: PrometheusExporterConfig, next_consumer: Any = None) -> PrometheusExporter:
+        """A new, unstarted exporter; exporters end a pipeline, so ``next_consumer`` is unused."""
+        return PrometheusExporter(config)

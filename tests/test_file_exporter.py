@@ -1,0 +1,263 @@
+"""The file exporter: OTLP/JSON lines that read back into the same protobufs."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
+from opentelemetry.proto.metrics.v1.metrics_pb2 import (
+    AggregationTemporality,
+    Exemplar,
+    ExponentialHistogramDataPoint,
+    Metric,
+    NumberDataPoint,
+    ResourceMetrics,
+    ScopeMetrics,
+)
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
+
+from driftline import semconv
+from driftline.exporters import OtlpJsonError, read_metrics, read_traces
+from driftline.exporters._duration import parse_duration_s
+from driftline.exporters.file import Factory, FileExporter, FileExporterConfig
+from driftline.processor.component import ComponentError
+
+TRACE_ID = bytes.fromhex("5b8efff798038103d269b633813fc60c")
+SPAN_ID = bytes.fromhex("eee19b7ec3c1b174")
+PARENT_SPAN_ID = bytes.fromhex("0102030405060708")
+RESOURCE = Resource(
+    attributes=[KeyValue(key=semconv.SERVICE_NAME, value=AnyValue(string_value="churn-api"))]
+)
+
+
+def string_attr(key: str, value: str) -> KeyValue:
+    return KeyValue(key=key, value=AnyValue(string_value=value))
+
+
+def metrics_batch(score: float) -> list[ResourceMetrics]:
+    drift = Metric(name=semconv.ML_DRIFT_SCORE, description="drift")
+    drift.gauge.data_points.append(
+        NumberDataPoint(
+            as_double=score,
+            time_unix_nano=1_700_000_000_000_000_000,
+            attributes=[string_attr(semconv.ML_FEATURE_NAME, "age")],
+            exemplars=[Exemplar(as_double=score, trace_id=TRACE_ID, span_id=SPAN_ID)],
+        )
+    )
+    rows = Metric(name=semconv.ML_PREDICT_ROWS, unit=semconv.UNIT_ROWS)
+    rows.sum.is_monotonic = True
+    rows.sum.aggregation_temporality = AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
+    rows.sum.data_points.append(NumberDataPoint(as_int=128, time_unix_nano=5))
+    values = Metric(name=semconv.ML_FEATURE_VALUE, unit=semconv.UNIT_DIMENSIONLESS)
+    values.exponential_histogram.aggregation_temporality = (
+        AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
+    )
+    point = ExponentialHistogramDataPoint(count=6, scale=3, zero_count=1, sum=-2.5)
+    point.positive.offset = -2
+    point.positive.bucket_counts.extend([1, 0, 2])
+    point.negative.offset = 4
+    point.negative.bucket_counts.extend([2])
+    values.exponential_histogram.data_points.append(point)
+    return [
+        ResourceMetrics(
+            resource=RESOURCE,
+            scope_metrics=[
+                ScopeMetrics(
+                    scope=InstrumentationScope(name=semconv.PROCESSOR_SCOPE),
+                    metrics=[drift, rows, values],
+                )
+            ],
+        )
+    ]
+
+
+def traces_batch() -> list[ResourceSpans]:
+    span = Span(
+        trace_id=TRACE_ID,
+        span_id=SPAN_ID,
+        parent_span_id=PARENT_SPAN_ID,
+        name="predict churn",
+        kind=Span.SpanKind.SPAN_KIND_INTERNAL,
+        start_time_unix_nano=1_700_000_000_000_000_000,
+        end_time_unix_nano=1_700_000_000_000_500_000,
+        attributes=[string_attr(semconv.ML_MODEL_NAME, "churn")],
+        status=Status(code=Status.StatusCode.STATUS_CODE_ERROR, message="boom"),
+        links=[Span.Link(trace_id=TRACE_ID, span_id=PARENT_SPAN_ID)],
+    )
+    return [
+        ResourceSpans(
+            resource=RESOURCE,
+            scope_spans=[ScopeSpans(scope=InstrumentationScope(name="t"), spans=[span])],
+        )
+    ]
+
+
+@pytest.fixture
+def exporter(tmp_path: Path) -> Iterator[FileExporter]:
+    instance = Factory.create(FileExporterConfig(path=str(tmp_path / "out" / "otlp.jsonl")))
+    instance.start()
+    try:
+        yield instance
+    finally:
+        instance.shutdown()
+
+
+def test_metrics_round_trip_one_line_per_call(exporter: FileExporter) -> None:
+    first, second = metrics_batch(0.42), metrics_batch(0.07)
+    exporter.consume_metrics(first)
+    exporter.consume_metrics(second)
+    exporter.shutdown()
+
+    assert len(exporter.path.read_text().splitlines()) == 2
+    assert read_metrics(exporter.path) == [
+        ExportMetricsServiceRequest(resource_metrics=first),
+        ExportMetricsServiceRequest(resource_metrics=second),
+    ]
+
+
+def test_traces_round_trip_with_hex_ids(exporter: FileExporter) -> None:
+    exporter.consume_traces(traces_batch())
+    exporter.shutdown()
+
+    raw = json.loads(exporter.path.read_text())
+    span = raw["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+    assert span["traceId"] == "5b8efff798038103d269b633813fc60c"
+    assert span["spanId"] == "eee19b7ec3c1b174"
+    assert span["parentSpanId"] == "0102030405060708"
+    assert span["links"][0] == {"traceId": TRACE_ID.hex(), "spanId": PARENT_SPAN_ID.hex()}
+    assert span["kind"] == 1  # enums as integers, per the OTLP JSON encoding
+    assert span["status"] == {"code": 2, "message": "boom"}
+    assert span["startTimeUnixNano"] == "1700000000000000000"
+    assert read_traces(exporter.path) == [ExportTraceServiceRequest(resource_spans=traces_batch())]
+
+
+def test_metric_json_uses_otlp_field_names_and_hex_exemplar_ids(exporter: FileExporter) -> None:
+    exporter.consume_metrics(metrics_batch(0.42))
+    exporter.shutdown()
+
+    raw = json.loads(exporter.path.read_text())
+    metrics = raw["resourceMetrics"][0]["scopeMetrics"][0]["metrics"]
+    gauge_point = metrics[0]["gauge"]["dataPoints"][0]
+    assert gauge_point["asDouble"] == 0.42
+    assert gauge_point["exemplars"][0]["traceId"] == TRACE_ID.hex()
+    assert gauge_point["exemplars"][0]["spanId"] == SPAN_ID.hex()
+    assert metrics[1]["sum"]["aggregationTemporality"] == 1
+    assert metrics[1]["sum"]["isMonotonic"] is True
+    assert metrics[2]["exponentialHistogram"]["dataPoints"][0]["negative"] == {
+        "offset": 4, "bucketCounts": ["2"]
+    }
+
+
+def test_one_file_for_both_signals_reads_back_per_signal(exporter: FileExporter) -> None:
+    exporter.consume_metrics(metrics_batch(0.1))
+    exporter.consume_traces(traces_batch())
+    exporter.consume_metrics(metrics_batch(0.2))
+    exporter.consume_metrics([])  # an empty batch writes no line
+    exporter.shutdown()
+
+    scores = [
+        request.resource_metrics[0].scope_metrics[0].metrics[0].gauge.data_points[0].as_double
+        for request in read_metrics(exporter.path)
+    ]
+    assert scores == [0.1, 0.2]
+    assert len(read_traces(exporter.path)) == 1
+    assert len(exporter.path.read_text().splitlines()) == 3
+
+
+def test_lines_reach_disk_within_the_flush_interval(tmp_path: Path) -> None:
+    path = tmp_path / "fast.jsonl"
+    exporter = FileExporter(FileExporterConfig(path=str(path), flush_interval="50ms"))
+    exporter.start()
+    try:
+        exporter.consume_metrics(metrics_batch(0.3))
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not path.read_text():
+            time.sleep(0.02)
+        assert len(read_metrics(path)) == 1
+    finally:
+        exporter.shutdown()
+
+
+def test_a_long_flush_interval_holds_lines_until_shutdown(tmp_path: Path) -> None:
+    path = tmp_path / "slow.jsonl"
+    exporter = FileExporter(FileExporterConfig(path=str(path), flush_interval="1h"))
+    exporter.start()
+    exporter.consume_metrics(metrics_batch(0.3))
+    time.sleep(0.2)
+    assert path.read_text() == ""
+    exporter.shutdown()
+    assert len(read_metrics(path)) == 1
+
+
+def test_appends_to_an_existing_file(tmp_path: Path) -> None:
+    path = tmp_path / "append.jsonl"
+    for score in (0.1, 0.2):
+        exporter = FileExporter(FileExporterConfig(path=str(path), flush_interval=0))
+        exporter.start()
+        exporter.consume_metrics(metrics_batch(score))
+        exporter.shutdown()
+
+    assert len(read_metrics(path)) == 2
+
+
+def test_consume_before_start_is_a_component_error(tmp_path: Path) -> None:
+    exporter = FileExporter(FileExporterConfig(path=str(tmp_path / "x.jsonl")))
+    with pytest.raises(ComponentError, match="start"):
+        exporter.consume_metrics(metrics_batch(0.1))
+
+
+def test_read_reports_the_bad_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"resourceMetrics": []}\n{"resourceSpans": [{"scopeSpans": '
+                    '[{"spans": [{"traceId": "zz"}]}]}]}\n')
+    with pytest.raises(OtlpJsonError, match=r"bad\.jsonl:2: "):
+        read_traces(path)
+
+
+def test_config_validation(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert FileExporterConfig(path="").validate() == [
+        "path: required, the file to append OTLP JSON lines to, got ''"
+    ]
+    assert FileExporterConfig(path=str(tmp_path)).validate() == [
+        f"path: {str(tmp_path)!r} is a directory; name a file inside it"
+    ]
+    assert FileExporterConfig(path=str(blocker / "sub" / "x.jsonl")).validate() == [
+        f"path: cannot create directory under {str(blocker)!r}: it is not a directory"
+    ]
+    assert FileExporterConfig(path="out.jsonl", flush_interval="soon").validate() == [
+        "flush_interval: must be a duration such as '1s' or '500ms', got 'soon'"
+    ]
+    assert FileExporterConfig(path=str(tmp_path / "new" / "x.jsonl")).validate() == []
+    assert not (tmp_path / "new").exists()  # validation creates nothing
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [("1s", 1.0), ("500ms", 0.5), (2, 2.0), (0.25, 0.25), ("1m30s", 90.0), ("3", 3.0)],
+)
+def test_durations(value: object, seconds: float) -> None:
+    assert parse_duration_s(value) == seconds
+
+
+@pytest.mark.parametrize("value", ["", "1 sec", "-1s", -1, True, "1s2", None])
+def test_bad_durations(value: object) -> None:
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration_s(value)
+
+
+def test_factory_declares_type_config_and_signals() -> None:
+    assert Factory.TYPE == "file"
+    assert Factory.CONFIG is FileExporterConfig
+    assert Factory.SIGNALS == ("metrics", "traces")
+    assert Factory().default_config() == FileExporterConfig(path="", flush_interval=1.0)
