@@ -1,0 +1,354 @@
+"""``driftline demo``: the whole path on this machine, in about a minute.
+
+Train a churn classifier on generated data, capture its reference profile, start the
+processor with ``collector-config/default.yaml`` on 127.0.0.1, serve predictions through
+``import driftline.auto`` in two phases (as trained, then with three features shifted) and
+print the verdicts the processor wrote, window by window.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.resources
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from driftline import semconv
+
+MODEL_NAME = "churn"
+MODEL_VERSION = "1"
+FEATURES = ("tenure_months", "monthly_spend", "support_calls", "age", "num_products",
+            "discount_rate", "late_payments", "session_minutes")
+# Phase 2 moves these three features: (added, multiplied by). Each moves its distribution
+# by more than one reference standard deviation; the other five stay as trained.
+SHIFTS = {"monthly_spend": (25.0, 1.0), "support_calls": (0.0, 2.5),
+          "session_minutes": (20.0, 1.0)}
+WINDOW_S = 4
+WINDOWS_PER_PHASE = 2
+GRACE_S = 1
+MIN_ROWS = 200
+BATCH_ROWS = 16
+REQUEST_PAUSE_S = 0.04
+EXPORT_INTERVAL_MS = 1000
+SEED = 42
+RESULT_TIMEOUT_S = 30
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    otlp_grpc: str
+    prometheus: str
+    profiles: Path
+    output: Path
+
+
+def run_demo(workdir: str) -> int:
+    root = Path(workdir).resolve()
+    endpoints = Endpoints(f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}",
+                          root / "profiles", root / "output")
+    for folder in (endpoints.profiles, endpoints.output):
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob("*.json*"):
+            stale.unlink()
+
+    print("1/4 training a churn classifier on generated data")
+    train, live = _generate_rows(n_train=20_000, n_live=20_000)
+    model = _train(train)
+
+    print("2/4 capturing the reference profile")
+    from driftline import profile
+
+    features = train[list(FEATURES)]
+    reference = profile.capture(features, model.predict(features),
+                                probabilities=model.predict_proba(features),
+                                model=MODEL_NAME, version=MODEL_VERSION)
+    profile_path = endpoints.profiles / f"{MODEL_NAME}.profile.json"
+    profile.save(reference, profile_path)
+    print(f"    {profile_path} ({reference.row_count} rows, {len(reference.columns)} columns)")
+
+    print("3/4 starting the processor with collector-config/default.yaml")
+    with _processor(endpoints) as processor:
+        recorder = _instrument(endpoints)
+        print(f"4/4 serving predictions: {WINDOWS_PER_PHASE} windows as trained, then "
+              f"{WINDOWS_PER_PHASE} with {', '.join(SHIFTS)} shifted ({WINDOW_S}s windows)")
+        windows = _serve(model, live, recorder)
+        verdicts = _await_verdicts(endpoints.output / "metrics.jsonl", windows, processor)
+        scrape = _scrape(endpoints.prometheus)
+    ok = _report(verdicts, windows)
+    _print_where(endpoints, scrape)
+    return 0 if ok else 1
+
+
+# --- the model --------------------------------------------------------------------------
+
+
+def _generate_rows(n_train: int, n_live: int):
+    import pandas as pd
+
+    rng = np.random.default_rng(SEED)
+    n = n_train + n_live
+    frame = pd.DataFrame({
+        "tenure_months": rng.gamma(2.0, 12.0, n),
+        "monthly_spend": rng.normal(70, 20, n),
+        "support_calls": rng.poisson(2.0, n).astype(float),
+        "age": rng.normal(45, 12, n),
+        "num_products": rng.integers(1, 6, n).astype(float),
+        "discount_rate": rng.beta(2, 8, n),
+        "late_payments": rng.poisson(0.5, n).astype(float),
+        "session_minutes": rng.lognormal(3, 0.5, n),
+    })
+    risk = (0.04 * frame["support_calls"] * 10 - 0.03 * frame["tenure_months"]
+            + 0.02 * (frame["monthly_spend"] - 70) + 0.5 * frame["late_payments"]
+            - 0.01 * frame["session_minutes"])
+    frame["churned"] = (risk + rng.normal(0, 1, n) > 0).astype(int)
+    return frame.iloc[:n_train], frame.iloc[n_train:].reset_index(drop=True)
+
+
+def _train(train):
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    import driftline
+
+    model = Pipeline([("scale", StandardScaler()),
+                      ("forest", RandomForestClassifier(n_estimators=30, max_depth=8,
+                                                        random_state=SEED, n_jobs=1))])
+    model.fit(train[list(FEATURES)], train["churned"])
+    return driftline.register(model, name=MODEL_NAME, version=MODEL_VERSION)
+
+
+def _shifted(batch):
+    batch = batch.copy()
+    for column, (added, multiplied_by) in SHIFTS.items():
+        batch[column] = batch[column] * multiplied_by + added
+    return batch
+
+
+# --- the processor and the app ------------------------------------------------------------
+
+
+def default_config_path() -> Path:
+    return Path(str(importlib.resources.files("driftline.collector_config") / "default.yaml"))
+
+
+@contextlib.contextmanager
+def _processor(endpoints: Endpoints) -> Iterator[subprocess.Popen[str]]:
+    env = {**os.environ,
+           "DRIFTLINE_OTLP_GRPC_ENDPOINT": endpoints.otlp_grpc,
+           "DRIFTLINE_PROMETHEUS_ENDPOINT": endpoints.prometheus,
+           "DRIFTLINE_PROFILES": str(endpoints.profiles),
+           "DRIFTLINE_OUTPUT": str(endpoints.output),
+           "DRIFTLINE_WINDOW": f"{WINDOW_S}s",
+           "DRIFTLINE_GRACE": f"{GRACE_S}s",
+           "DRIFTLINE_MIN_ROWS": str(MIN_ROWS)}
+    log = (endpoints.output / "processor.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "driftline.cli", "collector", "--config",
+         str(default_config_path())], env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_for_port(endpoints.otlp_grpc, process)
+        print(f"    OTLP/gRPC on {endpoints.otlp_grpc}, Prometheus on "
+              f"http://{endpoints.prometheus}/metrics (pid {process.pid})")
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+def _instrument(endpoints: Endpoints):
+    """What a service does with one line: ``import driftline.auto``, configured by OTEL_*."""
+    os.environ.update({
+        "OTEL_SERVICE_NAME": "churn-demo",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{endpoints.otlp_grpc}",
+        "OTEL_EXPORTER_OTLP_INSECURE": "true",
+        "OTEL_METRIC_EXPORT_INTERVAL": str(EXPORT_INTERVAL_MS),
+    })
+    importlib.import_module("driftline.auto")
+    from driftline.instrumentation.sklearn import SklearnInstrumentor
+
+    return SklearnInstrumentor().recorder  # the instrumentor is a singleton
+
+
+def _serve(model, live, recorder) -> list[tuple[int, str]]:
+    """Serve each window from its start to shortly before its end; returns (start_ns, phase)."""
+    rng = np.random.default_rng(SEED + 1)
+    windows = []
+    phases = ["as trained"] * WINDOWS_PER_PHASE + ["shifted"] * WINDOWS_PER_PHASE
+    start_s = (int(time.time()) // WINDOW_S + 1) * WINDOW_S
+    _sleep_until(start_s + 0.05)
+    for phase in phases:
+        end_s = start_s + WINDOW_S
+        while time.time() < end_s - 0.6:
+            batch = live.iloc[rng.integers(0, len(live), BATCH_ROWS)][list(FEATURES)]
+            model.predict_proba(_shifted(batch) if phase == "shifted" else batch)
+            time.sleep(REQUEST_PAUSE_S)
+        recorder.force_flush()  # lands inside this window
+        windows.append((start_s * 10**9, phase))
+        print(f"    window {time.strftime('%H:%M:%S', time.localtime(start_s))} served ({phase})")
+        start_s = end_s
+        _sleep_until(start_s + 0.05)
+    return windows
+
+
+# --- results ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WindowVerdict:
+    rows: int
+    share: float | None
+    scores: dict[tuple[str, str], tuple[float, bool]]  # (column, method) -> (score, drifted)
+
+
+def _await_verdicts(path: Path, windows: list[tuple[int, str]],
+                    processor: subprocess.Popen[str]) -> dict[int, WindowVerdict]:
+    deadline = time.monotonic() + RESULT_TIMEOUT_S
+    verdicts: dict[int, WindowVerdict] = {}
+    while time.monotonic() < deadline and processor.poll() is None:
+        verdicts = _read_verdicts(path)
+        if all(start in verdicts and verdicts[start].share is not None
+               for start, _ in windows):
+            break
+        time.sleep(0.5)
+    return verdicts
+
+
+def _read_verdicts(path: Path) -> dict[int, WindowVerdict]:
+    from driftline.exporters.file import read_metrics
+
+    if not path.exists():
+        return {}
+    rows: dict[int, int] = {}
+    shares: dict[int, float] = {}
+    scores: dict[int, dict[tuple[str, str], list[float]]] = {}
+    for request in read_metrics(path):
+        for resource_metrics in request.resource_metrics:
+            for scope_metrics in resource_metrics.scope_metrics:
+                for metric in scope_metrics.metrics:
+                    for point in metric.gauge.data_points:
+                        start = point.start_time_unix_nano
+                        attributes = {a.key: a.value.string_value for a in point.attributes}
+                        value = point.as_double if point.HasField("as_double") else point.as_int
+                        key = (attributes.get(semconv.ML_FEATURE_NAME, ""),
+                               attributes.get(semconv.ML_DRIFT_METHOD, ""))
+                        if metric.name == semconv.ML_WINDOW_ROWS:
+                            rows[start] = int(value)
+                        elif metric.name == semconv.ML_DRIFT_DATASET_SHARE:
+                            shares[start] = value
+                        elif metric.name == semconv.ML_DRIFT_SCORE:
+                            scores.setdefault(start, {}).setdefault(key, [0.0, 0.0])[0] = value
+                        elif metric.name == semconv.ML_DRIFT_DETECTED:
+                            scores.setdefault(start, {}).setdefault(key, [0.0, 0.0])[1] = value
+    return {start: WindowVerdict(count, shares.get(start),
+                                 {k: (v[0], bool(v[1])) for k, v in scores.get(start, {}).items()})
+            for start, count in rows.items()}
+
+
+def _report(verdicts: dict[int, WindowVerdict], windows: list[tuple[int, str]]) -> bool:
+    print()
+    print("Drift verdicts per window (normed Wasserstein for numeric columns, "
+          "Jensen-Shannon for the predicted class; * = drifted)")
+    columns = list(FEATURES) + [semconv.PROFILE_COLUMN_PREDICTION_CLASS,
+                                semconv.PROFILE_COLUMN_PREDICTION_CONFIDENCE]
+    header = f"{'column':<26}" + "".join(
+        f"{time.strftime('%H:%M:%S', time.localtime(s / 1e9)):>12}" for s, _ in windows)
+    print(header)
+    print(f"{'':<26}" + "".join(f"{phase:>12}" for _, phase in windows))
+    for column in columns:
+        cells = []
+        for start, _ in windows:
+            verdict = verdicts.get(start)
+            primary = _primary(verdict, column) if verdict else None
+            cells.append(f"{'-':>12}" if primary is None
+                         else f"{primary[0]:>11.3f}{'*' if primary[1] else ' '}")
+        print(f"{column:<26}" + "".join(cells))
+    print(f"{'rows in window':<26}" + "".join(
+        f"{verdicts[s].rows if s in verdicts else '-':>12}" for s, _ in windows))
+    print(f"{'drifted feature share':<26}" + "".join(
+        f"{verdicts[s].share:>12.2f}" if s in verdicts and verdicts[s].share is not None
+        else f"{'-':>12}" for s, _ in windows))
+    print()
+    ok = True
+    for start, phase in windows:
+        verdict = verdicts.get(start)
+        if verdict is None or verdict.share is None:
+            print(f"MISSING: no verdict for the window starting {start}")
+            ok = False
+            continue
+        drifted = sorted(c for c in FEATURES if (_primary(verdict, c) or (0, False))[1])
+        expected = sorted(SHIFTS) if phase == "shifted" else []
+        status = "as expected" if drifted == expected else f"UNEXPECTED (wanted {expected})"
+        print(f"window {time.strftime('%H:%M:%S', time.localtime(start / 1e9))} ({phase}): "
+              f"drifted features {drifted or 'none'} - {status}")
+        ok &= drifted == expected
+    return ok
+
+
+def _primary(verdict: WindowVerdict, column: str) -> tuple[float, bool] | None:
+    for method in (semconv.DRIFT_METHOD_WASSERSTEIN, semconv.DRIFT_METHOD_JENSENSHANNON):
+        if (column, method) in verdict.scores:
+            return verdict.scores[(column, method)]
+    return None
+
+
+def _scrape(endpoint: str) -> list[str]:
+    try:
+        with urllib.request.urlopen(f"http://{endpoint}/metrics", timeout=5) as response:
+            text = response.read().decode()
+    except OSError as exc:
+        return [f"(could not scrape: {exc})"]
+    return [line for line in text.splitlines()
+            if line.startswith("ml_drift_score{") and "wasserstein" in line][:3]
+
+
+def _print_where(endpoints: Endpoints, scrape: list[str]) -> None:
+    print()
+    print(f"Prometheus endpoint (while the processor ran): http://{endpoints.prometheus}/metrics")
+    for line in scrape:
+        print(f"    {line}")
+    print(f"OTLP JSON files: {endpoints.output / 'metrics.jsonl'} and "
+          f"{endpoints.output / 'traces.jsonl'}")
+    print(f"Reference profile: {endpoints.profiles / (MODEL_NAME + '.profile.json')}")
+    print(f"Processor log: {endpoints.output / 'processor.log'}")
+    print("Run the processor yourself: driftline collector --config collector-config/default.yaml")
+
+
+# --- small helpers --------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for_port(endpoint: str, process: subprocess.Popen[str], timeout_s: float = 30) -> None:
+    host, port = endpoint.rsplit(":", 1)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the processor exited with {process.returncode}; "
+                               "see processor.log in the output folder")
+        with contextlib.suppress(OSError), socket.create_connection((host, int(port)), 0.5):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"the processor did not listen on {endpoint} within {timeout_s}s")
+
+
+def _sleep_until(epoch_s: float) -> None:
+    time.sleep(max(0.0, epoch_s - time.time()))
