@@ -1,0 +1,197 @@
+"""The component graph of a loaded config: create, wire, start and stop in the right order.
+
+As in the collector's ``service/internal/graph``: exporters are created first (shared by
+every pipeline naming them), then each pipeline's processors back to front (one instance per
+pipeline), then receivers, which fan out to the first processor of every pipeline they feed
+(or straight to its exporters). Start goes against the data flow, shutdown with it, so no
+component ever hands data to one that is not running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from driftline.processor.component import ComponentError
+from driftline.processor.config import ComponentID, Config, PipelineID
+from driftline.processor.registry import (
+    KIND_EXPORTER,
+    KIND_PROCESSOR,
+    KIND_RECEIVER,
+    SIGNAL_METRICS,
+    SIGNAL_TRACES,
+    Factories,
+    default_factories,
+)
+
+_log = logging.getLogger(__name__)
+
+
+class FanOut:
+    """Hands each batch to every consumer of its signal; consumers must not modify it.
+
+    Every consumer gets the batch even when an earlier one raises; the first error is then
+    re-raised so the sender learns the data was not fully accepted.
+    """
+
+    def __init__(self, metrics: Sequence[Any] = (), traces: Sequence[Any] = ()) -> None:
+        self._consumers = {SIGNAL_METRICS: tuple(metrics), SIGNAL_TRACES: tuple(traces)}
+
+    @property
+    def signals(self) -> tuple[str, ...]:
+        return tuple(signal for signal, consumers in self._consumers.items() if consumers)
+
+    def consume_metrics(self, batch: Sequence[Any]) -> None:
+        self._fan(SIGNAL_METRICS, "consume_metrics", batch)
+
+    def consume_traces(self, batch: Sequence[Any]) -> None:
+        self._fan(SIGNAL_TRACES, "consume_traces", batch)
+
+    def _fan(self, signal: str, method: str, batch: Sequence[Any]) -> None:
+        consumers = self._consumers[signal]
+        if not consumers:
+            raise ComponentError(f"no pipeline consumes {signal} here")
+        first_error: Exception | None = None
+        for consumer in consumers:
+            try:
+                getattr(consumer, method)(batch)
+            except Exception as exc:
+                if first_error is None:
+                    first_error = exc
+                else:
+                    _log.error("fan-out: another consumer also failed: %s", exc, exc_info=True)
+        if first_error is not None:
+            raise first_error
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """One created component and where it sits in the config."""
+
+    kind: str
+    id: ComponentID
+    pipeline: PipelineID | None  # set for processors, which exist once per pipeline
+    component: Any
+    config: Any
+
+    def __str__(self) -> str:
+        where = f" in pipeline '{self.pipeline}'" if self.pipeline else ""
+        return f"{self.kind} '{self.id}'{where}"
+
+
+class Pipelines:
+    """The running graph: ``start()`` then ``shutdown()``, each in dependency order."""
+
+    def __init__(self, exporters: list[Node], processors: list[list[Node]],
+                 receivers: list[Node]) -> None:
+        self._exporters = exporters
+        self._processors = processors  # per pipeline, in data-flow order
+        self._receivers = receivers
+        self._started: list[Node] = []
+
+    def nodes(self) -> Iterator[Node]:
+        """Every component, in data-flow order (receivers first)."""
+        yield from self._receivers
+        for chain in self._processors:
+            yield from chain
+        yield from self._exporters
+
+    def _start_order(self) -> list[Node]:
+        order = list(self._exporters)
+        for chain in self._processors:
+            order.extend(reversed(chain))
+        order.extend(self._receivers)
+        return order
+
+    def start(self) -> None:
+        """Start exporters, then processors back to front, then receivers.
+
+        If one fails, the ones already started are shut down again and a ``ComponentError``
+        names the component that failed.
+        """
+        for node in self._start_order():
+            try:
+                node.component.start()
+            except Exception as exc:
+                # Failures here are logged; the start failure is the error to report.
+                with contextlib.suppress(ComponentError):
+                    self.shutdown()
+                raise ComponentError(f"cannot start {node}: {exc}") from exc
+            self._started.append(node)
+
+    def shutdown(self) -> None:
+        """Shut down what was started: receivers, processors front to back, exporters.
+
+        Every component is shut down even if one fails; the first failure is raised after.
+        """
+        started = {id(n) for n in self._started}
+        first_error: ComponentError | None = None
+        for node in self.nodes():
+            if id(node) not in started:
+                continue
+            try:
+                node.component.shutdown()
+            except Exception as exc:
+                _log.error("shutting down %s failed: %s", node, exc, exc_info=True)
+                first_error = first_error or ComponentError(f"cannot shut down {node}: {exc}")
+        self._started.clear()
+        if first_error is not None:
+            raise first_error
+
+
+def _create(factories: Factories, kind: str, cid: ComponentID, config: Any,
+            next_consumer: Any, pipeline: PipelineID | None = None) -> Node:
+    factory = factories.of_kind(kind)[cid.type]
+    where = f"{kind} '{cid}'" + (f" in pipeline '{pipeline}'" if pipeline else "")
+    try:
+        component = factory.create(config, next_consumer)
+    except Exception as exc:
+        raise ComponentError(f"cannot create {where}: {exc}") from exc
+    return Node(kind, cid, pipeline, component, config)
+
+
+def _one_or_fan(signal: str, consumers: list[Any]) -> Any:
+    if len(consumers) == 1:
+        return consumers[0]
+    return FanOut(**{signal: consumers})
+
+
+def build(config: Config, factories: Factories | None = None) -> Pipelines:
+    """Create every component used by a pipeline and wire them; nothing is started yet.
+
+    Components configured but used by no pipeline are not created (as in the collector).
+    """
+    factories = default_factories() if factories is None else factories
+    exporters: dict[ComponentID, Node] = {}
+    for pipeline in config.pipelines.values():
+        for cid in pipeline.exporters:
+            if cid not in exporters:
+                exporters[cid] = _create(factories, KIND_EXPORTER, cid, config.exporters[cid],
+                                         None)
+
+    chains: list[list[Node]] = []
+    entries: dict[PipelineID, Any] = {}
+    for pid, pipeline in config.pipelines.items():
+        next_consumer = _one_or_fan(pid.signal,
+                                    [exporters[cid].component for cid in pipeline.exporters])
+        chain: list[Node] = []
+        for cid in reversed(pipeline.processors):
+            node = _create(factories, KIND_PROCESSOR, cid, config.processors[cid],
+                           next_consumer, pid)
+            chain.insert(0, node)
+            next_consumer = node.component
+        chains.append(chain)
+        entries[pid] = next_consumer
+
+    receivers: list[Node] = []
+    receiver_ids = dict.fromkeys(cid for p in config.pipelines.values() for cid in p.receivers)
+    for cid in receiver_ids:
+        fed = {signal: [entries[pid] for pid, p in config.pipelines.items()
+                        if pid.signal == signal and cid in p.receivers]
+               for signal in (SIGNAL_METRICS, SIGNAL_TRACES)}
+        receivers.append(_create(factories, KIND_RECEIVER, cid, config.receivers[cid],
+                                 FanOut(**fed)))
+    return Pipelines(list(exporters.values()), chains, receivers)

@@ -1,0 +1,93 @@
+"""Which component types exist: the factories the config loader and pipeline builder use.
+
+Built by a function, never at import, so tests can assemble their own set of factories.
+Exporter modules are imported lazily and are optional: a missing module leaves its type
+unknown (the loader then says so) instead of breaking the processor.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+_log = logging.getLogger(__name__)
+
+KIND_RECEIVER = "receiver"
+KIND_PROCESSOR = "processor"
+KIND_EXPORTER = "exporter"
+KIND_EXTENSION = "extension"
+
+SIGNAL_METRICS = "metrics"
+SIGNAL_TRACES = "traces"
+SIGNALS = (SIGNAL_METRICS, SIGNAL_TRACES)
+DEFAULT_SIGNALS = (SIGNAL_METRICS,)
+
+_EXPORTER_MODULES = ("driftline.exporters.prometheus", "driftline.exporters.file")
+
+
+@dataclass(frozen=True, slots=True)
+class Factories:
+    """Factories per component kind, keyed by every accepted spelling of their type."""
+
+    receivers: Mapping[str, Any]
+    processors: Mapping[str, Any]
+    exporters: Mapping[str, Any]
+    extensions: Mapping[str, Any]
+
+    @classmethod
+    def of(
+        cls,
+        receivers: Iterable[Any] = (),
+        processors: Iterable[Any] = (),
+        exporters: Iterable[Any] = (),
+        extensions: Iterable[Any] = (),
+    ) -> Factories:
+        """Index factory objects by their ``TYPE`` and any ``ALIASES`` they declare."""
+        return cls(_index(receivers), _index(processors), _index(exporters), _index(extensions))
+
+    def of_kind(self, kind: str) -> Mapping[str, Any]:
+        return {
+            KIND_RECEIVER: self.receivers,
+            KIND_PROCESSOR: self.processors,
+            KIND_EXPORTER: self.exporters,
+            KIND_EXTENSION: self.extensions,
+        }[kind]
+
+
+def _index(factories: Iterable[Any]) -> dict[str, Any]:
+    index: dict[str, Any] = {}
+    for factory in factories:
+        for spelling in (factory.TYPE, *getattr(factory, "ALIASES", ())):
+            index[spelling] = factory
+    return index
+
+
+def signals_of(factory: Any) -> tuple[str, ...]:
+    """The signals a factory's components consume (``("metrics",)`` unless it says more)."""
+    return tuple(getattr(factory, "SIGNALS", DEFAULT_SIGNALS))
+
+
+def _optional_factory(module_name: str) -> Any | None:
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise  # the module exists but one of its own imports is missing: say so loudly
+        _log.debug("optional component module %s is not installed", module_name)
+        return None
+    return module.Factory()
+
+
+def default_factories() -> Factories:
+    """Every component type shipped with Driftline."""
+    from driftline.processor import ml_drift, otlp_receiver
+
+    exporters = [f for f in map(_optional_factory, _EXPORTER_MODULES) if f is not None]
+    return Factories.of(
+        receivers=[otlp_receiver.Factory()],
+        processors=[ml_drift.Factory()],
+        exporters=exporters,
+    )

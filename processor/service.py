@@ -1,0 +1,109 @@
+"""``driftline collector``: load and validate the config, build the pipelines, serve, stop.
+
+Runs in the foreground until SIGTERM or SIGINT, then shuts the components down in data-flow
+order so what was received is processed and exported. Exit status 0 after a clean stop,
+1 when the config is invalid or a component cannot start.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from typing import Any, TextIO
+
+from driftline.processor.component import ComponentError
+from driftline.processor.config import ConfigError, load_config
+from driftline.processor.pipeline import Node, Pipelines, build
+
+_log = logging.getLogger(__name__)
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# The main thread wakes this often to let Python run signal handlers promptly.
+_WAIT_SLICE_S = 0.5
+_LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
+               "warning": logging.WARNING, "error": logging.ERROR}
+
+
+def listening_endpoints(node: Node) -> list[str]:
+    """What ``node`` listens on, from its ``endpoints()`` or its bound ``port``."""
+    endpoints = getattr(node.component, "endpoints", None)
+    if callable(endpoints):
+        return list(endpoints())
+    port = getattr(node.component, "port", None)
+    configured = getattr(node.config, "endpoint", None)
+    if isinstance(port, int) and isinstance(configured, str):
+        return [f"{configured.rpartition(':')[0]}:{port}"]
+    return []
+
+
+def _print_endpoints(nodes: list[Node], out: TextIO) -> None:
+    for node in nodes:
+        for endpoint in listening_endpoints(node):
+            print(f"{node.kind} {node.id} listening on {endpoint}", file=out)
+    out.flush()
+
+
+def _wait_for_stop(stop: threading.Event) -> None:
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous: dict[int, Any] = {}
+    if in_main_thread:
+        def on_signal(signum: int, frame: Any) -> None:
+            _log.info("received %s, shutting down", signal.Signals(signum).name)
+            stop.set()
+
+        for signum in STOP_SIGNALS:
+            previous[signum] = signal.signal(signum, on_signal)
+    try:
+        while not stop.wait(_WAIT_SLICE_S):
+            pass
+    finally:
+        # A second Ctrl+C during shutdown then interrupts as usual.
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def run_collector(config_path: str | os.PathLike[str], *,
+                  stop: threading.Event | None = None) -> int:
+    """Run the processor described by ``config_path`` until SIGTERM/SIGINT (or ``stop``).
+
+    Prints every config problem to stderr and returns 1 when the config is invalid or a
+    component cannot start; prints one stdout line per listening endpoint once serving.
+    """
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"{config_path}: {problem}", file=sys.stderr)
+        print(f"{config_path}: invalid config ({len(exc.problems)} problem(s)); fix it and "
+              "check with `driftline validate`", file=sys.stderr)
+        return 1
+    logging.basicConfig(level=_LOG_LEVELS[config.log_level], format=LOG_FORMAT,
+                        stream=sys.stderr)
+    try:
+        pipelines = build(config)
+        pipelines.start()
+    except ComponentError as exc:
+        print(f"driftline collector: {exc}", file=sys.stderr)
+        return 1
+    _print_endpoints(list(pipelines.nodes()), sys.stdout)
+    _log.info("driftline collector running %d pipeline(s); stop with SIGTERM or Ctrl+C",
+              len(config.pipelines))
+    try:
+        _wait_for_stop(stop or threading.Event())
+    finally:
+        status = _shutdown(pipelines)
+    return status
+
+
+def _shutdown(pipelines: Pipelines) -> int:
+    try:
+        pipelines.shutdown()
+    except ComponentError as exc:
+        print(f"driftline collector: {exc}", file=sys.stderr)
+        return 1
+    _log.info("driftline collector stopped")
+    return 0
