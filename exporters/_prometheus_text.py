@@ -3,8 +3,8 @@
 The rules are those of the OpenTelemetry specification "Prometheus and OpenMetrics
 compatibility" (OTLP metric points to Prometheus), as the collector's translator applies
 them: invalid characters become ``_``, UCUM units become words appended as a suffix,
-``{annotation}`` units are dropped, unit ``1`` becomes ``_ratio`` on gauges only, and
-monotonic sums end in ``_total``.
+``{annotation}`` units are dropped, and monotonic sums end in ``_total``. Unit ``1`` becomes
+``_ratio`` only when asked (``ratio=True``, for gauges): see ``unit_suffix``.
 """
 
 from __future__ import annotations
@@ -87,11 +87,15 @@ def sanitize_label_name(key: str) -> str:
     return f"key_{cleaned}" if cleaned[0].isdigit() else cleaned
 
 
-def unit_suffix(unit: str, *, is_gauge: bool) -> str:
-    """The name suffix for an OTLP unit, without the leading ``_``; empty for none."""
+def unit_suffix(unit: str, *, ratio: bool = False) -> str:
+    """The name suffix for an OTLP unit, without the leading ``_``; empty for none.
+
+    The spec's "1 -> ratio" is a SHOULD, and UCUM ``1`` means dimensionless, not a ratio:
+    drift scores and 0/1 flags are not ratios, so ``_ratio`` is added only when ``ratio``.
+    """
     unit = unit.strip()
     if unit == DIMENSIONLESS_UNIT:
-        return RATIO_SUFFIX if is_gauge else ""
+        return RATIO_SUFFIX if ratio else ""
     main, _, per = unit.partition("/")
     main_word = _word(_ANNOTATION.sub("", main).strip(), UNIT_WORDS)
     per_word = _word(_ANNOTATION.sub("", per).strip(), PER_UNIT_WORDS)
@@ -111,7 +115,7 @@ def _word(unit: str, words: Mapping[str, str]) -> str:
 
 
 def metric_name(
-    name: str, unit: str, *, namespace: str = "", is_gauge: bool = False, is_counter: bool = False
+    name: str, unit: str, *, namespace: str = "", ratio: bool = False, is_counter: bool = False
 ) -> str:
     """The Prometheus family name of an OTLP metric: namespace, name, unit, then ``_total``."""
     full = f"{namespace}_{name}" if namespace else name
@@ -119,7 +123,7 @@ def metric_name(
     if is_counter and result.endswith(TOTAL_SUFFIX) and result != TOTAL_SUFFIX:
         # "io.bytes_total" in By: the unit goes before the type suffix, which stays single.
         result = result.removesuffix(TOTAL_SUFFIX)
-    suffix = unit_suffix(unit, is_gauge=is_gauge)
+    suffix = unit_suffix(unit, ratio=ratio)
     if suffix and result != suffix and not result.endswith(f"_{suffix}"):
         result = f"{result}_{suffix}"
     if is_counter:

@@ -42,6 +42,9 @@ DEFAULT_NAMESPACE = ""
 # Series not updated for this long disappear from /metrics, as in the collector's exporter.
 # It must exceed the processor's window, or drift gauges blink between windows.
 DEFAULT_METRIC_EXPIRATION = "5m"
+# Unit "1" on a gauge becomes "_ratio" only when enabled: Driftline's dimensionless gauges
+# (ml.drift.score, ml.drift.detected) are scores and flags, and keep their plain names.
+DEFAULT_ADD_RATIO_SUFFIX = False
 METRICS_PATH = "/metrics"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 SERVE_POLL_INTERVAL_S = 0.2
@@ -103,6 +106,7 @@ class PrometheusExporterConfig:
     namespace: str = DEFAULT_NAMESPACE
     const_labels: dict[str, str] = field(default_factory=dict)
     metric_expiration: str | float = DEFAULT_METRIC_EXPIRATION
+    add_ratio_suffix: bool = DEFAULT_ADD_RATIO_SUFFIX
 
     def validate(self) -> list[str]:
         """Every problem as ``key: message``, relative to this exporter's node."""
@@ -129,6 +133,10 @@ class PrometheusExporterConfig:
                     )
                 if not isinstance(value, str | int | float) or isinstance(value, bool):
                     problems.append(f"const_labels::{name}: must be a string, got {value!r}")
+        if not isinstance(self.add_ratio_suffix, bool):
+            problems.append(
+                f"add_ratio_suffix: must be true or false, got {self.add_ratio_suffix!r}"
+            )
         try:
             parse_duration_s(self.metric_expiration)
         except ValueError as err:
@@ -312,7 +320,9 @@ class PrometheusExporter:
             )
             return
         if data == "gauge":
-            self._consume_numbers(metric, metric.gauge.data_points, KIND_GAUGE, False, base, now)
+            self._consume_numbers(
+                metric, metric.gauge.data_points, KIND_GAUGE, False, base, now, otlp_gauge=True
+            )
         elif data == "sum":
             self._consume_sum(metric, base, now)
         elif data == "histogram":
@@ -320,12 +330,12 @@ class PrometheusExporter:
         elif data == "summary":
             self._consume_summary(metric, base, now)
 
-    def _name(self, metric: Metric, *, is_gauge: bool = False, is_counter: bool = False) -> str:
+    def _name(self, metric: Metric, *, otlp_gauge: bool = False, is_counter: bool = False) -> str:
         return text.metric_name(
             metric.name,
             metric.unit,
             namespace=self._config.namespace,
-            is_gauge=is_gauge,
+            ratio=otlp_gauge and self._config.add_ratio_suffix,
             is_counter=is_counter,
         )
 
@@ -342,7 +352,7 @@ class PrometheusExporter:
             # The spec drops delta up-down sums: their absolute level is unknown to a scraper.
             self._dropped[REASON_DELTA_NON_MONOTONIC_SUM] += len(points)
         else:
-            self._consume_numbers(metric, points, KIND_GAUGE, False, base, now, is_gauge=False)
+            self._consume_numbers(metric, points, KIND_GAUGE, False, base, now)
 
     def _consume_numbers(
         self,
@@ -353,11 +363,9 @@ class PrometheusExporter:
         base: Mapping[str, str],
         now: float,
         *,
-        is_gauge: bool = True,
+        otlp_gauge: bool = False,
     ) -> None:
-        name = self._name(
-            metric, is_gauge=is_gauge and kind == KIND_GAUGE, is_counter=kind == KIND_COUNTER
-        )
+        name = self._name(metric, otlp_gauge=otlp_gauge, is_counter=kind == KIND_COUNTER)
         points = list(points)
         family = self._family(name, kind, metric.description)
         if family is None:
@@ -504,6 +512,10 @@ class _Server(ThreadingHTTPServer):
         socketserver.TCPServer.server_bind(self)
         host, port = self.server_address[:2]
         self.server_name, self.server_port = str(host), int(port)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A scraper hanging up mid-response is routine; log it instead of printing to stderr.
+        _LOG.warning("prometheus exporter: serving %s failed", client_address, exc_info=True)
 
 
 class _Server6(_Server):

@@ -308,7 +308,7 @@ def test_port_zero_binds_a_free_port(exporter: PrometheusExporter) -> None:
         ("payload.size", "By", "gauge", "payload_size_bytes"),
         ("throughput", "By/s", "gauge", "throughput_bytes_per_second"),
         ("events", "{event}/s", "gauge", "events_per_second"),
-        ("cpu.utilization", "1", "gauge", "cpu_utilization_ratio"),
+        (semconv.ML_DRIFT_SCORE, "1", "gauge", "ml_drift_score"),
         ("cpu.utilization", "1", "histogram", "cpu_utilization"),
         (semconv.ML_PREDICT_ROWS, "{row}", "counter", "ml_predict_rows_total"),
         ("hits", "1", "counter", "hits_total"),
@@ -322,9 +322,7 @@ def test_port_zero_binds_a_free_port(exporter: PrometheusExporter) -> None:
 def test_metric_names_follow_the_compatibility_spec(
     name: str, unit: str, kind: str, expected: str
 ) -> None:
-    assert metric_name(
-        name, unit, is_gauge=kind == "gauge", is_counter=kind == "counter"
-    ) == expected
+    assert metric_name(name, unit, is_counter=kind == "counter") == expected
 
 
 def test_attribute_keys_that_sanitise_alike_join_values_in_key_order(
@@ -366,7 +364,8 @@ def test_factory_declares_type_config_and_signals() -> None:
     assert Factory.CONFIG is PrometheusExporterConfig
     assert Factory.SIGNALS == ("metrics",)
     assert Factory().default_config() == PrometheusExporterConfig(
-        endpoint="127.0.0.1:9464", namespace="", const_labels={}, metric_expiration="5m"
+        endpoint="127.0.0.1:9464", namespace="", const_labels={}, metric_expiration="5m",
+        add_ratio_suffix=False,
     )
 
 
@@ -384,3 +383,17 @@ def test_public_names_are_pinned() -> None:
         "read_traces",
     ]
     assert set(driftline.exporters.factories()) == {"prometheus", "file"}
+
+
+def test_ratio_suffix_is_opt_in_and_only_for_gauges() -> None:
+    def names(config: PrometheusExporterConfig) -> list[str]:
+        exporter = PrometheusExporter(config)
+        share = gauge(semconv.ML_DRIFT_DATASET_SHARE, 0.25, unit=semconv.UNIT_DIMENSIONLESS)
+        hits = counter("hits", 2, CUMULATIVE, unit=semconv.UNIT_DIMENSIONLESS)
+        exporter.consume_metrics(batch(share, hits))
+        return [line.split("{")[0] for line in samples(exporter.render())]
+
+    assert names(PrometheusExporterConfig()) == ["hits_total", "ml_drift_dataset_share"]
+    assert names(PrometheusExporterConfig(add_ratio_suffix=True)) == [
+        "hits_total", "ml_drift_dataset_share_ratio"
+    ]
