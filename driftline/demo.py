@@ -37,7 +37,7 @@ WINDOW_S = 4
 WINDOWS_PER_PHASE = 2
 GRACE_S = 1
 MIN_ROWS = 200
-BATCH_ROWS = 16
+BATCH_ROWS = 64
 REQUEST_PAUSE_S = 0.04
 EXPORT_INTERVAL_MS = 1000
 SEED = 42
@@ -82,6 +82,7 @@ def run_demo(workdir: str) -> int:
         print(f"4/4 serving predictions: {WINDOWS_PER_PHASE} windows as trained, then "
               f"{WINDOWS_PER_PHASE} with {', '.join(SHIFTS)} shifted ({WINDOW_S}s windows)")
         windows = _serve(model, live, recorder)
+        _flush_spans()
         verdicts = _await_verdicts(endpoints.output / "metrics.jsonl", windows, processor)
         scrape = _scrape(endpoints.prometheus)
     ok = _report(verdicts, windows)
@@ -184,6 +185,15 @@ def _instrument(endpoints: Endpoints):
     return SklearnInstrumentor().recorder  # the instrumentor is a singleton
 
 
+def _flush_spans() -> None:
+    """Send the spans still batched in the app before the processor goes away."""
+    from opentelemetry import trace
+
+    provider = trace.get_tracer_provider()
+    if hasattr(provider, "force_flush"):
+        provider.force_flush()
+
+
 def _serve(model, live, recorder) -> list[tuple[int, str]]:
     """Serve each window from its start to shortly before its end; returns (start_ns, phase)."""
     rng = np.random.default_rng(SEED + 1)
@@ -263,8 +273,8 @@ def _report(verdicts: dict[int, WindowVerdict], windows: list[tuple[int, str]]) 
     print()
     print("Drift verdicts per window (normed Wasserstein for numeric columns, "
           "Jensen-Shannon for the predicted class; * = drifted)")
-    columns = list(FEATURES) + [semconv.PROFILE_COLUMN_PREDICTION_CLASS,
-                                semconv.PROFILE_COLUMN_PREDICTION_CONFIDENCE]
+    columns = [*FEATURES, semconv.PROFILE_COLUMN_PREDICTION_CLASS,
+               semconv.PROFILE_COLUMN_PREDICTION_CONFIDENCE]
     header = f"{'column':<26}" + "".join(
         f"{time.strftime('%H:%M:%S', time.localtime(s / 1e9)):>12}" for s, _ in windows)
     print(header)
@@ -313,7 +323,8 @@ def _scrape(endpoint: str) -> list[str]:
     except OSError as exc:
         return [f"(could not scrape: {exc})"]
     return [line for line in text.splitlines()
-            if line.startswith("ml_drift_score{") and "wasserstein" in line][:3]
+            if line.startswith("ml_drift_score{") and "wasserstein" in line
+            and any(f'ml_feature_name="{feature}"' in line for feature in SHIFTS)]
 
 
 def _print_where(endpoints: Endpoints, scrape: list[str]) -> None:

@@ -3,14 +3,15 @@
 Run as ``python -m tests.apps.shifted_app``; ``OTEL_*`` variables say where telemetry goes.
 The recorder flushes at interpreter exit.
 """
+# ruff: noqa: I001  (the instrumentation line stays first, as users are told to write it)
 
-import driftline.auto  # noqa: F401  (the only instrumentation line)
+import driftline.auto  # the only instrumentation line
 
-import numpy as np  # noqa: E402
-from sklearn.linear_model import LogisticRegression  # noqa: E402
+import numpy as np
+from sklearn.linear_model import LogisticRegression
 
-import driftline  # noqa: E402
-from tests.apps import fraud_data  # noqa: E402
+import driftline
+from tests.apps import fraud_data
 
 
 def main() -> None:
