@@ -62,6 +62,8 @@ _TYPE_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _ENV_NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _REFERENCE = re.compile(r"\$\$|\$\{([^}]*)\}")
 _SUGGESTION_CUTOFF = 0.6
+_INTEGER = re.compile(r"[+-]?\d+")
+_FLOAT = re.compile(r"[+-]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][+-]?\d+)?")
 
 
 class ConfigError(ValueError):
@@ -172,15 +174,41 @@ def _substitute(node: Any, environ: Mapping[str, str], path: str, problems: list
 
     whole = _REFERENCE.fullmatch(node)
     text = _REFERENCE.sub(replace, node)
-    if whole is not None and whole.group(0) != "$$" and text:
-        try:
-            typed = yaml.safe_load(text)
-        except yaml.YAMLError:
-            return text
-        if isinstance(typed, bool) and text.strip().lower() not in ("true", "false"):
-            return text  # YAML 1.1 would read "yes"/"on" as true; only true/false are booleans
-        if isinstance(typed, bool | int | float | str):
-            return typed
+    if whole is not None and whole.group(0) != "$$":
+        return _typed(text)
+    return text
+
+
+class _EnvInt(int):
+    """An integer read from the environment; ``text`` is how it was written there."""
+
+    text: str
+
+
+class _EnvFloat(float):
+    """A number read from the environment; ``text`` is how it was written there."""
+
+    text: str
+
+
+def _remembering(number: _EnvInt | _EnvFloat, text: str) -> _EnvInt | _EnvFloat:
+    number.text = text
+    return number
+
+
+def _typed(text: str) -> str | int | float | bool:
+    """An integer, number or ``true``/``false`` when ``text`` spells one, else ``text``.
+
+    Deliberately narrower than YAML 1.1, which would read "on" as true and "0123" as octal.
+    Numbers remember their text, so a string setting still gets exactly what was written.
+    """
+    stripped = text.strip()
+    if _INTEGER.fullmatch(stripped):
+        return _remembering(_EnvInt(stripped), text)
+    if _FLOAT.fullmatch(stripped):
+        return _remembering(_EnvFloat(stripped), text)
+    if stripped in ("true", "false"):
+        return stripped == "true"
     return text
 
 
@@ -217,6 +245,8 @@ _SIMPLE_TYPES: dict[type, str] = {
 
 def _accepts(hint: Any, value: Any) -> bool | None:
     """Whether ``value`` fits a simple annotation; ``None`` when the hint is not simple."""
+    if hint is type(None):
+        return value is None
     if hint in _SIMPLE_TYPES:
         if hint is float:
             return isinstance(value, int | float) and not isinstance(value, bool)
@@ -252,6 +282,8 @@ def _describe(hint: Any) -> str:
 
 def _coerce(hint: Any, value: Any) -> Any:
     # An int stays an int where a float is expected, so messages quote what was written.
+    if hint is str and isinstance(value, _EnvInt | _EnvFloat):
+        return value.text
     if typing.get_origin(hint) is tuple and isinstance(value, list):
         return tuple(value)
     return value
@@ -288,10 +320,11 @@ def _overlay(default: Any, node: Any, path: str, problems: list[str]) -> Any:
             values[key] = _overlay(current, value, where, problems)
             continue
         hint = hints.get(key)
+        value = _coerce(hint, value)
         if _accepts(hint, value) is False:
             problems.append(f"{where}: must be {_describe(hint)}, got {value!r}")
             continue
-        values[key] = _coerce(hint, value)
+        values[key] = value
     try:
         return dataclasses.replace(default, **values)
     except (TypeError, ValueError) as exc:
@@ -300,7 +333,12 @@ def _overlay(default: Any, node: Any, path: str, problems: list[str]) -> Any:
 
 
 def _component_config(factory: Any, node: Any, path: str, problems: list[str]) -> Any:
-    config = _overlay(factory.CONFIG(), node, path, problems)
+    try:
+        defaults = factory.CONFIG()
+    except TypeError as exc:  # a factory bug, but the operator should still see the rest
+        problems.append(f"{path}: the component has no complete default config: {exc}")
+        return None
+    config = _overlay(defaults, node, path, problems)
     try:
         found = config.validate()
     except Exception as exc:  # a validate() bug must not hide the other problems

@@ -267,7 +267,8 @@ class MlDriftProcessor:
 
     Data points must have DELTA temporality (the app-side recorder sends delta). CUMULATIVE
     points are counted as ``unsupported_points`` and logged, not converted: per-stream
-    cumulative-to-delta conversion is planned for a later version.
+    cumulative-to-delta conversion is planned for a later version. So are numeric columns
+    sent as explicit-bucket histograms instead of exponential ones.
 
     A point belongs to window ``time_unix_nano // window``; the window is evaluated once the
     clock passes its end plus ``grace``. A point for a window already past that goes into the
@@ -322,9 +323,14 @@ class MlDriftProcessor:
             except (ProfileError, OSError) as exc:
                 raise ComponentError(f"ml_drift: cannot load the profiles in "
                                      f"'{self._config.profiles}': {exc}") from exc
-            _log.info("ml_drift: %d reference profile(s) loaded from %s: %s",
-                      len(self._profiles), self._config.profiles,
-                      ", ".join(f"{n}:{v or '*'}" for n, v in sorted(self._profiles)) or "none")
+            if self._profiles:
+                _log.info("ml_drift: %d reference profile(s) loaded from %s: %s",
+                          len(self._profiles), self._config.profiles,
+                          ", ".join(f"{n}:{v or '*'}" for n, v in sorted(self._profiles)))
+            else:
+                _log.warning("ml_drift: no reference profile in %s; every model gets "
+                             "ml.window.rows only until profiles are added and the processor "
+                             "restarted", self._config.profiles)
         self._stop.clear()
         self._ticker = threading.Thread(target=self._tick, name="ml-drift-ticker", daemon=True)
         self._ticker.start()
@@ -387,9 +393,10 @@ class MlDriftProcessor:
     def _points(self, metric: Metric, kind: str) -> Sequence[Any]:
         """The points of ``metric`` if it is of ``kind`` with delta temporality, else none."""
         data_kind = metric.WhichOneof("data")
+        if data_kind is None:
+            return ()
         if data_kind != kind:
-            count = len(getattr(metric, data_kind).data_points) if data_kind else 0
-            self._counts["unsupported_points"] += count
+            self._counts["unsupported_points"] += len(getattr(metric, data_kind).data_points)
             self._warn_once((metric.name, data_kind),
                             "ml_drift: %s arrives as %s; expected %s, its points are skipped",
                             metric.name, data_kind, kind)

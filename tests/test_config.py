@@ -88,6 +88,12 @@ def test_env_variable_without_default_is_substituted_when_set(environ: dict[str,
     assert endpoint == "127.0.0.1:4317"  # inside a longer string: inserted as text
 
 
+def test_numeric_env_value_in_a_string_setting_keeps_its_text(environ: dict[str, str]) -> None:
+    config = load_config(DATA / "valid.yaml", environ={**environ, "OUT": "0123"})
+
+    assert config.exporters[ComponentID("file")].path == "0123"  # not 123, not octal 83
+
+
 def test_env_variable_without_default_unset_is_an_error(environ: dict[str, str]) -> None:
     assert problems_of("bad_env_unset.yaml", environ) == [
         "receivers::otlp::protocols::grpc::endpoint: environment variable "
