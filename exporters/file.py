@@ -24,8 +24,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.metrics.v1.metrics_pb2 import ResourceMetrics
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans
 
+from driftline.durations import parse_non_negative_duration
 from driftline.exporters import _otlp_json
-from driftline.exporters._duration import parse_duration_s
 from driftline.exporters._otlp_json import OtlpJsonError
 from driftline.processor.component import ComponentError
 
@@ -63,7 +63,7 @@ class FileExporterConfig:
             if problem:
                 problems.append(f"path: {problem}")
         try:
-            parse_duration_s(self.flush_interval)
+            parse_non_negative_duration(self.flush_interval)
         except ValueError as err:
             problems.append(f"flush_interval: {err}")
         return problems
@@ -98,7 +98,7 @@ class FileExporter:
         if problems:
             raise ComponentError("file exporter: invalid config: " + "; ".join(problems))
         self._path = Path(config.path)
-        self._flush_interval_s = parse_duration_s(config.flush_interval)
+        self._flush_interval_s = parse_non_negative_duration(config.flush_interval)
         self._lock = threading.Lock()
         self._file: IO[str] | None = None
         self._dirty = False

@@ -30,8 +30,8 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from driftline import semconv
+from driftline.durations import parse_non_negative_duration
 from driftline.exporters import _prometheus_text as text
-from driftline.exporters._duration import parse_duration_s
 from driftline.processor.component import ComponentError
 
 _LOG = logging.getLogger(__name__)
@@ -138,7 +138,7 @@ class PrometheusExporterConfig:
                 f"add_ratio_suffix: must be true or false, got {self.add_ratio_suffix!r}"
             )
         try:
-            parse_duration_s(self.metric_expiration)
+            parse_non_negative_duration(self.metric_expiration)
         except ValueError as err:
             problems.append(f"metric_expiration: {err}")
         return problems
@@ -200,7 +200,7 @@ class PrometheusExporter:
             raise ComponentError("prometheus exporter: invalid config: " + "; ".join(problems))
         self._config = config
         self._host, self._configured_port = split_endpoint(config.endpoint)
-        self._expiration_s = parse_duration_s(config.metric_expiration)
+        self._expiration_s = parse_non_negative_duration(config.metric_expiration)
         self._const_labels = {name: str(value) for name, value in config.const_labels.items()}
         self._clock = clock
         self._lock = threading.Lock()

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from driftline.processor._durations import parse_duration
+from driftline.durations import parse_duration
 from driftline.processor.registry import (
     KIND_EXPORTER,
     KIND_EXTENSION,

@@ -38,12 +38,12 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 import driftline
 from driftline import drift, exphist, semconv
-from driftline.exphist import Buckets, ExpHistogram
-from driftline.processor._durations import (
+from driftline.durations import (
     non_negative_duration_problem,
     parse_duration,
     positive_duration_problem,
 )
+from driftline.exphist import Buckets, ExpHistogram
 from driftline.processor.component import ComponentError
 from driftline.processor.registry import SIGNAL_METRICS
 from driftline.profile import (

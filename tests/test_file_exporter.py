@@ -26,8 +26,8 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
 from driftline import semconv
+from driftline.durations import parse_non_negative_duration
 from driftline.exporters import OtlpJsonError, read_metrics, read_traces
-from driftline.exporters._duration import parse_duration_s
 from driftline.exporters.file import Factory, FileExporter, FileExporterConfig
 from driftline.processor.component import ComponentError
 
@@ -236,7 +236,8 @@ def test_config_validation(tmp_path: Path) -> None:
         f"path: cannot create directory under {str(blocker)!r}: it is not a directory"
     ]
     assert FileExporterConfig(path="out.jsonl", flush_interval="soon").validate() == [
-        "flush_interval: must be a duration such as '1s' or '500ms', got 'soon'"
+        "flush_interval: must be a duration such as '10s', '500ms', '2m', '1h' or a number "
+        "of seconds, got 'soon'"
     ]
     assert FileExporterConfig(path=str(tmp_path / "new" / "x.jsonl")).validate() == []
     assert not (tmp_path / "new").exists()  # validation creates nothing
@@ -247,13 +248,13 @@ def test_config_validation(tmp_path: Path) -> None:
     [("1s", 1.0), ("500ms", 0.5), (2, 2.0), (0.25, 0.25), ("1m30s", 90.0), ("3", 3.0)],
 )
 def test_durations(value: object, seconds: float) -> None:
-    assert parse_duration_s(value) == seconds
+    assert parse_non_negative_duration(value) == seconds
 
 
 @pytest.mark.parametrize("value", ["", "1 sec", "-1s", -1, True, "1s2", None])
 def test_bad_durations(value: object) -> None:
     with pytest.raises(ValueError, match="duration"):
-        parse_duration_s(value)
+        parse_non_negative_duration(value)
 
 
 def test_factory_declares_type_config_and_signals() -> None:

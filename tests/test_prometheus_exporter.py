@@ -351,7 +351,8 @@ def test_attribute_keys_that_sanitise_alike_join_values_in_key_order(
          ["const_labels::bad-name: must be a label name matching [a-zA-Z_][a-zA-Z0-9_]* "
           "and not starting with '__'"]),
         (PrometheusExporterConfig(metric_expiration="soon"),
-         ["metric_expiration: must be a duration such as '1s' or '500ms', got 'soon'"]),
+         ["metric_expiration: must be a duration such as '10s', '500ms', '2m', '1h' or a "
+          "number of seconds, got 'soon'"]),
         (PrometheusExporterConfig(endpoint="[::1]:9464", const_labels={"env": "prod"}), []),
     ],
 )

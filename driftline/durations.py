@@ -49,6 +49,14 @@ def _parse_text(text: str, original: str) -> float:
     return -total if match.group(1) == "-" else total
 
 
+def parse_non_negative_duration(value: object) -> float:
+    """Seconds in ``value``, which must be zero or more; ``ValueError`` otherwise."""
+    seconds = parse_duration(value)
+    if seconds < 0:
+        raise ValueError(f"must be a duration of zero or more, got {value!r}")
+    return seconds
+
+
 def positive_duration_problem(key: str, value: object) -> str | None:
     """``"key: message"`` when ``value`` is not a duration above zero, else ``None``."""
     try:
@@ -63,9 +71,7 @@ def positive_duration_problem(key: str, value: object) -> str | None:
 def non_negative_duration_problem(key: str, value: object) -> str | None:
     """``"key: message"`` when ``value`` is not a duration of zero or more, else ``None``."""
     try:
-        seconds = parse_duration(value)
+        parse_non_negative_duration(value)
     except ValueError as exc:
         return f"{key}: {exc}"
-    if seconds < 0:
-        return f"{key}: must be a duration of zero or more, got {value!r}"
     return None
