@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from driftline.instrumentation.recorder import PredictCall, Recorder
+from driftline.instrumentation.recorder import ModelTraits, PredictCall, Recorder
 
-__all__ = ["PredictCall", "Recorder"]
+__all__ = ["ModelTraits", "PredictCall", "Recorder"]
