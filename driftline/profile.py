@@ -9,7 +9,6 @@ memory, and two profiles of parts of a data set merge into the profile of the wh
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 import time
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from driftline import exphist, semconv
+from driftline.columns import CategoryColumn, NumericColumn, is_numeric, table_columns
 from driftline.exphist import ExpHistogram
 
 FORMAT_NAME = "driftline.profile"
@@ -92,57 +92,27 @@ class Profile:
 
 
 class _ColumnBuilder:
-    """Accumulates one column chunk by chunk; memory is bounded by bucket count and top-K."""
+    """One column of a profile being built; memory is bounded by bucket count and top-K."""
 
     def __init__(self, name: str, role: str, kind: str, max_size: int, top_k: int) -> None:
         self.name, self.role, self.kind = name, role, kind
-        self.max_size, self.top_k = max_size, top_k
-        self.count = 0
-        self.missing = 0
-        self.histogram = exphist.empty()
-        self.counter: Counter[str] = Counter()
-        self.other = 0
+        self.values = NumericColumn(max_size) if kind == KIND_NUMERIC else CategoryColumn(top_k)
 
     def add(self, values: np.ndarray) -> None:
-        self.count += len(values)
-        if self.kind == KIND_NUMERIC:
-            numeric = np.asarray(values, dtype=np.float64)
-            finite = numeric[np.isfinite(numeric)]
-            self.missing += numeric.size - finite.size
-            chunk = exphist.from_values(finite, self.max_size)
-            self.histogram = exphist.merge([self.histogram, chunk], self.max_size)
-        else:
-            present = [v for v in values if not _is_missing(v)]
-            self.missing += len(values) - len(present)
-            self.counter.update(str(v) for v in present)
-            self._cap()
-
-    def _cap(self) -> None:
-        # Keep memory bounded: hold 4x top-K candidates while streaming, fold the rest.
-        if len(self.counter) > 4 * self.top_k:
-            kept = dict(self.counter.most_common(self.top_k))
-            self.other += sum(self.counter.values()) - sum(kept.values())
-            self.counter = Counter(kept)
+        self.values.add(values)
 
     def build(self) -> ColumnProfile:
-        if self.kind == KIND_NUMERIC:
-            return ColumnProfile(self.name, self.role, self.kind, self.count, self.missing,
-                                 histogram=self.histogram)
-        kept = dict(self.counter.most_common(self.top_k))
-        other = self.other + sum(self.counter.values()) - sum(kept.values())
-        return ColumnProfile(self.name, self.role, self.kind, self.count, self.missing,
+        column = self.values
+        if isinstance(column, NumericColumn):
+            return ColumnProfile(self.name, self.role, self.kind, column.count, column.missing,
+                                 histogram=column.histogram)
+        kept, other = column.top()
+        return ColumnProfile(self.name, self.role, self.kind, column.count, column.missing,
                              frequencies=kept, other=other)
 
 
-def _is_missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and not math.isfinite(value))
-
-
 def _kind_of(values: np.ndarray) -> str:
-    dtype = np.asarray(values).dtype
-    if dtype.kind in "iuf":
-        return KIND_NUMERIC
-    return KIND_CATEGORICAL
+    return KIND_NUMERIC if is_numeric(np.asarray(values)) else KIND_CATEGORICAL
 
 
 class ProfileBuilder:
@@ -174,20 +144,14 @@ class ProfileBuilder:
 
 
 def _feature_columns(data: Any) -> Iterator[tuple[str, np.ndarray]]:
-    """(name, values) per column of a DataFrame, Arrow table or 2-D array (``f0..fN``)."""
-    if hasattr(data, "columns") and hasattr(data, "__getitem__") and hasattr(data, "dtypes"):
-        for name in data.columns:
-            yield str(name), data[name].to_numpy()
-        return
-    if hasattr(data, "column_names") and hasattr(data, "column"):  # pyarrow.Table/RecordBatch
+    """(name, values) per column of a DataFrame, Arrow table or batch, or 2-D array."""
+    if hasattr(data, "column_names") and hasattr(data, "column"):  # pyarrow Table/RecordBatch
         for name in data.column_names:
-            yield str(name), data.column(name).to_numpy(zero_copy_only=False)
+            column = data.column(name)
+            values = column.to_numpy(zero_copy_only=False)
+            yield str(name), values if is_numeric(values) else values.astype(object)
         return
-    array = np.asarray(data)
-    if array.ndim == 1:
-        array = array.reshape(-1, 1)
-    for i in range(array.shape[1]):
-        yield f"f{i}", array[:, i]
+    yield from table_columns(data)
 
 
 def capture(

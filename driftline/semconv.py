@@ -79,6 +79,10 @@ PROCESSOR_SCOPE: Final = "driftline.processor.ml_drift"
 
 # --- cardinality --------------------------------------------------------------------------
 OVERFLOW_VALUE: Final = "__other__"
+# Counter of values folded into OVERFLOW_VALUE; its attribute names the capped attribute.
+ML_CARDINALITY_OVERFLOW: Final = "ml.cardinality.overflow"
+ML_CARDINALITY_ATTRIBUTE: Final = "ml.cardinality.attribute"
+UNIT_VALUES: Final = "{value}"
 
 # --- environment variables ----------------------------------------------------------------
 ENV_MODEL_NAME: Final = "DRIFTLINE_MODEL_NAME"

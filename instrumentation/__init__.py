@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from driftline.instrumentation.recorder import ModelTraits, PredictCall, Recorder
+from driftline.instrumentation._aggregation import Limits, ModelTraits
+from driftline.instrumentation.recorder import PredictCall, Recorder
 
-__all__ = ["ModelTraits", "PredictCall", "Recorder"]
+__all__ = ["Limits", "ModelTraits", "PredictCall", "Recorder"]

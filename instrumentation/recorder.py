@@ -15,24 +15,16 @@ import logging
 import threading
 import time
 import weakref
-from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from opentelemetry.sdk.metrics.export import (
-    AggregationTemporality,
-    Buckets,
-    ExponentialHistogram,
-    ExponentialHistogramDataPoint,
-    Histogram,
-    HistogramDataPoint,
     Metric,
     MetricExporter,
     MetricExportResult,
     MetricsData,
-    NumberDataPoint,
     ResourceMetrics,
     ScopeMetrics,
     Sum,
@@ -40,31 +32,22 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from driftline import exphist, semconv
-from driftline.exphist import ExpHistogram
+from driftline import semconv
+from driftline.instrumentation._aggregation import Limits, ModelTraits, StreamAggregate
 
 _logger = logging.getLogger(__name__)
 
 DEFAULT_EXPORT_INTERVAL_S = 60.0  # OTEL_METRIC_EXPORT_INTERVAL's default
 DEFAULT_EXPORT_TIMEOUT_S = 30.0  # OTEL_METRIC_EXPORT_TIMEOUT's default
 DEFAULT_DRAIN_INTERVAL_S = 0.2
-# Rows waiting for aggregation beyond which a call is kept as counts only (memory bound
-# while the recorder or the backend is slow); the rows counter stays exact.
+# Rows waiting for aggregation beyond which a call's values are dropped (its rows, duration
+# and error still count): memory stays bounded while the recorder or the backend is slow.
 DEFAULT_MAX_PENDING_ROWS = 1_000_000
-# Explicit buckets for ml.predict.duration: model calls range from microseconds to seconds.
-DURATION_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-                      0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Calls waiting beyond which even their counts are folded into a small per-stream tally.
+DEFAULT_MAX_PENDING_CALLS = 100_000
 
 Attributes = tuple[tuple[str, Any], ...]
-
-
-@dataclass(frozen=True, slots=True)
-class ModelTraits:
-    """What the recorder needs to know about a model to read its inputs and outputs."""
-
-    is_classifier: bool
-    classes: Sequence[Any] | None
-    feature_names: Sequence[str] | None
+StreamKey = tuple[str, Attributes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,20 +70,6 @@ class PredictCall:
     time_unix_nano: int
 
 
-class _Stream:
-    """Delta accumulators of one model stream (scope + model attributes) between exports."""
-
-    def __init__(self) -> None:
-        self.rows = 0
-        self.durations: dict[str | None, list[float]] = {}
-        self.features: dict[str, ExpHistogram] = {}
-        self.missing: dict[str, int] = {}
-        self.classes: dict[str, int] = {}
-        self.confidence = exphist.empty()
-        self.margin = exphist.empty()
-        self.values = exphist.empty()
-
-
 class Recorder:
     """Aggregates handed-over calls in a background thread and exports OTLP data points."""
 
@@ -111,6 +80,8 @@ class Recorder:
         export_interval_s: float = DEFAULT_EXPORT_INTERVAL_S,
         export_timeout_s: float = DEFAULT_EXPORT_TIMEOUT_S,
         max_pending_rows: int = DEFAULT_MAX_PENDING_ROWS,
+        max_pending_calls: int = DEFAULT_MAX_PENDING_CALLS,
+        limits: Limits | None = None,
         clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         self._exporter = exporter
@@ -118,17 +89,21 @@ class Recorder:
         self._export_interval_s = export_interval_s
         self._export_timeout_s = export_timeout_s
         self._max_pending_rows = max_pending_rows
+        self._max_pending_calls = max_pending_calls
+        self._limits = limits or Limits()
         self._clock_ns = clock_ns
         self._pending: deque[PredictCall] = deque()
         self._pending_rows = 0  # approximate under races; only a memory guard
-        self._streams: dict[tuple[str, Attributes], _Stream] = {}
-        self._lock = threading.Lock()  # guards _streams; held by aggregation and collection
+        self._overflow_lock = threading.Lock()  # taken on the hot path only when overloaded
+        self._overflow_rows: Counter[tuple[StreamKey, str | None]] = Counter()
+        self._streams: dict[StreamKey, StreamAggregate] = {}
+        self._lock = threading.Lock()  # guards _streams: aggregation vs collection
         self._export_lock = threading.Lock()
         self._drain_lock = threading.Lock()
         self._interval_start_ns = clock_ns()
         self._wakeup = threading.Event()
         self._stopped = threading.Event()
-        self.dropped_rows = 0
+        self.dropped_value_rows = 0
         self.failed_aggregations = 0
         self.failed_exports = 0
         self._thread = threading.Thread(target=self._run, name="driftline-recorder", daemon=True)
@@ -140,11 +115,17 @@ class Recorder:
     # --- hot path ---------------------------------------------------------------------------
 
     def submit(self, call: PredictCall) -> None:
-        """Hand over one call. O(1) and never raises into the caller."""
+        """Hand over one call: a deque append, whatever the batch size. Never raises."""
+        if len(self._pending) >= self._max_pending_calls:
+            with self._overflow_lock:
+                self._overflow_rows[((call.scope, call.model_attributes), call.error_type)] += \
+                    call.rows
+            self.dropped_value_rows += call.rows
+            return
         if self._pending_rows + call.rows > self._max_pending_rows:
-            # Keep the row count exact, drop the values.
-            call = replace(call, model=None, inputs=None, outputs=None)
-            self.dropped_rows += call.rows
+            call = PredictCall(call.scope, None, call.traits, call.model_attributes, None, None,
+                               call.rows, call.duration_s, call.error_type, call.time_unix_nano)
+            self.dropped_value_rows += call.rows
         else:
             self._pending_rows += call.rows
         self._pending.append(call)
@@ -175,26 +156,39 @@ class Recorder:
                 except Exception:  # a bad input must never stop the recorder
                     self.failed_aggregations += 1
                     _logger.exception("driftline: could not aggregate a %s call", call.scope)
+            with self._overflow_lock:
+                overflow, self._overflow_rows = self._overflow_rows, Counter()
+            with self._lock:
+                for (key, error_type), rows in overflow.items():
+                    self._stream(key).add_call(rows, 0.0, error_type)
+
+    def _stream(self, key: StreamKey) -> StreamAggregate:
+        """The stream's aggregate; past ``max_streams`` models fold into ``__other__``."""
+        stream = self._streams.get(key)
+        if stream is None:
+            if len(self._streams) >= self._limits.max_streams:
+                scope, attributes = key
+                folded = tuple((k, semconv.OVERFLOW_VALUE if k == semconv.ML_MODEL_NAME else v)
+                               for k, v in attributes)
+                key = (scope, folded)
+                stream = self._streams.get(key)
+            if stream is None:
+                stream = self._streams[key] = StreamAggregate(self._limits)
+        return stream
 
     def _aggregate(self, call: PredictCall) -> None:
+        traits = call.traits(call.model) if call.inputs is not None else None
         with self._lock:
-            stream = self._streams.setdefault((call.scope, call.model_attributes), _Stream())
-            stream.rows += call.rows
-            stream.durations.setdefault(call.error_type, []).append(call.duration_s)
-            if call.inputs is None:
+            stream = self._stream((call.scope, call.model_attributes))
+            stream.add_call(call.rows, call.duration_s, call.error_type)
+            if traits is None:
                 return
-            traits = call.traits(call.model)
-            for name, values in numeric_columns(call.inputs, traits.feature_names):
-                finite = values[np.isfinite(values)]
-                stream.missing[name] = stream.missing.get(name, 0) + values.size - finite.size
-                hist = exphist.from_values(finite)
-                previous = stream.features.get(name)
-                stream.features[name] = hist if previous is None else exphist.merge(
-                    [previous, hist])
+            stream.add_inputs(call.inputs, traits)
             if call.outputs is not None and call.error_type is None:
-                _aggregate_outputs(stream, call.outputs, traits)
+                stream.add_outputs(call.outputs, traits)
 
-    def _collect_and_export(self) -> MetricExportResult | None:
+    def _collect_and_export(self, timeout_s: float | None = None) -> MetricExportResult | None:
+        timeout_s = self._export_timeout_s if timeout_s is None else timeout_s
         with self._export_lock:
             with self._lock:
                 streams, self._streams = self._streams, {}
@@ -204,7 +198,7 @@ class Recorder:
                 return None
             data = self._metrics_data(streams, start_ns, end_ns)
             try:
-                result = self._exporter.export(data, timeout_millis=self._export_timeout_s * 1e3)
+                result = self._exporter.export(data, timeout_millis=timeout_s * 1e3)
             except Exception:
                 _logger.exception("driftline: metric export raised")
                 result = MetricExportResult.FAILURE
@@ -212,22 +206,23 @@ class Recorder:
                 self.failed_exports += 1
             return result
 
-    def _metrics_data(self, streams: Mapping[tuple[str, Attributes], _Stream], start_ns: int,
+    def _metrics_data(self, streams: dict[StreamKey, StreamAggregate], start_ns: int,
                       end_ns: int) -> MetricsData:
         by_scope: dict[str, list[Metric]] = {}
         for (scope, model_attributes), stream in streams.items():
-            metrics = by_scope.setdefault(scope, [])
-            metrics.extend(_stream_metrics(stream, dict(model_attributes), start_ns, end_ns))
+            by_scope.setdefault(scope, []).extend(
+                stream.metrics(dict(model_attributes), start_ns, end_ns))
         scopes = [ScopeMetrics(InstrumentationScope(scope), _merge_same_name(metrics), "")
                   for scope, metrics in by_scope.items()]
         return MetricsData([ResourceMetrics(self._resource, scopes, "")])
 
     # --- control ---------------------------------------------------------------------------
 
-    def force_flush(self, timeout_s: float = DEFAULT_EXPORT_TIMEOUT_S) -> bool:
-        """Aggregate everything handed over so far and export it now."""
+    def force_flush(self, timeout_s: float | None = None) -> bool:
+        """Aggregate everything handed over so far and export it now; the export gets
+        ``timeout_s`` (default: the export timeout). True when nothing failed."""
         self._drain()
-        return self._collect_and_export() in (None, MetricExportResult.SUCCESS)
+        return self._collect_and_export(timeout_s) in (None, MetricExportResult.SUCCESS)
 
     def shutdown(self) -> None:
         if self._stopped.is_set():
@@ -237,98 +232,6 @@ class Recorder:
         self._thread.join(timeout=self._export_timeout_s)
         self.force_flush()
         self._exporter.shutdown()
-
-
-def numeric_columns(inputs: Any, feature_names: Sequence[str] | None
-                    ) -> Iterator[tuple[str, np.ndarray]]:
-    """(name, float64 values) of each numeric column of a DataFrame or 2-D array."""
-    if hasattr(inputs, "dtypes") and hasattr(inputs, "columns"):  # pandas DataFrame
-        for name in inputs.columns:
-            column = inputs[name]
-            if column.dtype.kind in "iuf":
-                yield str(name), column.to_numpy(dtype=np.float64, na_value=np.nan)
-        return
-    array = np.asarray(inputs)
-    if array.dtype.kind not in "iuf" or array.ndim == 0:
-        return
-    if array.ndim == 1:
-        array = array.reshape(-1, 1)
-    array = array.reshape(array.shape[0], -1)
-    names = feature_names if feature_names is not None and len(feature_names) == array.shape[1] \
-        else [f"f{i}" for i in range(array.shape[1])]
-    values = array.astype(np.float64, copy=False)
-    for i, name in enumerate(names):
-        yield str(name), values[:, i]
-
-
-def _aggregate_outputs(stream: _Stream, raw_outputs: Any, traits: ModelTraits) -> None:
-    outputs = np.asarray(raw_outputs)
-    classes = traits.classes
-    if outputs.ndim == 2 and classes is not None and outputs.shape[1] == len(classes):
-        scores = outputs.astype(np.float64, copy=False)
-        if traits.is_classifier and scores.shape[1] >= 2:
-            ordered = np.sort(scores, axis=1)
-            stream.confidence = exphist.merge([stream.confidence, _finite_hist(ordered[:, -1])])
-            stream.margin = exphist.merge(
-                [stream.margin, _finite_hist(ordered[:, -1] - ordered[:, -2])])
-        labels = np.asarray(classes)[np.argmax(scores, axis=1)]
-        _count_labels(stream, labels)
-    elif traits.is_classifier:
-        _count_labels(stream, outputs.ravel())
-    elif outputs.dtype.kind in "iuf":
-        stream.values = exphist.merge([stream.values, _finite_hist(outputs.ravel())])
-
-
-def _finite_hist(values: np.ndarray) -> ExpHistogram:
-    values = np.asarray(values, dtype=np.float64)
-    return exphist.from_values(values[np.isfinite(values)])
-
-
-def _count_labels(stream: _Stream, labels: np.ndarray) -> None:
-    unique, counts = np.unique(labels, return_counts=True)
-    for label, count in zip(unique, counts, strict=True):
-        key = str(label)
-        stream.classes[key] = stream.classes.get(key, 0) + int(count)
-
-
-def _stream_metrics(stream: _Stream, attributes: dict[str, Any], start_ns: int, end_ns: int
-                    ) -> list[Metric]:
-    delta = AggregationTemporality.DELTA
-    metrics = [
-        Metric(semconv.ML_PREDICT_ROWS, "Rows passed to the model", semconv.UNIT_ROWS,
-               Sum([_number(attributes, start_ns, end_ns, stream.rows)], delta, True)),
-        Metric(semconv.ML_PREDICT_DURATION, "Duration of the wrapped model call",
-               semconv.UNIT_SECONDS,
-               Histogram([_duration_point(attributes, error, values, start_ns, end_ns)
-                          for error, values in stream.durations.items()], delta)),
-    ]
-    feature_points = [
-        _exp_point({**attributes, semconv.ML_FEATURE_NAME: name}, hist, start_ns, end_ns)
-        for name, hist in stream.features.items()]
-    if feature_points:
-        metrics.append(Metric(semconv.ML_FEATURE_VALUE, "Values of numeric features",
-                              semconv.UNIT_DIMENSIONLESS,
-                              ExponentialHistogram(feature_points, delta)))
-    missing = [_number({**attributes, semconv.ML_FEATURE_NAME: name}, start_ns, end_ns, count)
-               for name, count in stream.missing.items() if count]
-    if missing:
-        metrics.append(Metric(semconv.ML_FEATURE_MISSING, "Missing (NaN, None, infinite) values",
-                              semconv.UNIT_ROWS, Sum(missing, delta, True)))
-    if stream.classes:
-        points = [_number({**attributes, semconv.ML_PREDICTION_CLASS: label}, start_ns, end_ns,
-                          count) for label, count in stream.classes.items()]
-        metrics.append(Metric(semconv.ML_PREDICTION_CLASS_METRIC, "Predicted labels",
-                              semconv.UNIT_ROWS, Sum(points, delta, True)))
-    for name, hist, description in (
-        (semconv.ML_PREDICTION_CONFIDENCE, stream.confidence, "Top class probability"),
-        (semconv.ML_PREDICTION_MARGIN, stream.margin, "Top-1 minus top-2 class probability"),
-        (semconv.ML_PREDICTION_VALUE, stream.values, "Regression outputs"),
-    ):
-        if hist.count:
-            metrics.append(Metric(name, description, semconv.UNIT_DIMENSIONLESS,
-                                  ExponentialHistogram(
-                                      [_exp_point(attributes, hist, start_ns, end_ns)], delta)))
-    return metrics
 
 
 def _merge_same_name(metrics: list[Metric]) -> list[Metric]:
@@ -348,35 +251,3 @@ def _merge_same_name(metrics: list[Metric]) -> list[Metric]:
         merged[metric.name] = Metric(existing.name, existing.description, existing.unit,
                                      new_data)
     return list(merged.values())
-
-
-def _number(attributes: dict[str, Any], start_ns: int, end_ns: int, value: int
-            ) -> NumberDataPoint:
-    return NumberDataPoint(attributes, start_ns, end_ns, int(value))
-
-
-def _duration_point(attributes: dict[str, Any], error_type: str | None, values: list[float],
-                    start_ns: int, end_ns: int) -> HistogramDataPoint:
-    durations = np.asarray(values, dtype=np.float64)
-    bounds = np.asarray(DURATION_BUCKETS_S)
-    counts = np.bincount(np.searchsorted(bounds, durations, side="left"),
-                         minlength=bounds.size + 1)
-    point_attributes = dict(attributes)
-    if error_type is not None:
-        point_attributes[semconv.ERROR_TYPE] = error_type
-    return HistogramDataPoint(point_attributes, start_ns, end_ns, int(durations.size),
-                              float(durations.sum()), [int(c) for c in counts],
-                              list(DURATION_BUCKETS_S), float(durations.min()),
-                              float(durations.max()))
-
-
-def _exp_point(attributes: dict[str, Any], hist: ExpHistogram, start_ns: int, end_ns: int
-               ) -> ExponentialHistogramDataPoint:
-    empty = hist.count == 0
-    return ExponentialHistogramDataPoint(
-        attributes=attributes, start_time_unix_nano=start_ns, time_unix_nano=end_ns,
-        count=int(hist.count), sum=float(hist.sum), scale=int(hist.scale),
-        zero_count=int(hist.zero_count),
-        positive=Buckets(hist.positive.offset, [int(c) for c in hist.positive.counts]),
-        negative=Buckets(hist.negative.offset, [int(c) for c in hist.negative.counts]),
-        flags=0, min=0.0 if empty else float(hist.min), max=0.0 if empty else float(hist.max))

@@ -29,7 +29,8 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from driftline import semconv
 from driftline.identity import identity_of
 from driftline.instrumentation import _env
-from driftline.instrumentation.recorder import ModelTraits, PredictCall, Recorder
+from driftline.instrumentation._aggregation import ModelTraits
+from driftline.instrumentation.recorder import PredictCall, Recorder
 
 OPERATIONS = (
     semconv.OPERATION_PREDICT,

@@ -11,7 +11,7 @@ import pytest
 
 PUBLIC = {
     "driftline": ["ModelIdentity", "__version__", "register"],
-    "driftline.instrumentation": ["ModelTraits", "PredictCall", "Recorder"],
+    "driftline.instrumentation": ["Limits", "ModelTraits", "PredictCall", "Recorder"],
 }
 
 

@@ -1,0 +1,135 @@
+"""Named columns of a table, and the bounded accumulators both profiles and the recorder use.
+
+In the app this runs in the recorder thread, never in ``predict``. Numeric columns come out
+as float64 (NaN for missing); categorical ones (category, object, string, bool) as objects.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from driftline import exphist
+
+NUMERIC_KINDS = "iuf"
+# Candidates held per top-K slot while streaming, so the final top K is nearly exact.
+CANDIDATES_PER_TOP_K = 4
+
+
+def is_numeric(values: np.ndarray) -> bool:
+    return values.dtype.kind in NUMERIC_KINDS
+
+
+def table_columns(inputs: Any, feature_names: Sequence[str] | None = None
+                  ) -> Iterator[tuple[str, np.ndarray]]:
+    """(name, values) per column of a DataFrame, a 2-D array or a list of rows.
+
+    Names come from DataFrame columns, else ``feature_names`` (an estimator's
+    ``feature_names_in_``) when the count matches, else ``f0..fN``.
+    """
+    if hasattr(inputs, "dtypes") and hasattr(inputs, "columns"):  # pandas DataFrame
+        for name in inputs.columns:
+            yield str(name), _series_values(inputs[name])
+        return
+    array = np.asarray(inputs)
+    if array.ndim == 0:
+        return
+    if array.ndim == 1:
+        array = array.reshape(-1, 1)
+    array = array.reshape(array.shape[0], -1)
+    names = (list(feature_names) if feature_names is not None
+             and len(feature_names) == array.shape[1]
+             else [f"f{i}" for i in range(array.shape[1])])
+    numeric = is_numeric(array)
+    values = array.astype(np.float64, copy=False) if numeric else array.astype(object)
+    for i, name in enumerate(names):
+        yield str(name), values[:, i]
+
+
+def _series_values(series: Any) -> np.ndarray:
+    kind = series.dtype.kind
+    if kind in NUMERIC_KINDS:
+        return series.to_numpy(dtype=np.float64, na_value=np.nan)
+    return series.to_numpy(dtype=object, na_value=None)
+
+
+def missing_mask(values: np.ndarray) -> np.ndarray:
+    """True where a value is missing: NaN, infinities, None, pandas NA, float NaN in objects."""
+    if is_numeric(values):
+        return ~np.isfinite(values)
+    return np.fromiter((_missing(v) for v in values), dtype=bool, count=values.size)
+
+
+def _missing(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float):
+        return not np.isfinite(value)
+    try:
+        return bool(value != value)  # NaN-like objects (pd.NA raises, handled below)
+    except (TypeError, ValueError):
+        return True
+
+
+class NumericColumn:
+    """A numeric column's distribution so far: rows, missing and an exponential histogram."""
+
+    __slots__ = ("count", "histogram", "max_size", "missing")
+
+    def __init__(self, max_size: int = exphist.DEFAULT_MAX_SIZE) -> None:
+        self.max_size = max_size
+        self.count = 0
+        self.missing = 0
+        self.histogram = exphist.empty()
+
+    def add(self, values: np.ndarray) -> None:
+        numeric = np.asarray(values, dtype=np.float64)
+        finite = numeric[np.isfinite(numeric)]
+        self.count += numeric.size
+        self.missing += numeric.size - finite.size
+        if finite.size:
+            chunk = exphist.from_values(finite, self.max_size)
+            self.histogram = (chunk if not self.histogram.count
+                              else exphist.merge([self.histogram, chunk], self.max_size))
+
+
+class CategoryColumn:
+    """Value counts with memory bounded by ``top_k``: at most ``4 * top_k`` candidates are
+    held while streaming; rarer values are folded into ``other`` and counted as overflow."""
+
+    __slots__ = ("count", "counts", "missing", "other", "top_k")
+
+    def __init__(self, top_k: int) -> None:
+        self.top_k = top_k
+        self.count = 0
+        self.missing = 0
+        self.counts: Counter[str] = Counter()
+        self.other = 0
+
+    def add(self, values: np.ndarray) -> None:
+        values = np.asarray(values, dtype=object)
+        missing = missing_mask(values)
+        present = values[~missing]
+        self.count += values.size
+        self.missing += int(missing.sum())
+        if present.size:
+            labels, counts = np.unique(present.astype(str), return_counts=True)
+            self.add_counts(dict(zip(labels.tolist(), counts.tolist(), strict=True)))
+
+    def add_counts(self, counts: dict[str, int]) -> None:
+        self.counts.update(counts)
+        if len(self.counts) > CANDIDATES_PER_TOP_K * self.top_k:
+            self._fold(self.top_k)
+
+    def _fold(self, keep: int) -> None:
+        kept = dict(self.counts.most_common(keep))
+        self.other += sum(self.counts.values()) - sum(kept.values())
+        self.counts = Counter(kept)
+
+    def top(self) -> tuple[dict[str, int], int]:
+        """The ``top_k`` most frequent values and the count of all others."""
+        kept = dict(self.counts.most_common(self.top_k))
+        return kept, self.other + sum(self.counts.values()) - sum(kept.values())

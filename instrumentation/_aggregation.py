@@ -1,0 +1,214 @@
+"""One model stream's delta aggregates between two exports, and their OTLP data points.
+
+Every dimension is capped (feature names, categories, classes): past the cap, values fold
+into one ``__other__`` series and ``ml.cardinality.overflow`` says how many did.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    Buckets,
+    ExponentialHistogram,
+    ExponentialHistogramDataPoint,
+    Histogram,
+    HistogramDataPoint,
+    Metric,
+    NumberDataPoint,
+    Sum,
+)
+
+from driftline import semconv
+from driftline.columns import CategoryColumn, NumericColumn, is_numeric, table_columns
+from driftline.exphist import ExpHistogram
+
+DEFAULT_MAX_FEATURES = 256
+DEFAULT_TOP_K_CATEGORIES = 50  # as many as a reference profile keeps per column
+DEFAULT_MAX_CLASSES = 100
+DEFAULT_MAX_STREAMS = 100  # distinct (model, version, operation) per recorder
+# Explicit buckets for ml.predict.duration: model calls range from microseconds to seconds.
+DURATION_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                      0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_DELTA = AggregationTemporality.DELTA
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Cardinality caps; the Python SDK enforces none, so the recorder does."""
+
+    max_features: int = DEFAULT_MAX_FEATURES
+    top_k_categories: int = DEFAULT_TOP_K_CATEGORIES
+    max_classes: int = DEFAULT_MAX_CLASSES
+    max_streams: int = DEFAULT_MAX_STREAMS
+
+
+@dataclass(frozen=True, slots=True)
+class ModelTraits:
+    """What the recorder needs to know about a model to read its inputs and outputs.
+
+    ``read_inputs`` turns a framework's input into named columns (default: tables and
+    arrays); ``read_outputs`` turns its output into labels (1-D) or class scores (2-D).
+    """
+
+    is_classifier: bool
+    classes: Sequence[Any] | None = None
+    feature_names: Sequence[str] | None = None
+    read_inputs: Callable[[Any], Iterable[tuple[str, np.ndarray]]] | None = None
+    read_outputs: Callable[[Any], np.ndarray] | None = None
+
+
+class StreamAggregate:
+    """Delta aggregates of one stream (one model, version and operation)."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.rows = 0
+        self.durations: dict[str | None, list[float]] = {}
+        self.numeric: dict[str, NumericColumn] = {}
+        self.categorical: dict[str, CategoryColumn] = {}
+        self.classes = CategoryColumn(limits.max_classes)
+        self.confidence = NumericColumn()
+        self.margin = NumericColumn()
+        self.values = NumericColumn()
+        self.overflow: Counter[str] = Counter()
+
+    def add_call(self, rows: int, duration_s: float, error_type: str | None) -> None:
+        self.rows += rows
+        self.durations.setdefault(error_type, []).append(duration_s)
+
+    def add_inputs(self, inputs: Any, traits: ModelTraits) -> None:
+        columns = (traits.read_inputs(inputs) if traits.read_inputs is not None
+                   else table_columns(inputs, traits.feature_names))
+        for name, values in columns:
+            self._column(name, values).add(values)
+
+    def _column(self, name: str, values: np.ndarray) -> NumericColumn | CategoryColumn:
+        numeric = is_numeric(values)
+        known = self.numeric if numeric else self.categorical
+        if name not in known and len(self.numeric) + len(self.categorical) >= \
+                self.limits.max_features:
+            self.overflow[semconv.ML_FEATURE_NAME] += len(values)
+            name = semconv.OVERFLOW_VALUE
+        if name not in known:
+            known[name] = (NumericColumn() if numeric
+                           else CategoryColumn(self.limits.top_k_categories))
+        return known[name]
+
+    def add_outputs(self, raw_outputs: Any, traits: ModelTraits) -> None:
+        outputs = (traits.read_outputs(raw_outputs) if traits.read_outputs is not None
+                   else np.asarray(raw_outputs))
+        classes = traits.classes
+        if outputs.ndim == 2 and classes is not None and outputs.shape[1] == len(classes):
+            scores = outputs.astype(np.float64, copy=False)
+            if traits.is_classifier and scores.shape[1] >= 2:
+                ordered = np.sort(scores, axis=1)
+                self.confidence.add(ordered[:, -1])
+                self.margin.add(ordered[:, -1] - ordered[:, -2])
+            self.classes.add(np.asarray(classes, dtype=object)[np.argmax(scores, axis=1)])
+        elif traits.is_classifier:
+            self.classes.add(outputs.ravel().astype(object))
+        elif is_numeric(outputs):
+            self.values.add(outputs.ravel())
+
+    def metrics(self, attributes: dict[str, Any], start_ns: int, end_ns: int) -> list[Metric]:
+        points = _Points(attributes, start_ns, end_ns)
+        metrics = [
+            Metric(semconv.ML_PREDICT_ROWS, "Rows passed to the model", semconv.UNIT_ROWS,
+                   Sum([points.number(self.rows)], _DELTA, True)),
+            Metric(semconv.ML_PREDICT_DURATION, "Duration of the wrapped model call",
+                   semconv.UNIT_SECONDS,
+                   Histogram([points.durations(error, values)
+                              for error, values in self.durations.items()], _DELTA)),
+        ]
+        features = [points.histogram(col.histogram, {semconv.ML_FEATURE_NAME: name})
+                    for name, col in self.numeric.items() if col.histogram.count]
+        if features:
+            metrics.append(Metric(semconv.ML_FEATURE_VALUE, "Values of numeric features",
+                                  semconv.UNIT_DIMENSIONLESS,
+                                  ExponentialHistogram(features, _DELTA)))
+        categories = []
+        for name, column in self.categorical.items():
+            kept, other = column.top()
+            self.overflow[semconv.ML_FEATURE_CATEGORY] += other
+            if other:
+                kept = {**kept, semconv.OVERFLOW_VALUE: kept.get(semconv.OVERFLOW_VALUE, 0)
+                        + other}
+            categories += [points.number(count, {semconv.ML_FEATURE_NAME: name,
+                                                 semconv.ML_FEATURE_CATEGORY: value})
+                           for value, count in kept.items()]
+        if categories:
+            metrics.append(Metric(semconv.ML_FEATURE_CATEGORY_METRIC,
+                                  "Rows per value of categorical features", semconv.UNIT_ROWS,
+                                  Sum(categories, _DELTA, True)))
+        missing = [points.number(col.missing, {semconv.ML_FEATURE_NAME: name})
+                   for name, col in (*self.numeric.items(), *self.categorical.items())
+                   if col.missing]
+        if missing:
+            metrics.append(Metric(semconv.ML_FEATURE_MISSING, "Missing (NaN, None, infinite) "
+                                  "feature values", semconv.UNIT_ROWS, Sum(missing, _DELTA, True)))
+        kept, other = self.classes.top()
+        self.overflow[semconv.ML_PREDICTION_CLASS] += other
+        if other:
+            kept = {**kept, semconv.OVERFLOW_VALUE: other}
+        if kept:
+            metrics.append(Metric(
+                semconv.ML_PREDICTION_CLASS_METRIC, "Predicted labels", semconv.UNIT_ROWS,
+                Sum([points.number(count, {semconv.ML_PREDICTION_CLASS: label})
+                     for label, count in kept.items()], _DELTA, True)))
+        for name, column, description in (
+            (semconv.ML_PREDICTION_CONFIDENCE, self.confidence, "Top class probability"),
+            (semconv.ML_PREDICTION_MARGIN, self.margin, "Top-1 minus top-2 class probability"),
+            (semconv.ML_PREDICTION_VALUE, self.values, "Regression outputs"),
+        ):
+            if column.histogram.count:
+                metrics.append(Metric(name, description, semconv.UNIT_DIMENSIONLESS,
+                                      ExponentialHistogram([points.histogram(column.histogram)],
+                                                           _DELTA)))
+        overflow = [points.number(count, {semconv.ML_CARDINALITY_ATTRIBUTE: attribute})
+                    for attribute, count in self.overflow.items() if count]
+        if overflow:
+            metrics.append(Metric(semconv.ML_CARDINALITY_OVERFLOW,
+                                  "Values folded into __other__ by a cardinality cap",
+                                  semconv.UNIT_VALUES, Sum(overflow, _DELTA, True)))
+        return metrics
+
+
+class _Points:
+    """Data point builders sharing one stream's attributes and interval."""
+
+    def __init__(self, attributes: dict[str, Any], start_ns: int, end_ns: int) -> None:
+        self.attributes, self.start_ns, self.end_ns = attributes, start_ns, end_ns
+
+    def _with(self, extra: dict[str, Any] | None) -> dict[str, Any]:
+        return {**self.attributes, **extra} if extra else dict(self.attributes)
+
+    def number(self, value: int, extra: dict[str, Any] | None = None) -> NumberDataPoint:
+        return NumberDataPoint(self._with(extra), self.start_ns, self.end_ns, int(value))
+
+    def durations(self, error_type: str | None, values: list[float]) -> HistogramDataPoint:
+        durations = np.asarray(values, dtype=np.float64)
+        bounds = np.asarray(DURATION_BUCKETS_S)
+        # Explicit buckets are upper-inclusive: (bounds[i-1], bounds[i]].
+        counts = np.bincount(np.searchsorted(bounds, durations, side="left"),
+                             minlength=bounds.size + 1)
+        extra = {semconv.ERROR_TYPE: error_type} if error_type is not None else None
+        return HistogramDataPoint(self._with(extra), self.start_ns, self.end_ns,
+                                  int(durations.size), float(durations.sum()),
+                                  [int(c) for c in counts], list(DURATION_BUCKETS_S),
+                                  float(durations.min()), float(durations.max()))
+
+    def histogram(self, hist: ExpHistogram, extra: dict[str, Any] | None = None
+                  ) -> ExponentialHistogramDataPoint:
+        return ExponentialHistogramDataPoint(
+            attributes=self._with(extra), start_time_unix_nano=self.start_ns,
+            time_unix_nano=self.end_ns, count=int(hist.count), sum=float(hist.sum),
+            scale=int(hist.scale), zero_count=int(hist.zero_count),
+            positive=Buckets(hist.positive.offset, [int(c) for c in hist.positive.counts]),
+            negative=Buckets(hist.negative.offset, [int(c) for c in hist.negative.counts]),
+            flags=0, min=float(hist.min), max=float(hist.max))
