@@ -147,6 +147,7 @@ def default_config_path() -> Path:
 def _processor(endpoints: Endpoints) -> Iterator[subprocess.Popen[str]]:
     env = {**os.environ,
            "DRIFTLINE_OTLP_GRPC_ENDPOINT": endpoints.otlp_grpc,
+           "DRIFTLINE_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{_free_port()}",
            "DRIFTLINE_PROMETHEUS_ENDPOINT": endpoints.prometheus,
            "DRIFTLINE_PROFILES": str(endpoints.profiles),
            "DRIFTLINE_OUTPUT": str(endpoints.output),

@@ -40,10 +40,16 @@ def decode(line: str, message_type: type[_M]) -> _M:
     return decode_dict(data, message_type)
 
 
-def decode_dict(data: Any, message_type: type[_M]) -> _M:
-    """Like ``decode`` for an already parsed JSON object."""
+def decode_dict(data: Any, message_type: type[_M], *, ignore_unknown_fields: bool = False
+                ) -> _M:
+    """Like ``decode`` for an already parsed JSON object.
+
+    ``ignore_unknown_fields`` is for receivers: the OTLP/JSON spec tells them to skip fields
+    a newer sender may add.
+    """
     try:
-        return json_format.ParseDict(_map_ids(data, _hex_to_base64), message_type())
+        return json_format.ParseDict(_map_ids(data, _hex_to_base64), message_type(),
+                                     ignore_unknown_fields=ignore_unknown_fields)
     except (json_format.ParseError, binascii.Error) as err:
         raise OtlpJsonError(f"not an OTLP/JSON {message_type.__name__}: {err}") from err
 

@@ -296,11 +296,26 @@ def _hints(cls: type) -> dict[str, Any]:
         return {}  # unresolvable annotations: leave type checks to the config's validate()
 
 
+def _optional_section(hint: Any) -> type | None:
+    """The dataclass ``X`` when ``hint`` is ``X | None``: a section enabled by being written."""
+    if typing.get_origin(hint) not in (types.UnionType, typing.Union):
+        return None
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if len(args) == 1 and len(typing.get_args(hint)) == 2 and dataclasses.is_dataclass(args[0]):
+        return args[0]
+    return None
+
+
 def _overlay(default: Any, node: Any, path: str, problems: list[str]) -> Any:
     """``default`` (a dataclass instance) with the settings of YAML mapping ``node`` laid over.
 
     Unknown keys and values of the wrong simple type are reported and left at their default,
     so ``validate()`` still runs on the rest and every problem is reported in one pass.
+
+    A field typed ``SomeConfig | None`` is an optional section, as the collector's OTLP
+    receiver treats ``protocols::grpc``/``http``: once its parent mapping is written, the
+    section is on when its key is written (even empty, then with its defaults) and off when
+    it is left out.
     """
     if node is None:
         return default
@@ -309,13 +324,17 @@ def _overlay(default: Any, node: Any, path: str, problems: list[str]) -> Any:
         return default
     fields = {f.name: f for f in dataclasses.fields(default) if f.init}
     hints = _hints(type(default))
-    values: dict[str, Any] = {}
+    sections = {name: cls for name in fields
+                if (cls := _optional_section(hints.get(name))) is not None}
+    values: dict[str, Any] = {name: None for name in sections if name not in node}
     for key, value in node.items():
         where = _join(path, key)
         if key not in fields:
             problems.append(f"{where}: {_unknown(str(key), 'key', fields)}")
             continue
         current = getattr(default, key)
+        if key in sections and current is None:
+            current = sections[key]()
         if dataclasses.is_dataclass(current):
             values[key] = _overlay(current, value, where, problems)
             continue

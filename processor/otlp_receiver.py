@@ -1,27 +1,51 @@
-"""The ``otlp`` receiver: OTLP/gRPC metrics and traces in, handed to every pipeline it feeds.
+"""The ``otlp`` receiver: OTLP metrics and traces in, over gRPC and/or HTTP, handed to every
+pipeline it feeds.
 
-After the collector's ``receiver/otlpreceiver``. A consumer that raises is reported to the
-client as ``INVALID_ARGUMENT`` (bad data: ``ValueError``/``TypeError``, not retryable) or
-``UNAVAILABLE`` (anything else: the client's retry policy may try again); the server itself
-keeps serving.
+After the collector's ``receiver/otlpreceiver``. ``protocols`` names the servers to run:
+``grpc`` (OTLP/gRPC) and ``http`` (OTLP/HTTP: ``POST /v1/metrics``, ``/v1/traces`` and
+``/v1/logs`` with ``application/x-protobuf`` or ``application/json`` bodies, optionally
+gzip- or deflate-compressed). Without ``protocols`` the receiver serves gRPC on its default
+endpoint, as before OTLP/HTTP existed here.
+
+A consumer that raises is reported to the client as bad data (``ValueError``/``TypeError``:
+gRPC ``INVALID_ARGUMENT``, HTTP 400, not retryable) or as a transient failure (anything else:
+gRPC ``UNAVAILABLE``, HTTP 503, the client's retry policy may try again); the servers keep
+serving.
+
+There are no logs pipelines yet: ``/v1/logs`` is accepted and answered 200 with an empty
+``ExportLogsServiceResponse`` so an application exporting logs is not disturbed, and the
+records are dropped (counted in ``stats().dropped_log_records``, logged once) unless the
+next consumer has ``consume_logs``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import select
+import socket
+import socketserver
 import threading
-from collections.abc import Sequence
+import time
+import zlib
+from collections.abc import Callable, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlsplit
 
 import grpc
+from google.protobuf.message import DecodeError, Message
+from google.rpc import status_pb2
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import (
     metrics_service_pb2,
     metrics_service_pb2_grpc,
 )
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
+from driftline.exporters import _otlp_json
 from driftline.processor.component import ComponentError, MetricsConsumer, TracesConsumer
 from driftline.processor.registry import SIGNAL_METRICS, SIGNAL_TRACES
 
@@ -29,13 +53,36 @@ _log = logging.getLogger(__name__)
 
 TYPE = "otlp"
 DEFAULT_GRPC_ENDPOINT = "127.0.0.1:4317"
+DEFAULT_HTTP_ENDPOINT = "127.0.0.1:4318"
 DEFAULT_MAX_RECV_MSG_SIZE_MIB = 4
+_MIB = 1 << 20
+# The collector's confighttp default; applies to the decompressed body too (gzip bombs).
+DEFAULT_MAX_REQUEST_BODY_SIZE = 20 * _MIB
 # Export calls are short (hand over, return); a few threads keep many clients served.
 DEFAULT_MAX_WORKERS = 8
 # How long shutdown lets in-flight Export calls finish before cancelling them.
 SHUTDOWN_GRACE_S = 5.0
-_MIB = 1 << 20
 _MAX_PORT = 65535
+
+# OTLP/HTTP, per the OTLP specification.
+PATH_METRICS = "/v1/metrics"
+PATH_TRACES = "/v1/traces"
+PATH_LOGS = "/v1/logs"
+CONTENT_TYPE_PROTOBUF = "application/x-protobuf"
+CONTENT_TYPE_JSON = "application/json"
+_CONTENT_TYPE_TEXT = "text/plain; charset=utf-8"
+SIGNAL_LOGS = "logs"
+# A kept-alive connection idle this long is closed; a stalled read fails after this long.
+HTTP_IDLE_TIMEOUT_S = 60.0
+HTTP_READ_TIMEOUT_S = 30.0
+# How often idle connections and the accept loop look whether the server is stopping.
+HTTP_POLL_INTERVAL_S = 0.1
+# An oversized body up to this size is read and dropped before answering 413, so the
+# client reads the answer instead of a connection reset (as Go's net/http does).
+HTTP_DISCARD_LIMIT_BYTES = 256 * 1024
+_READ_CHUNK_BYTES = 64 * 1024
+_GZIP_WBITS = 16 + zlib.MAX_WBITS
+_ENCODINGS = {"gzip": _GZIP_WBITS, "x-gzip": _GZIP_WBITS, "deflate": zlib.MAX_WBITS}
 
 
 def endpoint_problem(key: str, endpoint: object) -> str | None:
@@ -67,26 +114,81 @@ class GrpcConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class HttpConfig:
+    """``protocols::http``: where the OTLP/HTTP server listens, how big a request may be."""
+
+    endpoint: str = DEFAULT_HTTP_ENDPOINT
+    # Bytes, compressed and decompressed alike (the collector's confighttp key).
+    max_request_body_size: int = DEFAULT_MAX_REQUEST_BODY_SIZE
+
+    def validate(self) -> list[str]:
+        problems = []
+        if (problem := endpoint_problem("endpoint", self.endpoint)) is not None:
+            problems.append(problem)
+        size = self.max_request_body_size
+        if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+            problems.append("max_request_body_size: must be a positive number of bytes, got "
+                            f"{size!r}")
+        return problems
+
+
+@dataclass(frozen=True, slots=True)
 class ProtocolsConfig:
-    grpc: GrpcConfig = field(default_factory=GrpcConfig)
+    """``protocols``: each protocol written is served, with its defaults where it is silent.
+
+    In YAML a protocol left out of a written ``protocols`` mapping is off; ``grpc:`` alone
+    turns gRPC on with its defaults (as in the collector).
+    """
+
+    grpc: GrpcConfig | None = None
+    http: HttpConfig | None = None
+
+
+def _default_protocols() -> ProtocolsConfig:
+    return ProtocolsConfig(grpc=GrpcConfig())
 
 
 @dataclass(frozen=True, slots=True)
 class OtlpReceiverConfig:
-    """The receiver's YAML node: ``protocols: {grpc: {endpoint: "127.0.0.1:4317"}}``."""
+    """The receiver's YAML node, e.g. ``protocols: {grpc: {endpoint: "127.0.0.1:4317"},
+    http: {endpoint: "127.0.0.1:4318"}}``; without ``protocols``, gRPC on its default."""
 
-    protocols: ProtocolsConfig = field(default_factory=ProtocolsConfig)
+    protocols: ProtocolsConfig = field(default_factory=_default_protocols)
 
     def validate(self) -> list[str]:
-        return [f"protocols::grpc::{p}" for p in self.protocols.grpc.validate()]
+        grpc_config, http_config = self.protocols.grpc, self.protocols.http
+        if grpc_config is None and http_config is None:
+            return ["protocols: must enable at least one protocol: grpc (e.g. grpc: "
+                    f"{{endpoint: {DEFAULT_GRPC_ENDPOINT}}}) or http (e.g. http: "
+                    f"{{endpoint: {DEFAULT_HTTP_ENDPOINT}}})"]
+        problems = []
+        if grpc_config is not None:
+            problems.extend(f"protocols::grpc::{p}" for p in grpc_config.validate())
+        if http_config is not None:
+            problems.extend(f"protocols::http::{p}" for p in http_config.validate())
+        if (grpc_config is not None and http_config is not None
+                and grpc_config.endpoint == http_config.endpoint
+                and not grpc_config.endpoint.endswith(":0")):
+            problems.append(f"protocols::http::endpoint: {http_config.endpoint!r} is also "
+                            "protocols::grpc::endpoint; give each protocol its own port "
+                            "(by convention 4317 for gRPC, 4318 for HTTP)")
+        return problems
 
 
 @dataclass(frozen=True, slots=True)
 class ReceiverStats:
-    """Requests handed on successfully and requests refused because a consumer raised."""
+    """What the receiver did with requests, over both protocols.
+
+    ``accepted_requests`` were handed on; ``refused_requests`` were not because a consumer
+    raised; ``rejected_requests`` never reached one (OTLP/HTTP: undecodable, too large,
+    unsupported media type or encoding); ``dropped_log_records`` arrived on ``/v1/logs``
+    with no logs consumer.
+    """
 
     accepted_requests: int
     refused_requests: int
+    rejected_requests: int = 0
+    dropped_log_records: int = 0
 
 
 def _status_for(exc: Exception) -> grpc.StatusCode:
@@ -95,8 +197,13 @@ def _status_for(exc: Exception) -> grpc.StatusCode:
     return grpc.StatusCode.UNAVAILABLE
 
 
+def _bind_message(endpoint: str, reason: str, key: str) -> str:
+    return (f"cannot listen on {endpoint} ({reason}): the port is probably in use by "
+            f"another process; stop it or set {key} to another port")
+
+
 class OtlpReceiver:
-    """An OTLP/gRPC server passing each request's resources to ``next_consumer``.
+    """OTLP/gRPC and/or OTLP/HTTP servers passing each request's resources to ``next_consumer``.
 
     ``next_consumer`` is usually the pipeline builder's fan-out over every pipeline the
     receiver belongs to; it may declare ``signals`` to say which services to serve.
@@ -108,8 +215,12 @@ class OtlpReceiver:
         self._lock = threading.Lock()
         self._accepted = 0
         self._refused = 0
+        self._rejected = 0
+        self._dropped_log_records = 0
         self._server: grpc.Server | None = None
         self._port: int | None = None
+        self._http: _HttpServer | None = None
+        self._http_thread: threading.Thread | None = None
 
     @property
     def signals(self) -> tuple[str, ...]:
@@ -125,27 +236,58 @@ class OtlpReceiver:
 
     @property
     def port(self) -> int | None:
-        """The port actually bound (useful with port 0), once started."""
+        """The gRPC port actually bound (useful with port 0), once started."""
         return self._port
 
     @property
     def endpoint(self) -> str | None:
-        """``host:port`` actually bound, once started."""
-        if self._port is None:
+        """gRPC ``host:port`` actually bound, once started."""
+        grpc_config = self._config.protocols.grpc
+        if self._port is None or grpc_config is None:
             return None
-        host = self._config.protocols.grpc.endpoint.rpartition(":")[0]
-        return f"{host}:{self._port}"
+        return f"{grpc_config.endpoint.rpartition(':')[0]}:{self._port}"
+
+    @property
+    def http_port(self) -> int | None:
+        """The OTLP/HTTP port actually bound, once started."""
+        server = self._http
+        return int(server.server_address[1]) if server is not None else None
+
+    @property
+    def http_endpoint(self) -> str | None:
+        """OTLP/HTTP ``host:port`` actually bound, once started (URLs add ``http://``)."""
+        http_config = self._config.protocols.http
+        if self.http_port is None or http_config is None:
+            return None
+        return f"{http_config.endpoint.rpartition(':')[0]}:{self.http_port}"
 
     def endpoints(self) -> list[str]:
         """What the service prints at start: one line per listening socket."""
-        return [f"{self.endpoint} (OTLP/gRPC)"] if self._port is not None else []
+        found = []
+        if self.endpoint is not None:
+            found.append(f"{self.endpoint} (OTLP/gRPC)")
+        if self.http_endpoint is not None:
+            found.append(f"{self.http_endpoint} (OTLP/HTTP)")
+        return found
 
     def stats(self) -> ReceiverStats:
         with self._lock:
-            return ReceiverStats(self._accepted, self._refused)
+            return ReceiverStats(self._accepted, self._refused, self._rejected,
+                                 self._dropped_log_records)
 
     def start(self) -> None:
-        grpc_config = self._config.protocols.grpc
+        """Bind and serve every configured protocol; ``ComponentError`` naming a taken port."""
+        protocols = self._config.protocols
+        if protocols.grpc is not None:
+            self._start_grpc(protocols.grpc)
+        if protocols.http is not None:
+            try:
+                self._start_http(protocols.http)
+            except ComponentError:
+                self.shutdown()
+                raise
+
+    def _start_grpc(self, grpc_config: GrpcConfig) -> None:
         max_bytes = grpc_config.max_recv_msg_size_mib * _MIB
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=DEFAULT_MAX_WORKERS,
@@ -164,29 +306,53 @@ class OtlpReceiver:
         if SIGNAL_TRACES in signals:
             trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_TraceService(self), server)
         endpoint = grpc_config.endpoint
+        key = "protocols::grpc::endpoint"
         try:
             port = server.add_insecure_port(endpoint)
         except RuntimeError as exc:
-            raise ComponentError(self._bind_message(endpoint, str(exc))) from exc
+            raise ComponentError(_bind_message(endpoint, str(exc), key)) from exc
         if not port:
-            raise ComponentError(self._bind_message(endpoint, "bind failed"))
+            raise ComponentError(_bind_message(endpoint, "bind failed", key))
         server.start()
         self._server, self._port = server, port
         _log.info("OTLP/gRPC receiver listening on %s for %s", self.endpoint,
                   ", ".join(signals) or "no signal")
 
-    @staticmethod
-    def _bind_message(endpoint: str, reason: str) -> str:
-        return (f"cannot listen on {endpoint} ({reason}): the port is probably in use by "
-                "another process; stop it or set protocols::grpc::endpoint to another port")
+    def _start_http(self, http_config: HttpConfig) -> None:
+        endpoint = http_config.endpoint
+        host, _, port = endpoint.rpartition(":")
+        host = host.strip("[]")
+        server_class = _HttpServer6 if ":" in host else _HttpServer
+        try:
+            server = server_class((host, int(port)), self, http_config.max_request_body_size)
+        except OSError as exc:
+            raise ComponentError(_bind_message(endpoint, exc.strerror or str(exc),
+                                               "protocols::http::endpoint")) from exc
+        thread = threading.Thread(target=server.serve_forever,
+                                  kwargs={"poll_interval": HTTP_POLL_INTERVAL_S},
+                                  name="driftline-otlp-http", daemon=True)
+        self._http, self._http_thread = server, thread
+        thread.start()
+        _log.info("OTLP/HTTP receiver listening on http://%s for %s", self.http_endpoint,
+                  ", ".join(self.signals) or "no signal")
 
     def shutdown(self) -> None:
-        """Stop accepting, let in-flight requests finish (up to ``SHUTDOWN_GRACE_S``)."""
-        server, self._server = self._server, None
-        if server is not None:
-            server.stop(SHUTDOWN_GRACE_S).wait()
+        """Stop accepting, let in-flight requests finish (up to ``SHUTDOWN_GRACE_S``), join."""
+        server, self._server, self._port = self._server, None, None
+        http, thread = self._http, self._http_thread
+        self._http = self._http_thread = None
+        stopped_grpc = server.stop(SHUTDOWN_GRACE_S) if server is not None else None
+        if http is not None:
+            http.stop(SHUTDOWN_GRACE_S)
+            if thread is not None:
+                thread.join(SHUTDOWN_GRACE_S)
+        if stopped_grpc is not None:
+            stopped_grpc.wait()
 
-    def _deliver(self, method: str, batch: Sequence[Any], context: grpc.ServicerContext) -> bool:
+    # --- handing over -----------------------------------------------------------------------
+
+    def _hand_over(self, method: str, batch: Sequence[Any]) -> Exception | None:
+        """Give ``batch`` to the next consumer; the exception it raised, if any."""
         try:
             getattr(self._next, method)(batch)
         except Exception as exc:
@@ -194,19 +360,396 @@ class OtlpReceiver:
                 self._refused += 1
             _log.error("OTLP receiver: a pipeline refused %d resource(s) in %s: %s",
                        len(batch), method, exc, exc_info=True)
-            context.set_code(_status_for(exc))
-            context.set_details(f"driftline processor could not accept the data: "
-                                f"{type(exc).__name__}: {exc}")
-            return False
+            return exc
         with self._lock:
             self._accepted += 1
-        return True
+        return None
+
+    def _deliver(self, method: str, batch: Sequence[Any], context: grpc.ServicerContext) -> bool:
+        exc = self._hand_over(method, batch)
+        if exc is None:
+            return True
+        context.set_code(_status_for(exc))
+        context.set_details(f"driftline processor could not accept the data: "
+                            f"{type(exc).__name__}: {exc}")
+        return False
 
     def consume_metrics_request(self, request: Any, context: grpc.ServicerContext) -> None:
         self._deliver("consume_metrics", list(request.resource_metrics), context)
 
     def consume_traces_request(self, request: Any, context: grpc.ServicerContext) -> None:
         self._deliver("consume_traces", list(request.resource_spans), context)
+
+    def _consume_logs(self, batch: Sequence[Any]) -> Exception | None:
+        """Hand logs on if something consumes them, else count them as dropped."""
+        if SIGNAL_LOGS in self.signals and callable(getattr(self._next, "consume_logs", None)):
+            return self._hand_over("consume_logs", batch)
+        records = sum(len(scope.log_records) for resource in batch
+                      for scope in resource.scope_logs)
+        with self._lock:
+            first = self._dropped_log_records == 0
+            self._dropped_log_records += records
+            self._accepted += 1
+        if first and records:
+            _log.warning("OTLP/HTTP receiver: no pipeline consumes logs (logs pipelines do "
+                         "not exist yet); dropping log records, counted in the receiver's "
+                         "stats and logged only this once")
+        return None
+
+    def _count_rejected(self) -> None:
+        with self._lock:
+            self._rejected += 1
+
+
+# --- OTLP/HTTP ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """One OTLP/HTTP path: its signal and how to decode and hand on its requests."""
+
+    signal: str
+    request_type: type[Message]
+    response_type: type[Message]
+    hand_over: Callable[[OtlpReceiver, Message], Exception | None]
+
+
+_ROUTES = {
+    PATH_METRICS: _Route(
+        SIGNAL_METRICS, metrics_service_pb2.ExportMetricsServiceRequest,
+        metrics_service_pb2.ExportMetricsServiceResponse,
+        lambda receiver, request: receiver._hand_over("consume_metrics",
+                                                      list(request.resource_metrics))),
+    PATH_TRACES: _Route(
+        SIGNAL_TRACES, trace_service_pb2.ExportTraceServiceRequest,
+        trace_service_pb2.ExportTraceServiceResponse,
+        lambda receiver, request: receiver._hand_over("consume_traces",
+                                                      list(request.resource_spans))),
+    PATH_LOGS: _Route(
+        SIGNAL_LOGS, logs_service_pb2.ExportLogsServiceRequest,
+        logs_service_pb2.ExportLogsServiceResponse,
+        lambda receiver, request: receiver._consume_logs(list(request.resource_logs))),
+}
+
+
+class _HttpError(Exception):
+    """An OTLP/HTTP request answered with ``status`` and a google.rpc.Status ``message``."""
+
+    def __init__(self, status: int, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def _media_type(header: str | None) -> str:
+    return (header or "").split(";", 1)[0].strip().lower()
+
+
+def _inflate(raw: bytes, wbits: int, limit: int) -> bytes:
+    """``raw`` decompressed, refusing (413) to produce more than ``limit`` bytes."""
+    out = bytearray()
+    data = raw
+    while data:
+        decompressor = zlib.decompressobj(wbits)
+        try:
+            out += decompressor.decompress(data, limit + 1 - len(out))
+        except zlib.error as exc:
+            raise _HttpError(400, grpc.StatusCode.INVALID_ARGUMENT,
+                             f"cannot decompress the body: {exc}") from exc
+        if len(out) > limit:
+            raise _HttpError(413, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                             f"the decompressed body exceeds max_request_body_size ({limit} "
+                             "bytes)")
+        if not decompressor.eof:
+            raise _HttpError(400, grpc.StatusCode.INVALID_ARGUMENT,
+                             "cannot decompress the body: it is truncated")
+        data = decompressor.unused_data
+        if data and wbits != _GZIP_WBITS:
+            raise _HttpError(400, grpc.StatusCode.INVALID_ARGUMENT,
+                             "cannot decompress the body: data after the end of the stream")
+    return bytes(out)
+
+
+def _decode(body: bytes, media_type: str, message_type: type[Message]) -> Message:
+    try:
+        if media_type == CONTENT_TYPE_PROTOBUF:
+            return message_type.FromString(body)
+        data = json.loads(body.decode("utf-8"))
+        if not isinstance(data, dict):
+            raise _otlp_json.OtlpJsonError(f"expected a JSON object, got {type(data).__name__}")
+        return _otlp_json.decode_dict(data, message_type, ignore_unknown_fields=True)
+    except (DecodeError, UnicodeDecodeError, ValueError, TypeError) as exc:
+        raise _HttpError(400, grpc.StatusCode.INVALID_ARGUMENT,
+                         f"cannot decode the body as {media_type} "
+                         f"{message_type.__name__}: {exc}") from exc
+
+
+def _encode(message: Message, media_type: str) -> bytes:
+    if media_type == CONTENT_TYPE_JSON:
+        return _otlp_json.encode(message).encode("utf-8")
+    return message.SerializeToString()
+
+
+class _HttpServer(ThreadingHTTPServer):
+    """Serves OTLP/HTTP for one receiver; ``stop`` closes idle keep-alive connections and
+    joins the connection threads with a deadline (ThreadingMixIn's own join has none)."""
+
+    block_on_close = False
+
+    def __init__(self, address: tuple[str, int], receiver: OtlpReceiver,
+                 max_body_bytes: int) -> None:
+        self.receiver = receiver
+        self.max_body_bytes = max_body_bytes
+        self.stopping = threading.Event()
+        self._threads_lock = threading.Lock()
+        self._connection_threads: set[threading.Thread] = set()
+        super().__init__(address, _OtlpHttpHandler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind would do a reverse-DNS lookup of the host; not needed here.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client hanging up mid-request is routine; log it instead of printing to stderr.
+        _log.warning("OTLP/HTTP receiver: serving %s failed", client_address, exc_info=True)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if self.stopping.is_set():
+            self.shutdown_request(request)
+            return
+        thread = threading.Thread(target=self._serve_connection,
+                                  args=(request, client_address),
+                                  name="driftline-otlp-http-conn", daemon=True)
+        with self._threads_lock:
+            self._connection_threads.add(thread)
+        thread.start()
+
+    def _serve_connection(self, request: Any, client_address: Any) -> None:
+        try:
+            self.process_request_thread(request, client_address)
+        finally:
+            with self._threads_lock:
+                self._connection_threads.discard(threading.current_thread())
+
+    def stop(self, grace_s: float) -> None:
+        """Stop accepting, let requests in flight finish within ``grace_s``, close."""
+        self.stopping.set()
+        self.shutdown()
+        self.server_close()
+        deadline = time.monotonic() + grace_s
+        with self._threads_lock:
+            threads = list(self._connection_threads)
+        for thread in threads:
+            thread.join(max(deadline - time.monotonic(), 0.0))
+        if alive := sum(t.is_alive() for t in threads):
+            _log.warning("OTLP/HTTP receiver: %d connection(s) still busy after %.1fs; "
+                         "leaving them to finish in the background", alive, grace_s)
+
+
+class _HttpServer6(_HttpServer):
+    address_family = socket.AF_INET6
+
+
+class _OtlpHttpHandler(BaseHTTPRequestHandler):
+    """One connection: OTLP/HTTP requests, answered as the OTLP specification says."""
+
+    protocol_version = "HTTP/1.1"  # keep-alive, as the SDK exporters' sessions expect
+    server_version = "driftline-otlp"
+    timeout = HTTP_READ_TIMEOUT_S
+    server: _HttpServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        _log.debug("OTLP/HTTP %s: " + format, self.address_string(), *args)
+
+    def handle_one_request(self) -> None:
+        if not self._wait_for_request():
+            self.close_connection = True
+            return
+        super().handle_one_request()
+
+    def _wait_for_request(self) -> bool:
+        """Wait until the next request's bytes arrive; False when stopping or idle too long.
+
+        Polling the socket (not blocking in ``readline``) lets ``stop`` close idle
+        keep-alive connections at once. HTTP clients here do not pipeline, so nothing
+        waits in the read buffer unseen.
+        """
+        idle_deadline = time.monotonic() + HTTP_IDLE_TIMEOUT_S
+        while True:
+            readable, _, _ = select.select([self.connection], [], [], HTTP_POLL_INTERVAL_S)
+            if readable:
+                return True
+            if self.server.stopping.is_set() or time.monotonic() >= idle_deadline:
+                return False
+
+    # --- methods -----------------------------------------------------------------------------
+
+    def do_POST(self) -> None:
+        route = self._route()
+        if route is None:
+            return
+        media_type = _media_type(self.headers.get("Content-Type"))
+        if media_type not in (CONTENT_TYPE_PROTOBUF, CONTENT_TYPE_JSON):
+            self.server.receiver._count_rejected()
+            self._discard_body()
+            self._send_text(415, f"unsupported media type {media_type or 'none'!r}; send "
+                                 f"{CONTENT_TYPE_PROTOBUF} or {CONTENT_TYPE_JSON}")
+            return
+        try:
+            body = self._read_body()
+            request = _decode(body, media_type, route.request_type)
+        except _HttpError as err:
+            self.server.receiver._count_rejected()
+            _log.debug("OTLP/HTTP %s: %d %s", self.path, err.status, err.message)
+            self._send_status(err.status, err.code, err.message, media_type)
+            return
+        exc = route.hand_over(self.server.receiver, request)
+        if exc is None:
+            self._send(200, _encode(route.response_type(), media_type), media_type)
+            return
+        code = _status_for(exc)
+        status = 400 if code is grpc.StatusCode.INVALID_ARGUMENT else 503
+        self._send_status(status, code, "driftline processor could not accept the data: "
+                                        f"{type(exc).__name__}: {exc}", media_type)
+
+    def _not_post(self) -> None:
+        if self._route() is None:
+            return
+        self._discard_body()
+        self._send_text(405, f"method {self.command} not allowed; OTLP/HTTP accepts POST",
+                        [("Allow", "POST")])
+
+    do_GET = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = _not_post
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    def _route(self) -> _Route | None:
+        """The route of this path, or None after answering 404."""
+        path = urlsplit(self.path).path
+        route = _ROUTES.get(path)
+        if route is not None and (route.signal == SIGNAL_LOGS
+                                  or route.signal in self.server.receiver.signals):
+            return route
+        self._discard_body()
+        if route is None:
+            message = (f"{path} not found; OTLP/HTTP serves {PATH_METRICS}, {PATH_TRACES} "
+                       f"and {PATH_LOGS}")
+        else:
+            message = f"{path} not found: no pipeline of this processor takes {route.signal}"
+        self._send_text(404, message)
+        return None
+
+    def _content_length(self) -> int:
+        text = self.headers.get("Content-Length")
+        if text is None:
+            return 0  # HTTP/1.1: a request without length or chunking has no body
+        try:
+            length = int(text)
+        except ValueError:
+            length = -1
+        if length < 0:
+            self.close_connection = True
+            raise _HttpError(400, grpc.StatusCode.INVALID_ARGUMENT,
+                             f"invalid Content-Length {text!r}")
+        return length
+
+    def _read_body(self) -> bytes:
+        limit = self.server.max_body_bytes
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            raw = self._read_chunked(limit)
+        else:
+            length = self._content_length()
+            if length > limit:
+                self._discard(length)
+                raise _HttpError(413, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                 f"the body ({length} bytes) exceeds max_request_body_size "
+                                 f"({limit} bytes)")
+            raw = self.rfile.read(length)
+            if len(raw) < length:
+                self.close_connection = True
+                raise _HttpError(400, grpc.StatusCode.INVALID_ARGUMENT,
+                                 f"the body ended after {len(raw)} of {length} bytes")
+        encoding = self.headers.get("Content-Encoding", "").strip().lower()
+        if encoding in ("", "identity"):
+            return raw
+        wbits = _ENCODINGS.get(encoding)
+        if wbits is None:
+            raise _HttpError(415, grpc.StatusCode.INVALID_ARGUMENT,
+                             f"unsupported Content-Encoding {encoding!r}; send gzip, deflate "
+                             "or no encoding")
+        return _inflate(raw, wbits, limit)
+
+    def _read_chunked(self, limit: int) -> bytes:
+        body = bytearray()
+        while True:
+            line = self.rfile.readline(_READ_CHUNK_BYTES)
+            try:
+                size = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError as exc:
+                self.close_connection = True
+                raise _HttpError(400, grpc.StatusCode.INVALID_ARGUMENT,
+                                 f"invalid chunk size line {line[:40]!r}") from exc
+            if size == 0:
+                while self.rfile.readline(_READ_CHUNK_BYTES) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers, ignored
+                return bytes(body)
+            if len(body) + size > limit:
+                self.close_connection = True
+                raise _HttpError(413, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                 f"the chunked body exceeds max_request_body_size ({limit} "
+                                 "bytes)")
+            chunk = self.rfile.read(size)
+            self.rfile.readline(_READ_CHUNK_BYTES)  # the CRLF closing the chunk
+            if len(chunk) < size:
+                self.close_connection = True
+                raise _HttpError(400, grpc.StatusCode.INVALID_ARGUMENT,
+                                 "the chunked body ended early")
+            body += chunk
+
+    def _discard(self, length: int) -> None:
+        """Drop a small unread body so the connection stays usable; close it otherwise."""
+        if length > HTTP_DISCARD_LIMIT_BYTES:
+            self.close_connection = True
+            return
+        remaining = length
+        while remaining > 0:
+            chunk = self.rfile.read(min(remaining, _READ_CHUNK_BYTES))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+
+    def _discard_body(self) -> None:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            self.close_connection = True
+            return
+        try:
+            self._discard(self._content_length())
+        except _HttpError:
+            self.close_connection = True
+
+    def _send(self, status: int, body: bytes, content_type: str,
+              headers: Sequence[tuple[str, str]] = ()) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in headers:
+            self.send_header(name, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _send_text(self, status: int, message: str,
+                   headers: Sequence[tuple[str, str]] = ()) -> None:
+        self._send(status, message.encode("utf-8"), _CONTENT_TYPE_TEXT, headers)
+
+    def _send_status(self, status: int, code: grpc.StatusCode, message: str,
+                     media_type: str) -> None:
+        """A google.rpc.Status body in the request's encoding, as OTLP/HTTP errors are."""
+        body = status_pb2.Status(code=code.value[0], message=message)
+        self._send(status, _encode(body, media_type), media_type)
 
 
 class _MetricsService(metrics_service_pb2_grpc.MetricsServiceServicer):

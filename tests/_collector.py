@@ -1,0 +1,101 @@
+"""A real ``driftline collector`` subprocess for integration tests (not a fixture module).
+
+``running_collector`` writes the config, starts the service on ports the OS picks, waits
+for the line it prints per listening socket, yields, and stops it with SIGTERM.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+LOOPBACK = "127.0.0.1"
+START_TIMEOUT_S = 15.0
+STOP_TIMEOUT_S = 10.0
+LISTENING = re.compile(r"^receiver (\S+) listening on (\S+) \((OTLP/gRPC|OTLP/HTTP)\)$")
+PROTOCOL_HTTP = "OTLP/HTTP"
+PROTOCOL_GRPC = "OTLP/gRPC"
+
+
+def file_pipeline_config(output: Path, protocols: dict[str, Any]) -> dict[str, Any]:
+    """An ``otlp`` receiver with ``protocols`` feeding metrics and traces to a ``file``."""
+    return {
+        "receivers": {"otlp": {"protocols": protocols}},
+        "exporters": {"file": {"path": str(output), "flush_interval": 0}},
+        "service": {"pipelines": {
+            "metrics": {"receivers": ["otlp"], "exporters": ["file"]},
+            "traces": {"receivers": ["otlp"], "exporters": ["file"]},
+        }},
+    }
+
+
+@dataclass
+class Collector:
+    """A running collector: what it listens on (by protocol), its log, its exit code."""
+
+    process: subprocess.Popen[str]
+    stderr_path: Path
+    lines: queue.Queue[str] = field(default_factory=queue.Queue)
+    endpoints: dict[str, str] = field(default_factory=dict)
+    returncode: int | None = None
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text()
+
+    def wait_for(self, protocols: tuple[str, ...]) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline and not set(protocols) <= set(self.endpoints):
+            try:
+                line = self.lines.get(timeout=0.1)
+            except queue.Empty:
+                if self.process.poll() is not None:
+                    break
+                continue
+            if match := LISTENING.match(line.rstrip("\n")):
+                self.endpoints[match.group(3)] = match.group(2)
+        if not set(protocols) <= set(self.endpoints):
+            raise AssertionError(f"the collector did not print {protocols} endpoints "
+                                 f"(got {self.endpoints}); stderr:\n{self.stderr()}")
+
+
+def _pump(stream: Any, lines: queue.Queue[str]) -> None:
+    for line in stream:
+        lines.put(line)
+
+
+@contextlib.contextmanager
+def running_collector(config: dict[str, Any], workdir: Path,
+                      protocols: tuple[str, ...] = (PROTOCOL_HTTP,)) -> Iterator[Collector]:
+    """The collector serving ``config``; SIGTERM on exit, its exit code in ``returncode``."""
+    config_path = workdir / "collector.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    stderr_path = workdir / "collector.log"
+    with stderr_path.open("w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "driftline.cli", "collector", "--config", str(config_path)],
+            stdout=subprocess.PIPE, stderr=stderr, text=True, cwd=workdir)
+    collector = Collector(process, stderr_path)
+    threading.Thread(target=_pump, args=(process.stdout, collector.lines), daemon=True).start()
+    try:
+        collector.wait_for(protocols)
+        yield collector
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            collector.returncode = process.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise
