@@ -4,6 +4,10 @@ A profile is a versioned JSON document (DESIGN.md "Reference profiles"): per col
 role, kind, counts and either an exponential histogram (numeric) or value frequencies
 (categorical, top-K plus other). It is built in one streaming pass over chunks with bounded
 memory, and two profiles of parts of a data set merge into the profile of the whole.
+
+Wide inputs (images, embeddings) are profiled through a ``driftline.projection.Projection``;
+its seed and shape are stored under the optional top-level key ``projection`` so production
+is projected the same way. Files without the key are profiles of plain columns.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import numpy as np
 from driftline import exphist, semconv
 from driftline.columns import CategoryColumn, NumericColumn, is_numeric, table_columns
 from driftline.exphist import ExpHistogram
+from driftline.projection import Projection, ProjectionError
 
 FORMAT_NAME = "driftline.profile"
 FORMAT_VERSION = 1
@@ -73,9 +78,11 @@ class Profile:
     created_time_unix_nano: int
     row_count: int
     columns: Mapping[str, ColumnProfile]
+    # Set when the features are a projection of wide inputs (see driftline.projection).
+    projection: Projection | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
             "model": {"name": self.model_name, "version": self.model_version},
@@ -83,6 +90,9 @@ class Profile:
             "row_count": self.row_count,
             "columns": [c.to_dict() for c in self.columns.values()],
         }
+        if self.projection is not None:
+            data["projection"] = self.projection.to_dict()
+        return data
 
     def features(self) -> list[ColumnProfile]:
         return [c for c in self.columns.values() if c.role == ROLE_FEATURE]
@@ -116,12 +126,17 @@ def _kind_of(values: np.ndarray) -> str:
 
 
 class ProfileBuilder:
-    """Streaming builder: feed chunks of columns, then ``build()``."""
+    """Streaming builder: feed chunks of columns, then ``build()``.
+
+    With a ``projection``, ``add_chunk`` profiles the projected columns of ``X``.
+    """
 
     def __init__(self, model_name: str, model_version: str = "",
-                 max_size: int = exphist.DEFAULT_MAX_SIZE, top_k: int = DEFAULT_TOP_K) -> None:
+                 max_size: int = exphist.DEFAULT_MAX_SIZE, top_k: int = DEFAULT_TOP_K,
+                 projection: Projection | None = None) -> None:
         self.model_name, self.model_version = model_name, model_version
         self.max_size, self.top_k = max_size, top_k
+        self.projection = projection
         self._columns: dict[str, _ColumnBuilder] = {}
         self.row_count = 0
 
@@ -140,7 +155,8 @@ class ProfileBuilder:
 
     def build(self) -> Profile:
         return Profile(self.model_name, self.model_version, time.time_ns(), self.row_count,
-                       {name: b.build() for name, b in self._columns.items()})
+                       {name: b.build() for name, b in self._columns.items()},
+                       self.projection)
 
 
 def _feature_columns(data: Any) -> Iterator[tuple[str, np.ndarray]]:
@@ -163,15 +179,18 @@ def capture(
     version: str = "",
     task: str | None = None,
     top_k: int = DEFAULT_TOP_K,
+    projection: Projection | None = None,
 ) -> Profile:
     """Profile features ``X`` and the model's outputs on them.
 
     ``predictions`` are labels for a classifier (profiled as ``ml.prediction.class``) or
     values for a regressor (``ml.prediction.value``); ``task`` says which when the dtype
     cannot ("classification" or "regression"). ``probabilities`` (rows x classes) give
-    ``ml.prediction.confidence``, the top class probability.
+    ``ml.prediction.confidence``, the top class probability. With ``projection``, ``X``
+    (``[N, ...]``, flattened per row) is profiled as the projection's columns, as the
+    PyTorch instrumentation monitors wide inputs.
     """
-    builder = ProfileBuilder(model, version, top_k=top_k)
+    builder = ProfileBuilder(model, version, top_k=top_k, projection=projection)
     add_chunk(builder, X, predictions, probabilities=probabilities, task=task)
     return builder.build()
 
@@ -180,7 +199,9 @@ def add_chunk(builder: ProfileBuilder, X: Any, predictions: Any = None, *,
               probabilities: Any = None, task: str | None = None) -> None:
     """Add one chunk of rows (features and, optionally, model outputs) to ``builder``."""
     rows = 0
-    for name, values in _feature_columns(X):
+    columns = (_feature_columns(X) if builder.projection is None
+               else builder.projection.apply(np.asarray(X)))
+    for name, values in columns:
         builder.add_column(name, values)
         rows = len(values)
     output_rows = _add_outputs(builder, predictions, probabilities, task)
@@ -256,6 +277,9 @@ def merge(left: Profile, right: Profile) -> Profile:
         raise ProfileError(f"cannot merge profiles of different models: "
                            f"{left.model_name}:{left.model_version} and "
                            f"{right.model_name}:{right.model_version}")
+    if left.projection != right.projection:
+        raise ProfileError(f"cannot merge profiles projected differently: {left.projection} "
+                           f"and {right.projection}")
     columns = dict(left.columns)
     for name, col in right.columns.items():
         mine = columns.get(name)
@@ -327,8 +351,13 @@ def from_dict(data: Any, source: str = "profile") -> Profile:
                 histogram=ExpHistogram.from_dict(col["histogram"]) if numeric else None,
                 frequencies={str(k): int(v) for k, v in col.get("frequencies", {}).items()},
                 other=int(col.get("other", 0)))
+        projection = (Projection.from_dict(data["projection"], f"{source}: projection")
+                      if data.get("projection") is not None else None)
         return Profile(str(data["model"]["name"]), str(data["model"].get("version", "")),
-                       int(data["created_time_unix_nano"]), int(data["row_count"]), columns)
+                       int(data["created_time_unix_nano"]), int(data["row_count"]), columns,
+                       projection)
+    except ProjectionError as exc:
+        raise ProfileError(str(exc)) from exc
     except ProfileError:
         raise
     except (KeyError, TypeError, ValueError) as exc:

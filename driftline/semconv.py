@@ -87,6 +87,13 @@ UNIT_VALUES: Final = "{value}"
 # --- environment variables ----------------------------------------------------------------
 ENV_MODEL_NAME: Final = "DRIFTLINE_MODEL_NAME"
 ENV_MODEL_VERSION: Final = "DRIFTLINE_MODEL_VERSION"
+# Overrides how PyTorch outputs are read: "classification" or "regression".
+ENV_TORCH_TASK: Final = "DRIFTLINE_TORCH_TASK"
+
+# --- feature names of projected inputs (images, embeddings, sequences) ---------------------
+# Wide inputs are monitored as proj0..proj{k-1} (a seeded random projection) and l2_norm.
+FEATURE_PROJECTION_PREFIX: Final = "proj"
+FEATURE_L2_NORM: Final = "l2_norm"
 
 # --- reference profile column names for predictions ---------------------------------------
 # A profile names its prediction columns after the metric that carries them in production,
