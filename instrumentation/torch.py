@@ -74,6 +74,9 @@ DEFAULT_PROFILE_BATCH_ROWS = 1024
 # The keyword a Hugging Face style output mapping holds its scores under.
 LOGITS_KEY = "logits"
 _CALL = "__call__"
+# torch.compile's wrapper class and where it keeps the compiled module.
+COMPILED_MODULE_CLASS = "OptimizedModule"
+COMPILED_ORIGINAL_ATTRIBUTE = "_orig_mod"
 
 # True while a module call runs, so the modules it calls inside are not observed.
 _inside_module_call: ContextVar[bool] = ContextVar("driftline_inside_module_call",
@@ -102,6 +105,7 @@ class TorchInstrumentor(BaseInstrumentor):
         self._task = task_setting(kwargs.get("task"))
         self._tensor_type = torch.Tensor
         self._is_compiling = torch.compiler.is_compiling
+        self._is_tracing = torch.jit.is_tracing
         self._tracer = trace.get_tracer(SCOPE, tracer_provider=kwargs.get("tracer_provider"))
         self._owns_recorder = kwargs.get("recorder") is None
         self._recorder: Recorder = kwargs.get("recorder") or Recorder(
@@ -131,7 +135,10 @@ class TorchInstrumentor(BaseInstrumentor):
             return wrapped(*args, **kwargs)
         token = _inside_module_call.set(True)
         try:
-            if getattr(instance, "training", False) or self._is_compiling():
+            # A trace or compilation (jit.trace, torch.compile, torch.export) runs the model on
+            # example or fake tensors: not traffic, and a wrapper inside would change the trace.
+            if getattr(instance, "training", False) or self._is_compiling() \
+                    or self._is_tracing():
                 return wrapped(*args, **kwargs)
             return self._observed_call(wrapped, instance, args, kwargs)
         finally:
@@ -139,7 +146,7 @@ class TorchInstrumentor(BaseInstrumentor):
 
     def _observed_call(self, wrapped: Callable[..., Any], instance: Any,
                        args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        identity = identity_of(instance)
+        identity = identity_of(_unwrapped(instance))
         inputs = _input_tensor(args, kwargs, self._tensor_type)
         rows, feature_count = _shape(inputs)
         model_attributes = (
@@ -368,6 +375,13 @@ def _output_tensor(outputs: Any, tensor_type: type) -> Any:
             return logits
         return next((v for v in outputs.values() if isinstance(v, tensor_type)), None)
     return None
+
+
+def _unwrapped(module: Any) -> Any:
+    """The module ``torch.compile`` wrapped, so a compiled model keeps its name."""
+    if type(module).__name__ == COMPILED_MODULE_CLASS:
+        return module._modules.get(COMPILED_ORIGINAL_ATTRIBUTE, module)
+    return module
 
 
 def _shape(tensor: Any) -> tuple[int, int]:
