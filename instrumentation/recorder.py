@@ -218,6 +218,11 @@ class Recorder:
 
     # --- control ---------------------------------------------------------------------------
 
+    @property
+    def pending_calls(self) -> int:
+        """Calls handed over and not yet aggregated (bounded by ``max_pending_calls``)."""
+        return len(self._pending)
+
     def force_flush(self, timeout_s: float | None = None) -> bool:
         """Aggregate everything handed over so far and export it now; the export gets
         ``timeout_s`` (default: the export timeout). True when nothing failed."""

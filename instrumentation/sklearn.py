@@ -4,7 +4,9 @@ Every ``predict``, ``predict_proba``, ``predict_log_proba`` and ``decision_funct
 subclass of ``sklearn.base.BaseEstimator`` defines is wrapped, including classes defined
 after instrumentation (a hook on ``BaseEstimator.__init_subclass__``). A call that goes
 through nested estimators (a pipeline calling its last step) yields one span and one set of
-metrics, for the outermost model. Usage::
+metrics, for the outermost model; predictions made inside ``fit``, ``partial_fit``,
+``fit_predict``, ``fit_transform`` and ``score`` are training, not traffic, and are not
+observed. Usage::
 
     SklearnInstrumentor().instrument(tracer_provider=..., metric_exporter=...)
 
@@ -38,6 +40,9 @@ OPERATIONS = (
     "predict_log_proba",
     semconv.OPERATION_DECISION_FUNCTION,
 )
+# Predictions made while training or scoring (a search's cross-validation, ``score`` on a
+# test set) are not production traffic: these methods silence everything they call.
+TRAINING_METHODS = ("fit", "partial_fit", "fit_predict", "fit_transform", "score")
 SCOPE = semconv.SCOPE_PREFIX + semconv.FRAMEWORK_SKLEARN
 _SUBCLASS_HOOK = "__init_subclass__"
 
@@ -108,6 +113,10 @@ class SklearnInstrumentor(BaseInstrumentor):
                     wrapt.wrap_function_wrapper(owner, operation,
                                                 partial(self._observe, operation))
                     self._wrapped.append((owner, operation))
+            for method in TRAINING_METHODS:
+                if method in vars(owner):
+                    wrapt.wrap_function_wrapper(owner, method, _silenced)
+                    self._wrapped.append((owner, method))
 
     def _observe(self, operation: str, wrapped: Callable[..., Any], instance: Any,
                  args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -169,6 +178,15 @@ class SklearnInstrumentor(BaseInstrumentor):
             error_type=error_type,
             time_unix_nano=time.time_ns(),
         ))
+
+
+def _silenced(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
+              kwargs: dict[str, Any]) -> Any:
+    token = _inside_model_call.set(True)
+    try:
+        return wrapped(*args, **kwargs)
+    finally:
+        _inside_model_call.reset(token)
 
 
 def model_traits(estimator: Any) -> ModelTraits:
