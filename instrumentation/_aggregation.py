@@ -64,7 +64,12 @@ class ModelTraits:
 
 
 class StreamAggregate:
-    """Delta aggregates of one stream (one model, version and operation)."""
+    """Delta aggregates of one stream (one model, version and operation).
+
+    Calls are *staged* (their columns and outputs appended to lists) and aggregated in one
+    vectorised pass per drain: a thousand one-row calls cost one histogram per column, not a
+    thousand, which keeps the recorder thread from competing with ``predict`` for the GIL.
+    """
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
@@ -77,16 +82,41 @@ class StreamAggregate:
         self.margin = NumericColumn()
         self.values = NumericColumn()
         self.overflow: Counter[str] = Counter()
+        self._staged_inputs: dict[str, list[np.ndarray]] = {}
+        self._staged_outputs: list[tuple[ModelTraits, np.ndarray]] = []
 
     def add_call(self, rows: int, duration_s: float, error_type: str | None) -> None:
         self.rows += rows
         self.durations.setdefault(error_type, []).append(duration_s)
 
-    def add_inputs(self, inputs: Any, traits: ModelTraits) -> None:
+    def stage_inputs(self, inputs: Any, traits: ModelTraits) -> None:
         columns = (traits.read_inputs(inputs) if traits.read_inputs is not None
                    else table_columns(inputs, traits.feature_names))
         for name, values in columns:
+            self._staged_inputs.setdefault(name, []).append(values)
+
+    def stage_outputs(self, raw_outputs: Any, traits: ModelTraits) -> None:
+        outputs = (traits.read_outputs(raw_outputs) if traits.read_outputs is not None
+                   else np.asarray(raw_outputs))
+        self._staged_outputs.append((traits, outputs))
+
+    def aggregate_staged(self) -> None:
+        """Fold everything staged into the distributions, one concatenation per column."""
+        for name, chunks in self._staged_inputs.items():
+            values = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
             self._column(name, values).add(values)
+        self._staged_inputs.clear()
+        group: list[np.ndarray] = []
+        for i, (traits, outputs) in enumerate(self._staged_outputs):
+            group.append(outputs)
+            following = self._staged_outputs[i + 1] if i + 1 < len(self._staged_outputs) \
+                else None
+            if following is None or following[0] is not traits or \
+                    following[1].shape[1:] != outputs.shape[1:]:
+                self._add_outputs(group[0] if len(group) == 1 else np.concatenate(group),
+                                  traits)
+                group = []
+        self._staged_outputs.clear()
 
     def _column(self, name: str, values: np.ndarray) -> NumericColumn | CategoryColumn:
         numeric = is_numeric(values)
@@ -100,9 +130,7 @@ class StreamAggregate:
                            else CategoryColumn(self.limits.top_k_categories))
         return known[name]
 
-    def add_outputs(self, raw_outputs: Any, traits: ModelTraits) -> None:
-        outputs = (traits.read_outputs(raw_outputs) if traits.read_outputs is not None
-                   else np.asarray(raw_outputs))
+    def _add_outputs(self, outputs: np.ndarray, traits: ModelTraits) -> None:
         classes = traits.classes
         if outputs.ndim == 2 and classes is not None and outputs.shape[1] == len(classes):
             scores = outputs.astype(np.float64, copy=False)
@@ -117,6 +145,7 @@ class StreamAggregate:
             self.values.add(outputs.ravel())
 
     def metrics(self, attributes: dict[str, Any], start_ns: int, end_ns: int) -> list[Metric]:
+        self.aggregate_staged()
         points = _Points(attributes, start_ns, end_ns)
         metrics = [
             Metric(semconv.ML_PREDICT_ROWS, "Rows passed to the model", semconv.UNIT_ROWS,

@@ -144,15 +144,17 @@ class Recorder:
                 next_export = time.monotonic() + self._export_interval_s
 
     def _drain(self) -> None:
-        # One drainer at a time, so force_flush() also waits for a call the background
+        # One drainer at a time, so force_flush() also waits for calls the background
         # thread has taken but not yet aggregated.
         with self._drain_lock:
+            traits: dict[int, ModelTraits] = {}  # one lookup per model per drain
+            touched: set[StreamKey] = set()
             while self._pending:
                 call = self._pending.popleft()
                 if call.inputs is not None:
                     self._pending_rows -= call.rows
                 try:
-                    self._aggregate(call)
+                    self._stage(call, traits, touched)
                 except Exception:  # a bad input must never stop the recorder
                     self.failed_aggregations += 1
                     _logger.exception("driftline: could not aggregate a %s call", call.scope)
@@ -161,6 +163,36 @@ class Recorder:
             with self._lock:
                 for (key, error_type), rows in overflow.items():
                     self._stream(key).add_call(rows, 0.0, error_type)
+                for key in touched:
+                    self._aggregate_staged(key)
+
+    def _stage(self, call: PredictCall, traits: dict[int, ModelTraits],
+               touched: set[StreamKey]) -> None:
+        model_traits = None
+        if call.inputs is not None:
+            model_traits = traits.get(id(call.model))
+            if model_traits is None:
+                model_traits = traits[id(call.model)] = call.traits(call.model)
+        key = (call.scope, call.model_attributes)
+        with self._lock:
+            stream = self._stream(key)
+            stream.add_call(call.rows, call.duration_s, call.error_type)
+            if model_traits is None:
+                return
+            touched.add(key)
+            stream.stage_inputs(call.inputs, model_traits)
+            if call.outputs is not None and call.error_type is None:
+                stream.stage_outputs(call.outputs, model_traits)
+
+    def _aggregate_staged(self, key: StreamKey) -> None:
+        stream = self._streams.get(key)
+        if stream is None:  # exported meanwhile: metrics() aggregated what was staged
+            return
+        try:
+            stream.aggregate_staged()
+        except Exception:
+            self.failed_aggregations += 1
+            _logger.exception("driftline: could not aggregate the calls of %s", key[0])
 
     def _stream(self, key: StreamKey) -> StreamAggregate:
         """The stream's aggregate; past ``max_streams`` models fold into ``__other__``."""
@@ -175,17 +207,6 @@ class Recorder:
             if stream is None:
                 stream = self._streams[key] = StreamAggregate(self._limits)
         return stream
-
-    def _aggregate(self, call: PredictCall) -> None:
-        traits = call.traits(call.model) if call.inputs is not None else None
-        with self._lock:
-            stream = self._stream((call.scope, call.model_attributes))
-            stream.add_call(call.rows, call.duration_s, call.error_type)
-            if traits is None:
-                return
-            stream.add_inputs(call.inputs, traits)
-            if call.outputs is not None and call.error_type is None:
-                stream.add_outputs(call.outputs, traits)
 
     def _collect_and_export(self, timeout_s: float | None = None) -> MetricExportResult | None:
         timeout_s = self._export_timeout_s if timeout_s is None else timeout_s
