@@ -12,12 +12,17 @@ from typing import Any
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 
 from driftline.instrumentation.recorder import DEFAULT_EXPORT_INTERVAL_S, DEFAULT_EXPORT_TIMEOUT_S
+from driftline.serverless import is_serverless
 
 _logger = logging.getLogger(__name__)
 
 _OTLP = "otlp"
 _NONE = "none"
 _HTTP_PROTOCOLS = ("http/protobuf", "http/json")
+_GRPC = "grpc"
+# Serverless functions export over HTTP: no long-lived gRPC channel to keep across freezes,
+# and the Lambda collector extension's default receiver is OTLP/HTTP.
+_SERVERLESS_PROTOCOL = "http/protobuf"
 
 
 def _exporter_names(signal: str) -> list[str]:
@@ -25,16 +30,23 @@ def _exporter_names(signal: str) -> list[str]:
     return [n.strip() for n in raw.split(",") if n.strip() and n.strip() != _NONE]
 
 
+def default_otlp_protocol() -> str:
+    """``grpc`` as the SDK defaults, ``http/protobuf`` in serverless mode."""
+    return _SERVERLESS_PROTOCOL if is_serverless() else _GRPC
+
+
 def _entry_point_name(name: str, signal: str) -> str:
     if name != _OTLP:
         return name
     protocol = (os.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL")
-                or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"))
-    return "otlp_proto_http" if protocol in _HTTP_PROTOCOLS else "otlp_proto_grpc"
+                or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+                or default_otlp_protocol())
+    return "otlp_proto_http" if protocol.strip() in _HTTP_PROTOCOLS else "otlp_proto_grpc"
 
 
 def exporters_from_env(signal: str) -> list[Any]:
-    """Instances of the exporters ``OTEL_<SIGNAL>_EXPORTER`` names (``traces``/``metrics``)."""
+    """Instances of the exporters ``OTEL_<SIGNAL>_EXPORTER`` names (``traces``, ``metrics``,
+    ``logs``); ``otlp`` is gRPC unless the protocol variables or serverless mode say HTTP."""
     group = f"opentelemetry_{signal}_exporter"
     exporters = []
     for name in _exporter_names(signal):
