@@ -67,7 +67,6 @@ class PredictCall:
     rows: int
     duration_s: float
     error_type: str | None
-    time_unix_nano: int
 
 
 class Recorder:
@@ -124,7 +123,7 @@ class Recorder:
             return
         if self._pending_rows + call.rows > self._max_pending_rows:
             call = PredictCall(call.scope, None, call.traits, call.model_attributes, None, None,
-                               call.rows, call.duration_s, call.error_type, call.time_unix_nano)
+                               call.rows, call.duration_s, call.error_type)
             self.dropped_value_rows += call.rows
         else:
             self._pending_rows += call.rows

@@ -176,7 +176,6 @@ class SklearnInstrumentor(BaseInstrumentor):
             rows=rows,
             duration_s=duration_s,
             error_type=error_type,
-            time_unix_nano=time.time_ns(),
         ))
 
 

@@ -205,7 +205,6 @@ class TorchInstrumentor(BaseInstrumentor):
             rows=rows,
             duration_s=duration_s,
             error_type=error_type,
-            time_unix_nano=time.time_ns(),
         ))
 
     def _traits(self, output: torch.Tensor | None, module: Any) -> ModelTraits:
