@@ -25,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -442,6 +443,69 @@ def test_handler_decorates_with_and_without_arguments() -> None:
     assert (bare.__name__, bare.__doc__) == ("bare", "Bare.")
     assert configured(np.int64(3), None) == 3
     assert len(provider.timeouts_ms) == 3
+
+
+class FakeRecorder:
+    def __init__(self, error: Exception | None = None) -> None:
+        self.error = error
+        self.timeouts_s: list[float] = []
+
+    def force_flush(self, timeout_s: float | None = None) -> bool:
+        if self.error is not None:
+            raise self.error
+        self.timeouts_s.append(timeout_s)
+        return True
+
+
+def fake_instrumentor_module(recorder: Any, instrumented: bool = True) -> types.ModuleType:
+    """A stand-in for ``driftline.instrumentation.torch``: a singleton with a recorder."""
+
+    class TorchInstrumentor:
+        _instance: TorchInstrumentor | None = None
+        is_instrumented_by_opentelemetry = instrumented
+
+        def __new__(cls) -> TorchInstrumentor:
+            if cls._instance is None:
+                cls._instance = super().__new__(cls)
+            return cls._instance
+
+        @property
+        def recorder(self) -> Any:
+            if isinstance(recorder, Exception):
+                raise recorder
+            return recorder
+
+    module = types.ModuleType("driftline.instrumentation.torch")
+    module.TorchInstrumentor = TorchInstrumentor  # type: ignore[attr-defined]
+    return module
+
+
+def test_recorders_of_every_imported_instrumentor_are_flushed(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    provider = FakeProvider()
+    recorder = FakeRecorder()
+    monkeypatch.setitem(sys.modules, "driftline.instrumentation.torch",
+                        fake_instrumentor_module(recorder))
+
+    assert serverless.flush(FLUSH_TIMEOUT_S, tracer_provider=provider,
+                            meter_provider=provider, logger_provider=provider)
+    assert len(recorder.timeouts_s) == 1
+    assert 0 < recorder.timeouts_s[0] <= FLUSH_TIMEOUT_S
+
+    # Not instrumented: left alone; broken: logged, the flush goes on and says it failed.
+    monkeypatch.setitem(sys.modules, "driftline.instrumentation.torch",
+                        fake_instrumentor_module(recorder, instrumented=False))
+    assert serverless.flush(FLUSH_TIMEOUT_S, tracer_provider=provider,
+                            meter_provider=provider, logger_provider=provider)
+    assert len(recorder.timeouts_s) == 1
+    monkeypatch.setitem(sys.modules, "driftline.instrumentation.torch",
+                        fake_instrumentor_module(FakeRecorder(RuntimeError("stuck"))))
+    with caplog.at_level(logging.WARNING, logger="driftline.serverless"):
+        assert not serverless.flush(FLUSH_TIMEOUT_S, tracer_provider=provider,
+                                    meter_provider=provider, logger_provider=provider)
+    assert "flushing the recorder failed" in caplog.text
+    assert len(provider.timeouts_ms) == 9  # every provider flushed in all three rounds
 
 
 @pytest.mark.parametrize("timeout", [0, -1.0, True, "2"])
