@@ -246,7 +246,7 @@ class _BlockedExporter(InMemoryMetricExporter):
 
     def export(self, metrics_data, timeout_millis: float = 10_000, **kwargs):
         self.entered.set()
-        self.release.wait()
+        self.release.wait(60)  # bounded, so a failing test cannot hang its teardown
         return super().export(metrics_data)
 
 
