@@ -16,7 +16,6 @@ observed. Usage::
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Collection
 from contextvars import ContextVar
 from functools import partial
@@ -26,12 +25,12 @@ import wrapt
 from opentelemetry import trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwrap
-from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from driftline import semconv
 from driftline.identity import identity_of
 from driftline.instrumentation import _env
 from driftline.instrumentation._aggregation import ModelTraits
+from driftline.instrumentation._observe import model_attributes, observe
 from driftline.instrumentation.recorder import PredictCall, Recorder
 
 OPERATIONS = (
@@ -130,53 +129,17 @@ class SklearnInstrumentor(BaseInstrumentor):
 
     def _observed_call(self, operation: str, wrapped: Callable[..., Any], instance: Any,
                        args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        identity = identity_of(instance)
         inputs = args[0] if args else kwargs.get("X")
         rows, feature_count = _shape(inputs)
-        model_attributes = (
-            (semconv.ML_MODEL_NAME, identity.name),
-            (semconv.ML_MODEL_VERSION, identity.version),
-            (semconv.ML_MODEL_FRAMEWORK, semconv.FRAMEWORK_SKLEARN),
-            (semconv.ML_OPERATION, operation),
-        )
-        with self._tracer.start_as_current_span(
-            f"{operation} {identity.name}", kind=SpanKind.INTERNAL,
-            record_exception=False, set_status_on_exception=False,
-        ) as span:
-            if span.is_recording():
-                span.set_attributes(dict(model_attributes))
-                span.set_attribute(semconv.ML_BATCH_SIZE, rows)
-                span.set_attribute(semconv.ML_FEATURE_COUNT, feature_count)
-            start = time.perf_counter()
-            try:
-                outputs = wrapped(*args, **kwargs)
-            except BaseException as exc:
-                duration_s = time.perf_counter() - start
-                error_type = type(exc).__qualname__
-                if span.is_recording():
-                    span.record_exception(exc)
-                    span.set_status(Status(StatusCode.ERROR, str(exc)))
-                    span.set_attribute(semconv.ERROR_TYPE, error_type)
-                self._submit(instance, model_attributes, inputs, None, rows, duration_s,
-                             error_type)
-                raise
-            duration_s = time.perf_counter() - start
-            self._submit(instance, model_attributes, inputs, outputs, rows, duration_s, None)
-            return outputs
+        attributes = model_attributes(identity_of(instance), semconv.FRAMEWORK_SKLEARN,
+                                      operation)
 
-    def _submit(self, instance: Any, model_attributes: Any, inputs: Any, outputs: Any,
-                rows: int, duration_s: float, error_type: str | None) -> None:
-        self._recorder.submit(PredictCall(
-            scope=SCOPE,
-            model=instance,
-            traits=model_traits,
-            model_attributes=model_attributes,
-            inputs=inputs,
-            outputs=outputs,
-            rows=rows,
-            duration_s=duration_s,
-            error_type=error_type,
-        ))
+        def submit(outputs: Any, duration_s: float, error_type: str | None) -> None:
+            self._recorder.submit(PredictCall(SCOPE, instance, model_traits, attributes,
+                                              inputs, outputs, rows, duration_s, error_type))
+
+        return observe(self._tracer, attributes, rows, feature_count,
+                       lambda: wrapped(*args, **kwargs), submit)
 
 
 def _silenced(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],

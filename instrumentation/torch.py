@@ -37,7 +37,6 @@ import logging
 import math
 import os
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Mapping
 from contextvars import ContextVar
@@ -53,13 +52,13 @@ from opentelemetry.instrumentation.utils import (
     suppress_instrumentation,
     unwrap,
 )
-from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from driftline import profile, projection, semconv
 from driftline.columns import table_columns
 from driftline.identity import identity_of
 from driftline.instrumentation import _env
 from driftline.instrumentation._aggregation import ModelTraits
+from driftline.instrumentation._observe import model_attributes, observe
 from driftline.instrumentation.recorder import PredictCall, Recorder
 from driftline.projection import DEFAULT_COMPONENTS, DEFAULT_MAX_FEATURES, DEFAULT_SEED
 
@@ -152,60 +151,26 @@ class TorchInstrumentor(BaseInstrumentor):
 
     def _observed_call(self, wrapped: Callable[..., Any], instance: Any,
                        args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        identity = identity_of(_unwrapped(instance))
         inputs = _input_tensor(args, kwargs, self._tensor_type)
         rows, feature_count = _shape(inputs)
-        model_attributes = (
-            (semconv.ML_MODEL_NAME, identity.name),
-            (semconv.ML_MODEL_VERSION, identity.version),
-            (semconv.ML_MODEL_FRAMEWORK, semconv.FRAMEWORK_TORCH),
-            (semconv.ML_OPERATION, semconv.OPERATION_FORWARD),
-        )
-        with self._tracer.start_as_current_span(
-            f"{semconv.OPERATION_FORWARD} {identity.name}", kind=SpanKind.INTERNAL,
-            record_exception=False, set_status_on_exception=False,
-        ) as span:
-            if span.is_recording():
-                span.set_attributes(dict(model_attributes))
-                span.set_attribute(semconv.ML_BATCH_SIZE, rows)
-                span.set_attribute(semconv.ML_FEATURE_COUNT, feature_count)
-            start = time.perf_counter()
-            try:
-                outputs = wrapped(*args, **kwargs)
-            except BaseException as exc:
-                duration_s = time.perf_counter() - start
-                error_type = type(exc).__qualname__
-                if span.is_recording():
-                    span.record_exception(exc)
-                    span.set_status(Status(StatusCode.ERROR, str(exc)))
-                    span.set_attribute(semconv.ERROR_TYPE, error_type)
-                self._submit(instance, model_attributes, inputs, None, rows, duration_s,
-                             error_type)
-                raise
-            duration_s = time.perf_counter() - start
-            self._submit(instance, model_attributes, inputs, outputs, rows, duration_s, None)
-            return outputs
-
-    def _submit(self, instance: Any, model_attributes: Any, inputs: Any, outputs: Any,
-                rows: int, duration_s: float, error_type: str | None) -> None:
-        output = _output_tensor(outputs, self._tensor_type) if outputs is not None else None
+        attributes = model_attributes(identity_of(_unwrapped(instance)),
+                                      semconv.FRAMEWORK_TORCH, semconv.OPERATION_FORWARD)
         # Detached views (no copy) so the recorder does not keep an autograd graph alive.
         if inputs is not None and inputs.requires_grad:
             inputs = inputs.detach()
-        if output is not None and output.requires_grad:
-            output = output.detach()
-        self._recorder.submit(PredictCall(
-            scope=SCOPE,
-            model=instance,
-            # The traits depend on the output's shape, so the output travels with them.
-            traits=partial(self._traits, output),
-            model_attributes=model_attributes,
-            inputs=inputs,
-            outputs=output,
-            rows=rows,
-            duration_s=duration_s,
-            error_type=error_type,
-        ))
+
+        def submit(outputs: Any, duration_s: float, error_type: str | None) -> None:
+            output = _output_tensor(outputs, self._tensor_type) if outputs is not None else None
+            if output is not None and output.requires_grad:
+                output = output.detach()
+            self._recorder.submit(PredictCall(
+                SCOPE, instance,
+                # The traits depend on the output's shape, so the output travels with them.
+                partial(self._traits, output),
+                attributes, inputs, output, rows, duration_s, error_type))
+
+        return observe(self._tracer, attributes, rows, feature_count,
+                       lambda: wrapped(*args, **kwargs), submit)
 
     def _traits(self, output: torch.Tensor | None, module: Any) -> ModelTraits:
         return output_traits(output, self._task, self._inputs)
