@@ -2,46 +2,88 @@
 
 Reference and current histograms are first put on their common scale (exact bin alignment),
 so no raw data is needed at comparison time. Defaults follow Evidently, the best-known open
-tool: normed Wasserstein 0.1 for numeric columns, Jensen-Shannon distance 0.1 for categorical
-ones, PSI 0.1, and dataset drift when at least half of the columns drift.
+tool: on references over 1000 rows the verdict is normed Wasserstein >= 0.1 for numeric columns
+and Jensen-Shannon distance >= 0.1 for categorical ones; on smaller references it is the
+Kolmogorov-Smirnov or chi-square test at p < 0.05. The dataset drifts when at least half of
+the columns drift. Binned methods (PSI, KL, Jensen-Shannon, Hellinger) merge neighbouring
+buckets until each holds a tenth of the reference, so sparse tails cannot dominate them.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from driftline import _drift_methods as methods
 from driftline import semconv
 from driftline.exphist import Bins, ExpHistogram, bin_moments, clipped_edges, common_bins
+
+# Floor for empty bins in PSI/KL, as in Evidently, so one empty bin cannot make a score infinite.
+PROBABILITY_FLOOR = methods.PROBABILITY_FLOOR
 
 DEFAULT_WASSERSTEIN_THRESHOLD = 0.1
 DEFAULT_PSI_THRESHOLD = 0.1
 DEFAULT_JENSENSHANNON_THRESHOLD = 0.1
+DEFAULT_KL_THRESHOLD = 0.1
+DEFAULT_HELLINGER_THRESHOLD = 0.1
+DEFAULT_TOTAL_VARIATION_THRESHOLD = 0.1
+# p-value methods: a column drifts when the test rejects "same distribution" at this level.
+DEFAULT_KS_P_VALUE = 0.05
+DEFAULT_CHISQUARE_P_VALUE = 0.05
 DEFAULT_DATASET_DRIFT_SHARE = 0.5
-# PSI bins are merged until each holds at least this share of the reference rows (deciles),
-# so sparse tails cannot dominate the sum.
-DEFAULT_PSI_MIN_BIN_SHARE = 0.1
-# Floor for empty bins in PSI/KL, as in Evidently, so one empty bin cannot make a score infinite.
-PROBABILITY_FLOOR = 1e-4
+# References of at most this many rows get a statistical test as the verdict; larger ones a
+# distance, because at large n a test flags differences too small to matter.
+DEFAULT_SMALL_REFERENCE_ROWS = 1000
+# Binned methods merge bins until each holds at least this share of the reference rows
+# (about deciles), so sparse tails cannot dominate the sum.
+DEFAULT_MIN_BIN_SHARE = 0.1
+DEFAULT_PSI_MIN_BIN_SHARE = DEFAULT_MIN_BIN_SHARE
 # Floor for the reference standard deviation when norming Wasserstein (constant columns).
 MIN_NORM_STD = 1e-3
+
+KIND_NUMERIC = "numeric"
+KIND_CATEGORICAL = "categorical"
+P_VALUE_METHODS = frozenset({semconv.DRIFT_METHOD_KS, semconv.DRIFT_METHOD_CHISQUARE})
+NUMERIC_METHODS = (semconv.DRIFT_METHOD_WASSERSTEIN, semconv.DRIFT_METHOD_KS,
+                   semconv.DRIFT_METHOD_PSI, semconv.DRIFT_METHOD_KL,
+                   semconv.DRIFT_METHOD_JENSENSHANNON, semconv.DRIFT_METHOD_HELLINGER)
+CATEGORICAL_METHODS = (semconv.DRIFT_METHOD_JENSENSHANNON, semconv.DRIFT_METHOD_CHISQUARE,
+                       semconv.DRIFT_METHOD_PSI, semconv.DRIFT_METHOD_KL,
+                       semconv.DRIFT_METHOD_HELLINGER, semconv.DRIFT_METHOD_TOTAL_VARIATION)
+# Scores reported after the verdict, for context (the verdict method is not repeated).
+DEFAULT_NUMERIC_CONTEXT = (semconv.DRIFT_METHOD_WASSERSTEIN, semconv.DRIFT_METHOD_KS,
+                           semconv.DRIFT_METHOD_PSI)
+DEFAULT_CATEGORICAL_CONTEXT = (semconv.DRIFT_METHOD_JENSENSHANNON,
+                               semconv.DRIFT_METHOD_CHISQUARE, semconv.DRIFT_METHOD_PSI)
+
+
+class DriftMethodError(ValueError):
+    """A drift method that does not exist or does not apply to the column's kind."""
 
 
 @dataclass(frozen=True, slots=True)
 class DriftScore:
-    """One statistic for one column: its value, the threshold and the verdict."""
+    """One statistic for one column: its value, the threshold and the verdict.
+
+    For test methods (KS, chi-square) ``p_value`` is set and ``threshold`` is a significance
+    level: the column drifts when ``p_value < threshold``. Otherwise it drifts when
+    ``score >= threshold``.
+    """
 
     column: str
     kind: str
     method: str
     score: float
     threshold: float
+    p_value: float | None = None
 
     @property
     def drifted(self) -> bool:
+        if self.p_value is not None:
+            return self.p_value < self.threshold
         return self.score >= self.threshold
 
 
@@ -56,15 +98,8 @@ def wasserstein_normed(reference: ExpHistogram, current: ExpHistogram) -> float:
 
 
 def wasserstein(reference: ExpHistogram, current: ExpHistogram) -> float:
-    knots = []
-    cdfs = []
-    for hist in (reference, current):
-        bins = common_bins([hist])
-        knots.append(np.concatenate([bins.low, bins.high]))
-        cdfs.append((bins, hist))
-    grid = np.unique(np.concatenate(knots))
-    left_ref, right_ref = _cdf(grid, *cdfs[0])
-    left_cur, right_cur = _cdf(grid, *cdfs[1])
+    """Wasserstein-1 distance between the piecewise-linear CDFs of the two histograms."""
+    grid, (left_ref, right_ref), (left_cur, right_cur) = _cdfs(reference, current)
     # On each segment between grid points both CDFs are linear: integrate |difference| exactly.
     start = right_ref[:-1] - right_cur[:-1]
     end = left_ref[1:] - left_cur[1:]
@@ -75,6 +110,32 @@ def wasserstein(reference: ExpHistogram, current: ExpHistogram) -> float:
         crossing = np.where(magnitude > 0, (start**2 + end**2) / (2 * magnitude), 0.0)
     area = np.where(same_sign, magnitude / 2, crossing) * width
     return float(area.sum())
+
+
+def ks(reference: ExpHistogram, current: ExpHistogram) -> tuple[float, float]:
+    """Two-sample Kolmogorov-Smirnov statistic and asymptotic p-value.
+
+    The statistic is max |F_ref - F_cur| over the piecewise-linear CDFs; both are linear
+    between grid points (every bucket edge, min and max), so the maximum sits on one of them.
+    """
+    _, (left_ref, right_ref), (left_cur, right_cur) = _cdfs(reference, current)
+    statistic = float(max(np.abs(left_ref - left_cur).max(),
+                          np.abs(right_ref - right_cur).max()))
+    return statistic, methods.ks_p_value(statistic, reference.count, current.count)
+
+
+def _cdfs(
+    reference: ExpHistogram, current: ExpHistogram
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """The union grid of both histograms' own bucket edges, and each CDF's limits on it."""
+    knots = []
+    own = []
+    for hist in (reference, current):
+        bins = common_bins([hist])
+        knots.append(np.concatenate([bins.low, bins.high, [hist.min, hist.max]]))
+        own.append((bins, hist))
+    grid = np.unique(np.concatenate(knots))
+    return grid, _cdf(grid, *own[0]), _cdf(grid, *own[1])
 
 
 def _cdf(grid: np.ndarray, bins: Bins, hist: ExpHistogram) -> tuple[np.ndarray, np.ndarray]:
@@ -100,9 +161,36 @@ def psi(
     min_bin_share: float = DEFAULT_PSI_MIN_BIN_SHARE,
 ) -> float:
     """Population stability index over bins holding at least ``min_bin_share`` of the reference."""
-    counts = common_bins([reference, current]).counts
-    merged = _merge_sparse_bins(counts, min_bin_share)
-    return _psi_from_counts(merged[0], merged[1])
+    return methods.psi(*merged_bins(reference, current, min_bin_share))
+
+
+def kl(
+    reference: ExpHistogram, current: ExpHistogram, min_bin_share: float = DEFAULT_MIN_BIN_SHARE
+) -> float:
+    """KL divergence KL(reference || current) on merged bins, shares floored."""
+    return methods.kl(*merged_bins(reference, current, min_bin_share))
+
+
+def jensen_shannon_numeric(
+    reference: ExpHistogram, current: ExpHistogram, min_bin_share: float = DEFAULT_MIN_BIN_SHARE
+) -> float:
+    """Jensen-Shannon distance (natural log) on merged bins."""
+    return methods.jensen_shannon(*merged_bins(reference, current, min_bin_share))
+
+
+def hellinger(
+    reference: ExpHistogram, current: ExpHistogram, min_bin_share: float = DEFAULT_MIN_BIN_SHARE
+) -> float:
+    """Hellinger distance on merged bins."""
+    return methods.hellinger(*merged_bins(reference, current, min_bin_share))
+
+
+def merged_bins(
+    reference: ExpHistogram, current: ExpHistogram, min_bin_share: float = DEFAULT_MIN_BIN_SHARE
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reference and current counts on the common grid, merged to ``min_bin_share`` bins."""
+    merged = _merge_sparse_bins(common_bins([reference, current]).counts, min_bin_share)
+    return merged[0], merged[1]
 
 
 def _merge_sparse_bins(counts: np.ndarray, min_share: float) -> np.ndarray:
@@ -121,17 +209,6 @@ def _merge_sparse_bins(counts: np.ndarray, min_share: float) -> np.ndarray:
     return np.vstack([np.bincount(groups, weights=row) for row in counts])
 
 
-def _shares(counts: np.ndarray) -> np.ndarray:
-    total = counts.sum()
-    shares = counts / total if total else np.zeros_like(counts, dtype=np.float64)
-    return np.maximum(shares, PROBABILITY_FLOOR)
-
-
-def _psi_from_counts(reference: np.ndarray, current: np.ndarray) -> float:
-    ref, cur = _shares(reference), _shares(current)
-    return float(np.sum((cur - ref) * np.log(cur / ref)))
-
-
 def _aligned_categories(
     reference: Mapping[str, float], current: Mapping[str, float]
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -141,39 +218,142 @@ def _aligned_categories(
 
 
 def categorical_psi(reference: Mapping[str, float], current: Mapping[str, float]) -> float:
-    return _psi_from_counts(*_aligned_categories(reference, current))
+    return methods.psi(*_aligned_categories(reference, current))
 
 
 def jensen_shannon(reference: Mapping[str, float], current: Mapping[str, float]) -> float:
     """Jensen-Shannon distance (natural log, as ``scipy.spatial.distance.jensenshannon``)."""
-    ref, cur = _aligned_categories(reference, current)
-    p, q = ref / ref.sum(), cur / cur.sum()
-    m = (p + q) / 2
-    with np.errstate(invalid="ignore", divide="ignore"):
-        kl_pm = np.where(p > 0, p * np.log(p / m), 0.0).sum()
-        kl_qm = np.where(q > 0, q * np.log(q / m), 0.0).sum()
-    return math.sqrt(max((kl_pm + kl_qm) / 2, 0.0))
+    return methods.jensen_shannon(*_aligned_categories(reference, current))
+
+
+def chi_square(
+    reference: Mapping[str, float], current: Mapping[str, float]
+) -> tuple[float, float]:
+    """Chi-square test of homogeneity of the two category counts: statistic and p-value."""
+    return methods.chi_square(*_aligned_categories(reference, current))
+
+
+def total_variation(reference: Mapping[str, float], current: Mapping[str, float]) -> float:
+    """Total variation distance between the category shares."""
+    return methods.total_variation(*_aligned_categories(reference, current))
 
 
 @dataclass(frozen=True, slots=True)
 class Thresholds:
-    """Per-method thresholds; every value is configurable in the processor config."""
+    """Per-method thresholds, and per-column overrides of the verdict method.
+
+    Distances drift at or above their threshold; tests (``ks``, ``chisquare``) below their
+    p-value. ``overrides`` maps a column to ``(method, threshold)`` and replaces the
+    default choice of verdict for that column. Every value is configurable.
+    """
 
     wasserstein: float = DEFAULT_WASSERSTEIN_THRESHOLD
     psi: float = DEFAULT_PSI_THRESHOLD
     jensenshannon: float = DEFAULT_JENSENSHANNON_THRESHOLD
     dataset_share: float = DEFAULT_DATASET_DRIFT_SHARE
+    ks: float = DEFAULT_KS_P_VALUE
+    chisquare: float = DEFAULT_CHISQUARE_P_VALUE
+    kl: float = DEFAULT_KL_THRESHOLD
+    hellinger: float = DEFAULT_HELLINGER_THRESHOLD
+    total_variation: float = DEFAULT_TOTAL_VARIATION_THRESHOLD
+    overrides: Mapping[str, tuple[str, float]] = field(default_factory=dict)
+
+    def threshold(self, method: str) -> float:
+        """The threshold of ``method`` (its semconv name)."""
+        by_method = {
+            semconv.DRIFT_METHOD_WASSERSTEIN: self.wasserstein,
+            semconv.DRIFT_METHOD_PSI: self.psi,
+            semconv.DRIFT_METHOD_JENSENSHANNON: self.jensenshannon,
+            semconv.DRIFT_METHOD_KS: self.ks,
+            semconv.DRIFT_METHOD_CHISQUARE: self.chisquare,
+            semconv.DRIFT_METHOD_KL: self.kl,
+            semconv.DRIFT_METHOD_HELLINGER: self.hellinger,
+            semconv.DRIFT_METHOD_TOTAL_VARIATION: self.total_variation,
+        }
+        if method not in by_method:
+            raise DriftMethodError(f"unknown drift method {method!r}; use one of "
+                                   f"{', '.join(sorted(by_method))}")
+        return by_method[method]
+
+    def method_for(
+        self,
+        column: str,
+        kind: str = KIND_NUMERIC,
+        reference_rows: int | None = None,
+        small_reference_rows: int = DEFAULT_SMALL_REFERENCE_ROWS,
+    ) -> tuple[str, float]:
+        """The verdict method of ``column`` and its threshold: the override, else the default.
+
+        The default is a test (KS, chi-square) on references of at most
+        ``small_reference_rows`` rows and a distance (normed Wasserstein, Jensen-Shannon) on
+        larger ones; ``reference_rows=None`` means a large reference.
+        """
+        allowed = NUMERIC_METHODS if kind == KIND_NUMERIC else CATEGORICAL_METHODS
+        if column in self.overrides:
+            method, threshold = self.overrides[column]
+            if method not in allowed:
+                raise DriftMethodError(
+                    f"drift method override for column {column!r}: {method!r} does not apply "
+                    f"to {kind} columns; use one of {', '.join(allowed)}")
+            return method, float(threshold)
+        small = reference_rows is not None and reference_rows <= small_reference_rows
+        if kind == KIND_NUMERIC:
+            method = semconv.DRIFT_METHOD_KS if small else semconv.DRIFT_METHOD_WASSERSTEIN
+        else:
+            method = semconv.DRIFT_METHOD_CHISQUARE if small \
+                else semconv.DRIFT_METHOD_JENSENSHANNON
+        return method, self.threshold(method)
+
+
+def _ordered(verdict: str, context: Sequence[str], allowed: Sequence[str]) -> list[str]:
+    """The verdict method, then the context methods without repeats."""
+    unknown = [m for m in context if m not in allowed]
+    if unknown:
+        raise DriftMethodError(f"drift methods {unknown} do not apply here; use some of "
+                               f"{', '.join(allowed)}")
+    return [verdict, *(m for m in dict.fromkeys(context) if m != verdict)]
+
+
+_NUMERIC: dict[str, Callable[[ExpHistogram, ExpHistogram], float | tuple[float, float]]] = {
+    semconv.DRIFT_METHOD_WASSERSTEIN: wasserstein_normed,
+    semconv.DRIFT_METHOD_KS: ks,
+    semconv.DRIFT_METHOD_PSI: psi,
+    semconv.DRIFT_METHOD_KL: kl,
+    semconv.DRIFT_METHOD_JENSENSHANNON: jensen_shannon_numeric,
+    semconv.DRIFT_METHOD_HELLINGER: hellinger,
+}
+_CATEGORICAL: dict[str, Callable[[np.ndarray, np.ndarray], float | tuple[float, float]]] = {
+    semconv.DRIFT_METHOD_JENSENSHANNON: methods.jensen_shannon,
+    semconv.DRIFT_METHOD_CHISQUARE: methods.chi_square,
+    semconv.DRIFT_METHOD_PSI: methods.psi,
+    semconv.DRIFT_METHOD_KL: methods.kl,
+    semconv.DRIFT_METHOD_HELLINGER: methods.hellinger,
+    semconv.DRIFT_METHOD_TOTAL_VARIATION: methods.total_variation,
+}
+
+
+def _score(column: str, kind: str, method: str, value: float | tuple[float, float],
+           threshold: float) -> DriftScore:
+    if isinstance(value, tuple):
+        return DriftScore(column, kind, method, value[0], threshold, p_value=value[1])
+    return DriftScore(column, kind, method, value, threshold)
 
 
 def numeric_scores(
-    column: str, reference: ExpHistogram, current: ExpHistogram, thresholds: Thresholds
+    column: str,
+    reference: ExpHistogram,
+    current: ExpHistogram,
+    thresholds: Thresholds,
+    small_reference_rows: int = DEFAULT_SMALL_REFERENCE_ROWS,
+    context: Sequence[str] = DEFAULT_NUMERIC_CONTEXT,
 ) -> list[DriftScore]:
-    """The verdict statistic (normed Wasserstein) first, then PSI for context."""
+    """The verdict statistic first (see ``Thresholds.method_for``), then ``context`` scores."""
+    verdict, verdict_threshold = thresholds.method_for(
+        column, KIND_NUMERIC, reference.count, small_reference_rows)
     return [
-        DriftScore(column, "numeric", semconv.DRIFT_METHOD_WASSERSTEIN,
-                   wasserstein_normed(reference, current), thresholds.wasserstein),
-        DriftScore(column, "numeric", semconv.DRIFT_METHOD_PSI,
-                   psi(reference, current), thresholds.psi),
+        _score(column, KIND_NUMERIC, method, _NUMERIC[method](reference, current),
+               verdict_threshold if i == 0 else thresholds.threshold(method))
+        for i, method in enumerate(_ordered(verdict, context, NUMERIC_METHODS))
     ]
 
 
@@ -182,13 +362,17 @@ def categorical_scores(
     reference: Mapping[str, float],
     current: Mapping[str, float],
     thresholds: Thresholds,
+    small_reference_rows: int = DEFAULT_SMALL_REFERENCE_ROWS,
+    context: Sequence[str] = DEFAULT_CATEGORICAL_CONTEXT,
 ) -> list[DriftScore]:
-    """The verdict statistic (Jensen-Shannon distance) first, then PSI for context."""
+    """The verdict statistic first (see ``Thresholds.method_for``), then ``context`` scores."""
+    ref, cur = _aligned_categories(reference, current)
+    verdict, verdict_threshold = thresholds.method_for(
+        column, KIND_CATEGORICAL, math.ceil(ref.sum()), small_reference_rows)
     return [
-        DriftScore(column, "categorical", semconv.DRIFT_METHOD_JENSENSHANNON,
-                   jensen_shannon(reference, current), thresholds.jensenshannon),
-        DriftScore(column, "categorical", semconv.DRIFT_METHOD_PSI,
-                   categorical_psi(reference, current), thresholds.psi),
+        _score(column, KIND_CATEGORICAL, method, _CATEGORICAL[method](ref, cur),
+               verdict_threshold if i == 0 else thresholds.threshold(method))
+        for i, method in enumerate(_ordered(verdict, context, CATEGORICAL_METHODS))
     ]
 
 

@@ -66,6 +66,11 @@ ML_PERFORMANCE_PREFIX: Final = "ml.performance."
 DRIFT_METHOD_PSI: Final = "psi"
 DRIFT_METHOD_WASSERSTEIN: Final = "wasserstein"
 DRIFT_METHOD_JENSENSHANNON: Final = "jensenshannon"
+DRIFT_METHOD_KL: Final = "kl"
+DRIFT_METHOD_HELLINGER: Final = "hellinger"
+DRIFT_METHOD_KS: Final = "ks"
+DRIFT_METHOD_CHISQUARE: Final = "chisquare"
+DRIFT_METHOD_TOTAL_VARIATION: Final = "total_variation"
 
 # --- log record events --------------------------------------------------------------------
 EVENT_PREDICTION: Final = "ml.prediction"

@@ -60,7 +60,7 @@ def test_normed_wasserstein_verdicts() -> None:
     thresholds = drift.Thresholds()
     calm = drift.numeric_scores("x", reference, unshifted, thresholds)
     moved = drift.numeric_scores("x", reference, shifted, thresholds)
-    assert [s.method for s in calm] == ["wasserstein", "psi"]
+    assert [s.method for s in calm] == ["wasserstein", "ks", "psi"]
     assert not calm[0].drifted and calm[0].score < 0.02
     assert moved[0].drifted and moved[0].score == pytest.approx(0.5, abs=0.03)
 
