@@ -32,6 +32,11 @@ DEFAULT_MAX_FEATURES = 256
 DEFAULT_TOP_K_CATEGORIES = 50  # as many as a reference profile keeps per column
 DEFAULT_MAX_CLASSES = 100
 DEFAULT_MAX_STREAMS = 100  # distinct (model, version, operation) per recorder
+# Rows per stream and export interval whose values are aggregated; above it, a uniform random
+# sample of about this many rows is (row counts stay exact). Bounds the recorder's CPU.
+DEFAULT_MAX_SAMPLED_ROWS = 100_000
+# Within an interval, a burst beyond this many times the budget lowers the rate at once.
+BURST_FACTOR = 2
 # Explicit buckets for ml.predict.duration: model calls range from microseconds to seconds.
 DURATION_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                       0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -46,6 +51,12 @@ class Limits:
     top_k_categories: int = DEFAULT_TOP_K_CATEGORIES
     max_classes: int = DEFAULT_MAX_CLASSES
     max_streams: int = DEFAULT_MAX_STREAMS
+    max_sampled_rows: int = DEFAULT_MAX_SAMPLED_ROWS
+
+    def sample_rate(self, previous_rows: int) -> float:
+        """The share of rows to aggregate this interval, from the previous one's volume."""
+        return 1.0 if previous_rows <= self.max_sampled_rows \
+            else self.max_sampled_rows / previous_rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +82,11 @@ class StreamAggregate:
     thousand, which keeps the recorder thread from competing with ``predict`` for the GIL.
     """
 
-    def __init__(self, limits: Limits) -> None:
+    def __init__(self, limits: Limits, sample_rate: float = 1.0,
+                 rng: np.random.Generator | None = None) -> None:
         self.limits = limits
+        self.sample_rate = sample_rate
+        self._rng = rng or np.random.default_rng()
         self.rows = 0
         self.durations: dict[str | None, list[float]] = {}
         self.numeric: dict[str, NumericColumn] = {}
@@ -101,14 +115,17 @@ class StreamAggregate:
         self._staged_outputs.append((traits, outputs))
 
     def aggregate_staged(self) -> None:
-        """Fold everything staged into the distributions, one concatenation per column."""
+        """Fold everything staged into the distributions, one concatenation per column,
+        keeping each row with probability ``sample_rate`` (a uniform random sample)."""
+        if self.rows * self.sample_rate > BURST_FACTOR * self.limits.max_sampled_rows:
+            self.sample_rate = self.limits.max_sampled_rows / self.rows
         for name, chunks in self._staged_inputs.items():
-            values = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+            values = self._sampled(chunks[0] if len(chunks) == 1 else np.concatenate(chunks))
             self._column(name, values).add(values)
         self._staged_inputs.clear()
         group: list[np.ndarray] = []
         for i, (traits, outputs) in enumerate(self._staged_outputs):
-            group.append(outputs)
+            group.append(self._sampled(outputs))
             following = self._staged_outputs[i + 1] if i + 1 < len(self._staged_outputs) \
                 else None
             if following is None or following[0] is not traits or \
@@ -117,6 +134,11 @@ class StreamAggregate:
                                   traits)
                 group = []
         self._staged_outputs.clear()
+
+    def _sampled(self, values: np.ndarray) -> np.ndarray:
+        if self.sample_rate >= 1.0 or values.ndim == 0:
+            return values
+        return values[self._rng.random(values.shape[0]) < self.sample_rate]
 
     def _column(self, name: str, values: np.ndarray) -> NumericColumn | CategoryColumn:
         numeric = is_numeric(values)

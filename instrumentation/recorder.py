@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from opentelemetry.sdk.metrics.export import (
     Metric,
     MetricExporter,
@@ -82,6 +83,7 @@ class Recorder:
         max_pending_calls: int = DEFAULT_MAX_PENDING_CALLS,
         limits: Limits | None = None,
         clock_ns: Callable[[], int] = time.time_ns,
+        sample_seed: int | None = None,
     ) -> None:
         self._exporter = exporter
         self._resource = resource or Resource.create()
@@ -96,6 +98,8 @@ class Recorder:
         self._overflow_lock = threading.Lock()  # taken on the hot path only when overloaded
         self._overflow_rows: Counter[tuple[StreamKey, str | None]] = Counter()
         self._streams: dict[StreamKey, StreamAggregate] = {}
+        self._previous_rows: dict[StreamKey, int] = {}  # sets the next interval's sample rate
+        self._rng = np.random.default_rng(sample_seed)
         self._lock = threading.Lock()  # guards _streams: aggregation vs collection
         self._export_lock = threading.Lock()
         self._drain_lock = threading.Lock()
@@ -204,7 +208,8 @@ class Recorder:
                 key = (scope, folded)
                 stream = self._streams.get(key)
             if stream is None:
-                stream = self._streams[key] = StreamAggregate(self._limits)
+                rate = self._limits.sample_rate(self._previous_rows.get(key, 0))
+                stream = self._streams[key] = StreamAggregate(self._limits, rate, self._rng)
         return stream
 
     def _collect_and_export(self, timeout_s: float | None = None) -> MetricExportResult | None:
@@ -212,6 +217,7 @@ class Recorder:
         with self._export_lock:
             with self._lock:
                 streams, self._streams = self._streams, {}
+                self._previous_rows = {key: stream.rows for key, stream in streams.items()}
                 start_ns, end_ns = self._interval_start_ns, self._clock_ns()
                 self._interval_start_ns = end_ns
             if not streams:
