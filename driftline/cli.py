@@ -3,19 +3,119 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from driftline.compare import Comparison
+
+# Exit statuses: drift found or not is a result, not a failure; bad input is a usage error.
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Callable[[str], Callable[[int], None] | None]]:
+    """``start(path)`` gives a rows callback drawing a bar on stderr, or None when disabled."""
+    from driftline._progress import Progress, expected_rows, wanted
+
+    bars: list[Progress] = []
+    show = wanted(sys.stderr, enabled)
+
+    def start(path: str) -> Callable[[int], None] | None:
+        if not show:
+            return None
+        if bars:
+            bars.pop().close()
+        bar = Progress(Path(path).name, sys.stderr, expected_rows(path))
+        bars.append(bar)
+        return bar
+
+    try:
+        yield start
+    finally:
+        for bar in bars:
+            bar.close()
 
 
 def _profile(args: argparse.Namespace) -> int:
     from driftline import profile
 
-    built = profile.profile_file(args.data, model=args.model, version=args.version,
-                                 prediction_column=args.prediction_column, task=args.task)
+    try:
+        with _progress(args.progress) as start:
+            built = profile.profile_file(args.data, model=args.model, version=args.version,
+                                         prediction_column=args.prediction_column,
+                                         task=args.task, on_rows=start(args.data))
+    except FileNotFoundError as exc:
+        print(f"driftline profile: {args.data}: no such file ({exc})", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except profile.ProfileError as exc:
+        print(f"driftline profile: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     profile.save(built, args.output)
     print(f"wrote {args.output}: {built.row_count} rows, {len(built.columns)} columns "
           f"for model {built.model_name!r} version {built.model_version!r}")
     return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from driftline import compare, report
+    from driftline.profile import ProfileError
+
+    try:
+        with _progress(args.progress) as start:
+            reference, current = compare.load_pair(args.reference, args.current,
+                                                   model=args.model or "", on_rows=start)
+        result = compare.compare(reference, current)
+    except ProfileError as exc:
+        print(f"driftline compare: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.json:
+        print(json.dumps(compare.to_json(result), indent=1))
+    else:
+        print(_table(result))
+    if args.html:
+        path = Path(args.html)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(report.render_html(
+                result, reference, current,
+                sources=(Path(args.reference).name, Path(args.current).name)), encoding="utf-8")
+        except OSError as exc:
+            print(f"driftline compare: cannot write {path}: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        print(f"wrote {path}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _cell(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def _table(result: Comparison) -> str:
+    """Columns drifted first; the dataset verdict and any columns not compared below."""
+    header = ("column", "kind", "method", "score", "threshold", "p-value", "verdict")
+    ordered = sorted(result.columns, key=lambda r: not r.drifted)  # stable: profile order
+    rows = [header] + [(r.column, r.kind, r.method, _cell(r.score), _cell(r.threshold),
+                        _cell(r.p_value), "DRIFTED" if r.drifted else "stable")
+                       for r in ordered]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    numeric = {3, 4, 5}
+    lines = ["  ".join(cell.rjust(w) if i in numeric else cell.ljust(w)
+                       for i, (cell, w) in enumerate(zip(row, widths, strict=True))).rstrip()
+             for row in rows]
+    features = result.features()
+    drifted = sum(r.drifted for r in features)
+    lines.append("")
+    lines.append(f"dataset drift: {'YES' if result.dataset_drifted else 'no'} - {drifted} of "
+                 f"{len(features)} features drifted (share {result.drift_share:.2f}, "
+                 f"threshold {result.share_threshold:.2f})")
+    lines += [f"not compared: {name} ({reason})" for name, reason in result.skipped]
+    return "\n".join(lines)
 
 
 def _collector(args: argparse.Namespace) -> int:
@@ -53,7 +153,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prediction-column", help="the column holding the model's predictions")
     p.add_argument("--task", choices=("classification", "regression"),
                    help="how to read the prediction column (default: from its dtype)")
+    p.add_argument("--progress", action="store_true",
+                   help="show rows processed on stderr (default: only on a terminal)")
     p.set_defaults(func=_profile)
+
+    m = commands.add_parser(
+        "compare", help="compare two profiles or data files: per-column drift verdicts",
+        description="Compare CURRENT with REFERENCE column by column with the processor's "
+                    "statistics and thresholds. Each side is a profile .json or a .csv or "
+                    ".parquet data file (profiled on the fly). Exit status 0 whether or not "
+                    "drift is found, 2 on unreadable input.")
+    m.add_argument("reference", help="reference profile .json, or .csv/.parquet data")
+    m.add_argument("current", help="current profile .json, or .csv/.parquet data")
+    m.add_argument("--json", action="store_true",
+                   help="print one JSON object instead of the table")
+    m.add_argument("--html", metavar="FILE",
+                   help="also write a self-contained HTML report with charts")
+    m.add_argument("--model", help="model name for data-file sides (default: the other "
+                                   "side's, else the file name)")
+    m.add_argument("--progress", action="store_true",
+                   help="show rows processed on stderr (default: only on a terminal)")
+    m.set_defaults(func=_compare)
 
     c = commands.add_parser("collector", help="run the processor service")
     c.add_argument("--config", required=True, help="collector-style YAML config")

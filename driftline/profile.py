@@ -17,7 +17,7 @@ import os
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -254,8 +254,12 @@ def iter_file_chunks(path: str | os.PathLike[str],
 def profile_file(path: str | os.PathLike[str], *, model: str, version: str = "",
                  prediction_column: str | None = None, task: str | None = None,
                  top_k: int = DEFAULT_TOP_K,
-                 chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Profile:
-    """Profile a CSV or Parquet file in one streaming pass."""
+                 chunk_rows: int = DEFAULT_CHUNK_ROWS,
+                 on_rows: Callable[[int], None] | None = None) -> Profile:
+    """Profile a CSV or Parquet file in one streaming pass.
+
+    ``on_rows`` is called with the rows read so far after each chunk (progress bars).
+    """
     builder = ProfileBuilder(model, version, top_k=top_k)
     for chunk in iter_file_chunks(path, chunk_rows):
         columns = dict(_feature_columns(chunk))
@@ -268,6 +272,8 @@ def profile_file(path: str | os.PathLike[str], *, model: str, version: str = "",
         if predictions is not None:
             _add_outputs(builder, predictions, None, task)
         builder.add_rows(len(chunk))
+        if on_rows is not None:
+            on_rows(builder.row_count)
     return builder.build()
 
 

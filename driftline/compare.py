@@ -1,0 +1,250 @@
+"""Compare two profiles column by column: the offline twin of the processor's ``ml_drift``.
+
+``driftline compare REFERENCE CURRENT`` reads each side as a profile JSON or profiles a CSV or
+Parquet file on the fly, then scores every column both sides share with the same statistics
+and thresholds the processor uses (``driftline.drift``): the first score per column is the
+verdict, the others are context. The dataset verdict counts feature columns only, as the
+processor does.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from driftline import drift, profile, semconv
+from driftline.profile import KIND_NUMERIC, ROLE_FEATURE, ColumnProfile, Profile, ProfileError
+
+PROFILE_SUFFIXES = (".json",)
+DATA_SUFFIXES = (".csv", ".txt", ".parquet", ".pq")
+DEFAULT_MODEL = ""  # a data file's profile is named after the file unless told otherwise
+
+# Called with the rows read so far while a data file is profiled (progress bars).
+RowsCallback = Callable[[int], None]
+
+
+class CompareError(ProfileError):
+    """Two sides that cannot be compared, with the reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnResult:
+    """One column's verdict (the first statistic of ``driftline.drift``) and its context."""
+
+    column: str
+    kind: str
+    role: str
+    method: str
+    score: float
+    threshold: float
+    drifted: bool
+    p_value: float | None
+    # The other statistics for the column (e.g. PSI beside Wasserstein), not part of the verdict.
+    context: tuple[drift.DriftScore, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """Per-column verdicts plus the dataset verdict over feature columns."""
+
+    columns: tuple[ColumnResult, ...]
+    drift_share: float
+    dataset_drifted: bool
+    share_threshold: float
+    # (column, reason) for columns present on one side only, of different kinds, or empty.
+    skipped: tuple[tuple[str, str], ...] = ()
+
+    def features(self) -> list[ColumnResult]:
+        return [c for c in self.columns if c.role == ROLE_FEATURE]
+
+
+# --- loading ------------------------------------------------------------------------------
+
+
+def is_profile_path(path: str | os.PathLike[str]) -> bool:
+    return Path(path).suffix.lower() in PROFILE_SUFFIXES
+
+
+def load_side(path: str | os.PathLike[str], *, model: str = DEFAULT_MODEL,
+              like: Profile | None = None, on_rows: RowsCallback | None = None) -> Profile:
+    """A profile JSON as is, or the profile of a CSV/Parquet file built now.
+
+    For a data file the column kinds come from the file itself (so a column that turned from
+    numbers into text shows up as a kind change); roles and the model's name come from
+    ``like`` (the other side's profile) when given, so a prediction column stays one.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ProfileError(f"{path}: no such file")
+    if is_profile_path(path):
+        return profile.load(path)
+    if path.suffix.lower() not in DATA_SUFFIXES:
+        raise ProfileError(f"{path}: unsupported file type '{path.suffix}' (expected a profile "
+                           ".json, or a .csv or .parquet data file)")
+    name = model or (like.model_name if like is not None else path.stem)
+    version = like.model_version if like is not None else ""
+    try:
+        built = profile.profile_file(path, model=name, version=version, on_rows=on_rows)
+    except ProfileError:
+        raise
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        # pandas' ParserError and pyarrow's ArrowInvalid are ValueErrors.
+        raise ProfileError(f"{path}: cannot read data file: {exc}") from exc
+    if not built.columns:
+        raise ProfileError(f"{path}: no columns")
+    return _with_roles_of(built, like) if like is not None else built
+
+
+def _with_roles_of(built: Profile, like: Profile) -> Profile:
+    columns = {}
+    for name, column in built.columns.items():
+        known = like.columns.get(name)
+        role = known.role if known is not None else column.role
+        columns[name] = column if role == column.role else _replace_role(column, role)
+    return Profile(built.model_name, built.model_version, built.created_time_unix_nano,
+                   built.row_count, columns, like.projection)
+
+
+def _replace_role(column: ColumnProfile, role: str) -> ColumnProfile:
+    return ColumnProfile(column.name, role, column.kind, column.count, column.missing,
+                         column.histogram, column.frequencies, column.other)
+
+
+def load_pair(reference: str | os.PathLike[str], current: str | os.PathLike[str], *,
+              model: str = DEFAULT_MODEL,
+              on_rows: Callable[[str], RowsCallback | None] | None = None
+              ) -> tuple[Profile, Profile]:
+    """Both sides; a profile JSON side is read first so a data-file side takes its roles.
+
+    ``on_rows(path)`` may return a callback fed with the rows read from that data file.
+    """
+    def callback(path: str | os.PathLike[str]) -> RowsCallback | None:
+        return on_rows(str(path)) if on_rows is not None and not is_profile_path(path) else None
+
+    if is_profile_path(current) and not is_profile_path(reference):
+        cur = load_side(current, model=model)
+        ref = load_side(reference, model=model, like=cur, on_rows=callback(reference))
+        return ref, cur
+    ref = load_side(reference, model=model, on_rows=callback(reference))
+    cur = load_side(current, model=model, like=ref, on_rows=callback(current))
+    return ref, cur
+
+
+# --- comparing ----------------------------------------------------------------------------
+
+
+def category_counts(column: ColumnProfile) -> dict[str, float]:
+    """A categorical column's counts with values past its top-K as ``__other__``."""
+    counts: dict[str, float] = dict(column.frequencies)
+    if column.other:
+        counts[semconv.OVERFLOW_VALUE] = counts.get(semconv.OVERFLOW_VALUE, 0) + column.other
+    return counts
+
+
+def _folded(current: Mapping[str, float], reference: Mapping[str, float]) -> dict[str, float]:
+    """Current values the reference does not know go to ``__other__``, as in the processor,
+    so both sides define "other" the same way."""
+    folded: Counter[str] = Counter()
+    for value, count in current.items():
+        folded[value if value in reference else semconv.OVERFLOW_VALUE] += count
+    return dict(folded)
+
+
+def _column_scores(ref: ColumnProfile, cur: ColumnProfile,
+                   thresholds: drift.Thresholds) -> list[drift.DriftScore] | str:
+    """The scores for one column, or why there are none."""
+    if ref.kind != cur.kind:
+        return f"{ref.kind} in reference, {cur.kind} in current"
+    if ref.kind == KIND_NUMERIC:
+        if ref.histogram is None or not ref.histogram.count:
+            return "no values in reference"
+        if cur.histogram is None or not cur.histogram.count:
+            return "no values in current"
+        return drift.numeric_scores(ref.name, ref.histogram, cur.histogram, thresholds)
+    reference = category_counts(ref)
+    current = category_counts(cur)
+    if not sum(reference.values()):
+        return "no values in reference"
+    if not sum(current.values()):
+        return "no values in current"
+    return drift.categorical_scores(ref.name, reference, _folded(current, reference), thresholds)
+
+
+def _result(column: ColumnProfile, scores: list[drift.DriftScore]) -> ColumnResult:
+    verdict = scores[0]
+    return ColumnResult(column.name, column.kind, column.role, verdict.method,
+                        float(verdict.score), float(verdict.threshold), bool(verdict.drifted),
+                        p_value(verdict), tuple(scores[1:]))
+
+
+def p_value(score: drift.DriftScore) -> float | None:
+    """The score's p-value where its method has one (KS, chi-square), else None."""
+    value = getattr(score, "p_value", None)
+    return None if value is None else float(value)
+
+
+def compare(reference: Profile, current: Profile,
+            thresholds: drift.Thresholds | None = None) -> Comparison:
+    """Score every column of ``reference`` that ``current`` also has."""
+    thresholds = thresholds or drift.Thresholds()
+    results: list[ColumnResult] = []
+    skipped: list[tuple[str, str]] = []
+    for name, ref in reference.columns.items():
+        cur = current.columns.get(name)
+        if cur is None:
+            skipped.append((name, "not in current"))
+            continue
+        scores = _column_scores(ref, cur, thresholds)
+        if isinstance(scores, str):
+            skipped.append((name, scores))
+        else:
+            results.append(_result(ref, scores))
+    skipped += [(name, "not in reference") for name in current.columns
+                if name not in reference.columns]
+    features = [r for r in results if r.role == ROLE_FEATURE]
+    share = sum(r.drifted for r in features) / len(features) if features else 0.0
+    # No compared feature gives no dataset drift rather than a share that reads as "fine".
+    drifted = bool(features) and share >= thresholds.dataset_share
+    return Comparison(tuple(results), share, drifted, thresholds.dataset_share, tuple(skipped))
+
+
+# --- output -------------------------------------------------------------------------------
+
+
+def _number(value: float) -> float | None:
+    """JSON has no NaN or infinity: such a value is written as null."""
+    return value if math.isfinite(value) else None
+
+
+def _score_dict(method: str, score: float, threshold: float, drifted: bool,
+                p: float | None) -> dict[str, Any]:
+    data: dict[str, Any] = {"method": method, "score": _number(score),
+                            "threshold": _number(threshold), "drifted": drifted}
+    if p is not None:
+        data["p_value"] = _number(p)
+    return data
+
+
+def to_json(comparison: Comparison) -> dict[str, Any]:
+    """The ``driftline compare --json`` document."""
+    columns = []
+    for result in comparison.columns:
+        item: dict[str, Any] = {"column": result.column, "kind": result.kind,
+                                "role": result.role}
+        item.update(_score_dict(result.method, result.score, result.threshold, result.drifted,
+                                result.p_value))
+        item["context"] = [_score_dict(s.method, s.score, s.threshold, s.drifted, p_value(s))
+                           for s in result.context]
+        columns.append(item)
+    return {
+        "columns": columns,
+        "dataset_drifted": comparison.dataset_drifted,
+        "drift_share": comparison.drift_share,
+        "drift_share_threshold": comparison.share_threshold,
+        "skipped": [{"column": name, "reason": reason} for name, reason in comparison.skipped],
+    }
