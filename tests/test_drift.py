@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy.spatial.distance import jensenshannon
-from scipy.stats import wasserstein_distance
+from scipy.stats import chi2_contingency, ks_2samp, wasserstein_distance
 
-from driftline import drift, exphist
+from driftline import _drift_methods, drift, exphist
 
 RNG = np.random.default_rng(11)
 N = 100_000
@@ -104,3 +104,141 @@ def test_dataset_share_counts_each_column_once_by_its_verdict_statistic() -> Non
     ]
     assert drift.dataset_share(scores) == pytest.approx(0.5)
     assert drift.dataset_share([]) == 0.0
+
+
+# --- the special functions and the tests built on them ----------------------------------
+
+
+def test_gammaincc_matches_scipy_on_a_grid() -> None:
+    from scipy.special import gammaincc
+
+    for a in [0.5, 1.0, 1.5, 2.0, 4.5, 10.0, 50.0, 200.0, 1000.0]:
+        for x in [1e-3, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 50.0, 100.0, 300.0, 1000.0, 1500.0]:
+            expected = gammaincc(a, x)
+            assert _drift_methods.gammaincc(a, x) == pytest.approx(expected, rel=1e-10,
+                                                                   abs=1e-300)
+
+
+def test_kolmogorov_survival_matches_scipy_on_a_grid() -> None:
+    from scipy.special import kolmogorov
+
+    for x in np.r_[0.0, np.linspace(0.05, 3.0, 120), 5.0]:
+        assert _drift_methods.kolmogorov_sf(x) == pytest.approx(kolmogorov(x), abs=1e-12)
+
+
+@pytest.mark.parametrize(("n", "m"), [(50, 50), (100, 300), (300, 300), (1000, 1000),
+                                      (500, 20_000), (5000, 5000)])
+def test_ks_p_value_tracks_scipy_asymptotic_p_value(n: int, m: int) -> None:
+    """Stephens' corrected Kolmogorov limit against scipy's ``kstwo`` at n m / (n + m):
+    within 3 % of max(p, 0.05), so verdicts at p < 0.05 can only differ at the border."""
+    rng = np.random.default_rng(n + m)
+    for shift in [0.0, 0.05, 0.1, 0.2, 0.4]:
+        a, b = rng.normal(0, 1, n), rng.normal(shift, 1, m)
+        exact = ks_2samp(a, b, method="asymp")
+        ours = _drift_methods.ks_p_value(exact.statistic, n, m)
+        assert abs(ours - exact.pvalue) <= 0.03 * max(exact.pvalue, 0.05)
+
+
+def test_ks_on_histograms_matches_ks_2samp() -> None:
+    reference, current = RNG.normal(0, 1, 5000), RNG.normal(0.1, 1.1, 4000)
+    statistic, p_value = drift.ks(exphist.from_values(reference), exphist.from_values(current))
+    exact = ks_2samp(reference, current, method="asymp")
+    assert statistic == pytest.approx(exact.statistic, abs=0.005)
+    # p moves fast with the statistic at this size: check it is the statistic's, and the verdict
+    assert p_value == _drift_methods.ks_p_value(statistic, 5000, 4000)
+    assert (p_value < drift.DEFAULT_KS_P_VALUE) == (exact.pvalue < drift.DEFAULT_KS_P_VALUE)
+
+
+def test_ks_of_identical_histograms_is_zero_with_p_one() -> None:
+    hist = exphist.from_values(RNG.lognormal(0, 1, 2000))
+    assert drift.ks(hist, hist) == (0.0, 1.0)
+
+
+def test_chi_square_matches_chi2_contingency() -> None:
+    reference = {"a": 50, "b": 30, "c": 20, "d": 3}
+    current = {"a": 40, "b": 45, "c": 10, "e": 2}
+    keys = ["a", "b", "c", "d", "e"]
+    table = [[reference.get(k, 0) for k in keys], [current.get(k, 0) for k in keys]]
+    expected = chi2_contingency(table, correction=False)
+    statistic, p_value = drift.chi_square(reference, current)
+    assert statistic == pytest.approx(expected.statistic, rel=1e-12)
+    assert p_value == pytest.approx(expected.pvalue, rel=1e-9)
+    assert drift.chi_square({"a": 10}, {"a": 7}) == (0.0, 1.0)  # one category: nothing to test
+
+
+def test_binned_numeric_methods_match_numpy_formulas_on_the_merged_bins() -> None:
+    reference = exphist.from_values(RNG.lognormal(0, 1, 20_000))
+    current = exphist.from_values(RNG.lognormal(0.3, 1.2, 20_000))
+    ref, cur = drift.merged_bins(reference, current)
+    assert ref.size >= 8 and (ref / ref.sum()).min() >= drift.DEFAULT_MIN_BIN_SHARE
+    p, q = ref / ref.sum(), cur / cur.sum()
+    floored_p = np.maximum(p, drift.PROBABILITY_FLOOR)
+    floored_q = np.maximum(q, drift.PROBABILITY_FLOOR)
+    assert drift.kl(reference, current) == pytest.approx(
+        np.sum(floored_p * np.log(floored_p / floored_q)))
+    assert drift.hellinger(reference, current) == pytest.approx(
+        np.sqrt(np.sum((np.sqrt(p) - np.sqrt(q)) ** 2) / 2))
+    assert drift.jensen_shannon_numeric(reference, current) == pytest.approx(jensenshannon(p, q))
+
+
+def test_total_variation_and_categorical_kl_match_formulas() -> None:
+    reference = {"a": 500, "b": 300, "c": 200}
+    current = {"a": 200, "b": 300, "d": 500}
+    assert drift.total_variation(reference, current) == pytest.approx(0.5)
+    assert drift.total_variation(reference, reference) == 0.0
+
+
+# --- verdicts: method choice, p-values, overrides ---------------------------------------
+
+
+def test_p_value_scores_drift_below_their_level() -> None:
+    assert drift.DriftScore("x", "numeric", "ks", 0.3, 0.05, p_value=0.01).drifted
+    assert not drift.DriftScore("x", "numeric", "ks", 0.3, 0.05, p_value=0.2).drifted
+
+
+def test_small_references_get_a_test_and_large_ones_a_distance() -> None:
+    t = drift.Thresholds()
+    small = exphist.from_values(RNG.normal(0, 1, 500))
+    large = exphist.from_values(RNG.normal(0, 1, 5000))
+    current = exphist.from_values(RNG.normal(0.5, 1, 500))
+    on_small = drift.numeric_scores("x", small, current, t)
+    on_large = drift.numeric_scores("x", large, current, t)
+    assert [s.method for s in on_small] == ["ks", "wasserstein", "psi"]
+    assert on_small[0].p_value is not None and on_small[0].threshold == drift.DEFAULT_KS_P_VALUE
+    assert on_small[0].drifted and on_large[0].drifted
+    assert [s.method for s in on_large] == ["wasserstein", "ks", "psi"]
+    few = {"a": 300, "b": 200}
+    many = {"a": 3000, "b": 2000}
+    moved = {"a": 100, "b": 150}
+    assert [s.method for s in drift.categorical_scores("c", few, moved, t)] == [
+        "chisquare", "jensenshannon", "psi"]
+    assert [s.method for s in drift.categorical_scores("c", many, moved, t)] == [
+        "jensenshannon", "chisquare", "psi"]
+    assert drift.categorical_scores("c", few, moved, t)[0].drifted
+
+
+def test_overrides_replace_the_verdict_method_of_one_column() -> None:
+    t = drift.Thresholds(overrides={"x": ("hellinger", 0.2), "c": ("total_variation", 0.05)})
+    reference = exphist.from_values(RNG.normal(0, 1, 5000))
+    current = exphist.from_values(RNG.normal(0.2, 1, 5000))
+    scores = drift.numeric_scores("x", reference, current, t)
+    assert (scores[0].method, scores[0].threshold) == ("hellinger", 0.2)
+    assert drift.numeric_scores("other", reference, current, t)[0].method == "wasserstein"
+    cat = drift.categorical_scores("c", {"a": 10, "b": 10}, {"a": 12, "b": 8}, t)
+    assert (cat[0].method, cat[0].score) == ("total_variation", pytest.approx(0.1))
+    assert cat[0].drifted
+    with pytest.raises(drift.DriftMethodError, match="does not apply"):
+        drift.Thresholds(overrides={"x": ("chisquare", 0.05)}).method_for("x", "numeric")
+    with pytest.raises(drift.DriftMethodError, match="unknown drift method"):
+        t.threshold("energy")
+
+
+def test_context_scores_are_configurable_and_checked() -> None:
+    reference = exphist.from_values(RNG.normal(0, 1, 5000))
+    scores = drift.numeric_scores("x", reference, reference, drift.Thresholds(),
+                                  context=("kl", "hellinger", "jensenshannon"))
+    assert [s.method for s in scores] == ["wasserstein", "kl", "hellinger", "jensenshannon"]
+    assert all(not s.drifted for s in scores)
+    with pytest.raises(drift.DriftMethodError):
+        drift.numeric_scores("x", reference, reference, drift.Thresholds(),
+                             context=("total_variation",))
