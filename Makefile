@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint prometheus clean
+.PHONY: demo test lint prometheus system-packages clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,19 +15,29 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/driftline demo
 
-# Tests that need a real Prometheus run when its binary is present; under CI=true it is
-# installed from Debian when missing, and those tests fail rather than skip.
-prometheus:
-	@if ! command -v prometheus >/dev/null 2>&1; then \
+# Tests that need a real Prometheus or a headless Chromium (the HTML report) run when the
+# binary is present; under CI=true (or as root) the missing Debian packages are installed in
+# one apt-get call, and under CI=true those tests fail rather than skip.
+SYSTEM_PACKAGES := prometheus chromium
+
+system-packages:
+	@missing=""; \
+	for package in $(SYSTEM_PACKAGES); do \
+	  command -v $$package >/dev/null 2>&1 || missing="$$missing $$package"; \
+	done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$CI" = "true" ] || [ "$$(id -u)" = "0" ]; then \
-	    echo "installing Debian package prometheus"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	  else \
-	    echo "prometheus not found: tests that need it will skip (apt-get install prometheus)"; \
+	    echo "not found:$$missing: tests that need them will skip (apt-get install$$missing)"; \
 	  fi; \
 	fi
 
-test: $(STAMP) prometheus
+# Kept for existing habits and CI scripts: installs whatever of the above is missing.
+prometheus: system-packages
+
+test: $(STAMP) system-packages
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -rs
 
