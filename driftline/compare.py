@@ -28,10 +28,6 @@ DEFAULT_MODEL = ""  # a data file's profile is named after the file unless told 
 RowsCallback = Callable[[int], None]
 
 
-class CompareError(ProfileError):
-    """Two sides that cannot be compared, with the reason."""
-
-
 @dataclass(frozen=True, slots=True)
 class ColumnResult:
     """One column's verdict (the first statistic of ``driftline.drift``) and its context."""
