@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import html
 import json
+import os
+import pty
 import re
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -247,8 +252,6 @@ def test_html_escapes_every_text(tmp_path: Path) -> None:
 
 
 def html_escape(text: str) -> str:
-    import html
-
     return html.escape(text, quote=True)
 
 
@@ -286,3 +289,31 @@ def test_thresholds_are_passed_through(files: dict[str, Path]) -> None:
     assert [r.drifted for r in lenient.columns] == [False] * 4
     assert (lenient.drift_share, lenient.dataset_drifted, lenient.share_threshold) == (
         0.0, False, 0.9)
+
+
+def test_progress_redraws_in_place_on_a_terminal(files: dict[str, Path]) -> None:
+    leader, follower = pty.openpty()
+    try:
+        completed = subprocess.run(
+            [sys.executable, "-m", "driftline.cli", "compare", str(files["ref.csv"]),
+             str(files["cur.parquet"]), "--json"],
+            stdout=subprocess.PIPE, stderr=follower, check=True, timeout=120)
+        os.close(follower)
+        follower = -1
+        err = b""
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # the terminal closed: all read
+                break
+            if not chunk:
+                break
+            err += chunk
+    finally:
+        if follower >= 0:
+            os.close(follower)
+        os.close(leader)
+    assert json.loads(completed.stdout)["dataset_drifted"] is True
+    text = err.decode()
+    assert f"\rref.csv: {REFERENCE_ROWS:,} rows" in text  # no --progress needed on a tty
+    assert f"] 100% {CURRENT_ROWS:,} rows" in text
