@@ -1,7 +1,8 @@
 """Drift statistics on aligned count vectors, and the two distributions their p-values need.
 
-Every function takes two count (or weight) vectors over the same bins or categories; the
-callers in ``drift`` align histograms and category mappings first. The Kolmogorov and
+The statistics take two count (or weight) vectors over the same bins or categories; the
+callers in ``drift`` align histograms and category mappings first (with ``_merge_sparse_bins``
+and ``_cdf`` from here). The Kolmogorov and
 chi-square survival functions are written here in NumPy and ``math`` so that SciPy stays a
 test-only dependency.
 """
@@ -11,6 +12,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
+from driftline.exphist import Bins, ExpHistogram, clipped_edges
 
 # Floor for empty bins in PSI/KL, as in Evidently, so one empty bin cannot make a score infinite.
 PROBABILITY_FLOOR = 1e-4
@@ -38,6 +41,39 @@ def shares(counts: np.ndarray, floor: float = PROBABILITY_FLOOR) -> np.ndarray:
 def _proportions(counts: np.ndarray) -> np.ndarray:
     total = counts.sum()
     return counts / total if total else np.zeros_like(counts, dtype=np.float64)
+
+
+def _merge_sparse_bins(counts: np.ndarray, min_share: float) -> np.ndarray:
+    """Join neighbouring bins left to right until each holds ``min_share`` of row 0's mass."""
+    reference = counts[0]
+    target = min_share * reference.sum()
+    groups = np.zeros(reference.size, dtype=np.int64)
+    group, filled = 0, 0
+    for i, mass in enumerate(reference):
+        groups[i] = group
+        filled += mass
+        if filled >= target and i < reference.size - 1:
+            group, filled = group + 1, 0
+    if filled < target and group > 0:
+        groups[groups == group] = group - 1  # a thin last group joins its neighbour
+    return np.vstack([np.bincount(groups, weights=row) for row in counts])
+
+
+def _cdf(grid: np.ndarray, bins: Bins, hist: ExpHistogram) -> tuple[np.ndarray, np.ndarray]:
+    """Left and right limits of the CDF at each grid point (they differ at the zero bucket)."""
+    counts = bins.counts[0].astype(np.float64)
+    low, high = clipped_edges(bins.low, bins.high, bins.counts[0], hist.min, hist.max)
+    total = counts.sum()
+    width = high - low
+    point_mass = width == 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fraction = np.clip((grid[:, None] - low[None, :]) / width[None, :], 0.0, 1.0)
+    spread = np.where(point_mass[None, :], 0.0, fraction) @ counts
+    below = (grid[:, None] > low[None, :]) & point_mass[None, :]
+    at_or_below = (grid[:, None] >= low[None, :]) & point_mass[None, :]
+    left = (spread + below @ counts) / total
+    right = (spread + at_or_below @ counts) / total
+    return left, right
 
 
 def psi(reference: np.ndarray, current: np.ndarray) -> float:

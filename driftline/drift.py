@@ -19,7 +19,8 @@ import numpy as np
 
 from driftline import _drift_methods as methods
 from driftline import semconv
-from driftline.exphist import Bins, ExpHistogram, bin_moments, clipped_edges, common_bins
+from driftline._drift_methods import _cdf, _merge_sparse_bins
+from driftline.exphist import ExpHistogram, bin_moments, common_bins
 
 # Floor for empty bins in PSI/KL, as in Evidently, so one empty bin cannot make a score infinite.
 PROBABILITY_FLOOR = methods.PROBABILITY_FLOOR
@@ -138,23 +139,6 @@ def _cdfs(
     return grid, _cdf(grid, *own[0]), _cdf(grid, *own[1])
 
 
-def _cdf(grid: np.ndarray, bins: Bins, hist: ExpHistogram) -> tuple[np.ndarray, np.ndarray]:
-    """Left and right limits of the CDF at each grid point (they differ at the zero bucket)."""
-    counts = bins.counts[0].astype(np.float64)
-    low, high = clipped_edges(bins.low, bins.high, bins.counts[0], hist.min, hist.max)
-    total = counts.sum()
-    width = high - low
-    point_mass = width == 0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        fraction = np.clip((grid[:, None] - low[None, :]) / width[None, :], 0.0, 1.0)
-    spread = np.where(point_mass[None, :], 0.0, fraction) @ counts
-    below = (grid[:, None] > low[None, :]) & point_mass[None, :]
-    at_or_below = (grid[:, None] >= low[None, :]) & point_mass[None, :]
-    left = (spread + below @ counts) / total
-    right = (spread + at_or_below @ counts) / total
-    return left, right
-
-
 def psi(
     reference: ExpHistogram,
     current: ExpHistogram,
@@ -191,22 +175,6 @@ def merged_bins(
     """Reference and current counts on the common grid, merged to ``min_bin_share`` bins."""
     merged = _merge_sparse_bins(common_bins([reference, current]).counts, min_bin_share)
     return merged[0], merged[1]
-
-
-def _merge_sparse_bins(counts: np.ndarray, min_share: float) -> np.ndarray:
-    """Join neighbouring bins left to right until each holds ``min_share`` of row 0's mass."""
-    reference = counts[0]
-    target = min_share * reference.sum()
-    groups = np.zeros(reference.size, dtype=np.int64)
-    group, filled = 0, 0
-    for i, mass in enumerate(reference):
-        groups[i] = group
-        filled += mass
-        if filled >= target and i < reference.size - 1:
-            group, filled = group + 1, 0
-    if filled < target and group > 0:
-        groups[groups == group] = group - 1  # a thin last group joins its neighbour
-    return np.vstack([np.bincount(groups, weights=row) for row in counts])
 
 
 def _aligned_categories(
@@ -256,6 +224,7 @@ class Thresholds:
     kl: float = DEFAULT_KL_THRESHOLD
     hellinger: float = DEFAULT_HELLINGER_THRESHOLD
     total_variation: float = DEFAULT_TOTAL_VARIATION_THRESHOLD
+    small_reference_rows: int = DEFAULT_SMALL_REFERENCE_ROWS
     overrides: Mapping[str, tuple[str, float]] = field(default_factory=dict)
 
     def threshold(self, method: str) -> float:
@@ -280,14 +249,17 @@ class Thresholds:
         column: str,
         kind: str = KIND_NUMERIC,
         reference_rows: int | None = None,
-        small_reference_rows: int = DEFAULT_SMALL_REFERENCE_ROWS,
+        small_reference_rows: int | None = None,
     ) -> tuple[str, float]:
         """The verdict method of ``column`` and its threshold: the override, else the default.
 
         The default is a test (KS, chi-square) on references of at most
-        ``small_reference_rows`` rows and a distance (normed Wasserstein, Jensen-Shannon) on
-        larger ones; ``reference_rows=None`` means a large reference.
+        ``small_reference_rows`` rows (None: ``self.small_reference_rows``) and a distance
+        (normed Wasserstein, Jensen-Shannon) on larger ones; ``reference_rows=None`` means a
+        large reference.
         """
+        if small_reference_rows is None:
+            small_reference_rows = self.small_reference_rows
         allowed = NUMERIC_METHODS if kind == KIND_NUMERIC else CATEGORICAL_METHODS
         if column in self.overrides:
             method, threshold = self.overrides[column]
@@ -344,10 +316,13 @@ def numeric_scores(
     reference: ExpHistogram,
     current: ExpHistogram,
     thresholds: Thresholds,
-    small_reference_rows: int = DEFAULT_SMALL_REFERENCE_ROWS,
+    small_reference_rows: int | None = None,
     context: Sequence[str] = DEFAULT_NUMERIC_CONTEXT,
 ) -> list[DriftScore]:
-    """The verdict statistic first (see ``Thresholds.method_for``), then ``context`` scores."""
+    """The verdict statistic first (see ``Thresholds.method_for``), then ``context`` scores.
+
+    ``small_reference_rows`` (None: the one in ``thresholds``) picks a test or a distance.
+    """
     verdict, verdict_threshold = thresholds.method_for(
         column, KIND_NUMERIC, reference.count, small_reference_rows)
     return [
@@ -362,10 +337,13 @@ def categorical_scores(
     reference: Mapping[str, float],
     current: Mapping[str, float],
     thresholds: Thresholds,
-    small_reference_rows: int = DEFAULT_SMALL_REFERENCE_ROWS,
+    small_reference_rows: int | None = None,
     context: Sequence[str] = DEFAULT_CATEGORICAL_CONTEXT,
 ) -> list[DriftScore]:
-    """The verdict statistic first (see ``Thresholds.method_for``), then ``context`` scores."""
+    """The verdict statistic first (see ``Thresholds.method_for``), then ``context`` scores.
+
+    ``small_reference_rows`` (None: the one in ``thresholds``) picks a test or a distance.
+    """
     ref, cur = _aligned_categories(reference, current)
     verdict, verdict_threshold = thresholds.method_for(
         column, KIND_CATEGORICAL, math.ceil(ref.sum()), small_reference_rows)

@@ -82,12 +82,23 @@ def _threshold_problem(key: str, value: object, upper: float | None = None) -> s
 
 @dataclass(frozen=True, slots=True)
 class ThresholdsConfig:
-    """``thresholds``: score at or above which a column (or the dataset share) drifts."""
+    """``thresholds``: score at or above which a column (or the dataset share) drifts.
+
+    ``ks`` and ``chisquare`` are significance levels instead: the column drifts when the test's
+    p-value is below them. They are the verdict on references of at most
+    ``small_reference_rows`` rows, normed Wasserstein and Jensen-Shannon on larger ones.
+    """
 
     wasserstein: float = drift.DEFAULT_WASSERSTEIN_THRESHOLD
     psi: float = drift.DEFAULT_PSI_THRESHOLD
     jensenshannon: float = drift.DEFAULT_JENSENSHANNON_THRESHOLD
     dataset_share: float = drift.DEFAULT_DATASET_DRIFT_SHARE
+    ks: float = drift.DEFAULT_KS_P_VALUE
+    chisquare: float = drift.DEFAULT_CHISQUARE_P_VALUE
+    kl: float = drift.DEFAULT_KL_THRESHOLD
+    hellinger: float = drift.DEFAULT_HELLINGER_THRESHOLD
+    total_variation: float = drift.DEFAULT_TOTAL_VARIATION_THRESHOLD
+    small_reference_rows: int = drift.DEFAULT_SMALL_REFERENCE_ROWS
 
     def validate(self) -> list[str]:
         found = [
@@ -95,13 +106,25 @@ class ThresholdsConfig:
             _threshold_problem("psi", self.psi),
             _threshold_problem("jensenshannon", self.jensenshannon),
             _threshold_problem("dataset_share", self.dataset_share, upper=1.0),
+            _threshold_problem("ks", self.ks, upper=1.0),
+            _threshold_problem("chisquare", self.chisquare, upper=1.0),
+            _threshold_problem("kl", self.kl),
+            _threshold_problem("hellinger", self.hellinger, upper=1.0),
+            _threshold_problem("total_variation", self.total_variation, upper=1.0),
         ]
+        rows = self.small_reference_rows
+        if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0:
+            found.append(f"small_reference_rows: must be a whole number of rows, 0 or more "
+                         f"(0: always a distance), got {rows!r}")
         return [p for p in found if p]
 
     def to_thresholds(self) -> drift.Thresholds:
         return drift.Thresholds(wasserstein=self.wasserstein, psi=self.psi,
                                 jensenshannon=self.jensenshannon,
-                                dataset_share=self.dataset_share)
+                                dataset_share=self.dataset_share, ks=self.ks,
+                                chisquare=self.chisquare, kl=self.kl, hellinger=self.hellinger,
+                                total_variation=self.total_variation,
+                                small_reference_rows=self.small_reference_rows)
 
 
 @dataclass(frozen=True, slots=True)

@@ -242,3 +242,14 @@ def test_context_scores_are_configurable_and_checked() -> None:
     with pytest.raises(drift.DriftMethodError):
         drift.numeric_scores("x", reference, reference, drift.Thresholds(),
                              context=("total_variation",))
+
+
+def test_processor_thresholds_config_carries_every_method() -> None:
+    from driftline.processor.ml_drift import ThresholdsConfig
+
+    assert ThresholdsConfig().to_thresholds() == drift.Thresholds()
+    config = ThresholdsConfig(ks=0.01, small_reference_rows=5000)
+    assert config.to_thresholds().method_for("x", "numeric", 3000) == ("ks", 0.01)
+    problems = ThresholdsConfig(ks=2.0, total_variation=-1.0, small_reference_rows=-3).validate()
+    assert [p.split(":")[0] for p in problems] == ["ks", "total_variation",
+                                                   "small_reference_rows"]
