@@ -45,6 +45,7 @@ DEFAULT_PSI_MIN_BIN_SHARE = DEFAULT_MIN_BIN_SHARE
 # Floor for the reference standard deviation when norming Wasserstein (constant columns).
 MIN_NORM_STD = 1e-3
 
+# The column kinds of driftline.profile (not imported from there: it pulls in the readers).
 KIND_NUMERIC = "numeric"
 KIND_CATEGORICAL = "categorical"
 P_VALUE_METHODS = frozenset({semconv.DRIFT_METHOD_KS, semconv.DRIFT_METHOD_CHISQUARE})
@@ -306,9 +307,10 @@ _CATEGORICAL: dict[str, Callable[[np.ndarray, np.ndarray], float | tuple[float, 
 
 def _score(column: str, kind: str, method: str, value: float | tuple[float, float],
            threshold: float) -> DriftScore:
-    if isinstance(value, tuple):
+    """A test's (statistic, p-value) or a distance as one score."""
+    if method in P_VALUE_METHODS and isinstance(value, tuple):
         return DriftScore(column, kind, method, value[0], threshold, p_value=value[1])
-    return DriftScore(column, kind, method, value, threshold)
+    return DriftScore(column, kind, method, float(value), threshold)
 
 
 def numeric_scores(
@@ -342,7 +344,9 @@ def categorical_scores(
 ) -> list[DriftScore]:
     """The verdict statistic first (see ``Thresholds.method_for``), then ``context`` scores.
 
-    ``small_reference_rows`` (None: the one in ``thresholds``) picks a test or a distance.
+    ``reference`` and ``current`` map categories to row counts, not shares: the reference's
+    total picks a test or a distance (``small_reference_rows``, None: the one in
+    ``thresholds``), and chi-square needs counts.
     """
     ref, cur = _aligned_categories(reference, current)
     verdict, verdict_threshold = thresholds.method_for(
