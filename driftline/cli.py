@@ -100,7 +100,9 @@ def _table(result: Comparison) -> str:
     """Columns drifted first; the dataset verdict and any columns not compared below."""
     header = ("column", "kind", "method", "score", "threshold", "p-value", "verdict")
     ordered = sorted(result.columns, key=lambda r: not r.drifted)  # stable: profile order
-    rows = [header] + [(r.column, r.kind, r.method, _cell(r.score), _cell(r.threshold),
+    rows = [header] + [(r.column, r.kind, r.method, _cell(r.score),
+                        # A test's threshold is a significance level: drifted when p < it.
+                        _cell(r.threshold) if r.p_value is None else f"p<{_cell(r.threshold)}",
                         _cell(r.p_value), "DRIFTED" if r.drifted else "stable")
                        for r in ordered]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]

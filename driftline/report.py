@@ -96,6 +96,12 @@ def _fmt(value: float | None) -> str:
     return f"{value:.4g}"
 
 
+def threshold_text(threshold: float, p: float | None) -> str:
+    """A test's threshold is a significance level (drifted when p < it), a distance's a
+    minimum score: say which, since both read "0.05"."""
+    return f"p < {_fmt(threshold)}" if p is not None else _fmt(threshold)
+
+
 def _esc(text: object) -> str:
     return html.escape(str(text), quote=True)
 
@@ -310,13 +316,14 @@ def _column_section(result: ColumnResult, ref: ColumnProfile, cur: ColumnProfile
     else:
         chart = categorical_svg(result.column, category_shares(ref, cur))
     rows = [("method", result.method), ("score", _fmt(result.score)),
-            ("threshold", _fmt(result.threshold))]
+            ("threshold", threshold_text(result.threshold, result.p_value))]
     if result.p_value is not None:
         rows.append(("p-value", _fmt(result.p_value)))
     for score in result.context:
-        extra = f", p = {_fmt(p_value(score))}" if p_value(score) is not None else ""
-        rows.append((score.method, f"{_fmt(score.score)} (threshold {_fmt(score.threshold)}"
-                                   f"{extra}) — context"))
+        p = p_value(score)
+        extra = f", p = {_fmt(p)}" if p is not None else ""
+        rows.append((score.method, f"{_fmt(score.score)} (threshold "
+                                   f"{threshold_text(score.threshold, p)}{extra}) — context"))
     rows.append(("missing", f"reference {_missing_share(ref)}, current {_missing_share(cur)}"))
     scores = "".join(f'<dt>{_esc(k)}</dt><dd class="{_esc(k)}">{_esc(v)}</dd>' for k, v in rows)
     drifted = "true" if result.drifted else "false"
@@ -337,7 +344,7 @@ def _summary(comparison: Comparison) -> str:
     rows = "".join(
         f'<tr data-column="{_esc(r.column)}"><td>{_esc(r.column)}</td><td>{_esc(r.kind)}</td>'
         f'<td>{_esc(r.method)}</td><td class="num">{_esc(_fmt(r.score))}</td>'
-        f'<td class="num">{_esc(_fmt(r.threshold))}</td>'
+        f'<td class="num">{_esc(threshold_text(r.threshold, r.p_value))}</td>'
         f'<td class="num">{_esc(_fmt(r.p_value))}</td><td>{_badge(r.drifted)}</td></tr>'
         for r in ordered)
     return ('<div class="summary"><table><thead><tr><th>column</th><th>kind</th>'
