@@ -268,3 +268,15 @@ def test_chi_square_verdicts_are_exact_on_small_category_tables() -> None:
             assert verdict.method == "chisquare"
             assert verdict.p_value == pytest.approx(exact.pvalue, rel=1e-9, abs=1e-300)
             assert verdict.drifted == (exact.pvalue < drift.DEFAULT_CHISQUARE_P_VALUE)
+
+
+def test_a_negligible_shift_at_a_million_rows_trips_ks_but_not_the_default_verdict() -> None:
+    """Why large references get a distance: a hundredth of a standard deviation is
+    significant at 1M rows, yet no one would call it drift."""
+    rng = np.random.default_rng(8)
+    reference = exphist.from_values(rng.normal(0, 1, MILLION))
+    current = exphist.from_values(rng.normal(0.01, 1, MILLION))
+    verdict, *context = drift.numeric_scores("x", reference, current, drift.Thresholds())
+    ks = next(s for s in context if s.method == "ks")
+    assert verdict.method == "wasserstein" and not verdict.drifted
+    assert ks.drifted and ks.p_value is not None and ks.p_value < 1e-3
