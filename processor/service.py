@@ -7,11 +7,13 @@ order so what was received is processed and exported. Exit status 0 after a clea
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from typing import Any, TextIO
 
 from driftline.processor.component import ComponentError
@@ -47,10 +49,12 @@ def _print_endpoints(nodes: list[Node], out: TextIO) -> None:
     out.flush()
 
 
-def _wait_for_stop(stop: threading.Event) -> None:
-    in_main_thread = threading.current_thread() is threading.main_thread()
+@contextlib.contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM/SIGINT set ``stop`` from before the components start, so a signal that
+    arrives right after the listening lines are printed still drains instead of killing."""
     previous: dict[int, Any] = {}
-    if in_main_thread:
+    if threading.current_thread() is threading.main_thread():
         def on_signal(signum: int, frame: Any) -> None:
             _log.info("received %s, shutting down", signal.Signals(signum).name)
             stop.set()
@@ -58,8 +62,7 @@ def _wait_for_stop(stop: threading.Event) -> None:
         for signum in STOP_SIGNALS:
             previous[signum] = signal.signal(signum, on_signal)
     try:
-        while not stop.wait(_WAIT_SLICE_S):
-            pass
+        yield
     finally:
         # A second Ctrl+C during shutdown then interrupts as usual.
         for signum, handler in previous.items():
@@ -83,19 +86,22 @@ def run_collector(config_path: str | os.PathLike[str], *,
         return 1
     logging.basicConfig(level=_LOG_LEVELS[config.log_level], format=LOG_FORMAT,
                         stream=sys.stderr)
-    try:
-        pipelines = build(config)
-        pipelines.start()
-    except ComponentError as exc:
-        print(f"driftline collector: {exc}", file=sys.stderr)
-        return 1
-    _print_endpoints(list(pipelines.nodes()), sys.stdout)
-    _log.info("driftline collector running %d pipeline(s); stop with SIGTERM or Ctrl+C",
-              len(config.pipelines))
-    try:
-        _wait_for_stop(stop or threading.Event())
-    finally:
-        status = _shutdown(pipelines)
+    stop = stop or threading.Event()
+    with _stop_on_signals(stop):
+        try:
+            pipelines = build(config)
+            pipelines.start()
+        except ComponentError as exc:
+            print(f"driftline collector: {exc}", file=sys.stderr)
+            return 1
+        _print_endpoints(list(pipelines.nodes()), sys.stdout)
+        _log.info("driftline collector running %d pipeline(s); stop with SIGTERM or Ctrl+C",
+                  len(config.pipelines))
+        try:
+            while not stop.wait(_WAIT_SLICE_S):
+                pass
+        finally:
+            status = _shutdown(pipelines)
     return status
 
 
