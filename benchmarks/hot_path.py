@@ -138,20 +138,20 @@ def sdk_record_us_per_value() -> float:
 def main() -> None:
     print(f"python {platform.python_version()}, scikit-learn {sklearn.__version__}, "
           f"numpy {np.__version__}, {platform.machine()}, {platform.processor() or ''}")
-    print(f"\n## predict_proba on {FEATURES} features: median us per call over {ROUNDS} "
+    print(f"\n### predict_proba on {FEATURES} features: median us per call over {ROUNDS} "
           "alternating rounds\n")
     print("| model | rows per call | plain (us) | instrumented (us) | added (us) | ratio |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, batch, plain, instrumented in overhead_rows():
         print(f"| {name} | {batch} | {plain:.1f} | {instrumented:.1f} | "
               f"{instrumented - plain:.1f} | {instrumented / plain:.3f} |")
-    print("\n## Hand-off alone (Recorder.submit), median us per call\n")
+    print("\n### Hand-off alone (Recorder.submit), median us per call\n")
     print("| rows per call | submit (us) |")
     print("|---:|---:|")
     for batch, us in handoff_rows():
         print(f"| {batch} | {us:.2f} |")
     per_value = sdk_record_us_per_value()
-    print("\n## The alternative DESIGN.md rules out: the SDK's Histogram.record per value\n")
+    print("\n### The alternative DESIGN.md rules out: the SDK's Histogram.record per value\n")
     print("| what | us |")
     print("|---|---:|")
     print(f"| one Histogram.record | {per_value:.2f} |")
