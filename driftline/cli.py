@@ -49,6 +49,7 @@ def _profile(args: argparse.Namespace) -> int:
         with _progress(args.progress) as start:
             built = profile.profile_file(args.data, model=args.model, version=args.version,
                                          prediction_column=args.prediction_column,
+                                         target_column=args.target_column,
                                          task=args.task, on_rows=start(args.data))
     except FileNotFoundError as exc:
         print(f"driftline profile: {args.data}: no such file ({exc})", file=sys.stderr)
@@ -148,11 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     p = commands.add_parser("profile", help="capture a reference profile from CSV or Parquet")
-    p.add_argument("data", help="a .csv or .parquet file of training rows")
+    p.add_argument("data", help="a .csv or .parquet file, or a directory of .parquet files, "
+                                "of training rows")
     p.add_argument("-o", "--output", required=True, help="where to write the profile JSON")
     p.add_argument("--model", required=True, help="model name (ml.model.name)")
     p.add_argument("--version", default="", help="model version (ml.model.version)")
     p.add_argument("--prediction-column", help="the column holding the model's predictions")
+    p.add_argument("--target-column",
+                   help="the column holding the true labels or values (role 'target')")
     p.add_argument("--task", choices=("classification", "regression"),
                    help="how to read the prediction column (default: from its dtype)")
     p.add_argument("--progress", action="store_true",

@@ -303,3 +303,34 @@ def clipped_edges(
         low[first] = min(max(low[first], minimum), high[first])
         high[last] = max(min(high[last], maximum), low[last])
     return low, high
+
+
+def quantile(hist: ExpHistogram, q: float | np.ndarray | list[float]) -> float | np.ndarray:
+    """The value at which the histogram's CDF reaches ``q`` (a float or an array of them).
+
+    Values are taken as uniform within a bucket, the outermost occupied buckets narrowed to
+    the observed min and max, and the zero bucket as a point mass at 0. ``q = 0`` gives the
+    min and ``q = 1`` the max; an empty histogram gives NaN. The result lies in the bucket
+    holding the true quantile, so it is within one bucket width of it: a relative error of
+    at most ``2 ** 2 ** -scale - 1`` (about 4.4 % at scale 4, 0.27 % at scale 8).
+    """
+    qs = np.asarray(q, dtype=np.float64)
+    if np.any((qs < 0) | (qs > 1) | np.isnan(qs)):
+        raise ValueError(f"quantile levels must be in [0, 1], got {q!r}")
+    if hist.count == 0 or hist.total == 0:
+        result = np.full(qs.shape, math.nan)
+        return float(result) if qs.ndim == 0 else result
+    bins = common_bins([hist])
+    counts = bins.counts[0].astype(np.float64)
+    low, high = clipped_edges(bins.low, bins.high, bins.counts[0], hist.min, hist.max)
+    cumulative = np.cumsum(counts)
+    total = cumulative[-1]
+    target = qs * total
+    # The first bin whose cumulative count reaches the target holds the quantile.
+    position = np.minimum(np.searchsorted(cumulative, target, side="left"), counts.size - 1)
+    before = cumulative[position] - counts[position]
+    fraction = np.clip((target - before) / counts[position], 0.0, 1.0)
+    values = low[position] + fraction * (high[position] - low[position])
+    values = np.clip(values, hist.min, hist.max)
+    values = np.where(qs == 0, hist.min, np.where(qs == 1, hist.max, values))
+    return float(values) if qs.ndim == 0 else values

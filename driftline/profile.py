@@ -33,6 +33,14 @@ FORMAT_NAME = "driftline.profile"
 FORMAT_VERSION = 1
 DEFAULT_TOP_K = 50
 DEFAULT_CHUNK_ROWS = 100_000
+# A target given as an array (not a column of X) is profiled under its Series name, else this.
+DEFAULT_TARGET_NAME = "target"
+# Arrow datasets read ahead this many batches and files: enough to overlap I/O with the
+# NumPy work on two cores, and the resident set stays a few batches whatever the data size.
+DATASET_BATCH_READAHEAD = 1
+DATASET_FRAGMENT_READAHEAD = 1
+PARQUET_SUFFIXES = (".parquet", ".pq")
+CSV_SUFFIXES = (".csv", ".txt")
 
 ROLE_FEATURE = "feature"
 ROLE_PREDICTION = "prediction"
@@ -164,10 +172,44 @@ def _feature_columns(data: Any) -> Iterator[tuple[str, np.ndarray]]:
     if hasattr(data, "column_names") and hasattr(data, "column"):  # pyarrow Table/RecordBatch
         for name in data.column_names:
             column = data.column(name)
+            if hasattr(column.type, "value_type") and hasattr(column.type, "index_type"):
+                # Dictionary columns are decoded first: a chunked dictionary column's
+                # to_numpy() can turn nulls into the first category (pyarrow 26).
+                column = column.cast(column.type.value_type)
             values = column.to_numpy(zero_copy_only=False)
             yield str(name), values if is_numeric(values) else values.astype(object)
         return
     yield from table_columns(data)
+
+
+def _is_arrow_dataset(data: Any) -> bool:
+    """A ``pyarrow.dataset.Dataset``, told apart without importing pyarrow for other inputs."""
+    return (type(data).__module__.startswith("pyarrow")
+            and hasattr(data, "get_fragments") and hasattr(data, "to_batches"))
+
+
+def _dataset_batches(dataset: Any, chunk_rows: int) -> Iterator[Any]:
+    """Record batches of an Arrow dataset, streamed: never ``to_table()``.
+
+    Parquet is read without pre-buffering: pyarrow's pre-buffer cache keeps every row
+    group's raw bytes until the scan ends, so resident memory grew with the file (1.4 GB
+    for a 1 GB file) instead of staying at a few batches.
+    """
+    import pyarrow.dataset as ds
+
+    options: dict[str, Any] = {}
+    if isinstance(dataset.format, ds.ParquetFileFormat):
+        options["fragment_scan_options"] = ds.ParquetFragmentScanOptions(pre_buffer=False)
+    yield from dataset.to_batches(batch_size=chunk_rows,
+                                  batch_readahead=DATASET_BATCH_READAHEAD,
+                                  fragment_readahead=DATASET_FRAGMENT_READAHEAD, **options)
+
+
+def _row_slice(values: Any, start: int, stop: int) -> Any:
+    """Rows ``start:stop`` of an array aligned with X; None and column names pass through."""
+    if values is None or isinstance(values, str):
+        return values
+    return np.asarray(values)[start:stop]
 
 
 def capture(
@@ -175,37 +217,94 @@ def capture(
     predictions: Any = None,
     *,
     probabilities: Any = None,
+    target: Any = None,
     model: str,
     version: str = "",
     task: str | None = None,
     top_k: int = DEFAULT_TOP_K,
     projection: Projection | None = None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
 ) -> Profile:
     """Profile features ``X`` and the model's outputs on them.
 
+    ``X`` is a pandas DataFrame, a NumPy array, a ``pyarrow.Table`` or ``RecordBatch``, or a
+    ``pyarrow.dataset.Dataset`` (streamed in batches of ``chunk_rows``, never loaded whole).
     ``predictions`` are labels for a classifier (profiled as ``ml.prediction.class``) or
     values for a regressor (``ml.prediction.value``); ``task`` says which when the dtype
     cannot ("classification" or "regression"). ``probabilities`` (rows x classes) give
-    ``ml.prediction.confidence``, the top class probability. With ``projection``, ``X``
-    (``[N, ...]``, flattened per row) is profiled as the projection's columns, as the
-    PyTorch instrumentation monitors wide inputs.
+    ``ml.prediction.confidence``, the top class probability. ``target`` is the true label or
+    value, profiled with role ``target``. ``predictions`` and ``target`` are arrays aligned
+    with the rows of ``X`` or names of columns of ``X`` (then not profiled as features).
+    With ``projection``, ``X`` (``[N, ...]``, flattened per row) is profiled as the
+    projection's columns, as the PyTorch instrumentation monitors wide inputs.
     """
     builder = ProfileBuilder(model, version, top_k=top_k, projection=projection)
-    add_chunk(builder, X, predictions, probabilities=probabilities, task=task)
+    if not _is_arrow_dataset(X):
+        add_chunk(builder, X, predictions, probabilities=probabilities, target=target,
+                  task=task)
+        return builder.build()
+    start = 0
+    for batch in _dataset_batches(X, chunk_rows):
+        stop = start + batch.num_rows
+        add_chunk(builder, batch, _row_slice(predictions, start, stop),
+                  probabilities=_row_slice(probabilities, start, stop),
+                  target=_row_slice(target, start, stop), task=task)
+        start = stop
     return builder.build()
 
 
+def _take_column(columns: dict[str, np.ndarray], name: str) -> np.ndarray:
+    if name not in columns:
+        raise ProfileError(f"no column '{name}' (columns: {', '.join(columns)})")
+    return columns.pop(name)
+
+
 def add_chunk(builder: ProfileBuilder, X: Any, predictions: Any = None, *,
-              probabilities: Any = None, task: str | None = None) -> None:
-    """Add one chunk of rows (features and, optionally, model outputs) to ``builder``."""
+              probabilities: Any = None, target: Any = None,
+              task: str | None = None) -> None:
+    """Add one chunk of rows (features and, optionally, model outputs) to ``builder``.
+
+    ``predictions`` and ``target`` are arrays aligned with ``X`` or names of its columns.
+    """
+    target_name = getattr(target, "name", None) or DEFAULT_TARGET_NAME
+    if builder.projection is None:
+        columns = dict(_feature_columns(X))
+        if isinstance(predictions, str):
+            predictions = _take_column(columns, predictions)
+        if isinstance(target, str):
+            target_name, target = target, _take_column(columns, target)
+    else:
+        if isinstance(predictions, str) or isinstance(target, str):
+            raise ProfileError("with a projection, predictions and target must be arrays, "
+                               "not column names")
+        columns = dict(builder.projection.apply(np.asarray(X)))
     rows = 0
-    columns = (_feature_columns(X) if builder.projection is None
-               else builder.projection.apply(np.asarray(X)))
-    for name, values in columns:
+    for name, values in columns.items():
         builder.add_column(name, values)
         rows = len(values)
     output_rows = _add_outputs(builder, predictions, probabilities, task)
-    builder.add_rows(rows or output_rows)
+    target_rows = _add_target(builder, str(target_name), target, task)
+    builder.add_rows(rows or output_rows or target_rows)
+
+
+def _add_target(builder: ProfileBuilder, name: str, target: Any, task: str | None) -> int:
+    """Profile the true labels or values (role ``target``); returns how many rows.
+
+    Numeric or categorical by ``task`` when given, else by dtype, as predictions are read.
+    """
+    if target is None:
+        return 0
+    values = np.asarray(target)
+    if task == "classification":
+        kind = KIND_CATEGORICAL
+    elif task == "regression":
+        kind = KIND_NUMERIC
+    else:
+        kind = _kind_of(values)
+    if kind == KIND_CATEGORICAL and is_numeric(values):
+        values = values.astype(object)  # class labels 0/1 count as labels, not magnitudes
+    builder.add_column(name, values, ROLE_TARGET, kind)
+    return len(values)
 
 
 def _add_outputs(builder: ProfileBuilder, predictions: Any, probabilities: Any,
@@ -235,43 +334,47 @@ def _add_outputs(builder: ProfileBuilder, predictions: Any, probabilities: Any,
 
 def iter_file_chunks(path: str | os.PathLike[str],
                      chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[Any]:
-    """Chunks of a CSV or Parquet file as DataFrames / Arrow batches, never the whole file."""
+    """Chunks of a CSV or Parquet file, or of a directory of Parquet files (an Arrow
+    dataset), as DataFrames / Arrow batches, never the whole file."""
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix in (".parquet", ".pq"):
+    if path.is_dir():
+        import pyarrow.dataset as ds
+
+        yield from _dataset_batches(ds.dataset(path, format="parquet"), chunk_rows)
+    elif suffix in PARQUET_SUFFIXES:
         import pyarrow.parquet as pq
 
-        yield from pq.ParquetFile(path).iter_batches(batch_size=chunk_rows)
-    elif suffix in (".csv", ".txt"):
+        # No pre-buffering: its cache holds each row group's bytes until the reader is
+        # closed, so memory grew with the file size (see _dataset_batches).
+        yield from pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=chunk_rows)
+    elif suffix in CSV_SUFFIXES:
         import pandas as pd
 
         yield from pd.read_csv(path, chunksize=chunk_rows)
     else:
         raise ProfileError(f"{path}: unsupported data file type '{suffix}' "
-                           "(expected .csv or .parquet)")
+                           "(expected .csv, .parquet or a directory of .parquet files)")
 
 
 def profile_file(path: str | os.PathLike[str], *, model: str, version: str = "",
-                 prediction_column: str | None = None, task: str | None = None,
+                 prediction_column: str | None = None, target_column: str | None = None,
+                 task: str | None = None,
                  top_k: int = DEFAULT_TOP_K,
                  chunk_rows: int = DEFAULT_CHUNK_ROWS,
                  on_rows: Callable[[int], None] | None = None) -> Profile:
-    """Profile a CSV or Parquet file in one streaming pass.
+    """Profile a CSV or Parquet file, or a directory of Parquet files, in one streaming pass.
 
-    ``on_rows`` is called with the rows read so far after each chunk (progress bars).
+    ``prediction_column`` and ``target_column`` name the model's output and the true label
+    or value; both are profiled in their roles, not as features. ``on_rows`` is called with
+    the rows read so far after each chunk (progress bars).
     """
     builder = ProfileBuilder(model, version, top_k=top_k)
     for chunk in iter_file_chunks(path, chunk_rows):
-        columns = dict(_feature_columns(chunk))
-        if prediction_column is not None and prediction_column not in columns:
-            raise ProfileError(f"{path}: no column '{prediction_column}' "
-                               f"(columns: {', '.join(columns)})")
-        predictions = columns.pop(prediction_column) if prediction_column else None
-        for name, values in columns.items():
-            builder.add_column(name, values)
-        if predictions is not None:
-            _add_outputs(builder, predictions, None, task)
-        builder.add_rows(len(chunk))
+        try:
+            add_chunk(builder, chunk, prediction_column, target=target_column, task=task)
+        except ProfileError as exc:
+            raise ProfileError(f"{path}: {exc}") from exc
         if on_rows is not None:
             on_rows(builder.row_count)
     return builder.build()
@@ -354,7 +457,8 @@ def from_dict(data: Any, source: str = "profile") -> Profile:
             columns[col["name"]] = ColumnProfile(
                 name=col["name"], role=col["role"], kind=col["kind"], count=int(col["count"]),
                 missing=int(col["missing"]),
-                histogram=ExpHistogram.from_dict(col["histogram"]) if numeric else None,
+                histogram=_histogram(col["histogram"], f"{where}.histogram") if numeric
+                else None,
                 frequencies={str(k): int(v) for k, v in col.get("frequencies", {}).items()},
                 other=int(col.get("other", 0)))
         projection = (Projection.from_dict(data["projection"], f"{source}: projection")
@@ -368,6 +472,24 @@ def from_dict(data: Any, source: str = "profile") -> Profile:
         raise
     except (KeyError, TypeError, ValueError) as exc:
         raise ProfileError(f"{source}: damaged profile, missing or invalid field: {exc}") from exc
+
+
+def _histogram(data: Any, where: str) -> ExpHistogram:
+    """A column's histogram, its bucket counts checked: NumPy would take a damaged scalar or
+    string for a zero-dimensional array and fail far from here."""
+    if not isinstance(data, dict):
+        raise ProfileError(f"{where}: must be an object, got {type(data).__name__}")
+    for sign in ("positive", "negative"):
+        buckets = data.get(sign)
+        if not isinstance(buckets, dict):
+            raise ProfileError(f"{where}.{sign}: must be an object with offset and counts, "
+                               f"got {type(buckets).__name__}")
+        counts = buckets.get("counts")
+        if not isinstance(counts, list) or not all(
+                isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
+            raise ProfileError(f"{where}.{sign}.counts: must be a list of non-negative "
+                               f"integer bucket counts, got {json.dumps(counts)[:60]}")
+    return ExpHistogram.from_dict(data)
 
 
 def load_directory(directory: str | os.PathLike[str]) -> dict[tuple[str, str], Profile]:

@@ -131,3 +131,39 @@ def test_moments_from_buckets_are_close_to_raw_ones() -> None:
         mean, std = exphist.bin_moments(exphist.from_values(values))
         assert mean == pytest.approx(values.mean(), rel=1e-9)
         assert std == pytest.approx(values.std(), rel=0.03)
+
+
+@pytest.mark.parametrize("name", ["normal", "lognormal", "with zeros", "negative only"])
+def test_quantiles_match_numpy_within_a_bucket_width(name: str) -> None:
+    values = {
+        "normal": RNG.normal(3, 2, 50_000),
+        "lognormal": RNG.lognormal(0, 1.5, 50_000),
+        "with zeros": np.r_[RNG.exponential(1, 20_000), np.zeros(5_000)],
+        "negative only": -RNG.lognormal(2, 0.5, 20_000),
+    }[name]
+    hist = exphist.from_values(values)
+    levels = np.array([0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99])
+    estimated = exphist.quantile(hist, levels)
+    exact = np.quantile(values, levels)
+    # The estimate lies in the bucket of the true quantile: within one bucket width, i.e.
+    # (base - 1) relative to the value, base = 2 ** 2 ** -scale.
+    relative_width = 2.0 ** 2.0 ** -hist.scale - 1
+    assert np.all(np.abs(estimated - exact) <= relative_width * np.abs(exact) + 1e-12)
+    assert exphist.quantile(hist, 0.5) == pytest.approx(float(estimated[3]))
+
+
+def test_quantile_edges_are_min_max_and_empty_is_nan() -> None:
+    values = RNG.normal(0, 1, 1000)
+    hist = exphist.from_values(values)
+    assert exphist.quantile(hist, 0.0) == values.min()
+    assert exphist.quantile(hist, 1.0) == values.max()
+    assert np.all(np.diff(exphist.quantile(hist, np.linspace(0, 1, 101))) >= 0)
+    assert np.isnan(exphist.quantile(exphist.empty(), 0.5))
+    assert np.isnan(exphist.quantile(exphist.empty(), [0.1, 0.9])).all()
+    # Zeros are a point mass: every level inside the zero bucket's mass is exactly 0.
+    zeros = exphist.from_values(np.r_[-np.ones(10), np.zeros(80), np.ones(10)])
+    assert exphist.quantile(zeros, [0.2, 0.5, 0.8]).tolist() == [0.0, 0.0, 0.0]
+    single = exphist.from_values(np.array([7.5]))
+    assert exphist.quantile(single, [0.0, 0.3, 1.0]).tolist() == [7.5, 7.5, 7.5]
+    with pytest.raises(ValueError, match="quantile levels"):
+        exphist.quantile(hist, 1.5)

@@ -137,3 +137,119 @@ def test_missing_and_infinite_values_are_missing_not_values() -> None:
     column = profile.capture(values.reshape(-1, 1), model="m").columns["f0"]
     assert (column.count, column.missing) == (5, 3)
     assert column.histogram.to_dict() == exphist.from_values(np.array([1.0, 2.0])).to_dict()
+
+
+def _assert_same_columns(got: profile.Profile, want: profile.Profile) -> None:
+    """Bucket for bucket and count for count; histogram sums only approximately, since
+    chunked inputs add their parts in another order."""
+    assert got.row_count == want.row_count
+    assert list(got.columns) == list(want.columns)
+    for name, column in want.columns.items():
+        expected, actual = column.to_dict(), got.columns[name].to_dict()
+        if "histogram" in expected:
+            assert actual["histogram"].pop("sum") == pytest.approx(
+                expected["histogram"].pop("sum"), rel=1e-12)
+        assert actual == expected, name
+
+
+def _arrow_frame(rows: int) -> pd.DataFrame:
+    frame = _frame(rows)
+    frame.loc[::97, "age"] = np.nan
+    frame.loc[::89, "plan"] = None
+    frame["visits"] = RNG.integers(0, 20, rows)
+    return frame
+
+
+def test_arrow_table_and_record_batch_profile_like_the_dataframe() -> None:
+    import pyarrow as pa
+
+    frame = _arrow_frame(5000)
+    want = profile.capture(frame, model="m")
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    _assert_same_columns(profile.capture(table, model="m"), want)
+    _assert_same_columns(profile.capture(table.combine_chunks().to_batches()[0], model="m"),
+                         want)
+    # A categorical column arrives as an Arrow dictionary column; nulls stay missing.
+    categorical = frame.assign(plan=frame["plan"].astype("category"))
+    dictionary = pa.Table.from_pandas(categorical, preserve_index=False)
+    chunked = pa.concat_tables([dictionary.slice(0, 2500), dictionary.slice(2500)])
+    _assert_same_columns(profile.capture(chunked, model="m"), want)
+
+
+def test_numpy_array_profiles_like_the_dataframe() -> None:
+    frame = _frame(3000).drop(columns="plan")
+    want = profile.capture(frame.set_axis(["f0", "f1"], axis=1), model="m")
+    _assert_same_columns(profile.capture(frame.to_numpy(), model="m"), want)
+
+
+def test_arrow_dataset_streams_in_batches_like_the_dataframe(tmp_path: Path) -> None:
+    import pyarrow.dataset as ds
+
+    frame = _arrow_frame(6000)
+    labels = RNG.choice(["yes", "no"], 6000)
+    truth = RNG.choice([0, 1], 6000)
+    for part, rows in enumerate(np.array_split(np.arange(6000), 3)):
+        frame.iloc[rows].to_parquet(tmp_path / f"part-{part}.parquet", index=False)
+    want = profile.capture(frame, labels, target=truth, model="m", task="classification")
+    dataset = ds.dataset(tmp_path, format="parquet")
+    got = profile.capture(dataset, labels, target=truth, model="m", task="classification",
+                          chunk_rows=700)
+    _assert_same_columns(got, want)
+    # A directory of Parquet files profiles as one data set, from the CLI's entry point too.
+    _assert_same_columns(profile.profile_file(tmp_path, model="m", chunk_rows=1000),
+                         profile.capture(frame, model="m"))
+
+
+def test_target_is_profiled_with_its_role_and_kind_by_dtype() -> None:
+    frame = _frame(1000)
+    frame["label"] = RNG.choice(["churned", "stayed"], 1000)
+    frame["amount"] = RNG.normal(100, 5, 1000)
+    by_name = profile.capture(frame.drop(columns="amount"), target="label", model="m")
+    label = by_name.columns["label"]
+    assert (label.role, label.kind) == ("target", "categorical")
+    assert label.frequencies == frame["label"].value_counts().to_dict()
+    assert [c.name for c in by_name.features()] == ["age", "balance", "plan"]
+    by_array = profile.capture(frame.drop(columns=["label", "amount"]),
+                               target=frame["amount"], model="m")
+    amount = by_array.columns["amount"]  # a Series keeps its name
+    assert (amount.role, amount.kind, amount.histogram.count) == ("target", "numeric", 1000)
+    unnamed = profile.capture(RNG.normal(size=(50, 2)), target=RNG.choice([0, 1], 50),
+                              model="m", task="classification").columns["target"]
+    assert (unnamed.role, unnamed.kind) == ("target", "categorical")
+    assert set(unnamed.frequencies) <= {"0", "1"}
+    with pytest.raises(profile.ProfileError, match="no column 'nope'"):
+        profile.capture(frame, target="nope", model="m")
+
+
+def test_cli_target_column(tmp_path: Path) -> None:
+    frame = _frame(800)
+    frame["churned"] = RNG.choice(["yes", "no"], 800)
+    data = tmp_path / "train.parquet"
+    frame.to_parquet(data)
+    out = tmp_path / "p.json"
+    subprocess.run(
+        [sys.executable, "-m", "driftline.cli", "profile", str(data), "-o", str(out),
+         "--model", "churn", "--target-column", "churned"],
+        capture_output=True, text=True, check=True)
+    column = profile.load(out).columns["churned"]
+    assert (column.role, column.kind) == ("target", "categorical")
+    assert column.frequencies == frame["churned"].value_counts().to_dict()
+    missing = subprocess.run(
+        [sys.executable, "-m", "driftline.cli", "profile", str(data), "-o", str(out),
+         "--model", "churn", "--target-column", "nope"], capture_output=True, text=True)
+    assert missing.returncode == 2 and "no column 'nope'" in missing.stderr
+
+
+def test_truncated_file_and_damaged_counts_name_the_problem(tmp_path: Path) -> None:
+    text = json.dumps(profile.capture(_frame(50), model="m").to_dict())
+    truncated = tmp_path / "truncated.json"
+    truncated.write_text(text[: len(text) // 2])
+    with pytest.raises(profile.ProfileError, match=r"truncated.json: not valid JSON \(line 1\)"):
+        profile.load(truncated)
+    for bad in (5, "12,3", [1, -2], [1.5], None):
+        damaged = json.loads(text)
+        damaged["columns"][0]["histogram"]["positive"]["counts"] = bad
+        (tmp_path / "counts.json").write_text(json.dumps(damaged))
+        with pytest.raises(profile.ProfileError,
+                           match=r"columns\[0\]\.histogram\.positive\.counts: must be a list"):
+            profile.load(tmp_path / "counts.json")
