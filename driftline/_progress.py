@@ -17,10 +17,15 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 
 
 def expected_rows(path: str | os.PathLike[str]) -> int | None:
-    """Rows in a Parquet file from its footer (cheap); None where unknown without reading."""
-    if Path(path).suffix.lower() not in PARQUET_SUFFIXES:
-        return None
+    """Rows in a Parquet file or directory of them from the footers (cheap); None where
+    unknown without reading."""
     try:
+        if Path(path).is_dir():
+            import pyarrow.dataset as ds
+
+            return int(ds.dataset(path, format="parquet").count_rows())
+        if Path(path).suffix.lower() not in PARQUET_SUFFIXES:
+            return None
         import pyarrow.parquet as pq
 
         return int(pq.ParquetFile(path).metadata.num_rows)

@@ -253,3 +253,14 @@ def test_truncated_file_and_damaged_counts_name_the_problem(tmp_path: Path) -> N
         with pytest.raises(profile.ProfileError,
                            match=r"columns\[0\]\.histogram\.positive\.counts: must be a list"):
             profile.load(tmp_path / "counts.json")
+
+
+def test_progress_knows_the_rows_of_a_parquet_directory(tmp_path: Path) -> None:
+    from driftline._progress import expected_rows
+
+    for part in range(3):
+        _frame(400 + part).to_parquet(tmp_path / f"part-{part}.parquet")
+    assert expected_rows(tmp_path) == 1203
+    assert expected_rows(tmp_path / "part-0.parquet") == 400
+    (tmp_path / "train.csv").write_text("a\n1\n")
+    assert expected_rows(tmp_path / "train.csv") is None
