@@ -87,7 +87,9 @@ class NumericColumn:
 
     def add(self, values: np.ndarray) -> None:
         numeric = np.asarray(values, dtype=np.float64)
-        finite = numeric[np.isfinite(numeric)]
+        finite_mask = np.isfinite(numeric)
+        # Most columns have no missing values: skip the copy a selection would make.
+        finite = numeric if finite_mask.all() else numeric[finite_mask]
         self.count += numeric.size
         self.missing += numeric.size - finite.size
         if finite.size:
@@ -111,6 +113,39 @@ class CategoryColumn:
 
     def add(self, values: np.ndarray) -> None:
         values = np.asarray(values, dtype=object)
+        if not self._add_strings(values):
+            self._add_any(values)
+
+    def _add_strings(self, values: np.ndarray) -> bool:
+        """Count a column of ``str`` (and missing) values by hashing, not sorting.
+
+        Missing-ness and labels are decided once per distinct value instead of per row.
+        Returns False, having changed nothing, when a value is neither missing nor a plain
+        ``str``: equal values of other types may print differently (``1``, ``1.0``, ``True``),
+        so those columns take the per-row path.
+        """
+        try:
+            distinct = Counter(values.ravel().tolist())
+        except TypeError:  # unhashable values
+            return False
+        present: dict[str, int] = {}
+        missing = 0
+        for value, count in distinct.items():
+            # NumPy's str conversion drops trailing NULs; such labels take the per-row path.
+            if type(value) is str and not value.endswith("\x00"):
+                present[value] = count
+            elif _missing(value):
+                missing += count
+            else:
+                return False
+        self.count += values.size
+        self.missing += missing
+        if present:
+            # Sorted like np.unique's labels, so ties in the top-K break the same way.
+            self.add_counts(dict(sorted(present.items())))
+        return True
+
+    def _add_any(self, values: np.ndarray) -> None:
         missing = missing_mask(values)
         present = values[~missing]
         self.count += values.size

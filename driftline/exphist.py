@@ -19,6 +19,7 @@ MAX_SCALE = 20
 MIN_SCALE = -10
 DEFAULT_MAX_SIZE = 160  # the SDK's default bucket count per sign
 _MANTISSA_BITS = 52
+_MANTISSA_MASK = np.uint64((1 << _MANTISSA_BITS) - 1)
 _MIN_NORMAL = sys.float_info.min
 _MIN_NORMAL_EXPONENT = -1022
 _MAX_NORMAL_EXPONENT = 1023
@@ -96,24 +97,36 @@ def _trimmed(buckets: Buckets) -> list[int]:
 def map_to_index(magnitudes: np.ndarray, scale: int) -> np.ndarray:
     """Bucket index of each positive value at ``scale``, as the OpenTelemetry SDK maps it."""
     values = np.asarray(magnitudes, dtype=np.float64)
-    mantissa, exponent = np.frexp(values)  # values = mantissa * 2**exponent, mantissa in [0.5, 1)
-    ieee_exponent = exponent.astype(np.int64) - 1
-    exact_power_of_two = mantissa == 0.5
-    subnormal = values < _MIN_NORMAL
+    if values.ndim == 0:
+        return map_to_index(values.reshape(1), scale).reshape(())
     if scale <= 0:
+        mantissa, exponent = np.frexp(values)  # values = mantissa * 2**exponent
+        ieee_exponent = exponent.astype(np.int64) - 1
         shift = -scale
-        index = (ieee_exponent - exact_power_of_two) >> shift
+        index = (ieee_exponent - (mantissa == 0.5)) >> shift
         min_index = _MIN_NORMAL_EXPONENT >> shift
         if shift < 2:
             min_index -= 1
-        return np.where(subnormal, min_index, index)
+        return np.where(values < _MIN_NORMAL, min_index, index)
     scale_factor = math.ldexp(1 / math.log(2), scale)
-    with np.errstate(divide="ignore"):
-        index = np.floor(np.log(values) * scale_factor).astype(np.int64)
-    index = np.where(exact_power_of_two, (ieee_exponent << scale) - 1, index)
+    # One log pass, then in place: this runs over every value of every numeric column.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scaled = np.log(values)
+        scaled *= scale_factor
+        np.floor(scaled, out=scaled)
+        index = scaled.astype(np.int64)
+    # Exact powers of two sit on a bucket's upper edge, which log() may miss by a rounding;
+    # they have no mantissa bits, so only those few candidates go through frexp.
+    candidates = np.flatnonzero((values.view(np.uint64) & _MANTISSA_MASK) == 0)
+    if candidates.size:
+        mantissa, exponent = np.frexp(values[candidates])
+        exact = candidates[mantissa == 0.5]
+        index[exact] = ((exponent[mantissa == 0.5].astype(np.int64) - 1) << scale) - 1
     max_index = ((_MAX_NORMAL_EXPONENT + 1) << scale) - 1
-    index = np.minimum(index, max_index)
-    return np.where(values <= _MIN_NORMAL, (_MIN_NORMAL_EXPONENT << scale) - 1, index)
+    np.minimum(index, max_index, out=index)
+    if values.size and values.min() <= _MIN_NORMAL:
+        index[values <= _MIN_NORMAL] = (_MIN_NORMAL_EXPONENT << scale) - 1
+    return index
 
 
 def lower_boundary(index: np.ndarray | int, scale: int) -> np.ndarray:
@@ -139,23 +152,29 @@ def from_values(
     values = np.asarray(values, dtype=np.float64).ravel()
     if values.size == 0:
         return empty(max_scale)
-    positive = values[values > 0]
-    negative = -values[values < 0]
-    zero_count = int(values.size - positive.size - negative.size)
-    scale = max_scale
-    index_ranges: list[int] = []
-    pos_index = map_to_index(positive, scale) if positive.size else None
-    neg_index = map_to_index(negative, scale) if negative.size else None
-    for index in (pos_index, neg_index):
-        if index is not None:
-            index_ranges.append(_scale_reduction(int(index.min()), int(index.max()), max_size))
+    # Both signs are indexed in one pass over the magnitudes and counted in one bincount;
+    # the result is the same as indexing and counting each sign on its own.
+    positive = values > 0
+    negative = values < 0
+    positive_count = int(np.count_nonzero(positive))
+    negative_count = int(np.count_nonzero(negative))
+    zero_count = int(values.size - positive_count - negative_count)
+    index = map_to_index(np.abs(values), max_scale)
+    spans: dict[str, tuple[int, int]] = {}
+    for sign, mask, count in (("positive", positive, positive_count),
+                              ("negative", negative, negative_count)):
+        if count:
+            # A boolean selection and plain min/max beat a masked reduction several times.
+            own = index if count == values.size else index[mask]
+            spans[sign] = (int(own.min()), int(own.max()))
+    index_ranges = [_scale_reduction(low, high, max_size) for low, high in spans.values()]
     shift = min(max(index_ranges, default=0), max_scale - MIN_SCALE)
-    scale = max_scale - shift
+    buckets = _count_signs(index, positive, negative, zero_count, spans, shift)
     return ExpHistogram(
-        scale=scale,
+        scale=max_scale - shift,
         zero_count=zero_count,
-        positive=_count(pos_index, shift),
-        negative=_count(neg_index, shift),
+        positive=buckets["positive"],
+        negative=buckets["negative"],
         count=int(values.size),
         sum=float(values.sum()),
         min=float(values.min()),
@@ -163,12 +182,34 @@ def from_values(
     )
 
 
-def _count(index: np.ndarray | None, shift: int) -> Buckets:
-    if index is None:
-        return Buckets(0, _EMPTY)
-    index = index >> shift
-    offset = int(index.min())
-    return Buckets(offset, np.bincount(index - offset).astype(np.int64))
+def _count_signs(index: np.ndarray, positive: np.ndarray, negative: np.ndarray,
+                 zero_count: int, spans: dict[str, tuple[int, int]],
+                 shift: int) -> dict[str, Buckets]:
+    """Bucket counts per sign at ``shift`` halvings below the indexing scale.
+
+    Each sign's shifted indexes land in its own block of one code range (positives first,
+    then negatives, zeros in a last slot), so a single bincount counts both.
+    """
+    index >>= shift  # the shifted minimum is the minimum shifted: offsets need no new pass
+    offsets = {sign: (low >> shift, (high >> shift) - (low >> shift) + 1)
+               for sign, (low, high) in spans.items()}
+    pos_offset, pos_size = offsets.get("positive", (0, 0))
+    neg_offset, neg_size = offsets.get("negative", (0, 0))
+    if pos_size and not neg_size and not zero_count:
+        index -= pos_offset
+    elif neg_size and not pos_size and not zero_count:
+        index -= neg_offset
+    else:
+        index -= np.where(positive, pos_offset, neg_offset - pos_size)
+    if zero_count:
+        index[~(positive | negative)] = pos_size + neg_size
+    counts = np.bincount(index, minlength=pos_size + neg_size + 1).astype(np.int64)
+    return {
+        "positive": (Buckets(pos_offset, counts[:pos_size]) if pos_size
+                     else Buckets(0, _EMPTY)),
+        "negative": (Buckets(neg_offset, counts[pos_size:pos_size + neg_size]) if neg_size
+                     else Buckets(0, _EMPTY)),
+    }
 
 
 def downscale_buckets(buckets: Buckets, shift: int) -> Buckets:
