@@ -152,14 +152,24 @@ def from_values(
     values = np.asarray(values, dtype=np.float64).ravel()
     if values.size == 0:
         return empty(max_scale)
+    lowest, highest = float(values.min()), float(values.max())
     # Both signs are indexed in one pass over the magnitudes and counted in one bincount;
-    # the result is the same as indexing and counting each sign on its own.
-    positive = values > 0
-    negative = values < 0
-    positive_count = int(np.count_nonzero(positive))
-    negative_count = int(np.count_nonzero(negative))
+    # the result is the same as indexing and counting each sign on its own. A column of one
+    # sign (most are) needs no sign masks at all.
+    positive: np.ndarray | None = None
+    negative: np.ndarray | None = None
+    if lowest > 0:
+        positive_count, negative_count, magnitudes = values.size, 0, values
+    elif highest < 0:
+        positive_count, negative_count, magnitudes = 0, values.size, -values
+    else:
+        positive = values > 0
+        negative = values < 0
+        positive_count = int(np.count_nonzero(positive))
+        negative_count = int(np.count_nonzero(negative))
+        magnitudes = np.abs(values)
     zero_count = int(values.size - positive_count - negative_count)
-    index = map_to_index(np.abs(values), max_scale)
+    index = map_to_index(magnitudes, max_scale)
     spans: dict[str, tuple[int, int]] = {}
     for sign, mask, count in (("positive", positive, positive_count),
                               ("negative", negative, negative_count)):
@@ -177,12 +187,12 @@ def from_values(
         negative=buckets["negative"],
         count=int(values.size),
         sum=float(values.sum()),
-        min=float(values.min()),
-        max=float(values.max()),
+        min=lowest,
+        max=highest,
     )
 
 
-def _count_signs(index: np.ndarray, positive: np.ndarray, negative: np.ndarray,
+def _count_signs(index: np.ndarray, positive: np.ndarray | None, negative: np.ndarray | None,
                  zero_count: int, spans: dict[str, tuple[int, int]],
                  shift: int) -> dict[str, Buckets]:
     """Bucket counts per sign at ``shift`` halvings below the indexing scale.
@@ -199,10 +209,11 @@ def _count_signs(index: np.ndarray, positive: np.ndarray, negative: np.ndarray,
         index -= pos_offset
     elif neg_size and not pos_size and not zero_count:
         index -= neg_offset
-    else:
+    else:  # both signs, or zeros: the masks exist
+        assert positive is not None and negative is not None
         index -= np.where(positive, pos_offset, neg_offset - pos_size)
-    if zero_count:
-        index[~(positive | negative)] = pos_size + neg_size
+        if zero_count:
+            index[~(positive | negative)] = pos_size + neg_size
     counts = np.bincount(index, minlength=pos_size + neg_size + 1).astype(np.int64)
     return {
         "positive": (Buckets(pos_offset, counts[:pos_size]) if pos_size
