@@ -6,6 +6,7 @@ as float64 (NaN for missing); categorical ones (category, object, string, bool) 
 
 from __future__ import annotations
 
+import ctypes
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -17,6 +18,10 @@ from driftline import exphist
 NUMERIC_KINDS = "iuf"
 # Candidates held per top-K slot while streaming, so the final top K is nearly exact.
 CANDIDATES_PER_TOP_K = 4
+# Categorical columns usually repeat a few objects (readers and pandas share them): the first
+# rows are sampled for them, and up to this many are counted by address before hashing.
+IDENTITY_SAMPLE_ROWS = 1024
+IDENTITY_MAX_CANDIDATES = 64
 
 
 def is_numeric(values: np.ndarray) -> bool:
@@ -74,6 +79,32 @@ def _missing(value: Any) -> bool:
         return True
 
 
+def _distinct_values(values: np.ndarray) -> Counter[Any]:
+    """Rows per distinct value of an object array, as ``Counter(values.tolist())`` counts.
+
+    Rows holding one of a few repeated objects are counted by comparing object addresses
+    (vectorised, a pass per object) instead of hashing each row; the remaining rows are
+    hashed. Equal objects at different addresses still merge in the Counter.
+    """
+    flat = np.ascontiguousarray(values.ravel())
+    if flat.size < 4 * IDENTITY_SAMPLE_ROWS:
+        return Counter(flat.tolist())
+    # The addresses of the row objects, read in place (``flat`` keeps them alive).
+    addresses = np.ctypeslib.as_array(
+        (ctypes.c_size_t * flat.size).from_address(flat.ctypes.data))
+    candidates, first = np.unique(addresses[:IDENTITY_SAMPLE_ROWS], return_index=True)
+    if candidates.size > IDENTITY_MAX_CANDIDATES:
+        return Counter(flat.tolist())
+    counts: Counter[Any] = Counter()
+    matched = np.zeros(flat.size, dtype=bool)
+    for address, position in zip(candidates.tolist(), first.tolist(), strict=True):
+        hits = addresses == address
+        counts[flat[position]] += int(np.count_nonzero(hits))
+        matched |= hits
+    counts.update(flat[~matched].tolist())
+    return counts
+
+
 class NumericColumn:
     """A numeric column's distribution so far: rows, missing and an exponential histogram."""
 
@@ -125,7 +156,7 @@ class CategoryColumn:
         so those columns take the per-row path.
         """
         try:
-            distinct = Counter(values.ravel().tolist())
+            distinct = _distinct_values(values)
         except TypeError:  # unhashable values
             return False
         present: dict[str, int] = {}
