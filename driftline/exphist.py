@@ -117,7 +117,10 @@ def map_to_index(magnitudes: np.ndarray, scale: int) -> np.ndarray:
         index = scaled.astype(np.int64)
     # Exact powers of two sit on a bucket's upper edge, which log() may miss by a rounding;
     # they have no mantissa bits, so only those few candidates go through frexp.
-    candidates = np.flatnonzero((values.view(np.uint64) & _MANTISSA_MASK) == 0)
+    # (``scaled`` is spent: its memory takes the mantissa bits instead of a new array.)
+    mantissa_bits = np.bitwise_and(values.view(np.uint64), _MANTISSA_MASK,
+                                   out=scaled.view(np.uint64))
+    candidates = np.flatnonzero(mantissa_bits == 0)
     if candidates.size:
         mantissa, exponent = np.frexp(values[candidates])
         exact = candidates[mantissa == 0.5]
