@@ -24,6 +24,9 @@ _MIN_NORMAL = sys.float_info.min
 _MIN_NORMAL_EXPONENT = -1022
 _MAX_NORMAL_EXPONENT = 1023
 _EMPTY = np.zeros(0, dtype=np.int64)
+# Stands in for the index of zeros while the positives' range is taken; far from overflow
+# after the shift and offset applied to it before it is overwritten.
+_ZERO_SENTINEL = 1 << 62
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,10 +164,15 @@ def from_values(
     # sign (most are) needs no sign masks at all.
     positive: np.ndarray | None = None
     negative: np.ndarray | None = None
+    zeros: np.ndarray | None = None  # set for columns of zeros and positives only
     if lowest > 0:
         positive_count, negative_count, magnitudes = values.size, 0, values
     elif highest < 0:
         positive_count, negative_count, magnitudes = 0, values.size, -values
+    elif lowest == 0:
+        zeros = values == 0
+        positive_count = values.size - int(np.count_nonzero(zeros))
+        negative_count, magnitudes = 0, values
     else:
         positive = values > 0
         negative = values < 0
@@ -176,13 +184,19 @@ def from_values(
     spans: dict[str, tuple[int, int]] = {}
     for sign, mask, count in (("positive", positive, positive_count),
                               ("negative", negative, negative_count)):
-        if count:
+        if count and zeros is not None:
+            # Zeros get the lowest index of all, so they cannot be the maximum; set aside,
+            # they cannot be the minimum either.
+            high = int(index.max())
+            index[zeros] = _ZERO_SENTINEL
+            spans[sign] = (int(index.min()), high)
+        elif count:
             # A boolean selection and plain min/max beat a masked reduction several times.
             own = index if count == values.size else index[mask]
             spans[sign] = (int(own.min()), int(own.max()))
     index_ranges = [_scale_reduction(low, high, max_size) for low, high in spans.values()]
     shift = min(max(index_ranges, default=0), max_scale - MIN_SCALE)
-    buckets = _count_signs(index, positive, negative, zero_count, spans, shift)
+    buckets = _count_signs(index, positive, negative, zeros, zero_count, spans, shift)
     return ExpHistogram(
         scale=max_scale - shift,
         zero_count=zero_count,
@@ -196,7 +210,7 @@ def from_values(
 
 
 def _count_signs(index: np.ndarray, positive: np.ndarray | None, negative: np.ndarray | None,
-                 zero_count: int, spans: dict[str, tuple[int, int]],
+                 zeros: np.ndarray | None, zero_count: int, spans: dict[str, tuple[int, int]],
                  shift: int) -> dict[str, Buckets]:
     """Bucket counts per sign at ``shift`` halvings below the indexing scale.
 
@@ -208,7 +222,10 @@ def _count_signs(index: np.ndarray, positive: np.ndarray | None, negative: np.nd
                for sign, (low, high) in spans.items()}
     pos_offset, pos_size = offsets.get("positive", (0, 0))
     neg_offset, neg_size = offsets.get("negative", (0, 0))
-    if pos_size and not neg_size and not zero_count:
+    if zeros is not None:  # zeros and positives: no sign masks
+        index -= pos_offset
+        index[zeros] = pos_size
+    elif pos_size and not neg_size and not zero_count:
         index -= pos_offset
     elif neg_size and not pos_size and not zero_count:
         index -= neg_offset
