@@ -20,6 +20,10 @@ MIN_SCALE = -10
 DEFAULT_MAX_SIZE = 160  # the SDK's default bucket count per sign
 _MANTISSA_BITS = 52
 _MANTISSA_MASK = np.uint64((1 << _MANTISSA_BITS) - 1)
+_EXPONENT_BIAS = 1023
+_MAX_EXPONENT_FIELD = 2046  # 2047 is infinity and NaN
+# Above one exact power of two in this many values, correct them in bulk, not by selection.
+_DENSE_POWERS_OF_TWO = 16
 _MIN_NORMAL = sys.float_info.min
 _MIN_NORMAL_EXPONENT = -1022
 _MAX_NORMAL_EXPONENT = 1023
@@ -118,16 +122,26 @@ def map_to_index(magnitudes: np.ndarray, scale: int) -> np.ndarray:
         scaled *= scale_factor
         np.floor(scaled, out=scaled)
         index = scaled.astype(np.int64)
-    # Exact powers of two sit on a bucket's upper edge, which log() may miss by a rounding;
-    # they have no mantissa bits, so only those few candidates go through frexp.
-    # (``scaled`` is spent: its memory takes the mantissa bits instead of a new array.)
-    mantissa_bits = np.bitwise_and(values.view(np.uint64), _MANTISSA_MASK,
-                                   out=scaled.view(np.uint64))
-    candidates = np.flatnonzero(mantissa_bits == 0)
-    if candidates.size:
-        mantissa, exponent = np.frexp(values[candidates])
-        exact = candidates[mantissa == 0.5]
-        index[exact] = ((exponent[mantissa == 0.5].astype(np.int64) - 1) << scale) - 1
+    # Exact powers of two sit on a bucket's upper edge, which log() may miss by a rounding:
+    # a normal value with no mantissa bits gets (exponent << scale) - 1, the exponent read
+    # from its bits. (``scaled`` is spent: its memory holds the bits instead of a new array.)
+    bits = values.view(np.uint64)
+    spare = np.bitwise_and(bits, _MANTISSA_MASK, out=scaled.view(np.uint64))
+    exact = spare == 0
+    exact_count = int(np.count_nonzero(exact))
+    if exact_count > values.size // _DENSE_POWERS_OF_TWO:  # integer-valued columns: in bulk
+        np.right_shift(bits, _MANTISSA_BITS, out=spare)
+        field = spare.view(np.int64)  # the biased exponent; a sign bit puts it past 2047
+        exact &= (field >= 1) & (field <= _MAX_EXPONENT_FIELD)
+        field -= _EXPONENT_BIAS
+        field <<= scale
+        field -= 1
+        np.copyto(index, field, where=exact)
+    elif exact_count:
+        candidates = np.flatnonzero(exact)
+        field = (bits[candidates] >> np.uint64(_MANTISSA_BITS)).astype(np.int64)
+        normal = (field >= 1) & (field <= _MAX_EXPONENT_FIELD)
+        index[candidates[normal]] = ((field[normal] - _EXPONENT_BIAS) << scale) - 1
     max_index = ((_MAX_NORMAL_EXPONENT + 1) << scale) - 1
     np.minimum(index, max_index, out=index)
     if values.size and values.min() <= _MIN_NORMAL:
