@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import math
 import os
-from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from driftline import drift, profile, semconv
+from driftline import drift, profile
 from driftline.profile import KIND_NUMERIC, ROLE_FEATURE, ColumnProfile, Profile, ProfileError
 
 PROFILE_SUFFIXES = (".json",)
@@ -134,23 +133,6 @@ def load_pair(reference: str | os.PathLike[str], current: str | os.PathLike[str]
 # --- comparing ----------------------------------------------------------------------------
 
 
-def category_counts(column: ColumnProfile) -> dict[str, float]:
-    """A categorical column's counts with values past its top-K as ``__other__``."""
-    counts: dict[str, float] = dict(column.frequencies)
-    if column.other:
-        counts[semconv.OVERFLOW_VALUE] = counts.get(semconv.OVERFLOW_VALUE, 0) + column.other
-    return counts
-
-
-def _folded(current: Mapping[str, float], reference: Mapping[str, float]) -> dict[str, float]:
-    """Current values the reference does not know go to ``__other__``, as in the processor,
-    so both sides define "other" the same way."""
-    folded: Counter[str] = Counter()
-    for value, count in current.items():
-        folded[value if value in reference else semconv.OVERFLOW_VALUE] += count
-    return dict(folded)
-
-
 def _column_scores(ref: ColumnProfile, cur: ColumnProfile,
                    thresholds: drift.Thresholds) -> list[drift.DriftScore] | str:
     """The scores for one column, or why there are none."""
@@ -162,13 +144,14 @@ def _column_scores(ref: ColumnProfile, cur: ColumnProfile,
         if cur.histogram is None or not cur.histogram.count:
             return "no values in current"
         return drift.numeric_scores(ref.name, ref.histogram, cur.histogram, thresholds)
-    reference = category_counts(ref)
-    current = category_counts(cur)
+    reference = ref.category_counts()
+    current = cur.category_counts()
     if not sum(reference.values()):
         return "no values in reference"
     if not sum(current.values()):
         return "no values in current"
-    return drift.categorical_scores(ref.name, reference, _folded(current, reference), thresholds)
+    return drift.categorical_scores(ref.name, reference, drift.fold_unknown(current, reference),
+                                    thresholds)
 
 
 def _result(column: ColumnProfile, scores: list[drift.DriftScore]) -> ColumnResult:

@@ -12,6 +12,7 @@ buckets until each holds a tenth of the reference, so sparse tails cannot domina
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -332,6 +333,16 @@ def numeric_scores(
                verdict_threshold if i == 0 else thresholds.threshold(method))
         for i, method in enumerate(_ordered(verdict, context, NUMERIC_METHODS))
     ]
+
+
+def fold_unknown(current: Mapping[str, float], reference: Mapping[str, float]
+                 ) -> dict[str, float]:
+    """Current counts with values the reference does not know (past its top-K, or new)
+    folded into ``__other__``, so both sides define "other" the same way."""
+    folded: Counter[str] = Counter()
+    for value, count in current.items():
+        folded[value if value in reference else semconv.OVERFLOW_VALUE] += count
+    return dict(folded)
 
 
 def categorical_scores(

@@ -68,6 +68,13 @@ class ColumnProfile:
     frequencies: Mapping[str, int] = field(default_factory=dict)
     other: int = 0
 
+    def category_counts(self) -> dict[str, int]:
+        """Rows per category, the values past the top-K counted as ``__other__``."""
+        counts = dict(self.frequencies)
+        if self.other:
+            counts[semconv.OVERFLOW_VALUE] = counts.get(semconv.OVERFLOW_VALUE, 0) + self.other
+        return counts
+
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"name": self.name, "role": self.role, "kind": self.kind,
                                 "count": self.count, "missing": self.missing}

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from driftline import exphist
-from driftline.compare import ColumnResult, Comparison, category_counts, p_value
+from driftline.compare import ColumnResult, Comparison, p_value
 from driftline.profile import KIND_NUMERIC, ColumnProfile, Profile
 
 DEFAULT_TITLE = "Driftline drift report"
@@ -253,7 +253,7 @@ def category_shares(reference: ColumnProfile, current: ColumnProfile,
                     limit: int = MAX_CATEGORIES) -> list[tuple[str, float, float]]:
     """(category, reference share, current share) for the ``limit`` largest categories of
     either side, largest first."""
-    ref, cur = category_counts(reference), category_counts(current)
+    ref, cur = reference.category_counts(), current.category_counts()
     ref_total = sum(ref.values()) or 1.0
     cur_total = sum(cur.values()) or 1.0
     rows = [(key, ref.get(key, 0) / ref_total, cur.get(key, 0) / cur_total)

@@ -48,7 +48,6 @@ from driftline.processor.component import ComponentError
 from driftline.processor.registry import SIGNAL_METRICS
 from driftline.profile import (
     KIND_NUMERIC,
-    ColumnProfile,
     Profile,
     ProfileError,
     load_directory,
@@ -264,22 +263,6 @@ def histogram_from_point(point: Any) -> ExpHistogram:
 
 def _number(point: NumberDataPoint) -> float:
     return point.as_int if point.WhichOneof("value") == "as_int" else point.as_double
-
-
-def _reference_frequencies(column: ColumnProfile) -> dict[str, float]:
-    reference: dict[str, float] = dict(column.frequencies)
-    if column.other:
-        reference[semconv.OVERFLOW_VALUE] = reference.get(semconv.OVERFLOW_VALUE, 0) + column.other
-    return reference
-
-
-def _folded(current: Mapping[str, float], reference: Mapping[str, float]) -> dict[str, float]:
-    """Current counts with values outside the reference's top-K folded into ``__other__``,
-    so both sides define "other" the same way."""
-    folded: Counter[str] = Counter()
-    for value, count in current.items():
-        folded[value if value in reference else semconv.OVERFLOW_VALUE] += count
-    return dict(folded)
 
 
 # --- the processor ------------------------------------------------------------------------
@@ -569,11 +552,11 @@ class MlDriftProcessor:
                                                self._thresholds)
             else:
                 counts = window.categorical.get(column.name)
-                reference_counts = _reference_frequencies(column)
+                reference_counts = column.category_counts()
                 if not counts or sum(counts.values()) <= 0 or not sum(reference_counts.values()):
                     continue
                 scores += drift.categorical_scores(column.name, reference_counts,
-                                                   _folded(counts, reference_counts),
+                                                   drift.fold_unknown(counts, reference_counts),
                                                    self._thresholds)
         return scores
 

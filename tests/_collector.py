@@ -75,10 +75,8 @@ def _pump(stream: Any, lines: queue.Queue[str]) -> None:
         lines.put(line)
 
 
-@contextlib.contextmanager
-def running_collector(config: dict[str, Any], workdir: Path,
-                      protocols: tuple[str, ...] = (PROTOCOL_HTTP,)) -> Iterator[Collector]:
-    """The collector serving ``config``; SIGTERM on exit, its exit code in ``returncode``."""
+def spawn(config: dict[str, Any], workdir: Path) -> Collector:
+    """Start a collector serving ``config``; its stdout lines are pumped into ``lines``."""
     config_path = workdir / "collector.yaml"
     config_path.write_text(yaml.safe_dump(config))
     stderr_path = workdir / "collector.log"
@@ -88,6 +86,15 @@ def running_collector(config: dict[str, Any], workdir: Path,
             stdout=subprocess.PIPE, stderr=stderr, text=True, cwd=workdir)
     collector = Collector(process, stderr_path)
     threading.Thread(target=_pump, args=(process.stdout, collector.lines), daemon=True).start()
+    return collector
+
+
+@contextlib.contextmanager
+def running_collector(config: dict[str, Any], workdir: Path,
+                      protocols: tuple[str, ...] = (PROTOCOL_HTTP,)) -> Iterator[Collector]:
+    """The collector serving ``config``; SIGTERM on exit, its exit code in ``returncode``."""
+    collector = spawn(config, workdir)
+    process = collector.process
     try:
         collector.wait_for(protocols)
         yield collector

@@ -253,3 +253,14 @@ def test_processor_thresholds_config_carries_every_method() -> None:
     problems = ThresholdsConfig(ks=2.0, total_variation=-1.0, small_reference_rows=-3).validate()
     assert [p.split(":")[0] for p in problems] == ["ks", "total_variation",
                                                    "small_reference_rows"]
+
+
+def test_unknown_current_categories_fold_into_the_references_other() -> None:
+    from driftline.profile import ColumnProfile
+
+    column = ColumnProfile("plan", "feature", "categorical", 100, 0,
+                           frequencies={"basic": 60, "pro": 30}, other=10)
+    reference = column.category_counts()
+    assert reference == {"basic": 60, "pro": 30, "__other__": 10}
+    current = {"basic": 5, "team": 7, "enterprise": 3, "__other__": 1}
+    assert drift.fold_unknown(current, reference) == {"basic": 5, "__other__": 11}

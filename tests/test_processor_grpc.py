@@ -8,23 +8,19 @@ exporter's OTLP/JSON lines.
 from __future__ import annotations
 
 import contextlib
-import queue
 import re
-import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
 import numpy as np
 import pytest
-import yaml
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.metrics.v1 import (
@@ -64,15 +60,13 @@ from driftline.processor.otlp_receiver import (
 from driftline.processor.pipeline import build
 from driftline.processor.registry import Factories
 from driftline.profile import ProfileBuilder, save
+from tests._collector import PROTOCOL_GRPC, START_TIMEOUT_S, running_collector, spawn
 
 LOOPBACK = "127.0.0.1"
-START_TIMEOUT_S = 15.0
-STOP_TIMEOUT_S = 10.0
 VERDICT_TIMEOUT_S = 10.0
 EXPORT_TIMEOUT_S = 5.0
 MODEL = {semconv.ML_MODEL_NAME: "churn", semconv.ML_MODEL_VERSION: "3",
          semconv.ML_MODEL_FRAMEWORK: "sklearn", semconv.ML_OPERATION: "predict"}
-LISTENING = re.compile(r"^receiver otlp listening on (\S+) \(OTLP/gRPC\)$")
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -122,10 +116,10 @@ def write_profile(directory: Path, rng: np.random.Generator) -> None:
     save(builder.build(), directory / "churn.json")
 
 
-def write_config(tmp_path: Path, endpoint: str = f"{LOOPBACK}:0") -> Path:
+def write_config(tmp_path: Path, endpoint: str = f"{LOOPBACK}:0") -> dict[str, Any]:
     profiles = tmp_path / "profiles"
     profiles.mkdir(exist_ok=True)
-    config = {
+    return {
         "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": endpoint}}}},
         "processors": {"ml_drift": {"profiles": str(profiles), "window": "1s",
                                     "grace": "200ms", "min_rows": 10}},
@@ -136,68 +130,6 @@ def write_config(tmp_path: Path, endpoint: str = f"{LOOPBACK}:0") -> Path:
             "traces": {"receivers": ["otlp"], "exporters": ["file"]},
         }},
     }
-    path = tmp_path / "collector.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-@dataclass
-class Collector:
-    process: subprocess.Popen[str]
-    stderr_path: Path
-    lines: queue.Queue[str] = field(default_factory=queue.Queue)
-    endpoint: str = ""
-    returncode: int | None = None
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text()
-
-    def wait_for_endpoint(self) -> str:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=0.1)
-            except queue.Empty:
-                if self.process.poll() is not None:
-                    break
-                continue
-            if match := LISTENING.match(line.rstrip("\n")):
-                self.endpoint = match.group(1)
-                return self.endpoint
-        raise AssertionError(f"the collector printed no endpoint; stderr:\n{self.stderr()}")
-
-
-def _pump(stream: Any, lines: queue.Queue[str]) -> None:
-    for line in stream:
-        lines.put(line)
-
-
-def spawn(config: Path, tmp_path: Path) -> Collector:
-    stderr_path = tmp_path / "collector.log"
-    with stderr_path.open("w") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "driftline.cli", "collector", "--config", str(config)],
-            stdout=subprocess.PIPE, stderr=stderr, text=True, cwd=tmp_path)
-    collector = Collector(process, stderr_path)
-    threading.Thread(target=_pump, args=(process.stdout, collector.lines), daemon=True).start()
-    return collector
-
-
-@contextlib.contextmanager
-def running_collector(config: Path, tmp_path: Path) -> Iterator[Collector]:
-    """A collector subprocess serving; SIGTERM on exit, its exit code in ``returncode``."""
-    collector = spawn(config, tmp_path)
-    try:
-        collector.wait_for_endpoint()
-        yield collector
-    finally:
-        collector.process.send_signal(signal.SIGTERM)
-        try:
-            collector.returncode = collector.process.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            collector.process.kill()
-            collector.process.wait()
-            raise
 
 
 def wait_for_verdicts(path: Path) -> list[ProtoResourceMetrics]:
@@ -234,14 +166,15 @@ def test_collector_turns_sdk_metrics_into_drift_verdicts(tmp_path: Path) -> None
     config = write_config(tmp_path)
     write_profile(tmp_path / "profiles", rng)
 
-    with running_collector(config, tmp_path) as collector:
-        exporter = OTLPMetricExporter(endpoint=collector.endpoint, insecure=True,
+    with running_collector(config, tmp_path, (PROTOCOL_GRPC,)) as collector:
+        endpoint = collector.endpoints[PROTOCOL_GRPC]
+        exporter = OTLPMetricExporter(endpoint=endpoint, insecure=True,
                                       timeout=EXPORT_TIMEOUT_S)
         data = sdk_metrics({"age": rng.normal(60, 10, 400), "income": rng.normal(50, 5, 400)},
                            time.time_ns())
         assert exporter.export(data) == MetricExportResult.SUCCESS
         tracer = TracerProvider()
-        span_exporter = OTLPSpanExporter(endpoint=collector.endpoint, insecure=True,
+        span_exporter = OTLPSpanExporter(endpoint=endpoint, insecure=True,
                                          timeout=EXPORT_TIMEOUT_S)
         tracer.add_span_processor(SimpleSpanProcessor(span_exporter))
         with tracer.get_tracer("test").start_as_current_span("predict churn"):
