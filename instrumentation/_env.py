@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from importlib.metadata import entry_points
 from typing import Any
 
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 
-from driftline.instrumentation.recorder import DEFAULT_EXPORT_INTERVAL_S, DEFAULT_EXPORT_TIMEOUT_S
+from driftline.instrumentation.recorder import (
+    DEFAULT_EXPORT_INTERVAL_S,
+    DEFAULT_EXPORT_TIMEOUT_S,
+    Recorder,
+)
 from driftline.serverless import is_serverless
 
 _logger = logging.getLogger(__name__)
@@ -103,3 +107,25 @@ def export_interval_s_from_env() -> float:
 
 def export_timeout_s_from_env() -> float:
     return _millis_env("OTEL_METRIC_EXPORT_TIMEOUT", DEFAULT_EXPORT_TIMEOUT_S)
+
+
+def recorder_from_kwargs(kwargs: Mapping[str, Any]) -> tuple[Recorder, bool]:
+    """The recorder an instrumentor hands calls to, and whether the instrumentor owns it.
+
+    ``recorder=`` is the caller's (flushed, never shut down, on uninstrument); otherwise a new
+    one exports through ``metric_exporter=`` or the exporter ``OTEL_*`` choose.
+    """
+    given = kwargs.get("recorder")
+    if given is not None:
+        return given, False
+    return Recorder(kwargs.get("metric_exporter") or metric_exporter_from_env(),
+                    export_interval_s=export_interval_s_from_env(),
+                    export_timeout_s=export_timeout_s_from_env()), True
+
+
+def release_recorder(recorder: Recorder, owned: bool) -> None:
+    """Shut down a recorder the instrumentor made; only flush one it was given."""
+    if owned:
+        recorder.shutdown()
+    else:
+        recorder.force_flush()

@@ -59,12 +59,7 @@ class SklearnInstrumentor(BaseInstrumentor):
         from sklearn.base import BaseEstimator
 
         self._tracer = trace.get_tracer(SCOPE, tracer_provider=kwargs.get("tracer_provider"))
-        self._owns_recorder = kwargs.get("recorder") is None
-        self._recorder: Recorder = kwargs.get("recorder") or Recorder(
-            kwargs.get("metric_exporter") or _env.metric_exporter_from_env(),
-            export_interval_s=_env.export_interval_s_from_env(),
-            export_timeout_s=_env.export_timeout_s_from_env(),
-        )
+        self._recorder, self._owns_recorder = _env.recorder_from_kwargs(kwargs)
         self._wrapped: list[tuple[type, str]] = []
         self._wrapped_owners: set[type] = set()
         for cls in _subclasses(BaseEstimator):
@@ -82,10 +77,7 @@ class SklearnInstrumentor(BaseInstrumentor):
             unwrap(cls, name)
         self._wrapped.clear()
         self._wrapped_owners.clear()
-        if self._owns_recorder:
-            self._recorder.shutdown()
-        else:
-            self._recorder.force_flush()
+        _env.release_recorder(self._recorder, self._owns_recorder)
 
     @property
     def recorder(self) -> Recorder:

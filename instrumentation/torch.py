@@ -112,22 +112,14 @@ class TorchInstrumentor(BaseInstrumentor):
         self._is_compiling = torch.compiler.is_compiling
         self._is_tracing = torch.jit.is_tracing
         self._tracer = trace.get_tracer(SCOPE, tracer_provider=kwargs.get("tracer_provider"))
-        self._owns_recorder = kwargs.get("recorder") is None
-        self._recorder: Recorder = kwargs.get("recorder") or Recorder(
-            kwargs.get("metric_exporter") or _env.metric_exporter_from_env(),
-            export_interval_s=_env.export_interval_s_from_env(),
-            export_timeout_s=_env.export_timeout_s_from_env(),
-        )
+        self._recorder, self._owns_recorder = _env.recorder_from_kwargs(kwargs)
         wrapt.wrap_function_wrapper(torch.nn.Module, _CALL, self._observe)
 
     def _uninstrument(self, **kwargs: Any) -> None:
         import torch
 
         unwrap(torch.nn.Module, _CALL)
-        if self._owns_recorder:
-            self._recorder.shutdown()
-        else:
-            self._recorder.force_flush()
+        _env.release_recorder(self._recorder, self._owns_recorder)
 
     @property
     def recorder(self) -> Recorder:
