@@ -152,8 +152,7 @@ def run_driftline(ref: dict[str, np.ndarray], cur: dict[str, np.ndarray]) -> dic
     sides = []
     for data in (ref, cur):
         builder = profile.ProfileBuilder("bench")
-        for name, values in data.items():
-            builder.add_column(name, values)
+        builder.add_columns(data.items())
         builder.add_rows(len(next(iter(data.values()))))
         sides.append(builder.build())
     result = compare.compare(sides[0], sides[1])

@@ -9,28 +9,17 @@ smaller scale ("perfect subsetting" in the OTLP data model).
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from driftline._indexing import count_buckets, map_to_index
+
 MAX_SCALE = 20
 MIN_SCALE = -10
 DEFAULT_MAX_SIZE = 160  # the SDK's default bucket count per sign
-_MANTISSA_BITS = 52
-_MANTISSA_MASK = np.uint64((1 << _MANTISSA_BITS) - 1)
-_EXPONENT_BIAS = 1023
-_MAX_EXPONENT_FIELD = 2046  # 2047 is infinity and NaN
-# Above one exact power of two in this many values, correct them in bulk, not by selection.
-_DENSE_POWERS_OF_TWO = 16
-_MIN_NORMAL = sys.float_info.min
-_MIN_NORMAL_EXPONENT = -1022
-_MAX_NORMAL_EXPONENT = 1023
 _EMPTY = np.zeros(0, dtype=np.int64)
-# Stands in for the index of zeros while the positives' range is taken; far from overflow
-# after the shift and offset applied to it before it is overwritten.
-_ZERO_SENTINEL = 1 << 62
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,54 +90,6 @@ def _trimmed(buckets: Buckets) -> list[int]:
     return [int(c) for c in buckets.counts]
 
 
-def map_to_index(magnitudes: np.ndarray, scale: int) -> np.ndarray:
-    """Bucket index of each positive value at ``scale``, as the OpenTelemetry SDK maps it."""
-    values = np.asarray(magnitudes, dtype=np.float64)
-    if values.ndim == 0:
-        return map_to_index(values.reshape(1), scale).reshape(())
-    if scale <= 0:
-        mantissa, exponent = np.frexp(values)  # values = mantissa * 2**exponent
-        ieee_exponent = exponent.astype(np.int64) - 1
-        shift = -scale
-        index = (ieee_exponent - (mantissa == 0.5)) >> shift
-        min_index = _MIN_NORMAL_EXPONENT >> shift
-        if shift < 2:
-            min_index -= 1
-        return np.where(values < _MIN_NORMAL, min_index, index)
-    scale_factor = math.ldexp(1 / math.log(2), scale)
-    # One log pass, then in place: this runs over every value of every numeric column.
-    with np.errstate(divide="ignore", invalid="ignore"):
-        scaled = np.log(values)
-        scaled *= scale_factor
-        np.floor(scaled, out=scaled)
-        index = scaled.astype(np.int64)
-    # Exact powers of two sit on a bucket's upper edge, which log() may miss by a rounding:
-    # a normal value with no mantissa bits gets (exponent << scale) - 1, the exponent read
-    # from its bits. (``scaled`` is spent: its memory holds the bits instead of a new array.)
-    bits = values.view(np.uint64)
-    spare = np.bitwise_and(bits, _MANTISSA_MASK, out=scaled.view(np.uint64))
-    exact = spare == 0
-    exact_count = int(np.count_nonzero(exact))
-    if exact_count > values.size // _DENSE_POWERS_OF_TWO:  # integer-valued columns: in bulk
-        np.right_shift(bits, _MANTISSA_BITS, out=spare)
-        field = spare.view(np.int64)  # the biased exponent; a sign bit puts it past 2047
-        exact &= (field >= 1) & (field <= _MAX_EXPONENT_FIELD)
-        field -= _EXPONENT_BIAS
-        field <<= scale
-        field -= 1
-        np.copyto(index, field, where=exact)
-    elif exact_count:
-        candidates = np.flatnonzero(exact)
-        field = (bits[candidates] >> np.uint64(_MANTISSA_BITS)).astype(np.int64)
-        normal = (field >= 1) & (field <= _MAX_EXPONENT_FIELD)
-        index[candidates[normal]] = ((field[normal] - _EXPONENT_BIAS) << scale) - 1
-    max_index = ((_MAX_NORMAL_EXPONENT + 1) << scale) - 1
-    np.minimum(index, max_index, out=index)
-    if values.size and values.min() <= _MIN_NORMAL:
-        index[values <= _MIN_NORMAL] = (_MIN_NORMAL_EXPONENT << scale) - 1
-    return index
-
-
 def lower_boundary(index: np.ndarray | int, scale: int) -> np.ndarray:
     """Lower boundary of bucket ``index`` (its upper boundary is that of ``index + 1``)."""
     return np.exp2(np.ldexp(np.asarray(index, dtype=np.float64), -scale))
@@ -173,49 +114,18 @@ def from_values(
     if values.size == 0:
         return empty(max_scale)
     lowest, highest = float(values.min()), float(values.max())
-    # Both signs are indexed in one pass over the magnitudes and counted in one bincount;
-    # the result is the same as indexing and counting each sign on its own. A column of one
-    # sign (most are) needs no sign masks at all.
-    positive: np.ndarray | None = None
-    negative: np.ndarray | None = None
-    zeros: np.ndarray | None = None  # set for columns of zeros and positives only
-    if lowest > 0:
-        positive_count, negative_count, magnitudes = values.size, 0, values
-    elif highest < 0:
-        positive_count, negative_count, magnitudes = 0, values.size, -values
-    elif lowest == 0:
-        zeros = values == 0
-        positive_count = values.size - int(np.count_nonzero(zeros))
-        negative_count, magnitudes = 0, values
-    else:
-        positive = values > 0
-        negative = values < 0
-        positive_count = int(np.count_nonzero(positive))
-        negative_count = int(np.count_nonzero(negative))
-        magnitudes = np.abs(values)
-    zero_count = int(values.size - positive_count - negative_count)
-    index = map_to_index(magnitudes, max_scale)
-    spans: dict[str, tuple[int, int]] = {}
-    for sign, mask, count in (("positive", positive, positive_count),
-                              ("negative", negative, negative_count)):
-        if count and zeros is not None:
-            # Zeros get the lowest index of all, so they cannot be the maximum; set aside,
-            # they cannot be the minimum either.
-            high = int(index.max())
-            index[zeros] = _ZERO_SENTINEL
-            spans[sign] = (int(index.min()), high)
-        elif count:
-            # A boolean selection and plain min/max beat a masked reduction several times.
-            own = index if count == values.size else index[mask]
-            spans[sign] = (int(own.min()), int(own.max()))
-    index_ranges = [_scale_reduction(low, high, max_size) for low, high in spans.values()]
-    shift = min(max(index_ranges, default=0), max_scale - MIN_SCALE)
-    buckets = _count_signs(index, positive, negative, zeros, zero_count, spans, shift)
+    zero_count = int(np.count_nonzero(values == 0)) if lowest <= 0 <= highest else 0
+    extremes = _magnitude_extremes(values, lowest, highest, zero_count)
+    scale = _scale_for(list(extremes.values()), max_size, max_scale)
+    spans = {sign: (int(map_to_index(low, scale)), int(map_to_index(high, scale)))
+             for sign, (low, high) in extremes.items()}
+    positive, negative = count_buckets(values, scale, spans.get("positive"),
+                                       spans.get("negative"), zero_count)
     return ExpHistogram(
-        scale=max_scale - shift,
+        scale=scale,
         zero_count=zero_count,
-        positive=buckets["positive"],
-        negative=buckets["negative"],
+        positive=Buckets(spans.get("positive", (0,))[0], positive.astype(np.int64)),
+        negative=Buckets(spans.get("negative", (0,))[0], negative.astype(np.int64)),
         count=int(values.size),
         sum=float(values.sum()),
         min=lowest,
@@ -223,38 +133,45 @@ def from_values(
     )
 
 
-def _count_signs(index: np.ndarray, positive: np.ndarray | None, negative: np.ndarray | None,
-                 zeros: np.ndarray | None, zero_count: int, spans: dict[str, tuple[int, int]],
-                 shift: int) -> dict[str, Buckets]:
-    """Bucket counts per sign at ``shift`` halvings below the indexing scale.
+def _magnitude_extremes(values: np.ndarray, lowest: float, highest: float, zero_count: int
+                        ) -> dict[str, tuple[float, float]]:
+    """Smallest and largest magnitude of each sign present."""
+    found = {}
+    if highest > 0:
+        if lowest > 0:
+            smallest = lowest
+        elif zero_count:
+            smallest = float(np.where(values > 0, values, np.inf).min())
+        else:  # negatives have the sign bit set: the smallest bits are the smallest positive
+            smallest = float(values.view(np.uint64).min().view(np.float64))
+        found["positive"] = (smallest, highest)
+    if lowest < 0:
+        if highest < 0:
+            smallest = -highest
+        elif zero_count:
+            smallest = -float(np.where(values < 0, values, -np.inf).max())
+        else:  # as int64, negatives order by magnitude from -2**63 up
+            smallest = -float(values.view(np.int64).min().view(np.float64))
+        found["negative"] = (smallest, -lowest)
+    return found
 
-    Each sign's shifted indexes land in its own block of one code range (positives first,
-    then negatives, zeros in a last slot), so a single bincount counts both.
-    """
-    index >>= shift  # the shifted minimum is the minimum shifted: offsets need no new pass
-    offsets = {sign: (low >> shift, (high >> shift) - (low >> shift) + 1)
-               for sign, (low, high) in spans.items()}
-    pos_offset, pos_size = offsets.get("positive", (0, 0))
-    neg_offset, neg_size = offsets.get("negative", (0, 0))
-    if zeros is not None:  # zeros and positives: no sign masks
-        index -= pos_offset
-        index[zeros] = pos_size
-    elif pos_size and not neg_size and not zero_count:
-        index -= pos_offset
-    elif neg_size and not pos_size and not zero_count:
-        index -= neg_offset
-    else:  # both signs, or zeros: the masks exist
-        assert positive is not None and negative is not None
-        index -= np.where(positive, pos_offset, neg_offset - pos_size)
-        if zero_count:
-            index[~(positive | negative)] = pos_size + neg_size
-    counts = np.bincount(index, minlength=pos_size + neg_size + 1).astype(np.int64)
-    return {
-        "positive": (Buckets(pos_offset, counts[:pos_size]) if pos_size
-                     else Buckets(0, _EMPTY)),
-        "negative": (Buckets(neg_offset, counts[pos_size:pos_size + neg_size]) if neg_size
-                     else Buckets(0, _EMPTY)),
-    }
+
+def _scale_for(extremes: list[tuple[float, float]], max_size: int, max_scale: int) -> int:
+    """The finest scale at which each sign's extremes are at most ``max_size`` buckets apart:
+    found from their indexes at ``max_scale`` as the SDK does, then checked at the scale."""
+    if not extremes:
+        return max_scale
+    shift = max(_scale_reduction(int(map_to_index(low, max_scale)),
+                                 int(map_to_index(high, max_scale)), max_size)
+                for low, high in extremes)
+    scale = max(max_scale - shift, MIN_SCALE)
+    bounds = np.array(extremes)
+    while scale > MIN_SCALE:
+        index = map_to_index(bounds, scale)
+        if int((index[:, 1] - index[:, 0]).max()) < max_size:
+            break
+        scale -= 1
+    return scale
 
 
 def downscale_buckets(buckets: Buckets, shift: int) -> Buckets:

@@ -17,7 +17,8 @@ import os
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,9 @@ DEFAULT_TARGET_NAME = "target"
 # NumPy work on two cores, and the resident set stays a few batches whatever the data size.
 DATASET_BATCH_READAHEAD = 1
 DATASET_FRAGMENT_READAHEAD = 1
+# Columns of a chunk are profiled in this many threads: NumPy releases the GIL while it
+# histograms, so a wide table is profiled on every core.
+PROFILE_THREADS = os.cpu_count() or 1
 PARQUET_SUFFIXES = (".parquet", ".pq")
 CSV_SUFFIXES = (".csv", ".txt")
 
@@ -158,12 +162,28 @@ class ProfileBuilder:
     def add_column(self, name: str, values: Any, role: str = ROLE_FEATURE,
                    kind: str | None = None) -> None:
         array = np.asarray(values)
+        self._column(name, array, role, kind).add(array)
+
+    def add_columns(self, columns: Iterable[tuple[str, Any]], role: str = ROLE_FEATURE) -> None:
+        """Add one chunk of several columns, profiled in parallel threads."""
+        work = [(self._column(name, np.asarray(values), role, None), np.asarray(values))
+                for name, values in columns]
+        if len(work) < 2 or PROFILE_THREADS < 2:
+            for builder, values in work:
+                builder.add(values)
+            return
+        with ThreadPoolExecutor(min(PROFILE_THREADS, len(work))) as pool:
+            for done in [pool.submit(builder.add, values) for builder, values in work]:
+                done.result()
+
+    def _column(self, name: str, values: np.ndarray, role: str, kind: str | None
+                ) -> _ColumnBuilder:
         builder = self._columns.get(name)
         if builder is None:
-            builder = _ColumnBuilder(name, role, kind or _kind_of(array), self.max_size,
+            builder = _ColumnBuilder(name, role, kind or _kind_of(values), self.max_size,
                                      self.top_k)
             self._columns[name] = builder
-        builder.add(array)
+        return builder
 
     def add_rows(self, rows: int) -> None:
         self.row_count += rows
@@ -285,10 +305,8 @@ def add_chunk(builder: ProfileBuilder, X: Any, predictions: Any = None, *,
             raise ProfileError("with a projection, predictions and target must be arrays, "
                                "not column names")
         columns = dict(builder.projection.apply(np.asarray(X)))
-    rows = 0
-    for name, values in columns.items():
-        builder.add_column(name, values)
-        rows = len(values)
+    builder.add_columns(columns.items())
+    rows = len(next(iter(columns.values()))) if columns else 0
     output_rows = _add_outputs(builder, predictions, probabilities, task)
     target_rows = _add_target(builder, str(target_name), target, task)
     builder.add_rows(rows or output_rows or target_rows)

@@ -8,7 +8,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation, View
 
-from driftline import exphist
+from driftline import _indexing, exphist
 
 RNG = np.random.default_rng(7)
 
@@ -167,3 +167,47 @@ def test_quantile_edges_are_min_max_and_empty_is_nan() -> None:
     assert exphist.quantile(single, [0.0, 0.3, 1.0]).tolist() == [7.5, 7.5, 7.5]
     with pytest.raises(ValueError, match="quantile levels"):
         exphist.quantile(hist, 1.5)
+
+
+GRID_CASES = {
+    "normal": RNG.normal(0, 1, 50_000),
+    "lognormal": RNG.lognormal(0, 1, 50_000),
+    "negative only": -RNG.gamma(2, 3, 50_000),
+    "small integers with zeros": RNG.integers(0, 10, 50_000).astype(float),
+    "signed integers": RNG.integers(-40, 40, 50_000).astype(float),
+    "powers of two and neighbours": np.concatenate([
+        2.0 ** RNG.integers(-30, 30, 20_000),
+        np.nextafter(2.0 ** RNG.integers(-30, 30, 20_000), 0),
+        np.nextafter(2.0 ** RNG.integers(-30, 30, 20_000), np.inf)]),
+    "zeros of both signs": np.r_[RNG.exponential(1, 20_000), np.zeros(500), -np.zeros(500)],
+    "signed with zeros": np.r_[RNG.normal(0, 1, 20_000), np.zeros(300), -np.zeros(300)],
+    "narrow": RNG.normal(1e6, 3, 50_000),
+    "rounded money": np.round(RNG.lognormal(4, 1.2, 50_000), 2),
+    "subnormal": np.r_[5e-324, 1e-310, RNG.lognormal(0, 1, 1000)],
+}
+
+
+@pytest.mark.parametrize("case", sorted(GRID_CASES))
+def test_column_counts_equal_mapping_each_value(case: str) -> None:
+    """The fast counting grid gives exactly the counts of mapping every value on its own."""
+    values = GRID_CASES[case]
+    for scale in (-2, 0, 1, 3, 6, 10, 14):
+        spans, expected = {}, {}
+        for sign, own in (("positive", values[values > 0]), ("negative", -values[values < 0])):
+            if own.size:
+                index = exphist.map_to_index(own, scale)
+                spans[sign] = (int(index.min()), int(index.max()))
+                expected[sign] = np.bincount(index - index.min())
+        zeros = int(np.count_nonzero(values == 0))
+        positive, negative = _indexing.count_buckets(
+            values, scale, spans.get("positive"), spans.get("negative"), zeros)
+        for sign, counts in (("positive", positive), ("negative", negative)):
+            assert np.array_equal(counts, expected.get(sign, np.zeros(0))), (case, scale, sign)
+
+
+def test_histogram_of_a_column_keeps_every_value() -> None:
+    values = np.r_[GRID_CASES["signed with zeros"], GRID_CASES["signed integers"]]
+    hist = exphist.from_values(values)
+    assert hist.total == hist.count == values.size
+    assert hist.zero_count == np.count_nonzero(values == 0)
+    assert hist.negative.counts.sum() == np.count_nonzero(values < 0)

@@ -76,6 +76,21 @@ def test_profiles_of_two_parts_merge_into_the_profile_of_the_whole() -> None:
     assert actual == expected
 
 
+def test_columns_profiled_in_threads_equal_columns_profiled_one_by_one(monkeypatch) -> None:
+    frame = _frame(50_000)
+    frame["signed"] = RNG.normal(0, 1, 50_000)
+    frame["counts"] = RNG.poisson(3, 50_000).astype(float)
+    monkeypatch.setattr(profile, "PROFILE_THREADS", 4)
+    threaded = profile.ProfileBuilder("m")
+    threaded.add_columns((str(name), frame[name].to_numpy()) for name in frame.columns)
+    serial = profile.ProfileBuilder("m")
+    for name in frame.columns:
+        serial.add_column(str(name), frame[name].to_numpy())
+    assert ([c.to_dict() for c in threaded.build().columns.values()]
+            == [c.to_dict() for c in serial.build().columns.values()])
+    assert threaded.build().columns["counts"].histogram.total == 50_000
+
+
 def test_top_k_folds_rare_categories_into_other() -> None:
     values = np.array([f"v{i % 30}" for i in range(3000)])
     built = profile.capture(pd.DataFrame({"c": values}), model="m", top_k=5)
