@@ -7,9 +7,11 @@ validated config dataclass into a component wired to the next consumer(s) of its
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from opentelemetry.proto.logs.v1.logs_pb2 import ResourceLogs
 from opentelemetry.proto.metrics.v1.metrics_pb2 import ResourceMetrics
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans
 
@@ -30,6 +32,29 @@ class MetricsConsumer(Protocol):
 @runtime_checkable
 class TracesConsumer(Protocol):
     def consume_traces(self, batch: Sequence[ResourceSpans]) -> None: ...
+
+
+@runtime_checkable
+class LogsConsumer(Protocol):
+    def consume_logs(self, batch: Sequence[ResourceLogs]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Host:
+    """What the running service offers its components (the collector's ``component.Host``):
+    the started extensions by their ID text (``bearertokenauth/clients``). A component that
+    needs it defines ``set_host(host)``, called before anything starts."""
+
+    extensions: Mapping[str, Any] = field(default_factory=dict)
+
+    def extension(self, name: str, where: str) -> Any:
+        """The extension ``name``; ``where`` (a YAML path) goes into the error if missing."""
+        try:
+            return self.extensions[name]
+        except KeyError:
+            known = ", ".join(sorted(self.extensions)) or "none"
+            raise ComponentError(f"{where}: extension '{name}' is not enabled in "
+                                 f"service::extensions (enabled: {known})") from None
 
 
 class ComponentConfig(Protocol):

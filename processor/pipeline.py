@@ -15,14 +15,17 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from driftline.processor.component import ComponentError
+from driftline.processor.component import ComponentError, Host
 from driftline.processor.config import ComponentID, Config, PipelineID
 from driftline.processor.registry import (
     KIND_EXPORTER,
+    KIND_EXTENSION,
     KIND_PROCESSOR,
     KIND_RECEIVER,
+    SIGNAL_LOGS,
     SIGNAL_METRICS,
     SIGNAL_TRACES,
+    SIGNALS,
     Factories,
     default_factories,
 )
@@ -37,8 +40,10 @@ class FanOut:
     re-raised so the sender learns the data was not fully accepted.
     """
 
-    def __init__(self, metrics: Sequence[Any] = (), traces: Sequence[Any] = ()) -> None:
-        self._consumers = {SIGNAL_METRICS: tuple(metrics), SIGNAL_TRACES: tuple(traces)}
+    def __init__(self, metrics: Sequence[Any] = (), traces: Sequence[Any] = (),
+                 logs: Sequence[Any] = ()) -> None:
+        self._consumers = {SIGNAL_METRICS: tuple(metrics), SIGNAL_TRACES: tuple(traces),
+                           SIGNAL_LOGS: tuple(logs)}
 
     @property
     def signals(self) -> tuple[str, ...]:
@@ -49,6 +54,9 @@ class FanOut:
 
     def consume_traces(self, batch: Sequence[Any]) -> None:
         self._fan(SIGNAL_TRACES, "consume_traces", batch)
+
+    def consume_logs(self, batch: Sequence[Any]) -> None:
+        self._fan(SIGNAL_LOGS, "consume_logs", batch)
 
     def _fan(self, signal: str, method: str, batch: Sequence[Any]) -> None:
         consumers = self._consumers[signal]
@@ -83,35 +91,47 @@ class Node:
 
 
 class Pipelines:
-    """The running graph: ``start()`` then ``shutdown()``, each in dependency order."""
+    """The running graph: ``start()`` then ``shutdown()``, each in dependency order.
+
+    Extensions start first and stop last; every component that defines ``set_host`` gets
+    the ``Host`` (the extensions) before anything starts.
+    """
 
     def __init__(self, exporters: list[Node], processors: list[list[Node]],
-                 receivers: list[Node]) -> None:
+                 receivers: list[Node], extensions: list[Node] | None = None) -> None:
         self._exporters = exporters
         self._processors = processors  # per pipeline, in data-flow order
         self._receivers = receivers
+        self._extensions = extensions or []
         self._started: list[Node] = []
+        self.host = Host({str(node.id): node.component for node in self._extensions})
 
     def nodes(self) -> Iterator[Node]:
-        """Every component, in data-flow order (receivers first)."""
+        """Every component in shutdown order: receivers, processors, exporters, extensions."""
         yield from self._receivers
         for chain in self._processors:
             yield from chain
         yield from self._exporters
+        yield from self._extensions
 
     def _start_order(self) -> list[Node]:
-        order = list(self._exporters)
+        order = list(self._extensions)
+        order.extend(self._exporters)
         for chain in self._processors:
             order.extend(reversed(chain))
         order.extend(self._receivers)
         return order
 
     def start(self) -> None:
-        """Start exporters, then processors back to front, then receivers.
+        """Start extensions, exporters, processors back to front, then receivers.
 
         If one fails, the ones already started are shut down again and a ``ComponentError``
         names the component that failed.
         """
+        for node in self._start_order():
+            set_host = getattr(node.component, "set_host", None)
+            if callable(set_host):
+                set_host(self.host)
         for node in self._start_order():
             try:
                 node.component.start()
@@ -165,6 +185,8 @@ def build(config: Config, factories: Factories | None = None) -> Pipelines:
     Components configured but used by no pipeline are not created (as in the collector).
     """
     factories = default_factories() if factories is None else factories
+    extensions = [_create(factories, KIND_EXTENSION, cid, config.extensions[cid], None)
+                  for cid in config.service_extensions]
     exporters: dict[ComponentID, Node] = {}
     for pipeline in config.pipelines.values():
         for cid in pipeline.exporters:
@@ -191,7 +213,7 @@ def build(config: Config, factories: Factories | None = None) -> Pipelines:
     for cid in receiver_ids:
         fed = {signal: [entries[pid] for pid, p in config.pipelines.items()
                         if pid.signal == signal and cid in p.receivers]
-               for signal in (SIGNAL_METRICS, SIGNAL_TRACES)}
+               for signal in SIGNALS}
         receivers.append(_create(factories, KIND_RECEIVER, cid, config.receivers[cid],
                                  FanOut(**fed)))
-    return Pipelines(list(exporters.values()), chains, receivers)
+    return Pipelines(list(exporters.values()), chains, receivers, extensions)

@@ -22,9 +22,16 @@ KIND_EXTENSION = "extension"
 
 SIGNAL_METRICS = "metrics"
 SIGNAL_TRACES = "traces"
-SIGNALS = (SIGNAL_METRICS, SIGNAL_TRACES)
+SIGNAL_LOGS = "logs"
+SIGNALS = (SIGNAL_METRICS, SIGNAL_TRACES, SIGNAL_LOGS)
 DEFAULT_SIGNALS = (SIGNAL_METRICS,)
 
+# Component modules, each with a ``Factory``; optional ones may be missing from an install.
+_RECEIVER_MODULES = ("driftline.processor.otlp_receiver",)
+_PROCESSOR_MODULES = ("driftline.processor.ml_drift", "driftline.processor.batch",
+                      "driftline.processor.memory_limiter")
+_EXTENSION_MODULES = ("driftline.processor.extensions.health_check",
+                      "driftline.processor.extensions.bearertokenauth")
 _EXPORTER_MODULES = ("driftline.exporters.prometheus", "driftline.exporters.file")
 
 
@@ -81,13 +88,15 @@ def _optional_factory(module_name: str) -> Any | None:
     return module.Factory()
 
 
+def _factories(module_names: Iterable[str]) -> list[Any]:
+    return [f for f in map(_optional_factory, module_names) if f is not None]
+
+
 def default_factories() -> Factories:
     """Every component type shipped with Driftline."""
-    from driftline.processor import ml_drift, otlp_receiver
-
-    exporters = [f for f in map(_optional_factory, _EXPORTER_MODULES) if f is not None]
     return Factories.of(
-        receivers=[otlp_receiver.Factory()],
-        processors=[ml_drift.Factory()],
-        exporters=exporters,
+        receivers=_factories(_RECEIVER_MODULES),
+        processors=_factories(_PROCESSOR_MODULES),
+        exporters=_factories(_EXPORTER_MODULES),
+        extensions=_factories(_EXTENSION_MODULES),
     )
