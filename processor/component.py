@@ -46,6 +46,9 @@ class Host:
     needs it defines ``set_host(host)``, called before anything starts."""
 
     extensions: Mapping[str, Any] = field(default_factory=dict)
+    # The first consumer of each pipeline by its ID text (``logs``, ``metrics/drift``), so a
+    # component can feed another pipeline (ml_drift's alerts into the logs pipelines).
+    pipelines: Mapping[str, Any] = field(default_factory=dict)
 
     def extension(self, name: str, where: str) -> Any:
         """The extension ``name``; ``where`` (a YAML path) goes into the error if missing."""
@@ -71,3 +74,8 @@ class Factory(Protocol):
 
 class ComponentError(RuntimeError):
     """A component could not start or run; the message says which and what to do."""
+
+
+class DataRefusedError(ComponentError):
+    """A component refused data it could take later (the memory limit is reached): senders
+    get gRPC ``RESOURCE_EXHAUSTED`` / HTTP 429 and retry; nothing was accepted."""

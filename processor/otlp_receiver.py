@@ -46,7 +46,12 @@ from opentelemetry.proto.collector.metrics.v1 import (
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 from driftline.exporters import _otlp_json
-from driftline.processor.component import ComponentError, MetricsConsumer, TracesConsumer
+from driftline.processor.component import (
+    ComponentError,
+    DataRefusedError,
+    MetricsConsumer,
+    TracesConsumer,
+)
 from driftline.processor.registry import SIGNAL_METRICS, SIGNAL_TRACES
 
 _log = logging.getLogger(__name__)
@@ -192,9 +197,14 @@ class ReceiverStats:
 
 
 def _status_for(exc: Exception) -> grpc.StatusCode:
+    if isinstance(exc, DataRefusedError):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED
     if isinstance(exc, ValueError | TypeError):
         return grpc.StatusCode.INVALID_ARGUMENT
     return grpc.StatusCode.UNAVAILABLE
+
+
+_HTTP_STATUS = {grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.RESOURCE_EXHAUSTED: 429}
 
 
 def _bind_message(endpoint: str, reason: str, key: str) -> str:
@@ -609,7 +619,7 @@ class _OtlpHttpHandler(BaseHTTPRequestHandler):
             self._send(200, _encode(route.response_type(), media_type), media_type)
             return
         code = _status_for(exc)
-        status = 400 if code is grpc.StatusCode.INVALID_ARGUMENT else 503
+        status = _HTTP_STATUS.get(code, 503)
         self._send_status(status, code, "driftline processor could not accept the data: "
                                         f"{type(exc).__name__}: {exc}", media_type)
 
@@ -771,10 +781,10 @@ class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
 
 
 class Factory:
-    """``receivers: {otlp: ...}`` (also spelled ``otlp_grpc``)."""
+    """``receivers: {otlp: ...}`` (also spelled ``otlp_grpc``, ``otlphttp``, ``otlp_http``)."""
 
     TYPE = TYPE
-    ALIASES = ("otlp_grpc",)
+    ALIASES = ("otlp_grpc", "otlphttp", "otlp_http")
     CONFIG = OtlpReceiverConfig
     SIGNALS = (SIGNAL_METRICS, SIGNAL_TRACES)
 

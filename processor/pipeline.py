@@ -98,13 +98,15 @@ class Pipelines:
     """
 
     def __init__(self, exporters: list[Node], processors: list[list[Node]],
-                 receivers: list[Node], extensions: list[Node] | None = None) -> None:
+                 receivers: list[Node], extensions: list[Node] | None = None,
+                 entries: dict[PipelineID, Any] | None = None) -> None:
         self._exporters = exporters
         self._processors = processors  # per pipeline, in data-flow order
         self._receivers = receivers
         self._extensions = extensions or []
         self._started: list[Node] = []
-        self.host = Host({str(node.id): node.component for node in self._extensions})
+        self.host = Host({str(node.id): node.component for node in self._extensions},
+                         {str(pid): entry for pid, entry in (entries or {}).items()})
 
     def nodes(self) -> Iterator[Node]:
         """Every component in shutdown order: receivers, processors, exporters, extensions."""
@@ -216,4 +218,4 @@ def build(config: Config, factories: Factories | None = None) -> Pipelines:
                for signal in SIGNALS}
         receivers.append(_create(factories, KIND_RECEIVER, cid, config.receivers[cid],
                                  FanOut(**fed)))
-    return Pipelines(list(exporters.values()), chains, receivers, extensions)
+    return Pipelines(list(exporters.values()), chains, receivers, extensions, entries)
