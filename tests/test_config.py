@@ -123,7 +123,7 @@ def test_unknown_component_type_suggests_the_closest(environ: dict[str, str]) ->
     # The pipeline's reference to the bad ID is not reported a second time.
     assert problems_of("bad_unknown_type.yaml", environ) == [
         "receivers::otlpp: unknown receiver type 'otlpp'; did you mean 'otlp'? "
-        "(known: otlp, otlp_grpc)"
+        "(known: otlp, otlp_grpc, otlp_http, otlphttp)"
     ]
 
 
