@@ -1,8 +1,9 @@
 """The ``file`` exporter: OTLP/JSON lines on disk, as the collector's ``fileexporter`` writes.
 
 Each consume call appends one line, the OTLP/JSON encoding of an
-``ExportMetricsServiceRequest`` or ``ExportTraceServiceRequest``, so a file is readable by
-any OTLP/JSON tool and by ``read_metrics``/``read_traces`` here. Lines are appended (not
+``ExportMetricsServiceRequest``, ``ExportTraceServiceRequest`` or ``ExportLogsServiceRequest``,
+so a file is readable by any OTLP/JSON tool and by ``read_metrics``/``read_traces``/
+``read_logs`` here. Lines are appended (not
 written to a temporary name and replaced) because the file grows for the process lifetime.
 """
 
@@ -17,10 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.logs.v1.logs_pb2 import ResourceLogs
 from opentelemetry.proto.metrics.v1.metrics_pb2 import ResourceMetrics
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans
 
@@ -37,11 +40,13 @@ DEFAULT_FLUSH_INTERVAL_S = 1.0
 JOIN_TIMEOUT_S = 5.0
 ENCODING = "utf-8"
 
-# The top-level key telling the two request kinds apart when one file holds both signals.
+# The top-level key telling the request kinds apart when one file holds several signals.
 METRICS_KEY = "resourceMetrics"
 TRACES_KEY = "resourceSpans"
+LOGS_KEY = "resourceLogs"
 
-_Request = TypeVar("_Request", ExportMetricsServiceRequest, ExportTraceServiceRequest)
+_Request = TypeVar("_Request", ExportMetricsServiceRequest, ExportTraceServiceRequest,
+                   ExportLogsServiceRequest)
 
 
 @dataclass(slots=True)
@@ -159,6 +164,11 @@ class FileExporter:
         if batch:
             self._append(_otlp_json.encode(ExportTraceServiceRequest(resource_spans=batch)))
 
+    def consume_logs(self, batch: Sequence[ResourceLogs]) -> None:
+        """Append ``batch`` as one ``ExportLogsServiceRequest`` line (nothing when empty)."""
+        if batch:
+            self._append(_otlp_json.encode(ExportLogsServiceRequest(resource_logs=batch)))
+
     def _append(self, line: str) -> None:
         with self._lock:
             if self._file is None:
@@ -190,13 +200,21 @@ class FileExporter:
 
 
 def read_metrics(path: str | os.PathLike[str]) -> list[ExportMetricsServiceRequest]:
-    """The metric requests in an OTLP/JSON lines file, in order; trace lines are skipped."""
+    """The metric requests in an OTLP/JSON lines file, in order; other signals' lines are
+    skipped."""
     return _read(path, METRICS_KEY, ExportMetricsServiceRequest)
 
 
 def read_traces(path: str | os.PathLike[str]) -> list[ExportTraceServiceRequest]:
-    """The trace requests in an OTLP/JSON lines file, in order; metric lines are skipped."""
+    """The trace requests in an OTLP/JSON lines file, in order; other signals' lines are
+    skipped."""
     return _read(path, TRACES_KEY, ExportTraceServiceRequest)
+
+
+def read_logs(path: str | os.PathLike[str]) -> list[ExportLogsServiceRequest]:
+    """The log requests in an OTLP/JSON lines file, in order; other signals' lines are
+    skipped."""
+    return _read(path, LOGS_KEY, ExportLogsServiceRequest)
 
 
 def _read(path: str | os.PathLike[str], key: str, message_type: type[_Request]) -> list[_Request]:
@@ -226,7 +244,7 @@ class Factory:
 
     TYPE = TYPE
     CONFIG = FileExporterConfig
-    SIGNALS = ("metrics", "traces")
+    SIGNALS = ("metrics", "traces", "logs")
 
     @staticmethod
     def default_config() -> FileExporterConfig:

@@ -8,11 +8,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
+from opentelemetry.proto.logs.v1.logs_pb2 import (
+    LogRecord,
+    ResourceLogs,
+    ScopeLogs,
+    SeverityNumber,
+)
 from opentelemetry.proto.metrics.v1.metrics_pb2 import (
     AggregationTemporality,
     Exemplar,
@@ -28,7 +35,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 from driftline import semconv
 from driftline.durations import parse_non_negative_duration
 from driftline.exporters import OtlpJsonError, read_metrics, read_traces
-from driftline.exporters.file import Factory, FileExporter, FileExporterConfig
+from driftline.exporters.file import Factory, FileExporter, FileExporterConfig, read_logs
 from driftline.processor.component import ComponentError
 
 TRACE_ID = bytes.fromhex("5b8efff798038103d269b633813fc60c")
@@ -97,6 +104,25 @@ def traces_batch() -> list[ResourceSpans]:
         ResourceSpans(
             resource=RESOURCE,
             scope_spans=[ScopeSpans(scope=InstrumentationScope(name="t"), spans=[span])],
+        )
+    ]
+
+
+def logs_batch(label: str) -> list[ResourceLogs]:
+    record = LogRecord(
+        time_unix_nano=1_700_000_000_000_000_000,
+        severity_number=SeverityNumber.SEVERITY_NUMBER_INFO,
+        severity_text="INFO",
+        event_name="ml.ground_truth",
+        body=AnyValue(string_value=label),
+        attributes=[string_attr("ml.prediction.id", "p-17")],
+        trace_id=TRACE_ID,
+        span_id=SPAN_ID,
+    )
+    return [
+        ResourceLogs(
+            resource=RESOURCE,
+            scope_logs=[ScopeLogs(scope=InstrumentationScope(name="t"), log_records=[record])],
         )
     ]
 
@@ -171,6 +197,38 @@ def test_one_file_for_both_signals_reads_back_per_signal(exporter: FileExporter)
     assert scores == [0.1, 0.2]
     assert len(read_traces(exporter.path)) == 1
     assert len(exporter.path.read_text().splitlines()) == 3
+
+
+def test_logs_round_trip_with_hex_ids_and_integer_enums(exporter: FileExporter) -> None:
+    exporter.consume_logs(logs_batch("churned"))
+    exporter.consume_logs([])  # an empty batch writes no line
+    exporter.consume_logs(logs_batch("stayed"))
+    exporter.shutdown()
+
+    lines = exporter.path.read_text().splitlines()
+    assert len(lines) == 2
+    record = json.loads(lines[0])["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0]
+    assert record["traceId"] == TRACE_ID.hex()
+    assert record["spanId"] == SPAN_ID.hex()
+    assert record["severityNumber"] == 9  # SEVERITY_NUMBER_INFO, as an integer
+    assert record["eventName"] == "ml.ground_truth"
+    assert record["body"] == {"stringValue": "churned"}
+    assert read_logs(exporter.path) == [
+        ExportLogsServiceRequest(resource_logs=logs_batch("churned")),
+        ExportLogsServiceRequest(resource_logs=logs_batch("stayed")),
+    ]
+
+
+def test_one_file_for_three_signals_reads_back_per_signal(exporter: FileExporter) -> None:
+    exporter.consume_logs(logs_batch("churned"))
+    exporter.consume_metrics(metrics_batch(0.3))
+    exporter.consume_traces(traces_batch())
+    exporter.shutdown()
+
+    assert [r.resource_logs[0].scope_logs[0].log_records[0].body.string_value
+            for r in read_logs(exporter.path)] == ["churned"]
+    assert len(read_metrics(exporter.path)) == 1
+    assert len(read_traces(exporter.path)) == 1
 
 
 def test_lines_reach_disk_within_the_flush_interval(tmp_path: Path) -> None:
@@ -260,5 +318,5 @@ def test_bad_durations(value: object) -> None:
 def test_factory_declares_type_config_and_signals() -> None:
     assert Factory.TYPE == "file"
     assert Factory.CONFIG is FileExporterConfig
-    assert Factory.SIGNALS == ("metrics", "traces")
+    assert Factory.SIGNALS == ("metrics", "traces", "logs")
     assert Factory().default_config() == FileExporterConfig(path="", flush_interval=1.0)
