@@ -109,3 +109,12 @@ PROFILE_COLUMN_PREDICTION_CONFIDENCE: Final = ML_PREDICTION_CONFIDENCE
 # --- resource attributes that identify a Prometheus target (job, instance) -----------------
 SERVICE_NAMESPACE: Final = "service.namespace"
 SERVICE_INSTANCE_ID: Final = "service.instance.id"
+
+# --- the processor's own telemetry (processor/self_telemetry.py) ---------------------------
+# Every field of a component's stats() becomes the metric PROCESSOR_METRIC_PREFIX + field.
+PROCESSOR_METRIC_PREFIX: Final = "driftline.processor."
+PROCESSOR_SERVICE_NAME: Final = "driftline-processor"
+PROCESSOR_SELF_TELEMETRY_SCOPE: Final = "driftline.processor.self_telemetry"
+DRIFTLINE_COMPONENT_KIND: Final = "driftline.component.kind"
+DRIFTLINE_COMPONENT_ID: Final = "driftline.component.id"
+DRIFTLINE_PIPELINE: Final = "driftline.pipeline"

@@ -4,7 +4,8 @@ As in the collector's ``service/internal/graph``: exporters are created first (s
 every pipeline naming them), then each pipeline's processors back to front (one instance per
 pipeline), then receivers, which fan out to the first processor of every pipeline they feed
 (or straight to its exporters). Start goes against the data flow, shutdown with it, so no
-component ever hands data to one that is not running.
+component ever hands data to one that is not running. The processor's own metrics
+(``self_telemetry``) start after every component and stop before any.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from driftline.processor.registry import (
     Factories,
     default_factories,
 )
+from driftline.processor.self_telemetry import SelfTelemetry, TelemetrySettings, stats_sources
 
 _log = logging.getLogger(__name__)
 
@@ -94,17 +96,22 @@ class Pipelines:
     """The running graph: ``start()`` then ``shutdown()``, each in dependency order.
 
     Extensions start first and stop last; every component that defines ``set_host`` gets
-    the ``Host`` (the extensions) before anything starts.
+    the ``Host`` (the extensions) before anything starts. The self-telemetry thread, unless
+    ``telemetry.level`` is ``none``, starts last and stops first.
     """
 
     def __init__(self, exporters: list[Node], processors: list[list[Node]],
                  receivers: list[Node], extensions: list[Node] | None = None,
-                 entries: dict[PipelineID, Any] | None = None) -> None:
+                 entries: dict[PipelineID, Any] | None = None,
+                 telemetry: TelemetrySettings | None = None) -> None:
         self._exporters = exporters
         self._processors = processors  # per pipeline, in data-flow order
         self._receivers = receivers
         self._extensions = extensions or []
         self._started: list[Node] = []
+        self._entries = dict(entries or {})
+        self._telemetry_settings = telemetry or TelemetrySettings()
+        self.self_telemetry: SelfTelemetry | None = None
         self.host = Host({str(node.id): node.component for node in self._extensions},
                          {str(pid): entry for pid, entry in (entries or {}).items()})
 
@@ -143,12 +150,26 @@ class Pipelines:
                     self.shutdown()
                 raise ComponentError(f"cannot start {node}: {exc}") from exc
             self._started.append(node)
+        self._start_self_telemetry()
+
+    def _start_self_telemetry(self) -> None:
+        settings = self._telemetry_settings
+        metrics_entries = [entry for pid, entry in self._entries.items()
+                           if pid.signal == SIGNAL_METRICS]
+        if not settings.enabled or not metrics_entries:
+            return
+        self.self_telemetry = SelfTelemetry(stats_sources(list(self.nodes())), metrics_entries,
+                                            settings.interval_s)
+        self.self_telemetry.start()
 
     def shutdown(self) -> None:
         """Shut down what was started: receivers, processors front to back, exporters.
 
         Every component is shut down even if one fails; the first failure is raised after.
         """
+        telemetry, self.self_telemetry = self.self_telemetry, None
+        if telemetry is not None:
+            telemetry.shutdown()
         started = {id(n) for n in self._started}
         first_error: ComponentError | None = None
         for node in self.nodes():
@@ -181,10 +202,12 @@ def _one_or_fan(signal: str, consumers: list[Any]) -> Any:
     return FanOut(**{signal: consumers})
 
 
-def build(config: Config, factories: Factories | None = None) -> Pipelines:
+def build(config: Config, factories: Factories | None = None,
+          telemetry: TelemetrySettings | None = None) -> Pipelines:
     """Create every component used by a pipeline and wire them; nothing is started yet.
 
     Components configured but used by no pipeline are not created (as in the collector).
+    ``telemetry`` replaces the config's ``service::telemetry::metrics`` (tests, embedding).
     """
     factories = default_factories() if factories is None else factories
     extensions = [_create(factories, KIND_EXTENSION, cid, config.extensions[cid], None)
@@ -218,4 +241,5 @@ def build(config: Config, factories: Factories | None = None) -> Pipelines:
                for signal in SIGNALS}
         receivers.append(_create(factories, KIND_RECEIVER, cid, config.receivers[cid],
                                  FanOut(**fed)))
-    return Pipelines(list(exporters.values()), chains, receivers, extensions, entries)
+    return Pipelines(list(exporters.values()), chains, receivers, extensions, entries,
+                     telemetry or TelemetrySettings.of(config))
