@@ -84,7 +84,7 @@ class BatchStats:
     items_sent: int = 0
     # Items of batches the next consumer raised on; each failure is also logged.
     items_failed: int = 0
-    pending_items: int = 0
+    current_pending_items: int = 0
 
 
 # --- counting and cutting OTLP resources ---------------------------------------------------
@@ -241,7 +241,7 @@ class BatchProcessor:
     def stats(self) -> BatchStats:
         with self._lock:
             counts = dict(self._counts)
-            counts["pending_items"] = sum(p.items for p in self._pending.values())
+            counts["current_pending_items"] = sum(p.items for p in self._pending.values())
         return BatchStats(**counts)
 
     def consume_metrics(self, batch: Sequence[ResourceMetrics]) -> None:

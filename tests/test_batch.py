@@ -229,12 +229,13 @@ def test_nothing_leaves_below_send_batch_size_then_one_merged_batch() -> None:
     try:
         batcher.consume_metrics([gauge_resource("a", [1.0, 2.0, 3.0])])
         assert recorder.metrics == []
-        assert batcher.stats().pending_items == 3
+        assert batcher.stats().current_pending_items == 3
         batcher.consume_metrics([gauge_resource("b", [4.0, 5.0, 6.0])])
         assert len(recorder.metrics) == 1
         assert values_of(recorder.metrics[0]) == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
         stats = batcher.stats()
-        assert (stats.size_trigger_sends, stats.items_sent, stats.pending_items) == (1, 6, 0)
+        assert (stats.size_trigger_sends, stats.items_sent,
+                stats.current_pending_items) == (1, 6, 0)
     finally:
         batcher.shutdown()
 
@@ -245,7 +246,7 @@ def test_send_batch_max_size_cuts_and_shutdown_sends_the_rest() -> None:
     batcher.consume_metrics([gauge_resource("a", [float(v) for v in range(10)])])
     assert [values_of(b) for b in recorder.metrics] == [[0.0, 1.0, 2.0, 3.0],
                                                         [4.0, 5.0, 6.0, 7.0]]
-    assert batcher.stats().pending_items == 2
+    assert batcher.stats().current_pending_items == 2
     batcher.shutdown()
     assert values_of(recorder.metrics[2]) == [8.0, 9.0]
     stats = batcher.stats()
@@ -302,7 +303,8 @@ def test_a_failing_next_consumer_is_counted_not_raised() -> None:
     batcher = processor(Failing(), send_batch_size=2)
     batcher.consume_metrics([gauge_resource("a", [1.0, 2.0, 3.0])])
     stats = batcher.stats()
-    assert (stats.items_failed, stats.items_sent, stats.pending_items) == (3, 0, 0)
+    assert (stats.items_failed, stats.items_sent,
+            stats.current_pending_items) == (3, 0, 0)
     batcher.shutdown()
 
 
