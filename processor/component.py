@@ -79,3 +79,38 @@ class ComponentError(RuntimeError):
 class DataRefusedError(ComponentError):
     """A component refused data it could take later (the memory limit is reached): senders
     get gRPC ``RESOURCE_EXHAUSTED`` / HTTP 429 and retry; nothing was accepted."""
+
+
+class PartialRejection(ComponentError):
+    """A consumer kept part of a batch and rejected ``rejected`` items (data points, spans or
+    log records) for good, e.g. points it cannot use. Receivers answer success with OTLP's
+    ``partial_success`` (the count and ``message``), so senders do not retry them."""
+
+    def __init__(self, rejected: int, message: str) -> None:
+        super().__init__(message)
+        self.rejected = rejected
+        self.message = message
+
+
+class AuthenticationError(ComponentError):
+    """A request's credentials are missing or wrong: gRPC ``UNAUTHENTICATED`` / HTTP 401."""
+
+
+@runtime_checkable
+class ServerAuthenticator(Protocol):
+    """An extension that checks the credentials of a receiver's requests (the collector's
+    ``extensionauth.Server``); receivers name it under ``auth::authenticator``."""
+
+    def authenticate(self, headers: Mapping[str, str]) -> None:
+        """Return if ``headers`` (names in lower case) carry valid credentials, else raise
+        ``AuthenticationError`` saying what is missing, never the expected secret."""
+
+
+@runtime_checkable
+class PipelineWatcher(Protocol):
+    """An extension told when the service is up (every component started) and when it is
+    about to stop (the collector's ``extension.PipelineWatcher``), e.g. ``health_check``."""
+
+    def ready(self) -> None: ...
+
+    def not_ready(self) -> None: ...

@@ -1,5 +1,5 @@
-"""The ``otlp`` receiver: OTLP metrics and traces in, over gRPC and/or HTTP, handed to every
-pipeline it feeds.
+"""The ``otlp`` receiver: OTLP metrics, traces and logs in, over gRPC and/or HTTP, handed to
+every pipeline it feeds.
 
 After the collector's ``receiver/otlpreceiver``. ``protocols`` names the servers to run:
 ``grpc`` (OTLP/gRPC) and ``http`` (OTLP/HTTP: ``POST /v1/metrics``, ``/v1/traces`` and
@@ -8,14 +8,21 @@ gzip- or deflate-compressed). Without ``protocols`` the receiver serves gRPC on 
 endpoint, as before OTLP/HTTP existed here.
 
 A consumer that raises is reported to the client as bad data (``ValueError``/``TypeError``:
-gRPC ``INVALID_ARGUMENT``, HTTP 400, not retryable) or as a transient failure (anything else:
-gRPC ``UNAVAILABLE``, HTTP 503, the client's retry policy may try again); the servers keep
-serving.
+gRPC ``INVALID_ARGUMENT``, HTTP 400, not retryable), as a refusal to retry later
+(``DataRefusedError``: ``RESOURCE_EXHAUSTED``, HTTP 429), as a partial success
+(``PartialRejection``: OK / 200 with ``partial_success`` counting the rejected items) or as a
+transient failure (anything else: gRPC ``UNAVAILABLE``, HTTP 503, the client's retry policy
+may try again); the servers keep serving.
 
-There are no logs pipelines yet: ``/v1/logs`` is accepted and answered 200 with an empty
-``ExportLogsServiceResponse`` so an application exporting logs is not disturbed, and the
-records are dropped (counted in ``stats().dropped_log_records``, logged once) unless the
-next consumer has ``consume_logs``.
+Each protocol may have ``tls`` (``cert_file``, ``key_file``, ``client_ca_file`` for mutual
+TLS) and ``auth: {authenticator: <extension ID>}`` (e.g. ``bearertokenauth``); a request
+failing authentication is answered ``UNAUTHENTICATED`` / 401. The gRPC server also serves the
+standard ``grpc.health.v1.Health`` service (without authentication, for probes): SERVING while
+running, NOT_SERVING from the start of shutdown.
+
+Logs go to the logs pipelines; without one, logs are still answered OK (an application
+exporting logs is not disturbed) and the records are dropped, counted in
+``stats().dropped_log_records`` and logged once.
 """
 
 from __future__ import annotations
@@ -25,10 +32,11 @@ import logging
 import select
 import socket
 import socketserver
+import ssl
 import threading
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -38,7 +46,8 @@ from urllib.parse import urlsplit
 import grpc
 from google.protobuf.message import DecodeError, Message
 from google.rpc import status_pb2
-from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
 from opentelemetry.proto.collector.metrics.v1 import (
     metrics_service_pb2,
     metrics_service_pb2_grpc,
@@ -46,13 +55,18 @@ from opentelemetry.proto.collector.metrics.v1 import (
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 from driftline.exporters import _otlp_json
+from driftline.processor._tls import TlsConfig, grpc_server_credentials, server_ssl_context
 from driftline.processor.component import (
+    AuthenticationError,
     ComponentError,
     DataRefusedError,
+    Host,
     MetricsConsumer,
+    PartialRejection,
+    ServerAuthenticator,
     TracesConsumer,
 )
-from driftline.processor.registry import SIGNAL_METRICS, SIGNAL_TRACES
+from driftline.processor.registry import SIGNAL_LOGS, SIGNAL_METRICS, SIGNAL_TRACES
 
 _log = logging.getLogger(__name__)
 
@@ -76,7 +90,6 @@ PATH_LOGS = "/v1/logs"
 CONTENT_TYPE_PROTOBUF = "application/x-protobuf"
 CONTENT_TYPE_JSON = "application/json"
 _CONTENT_TYPE_TEXT = "text/plain; charset=utf-8"
-SIGNAL_LOGS = "logs"
 # A kept-alive connection idle this long is closed; a stalled read fails after this long.
 HTTP_IDLE_TIMEOUT_S = 60.0
 HTTP_READ_TIMEOUT_S = 30.0
@@ -88,6 +101,16 @@ HTTP_DISCARD_LIMIT_BYTES = 256 * 1024
 _READ_CHUNK_BYTES = 64 * 1024
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
 _ENCODINGS = {"gzip": _GZIP_WBITS, "x-gzip": _GZIP_WBITS, "deflate": zlib.MAX_WBITS}
+# A TLS client must finish its handshake within this long (per connection thread).
+TLS_HANDSHAKE_TIMEOUT_S = 10.0
+# Probes reach the gRPC health service without credentials, as kubelet's gRPC probe does.
+HEALTH_METHOD_PREFIX = "/grpc.health.v1.Health/"
+# Service names the gRPC health service reports; "" is the server as a whole.
+_HEALTH_SERVICES = {
+    SIGNAL_METRICS: "opentelemetry.proto.collector.metrics.v1.MetricsService",
+    SIGNAL_TRACES: "opentelemetry.proto.collector.trace.v1.TraceService",
+    SIGNAL_LOGS: "opentelemetry.proto.collector.logs.v1.LogsService",
+}
 
 
 def endpoint_problem(key: str, endpoint: object) -> str | None:
@@ -102,20 +125,47 @@ def endpoint_problem(key: str, endpoint: object) -> str | None:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthConfig:
+    """``auth``: the ID of the extension that authenticates requests (the collector's
+    ``configauth``), e.g. ``bearertokenauth`` or ``bearertokenauth/clients``."""
+
+    authenticator: str = ""
+
+    def validate(self) -> list[str]:
+        if not isinstance(self.authenticator, str) or not self.authenticator.strip():
+            return ["authenticator: required, the ID of an authenticator extension listed in "
+                    f"service::extensions (e.g. bearertokenauth), got {self.authenticator!r}"]
+        return []
+
+
+def _security_problems(tls: TlsConfig | None, auth: AuthConfig | None) -> list[str]:
+    problems = []
+    if tls is not None:
+        problems.extend(f"tls::{p}" for p in tls.validate())
+    if auth is not None:
+        problems.extend(f"auth::{p}" for p in auth.validate())
+    return problems
+
+
+@dataclass(frozen=True, slots=True)
 class GrpcConfig:
-    """``protocols::grpc``: where the gRPC server listens."""
+    """``protocols::grpc``: where the gRPC server listens, how big a message may be, TLS and
+    authentication."""
 
     endpoint: str = DEFAULT_GRPC_ENDPOINT
     max_recv_msg_size_mib: int = DEFAULT_MAX_RECV_MSG_SIZE_MIB
+    tls: TlsConfig | None = None
+    auth: AuthConfig | None = None
 
     def validate(self) -> list[str]:
         problems = []
         if (problem := endpoint_problem("endpoint", self.endpoint)) is not None:
             problems.append(problem)
-        if self.max_recv_msg_size_mib <= 0:
+        size = self.max_recv_msg_size_mib
+        if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
             problems.append("max_recv_msg_size_mib: must be a positive number of MiB, got "
-                            f"{self.max_recv_msg_size_mib!r}")
-        return problems
+                            f"{size!r}")
+        return problems + _security_problems(self.tls, self.auth)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +175,8 @@ class HttpConfig:
     endpoint: str = DEFAULT_HTTP_ENDPOINT
     # Bytes, compressed and decompressed alike (the collector's confighttp key).
     max_request_body_size: int = DEFAULT_MAX_REQUEST_BODY_SIZE
+    tls: TlsConfig | None = None
+    auth: AuthConfig | None = None
 
     def validate(self) -> list[str]:
         problems = []
@@ -134,7 +186,7 @@ class HttpConfig:
         if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
             problems.append("max_request_body_size: must be a positive number of bytes, got "
                             f"{size!r}")
-        return problems
+        return problems + _security_problems(self.tls, self.auth)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,16 +236,21 @@ class OtlpReceiverConfig:
 class ReceiverStats:
     """What the receiver did with requests, over both protocols.
 
-    ``accepted_requests`` were handed on; ``refused_requests`` were not because a consumer
-    raised; ``rejected_requests`` never reached one (OTLP/HTTP: undecodable, too large,
-    unsupported media type or encoding); ``dropped_log_records`` arrived on ``/v1/logs``
-    with no logs consumer.
+    ``accepted_requests`` were handed on (``partial_requests`` of them answered with a
+    partial success, ``rejected_items`` data points, spans or log records rejected in all);
+    ``refused_requests`` were not because a consumer raised; ``rejected_requests`` never
+    reached one (OTLP/HTTP: undecodable, too large, unsupported media type or encoding);
+    ``unauthenticated_requests`` failed authentication; ``dropped_log_records`` arrived with
+    no logs pipeline to take them.
     """
 
     accepted_requests: int
     refused_requests: int
     rejected_requests: int = 0
     dropped_log_records: int = 0
+    partial_requests: int = 0
+    rejected_items: int = 0
+    unauthenticated_requests: int = 0
 
 
 def _status_for(exc: Exception) -> grpc.StatusCode:
@@ -204,12 +261,66 @@ def _status_for(exc: Exception) -> grpc.StatusCode:
     return grpc.StatusCode.UNAVAILABLE
 
 
-_HTTP_STATUS = {grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.RESOURCE_EXHAUSTED: 429}
+_HTTP_STATUS = {grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+                grpc.StatusCode.UNAUTHENTICATED: 401}
 
 
 def _bind_message(endpoint: str, reason: str, key: str) -> str:
     return (f"cannot listen on {endpoint} ({reason}): the port is probably in use by "
             f"another process; stop it or set {key} to another port")
+
+
+@dataclass(frozen=True, slots=True)
+class _Signal:
+    """One OTLP signal: its consumer method, request and response messages, and the
+    response's partial-success count field."""
+
+    name: str
+    method: str
+    resources: str
+    request_type: type[Message]
+    response_type: type[Message]
+    rejected_field: str
+
+
+_SIGNALS = {
+    SIGNAL_METRICS: _Signal(SIGNAL_METRICS, "consume_metrics", "resource_metrics",
+                            metrics_service_pb2.ExportMetricsServiceRequest,
+                            metrics_service_pb2.ExportMetricsServiceResponse,
+                            "rejected_data_points"),
+    SIGNAL_TRACES: _Signal(SIGNAL_TRACES, "consume_traces", "resource_spans",
+                           trace_service_pb2.ExportTraceServiceRequest,
+                           trace_service_pb2.ExportTraceServiceResponse, "rejected_spans"),
+    SIGNAL_LOGS: _Signal(SIGNAL_LOGS, "consume_logs", "resource_logs",
+                         logs_service_pb2.ExportLogsServiceRequest,
+                         logs_service_pb2.ExportLogsServiceResponse, "rejected_log_records"),
+}
+
+
+def _refusal_message(exc: Exception) -> str:
+    return f"driftline processor could not accept the data: {type(exc).__name__}: {exc}"
+
+
+class _Refused(Exception):
+    """A request a consumer did not accept; ``code`` says how the client should react."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def _authenticator_of(host: Host | None, auth: AuthConfig | None,
+                      where: str) -> ServerAuthenticator | None:
+    if auth is None:
+        return None
+    if host is None:
+        raise ComponentError(f"{where}: the receiver was started without a host, so extension "
+                             f"'{auth.authenticator}' cannot be reached")
+    extension = host.extension(auth.authenticator, where)
+    if not isinstance(extension, ServerAuthenticator):
+        raise ComponentError(f"{where}: extension '{auth.authenticator}' does not authenticate "
+                             "requests; name an authenticator such as bearertokenauth")
+    return extension
 
 
 class OtlpReceiver:
@@ -227,10 +338,19 @@ class OtlpReceiver:
         self._refused = 0
         self._rejected = 0
         self._dropped_log_records = 0
+        self._partial = 0
+        self._rejected_items = 0
+        self._unauthenticated = 0
+        self._host: Host | None = None
         self._server: grpc.Server | None = None
+        self._health: health.HealthServicer | None = None
         self._port: int | None = None
         self._http: _HttpServer | None = None
         self._http_thread: threading.Thread | None = None
+
+    def set_host(self, host: Host) -> None:
+        """Keep the host; authenticators named under ``auth`` are looked up at start."""
+        self._host = host
 
     @property
     def signals(self) -> tuple[str, ...]:
@@ -242,6 +362,8 @@ class OtlpReceiver:
             found.append(SIGNAL_METRICS)
         if isinstance(self._next, TracesConsumer):
             found.append(SIGNAL_TRACES)
+        if callable(getattr(self._next, "consume_logs", None)):
+            found.append(SIGNAL_LOGS)
         return tuple(found)
 
     @property
@@ -265,7 +387,8 @@ class OtlpReceiver:
 
     @property
     def http_endpoint(self) -> str | None:
-        """OTLP/HTTP ``host:port`` actually bound, once started (URLs add ``http://``)."""
+        """OTLP/HTTP ``host:port`` actually bound, once started (URLs add ``http://`` or
+        ``https://`` with ``tls``)."""
         http_config = self._config.protocols.http
         if self.http_port is None or http_config is None:
             return None
@@ -283,25 +406,36 @@ class OtlpReceiver:
     def stats(self) -> ReceiverStats:
         with self._lock:
             return ReceiverStats(self._accepted, self._refused, self._rejected,
-                                 self._dropped_log_records)
+                                 self._dropped_log_records, self._partial,
+                                 self._rejected_items, self._unauthenticated)
 
     def start(self) -> None:
-        """Bind and serve every configured protocol; ``ComponentError`` naming a taken port."""
+        """Bind and serve every configured protocol; ``ComponentError`` naming a taken port,
+        an unreadable certificate or a missing authenticator."""
         protocols = self._config.protocols
-        if protocols.grpc is not None:
-            self._start_grpc(protocols.grpc)
-        if protocols.http is not None:
-            try:
+        try:
+            if protocols.grpc is not None:
+                self._start_grpc(protocols.grpc)
+            if protocols.http is not None:
                 self._start_http(protocols.http)
-            except ComponentError:
-                self.shutdown()
-                raise
+        except ComponentError:
+            self.shutdown()
+            raise
 
     def _start_grpc(self, grpc_config: GrpcConfig) -> None:
+        where = "protocols::grpc"
+        authenticator = _authenticator_of(self._host, grpc_config.auth, f"{where}::auth::"
+                                          "authenticator")
+        credentials = None
+        if grpc_config.tls is not None:
+            server_ssl_context(grpc_config.tls, f"{where}::tls")  # clear errors for bad PEM
+            credentials = grpc_server_credentials(grpc_config.tls, f"{where}::tls")
         max_bytes = grpc_config.max_recv_msg_size_mib * _MIB
+        interceptors = [] if authenticator is None else [_AuthInterceptor(self, authenticator)]
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=DEFAULT_MAX_WORKERS,
                                        thread_name_prefix="otlp-receiver"),
+            interceptors=interceptors,
             options=[
                 # gRPC sets SO_REUSEPORT by default, which would let two processors share a
                 # port silently; a port in use must be an error instead.
@@ -315,39 +449,60 @@ class OtlpReceiver:
                 _MetricsService(self), server)
         if SIGNAL_TRACES in signals:
             trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_TraceService(self), server)
+        # Logs are always served: without a logs pipeline they are counted and dropped.
+        logs_service_pb2_grpc.add_LogsServiceServicer_to_server(_LogsService(self), server)
+        health_servicer = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         endpoint = grpc_config.endpoint
-        key = "protocols::grpc::endpoint"
+        key = f"{where}::endpoint"
         try:
-            port = server.add_insecure_port(endpoint)
+            if credentials is None:
+                port = server.add_insecure_port(endpoint)
+            else:
+                port = server.add_secure_port(endpoint, credentials)
         except RuntimeError as exc:
             raise ComponentError(_bind_message(endpoint, str(exc), key)) from exc
         if not port:
             raise ComponentError(_bind_message(endpoint, "bind failed", key))
         server.start()
-        self._server, self._port = server, port
-        _log.info("OTLP/gRPC receiver listening on %s for %s", self.endpoint,
+        for signal in (*signals, SIGNAL_LOGS):
+            health_servicer.set(_HEALTH_SERVICES[signal], health_pb2.HealthCheckResponse.SERVING)
+        health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+        self._server, self._port, self._health = server, port, health_servicer
+        _log.info("OTLP/gRPC receiver listening on %s%s for %s", self.endpoint,
+                  " (TLS)" if credentials is not None else "",
                   ", ".join(signals) or "no signal")
 
     def _start_http(self, http_config: HttpConfig) -> None:
+        where = "protocols::http"
+        authenticator = _authenticator_of(self._host, http_config.auth, f"{where}::auth::"
+                                          "authenticator")
+        ssl_context = (server_ssl_context(http_config.tls, f"{where}::tls")
+                       if http_config.tls is not None else None)
         endpoint = http_config.endpoint
         host, _, port = endpoint.rpartition(":")
         host = host.strip("[]")
         server_class = _HttpServer6 if ":" in host else _HttpServer
         try:
-            server = server_class((host, int(port)), self, http_config.max_request_body_size)
+            server = server_class((host, int(port)), self, http_config.max_request_body_size,
+                                  ssl_context, authenticator)
         except OSError as exc:
             raise ComponentError(_bind_message(endpoint, exc.strerror or str(exc),
-                                               "protocols::http::endpoint")) from exc
+                                               f"{where}::endpoint")) from exc
         thread = threading.Thread(target=server.serve_forever,
                                   kwargs={"poll_interval": HTTP_POLL_INTERVAL_S},
                                   name="driftline-otlp-http", daemon=True)
         self._http, self._http_thread = server, thread
         thread.start()
-        _log.info("OTLP/HTTP receiver listening on http://%s for %s", self.http_endpoint,
+        _log.info("OTLP/HTTP receiver listening on %s://%s for %s",
+                  "https" if ssl_context is not None else "http", self.http_endpoint,
                   ", ".join(self.signals) or "no signal")
 
     def shutdown(self) -> None:
-        """Stop accepting, let in-flight requests finish (up to ``SHUTDOWN_GRACE_S``), join."""
+        """Report NOT_SERVING, stop accepting, let in-flight requests finish (up to
+        ``SHUTDOWN_GRACE_S``), join."""
+        if self._health is not None:
+            self._health.enter_graceful_shutdown()
         server, self._server, self._port = self._server, None, None
         http, thread = self._http, self._http_thread
         self._http = self._http_thread = None
@@ -358,42 +513,51 @@ class OtlpReceiver:
                 thread.join(SHUTDOWN_GRACE_S)
         if stopped_grpc is not None:
             stopped_grpc.wait()
+        self._health = None
 
     # --- handing over -----------------------------------------------------------------------
 
-    def _hand_over(self, method: str, batch: Sequence[Any]) -> Exception | None:
-        """Give ``batch`` to the next consumer; the exception it raised, if any."""
+    def export(self, signal: _Signal, request: Message) -> Message:
+        """Hand ``request``'s resources on; the OTLP response (with ``partial_success`` when
+        a consumer rejected part of it), or ``_Refused`` when nothing was accepted."""
+        batch = list(getattr(request, signal.resources))
+        if signal.name == SIGNAL_LOGS and SIGNAL_LOGS not in self.signals:
+            self._drop_logs(batch)
+            return signal.response_type()
         try:
-            getattr(self._next, method)(batch)
+            getattr(self._next, signal.method)(batch)
+        except PartialRejection as partial:
+            with self._lock:
+                self._accepted += 1
+                self._partial += 1
+                self._rejected_items += max(partial.rejected, 0)
+            _log.warning("OTLP receiver: a pipeline rejected %d of the %s sent: %s",
+                         partial.rejected, signal.name, partial.message)
+            response = signal.response_type()
+            setattr(response.partial_success, signal.rejected_field, max(partial.rejected, 0))
+            response.partial_success.error_message = partial.message
+            return response
         except Exception as exc:
             with self._lock:
                 self._refused += 1
             _log.error("OTLP receiver: a pipeline refused %d resource(s) in %s: %s",
-                       len(batch), method, exc, exc_info=True)
-            return exc
+                       len(batch), signal.method, exc, exc_info=True)
+            raise _Refused(_status_for(exc), _refusal_message(exc)) from exc
         with self._lock:
             self._accepted += 1
-        return None
+        return signal.response_type()
 
-    def _deliver(self, method: str, batch: Sequence[Any], context: grpc.ServicerContext) -> bool:
-        exc = self._hand_over(method, batch)
-        if exc is None:
-            return True
-        context.set_code(_status_for(exc))
-        context.set_details(f"driftline processor could not accept the data: "
-                            f"{type(exc).__name__}: {exc}")
-        return False
+    def _export_grpc(self, signal: _Signal, request: Message,
+                     context: grpc.ServicerContext) -> Message:
+        try:
+            return self.export(signal, request)
+        except _Refused as refused:
+            context.set_code(refused.code)
+            context.set_details(refused.message)
+            return signal.response_type()
 
-    def consume_metrics_request(self, request: Any, context: grpc.ServicerContext) -> None:
-        self._deliver("consume_metrics", list(request.resource_metrics), context)
-
-    def consume_traces_request(self, request: Any, context: grpc.ServicerContext) -> None:
-        self._deliver("consume_traces", list(request.resource_spans), context)
-
-    def _consume_logs(self, batch: Sequence[Any]) -> Exception | None:
-        """Hand logs on if something consumes them, else count them as dropped."""
-        if SIGNAL_LOGS in self.signals and callable(getattr(self._next, "consume_logs", None)):
-            return self._hand_over("consume_logs", batch)
+    def _drop_logs(self, batch: Sequence[Any]) -> None:
+        """Count log records no pipeline takes; say so in the log once."""
         records = sum(len(scope.log_records) for resource in batch
                       for scope in resource.scope_logs)
         with self._lock:
@@ -401,45 +565,49 @@ class OtlpReceiver:
             self._dropped_log_records += records
             self._accepted += 1
         if first and records:
-            _log.warning("OTLP/HTTP receiver: no pipeline consumes logs (logs pipelines do "
-                         "not exist yet); dropping log records, counted in the receiver's "
-                         "stats and logged only this once")
-        return None
+            _log.warning("OTLP receiver: no logs pipeline takes this receiver's logs; dropping "
+                         "log records, counted in the receiver's stats and logged only this "
+                         "once (add a logs pipeline to keep them)")
 
     def _count_rejected(self) -> None:
         with self._lock:
             self._rejected += 1
 
+    def _count_unauthenticated(self) -> None:
+        with self._lock:
+            self._unauthenticated += 1
+
+
+class _AuthInterceptor(grpc.ServerInterceptor):
+    """Refuses every call but health checks whose metadata the authenticator rejects."""
+
+    def __init__(self, receiver: OtlpReceiver, authenticator: ServerAuthenticator) -> None:
+        self._receiver = receiver
+        self._authenticator = authenticator
+
+    def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
+        if handler_call_details.method.startswith(HEALTH_METHOD_PREFIX):
+            return continuation(handler_call_details)
+        headers = {key.lower(): value for key, value in handler_call_details.invocation_metadata
+                   if isinstance(value, str)}
+        try:
+            self._authenticator.authenticate(headers)
+        except AuthenticationError as exc:
+            self._receiver._count_unauthenticated()
+            message = f"unauthenticated: {exc}"
+
+            def deny(request: Any, context: grpc.ServicerContext) -> None:
+                context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+
+            return grpc.unary_unary_rpc_method_handler(deny)
+        return continuation(handler_call_details)
+
 
 # --- OTLP/HTTP ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Route:
-    """One OTLP/HTTP path: its signal and how to decode and hand on its requests."""
-
-    signal: str
-    request_type: type[Message]
-    response_type: type[Message]
-    hand_over: Callable[[OtlpReceiver, Message], Exception | None]
-
-
-_ROUTES = {
-    PATH_METRICS: _Route(
-        SIGNAL_METRICS, metrics_service_pb2.ExportMetricsServiceRequest,
-        metrics_service_pb2.ExportMetricsServiceResponse,
-        lambda receiver, request: receiver._hand_over("consume_metrics",
-                                                      list(request.resource_metrics))),
-    PATH_TRACES: _Route(
-        SIGNAL_TRACES, trace_service_pb2.ExportTraceServiceRequest,
-        trace_service_pb2.ExportTraceServiceResponse,
-        lambda receiver, request: receiver._hand_over("consume_traces",
-                                                      list(request.resource_spans))),
-    PATH_LOGS: _Route(
-        SIGNAL_LOGS, logs_service_pb2.ExportLogsServiceRequest,
-        logs_service_pb2.ExportLogsServiceResponse,
-        lambda receiver, request: receiver._consume_logs(list(request.resource_logs))),
-}
+_ROUTES = {PATH_METRICS: _SIGNALS[SIGNAL_METRICS], PATH_TRACES: _SIGNALS[SIGNAL_TRACES],
+           PATH_LOGS: _SIGNALS[SIGNAL_LOGS]}
 
 
 class _HttpError(Exception):
@@ -506,9 +674,12 @@ class _HttpServer(ThreadingHTTPServer):
     block_on_close = False
 
     def __init__(self, address: tuple[str, int], receiver: OtlpReceiver,
-                 max_body_bytes: int) -> None:
+                 max_body_bytes: int, ssl_context: ssl.SSLContext | None = None,
+                 authenticator: ServerAuthenticator | None = None) -> None:
         self.receiver = receiver
         self.max_body_bytes = max_body_bytes
+        self.ssl_context = ssl_context
+        self.authenticator = authenticator
         self.stopping = threading.Event()
         self._threads_lock = threading.Lock()
         self._connection_threads: set[threading.Thread] = set()
@@ -537,10 +708,31 @@ class _HttpServer(ThreadingHTTPServer):
 
     def _serve_connection(self, request: Any, client_address: Any) -> None:
         try:
+            if self.ssl_context is not None:
+                request = self._handshake(request, client_address)
+                if request is None:
+                    return
             self.process_request_thread(request, client_address)
         finally:
             with self._threads_lock:
                 self._connection_threads.discard(threading.current_thread())
+
+    def _handshake(self, request: socket.socket, client_address: Any) -> ssl.SSLSocket | None:
+        """The TLS side of ``request``, or None (connection closed) when the handshake fails,
+        e.g. a client without a certificate under mutual TLS. Done in the connection's
+        thread so a slow client cannot hold up accepting others."""
+        assert self.ssl_context is not None
+        request.settimeout(TLS_HANDSHAKE_TIMEOUT_S)
+        try:
+            secure = self.ssl_context.wrap_socket(request, server_side=True)
+        except (OSError, ssl.SSLError) as exc:
+            self.receiver._count_rejected()
+            _log.info("OTLP/HTTP receiver: TLS handshake with %s failed: %s", client_address,
+                      exc)
+            self.shutdown_request(request)
+            return None
+        secure.settimeout(None)
+        return secure
 
     def stop(self, grace_s: float) -> None:
         """Stop accepting, let requests in flight finish within ``grace_s``, close."""
@@ -586,6 +778,9 @@ class _OtlpHttpHandler(BaseHTTPRequestHandler):
         waits in the read buffer unseen.
         """
         idle_deadline = time.monotonic() + HTTP_IDLE_TIMEOUT_S
+        pending = getattr(self.connection, "pending", None)
+        if pending is not None and pending():
+            return True  # already decrypted by the TLS layer, invisible to select()
         while True:
             readable, _, _ = select.select([self.connection], [], [], HTTP_POLL_INTERVAL_S)
             if readable:
@@ -597,7 +792,7 @@ class _OtlpHttpHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         route = self._route()
-        if route is None:
+        if route is None or not self._authenticated():
             return
         media_type = _media_type(self.headers.get("Content-Type"))
         if media_type not in (CONTENT_TYPE_PROTOBUF, CONTENT_TYPE_JSON):
@@ -614,14 +809,29 @@ class _OtlpHttpHandler(BaseHTTPRequestHandler):
             _log.debug("OTLP/HTTP %s: %d %s", self.path, err.status, err.message)
             self._send_status(err.status, err.code, err.message, media_type)
             return
-        exc = route.hand_over(self.server.receiver, request)
-        if exc is None:
-            self._send(200, _encode(route.response_type(), media_type), media_type)
+        try:
+            response = self.server.receiver.export(route, request)
+        except _Refused as refused:
+            status = _HTTP_STATUS.get(refused.code, 503)
+            self._send_status(status, refused.code, refused.message, media_type)
             return
-        code = _status_for(exc)
-        status = _HTTP_STATUS.get(code, 503)
-        self._send_status(status, code, "driftline processor could not accept the data: "
-                                        f"{type(exc).__name__}: {exc}", media_type)
+        self._send(200, _encode(response, media_type), media_type)
+
+    def _authenticated(self) -> bool:
+        """True when no authenticator is set or it accepts the headers; else answer 401."""
+        authenticator = self.server.authenticator
+        if authenticator is None:
+            return True
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        try:
+            authenticator.authenticate(headers)
+        except AuthenticationError as exc:
+            self.server.receiver._count_unauthenticated()
+            self._discard_body()
+            self._send_text(401, f"unauthenticated: {exc}",
+                            [("WWW-Authenticate", 'Bearer realm="driftline"')])
+            return False
+        return True
 
     def _not_post(self) -> None:
         if self._route() is None:
@@ -634,19 +844,19 @@ class _OtlpHttpHandler(BaseHTTPRequestHandler):
 
     # --- helpers -----------------------------------------------------------------------------
 
-    def _route(self) -> _Route | None:
+    def _route(self) -> _Signal | None:
         """The route of this path, or None after answering 404."""
         path = urlsplit(self.path).path
         route = _ROUTES.get(path)
-        if route is not None and (route.signal == SIGNAL_LOGS
-                                  or route.signal in self.server.receiver.signals):
+        if route is not None and (route.name == SIGNAL_LOGS
+                                  or route.name in self.server.receiver.signals):
             return route
         self._discard_body()
         if route is None:
             message = (f"{path} not found; OTLP/HTTP serves {PATH_METRICS}, {PATH_TRACES} "
                        f"and {PATH_LOGS}")
         else:
-            message = f"{path} not found: no pipeline of this processor takes {route.signal}"
+            message = f"{path} not found: no pipeline of this processor takes {route.name}"
         self._send_text(404, message)
         return None
 
@@ -767,8 +977,7 @@ class _MetricsService(metrics_service_pb2_grpc.MetricsServiceServicer):
         self._receiver = receiver
 
     def Export(self, request: Any, context: grpc.ServicerContext) -> Any:
-        self._receiver.consume_metrics_request(request, context)
-        return metrics_service_pb2.ExportMetricsServiceResponse()
+        return self._receiver._export_grpc(_SIGNALS[SIGNAL_METRICS], request, context)
 
 
 class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
@@ -776,8 +985,15 @@ class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
         self._receiver = receiver
 
     def Export(self, request: Any, context: grpc.ServicerContext) -> Any:
-        self._receiver.consume_traces_request(request, context)
-        return trace_service_pb2.ExportTraceServiceResponse()
+        return self._receiver._export_grpc(_SIGNALS[SIGNAL_TRACES], request, context)
+
+
+class _LogsService(logs_service_pb2_grpc.LogsServiceServicer):
+    def __init__(self, receiver: OtlpReceiver) -> None:
+        self._receiver = receiver
+
+    def Export(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return self._receiver._export_grpc(_SIGNALS[SIGNAL_LOGS], request, context)
 
 
 class Factory:
@@ -786,7 +1002,7 @@ class Factory:
     TYPE = TYPE
     ALIASES = ("otlp_grpc", "otlphttp", "otlp_http")
     CONFIG = OtlpReceiverConfig
-    SIGNALS = (SIGNAL_METRICS, SIGNAL_TRACES)
+    SIGNALS = (SIGNAL_METRICS, SIGNAL_TRACES, SIGNAL_LOGS)
 
     def default_config(self) -> OtlpReceiverConfig:
         return OtlpReceiverConfig()

@@ -24,9 +24,14 @@ from typing import Any
 import pytest
 from google.rpc import status_pb2
 from opentelemetry.exporter.otlp.proto.http import Compression
+from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
     Buckets,
@@ -47,8 +52,9 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from driftline import semconv
 from driftline.collector_config import __file__ as _collector_config_init
-from driftline.exporters.file import read_metrics, read_traces
-from driftline.processor.component import ComponentError
+from driftline.exporters import _otlp_json
+from driftline.exporters.file import read_logs, read_metrics, read_traces
+from driftline.processor.component import ComponentError, DataRefusedError, PartialRejection
 from driftline.processor.config import ComponentID, load_config, parse_config
 from driftline.processor.otlp_receiver import (
     DEFAULT_HTTP_ENDPOINT,
@@ -78,6 +84,14 @@ TRACE_ID_HEX = "5b8efff798038103d269b633813fc60c"
 SPAN_ID_HEX = "eee19b7ec3c1b174"
 JSON = "application/json"
 PROTOBUF = "application/x-protobuf"
+
+
+def own_metrics(requests: Sequence[Any]) -> list[Any]:
+    """The requests that are not the processor's self-telemetry (``driftline.processor.*``)."""
+    return [r for r in requests
+            if not all(m.name.startswith(semconv.PROCESSOR_METRIC_PREFIX)
+                       for rm in r.resource_metrics for sm in rm.scope_metrics
+                       for m in sm.metrics)]
 
 
 def attributes_of(key_values: Any) -> dict[str, Any]:
@@ -132,7 +146,7 @@ def test_collector_receives_sdk_http_exports_into_the_file(
 
     assert collector.returncode == 0, collector.stderr()
     assert PROTOCOL_GRPC not in collector.endpoints  # only what `protocols` names is served
-    [request] = read_metrics(output)
+    [request] = own_metrics(read_metrics(output))
     [resource_metrics] = request.resource_metrics
     assert attributes_of(resource_metrics.resource.attributes)[semconv.SERVICE_NAME] == \
         "churn-api"
@@ -189,6 +203,7 @@ class Recorder:
         self.error = error
         self.metrics: list[Sequence[Any]] = []
         self.traces: list[Sequence[Any]] = []
+        self.logs: list[Sequence[Any]] = []
 
     def consume_metrics(self, batch: Sequence[Any]) -> None:
         if self.error is not None:
@@ -199,6 +214,11 @@ class Recorder:
         if self.error is not None:
             raise self.error
         self.traces.append(batch)
+
+    def consume_logs(self, batch: Sequence[Any]) -> None:
+        if self.error is not None:
+            raise self.error
+        self.logs.append(batch)
 
 
 def http_config(**overrides: Any) -> OtlpReceiverConfig:
@@ -444,6 +464,108 @@ def test_logs_are_answered_200_and_counted_as_dropped_without_a_logs_pipeline() 
 
     assert (status, headers["Content-Type"], json.loads(body)) == (200, JSON, {})
     assert stats.dropped_log_records == 2
+
+
+LOGS_PAYLOAD = {"resourceLogs": [{"scopeLogs": [{"logRecords": [
+    {"eventName": "ml.prediction", "body": {"stringValue": "a"}}]}]}]}
+TRACES_PAYLOAD = {"resourceSpans": [{"scopeSpans": [{"spans": [
+    {"traceId": TRACE_ID_HEX, "spanId": SPAN_ID_HEX, "name": "predict churn"}]}]}]}
+ALL_SIGNALS = ("metrics", "traces", "logs")
+
+
+def emit_ground_truth(exporter: Any, prediction_id: str, label: str) -> None:
+    """One ``ml.ground_truth`` event through the SDK's logs pipeline into ``exporter``."""
+    provider = LoggerProvider(resource=Resource.create({semconv.SERVICE_NAME: "churn-api"}))
+    provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+    provider.get_logger("driftline.test").emit(
+        event_name="ml.ground_truth", body=label,
+        attributes={"ml.prediction.id": prediction_id})
+    provider.shutdown()
+
+
+def test_sdk_http_log_exporter_reaches_the_logs_consumer() -> None:
+    recorder = Recorder(ALL_SIGNALS)
+    with serving(recorder) as receiver:
+        emit_ground_truth(OTLPLogExporter(endpoint=f"http://{receiver.http_endpoint}/v1/logs",
+                                          timeout=EXPORT_TIMEOUT_S), "p-17", "churned")
+        stats = receiver.stats()
+
+    [[resource_logs]] = recorder.logs
+    assert attributes_of(resource_logs.resource.attributes)[semconv.SERVICE_NAME] == \
+        "churn-api"
+    [record] = resource_logs.scope_logs[0].log_records
+    assert (record.event_name, record.body.string_value) == ("ml.ground_truth", "churned")
+    assert attributes_of(record.attributes) == {"ml.prediction.id": "p-17"}
+    assert (stats.accepted_requests, stats.dropped_log_records) == (1, 0)
+
+
+@pytest.mark.parametrize(("path", "payload", "response_type", "field"), [
+    ("/v1/metrics", metrics_json(), metrics_service_pb2.ExportMetricsServiceResponse,
+     "rejected_data_points"),
+    ("/v1/traces", TRACES_PAYLOAD, trace_service_pb2.ExportTraceServiceResponse,
+     "rejected_spans"),
+    ("/v1/logs", LOGS_PAYLOAD, logs_service_pb2.ExportLogsServiceResponse,
+     "rejected_log_records"),
+])
+@pytest.mark.parametrize("media_type", [JSON, PROTOBUF])
+def test_partial_rejection_is_200_with_partial_success(
+    path: str, payload: dict[str, Any], response_type: Any, field: str, media_type: str
+) -> None:
+    recorder = Recorder(ALL_SIGNALS, error=PartialRejection(2, "2 points lack ml.model.name"))
+    request_type = {"/v1/metrics": metrics_service_pb2.ExportMetricsServiceRequest,
+                    "/v1/traces": trace_service_pb2.ExportTraceServiceRequest,
+                    "/v1/logs": logs_service_pb2.ExportLogsServiceRequest}[path]
+    body = (json.dumps(payload).encode() if media_type == JSON
+            else _otlp_request(payload, request_type).SerializeToString())
+    with serving(recorder) as receiver:
+        status, headers, answer = post(receiver, path, body, {"Content-Type": media_type})
+        stats = receiver.stats()
+
+    assert (status, headers["Content-Type"]) == (200, media_type)
+    if media_type == JSON:
+        camel = "".join(w.capitalize() if i else w for i, w in enumerate(field.split("_")))
+        assert json.loads(answer) == {"partialSuccess": {
+            camel: "2", "errorMessage": "2 points lack ml.model.name"}}
+    else:
+        partial = response_type.FromString(answer).partial_success
+        assert (getattr(partial, field), partial.error_message) == \
+            (2, "2 points lack ml.model.name")
+    assert (stats.accepted_requests, stats.refused_requests, stats.partial_requests,
+            stats.rejected_items) == (1, 0, 1, 2)
+
+
+def _otlp_request(payload: dict[str, Any], request_type: Any) -> Any:
+    return _otlp_json.decode_dict(payload, request_type)
+
+
+def test_data_refused_is_429_with_a_status_body() -> None:
+    recorder = Recorder(error=DataRefusedError("memory limit reached"))
+    with serving(recorder) as receiver:
+        status, _, body = post(receiver, "/v1/metrics", metrics_proto(),
+                               {"Content-Type": PROTOBUF})
+
+    assert status == 429
+    assert "memory limit reached" in status_pb2.Status.FromString(body).message
+
+
+@pytest.mark.integration
+def test_collector_writes_sdk_http_logs_to_a_logs_pipeline(tmp_path: Path) -> None:
+    output = tmp_path / "logs.jsonl"
+    config = {
+        "receivers": {"otlp": {"protocols": {"http": {"endpoint": f"{LOOPBACK}:0"}}}},
+        "exporters": {"file": {"path": str(output), "flush_interval": 0}},
+        "service": {"pipelines": {"logs": {"receivers": ["otlp"], "exporters": ["file"]}}},
+    }
+    with running_collector(config, tmp_path) as collector:
+        endpoint = collector.endpoints[PROTOCOL_HTTP]
+        emit_ground_truth(OTLPLogExporter(endpoint=f"http://{endpoint}/v1/logs",
+                                          timeout=EXPORT_TIMEOUT_S), "p-9", "stayed")
+
+    assert collector.returncode == 0, collector.stderr()
+    [request] = read_logs(output)
+    [record] = request.resource_logs[0].scope_logs[0].log_records
+    assert (record.event_name, record.body.string_value) == ("ml.ground_truth", "stayed")
+    assert attributes_of(record.attributes) == {"ml.prediction.id": "p-9"}
 
 
 def test_keep_alive_connection_is_reused_and_closed_promptly_at_shutdown() -> None:
