@@ -5,17 +5,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from driftline.compare import Comparison
+    from driftline.processor.config import Config
 
 # Exit statuses: drift found or not is a result, not a failure; bad input is a usage error.
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
+# `driftline validate`: the config (or its file) has problems.
+EXIT_INVALID_CONFIG = 1
 
 
 @contextmanager
@@ -127,15 +130,40 @@ def _collector(args: argparse.Namespace) -> int:
     return run_collector(args.config)
 
 
-def _validate(args: argparse.Namespace) -> int:
-    from driftline.processor.config import validate_file
+def _counted(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
-    problems = validate_file(args.config)
-    for problem in problems:
-        print(f"{args.config}: {problem}", file=sys.stderr)
-    if not problems:
-        print(f"{args.config}: valid")
-    return 1 if problems else 0
+
+def _listed(ids: Iterable[object], noun: str) -> str:
+    """``2 exporters (file, prometheus)``; the count alone when there are none."""
+    names = sorted(str(i) for i in ids)
+    counted = _counted(len(names), noun)
+    return f"{counted} ({', '.join(names)})" if names else counted
+
+
+def validation_summary(config: Config) -> str:
+    """One line naming the pipelines and components of a valid config."""
+    return "; ".join((
+        _listed(config.pipelines, "pipeline"),
+        _listed(config.receivers, "receiver"),
+        _listed(config.processors, "processor"),
+        _listed(config.exporters, "exporter"),
+        _listed(config.extensions, "extension"),
+    ))
+
+
+def _validate(args: argparse.Namespace) -> int:
+    """Exit 0 with one OK line on stdout, or 1 with one line per problem on stderr."""
+    from driftline.processor.config import ConfigError, load_config
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"{args.config}: {problem}", file=sys.stderr)
+        return EXIT_INVALID_CONFIG
+    print(f"{args.config}: OK: {validation_summary(config)}")
+    return EXIT_OK
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -185,8 +213,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--config", required=True, help="collector-style YAML config")
     c.set_defaults(func=_collector)
 
-    v = commands.add_parser("validate", help="check a processor config without starting it")
-    v.add_argument("config")
+    v = commands.add_parser(
+        "validate", help="check a processor config without starting it",
+        description="Check CONFIG as `driftline collector --config CONFIG` would, without "
+                    "starting anything: environment references are resolved, profile "
+                    "directories read. Exit 0 with one OK line naming the pipelines and "
+                    "components, or 1 with every problem on stderr, one per line, each "
+                    "naming the YAML path of the bad key.")
+    v.add_argument("config", help="collector-style YAML config")
     v.set_defaults(func=_validate)
 
     d = commands.add_parser("demo", help="train, profile, serve, drift: end to end on this machine")

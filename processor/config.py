@@ -8,6 +8,7 @@ problem in the file is collected (not just the first) as ``"yaml::path: message"
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import os
@@ -21,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from driftline.durations import parse_duration
+from driftline.durations import parse_duration, positive_duration_problem
 from driftline.processor.registry import (
     KIND_EXPORTER,
     KIND_EXTENSION,
@@ -39,6 +40,7 @@ __all__ = [
     "ConfigError",
     "PipelineConfig",
     "PipelineID",
+    "TelemetryMetricsConfig",
     "load_config",
     "parse_config",
     "parse_duration",
@@ -48,6 +50,10 @@ __all__ = [
 PATH_SEPARATOR = "::"
 LOG_LEVELS = ("debug", "info", "warn", "warning", "error")
 DEFAULT_LOG_LEVEL = "info"
+# The collector's service::telemetry::metrics levels, least to most detailed.
+TELEMETRY_METRICS_LEVELS = ("none", "basic", "normal", "detailed")
+DEFAULT_TELEMETRY_METRICS_LEVEL = "basic"
+DEFAULT_TELEMETRY_METRICS_INTERVAL_S = 10.0
 
 _SECTIONS = {
     "receivers": KIND_RECEIVER,
@@ -55,12 +61,17 @@ _SECTIONS = {
     "exporters": KIND_EXPORTER,
     "extensions": KIND_EXTENSION,
 }
+_SECTION_OF = {kind: section for section, kind in _SECTIONS.items()}
+_ARTICLES = {KIND_RECEIVER: "a", KIND_PROCESSOR: "a", KIND_EXPORTER: "an", KIND_EXTENSION: "an"}
 _TOP_LEVEL_KEYS = (*_SECTIONS, "service")
 _SERVICE_KEYS = ("pipelines", "extensions", "telemetry")
 _PIPELINE_KEYS = ("receivers", "processors", "exporters")
+_TELEMETRY_KEYS = ("logs", "metrics")
+_TELEMETRY_METRICS_KEYS = ("level", "interval")
 _TYPE_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _ENV_NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_REFERENCE = re.compile(r"\$\$|\$\{([^}]*)\}")
+# ``$$``, a whole ``${...}``, or a ``${`` that is never closed (reported, not kept as text).
+_REFERENCE = re.compile(r"\$\$|\$\{([^}]*)\}|\$\{")
 _SUGGESTION_CUTOFF = 0.6
 _INTEGER = re.compile(r"[+-]?\d+")
 _FLOAT = re.compile(r"[+-]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][+-]?\d+)?")
@@ -119,6 +130,18 @@ class PipelineConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TelemetryMetricsConfig:
+    """``service::telemetry::metrics``: how much the processor reports about itself, how often.
+
+    ``level`` is the collector's: ``none`` (nothing), ``basic`` (the essentials),
+    ``normal``, ``detailed`` (everything, per component); ``interval_s`` is the report period.
+    """
+
+    level: str = DEFAULT_TELEMETRY_METRICS_LEVEL
+    interval_s: float = DEFAULT_TELEMETRY_METRICS_INTERVAL_S
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """A loaded, valid config: component configs by ID and the pipelines that use them.
 
@@ -132,6 +155,7 @@ class Config:
     pipelines: Mapping[PipelineID, PipelineConfig]
     service_extensions: tuple[ComponentID, ...] = ()
     log_level: str = DEFAULT_LOG_LEVEL
+    telemetry_metrics: TelemetryMetricsConfig = TelemetryMetricsConfig()
 
 
 def _join(*parts: object) -> str:
@@ -143,12 +167,52 @@ def _closest(word: str, known: typing.Iterable[str]) -> str | None:
     return matches[0] if matches else None
 
 
-def _unknown(word: str, what: str, known: typing.Iterable[str]) -> str:
+def _unknown(word: str, what: str, known: typing.Iterable[str], hint: str | None = None) -> str:
+    """``unknown <what> '<word>'; <hint or closest known> (known: ...)``.
+
+    ``hint`` (e.g. "indent it under service") replaces the spelling suggestion: a key in the
+    wrong place is usually mis-indented, not misspelt.
+    """
     known = sorted(known)
     suggestion = _closest(word, known)
-    hint = f"; did you mean '{suggestion}'?" if suggestion else ""
+    if hint:
+        advice = f"; {hint}"
+    elif suggestion:
+        advice = f"; did you mean '{suggestion}'?"
+    else:
+        advice = ""
     listing = ", ".join(known) if known else "none"
-    return f"unknown {what} '{word}'{hint} (known: {listing})"
+    return f"unknown {what} '{word}'{advice} (known: {listing})"
+
+
+def _setting_paths(config: Any, prefix: str = "") -> dict[str, str]:
+    """Every setting name of a config dataclass, nested ones too, with its path inside it.
+
+    Lets a misplaced key be answered with where it belongs (``grpc`` → ``protocols::grpc``).
+    The first (shallowest) path wins for a name used at several depths.
+    """
+    found: dict[str, str] = {}
+    nested: list[tuple[Any, str]] = []
+    if isinstance(config, type):
+        # Without complete defaults its own settings are still known, not nested ones.
+        with contextlib.suppress(TypeError):
+            config = config()
+    hints = _hints(config if isinstance(config, type) else type(config))
+    for f in dataclasses.fields(config):
+        if not f.init:
+            continue
+        where = _join(prefix, f.name)
+        found.setdefault(f.name, where)
+        section = _optional_section(hints.get(f.name))
+        current = None if isinstance(config, type) else getattr(config, f.name, None)
+        if dataclasses.is_dataclass(current):
+            nested.append((current, where))
+        elif section is not None:
+            nested.append((section, where))
+    for child, where in nested:
+        for name, path in _setting_paths(child, where).items():
+            found.setdefault(name, path)
+    return found
 
 
 # --- environment substitution -------------------------------------------------------------
@@ -170,11 +234,15 @@ def _substitute(node: Any, environ: Mapping[str, str], path: str, problems: list
     def replace(match: re.Match[str]) -> str:
         if match.group(0) == "$$":
             return "$"
+        if match.group(1) is None:
+            problems.append(f"{path}: '${{' is never closed with '}}' in {node!r}; write "
+                            "${env:NAME} or ${env:NAME:-default}, or $$ for a literal $")
+            return ""
         return _resolve(match.group(1), environ, path, problems)
 
     whole = _REFERENCE.fullmatch(node)
     text = _REFERENCE.sub(replace, node)
-    if whole is not None and whole.group(0) != "$$":
+    if whole is not None and whole.group(1) is not None:
         return _typed(text)
     return text
 
@@ -327,10 +395,13 @@ def _overlay(default: Any, node: Any, path: str, problems: list[str]) -> Any:
     sections = {name: cls for name in fields
                 if (cls := _optional_section(hints.get(name))) is not None}
     values: dict[str, Any] = {name: None for name in sections if name not in node}
+    nested = _setting_paths(default)
     for key, value in node.items():
         where = _join(path, key)
         if key not in fields:
-            problems.append(f"{where}: {_unknown(str(key), 'key', fields)}")
+            belongs = nested.get(key) if isinstance(key, str) else None
+            hint = f"it belongs at {_join(path, belongs)}: indent it there" if belongs else None
+            problems.append(f"{where}: {_unknown(str(key), 'key', fields, hint)}")
             continue
         current = getattr(default, key)
         if key in sections and current is None:
@@ -378,6 +449,7 @@ def _components(section: str, node: Any, factories: Factories, declared: set[Com
         return {}
     configs: dict[ComponentID, Any] = {}
     spelled: dict[ComponentID, str] = {}
+    above: list[tuple[str, Any]] = []  # (ID as written, factory) of the components so far
     for key, settings in node.items():
         path = _join(section, key)
         try:
@@ -388,8 +460,10 @@ def _components(section: str, node: Any, factories: Factories, declared: set[Com
         factory = known.get(cid.type)
         if factory is None:
             declared.add(cid)
-            problems.append(f"{path}: {_unknown(cid.type, f'{kind} type', known)}")
+            hint = _setting_of_above(str(key), above, kind)
+            problems.append(f"{path}: {_unknown(cid.type, f'{kind} type', known, hint)}")
             continue
+        above.append((str(key), factory))
         canonical = ComponentID(factory.TYPE, cid.name)
         declared.add(canonical)
         if canonical in configs:
@@ -399,6 +473,42 @@ def _components(section: str, node: Any, factories: Factories, declared: set[Com
         spelled[canonical] = str(key)
         configs[canonical] = _component_config(factory, settings, path, problems)
     return configs
+
+
+def _setting_of_above(key: str, above: list[tuple[str, Any]], kind: str) -> str | None:
+    """A hint when ``key``, taken for a component ID, is a setting of a component above it."""
+    for written, factory in reversed(above):
+        try:
+            belongs = _setting_paths(factory.CONFIG()).get(key)
+        except TypeError:
+            continue
+        if belongs is not None:
+            return (f"it looks like setting {belongs} of {kind} '{written}': indent it so "
+                    f"its path is {_join(_SECTION_OF[kind], written, belongs)}")
+    return None
+
+
+def _misplaced_top_level(key: str, factories: Factories) -> str | None:
+    """Where a top-level key that is not a section belongs, when that is clear."""
+    if key in ("pipelines", "telemetry"):
+        return "it belongs under service: indent it there"
+    if key.partition("/")[0] in SIGNALS:
+        return "a pipeline belongs under service::pipelines: indent it there"
+    type_ = key.partition("/")[0]
+    for section, kind in _SECTIONS.items():
+        if type_ in factories.of_kind(kind):
+            return f"'{type_}' is {_ARTICLES[kind]} {kind} type: indent it under {section}"
+    return None
+
+
+def _misplaced_in_service(key: str) -> str | None:
+    """Where a key written directly under ``service`` belongs, when that is clear."""
+    if key.partition("/")[0] in SIGNALS:
+        return "a pipeline belongs under service::pipelines: indent it there"
+    if key in ("receivers", "processors", "exporters"):
+        return ("that list belongs to a pipeline: indent it under "
+                "service::pipelines::<signal>")
+    return None
 
 
 # --- service ------------------------------------------------------------------------------
@@ -494,29 +604,54 @@ def _pipelines(node: Any, sections: Mapping[str, Mapping[ComponentID, Any]],
     return pipelines
 
 
-def _log_level(node: Any, problems: list[str]) -> str:
-    path = _join("service", "telemetry")
+def _settings(node: Any, path: str, known: tuple[str, ...], example: str,
+              problems: list[str]) -> dict[Any, Any]:
+    """The mapping at ``path`` with unknown keys reported; ``{}`` when absent or not a mapping."""
     if node is None:
-        return DEFAULT_LOG_LEVEL
+        return {}
     if not isinstance(node, dict):
-        problems.append(f"{path}: must be a mapping, e.g. logs: {{level: info}}")
-        return DEFAULT_LOG_LEVEL
+        problems.append(f"{path}: must be a mapping, e.g. {example}, got {node!r}")
+        return {}
     for key in node:
-        if key != "logs":
-            problems.append(f"{_join(path, key)}: {_unknown(str(key), 'key', ['logs'])}")
-    logs = node.get("logs") or {}
-    if not isinstance(logs, dict):
-        problems.append(f"{_join(path, 'logs')}: must be a mapping, e.g. {{level: info}}")
-        return DEFAULT_LOG_LEVEL
-    for key in logs:
-        if key != "level":
-            problems.append(f"{_join(path, 'logs', key)}: {_unknown(str(key), 'key', ['level'])}")
+        if key not in known:
+            problems.append(f"{_join(path, key)}: {_unknown(str(key), 'key', known)}")
+    return node
+
+
+def _log_level(node: Any, path: str, problems: list[str]) -> str:
+    logs = _settings(node, path, ("level",), "{level: info}", problems)
     level = logs.get("level", DEFAULT_LOG_LEVEL)
     if not isinstance(level, str) or level.lower() not in LOG_LEVELS:
-        problems.append(f"{_join(path, 'logs', 'level')}: must be one of "
+        problems.append(f"{_join(path, 'level')}: must be one of "
                         f"{', '.join(LOG_LEVELS)}, got {level!r}")
         return DEFAULT_LOG_LEVEL
     return level.lower()
+
+
+def _telemetry_metrics(node: Any, path: str, problems: list[str]) -> TelemetryMetricsConfig:
+    metrics = _settings(node, path, _TELEMETRY_METRICS_KEYS,
+                        "{level: basic, interval: 10s}", problems)
+    default = TelemetryMetricsConfig()
+    level = metrics.get("level", default.level)
+    if not isinstance(level, str) or level.lower() not in TELEMETRY_METRICS_LEVELS:
+        problems.append(f"{_join(path, 'level')}: must be one of "
+                        f"{', '.join(TELEMETRY_METRICS_LEVELS)}, got {level!r}")
+        level = default.level
+    interval = metrics.get("interval", default.interval_s)
+    problem = positive_duration_problem("interval", interval)
+    if problem is not None:
+        problems.append(_join(path, problem))
+        interval = default.interval_s
+    return TelemetryMetricsConfig(level.lower(), parse_duration(interval))
+
+
+def _telemetry(node: Any, problems: list[str]) -> tuple[str, TelemetryMetricsConfig]:
+    """``service::telemetry``: the log level and the self-telemetry metrics settings."""
+    path = _join("service", "telemetry")
+    telemetry = _settings(node, path, _TELEMETRY_KEYS,
+                          "{logs: {level: info}, metrics: {level: basic}}", problems)
+    return (_log_level(telemetry.get("logs"), _join(path, "logs"), problems),
+            _telemetry_metrics(telemetry.get("metrics"), _join(path, "metrics"), problems))
 
 
 # --- entry points -------------------------------------------------------------------------
@@ -537,7 +672,9 @@ def parse_config(data: Any, *, environ: Mapping[str, str] | None = None,
     data = _substitute(data, environ, "", env_problems)
     for key in data:
         if key not in _TOP_LEVEL_KEYS:
-            problems.append(f"{key}: {_unknown(str(key), 'top-level key', _TOP_LEVEL_KEYS)}")
+            hint = _misplaced_top_level(str(key), factories)
+            problems.append(f"{key}: "
+                            f"{_unknown(str(key), 'top-level key', _TOP_LEVEL_KEYS, hint)}")
     declared: dict[str, set[ComponentID]] = {s: set() for s in _SECTIONS}
     sections = {s: _components(s, data.get(s), factories, declared[s], problems)
                 for s in _SECTIONS}
@@ -546,56 +683,163 @@ def parse_config(data: Any, *, environ: Mapping[str, str] | None = None,
     pipelines: dict[PipelineID, PipelineConfig] = {}
     service_extensions: tuple[ComponentID, ...] = ()
     log_level = DEFAULT_LOG_LEVEL
+    telemetry_metrics = TelemetryMetricsConfig()
     if not isinstance(service, dict):
         problems.append("service: required, with service::pipelines naming the receivers, "
                         "processors and exporters of each pipeline")
     else:
         for key in service:
             if key not in _SERVICE_KEYS:
+                hint = _misplaced_in_service(str(key))
                 problems.append(f"{_join('service', key)}: "
-                                f"{_unknown(str(key), 'key', _SERVICE_KEYS)}")
+                                f"{_unknown(str(key), 'key', _SERVICE_KEYS, hint)}")
         pipelines = _pipelines(service.get("pipelines"), sections, declared, factories,
                                problems)
         service_extensions = _references(service.get("extensions"),
                                          _join("service", "extensions"), KIND_EXTENSION,
                                          sections["extensions"], declared["extensions"],
                                          factories, None, problems)
-        log_level = _log_level(service.get("telemetry"), problems)
+        log_level, telemetry_metrics = _telemetry(service.get("telemetry"), problems)
     # A value whose substitution failed is reported once, not again by its validation.
     failed = {p.partition(": ")[0] for p in env_problems}
     problems = env_problems + [p for p in problems if p.partition(": ")[0] not in failed]
     if problems:
         raise ConfigError(problems)
     return Config(sections["receivers"], sections["processors"], sections["exporters"],
-                  sections["extensions"], pipelines, service_extensions, log_level)
+                  sections["extensions"], pipelines, service_extensions, log_level,
+                  telemetry_metrics)
 
 
-def _yaml_error(exc: yaml.MarkedYAMLError) -> str:
-    """``YAML syntax error at line L, column C: problem (while ... at line L2, column C2)``."""
+# Hints for PyYAML's problems, keyed by how the problem starts; {line} is the 1-based line
+# of the problem, {opened} the line where the construct it belongs to started.
+_YAML_HINTS = (
+    ("found character '\\t'",
+     "YAML indents with spaces only: replace the tab on line {line} with spaces"),
+    ("expected <block end>",
+     "line {line} is indented differently from the keys before it: keys of one mapping "
+     "start in the same column, and a nested key is indented further than its parent"),
+    ("mapping values are not allowed",
+     "check the indentation of line {line}, and quote a value that contains ': '"),
+    ("could not find expected ':'",
+     "write 'key: value' (a space after ':') on line {line}, or check its indentation"),
+    ("did not find expected key",
+     "check the indentation of line {line}: keys of one mapping start in the same column"),
+    ("expected ',' or '}'",
+     "close the '{{' of line {opened} with '}}', or quote a value holding ',' or '{{'"),
+    ("expected ',' or ']'",
+     "close the '[' of line {opened} with ']', or quote a value holding ',' or '['"),
+)
+_YAML_DEFAULT_HINT = ("check the indentation around line {line}: spaces only, keys of one "
+                      "mapping in the same column")
+
+
+def _yaml_error(exc: yaml.MarkedYAMLError, lines: list[str]) -> str:
+    """``YAML syntax error at line L, column C ('text'): problem (context); hint``.
+
+    PyYAML's wording is kept so it can be searched for; the hint says what to change, which
+    for a first config is nearly always indentation.
+    """
     mark = exc.problem_mark or exc.context_mark
-    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-    message = f"YAML syntax error{where}: {exc.problem or exc.context or 'invalid YAML'}"
+    problem = exc.problem or exc.context or "invalid YAML"
+    if mark is None:
+        return f"YAML syntax error: {problem}"
+    line = mark.line + 1
+    text = lines[mark.line] if mark.line < len(lines) else ""
+    message = f"YAML syntax error at line {line}, column {mark.column + 1} ({text!r}): {problem}"
     if exc.problem and exc.context and exc.context_mark is not None:
         started = exc.context_mark
         message += (f" ({exc.context} started at line {started.line + 1}, "
                     f"column {started.column + 1})")
-    return message
+    hint = next((h for start, h in _YAML_HINTS if problem.startswith(start)), _YAML_DEFAULT_HINT)
+    opened = exc.context_mark.line + 1 if exc.context_mark is not None else line
+    return f"{message}; {hint.format(line=line, opened=opened)}"
+
+
+def _duplicate_keys(node: yaml.Node, path: str, problems: list[str],
+                    seen: set[int]) -> None:
+    """Report keys written twice in one mapping: ``yaml.safe_load`` keeps only the last.
+
+    Two ``otlp:`` blocks pasted into ``receivers`` would otherwise lose the first silently.
+    """
+    if id(node) in seen:  # an alias to a node already walked
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _duplicate_keys(item, path, problems, seen)
+        return
+    if not isinstance(node, yaml.MappingNode):
+        return
+    first: dict[tuple[str, str], int] = {}
+    for key_node, value_node in node.value:
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+            _duplicate_keys(value_node, path, problems, seen)
+            continue
+        where = _join(path, key_node.value)
+        line = key_node.start_mark.line + 1
+        key = (key_node.tag, key_node.value)
+        if key in first:
+            named = (f" (two components of one type need names: '{key_node.value}/a', "
+                     f"'{key_node.value}/b')" if path in _SECTIONS else "")
+            problems.append(f"{where}: written twice (lines {first[key]} and {line}); YAML "
+                            f"keeps only the last, so merge them or remove one{named}")
+        else:
+            first[key] = line
+        _duplicate_keys(value_node, where, problems, seen)
+
+
+def _read_yaml(text: str) -> tuple[Any, list[str]]:
+    """The YAML document in ``text`` and the keys it writes twice; ``ConfigError`` on bad YAML."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        problems: list[str] = []
+        if node is None:
+            return None, problems
+        _duplicate_keys(node, "", problems, set())
+        return loader.construct_document(node), problems
+    except yaml.MarkedYAMLError as exc:
+        raise ConfigError([_yaml_error(exc, text.splitlines())]) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"YAML syntax error: {exc}"]) from exc
+    finally:
+        loader.dispose()
+
+
+def _read_text(path: str | os.PathLike[str]) -> str:
+    """The file's text; ``ConfigError`` saying what is wrong with the file and what to do."""
+    where = Path(path)
+    prefix = "cannot read the config file"
+    try:
+        return where.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        message = (f"{prefix}: no such file (looked for '{where.absolute()}'); give the path "
+                   "of a collector-style YAML config, e.g. collector-config/default.yaml")
+        raise ConfigError([message]) from exc
+    except IsADirectoryError as exc:
+        raise ConfigError([f"{prefix}: '{where}' is a directory; give the path of a YAML "
+                           "file"]) from exc
+    except PermissionError as exc:
+        raise ConfigError([f"{prefix}: permission denied; make it readable by this user "
+                           "(e.g. chmod a+r)"]) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{prefix}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
+                           f"offset {exc.start}); save it as UTF-8"]) from exc
+    except OSError as exc:
+        raise ConfigError([f"{prefix}: {exc.strerror or exc}"]) from exc
 
 
 def load_config(path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None,
                 factories: Factories | None = None) -> Config:
     """Read, substitute and validate the YAML file at ``path``; ``ConfigError`` if not valid."""
+    data, problems = _read_yaml(_read_text(path))
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"cannot read the config file: {exc}"]) from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        raise ConfigError([_yaml_error(exc)]) from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"YAML syntax error: {exc}"]) from exc
-    return parse_config(data, environ=environ, factories=factories)
+        config = parse_config(data, environ=environ, factories=factories)
+    except ConfigError as exc:
+        raise ConfigError(problems + exc.problems) from None
+    if problems:
+        raise ConfigError(problems)
+    return config
 
 
 def validate_file(path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None,

@@ -9,9 +9,13 @@ import pytest
 import driftline.processor
 from driftline import cli
 from driftline.processor.config import (
+    DEFAULT_TELEMETRY_METRICS_INTERVAL_S,
+    DEFAULT_TELEMETRY_METRICS_LEVEL,
     ComponentID,
     ConfigError,
+    PipelineConfig,
     PipelineID,
+    TelemetryMetricsConfig,
     load_config,
     parse_config,
     parse_duration,
@@ -112,6 +116,76 @@ def test_double_dollar_is_a_literal_dollar(environ: dict[str, str]) -> None:
     assert config.exporters[ComponentID("file")].path == "/tmp/out-${env:OUT}.jsonl"
 
 
+def test_unclosed_env_reference_is_an_error(environ: dict[str, str]) -> None:
+    assert problems_of("bad_env_unclosed.yaml", environ) == [
+        "exporters::file::path: '${' is never closed with '}' in '${env:OUT'; write "
+        "${env:NAME} or ${env:NAME:-default}, or $$ for a literal $"
+    ]
+
+
+@pytest.mark.parametrize(("written", "expected"), [
+    ("$$", "$"),
+    ("$$$$", "$$"),
+    ("a$$b", "a$b"),
+    ("$${env:OUT}", "${env:OUT}"),
+    ("$$${env:NAME}", "$value"),
+    ("price$5", "price$5"),  # a lone $ not before '{' is kept
+    ("${env:NAME}-${env:NAME}", "value-value"),
+    ("p-${env:EMPTY}", "p-"),  # set but empty: the empty value, as in the collector
+    ("p-${env:EMPTY:-fallback}", "p-"),
+    ("p-${env:UNSET:-}", "p-"),
+    ("${env:UNSET:-127.0.0.1:4317}", "127.0.0.1:4317"),  # the default may hold ':'
+])
+def test_env_substitution_edge_cases(environ: dict[str, str], written: str,
+                                     expected: str) -> None:
+    config = parse_config({
+        "receivers": {"otlp": None},
+        "exporters": {"file": {"path": environ["OUT"]}, "file/x": {"path": written}},
+        "service": {"pipelines": {"metrics": {"receivers": ["otlp"],
+                                              "exporters": ["file"]}}},
+    }, environ={**environ, "NAME": "value", "EMPTY": ""})
+
+    assert config.exporters[ComponentID("file", "x")].path == expected
+
+
+@pytest.mark.parametrize(("written", "problem"), [
+    ("${NAME}", "unsupported reference '${NAME}'; write ${env:NAME} or ${env:NAME:-default} "
+                "(and $$ for a literal $)"),
+    ("${file:/etc/x}", "unsupported reference '${file:/etc/x}'; write ${env:NAME} or "
+                       "${env:NAME:-default} (and $$ for a literal $)"),
+    ("${env:1BAD}", "invalid environment variable name '1BAD' in '${env:1BAD}'"),
+    ("${env:A}${env:B}", "environment variable A is not set; set it or give a default with "
+                         "${env:A:-default}"),
+])
+def test_bad_env_references_name_the_path(environ: dict[str, str], written: str,
+                                          problem: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({
+            "receivers": {"otlp": None},
+            "exporters": {"file": {"path": written}},
+            "service": {"pipelines": {"metrics": {"receivers": ["otlp"],
+                                                  "exporters": ["file"]}}},
+        }, environ={})
+
+    assert caught.value.problems[0] == f"exporters::file::path: {problem}"
+
+
+def test_every_unset_variable_is_reported(environ: dict[str, str]) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({
+            "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": "${env:EP}"}}}},
+            "exporters": {"file": {"path": "${env:A}/${env:B}"}},
+            "service": {"pipelines": {"metrics": {"receivers": ["otlp"],
+                                                  "exporters": ["file"]}}},
+        }, environ={})
+
+    assert [(p.partition(": ")[0], p.split()[3]) for p in caught.value.problems] == [
+        ("receivers::otlp::protocols::grpc::endpoint", "EP"),
+        ("exporters::file::path", "A"),
+        ("exporters::file::path", "B"),
+    ]
+
+
 def test_unknown_key_is_rejected_naming_the_known_ones(environ: dict[str, str]) -> None:
     assert problems_of("bad_unknown_key.yaml", environ) == [
         "processors::ml_drift::windw: unknown key 'windw'; did you mean 'window'? "
@@ -159,6 +233,89 @@ def test_damaged_profile_in_directory_is_reported(environ: dict[str, str]) -> No
     assert "broken.json: not valid JSON (line 1)" in problem
 
 
+def test_full_config_with_several_pipelines_per_signal(environ: dict[str, str]) -> None:
+    config = load_config(DATA / "good_full.yaml", environ=environ)
+
+    assert set(config.pipelines) == {PipelineID("metrics"), PipelineID("metrics", "canary"),
+                                     PipelineID("traces"), PipelineID("logs")}
+    serverless = ComponentID("otlp", "serverless")  # written otlphttp/serverless
+    metrics = config.pipelines[PipelineID("metrics")]
+    assert metrics.receivers == (ComponentID("otlp"), serverless)  # via otlp_http/serverless
+    canary = config.pipelines[PipelineID("metrics", "canary")]
+    assert canary == PipelineConfig((ComponentID("otlp"),), (ComponentID("ml_drift", "canary"),),
+                                    (ComponentID("file", "canary"),))
+    assert config.pipelines[PipelineID("logs")].receivers == (serverless,)
+    assert config.receivers[serverless].protocols.grpc is None
+    assert config.receivers[serverless].protocols.http.endpoint == "127.0.0.1:0"
+    assert config.processors[ML_DRIFT].window_s == 60.0
+    assert config.processors[ComponentID("ml_drift", "canary")].min_rows == 20
+    assert config.exporters[ComponentID("file", "canary")].path == f"{environ['OUT']}.canary-$1"
+    assert config.log_level == "debug"
+    assert config.telemetry_metrics == TelemetryMetricsConfig(level="detailed", interval_s=30.0)
+
+
+def test_telemetry_metrics_defaults(environ: dict[str, str]) -> None:
+    config = load_config(DATA / "valid.yaml", environ=environ)
+
+    assert config.telemetry_metrics.level == DEFAULT_TELEMETRY_METRICS_LEVEL == "basic"
+    assert config.telemetry_metrics.interval_s == DEFAULT_TELEMETRY_METRICS_INTERVAL_S == 10.0
+    assert config.log_level == "info"
+
+
+@pytest.mark.parametrize(("metrics", "expected"), [
+    ({"level": "none"}, TelemetryMetricsConfig("none", 10.0)),
+    ({"level": "Normal", "interval": "500ms"}, TelemetryMetricsConfig("normal", 0.5)),
+    ({"interval": 2}, TelemetryMetricsConfig("basic", 2.0)),
+    (None, TelemetryMetricsConfig("basic", 10.0)),
+])
+def test_telemetry_metrics_settings(environ: dict[str, str], metrics: object,
+                                    expected: TelemetryMetricsConfig) -> None:
+    config = parse_config({
+        "receivers": {"otlp": None},
+        "exporters": {"file": {"path": environ["OUT"]}},
+        "service": {"telemetry": {"metrics": metrics},
+                    "pipelines": {"metrics": {"receivers": ["otlp"], "exporters": ["file"]}}},
+    }, environ=environ)
+
+    assert config.telemetry_metrics == expected
+
+
+def test_bad_telemetry_metrics(environ: dict[str, str]) -> None:
+    assert problems_of("bad_telemetry_metrics.yaml", environ) == [
+        "service::telemetry::metrics::adress: unknown key 'adress' (known: interval, level)",
+        "service::telemetry::metrics::level: must be one of none, basic, normal, detailed, "
+        "got 'verbose'",
+        "service::telemetry::metrics::interval: must be a positive duration, got '0s'",
+    ]
+
+
+def test_pipeline_without_receivers(environ: dict[str, str]) -> None:
+    assert problems_of("bad_no_receivers.yaml", environ) == [
+        "service::pipelines::metrics::receivers: a pipeline needs at least one receiver"
+    ]
+
+
+def test_pipeline_without_exporters(environ: dict[str, str]) -> None:
+    assert problems_of("bad_no_exporters.yaml", environ) == [
+        "service::pipelines::metrics::exporters: a pipeline needs at least one exporter"
+    ]
+
+
+def test_service_extension_that_is_not_defined(environ: dict[str, str]) -> None:
+    assert problems_of("bad_undefined_extension.yaml", environ) == [
+        "service::extensions: references extension 'health_check' which is not configured; "
+        "define it under extensions or remove it (configured: none)"
+    ]
+
+
+def test_word_where_a_number_is_expected(environ: dict[str, str]) -> None:
+    assert problems_of("bad_wrong_type.yaml", environ) == [
+        "receivers::otlp::protocols::grpc::max_recv_msg_size_mib: must be an integer, "
+        "got 'sixteen'",
+        "processors::ml_drift::thresholds::wasserstein: must be a number, got 'high'",
+    ]
+
+
 def test_otlp_grpc_spelling_is_accepted(environ: dict[str, str]) -> None:
     config = load_config(DATA / "valid_otlp_grpc.yaml", environ=environ)
 
@@ -183,9 +340,90 @@ def test_otlp_and_otlp_grpc_together_are_duplicates(environ: dict[str, str]) -> 
 
 def test_yaml_syntax_error_gives_line_and_column(environ: dict[str, str]) -> None:
     assert problems_of("bad_yaml_syntax.yaml", environ) == [
-        "YAML syntax error at line 4, column 1: expected ',' or '}', but got '<scalar>' "
-        "(while parsing a flow mapping started at line 3, column 16)"
+        "YAML syntax error at line 4, column 1 ('exporters:'): expected ',' or '}', but got "
+        "'<scalar>' (while parsing a flow mapping started at line 3, column 16); close the "
+        "'{' of line 3 with '}', or quote a value holding ',' or '{'"
     ]
+
+
+def test_tab_indentation_is_named_with_its_line(environ: dict[str, str]) -> None:
+    assert problems_of("bad_tabs.yaml", environ) == [
+        "YAML syntax error at line 6, column 1 ('\\tendpoint: 127.0.0.1:4317'): found "
+        "character '\\t' that cannot start any token; YAML indents with spaces only: "
+        "replace the tab on line 6 with spaces"
+    ]
+
+
+def test_misaligned_key_is_a_syntax_error_with_an_indentation_hint(
+        environ: dict[str, str]) -> None:
+    assert problems_of("bad_indentation.yaml", environ) == [
+        "YAML syntax error at line 11, column 6 ('     exporters: [file]'): expected "
+        "<block end>, but found '<block mapping start>' (while parsing a block mapping "
+        "started at line 9, column 5); line 11 is indented differently from the keys before "
+        "it: keys of one mapping start in the same column, and a nested key is indented "
+        "further than its parent"
+    ]
+
+
+def test_setting_indented_as_a_component_says_where_it_belongs(
+        environ: dict[str, str]) -> None:
+    assert problems_of("bad_indentation_setting.yaml", environ) == [
+        "processors::window: unknown processor type 'window'; it looks like setting window "
+        "of processor 'ml_drift': indent it so its path is processors::ml_drift::window "
+        "(known: batch, ml_drift)"
+    ]
+
+
+def test_nested_setting_written_one_level_too_high(environ: dict[str, str]) -> None:
+    assert problems_of("bad_misplaced_key.yaml", environ) == [
+        "receivers::otlp::grpc: unknown key 'grpc'; it belongs at "
+        "receivers::otlp::protocols::grpc: indent it there (known: protocols)"
+    ]
+
+
+def test_misplaced_sections_are_pointed_to_their_parent(environ: dict[str, str]) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({
+            "receivers": {"otlp": None},
+            "prometheus": None,
+            "pipelines": {"metrics": {"receivers": ["otlp"], "exporters": ["file"]}},
+            "exporters": {"file": {"path": environ["OUT"]}},
+            "service": {"metrics": {"receivers": ["otlp"]}, "exporters": ["file"],
+                        "pipelines": {"metrics": {"receivers": ["otlp"],
+                                                  "exporters": ["file"]}}},
+        }, environ=environ)
+
+    known_top = "(known: exporters, extensions, processors, receivers, service)"
+    known_service = "(known: extensions, pipelines, telemetry)"
+    assert caught.value.problems == [
+        f"prometheus: unknown top-level key 'prometheus'; 'prometheus' is an exporter type: "
+        f"indent it under exporters {known_top}",
+        f"pipelines: unknown top-level key 'pipelines'; it belongs under service: indent it "
+        f"there {known_top}",
+        f"service::metrics: unknown key 'metrics'; a pipeline belongs under "
+        f"service::pipelines: indent it there {known_service}",
+        f"service::exporters: unknown key 'exporters'; that list belongs to a pipeline: "
+        f"indent it under service::pipelines::<signal> {known_service}",
+    ]
+
+
+def test_key_written_twice_is_reported_with_both_lines(environ: dict[str, str]) -> None:
+    assert problems_of("bad_duplicate_key.yaml", environ) == [
+        "receivers::otlp: written twice (lines 3 and 7); YAML keeps only the last, so merge "
+        "them or remove one (two components of one type need names: 'otlp/a', 'otlp/b')"
+    ]
+
+
+def test_duplicate_keys_and_other_problems_are_reported_together(
+        tmp_path: Path, environ: dict[str, str]) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text((DATA / "bad_duplicate_key.yaml").read_text()
+                      .replace("exporters: [file]", "exporters: [fil]"))
+
+    problems = validate_file(config, environ=environ)
+
+    assert [p.partition(": ")[0] for p in problems] == [
+        "receivers::otlp", "service::pipelines::metrics::exporters"]
 
 
 def test_component_in_pipeline_of_unsupported_signal(environ: dict[str, str]) -> None:
@@ -240,9 +478,12 @@ def test_validate_command_prints_problems_and_fails(
     assert cli.main(["validate", str(bad)]) == 1
     err = capsys.readouterr().err.splitlines()
     assert err[0] == f"{bad}: processors::ml_drift::window: must be a positive duration, got '-5s'"
+    assert len(err) == 2
 
     assert cli.main(["validate", str(DATA / "valid.yaml")]) == 0
-    assert capsys.readouterr().out.strip() == f"{DATA / 'valid.yaml'}: valid"
+    assert capsys.readouterr().out.strip() == (
+        f"{DATA / 'valid.yaml'}: OK: 2 pipelines (metrics, traces); 1 receiver (otlp); "
+        "1 processor (ml_drift); 1 exporter (file); 0 extensions")
 
 
 def test_public_api_is_pinned() -> None:
