@@ -77,6 +77,16 @@ EVENT_PREDICTION: Final = "ml.prediction"
 EVENT_GROUND_TRUTH: Final = "ml.ground_truth"
 EVENT_DRIFT_ALERT: Final = "ml.drift.alert"
 ML_PREDICTION_ID: Final = "ml.prediction.id"
+# Attributes of an ml.drift.alert record (besides the model's and ml.feature.name).
+ML_DRIFT_SUBJECT: Final = "ml.drift.subject"  # "column" or "dataset"
+DRIFT_SUBJECT_COLUMN: Final = "column"
+DRIFT_SUBJECT_DATASET: Final = "dataset"
+ML_DRIFT_SCORE_ATTRIBUTE: Final = "ml.drift.score"
+ML_DRIFT_THRESHOLD: Final = "ml.drift.threshold"
+ML_DRIFT_P_VALUE: Final = "ml.drift.p_value"
+ML_DRIFT_DATASET_SHARE_ATTRIBUTE: Final = "ml.drift.dataset.share"
+ML_WINDOW_START: Final = "ml.window.start"  # Unix nanoseconds
+ML_WINDOW_END: Final = "ml.window.end"
 
 # --- instrumentation scopes ---------------------------------------------------------------
 SCOPE_PREFIX: Final = "driftline.instrumentation."

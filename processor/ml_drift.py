@@ -1,21 +1,28 @@
 """The ``ml_drift`` processor: production distributions per window, compared with profiles.
 
-Metrics from the app side (``ml.feature.value``, ``ml.prediction.*``, ``ml.predict.rows``)
-are merged per stream (model name, model version, operation) into tumbling windows aligned
-to the clock. Once a window's end plus ``grace`` has passed, each of its columns is compared
-with the model's reference profile and the verdicts leave as gauges (``ml.drift.*``,
-``ml.window.rows``). Incoming metrics pass through unchanged.
+Metrics from the app side (``ml.feature.value``, ``ml.feature.category``, ``ml.prediction.*``,
+``ml.predict.rows``) are merged per stream (model name, model version, operation) into
+tumbling windows aligned to the clock; cumulative streams are turned into deltas first
+(``_temporality``), explicit-bucket histograms are kept as such (``_explicit``). Once a
+window's end plus ``grace`` has passed, the merge of the last ``evaluation::windows`` windows
+is compared with the model's reference profile (or its production ``baseline``); verdicts
+leave as gauges (``ml.drift.*``, ``ml.window.rows``) and flips to drifted as ``ml.drift.alert``
+log records into the logs pipelines. With ``checkpoint::path`` set, every accepted batch is
+committed to SQLite before it is acknowledged (``_window_store``). Incoming metrics pass
+through unchanged.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import json
 import logging
 import math
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +33,9 @@ from opentelemetry.proto.common.v1.common_pb2 import (
     InstrumentationScope,
     KeyValue,
 )
+from opentelemetry.proto.logs.v1.logs_pb2 import ResourceLogs
 from opentelemetry.proto.metrics.v1.metrics_pb2 import (
+    AGGREGATION_TEMPORALITY_CUMULATIVE,
     AGGREGATION_TEMPORALITY_DELTA,
     Gauge,
     Metric,
@@ -44,8 +53,25 @@ from driftline.durations import (
     positive_duration_problem,
 )
 from driftline.exphist import Buckets, ExpHistogram
-from driftline.processor.component import ComponentError
-from driftline.processor.registry import SIGNAL_METRICS
+from driftline.processor import _explicit
+from driftline.processor._drift_alerts import Alert, alert_logs
+from driftline.processor._ml_window import StreamKey, Window, as_profile, merged
+from driftline.processor._profile_watch import DEFAULT_RELOAD_INTERVAL, ProfileWatcher
+from driftline.processor._temporality import (
+    DEFAULT_MAX_STREAMS as DEFAULT_MAX_CUMULATIVE_STREAMS,
+)
+from driftline.processor._temporality import (
+    DEFAULT_STALENESS_S,
+    CumulativeToDelta,
+    Value,
+)
+from driftline.processor._window_store import (
+    Changes,
+    WindowStore,
+    WindowStoreError,
+)
+from driftline.processor.component import ComponentError, DataRefusedError
+from driftline.processor.registry import SIGNAL_LOGS, SIGNAL_METRICS
 from driftline.profile import (
     KIND_NUMERIC,
     Profile,
@@ -60,12 +86,22 @@ DEFAULT_PROFILES = ""  # required: there is no sensible default directory
 DEFAULT_WINDOW = "60s"
 DEFAULT_MIN_ROWS = 100
 DEFAULT_GRACE = "5s"
+DEFAULT_EVALUATION_WINDOWS = 1
+DEFAULT_BASELINE_WINDOWS = 0  # off: a model without a profile gets ml.window.rows only
+DEFAULT_MAX_STREAMS = 1000
+DEFAULT_MAX_FEATURES = 1000
+DEFAULT_MAX_CATEGORIES = 1000
 # How often the background thread looks for windows to evaluate; well below any window.
 TICK_INTERVAL_S = 0.2
 JOIN_TIMEOUT_S = 10.0
 NS_PER_S = 1_000_000_000
 
 _KEY_ATTRIBUTES = (semconv.ML_MODEL_NAME, semconv.ML_MODEL_VERSION, semconv.ML_OPERATION)
+_PREDICTION_COLUMNS = (semconv.PROFILE_COLUMN_PREDICTION_CLASS,
+                       semconv.PROFILE_COLUMN_PREDICTION_CONFIDENCE,
+                       semconv.ML_PREDICTION_VALUE)
+_HISTOGRAM_KINDS = ("exponential_histogram", "histogram")
+_ALL_METHODS = tuple(dict.fromkeys((*drift.NUMERIC_METHODS, *drift.CATEGORICAL_METHODS)))
 
 
 # --- config -------------------------------------------------------------------------------
@@ -125,6 +161,107 @@ class ThresholdsConfig:
                                 total_variation=self.total_variation,
                                 small_reference_rows=self.small_reference_rows)
 
+def _count_problem(key: str, value: object, minimum: int) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        return f"{key}: must be a whole number, {minimum} or more, got {value!r}"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluationConfig:
+    """``evaluation``: verdicts over the merge of the last ``windows`` clock windows (the one
+    just closed and those before it, empty ones included)."""
+
+    windows: int = DEFAULT_EVALUATION_WINDOWS
+
+    def validate(self) -> list[str]:
+        return [p for p in (_count_problem("windows", self.windows, 1),) if p]
+
+
+@dataclass(frozen=True, slots=True)
+class BaselineConfig:
+    """``baseline``: for a model without a profile, its first ``windows`` windows of at least
+    ``min_rows`` rows become the reference (0: off)."""
+
+    windows: int = DEFAULT_BASELINE_WINDOWS
+
+    def validate(self) -> list[str]:
+        return [p for p in (_count_problem("windows", self.windows, 0),) if p]
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """``limits``: cardinality caps; what is past a cap folds into ``__other__`` and is
+    counted (``MlDriftStats.*_overflow_points``)."""
+
+    max_streams: int = DEFAULT_MAX_STREAMS
+    max_features: int = DEFAULT_MAX_FEATURES
+    max_categories: int = DEFAULT_MAX_CATEGORIES
+    max_cumulative_streams: int = DEFAULT_MAX_CUMULATIVE_STREAMS
+    cumulative_staleness: str | float = f"{DEFAULT_STALENESS_S:g}s"
+
+    def validate(self) -> list[str]:
+        return [p for p in (
+            _count_problem("max_streams", self.max_streams, 1),
+            _count_problem("max_features", self.max_features, 1),
+            _count_problem("max_categories", self.max_categories, 1),
+            _count_problem("max_cumulative_streams", self.max_cumulative_streams, 1),
+            non_negative_duration_problem("cumulative_staleness", self.cumulative_staleness),
+        ) if p]
+
+
+@dataclass(frozen=True, slots=True)
+class AlertsConfig:
+    """``alerts``: the logs pipelines (IDs such as ``logs/alerts``) that get
+    ``ml.drift.alert`` records; None: every logs pipeline, []: no alerts."""
+
+    pipelines: list[str] | None = None
+
+    def validate(self) -> list[str]:
+        if self.pipelines is None:
+            return []
+        if not isinstance(self.pipelines, list | tuple) or not all(
+                isinstance(p, str) and p.split("/")[0] == SIGNAL_LOGS for p in self.pipelines):
+            return [f"pipelines: must be a list of logs pipeline IDs (logs, logs/NAME), "
+                    f"got {self.pipelines!r}"]
+        return []
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointConfig:
+    """``checkpoint``: the SQLite file holding window state across restarts ("": none)."""
+
+    path: str = ""
+
+    def validate(self) -> list[str]:
+        if not isinstance(self.path, str):
+            return [f"path: must be a file path or empty, got {self.path!r}"]
+        if self.path and Path(self.path).is_dir():
+            return [f"path: '{self.path}' is a directory; name a file in it, e.g. "
+                    f"{Path(self.path) / 'ml_drift.sqlite'}"]
+        return []
+
+
+def _column_problems(columns: object) -> list[str]:
+    if not isinstance(columns, Mapping):
+        return [f"columns: must be a mapping of column name to {{method, threshold}}, "
+                f"got {columns!r}"]
+    problems = []
+    for name, override in columns.items():
+        where = f"columns::{name}"
+        if not isinstance(override, Mapping) or set(override) - {"method", "threshold"}:
+            problems.append(f"{where}: must be a mapping with method and optional threshold, "
+                            f"got {override!r}")
+            continue
+        method = override.get("method")
+        if method not in _ALL_METHODS:
+            problems.append(f"{where}::method: unknown drift method {method!r}; use one of "
+                            f"{', '.join(_ALL_METHODS)}")
+        threshold = override.get("threshold")
+        if threshold is not None:
+            problems.append(_threshold_problem(f"{where}::threshold", threshold))
+    return [p for p in problems if p]
+
 
 @dataclass(frozen=True, slots=True)
 class MlDriftConfig:
@@ -134,7 +271,15 @@ class MlDriftConfig:
     window: str | float = DEFAULT_WINDOW
     min_rows: int = DEFAULT_MIN_ROWS
     grace: str | float = DEFAULT_GRACE
+    reload_interval: str | float = DEFAULT_RELOAD_INTERVAL
     thresholds: ThresholdsConfig = field(default_factory=ThresholdsConfig)
+    # Per-column verdict method and threshold: {age: {method: psi, threshold: 0.2}}.
+    columns: dict[str, Any] = field(default_factory=dict)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
 
     @property
     def window_s(self) -> float:
@@ -147,12 +292,25 @@ class MlDriftConfig:
     def validate(self) -> list[str]:
         problems = [p for p in (_profiles_problem(self.profiles),
                                 positive_duration_problem("window", self.window),
-                                non_negative_duration_problem("grace", self.grace)) if p]
+                                non_negative_duration_problem("grace", self.grace),
+                                positive_duration_problem("reload_interval",
+                                                          self.reload_interval)) if p]
         if isinstance(self.min_rows, bool) or not isinstance(self.min_rows, int) \
                 or self.min_rows < 1:
             problems.append(f"min_rows: must be a positive integer, got {self.min_rows!r}")
         problems.extend(f"thresholds::{p}" for p in self.thresholds.validate())
+        problems.extend(_column_problems(self.columns))
+        for name in ("evaluation", "baseline", "limits", "alerts", "checkpoint"):
+            problems.extend(f"{name}::{p}" for p in getattr(self, name).validate())
         return problems
+
+    def to_thresholds(self) -> drift.Thresholds:
+        """The thresholds with the ``columns`` overrides (a method's own threshold when the
+        override names none)."""
+        base = self.thresholds.to_thresholds()
+        overrides = {name: (o["method"], float(o.get("threshold") or base.threshold(o["method"])))
+                     for name, o in self.columns.items()}
+        return dataclasses.replace(base, overrides=overrides)
 
 
 def _profiles_problem(profiles: object) -> str | None:
@@ -173,16 +331,8 @@ def _profiles_problem(profiles: object) -> str | None:
     return None
 
 
+
 # --- state --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class StreamKey:
-    """What a drift verdict is about: one operation of one version of one model."""
-
-    model_name: str
-    model_version: str
-    operation: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,34 +346,27 @@ class MlDriftStats:
     unprofiled_windows: int = 0
     discarded_windows: int = 0
     emit_failures: int = 0
-
-
-class _Window:
-    """One stream's data in one window; only touched under the processor's lock."""
-
-    __slots__ = ("categorical", "framework", "index", "key", "numeric", "resource", "rows")
-
-    def __init__(self, key: StreamKey, index: int) -> None:
-        self.key = key
-        self.index = index
-        self.numeric: dict[str, ExpHistogram] = {}
-        self.categorical: dict[str, Counter[str]] = {}
-        self.rows = 0
-        self.framework = ""
-        self.resource: list[KeyValue] | None = None
-
-    def add_resource(self, attributes: Iterable[KeyValue]) -> None:
-        """Keep the resource attributes every sender of this stream shares.
-
-        Replicas of one service differ only in instance attributes; the drift verdict is
-        about all of them, so it carries what they have in common.
-        """
-        incoming = list(attributes)
-        if self.resource is None:
-            self.resource = [KeyValue(key=kv.key, value=kv.value) for kv in incoming]
-            return
-        by_key = {kv.key: kv.value for kv in incoming}
-        self.resource = [kv for kv in self.resource if by_key.get(kv.key) == kv.value]
+    cumulative_resets: int = 0
+    cumulative_out_of_order: int = 0
+    cumulative_initial_dropped: int = 0
+    cumulative_streams_evicted: int = 0
+    cumulative_streams: int = 0
+    explicit_bounds_mismatches: int = 0
+    stream_overflow_points: int = 0
+    feature_overflow_points: int = 0
+    category_overflow_points: int = 0
+    override_errors: int = 0
+    profile_reloads: int = 0
+    profile_reload_failures: int = 0
+    baseline_windows: int = 0
+    alerts_emitted: int = 0
+    alert_failures: int = 0
+    checkpoint_commits: int = 0
+    checkpoint_failures: int = 0
+    restored_windows: int = 0
+    open_windows: int = 0
+    window_evaluation_nanoseconds_total: int = 0
+    checkpoint_nanoseconds_total: int = 0
 
 
 def _attribute_text(value: AnyValue) -> str:
@@ -265,20 +408,40 @@ def _number(point: NumberDataPoint) -> float:
     return point.as_int if point.WhichOneof("value") == "as_int" else point.as_double
 
 
+def _point_value(kind: str, point: Any) -> Value:
+    """The point's value; raises ``ValueError`` on a malformed one."""
+    if kind == "exponential_histogram":
+        return histogram_from_point(point)
+    if kind == "histogram":
+        return _explicit.from_point(point)
+    value = _number(point)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"count {value!r} is not a finite number of rows, 0 or more")
+    return value
+
+
+def _resource_text(attributes: Sequence[KeyValue]) -> str:
+    return json.dumps(sorted((kv.key, kv.value.SerializeToString().hex())
+                             for kv in attributes))
+
+
 # --- the processor ------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Baseline:
+    windows: int
+    data: Window
 
 
 class MlDriftProcessor:
     """Windows production metrics per stream and emits drift verdicts per closed window.
 
-    Data points must have DELTA temporality (the app-side recorder sends delta). CUMULATIVE
-    points are counted as ``unsupported_points`` and logged, not converted: per-stream
-    cumulative-to-delta conversion is planned for a later version. So are numeric columns
-    sent as explicit-bucket histograms instead of exponential ones.
-
-    A point belongs to window ``time_unix_nano // window``; the window is evaluated once the
-    clock passes its end plus ``grace``. A point for a window already past that goes into the
-    stream's oldest open window and is counted in ``late_points``.
+    Delta points go into their window as they are; cumulative ones are first turned into
+    deltas per stream (see ``_temporality``). A point belongs to window
+    ``time_unix_nano // window``; the window is evaluated once the clock passes its end plus
+    ``grace``. A point for a window already past that goes into the stream's oldest open
+    window and is counted in ``late_points``.
     """
 
     def __init__(
@@ -298,19 +461,36 @@ class MlDriftProcessor:
         self._window_ns = round(config.window_s * NS_PER_S)
         self._grace_ns = round(config.grace_s * NS_PER_S)
         self._min_rows = config.min_rows
-        self._thresholds = config.thresholds.to_thresholds()
+        self._evaluation_windows = config.evaluation.windows
+        self._baseline_windows = config.baseline.windows
+        self._limits = config.limits
+        self._thresholds = config.to_thresholds()
         self._profiles: Mapping[tuple[str, str], Profile] = profiles or {}
-        self._load_profiles = profiles is None
+        self._watcher = None if profiles is not None else ProfileWatcher(config.profiles)
+        self._reload_ns = round(parse_duration(config.reload_interval) * NS_PER_S)
+        self._next_reload_ns = 0
         self._tick_interval_s = tick_interval_s
         self._lock = threading.Lock()
         self._evaluating = threading.Lock()
-        self._windows: dict[tuple[StreamKey, int], _Window] = {}
+        self._windows: dict[tuple[StreamKey, int], Window] = {}
+        self._history: dict[StreamKey, list[Window]] = {}
+        self._baselines: dict[StreamKey, _Baseline] = {}
+        self._verdicts: dict[tuple[str, str], bool] = {}
+        self._streams: dict[StreamKey, int] = {}  # stream -> last window index seen
+        self._deltas = CumulativeToDelta(
+            clock(), config.limits.max_cumulative_streams,
+            round(parse_duration(config.limits.cumulative_staleness) * NS_PER_S))
+        self._dirty: set[tuple[StreamKey, int]] = set()
+        self._store: WindowStore | None = None
+        self._alert_targets: list[Any] = []
+        self._pipelines: Mapping[str, Any] = {}
         self._counts: Counter[str] = Counter()
         self._warned: set[Any] = set()
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
+        self._started = False
         self._shut_down = False
-        self._handlers: dict[str, Callable[[Sequence[KeyValue], Metric, int], None]] = {
+        self._handlers: dict[str, Callable[[Sequence[KeyValue], str, Metric, int], None]] = {
             semconv.ML_FEATURE_VALUE: self._feature_values,
             semconv.ML_PREDICTION_CONFIDENCE: self._confidences,
             semconv.ML_PREDICTION_VALUE: self._prediction_values,
@@ -321,11 +501,15 @@ class MlDriftProcessor:
 
     # --- lifecycle ------------------------------------------------------------------------
 
+    def set_host(self, host: Any) -> None:
+        """Remember the pipelines: alerts go to the logs ones (resolved at start)."""
+        self._pipelines = dict(getattr(host, "pipelines", {}) or {})
+
     def start(self) -> None:
-        """Load the profiles (unless given) and start the evaluation ticker."""
-        if self._load_profiles:
+        """Load the profiles (unless given) and the checkpoint, start the ticker."""
+        if self._watcher is not None:
             try:
-                self._profiles = load_directory(self._config.profiles)
+                self._profiles = self._watcher.load_all()
             except (ProfileError, OSError) as exc:
                 raise ComponentError(f"ml_drift: cannot load the profiles in "
                                      f"'{self._config.profiles}': {exc}") from exc
@@ -335,17 +519,64 @@ class MlDriftProcessor:
                           ", ".join(f"{n}:{v or '*'}" for n, v in sorted(self._profiles)))
             else:
                 _log.warning("ml_drift: no reference profile in %s; every model gets "
-                             "ml.window.rows only until profiles are added and the processor "
-                             "restarted", self._config.profiles)
+                             "ml.window.rows only until profiles are added there",
+                             self._config.profiles)
+            self._next_reload_ns = self._clock() + self._reload_ns
+        self._alert_targets = self._resolve_alert_targets()
+        if self._config.checkpoint.path:
+            try:
+                self._store = WindowStore(self._config.checkpoint.path)
+                self._restore(self._store)
+            except WindowStoreError as exc:
+                raise ComponentError(f"ml_drift: checkpoint::path: {exc}") from exc
+        self._started = True
         self._stop.clear()
         self._ticker = threading.Thread(target=self._tick, name="ml-drift-ticker", daemon=True)
         self._ticker.start()
 
+    def _resolve_alert_targets(self) -> list[Any]:
+        wanted = self._config.alerts.pipelines
+        if wanted is None:
+            return [c for pid, c in sorted(self._pipelines.items())
+                    if pid.split("/")[0] == SIGNAL_LOGS]
+        missing = [p for p in wanted if p not in self._pipelines]
+        if missing:
+            known = ", ".join(sorted(p for p in self._pipelines
+                                     if p.split("/")[0] == SIGNAL_LOGS)) or "none"
+            raise ComponentError(f"ml_drift: alerts::pipelines: {', '.join(missing)} not in "
+                                 f"service::pipelines (logs pipelines: {known})")
+        return [self._pipelines[p] for p in wanted]
+
+    def _restore(self, store: WindowStore) -> None:
+        snapshot = store.load()
+        for (stream, index), (closed, state) in snapshot.windows.items():
+            key = StreamKey.from_text(stream)
+            window = Window.from_dict(key, index, state)
+            if closed:
+                self._history.setdefault(key, []).append(window)
+            else:
+                self._windows[(key, index)] = window
+                self._counts["restored_windows"] += 1
+            self._streams[key] = max(self._streams.get(key, index), index)
+        for history in self._history.values():
+            history.sort(key=lambda w: w.index)
+        for stream, (count, state) in snapshot.baselines.items():
+            key = StreamKey.from_text(stream)
+            self._baselines[key] = _Baseline(count, Window.from_dict(key, 0, state))
+        for stream, entry in snapshot.temporality.items():
+            self._deltas.load_entry(stream, entry)
+        self._verdicts.update(snapshot.verdicts)
+        if snapshot.windows or snapshot.temporality:
+            _log.info("ml_drift: resumed from checkpoint %s: %d open window(s), %d cumulative "
+                      "stream(s)", store.path, self._counts["restored_windows"],
+                      len(snapshot.temporality))
+
     def shutdown(self) -> None:
-        """Stop the ticker, evaluate windows whose end + grace has passed, drop the rest.
+        """Stop the ticker, evaluate windows whose end + grace has passed, keep the rest.
 
         The still-open (partial) windows are not evaluated: a verdict on part of a window
-        would be compared against thresholds meant for a full one. They are counted in
+        would be compared against thresholds meant for a full one. With a checkpoint they
+        stay in it and resume at the next start; without one they are counted in
         ``discarded_windows`` and logged.
         """
         if self._shut_down:
@@ -355,77 +586,182 @@ class MlDriftProcessor:
         if self._ticker is not None:
             self._ticker.join(JOIN_TIMEOUT_S)
             self._ticker = None
-        self.evaluate_due()
-        with self._lock:
-            discarded = len(self._windows)
-            self._windows.clear()
-            self._counts["discarded_windows"] += discarded
-        if discarded:
-            _log.info("ml_drift: %d open window(s) not evaluated at shutdown (partial)",
-                      discarded)
+        try:
+            self.evaluate_due()
+        finally:
+            with self._lock:
+                remaining = len(self._windows)
+                self._windows.clear()
+                if self._store is not None:
+                    self._store.close()
+                    self._store = None
+                else:
+                    self._counts["discarded_windows"] += remaining
+            if remaining:
+                _log.info("ml_drift: %d open window(s) %s at shutdown", remaining,
+                          "kept in the checkpoint" if self._config.checkpoint.path
+                          else "not evaluated (partial)")
 
     def _tick(self) -> None:
         while not self._stop.wait(self._tick_interval_s):
             try:
+                self._maybe_reload()
                 self.evaluate_due()
             except Exception:
                 _log.exception("ml_drift: evaluating windows failed; will retry next tick")
 
+    def _maybe_reload(self) -> None:
+        if self._watcher is None or self._clock() < self._next_reload_ns:
+            return
+        self._next_reload_ns = self._clock() + self._reload_ns
+        self.reload_profiles()
+
+    def reload_profiles(self) -> bool:
+        """Reload changed profile files now (the ticker does it every ``reload_interval``);
+        True when the profiles changed."""
+        if self._watcher is None:
+            return False
+        profiles = self._watcher.poll()
+        if profiles is not None:
+            self._profiles = profiles
+        return profiles is not None
+
     def stats(self) -> MlDriftStats:
         with self._lock:
-            return MlDriftStats(**{name: self._counts[name]
+            counts = Counter(self._counts)
+            counts.update(self._deltas.stats)
+            counts["cumulative_streams"] = len(self._deltas)
+            counts["open_windows"] = len(self._windows)
+            if self._watcher is not None:
+                counts["profile_reloads"] = self._watcher.reloads
+                counts["profile_reload_failures"] = self._watcher.reload_failures
+            return MlDriftStats(**{name: int(counts[name])
                                    for name in MlDriftStats.__dataclass_fields__})
 
     # --- ingestion ------------------------------------------------------------------------
 
     def consume_metrics(self, batch: Sequence[ResourceMetrics]) -> None:
-        """Window the ``ml.*`` points of ``batch``, then pass ``batch`` on unchanged."""
+        """Pass ``batch`` on unchanged, then window its ``ml.*`` points; with a checkpoint the
+        windows' new state is committed before this returns (the batch is acknowledged)."""
+        self._next.consume_metrics(batch)
         now_ns = self._clock()
         with self._lock:
             for resource_metrics in batch:
                 resource = resource_metrics.resource.attributes
+                resource_text = ""
                 for scope_metrics in resource_metrics.scope_metrics:
+                    scope = scope_metrics.scope
                     for metric in scope_metrics.metrics:
                         handler = self._handlers.get(metric.name)
-                        if handler is not None:
-                            handler(resource, metric, now_ns)
-        self._next.consume_metrics(batch)
+                        if handler is None:
+                            continue
+                        if not resource_text:
+                            resource_text = _resource_text(resource)
+                        stream_prefix = f"{resource_text}|{scope.name}|{scope.version}"
+                        handler(resource, stream_prefix, metric, now_ns)
+            self._commit_batch()
+
+    def _commit_batch(self) -> None:
+        """Write the touched windows and cumulative streams in one transaction (under lock)."""
+        dirty, self._dirty = self._dirty, set()
+        touched, self._deltas.touched = self._deltas.touched, set()
+        forgotten, self._deltas.forgotten = self._deltas.forgotten, set()
+        if self._store is None:
+            return
+        changes = Changes()
+        for key, index in dirty:
+            window = self._windows.get((key, index))
+            if window is not None:
+                changes.windows[(key.text(), index)] = (0, window.to_dict())
+        for stream in touched:
+            changes.temporality[stream] = self._deltas.entry(stream)
+        for stream in forgotten:
+            changes.temporality[stream] = None
+        started = time.perf_counter_ns()
+        try:
+            self._store.commit(changes)
+        except WindowStoreError as exc:
+            self._counts["checkpoint_failures"] += 1
+            self._rollback_to_store()
+            raise DataRefusedError(f"ml_drift: {exc}; the batch was not accepted, retry "
+                                   "later") from exc
+        self._counts["checkpoint_commits"] += 1
+        self._counts["checkpoint_nanoseconds_total"] += time.perf_counter_ns() - started
+
+    def _rollback_to_store(self) -> None:
+        """Forget what the failed batch did in memory: reload the last committed state."""
+        assert self._store is not None
+        self._windows.clear()
+        self._history.clear()
+        self._baselines.clear()
+        self._deltas.clear()
+        try:
+            self._restore(self._store)
+        except WindowStoreError:
+            _log.exception("ml_drift: cannot reload the checkpoint after a failed write")
 
     def _warn_once(self, key: Any, message: str, *args: Any) -> None:
         if key not in self._warned:
             self._warned.add(key)
             _log.warning(message, *args)
 
-    def _points(self, metric: Metric, kind: str) -> Sequence[Any]:
-        """The points of ``metric`` if it is of ``kind`` with delta temporality, else none."""
+    def _values(self, stream_prefix: str, metric: Metric, kinds: Sequence[str]
+                ) -> Iterator[tuple[Any, dict[str, str], Value]]:
+        """The points of ``metric`` with their attributes and delta values (cumulative ones
+        converted); points of another kind or without a temporality are counted, skipped."""
         data_kind = metric.WhichOneof("data")
         if data_kind is None:
-            return ()
-        if data_kind != kind:
-            self._counts["unsupported_points"] += len(getattr(metric, data_kind).data_points)
+            return
+        data = getattr(metric, data_kind)
+        if data_kind not in kinds:
+            self._counts["unsupported_points"] += len(data.data_points)
             self._warn_once((metric.name, data_kind),
                             "ml_drift: %s arrives as %s; expected %s, its points are skipped",
-                            metric.name, data_kind, kind)
-            return ()
-        data = getattr(metric, kind)
-        if data.aggregation_temporality != AGGREGATION_TEMPORALITY_DELTA:
+                            metric.name, data_kind, " or ".join(kinds))
+            return
+        temporality = data.aggregation_temporality
+        if temporality not in (AGGREGATION_TEMPORALITY_DELTA, AGGREGATION_TEMPORALITY_CUMULATIVE):
             self._counts["unsupported_points"] += len(data.data_points)
             self._warn_once((metric.name, "temporality"),
-                            "ml_drift: %s has non-delta temporality; only DELTA is supported in "
-                            "this version, its points are skipped (configure the exporter for "
-                            "delta, e.g. OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE="
-                            "delta)", metric.name)
-            return ()
-        return data.data_points
+                            "ml_drift: %s has no aggregation temporality; its points are "
+                            "skipped", metric.name)
+            return
+        for point in data.data_points:
+            attributes = _attributes(point)
+            try:
+                value: Value | None = _point_value(data_kind, point)
+            except ValueError as exc:
+                self._counts["invalid_points"] += 1
+                self._warn_once(("bad", metric.name), "ml_drift: bad %s point: %s",
+                                metric.name, exc)
+                continue
+            if temporality == AGGREGATION_TEMPORALITY_CUMULATIVE:
+                stream = json.dumps([stream_prefix, metric.name, data_kind,
+                                     sorted(attributes.items())])
+                value = self._deltas.delta(stream, point.start_time_unix_nano,
+                                           point.time_unix_nano, value)
+                if value is None:
+                    continue
+            yield point, attributes, value
+
+    def _stream_key(self, attributes: Mapping[str, str]) -> StreamKey:
+        key = StreamKey(*(attributes.get(a, "") for a in _KEY_ATTRIBUTES))
+        if key not in self._streams and len(self._streams) >= self._limits.max_streams:
+            self._counts["stream_overflow_points"] += 1
+            self._warn_once("max_streams", "ml_drift: more than limits::max_streams=%d models "
+                            "and operations; the rest are folded into model %s",
+                            self._limits.max_streams, semconv.OVERFLOW_VALUE)
+            return StreamKey(semconv.OVERFLOW_VALUE, "", "")
+        return key
 
     def _window_for(self, resource: Sequence[KeyValue], point: Any,
-                    attributes: Mapping[str, str], now_ns: int) -> _Window | None:
+                    attributes: Mapping[str, str], now_ns: int) -> Window | None:
         if not attributes.get(semconv.ML_MODEL_NAME) or point.time_unix_nano <= 0:
             self._counts["invalid_points"] += 1
             self._warn_once("invalid", "ml_drift: skipping points without %s or a time",
                             semconv.ML_MODEL_NAME)
             return None
-        key = StreamKey(*(attributes.get(a, "") for a in _KEY_ATTRIBUTES))
+        key = self._stream_key(attributes)
         index = point.time_unix_nano // self._window_ns
         first_open = (now_ns - self._grace_ns) // self._window_ns
         if index < first_open:
@@ -434,148 +770,317 @@ class MlDriftProcessor:
             index = min(open_indexes, default=first_open)
         window = self._windows.get((key, index))
         if window is None:
-            window = self._windows[(key, index)] = _Window(key, index)
+            window = self._windows[(key, index)] = Window(key, index)
+        self._streams[key] = max(self._streams.get(key, index), index)
+        self._dirty.add((key, index))
         window.add_resource(resource)
         window.framework = attributes.get(semconv.ML_MODEL_FRAMEWORK, window.framework)
         return window
 
-    def _add_histograms(self, resource: Sequence[KeyValue], metric: Metric, now_ns: int,
+    def _column_in(self, window: Window, column: str) -> str:
+        if column in window.numeric or column in window.explicit \
+                or column in window.categorical:
+            return column
+        if len(window.columns()) >= self._limits.max_features:
+            self._counts["feature_overflow_points"] += 1
+            self._warn_once(("max_features", window.key),
+                            "ml_drift: model %r has more than limits::max_features=%d columns; "
+                            "the rest are folded into %s (not compared)",
+                            window.key.model_name, self._limits.max_features,
+                            semconv.OVERFLOW_VALUE)
+            return semconv.OVERFLOW_VALUE
+        return column
+
+    def _add_histograms(self, resource: Sequence[KeyValue], stream_prefix: str,
+                        metric: Metric, now_ns: int,
                         column_of: Callable[[Mapping[str, str]], str | None]) -> None:
-        for point in self._points(metric, "exponential_histogram"):
-            attributes = _attributes(point)
+        for point, attributes, value in self._values(stream_prefix, metric, _HISTOGRAM_KINDS):
             column = column_of(attributes)
             if not column:
+                continue
+            window = self._window_for(resource, point, attributes, now_ns)
+            if window is None:
+                continue
+            column = self._column_in(window, column)
+            if isinstance(value, ExpHistogram):
+                window.add_numeric(column, value)
                 continue
             try:
-                histogram = histogram_from_point(point)
-            except ValueError as exc:
-                self._counts["invalid_points"] += 1
-                self._warn_once(("histogram", metric.name), "ml_drift: bad %s point: %s",
-                                metric.name, exc)
-                continue
-            window = self._window_for(resource, point, attributes, now_ns)
-            if window is not None:
-                current = window.numeric.get(column)
-                window.numeric[column] = (histogram if current is None
-                                          else exphist.merge([current, histogram]))
+                window.add_explicit(column, value)  # type: ignore[arg-type]
+            except ValueError:
+                self._counts["explicit_bounds_mismatches"] += 1
+                self._warn_once(("bounds", column), "ml_drift: explicit bounds of %s changed "
+                                "within a window; the point is skipped", column)
 
-    def _add_counts(self, resource: Sequence[KeyValue], metric: Metric, now_ns: int,
-                    column_of: Callable[[Mapping[str, str]], str | None],
+    def _add_counts(self, resource: Sequence[KeyValue], stream_prefix: str, metric: Metric,
+                    now_ns: int, column_of: Callable[[Mapping[str, str]], str | None],
                     category_attribute: str) -> None:
-        for point in self._points(metric, "sum"):
-            attributes = _attributes(point)
+        for point, attributes, value in self._values(stream_prefix, metric, ("sum",)):
             column = column_of(attributes)
             if not column:
                 continue
             window = self._window_for(resource, point, attributes, now_ns)
-            if window is not None:
-                category = attributes.get(category_attribute, "")
-                window.categorical.setdefault(column, Counter())[category] += _number(point)
+            if window is None:
+                continue
+            column = self._column_in(window, column)
+            counts = window.categorical.setdefault(column, Counter())
+            category = attributes.get(category_attribute, "")
+            if category not in counts and len(counts) >= self._limits.max_categories:
+                self._counts["category_overflow_points"] += 1
+                category = semconv.OVERFLOW_VALUE
+            counts[category] += value  # type: ignore[operator]
 
-    def _feature_values(self, resource: Sequence[KeyValue], metric: Metric, now: int) -> None:
-        self._add_histograms(resource, metric, now, lambda a: a.get(semconv.ML_FEATURE_NAME))
+    def _feature_values(self, resource: Sequence[KeyValue], prefix: str, metric: Metric,
+                        now: int) -> None:
+        self._add_histograms(resource, prefix, metric, now,
+                             lambda a: a.get(semconv.ML_FEATURE_NAME))
 
-    def _confidences(self, resource: Sequence[KeyValue], metric: Metric, now: int) -> None:
-        self._add_histograms(resource, metric, now,
+    def _confidences(self, resource: Sequence[KeyValue], prefix: str, metric: Metric,
+                     now: int) -> None:
+        self._add_histograms(resource, prefix, metric, now,
                              lambda a: semconv.PROFILE_COLUMN_PREDICTION_CONFIDENCE)
 
-    def _prediction_values(self, resource: Sequence[KeyValue], metric: Metric, now: int) -> None:
+    def _prediction_values(self, resource: Sequence[KeyValue], prefix: str, metric: Metric,
+                           now: int) -> None:
         # Per-class scores carry ml.prediction.class; only regression outputs (without it)
         # match the profile's single ml.prediction.value column.
         self._add_histograms(
-            resource, metric, now,
+            resource, prefix, metric, now,
             lambda a: None if a.get(semconv.ML_PREDICTION_CLASS) else semconv.ML_PREDICTION_VALUE)
 
-    def _prediction_classes(self, resource: Sequence[KeyValue], metric: Metric, now: int) -> None:
-        self._add_counts(resource, metric, now,
+    def _prediction_classes(self, resource: Sequence[KeyValue], prefix: str, metric: Metric,
+                            now: int) -> None:
+        self._add_counts(resource, prefix, metric, now,
                          lambda a: semconv.PROFILE_COLUMN_PREDICTION_CLASS,
                          semconv.ML_PREDICTION_CLASS)
 
-    def _feature_categories(self, resource: Sequence[KeyValue], metric: Metric, now: int) -> None:
-        self._add_counts(resource, metric, now, lambda a: a.get(semconv.ML_FEATURE_NAME),
+    def _feature_categories(self, resource: Sequence[KeyValue], prefix: str, metric: Metric,
+                            now: int) -> None:
+        self._add_counts(resource, prefix, metric, now, lambda a: a.get(semconv.ML_FEATURE_NAME),
                          semconv.ML_FEATURE_CATEGORY)
 
-    def _rows(self, resource: Sequence[KeyValue], metric: Metric, now_ns: int) -> None:
-        for point in self._points(metric, "sum"):
-            window = self._window_for(resource, point, _attributes(point), now_ns)
+    def _rows(self, resource: Sequence[KeyValue], prefix: str, metric: Metric,
+              now_ns: int) -> None:
+        for point, attributes, value in self._values(prefix, metric, ("sum",)):
+            window = self._window_for(resource, point, attributes, now_ns)
             if window is not None:
-                window.rows += int(_number(point))
+                window.rows += int(value)  # type: ignore[arg-type]
 
     # --- evaluation -----------------------------------------------------------------------
 
     def evaluate_due(self) -> list[ResourceMetrics]:
         """Evaluate every window whose end + grace has passed; returns what was emitted."""
         with self._evaluating:
-            first_open = (self._clock() - self._grace_ns) // self._window_ns
+            now_ns = self._clock()
+            first_open = (now_ns - self._grace_ns) // self._window_ns
             with self._lock:
+                self._deltas.expire(now_ns)
                 due = sorted((k for k in self._windows if k[1] < first_open),
                              key=lambda k: (k[1], k[0].model_name, k[0].model_version,
                                             k[0].operation))
                 windows = [self._windows.pop(k) for k in due]
+                self._dirty.difference_update(due)
             if not windows:
                 return []
-            output = [self._evaluate(w) for w in windows]
+            started = time.perf_counter_ns()
+            changes = Changes()
+            output: list[ResourceMetrics] = []
+            logs: list[ResourceLogs] = []
+            for window in windows:
+                metrics, alerts = self._evaluate(window, changes, now_ns)
+                output.append(metrics)
+                if alerts is not None:
+                    logs.append(alerts)
             with self._lock:
                 self._counts["evaluated_windows"] += len(windows)
+                self._counts["window_evaluation_nanoseconds_total"] += \
+                    time.perf_counter_ns() - started
+                self._prune_streams(first_open)
             try:
                 self._next.consume_metrics(output)
             except Exception:
                 with self._lock:
                     self._counts["emit_failures"] += 1
                 raise
+            finally:
+                self._emit_alerts(logs)
+                self._commit_evaluation(changes)
             return output
+
+    def _prune_streams(self, first_open: int) -> None:
+        """Forget streams with no open window and no history still needed (under lock)."""
+        horizon = first_open - self._evaluation_windows
+        for key in [k for k, last in self._streams.items() if last < horizon]:
+            del self._streams[key]
+
+    def _commit_evaluation(self, changes: Changes) -> None:
+        with self._lock:
+            if self._store is None:
+                return
+            try:
+                self._store.commit(changes)
+                self._counts["checkpoint_commits"] += 1
+            except WindowStoreError:
+                self._counts["checkpoint_failures"] += 1
+                _log.exception("ml_drift: cannot record evaluated windows in the checkpoint; "
+                               "after a restart they may be evaluated again")
+
+    def _emit_alerts(self, logs: list[ResourceLogs]) -> None:
+        if not logs:
+            return
+        records = sum(len(s.log_records) for r in logs for s in r.scope_logs)
+        for target in self._alert_targets:
+            try:
+                target.consume_logs(logs)
+            except Exception:
+                with self._lock:
+                    self._counts["alert_failures"] += 1
+                _log.exception("ml_drift: a logs pipeline refused %d drift alert(s)", records)
+        with self._lock:
+            self._counts["alerts_emitted"] += records
 
     def _profile_for(self, key: StreamKey) -> Profile | None:
         profile = self._profiles.get((key.model_name, key.model_version))
         if profile is None:
             profile = self._profiles.get((key.model_name, ""))
-        if profile is None:
-            with self._lock:
-                self._counts["unprofiled_windows"] += 1
-                self._warn_once(("profile", key.model_name, key.model_version),
-                                "ml_drift: no profile for model %r version %r in %s; its windows "
-                                "get ml.window.rows only (add NAME.json with `driftline "
-                                "profile`)", key.model_name, key.model_version,
-                                self._config.profiles or "the given profiles")
         return profile
 
-    def _scores(self, window: _Window, profile: Profile) -> list[drift.DriftScore]:
+    def _reference(self, key: StreamKey, window: Window, changes: Changes
+                   ) -> tuple[Profile | None, str]:
+        """The profile (or completed baseline) for ``key``, and why there is none."""
+        profile = self._profile_for(key)
+        if profile is not None:
+            return profile, ""
+        if self._baseline_windows <= 0:
+            with self._lock:
+                self._counts["unprofiled_windows"] += 1
+            self._warn_once(("profile", key.model_name, key.model_version),
+                            "ml_drift: no profile for model %r version %r in %s; its windows "
+                            "get ml.window.rows only (add NAME.json with `driftline "
+                            "profile`, or set baseline::windows)", key.model_name,
+                            key.model_version, self._config.profiles or "the given profiles")
+            return None, "no profile"
+        baseline = self._baselines.get(key)
+        if baseline is not None and baseline.windows >= self._baseline_windows:
+            return as_profile(baseline.data, _PREDICTION_COLUMNS), ""
+        if window.rows < self._min_rows:
+            return None, f"baseline: window below min_rows={self._min_rows}, not used"
+        if baseline is None:
+            baseline = self._baselines[key] = _Baseline(0, Window(key, 0))
+        baseline.data.absorb(window)
+        baseline.windows += 1
+        changes.baselines[key.text()] = (baseline.windows, baseline.data.to_dict())
+        with self._lock:
+            self._counts["baseline_windows"] += 1
+        return None, f"baseline window {baseline.windows} of {self._baseline_windows}"
+
+    def _history_merge(self, window: Window, changes: Changes) -> Window:
+        """``window`` merged with the stream's closed windows of the last N (clock) windows;
+        keeps the history the next window will need."""
+        n = self._evaluation_windows
+        if n <= 1:
+            return window
+        key = window.key
+        kept = [w for w in self._history.get(key, []) if w.index > window.index - n]
+        for old in self._history.get(key, []):
+            if old.index <= window.index - n:
+                changes.windows[(key.text(), old.index)] = None
+        result = merged([*kept, window])
+        history = [w for w in [*kept, window] if w.index > window.index + 1 - n]
+        for old in kept:
+            if old not in history:
+                changes.windows[(key.text(), old.index)] = None
+        self._history[key] = history
+        return result
+
+    def _thresholds_for(self, column: str, kind: str) -> drift.Thresholds:
+        """The thresholds, without ``column``'s override when its method does not fit."""
+        override = self._thresholds.overrides.get(column)
+        allowed = drift.NUMERIC_METHODS if kind == KIND_NUMERIC else drift.CATEGORICAL_METHODS
+        if override is None or override[0] in allowed:
+            return self._thresholds
+        with self._lock:
+            self._counts["override_errors"] += 1
+        self._warn_once(("override", column, kind),
+                        "ml_drift: columns::%s::method %s does not apply to a %s column; its "
+                        "default method is used (one of %s applies)", column, override[0],
+                        kind, ", ".join(allowed))
+        overrides = {c: o for c, o in self._thresholds.overrides.items() if c != column}
+        return dataclasses.replace(self._thresholds, overrides=overrides)
+
+    def _scores(self, window: Window, profile: Profile) -> list[drift.DriftScore]:
         scores: list[drift.DriftScore] = []
         for column in profile.columns.values():
+            name = column.name
             if column.kind == KIND_NUMERIC:
-                current = window.numeric.get(column.name)
                 reference = column.histogram
-                if current is None or not current.count or reference is None \
-                        or not reference.count:
+                if reference is None or not reference.count:
                     continue
-                scores += drift.numeric_scores(column.name, reference, current,
-                                               self._thresholds)
+                current = window.numeric.get(name)
+                if current is not None and current.count:
+                    scores += drift.numeric_scores(name, reference, current,
+                                                   self._thresholds_for(name, KIND_NUMERIC))
+                    continue
+                explicit = window.explicit.get(name)
+                if explicit is not None and explicit.count:
+                    ref_counts, cur_counts = _explicit.as_categories(reference, explicit)
+                    scores += drift.categorical_scores(
+                        name, ref_counts, cur_counts,
+                        self._thresholds_for(name, drift.KIND_CATEGORICAL))
             else:
-                counts = window.categorical.get(column.name)
+                counts = window.categorical.get(name)
                 reference_counts = column.category_counts()
                 if not counts or sum(counts.values()) <= 0 or not sum(reference_counts.values()):
                     continue
-                scores += drift.categorical_scores(column.name, reference_counts,
-                                                   drift.fold_unknown(counts, reference_counts),
-                                                   self._thresholds)
+                scores += drift.categorical_scores(
+                    name, reference_counts, drift.fold_unknown(counts, reference_counts),
+                    self._thresholds_for(name, drift.KIND_CATEGORICAL))
         return scores
 
-    def _evaluate(self, window: _Window) -> ResourceMetrics:
+    def _alerts(self, key: StreamKey, verdicts: Sequence[drift.DriftScore],
+                share: float | None, changes: Changes) -> list[Alert]:
+        """Alerts for the subjects whose verdict flips to drifted; records every verdict."""
+        stream = key.text()
+        alerts = []
+        subjects: list[tuple[str, bool, Alert]] = [
+            (s.column, s.drifted, Alert(semconv.DRIFT_SUBJECT_COLUMN, s.column, s.method,
+                                        s.score, s.threshold, s.p_value)) for s in verdicts]
+        if share is not None:
+            threshold = self._thresholds.dataset_share
+            subjects.append(("", share >= threshold,
+                             Alert(semconv.DRIFT_SUBJECT_DATASET, "", "", share, threshold)))
+        with self._lock:
+            for subject, drifted, alert in subjects:
+                if drifted and not self._verdicts.get((stream, subject), False):
+                    alerts.append(alert)
+                if self._verdicts.get((stream, subject)) != drifted:
+                    self._verdicts[(stream, subject)] = drifted
+                    changes.verdicts[(stream, subject)] = drifted
+        return alerts
+
+    def _evaluate(self, window: Window, changes: Changes, now_ns: int
+                  ) -> tuple[ResourceMetrics, ResourceLogs | None]:
         start_ns = window.index * self._window_ns
         end_ns = start_ns + self._window_ns
         key = window.key
+        stream = key.text()
+        evaluated = self._history_merge(window, changes)
+        if self._evaluation_windows > 1:
+            changes.windows[(stream, window.index)] = (1, window.to_dict())
+        else:
+            changes.windows[(stream, window.index)] = None
         model = [(semconv.ML_MODEL_NAME, key.model_name),
                  (semconv.ML_MODEL_VERSION, key.model_version),
-                 (semconv.ML_MODEL_FRAMEWORK, window.framework),
+                 (semconv.ML_MODEL_FRAMEWORK, evaluated.framework),
                  (semconv.ML_OPERATION, key.operation)]
         gauges = _Gauges(start_ns, end_ns, model)
         gauges.add(semconv.ML_WINDOW_ROWS, semconv.UNIT_ROWS, window.rows)
-        profile = self._profile_for(key)
-        verdict = "no profile"
-        if profile is not None and window.rows < self._min_rows:
+        profile, verdict = self._reference(key, evaluated, changes)
+        alerts: list[Alert] = []
+        if profile is not None and evaluated.rows < self._min_rows:
             verdict = f"below min_rows={self._min_rows}, no verdict"
         elif profile is not None:
-            scores = self._scores(window, profile)
+            scores = self._scores(evaluated, profile)
             for score in scores:
                 extra = [(semconv.ML_FEATURE_NAME, score.column),
                          (semconv.ML_DRIFT_METHOD, score.method)]
@@ -585,26 +1090,29 @@ class MlDriftProcessor:
                            int(score.drifted), extra)
             features = {c.name for c in profile.features()}
             feature_scores = [s for s in scores if s.column in features]
+            share = None
             if feature_scores:  # no share without a compared feature: 0 would read as "fine"
                 share = drift.dataset_share(feature_scores)
                 gauges.add(semconv.ML_DRIFT_DATASET_SHARE, semconv.UNIT_DIMENSIONLESS, share)
                 gauges.add(semconv.ML_DRIFT_DATASET_DETECTED, semconv.UNIT_DIMENSIONLESS,
                            int(share >= self._thresholds.dataset_share))
             verdicts = _verdicts(scores)
+            alerts = self._alerts(key, verdicts, share, changes)
             drifted = [s.column for s in verdicts if s.drifted]
             verdict = f"drifted columns: {', '.join(drifted) or 'none'}"
         _log.info("ml_drift: model=%s version=%s operation=%s window_start=%s rows=%d %s",
                   key.model_name, key.model_version or "-", key.operation or "-",
                   _iso(start_ns), window.rows, verdict)
-        return ResourceMetrics(
-            resource=Resource(attributes=window.resource or []),
+        resource = evaluated.resource or []
+        metrics = ResourceMetrics(
+            resource=Resource(attributes=resource),
             scope_metrics=[ScopeMetrics(
                 scope=InstrumentationScope(name=semconv.PROCESSOR_SCOPE,
                                            version=driftline.__version__),
                 metrics=gauges.metrics())],
         )
-
-
+        logs = alert_logs(alerts, model, resource, start_ns, end_ns, now_ns) if alerts else None
+        return metrics, logs
 def _verdicts(scores: Sequence[drift.DriftScore]) -> list[drift.DriftScore]:
     """The verdict statistic of each column: the first of its scores (see drift.py)."""
     first: dict[str, drift.DriftScore] = {}

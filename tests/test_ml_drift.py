@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import (
-    AGGREGATION_TEMPORALITY_CUMULATIVE,
     AGGREGATION_TEMPORALITY_DELTA,
     ExponentialHistogram,
     ExponentialHistogramDataPoint,
@@ -370,20 +369,6 @@ def test_incoming_metrics_pass_through_unchanged(rng: np.random.Generator) -> No
     proc.evaluate_due()
     assert len(capture.batches) == 2  # the verdicts follow as a batch of their own
     assert capture.batches[1][0].scope_metrics[0].scope.name == semconv.PROCESSOR_SCOPE
-
-
-def test_cumulative_points_are_counted_not_windowed(rng: np.random.Generator) -> None:
-    clock, capture = Clock(T0), Capture()
-    proc = processor({("churn", "3"): reference(rng)}, clock, capture)
-    clock.at(2)
-    proc.consume_metrics(app_batch(T0 + NS, {"age": rng.normal(40, 10, 200),
-                                             "income": rng.normal(50, 5, 200)},
-                                   temporality=AGGREGATION_TEMPORALITY_CUMULATIVE))
-    clock.at(12)
-
-    assert proc.evaluate_due() == []
-    assert proc.stats().unsupported_points == 3  # two feature points and one rows point
-    assert len(capture.batches) == 1  # still passed through
 
 
 def test_model_without_profile_gets_rows_only_and_is_counted(rng: np.random.Generator) -> None:

@@ -1,0 +1,79 @@
+"""Reference profiles from a directory, reloaded when a file changes (polled mtimes).
+
+A changed file that no longer reads as a profile keeps its previous profile in service: the
+failure is logged and counted, so a half-copied file never turns drift detection off.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from driftline.profile import Profile, ProfileError, load
+
+_log = logging.getLogger(__name__)
+
+DEFAULT_RELOAD_INTERVAL = "10s"
+
+
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    mtime_ns: int
+    size: int
+
+
+class ProfileWatcher:
+    """``poll()`` returns the profiles by (model name, version) when they changed, else None."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self._directory = Path(directory)
+        self._seen: dict[Path, _Seen] = {}
+        self._by_file: dict[Path, Profile] = {}
+        self.reloads = 0
+        self.reload_failures = 0
+
+    def load_all(self) -> dict[tuple[str, str], Profile]:
+        """The first load: a damaged file raises ``ProfileError`` (start fails clearly)."""
+        for path in sorted(self._directory.glob("*.json")):
+            stat = path.stat()
+            self._by_file[path] = load(path)
+            self._seen[path] = _Seen(stat.st_mtime_ns, stat.st_size)
+        return self.profiles()
+
+    def profiles(self) -> dict[tuple[str, str], Profile]:
+        return {(p.model_name, p.model_version): p
+                for _, p in sorted(self._by_file.items())}
+
+    def poll(self) -> dict[tuple[str, str], Profile] | None:
+        changed = False
+        present = set()
+        for path in sorted(self._directory.glob("*.json")):
+            present.add(path)
+            try:
+                stat = path.stat()
+            except OSError:
+                continue  # removed between glob and stat
+            seen = _Seen(stat.st_mtime_ns, stat.st_size)
+            if self._seen.get(path) == seen:
+                continue
+            self._seen[path] = seen
+            try:
+                profile = load(path)
+            except ProfileError as exc:
+                self.reload_failures += 1
+                kept = "keeping the previous one" if path in self._by_file else "not used"
+                _log.error("ml_drift: profile %s changed but cannot be used (%s); %s",
+                           path, exc, kept)
+                continue
+            self._by_file[path] = profile
+            self.reloads += 1
+            changed = True
+            _log.info("ml_drift: loaded profile %s (model %r version %r)", path,
+                      profile.model_name, profile.model_version)
+        for path in set(self._by_file) - present:
+            del self._by_file[path]
+            self._seen.pop(path, None)
+            changed = True
+            _log.info("ml_drift: profile %s removed; its model is no longer compared", path)
+        return self.profiles() if changed else None

@@ -1,0 +1,146 @@
+"""The ml_drift checkpoint: open windows, recent closed ones, baselines and the cumulative
+table in one SQLite file (WAL mode), each change committed in one transaction.
+
+The processor commits a batch's effect before it acknowledges the batch, so after a crash
+(SIGKILL included) a batch is either fully in the file or was never acknowledged.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+# A busy database (another process holds the file) is waited for this long, then an error.
+BUSY_TIMEOUT_S = 5.0
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    # closed = 0: an open window; 1: a closed one kept for `evaluation: {windows: N}`.
+    "CREATE TABLE IF NOT EXISTS windows (stream TEXT NOT NULL, idx INTEGER NOT NULL, "
+    "closed INTEGER NOT NULL, state TEXT NOT NULL, PRIMARY KEY (stream, idx))",
+    "CREATE TABLE IF NOT EXISTS baselines (stream TEXT PRIMARY KEY, windows INTEGER NOT NULL, "
+    "state TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS temporality (stream TEXT PRIMARY KEY, entry TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS verdicts (stream TEXT NOT NULL, subject TEXT NOT NULL, "
+    "drifted INTEGER NOT NULL, PRIMARY KEY (stream, subject))",
+)
+
+
+class WindowStoreError(RuntimeError):
+    """The checkpoint file cannot be opened or written; the message names it."""
+
+
+@dataclass
+class Changes:
+    """What one transaction writes: rows to upsert (None deletes) per table."""
+
+    windows: dict[tuple[str, int], tuple[int, dict[str, Any]] | None] = field(
+        default_factory=dict)
+    baselines: dict[str, tuple[int, dict[str, Any]] | None] = field(default_factory=dict)
+    temporality: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    verdicts: dict[tuple[str, str], bool] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.windows or self.baselines or self.temporality or self.verdicts)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything the file holds, as read at start."""
+
+    windows: Mapping[tuple[str, int], tuple[int, dict[str, Any]]]
+    baselines: Mapping[str, tuple[int, dict[str, Any]]]
+    temporality: Mapping[str, dict[str, Any]]
+    verdicts: Mapping[tuple[str, str], bool]
+
+
+class WindowStore:
+    """One SQLite connection used under the processor's lock (``check_same_thread`` off)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S,
+                                       check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode: a commit survives the process being killed; only a power
+            # loss or OS crash can lose the last transactions.
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            for statement in _SCHEMA:
+                self._db.execute(statement)
+            row = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+            if row is None:
+                self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            elif row[0] != str(SCHEMA_VERSION):
+                raise WindowStoreError(f"checkpoint '{self.path}': schema version {row[0]}, "
+                                       f"this Driftline writes {SCHEMA_VERSION}; move the "
+                                       "file away to start with empty windows")
+        except (OSError, sqlite3.Error) as exc:
+            raise WindowStoreError(f"checkpoint '{self.path}': cannot open: {exc}") from exc
+
+    def load(self) -> Snapshot:
+        try:
+            windows = {(s, int(i)): (int(c), json.loads(t)) for s, i, c, t in self._db.execute(
+                "SELECT stream, idx, closed, state FROM windows")}
+            baselines = {s: (int(n), json.loads(t)) for s, n, t in self._db.execute(
+                "SELECT stream, windows, state FROM baselines")}
+            temporality = {s: json.loads(t) for s, t in self._db.execute(
+                "SELECT stream, entry FROM temporality")}
+            verdicts = {(s, c): bool(d) for s, c, d in self._db.execute(
+                "SELECT stream, subject, drifted FROM verdicts")}
+        except (sqlite3.Error, ValueError) as exc:
+            raise WindowStoreError(f"checkpoint '{self.path}': cannot read: {exc}") from exc
+        return Snapshot(windows, baselines, temporality, verdicts)
+
+    def commit(self, changes: Changes) -> None:
+        """Write ``changes`` in one transaction; raises ``WindowStoreError`` (nothing written)."""
+        if not changes:
+            return
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                _upsert(db, "DELETE FROM windows WHERE stream=? AND idx=?",
+                        "INSERT OR REPLACE INTO windows VALUES (?, ?, ?, ?)",
+                        ((k, None if v is None else (v[0], json.dumps(v[1])))
+                         for k, v in changes.windows.items()))
+                _upsert(db, "DELETE FROM baselines WHERE stream=?",
+                        "INSERT OR REPLACE INTO baselines VALUES (?, ?, ?)",
+                        (((k,), None if v is None else (v[0], json.dumps(v[1])))
+                         for k, v in changes.baselines.items()))
+                _upsert(db, "DELETE FROM temporality WHERE stream=?",
+                        "INSERT OR REPLACE INTO temporality VALUES (?, ?)",
+                        (((k,), None if v is None else (json.dumps(v),))
+                         for k, v in changes.temporality.items()))
+                db.executemany("INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?)",
+                               [(s, c, int(d)) for (s, c), d in changes.verdicts.items()])
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise WindowStoreError(f"checkpoint '{self.path}': cannot write: {exc}") from exc
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _upsert(db: sqlite3.Connection, delete: str, insert: str,
+            rows: Iterable[tuple[tuple[Any, ...] | str, tuple[Any, ...] | None]]) -> None:
+    deletes, inserts = [], []
+    for key, value in rows:
+        key = key if isinstance(key, tuple) else (key,)
+        if value is None:
+            deletes.append(key)
+        else:
+            inserts.append((*key, *value))
+    if deletes:
+        db.executemany(delete, deletes)
+    if inserts:
+        db.executemany(insert, inserts)
