@@ -63,6 +63,16 @@ class Window:
         self.framework = ""
         self.resource: list[KeyValue] | None = None
 
+    def row_count(self) -> int:
+        """``ml.predict.rows`` when the app sends it, else the largest column count (an app
+        with only its own histogram views sends no row counter)."""
+        if self.rows:
+            return self.rows
+        counts = [h.count for h in self.numeric.values()]
+        counts += [h.count for h in self.explicit.values()]
+        counts += [round(sum(c.values())) for c in self.categorical.values()]
+        return int(max(counts, default=0))
+
     def columns(self) -> set[str]:
         return set(self.numeric) | set(self.explicit) | set(self.categorical)
 

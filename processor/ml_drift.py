@@ -963,7 +963,7 @@ class MlDriftProcessor:
         baseline = self._baselines.get(key)
         if baseline is not None and baseline.windows >= self._baseline_windows:
             return as_profile(baseline.data, _PREDICTION_COLUMNS), ""
-        if window.rows < self._min_rows:
+        if window.row_count() < self._min_rows:
             return None, f"baseline: window below min_rows={self._min_rows}, not used"
         if baseline is None:
             baseline = self._baselines[key] = _Baseline(0, Window(key, 0))
@@ -1074,10 +1074,10 @@ class MlDriftProcessor:
                  (semconv.ML_MODEL_FRAMEWORK, evaluated.framework),
                  (semconv.ML_OPERATION, key.operation)]
         gauges = _Gauges(start_ns, end_ns, model)
-        gauges.add(semconv.ML_WINDOW_ROWS, semconv.UNIT_ROWS, window.rows)
+        gauges.add(semconv.ML_WINDOW_ROWS, semconv.UNIT_ROWS, window.row_count())
         profile, verdict = self._reference(key, evaluated, changes)
         alerts: list[Alert] = []
-        if profile is not None and evaluated.rows < self._min_rows:
+        if profile is not None and evaluated.row_count() < self._min_rows:
             verdict = f"below min_rows={self._min_rows}, no verdict"
         elif profile is not None:
             scores = self._scores(evaluated, profile)
@@ -1102,7 +1102,7 @@ class MlDriftProcessor:
             verdict = f"drifted columns: {', '.join(drifted) or 'none'}"
         _log.info("ml_drift: model=%s version=%s operation=%s window_start=%s rows=%d %s",
                   key.model_name, key.model_version or "-", key.operation or "-",
-                  _iso(start_ns), window.rows, verdict)
+                  _iso(start_ns), window.row_count(), verdict)
         resource = evaluated.resource or []
         metrics = ResourceMetrics(
             resource=Resource(attributes=resource),
