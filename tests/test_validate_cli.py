@@ -1,0 +1,248 @@
+"""``driftline validate`` and the collector's start-up errors, run as real subprocesses.
+
+Each test starts the installed ``driftline`` console script (the one next to this Python),
+as an operator would, and reads its exit status, stdout and stderr.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).parent / "data"
+DEFAULT_CONFIG = ROOT / "collector-config" / "default.yaml"
+DRIFTLINE = Path(sys.executable).with_name("driftline")
+# A safety net so a hung process fails the test instead of the run; not a speed assertion.
+PROCESS_TIMEOUT_S = 60
+
+
+def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(DRIFTLINE), *args], env=env, cwd=cwd, capture_output=True,
+                          text=True, timeout=PROCESS_TIMEOUT_S, check=False)
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """The process environment without the operator's DRIFTLINE_* overrides, plus the
+    PROFILES (an empty directory) and OUT variables the fixtures reference."""
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
+    return {**clean, "PROFILES": str(profiles), "OUT": str(tmp_path / "out.jsonl")}
+
+
+@pytest.fixture
+def held_port() -> Iterator[int]:
+    """A port on 127.0.0.1 that another socket is listening on for the whole test."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        yield holder.getsockname()[1]
+
+
+def test_valid_config_prints_one_ok_line(env: dict[str, str], tmp_path: Path) -> None:
+    config = DATA / "good_full.yaml"
+
+    result = run(["validate", str(config)], env, tmp_path)
+
+    assert result.returncode == 0
+    assert result.stderr == ""
+    assert result.stdout == (
+        f"{config}: OK: 4 pipelines (logs, metrics, metrics/canary, traces); "
+        "2 receivers (otlp, otlp/serverless); 2 processors (ml_drift, ml_drift/canary); "
+        "3 exporters (file, file/canary, file/traces); 0 extensions\n")
+
+
+def test_shipped_default_config_validates(env: dict[str, str], tmp_path: Path) -> None:
+    # default.yaml reads profiles from ./profiles unless DRIFTLINE_PROFILES says otherwise;
+    # the env fixture made tmp_path/profiles, and the command runs in tmp_path.
+    result = run(["validate", str(DEFAULT_CONFIG)], env, tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (
+        f"{DEFAULT_CONFIG}: OK: 2 pipelines (metrics, traces); 1 receiver (otlp); "
+        "1 processor (ml_drift); 3 exporters (file, file/traces, prometheus); "
+        "0 extensions\n")
+
+
+def test_default_config_without_its_profile_directory(env: dict[str, str],
+                                                      tmp_path: Path) -> None:
+    missing = tmp_path / "not-there"
+
+    result = run(["validate", str(DEFAULT_CONFIG)],
+                 {**env, "DRIFTLINE_PROFILES": str(missing)}, tmp_path)
+
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"{DEFAULT_CONFIG}: processors::ml_drift::profiles: directory '{missing}' does not "
+        f"exist (resolved to '{missing}'); create it and put the reference profiles there, "
+        "or fix the path\n")
+
+
+def test_every_problem_on_its_own_line(env: dict[str, str], tmp_path: Path) -> None:
+    config = DATA / "bad_many.yaml"
+
+    result = run(["validate", str(config)], env, tmp_path)
+
+    assert result.returncode == 1
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert [line.removeprefix(f"{config}: ").partition(": ")[0] for line in lines] == [
+        "receivers::otlp::protocols::grpc::endpoint",
+        "processors::ml_drift::min_rows",
+        "processors::ml_drift::thresholds::dataset_share",
+        "service::pipelines::metrics::exporters",
+        "service::telemetry::logs::level",
+    ]
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in DATA.glob("bad_*.yaml")))
+def test_every_bad_fixture_fails_with_yaml_paths_or_lines(
+        env: dict[str, str], tmp_path: Path, name: str) -> None:
+    config = DATA / name
+
+    result = run(["validate", str(config)], env, tmp_path)
+
+    assert result.returncode == 1
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert lines
+    for line in lines:
+        problem = line.removeprefix(f"{config}: ")
+        assert problem != line
+        # Each problem starts with the YAML path of the bad key (a top-level section name
+        # or a path under one), or, for unreadable YAML, with the line and column.
+        head = problem.partition(": ")[0]
+        assert (head.partition("::")[0] in ("receivers", "processors", "exporters",
+                                            "extensions", "service")
+                or head.startswith("YAML syntax error at line ")), problem
+
+
+def test_missing_file(env: dict[str, str], tmp_path: Path) -> None:
+    result = run(["validate", "no-such.yaml"], env, tmp_path)
+
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"no-such.yaml: cannot read the config file: no such file (looked for "
+        f"'{tmp_path / 'no-such.yaml'}'); give the path of a collector-style YAML config, "
+        "e.g. collector-config/default.yaml\n")
+
+
+def test_directory_instead_of_a_file(env: dict[str, str], tmp_path: Path) -> None:
+    result = run(["validate", str(tmp_path)], env, tmp_path)
+
+    assert result.returncode == 1
+    assert result.stderr == (f"{tmp_path}: cannot read the config file: '{tmp_path}' is a "
+                             "directory; give the path of a YAML file\n")
+
+
+def test_file_that_is_not_utf8(env: dict[str, str], tmp_path: Path) -> None:
+    config = tmp_path / "latin1.yaml"
+    config.write_bytes("receivers:\n  otlp: # caf\u00e9\n".encode("latin-1"))
+
+    result = run(["validate", str(config)], env, tmp_path)
+
+    assert result.returncode == 1
+    assert result.stderr == (f"{config}: cannot read the config file: not UTF-8 text (byte "
+                             "0xe9 at offset 24); save it as UTF-8\n")
+
+
+def test_empty_file(env: dict[str, str], tmp_path: Path) -> None:
+    config = tmp_path / "empty.yaml"
+    config.write_text("# nothing yet\n")
+
+    result = run(["validate", str(config)], env, tmp_path)
+
+    assert result.returncode == 1
+    assert result.stderr == (f"{config}: the config is empty; it needs receivers, exporters "
+                             "and service::pipelines\n")
+
+
+def test_collector_refuses_an_invalid_config_and_points_to_validate(
+        env: dict[str, str], tmp_path: Path) -> None:
+    config = DATA / "bad_unknown_type.yaml"
+
+    result = run(["collector", "--config", str(config)], env, tmp_path)
+
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"{config}: receivers::otlpp: unknown receiver type 'otlpp'; did you mean 'otlp'? "
+        "(known: otlp, otlp_grpc, otlp_http, otlphttp)",
+        f"{config}: invalid config (1 problem(s)); fix it and check with `driftline validate`",
+    ]
+
+
+def bind_error(endpoint: str, key: str) -> re.Pattern[str]:
+    """The collector's last word when a receiver cannot bind: which component, which
+    endpoint, why, which key to change (relative to the receiver) and what to do."""
+    return re.compile(
+        rf"driftline collector: cannot start receiver '?otlp'?: cannot listen on "
+        rf"{re.escape(endpoint)} \(.+\): the port is probably in use by another process; "
+        rf"stop it or set {re.escape(key)} to another port")
+
+
+def _receiver_config(tmp_path: Path, protocols: str) -> Path:
+    config = tmp_path / "collector.yaml"
+    config.write_text(f"""\
+receivers:
+  otlp:
+    protocols:
+{protocols}
+exporters:
+  file:
+    path: ${{env:OUT}}
+service:
+  pipelines:
+    metrics:
+      receivers: [otlp]
+      exporters: [file]
+""")
+    return config
+
+
+@pytest.mark.integration
+def test_collector_with_grpc_port_in_use_exits_naming_endpoint_and_key(
+        env: dict[str, str], tmp_path: Path, held_port: int) -> None:
+    endpoint = f"127.0.0.1:{held_port}"
+    config = _receiver_config(tmp_path, f"      grpc:\n        endpoint: {endpoint}")
+
+    # validate checks the file, not the machine: the port is only tried at start.
+    assert run(["validate", str(config)], env, tmp_path).returncode == 0
+    result = run(["collector", "--config", str(config)], env, tmp_path)
+
+    assert result.returncode == 1
+    assert result.stdout == ""
+    error = [line for line in result.stderr.splitlines()
+             if line.startswith("driftline collector: ")]
+    assert len(error) == 1, result.stderr
+    assert bind_error(endpoint, "protocols::grpc::endpoint").fullmatch(error[0]), error[0]
+
+
+@pytest.mark.integration
+def test_collector_with_http_port_in_use_exits_naming_endpoint_and_key(
+        env: dict[str, str], tmp_path: Path, held_port: int) -> None:
+    endpoint = f"127.0.0.1:{held_port}"
+    config = _receiver_config(
+        tmp_path, f"      grpc:\n        endpoint: 127.0.0.1:0\n"
+                  f"      http:\n        endpoint: {endpoint}")
+
+    result = run(["collector", "--config", str(config)], env, tmp_path)
+
+    assert result.returncode == 1
+    assert result.stdout == ""  # nothing was announced as listening, not even gRPC
+    error = [line for line in result.stderr.splitlines()
+             if line.startswith("driftline collector: ")]
+    assert len(error) == 1, result.stderr
+    assert bind_error(endpoint, "protocols::http::endpoint").fullmatch(error[0]), error[0]
+    assert f"({os.strerror(errno.EADDRINUSE)})" in error[0]
