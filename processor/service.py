@@ -1,8 +1,11 @@
 """``driftline collector``: load and validate the config, build the pipelines, serve, stop.
 
-Runs in the foreground until SIGTERM or SIGINT, then shuts the components down in data-flow
-order so what was received is processed and exported. Exit status 0 after a clean stop,
-1 when the config is invalid or a component cannot start.
+Runs in the foreground until SIGTERM or SIGINT, then drains: the components are shut down
+in data-flow order (receivers stop accepting and finish the requests in flight, processors
+such as ``batch`` send what they hold, exporters flush), so what was accepted is exported.
+A second signal during the drain acts as usual (SIGINT raises ``KeyboardInterrupt``,
+SIGTERM ends the process) for an operator who cannot wait. Exit status 0 after a clean
+stop, 1 when the config is invalid or a component cannot start or stop.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 from driftline.processor.component import ComponentError
@@ -50,9 +54,13 @@ def _print_endpoints(nodes: list[Node], out: TextIO) -> None:
 
 
 @contextlib.contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+def _stop_on_signals(stop: threading.Event) -> Iterator[Callable[[], None]]:
     """SIGTERM/SIGINT set ``stop`` from before the components start, so a signal that
-    arrives right after the listening lines are printed still drains instead of killing."""
+    arrives right after the listening lines are printed still drains instead of killing.
+
+    Yields ``restore``, which puts the previous handlers back (idempotent): called before
+    draining, so a second Ctrl+C or SIGTERM during the drain interrupts as usual.
+    """
     previous: dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
         def on_signal(signum: int, frame: Any) -> None:
@@ -61,12 +69,16 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 
         for signum in STOP_SIGNALS:
             previous[signum] = signal.signal(signum, on_signal)
-    try:
-        yield
-    finally:
-        # A second Ctrl+C during shutdown then interrupts as usual.
-        for signum, handler in previous.items():
+
+    def restore() -> None:
+        while previous:
+            signum, handler = previous.popitem()
             signal.signal(signum, handler)
+
+    try:
+        yield restore
+    finally:
+        restore()
 
 
 def run_collector(config_path: str | os.PathLike[str], *,
@@ -87,7 +99,7 @@ def run_collector(config_path: str | os.PathLike[str], *,
     logging.basicConfig(level=_LOG_LEVELS[config.log_level], format=LOG_FORMAT,
                         stream=sys.stderr)
     stop = stop or threading.Event()
-    with _stop_on_signals(stop):
+    with _stop_on_signals(stop) as restore_signals:
         try:
             pipelines = build(config)
             pipelines.start()
@@ -101,15 +113,20 @@ def run_collector(config_path: str | os.PathLike[str], *,
             while not stop.wait(_WAIT_SLICE_S):
                 pass
         finally:
+            restore_signals()
             status = _shutdown(pipelines)
     return status
 
 
 def _shutdown(pipelines: Pipelines) -> int:
+    """Drain and stop every component; 1 if one of them failed to stop cleanly."""
+    _log.info("draining: receivers stop accepting and finish requests in flight, then "
+              "processors and exporters send what they hold (signal again to stop at once)")
+    started = time.monotonic()
     try:
         pipelines.shutdown()
     except ComponentError as exc:
         print(f"driftline collector: {exc}", file=sys.stderr)
         return 1
-    _log.info("driftline collector stopped")
+    _log.info("driftline collector stopped (drained in %.1fs)", time.monotonic() - started)
     return 0

@@ -172,3 +172,32 @@ def test_sigterm_with_nothing_pending_exits_zero(tmp_path: Path) -> None:
              for sm in rm.scope_metrics for m in sm.metrics}
     assert all(name.startswith(SELF_TELEMETRY_PREFIX) for name in names), names
     assert read_traces(output) == []
+
+
+@pytest.mark.integration
+def test_a_second_sigterm_during_the_drain_stops_at_once(tmp_path: Path) -> None:
+    """The drain waits for a request in flight (up to the receiver's grace); a second
+    SIGTERM ends the process with the signal's default action instead of exit 0."""
+    output = tmp_path / "out.jsonl"
+    collector = spawn(drain_config(output), tmp_path)
+    try:
+        collector.wait_for((PROTOCOL_HTTP,))
+        host, port = collector.endpoints[PROTOCOL_HTTP].rsplit(":", 1)
+        connection = http.client.HTTPConnection(host, int(port), timeout=EXPORT_TIMEOUT_S)
+        connection.putrequest("POST", "/v1/metrics")
+        connection.putheader("Content-Type", "application/x-protobuf")
+        connection.putheader("Content-Length", "1000")
+        connection.endheaders()
+        connection.send(b"\x00" * 10)  # the rest never comes: the drain waits for it
+
+        collector.process.send_signal(signal.SIGTERM)
+        wait_for_log(collector.stderr_path, "draining:")
+        collector.process.send_signal(signal.SIGTERM)
+        returncode = collector.process.wait(STOP_TIMEOUT_S)
+        connection.close()
+    finally:
+        if collector.process.poll() is None:
+            collector.process.kill()
+            collector.process.wait()
+    assert returncode == -signal.SIGTERM
+    assert "driftline collector stopped" not in collector.stderr()
