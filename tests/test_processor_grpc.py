@@ -12,6 +12,7 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -21,13 +22,18 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
 from opentelemetry.proto.collector.metrics.v1 import (
     metrics_service_pb2,
     metrics_service_pb2_grpc,
 )
 from opentelemetry.proto.metrics.v1.metrics_pb2 import ResourceMetrics as ProtoResourceMetrics
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
     Buckets,
@@ -47,8 +53,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from driftline import exphist, semconv
-from driftline.exporters.file import read_metrics, read_traces
-from driftline.processor.component import ComponentError
+from driftline.exporters.file import read_logs, read_metrics, read_traces
+from driftline.processor.component import ComponentError, DataRefusedError, PartialRejection
 from driftline.processor.config import parse_config
 from driftline.processor.otlp_receiver import Factory as OtlpFactory
 from driftline.processor.otlp_receiver import (
@@ -253,13 +259,15 @@ class Recorder:
         self.batches.append(batch)
 
 
-def receiver_config(endpoint: str = f"{LOOPBACK}:0") -> OtlpReceiverConfig:
-    return OtlpReceiverConfig(protocols=ProtocolsConfig(grpc=GrpcConfig(endpoint=endpoint)))
+def receiver_config(endpoint: str = f"{LOOPBACK}:0", **grpc_settings: Any
+                    ) -> OtlpReceiverConfig:
+    return OtlpReceiverConfig(protocols=ProtocolsConfig(grpc=GrpcConfig(endpoint=endpoint,
+                                                                        **grpc_settings)))
 
 
 @contextlib.contextmanager
-def serving(consumer: Any) -> Iterator[OtlpReceiver]:
-    receiver = OtlpFactory().create(receiver_config(), consumer)
+def serving(consumer: Any, config: OtlpReceiverConfig | None = None) -> Iterator[OtlpReceiver]:
+    receiver = OtlpFactory().create(config or receiver_config(), consumer)
     receiver.start()
     try:
         yield receiver
@@ -415,3 +423,168 @@ def test_receiver_fans_out_to_every_pipeline_it_feeds() -> None:
     # Exporters start before the receiver feeding them and stop after it.
     assert capture.events == ["start a", "start b", "start otlp",
                               "shutdown otlp", "shutdown a", "shutdown b"]
+
+
+# --- logs, partial success, refusals, sizes -----------------------------------------------
+
+
+class LogsRecorder(Recorder):
+    """A consumer of metrics and logs."""
+
+    def __init__(self, error: Exception | None = None) -> None:
+        super().__init__(error)
+        self.logs: list[Sequence[Any]] = []
+
+    def consume_logs(self, batch: Sequence[Any]) -> None:
+        if self.error is not None:
+            raise self.error
+        self.logs.append(batch)
+
+
+def emit_ground_truth(exporter: Any, prediction_id: str, label: str) -> None:
+    """One ``ml.ground_truth`` event through the SDK's logs pipeline into ``exporter``."""
+    provider = LoggerProvider(resource=Resource.create({semconv.SERVICE_NAME: "churn-api"}))
+    provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+    provider.get_logger("driftline.test").emit(
+        event_name="ml.ground_truth", body=label,
+        attributes={"ml.prediction.id": prediction_id})
+    provider.shutdown()
+
+
+def test_sdk_grpc_log_exporter_reaches_the_logs_consumer() -> None:
+    recorder = LogsRecorder()
+    with serving(recorder) as receiver:
+        emit_ground_truth(OTLPLogExporter(endpoint=receiver.endpoint, insecure=True,
+                                          timeout=EXPORT_TIMEOUT_S), "p-17", "churned")
+        stats = receiver.stats()
+
+    [[resource_logs]] = recorder.logs
+    [record] = resource_logs.scope_logs[0].log_records
+    assert (record.event_name, record.body.string_value) == ("ml.ground_truth", "churned")
+    assert {kv.key: kv.value.string_value for kv in record.attributes} == \
+        {"ml.prediction.id": "p-17"}
+    assert (stats.accepted_requests, stats.dropped_log_records) == (1, 0)
+
+
+def logs_request(count: int) -> logs_service_pb2.ExportLogsServiceRequest:
+    request = logs_service_pb2.ExportLogsServiceRequest()
+    scope = request.resource_logs.add().scope_logs.add()
+    for index in range(count):
+        scope.log_records.add().body.string_value = f"r{index}"
+    return request
+
+
+def test_logs_without_a_logs_pipeline_are_answered_ok_and_counted_as_dropped() -> None:
+    with serving(Recorder()) as receiver, grpc.insecure_channel(receiver.endpoint) as channel:
+        stub = logs_service_pb2_grpc.LogsServiceStub(channel)
+        response = stub.Export(logs_request(3), timeout=EXPORT_TIMEOUT_S)
+        stats = receiver.stats()
+
+    assert response == logs_service_pb2.ExportLogsServiceResponse()
+    assert stats.dropped_log_records == 3
+
+
+def test_partial_rejection_is_ok_with_partial_success_in_the_response() -> None:
+    recorder = LogsRecorder(PartialRejection(2, "2 records lack ml.prediction.id"))
+    with serving(recorder) as receiver, grpc.insecure_channel(receiver.endpoint) as channel:
+        metrics = metrics_service_pb2_grpc.MetricsServiceStub(channel).Export(
+            proto_request(), timeout=EXPORT_TIMEOUT_S)
+        logs = logs_service_pb2_grpc.LogsServiceStub(channel).Export(
+            logs_request(5), timeout=EXPORT_TIMEOUT_S)
+        # The SDK exporter takes a partial success as delivered: no retry, no failure.
+        sdk = OTLPMetricExporter(endpoint=receiver.endpoint, insecure=True,
+                                 timeout=EXPORT_TIMEOUT_S)
+        result = sdk.export(sdk_metrics({"age": np.array([1.0, 2.0])}, time.time_ns()))
+        sdk.shutdown()
+        stats = receiver.stats()
+
+    assert (metrics.partial_success.rejected_data_points,
+            metrics.partial_success.error_message) == (2, "2 records lack ml.prediction.id")
+    assert (logs.partial_success.rejected_log_records,
+            logs.partial_success.error_message) == (2, "2 records lack ml.prediction.id")
+    assert result == MetricExportResult.SUCCESS
+    assert (stats.accepted_requests, stats.refused_requests, stats.partial_requests,
+            stats.rejected_items) == (3, 0, 3, 6)
+
+
+def test_data_refused_is_resource_exhausted() -> None:
+    with (serving(Recorder(DataRefusedError("memory limit reached"))) as receiver,
+          pytest.raises(grpc.RpcError) as caught):
+        export(receiver.endpoint, proto_request())
+
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "memory limit reached" in caught.value.details()
+
+
+def test_message_over_max_recv_msg_size_is_resource_exhausted() -> None:
+    recorder = Recorder()
+    oversized = proto_request("x" * (1024 * 1024 + 1))  # just over 1 MiB
+    with serving(recorder, receiver_config(max_recv_msg_size_mib=1)) as receiver:
+        with pytest.raises(grpc.RpcError) as caught:
+            export(receiver.endpoint, oversized)
+        export(receiver.endpoint, proto_request("small"))  # still serving
+
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    [[resource_metrics]] = recorder.batches
+    assert resource_metrics.scope_metrics[0].metrics[0].name == "small"
+
+
+# --- the gRPC health service --------------------------------------------------------------
+
+METRICS_SERVICE = "opentelemetry.proto.collector.metrics.v1.MetricsService"
+TRACE_SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
+
+
+def test_health_service_is_serving_while_running_and_not_serving_at_shutdown() -> None:
+    serving_status = health_pb2.HealthCheckResponse.SERVING
+    receiver = OtlpFactory().create(receiver_config(), Recorder())
+    receiver.start()
+    try:
+        channel = grpc.insecure_channel(receiver.endpoint)
+        stub = health_pb2_grpc.HealthStub(channel)
+        overall = stub.Check(health_pb2.HealthCheckRequest(service=""),
+                             timeout=EXPORT_TIMEOUT_S).status
+        metrics = stub.Check(health_pb2.HealthCheckRequest(service=METRICS_SERVICE),
+                             timeout=EXPORT_TIMEOUT_S).status
+        with pytest.raises(grpc.RpcError) as unknown:
+            # Only metrics are consumed here: the trace service is not registered.
+            stub.Check(health_pb2.HealthCheckRequest(service=TRACE_SERVICE),
+                       timeout=EXPORT_TIMEOUT_S)
+        watch = stub.Watch(health_pb2.HealthCheckRequest(service=""),
+                           timeout=EXPORT_TIMEOUT_S)
+        first = next(watch).status
+        stopper = threading.Thread(target=receiver.shutdown)
+        stopper.start()
+        second = next(watch).status  # sent as shutdown begins, before the server stops
+        watch.cancel()
+        stopper.join()
+        channel.close()
+    finally:
+        receiver.shutdown()
+
+    assert (overall, metrics, first) == (serving_status, serving_status, serving_status)
+    assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+    assert second == health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+@pytest.mark.integration
+def test_collector_writes_sdk_grpc_logs_to_a_logs_pipeline(tmp_path: Path) -> None:
+    output = tmp_path / "logs.jsonl"
+    config = {
+        "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": f"{LOOPBACK}:0"}}}},
+        "exporters": {"file": {"path": str(output), "flush_interval": 0}},
+        "service": {"pipelines": {"logs": {"receivers": ["otlp"], "exporters": ["file"]}}},
+    }
+    with running_collector(config, tmp_path, (PROTOCOL_GRPC,)) as collector:
+        endpoint = collector.endpoints[PROTOCOL_GRPC]
+        emit_ground_truth(OTLPLogExporter(endpoint=endpoint, insecure=True,
+                                          timeout=EXPORT_TIMEOUT_S), "p-9", "stayed")
+        with grpc.insecure_channel(endpoint) as channel:
+            health = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=EXPORT_TIMEOUT_S)
+
+    assert collector.returncode == 0, collector.stderr()
+    assert health.status == health_pb2.HealthCheckResponse.SERVING
+    [request] = read_logs(output)
+    [record] = request.resource_logs[0].scope_logs[0].log_records
+    assert (record.event_name, record.body.string_value) == ("ml.ground_truth", "stayed")
