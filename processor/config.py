@@ -445,7 +445,9 @@ def _components(section: str, node: Any, factories: Factories, declared: set[Com
     if node is None:
         return {}
     if not isinstance(node, dict):
-        problems.append(f"{section}: must be a mapping of component IDs to settings")
+        problems.append(f"{section}: must be a mapping of component IDs to settings, got "
+                        f"{node!r}; write each component as a key ending in ':' on its own "
+                        f"line under {section}")
         return {}
     configs: dict[ComponentID, Any] = {}
     spelled: dict[ComponentID, str] = {}
@@ -460,7 +462,8 @@ def _components(section: str, node: Any, factories: Factories, declared: set[Com
         factory = known.get(cid.type)
         if factory is None:
             declared.add(cid)
-            hint = _setting_of_above(str(key), above, kind)
+            hint = (_setting_of_above(str(key), above, kind)
+                     or _other_kind(cid.type, kind, factories))
             problems.append(f"{path}: {_unknown(cid.type, f'{kind} type', known, hint)}")
             continue
         above.append((str(key), factory))
@@ -485,6 +488,18 @@ def _setting_of_above(key: str, above: list[tuple[str, Any]], kind: str) -> str 
         if belongs is not None:
             return (f"it looks like setting {belongs} of {kind} '{written}': indent it so "
                     f"its path is {_join(_SECTION_OF[kind], written, belongs)}")
+    return None
+
+
+def _other_kind(type_: str, kind: str, factories: Factories,
+                verb: str | None = None) -> str | None:
+    """``"'file' is an exporter type here, not a receiver[: <verb> exporters]"`` when
+    ``type_`` names a component of another kind."""
+    for section, other in _SECTIONS.items():
+        if other != kind and type_ in factories.of_kind(other):
+            advice = f": {verb} {section}" if verb else ""
+            return (f"'{type_}' is {_ARTICLES[other]} {other} type here, not "
+                    f"{_ARTICLES[kind]} {kind}{advice}")
     return None
 
 
@@ -524,7 +539,8 @@ def _references(node: Any, path: str, kind: str, defined: Mapping[ComponentID, A
     if node is None:
         return ()
     if not isinstance(node, list):
-        problems.append(f"{path}: must be a list of {kind} IDs, got {node!r}")
+        example = f"[{node}]" if isinstance(node, str) else f"[{kind}_type/name]"
+        problems.append(f"{path}: must be a list of {kind} IDs, got {node!r}; write {example}")
         return ()
     known = factories.of_kind(kind)
     ids: list[ComponentID] = []
@@ -539,9 +555,11 @@ def _references(node: Any, path: str, kind: str, defined: Mapping[ComponentID, A
         if canonical not in defined:
             if canonical in declared:
                 continue
+            elsewhere = _other_kind(cid.type, kind, factories, "list it in")
+            advice = (f"{elsewhere}" if factory is None and elsewhere
+                      else f"define it under {kind}s or remove it")
             problems.append(f"{path}: references {kind} '{item}' which is not configured; "
-                            f"define it under {kind}s or remove it "
-                            f"(configured: {', '.join(map(str, defined)) or 'none'})")
+                            f"{advice} (configured: {', '.join(map(str, defined)) or 'none'})")
             continue
         if canonical in ids:
             problems.append(f"{path}: {kind} '{item}' is listed twice")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -22,8 +24,24 @@ from driftline.processor.config import (
     validate_file,
 )
 from driftline.processor.ml_drift import DEFAULT_GRACE, DEFAULT_MIN_ROWS, MlDriftConfig
+from driftline.processor.otlp_receiver import OtlpReceiverConfig
+from driftline.processor.registry import KIND_EXPORTER, KIND_PROCESSOR, default_factories
 
 DATA = Path(__file__).parent / "data"
+
+
+def known(names: Iterable[str]) -> str:
+    """The ``(known: ...)`` tail of an unknown-name message, as the loader sorts it."""
+    return f"(known: {', '.join(sorted(names))})"
+
+
+def settings_of(config_class: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(config_class) if f.init]
+
+
+def types_of(kind: str) -> list[str]:
+    """Every accepted spelling of the component types of ``kind`` in this install."""
+    return list(default_factories().of_kind(kind))
 ML_DRIFT = ComponentID("ml_drift")
 
 
@@ -189,7 +207,7 @@ def test_every_unset_variable_is_reported(environ: dict[str, str]) -> None:
 def test_unknown_key_is_rejected_naming_the_known_ones(environ: dict[str, str]) -> None:
     assert problems_of("bad_unknown_key.yaml", environ) == [
         "processors::ml_drift::windw: unknown key 'windw'; did you mean 'window'? "
-        "(known: grace, min_rows, profiles, thresholds, window)"
+        f"{known(settings_of(MlDriftConfig))}"
     ]
 
 
@@ -370,14 +388,15 @@ def test_setting_indented_as_a_component_says_where_it_belongs(
     assert problems_of("bad_indentation_setting.yaml", environ) == [
         "processors::window: unknown processor type 'window'; it looks like setting window "
         "of processor 'ml_drift': indent it so its path is processors::ml_drift::window "
-        "(known: batch, ml_drift)"
+        f"{known(types_of(KIND_PROCESSOR))}"
     ]
 
 
 def test_nested_setting_written_one_level_too_high(environ: dict[str, str]) -> None:
     assert problems_of("bad_misplaced_key.yaml", environ) == [
         "receivers::otlp::grpc: unknown key 'grpc'; it belongs at "
-        "receivers::otlp::protocols::grpc: indent it there (known: protocols)"
+        "receivers::otlp::protocols::grpc: indent it there "
+        f"{known(settings_of(OtlpReceiverConfig))}"
     ]
 
 
@@ -491,3 +510,51 @@ def test_public_api_is_pinned() -> None:
         "ComponentError", "Config", "ConfigError", "load_config", "run_collector",
         "validate_file",
     ]
+
+
+def _problems(data: dict[str, object], environ: dict[str, str]) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, environ=environ)
+    return caught.value.problems
+
+
+def test_section_written_as_a_list(environ: dict[str, str]) -> None:
+    assert _problems({
+        "receivers": ["otlp"],
+        "exporters": {"file": {"path": environ["OUT"]}},
+        "service": {"pipelines": {"metrics": {"receivers": ["otlp"], "exporters": ["file"]}}},
+    }, environ)[0] == (
+        "receivers: must be a mapping of component IDs to settings, got ['otlp']; write each "
+        "component as a key ending in ':' on its own line under receivers")
+
+
+def test_pipeline_list_written_as_a_word(environ: dict[str, str]) -> None:
+    assert _problems({
+        "receivers": {"otlp": None},
+        "exporters": {"file": {"path": environ["OUT"]}},
+        "service": {"pipelines": {"metrics": {"receivers": "otlp", "exporters": ["file"]}}},
+    }, environ) == [
+        "service::pipelines::metrics::receivers: must be a list of receiver IDs, got 'otlp'; "
+        "write [otlp]"]
+
+
+def test_component_defined_in_the_section_of_another_kind(environ: dict[str, str]) -> None:
+    assert _problems({
+        "receivers": {"otlp": None},
+        "exporters": {"file": {"path": environ["OUT"]}, "ml_drift/out": None},
+        "service": {"pipelines": {"metrics": {"receivers": ["otlp"], "exporters": ["file"]}}},
+    }, environ) == [
+        "exporters::ml_drift/out: unknown exporter type 'ml_drift'; 'ml_drift' is a processor "
+        f"type here, not an exporter {known(types_of(KIND_EXPORTER))}"]
+
+
+def test_pipeline_lists_a_component_under_the_wrong_kind(environ: dict[str, str]) -> None:
+    assert _problems({
+        "receivers": {"otlp": None},
+        "exporters": {"file": {"path": environ["OUT"]}},
+        "service": {"pipelines": {"traces": {"receivers": ["otlp", "file"],
+                                             "exporters": ["file"]}}},
+    }, environ) == [
+        "service::pipelines::traces::receivers: references receiver 'file' which is not "
+        "configured; 'file' is an exporter type here, not a receiver: list it in exporters "
+        "(configured: otlp)"]
