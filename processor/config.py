@@ -67,6 +67,7 @@ _TOP_LEVEL_KEYS = (*_SECTIONS, "service")
 _SERVICE_KEYS = ("pipelines", "extensions", "telemetry")
 _PIPELINE_KEYS = ("receivers", "processors", "exporters")
 _TELEMETRY_KEYS = ("logs", "metrics")
+_AUTHENTICATOR_KEY = "authenticator"
 _TELEMETRY_METRICS_KEYS = ("level", "interval")
 _TYPE_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _ENV_NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -572,6 +573,48 @@ def _references(node: Any, path: str, kind: str, defined: Mapping[ComponentID, A
     return tuple(ids)
 
 
+def _extension_uses(config: Any, path: str) -> typing.Iterator[tuple[str, Any]]:
+    """``(yaml path, value)`` of every ``authenticator`` setting in a component's config.
+
+    As in the collector's ``configauth``, a component names the extension that authenticates
+    its requests; the name must be an extension enabled in ``service::extensions``.
+    """
+    if not dataclasses.is_dataclass(config) or isinstance(config, type):
+        return
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name, None)
+        where = _join(path, f.name)
+        if f.name == _AUTHENTICATOR_KEY and isinstance(value, str) and value.strip():
+            yield where, value
+        else:
+            yield from _extension_uses(value, where)
+
+
+def _check_extension_uses(sections: Mapping[str, Mapping[ComponentID, Any]],
+                          enabled: tuple[ComponentID, ...], declared: set[ComponentID],
+                          factories: Factories, problems: list[str]) -> None:
+    """Every ``authenticator`` names an enabled extension; one declared with problems of its
+    own was already reported there."""
+    known = factories.of_kind(KIND_EXTENSION)
+    for section, configs in sections.items():
+        for cid, config in configs.items():
+            for where, value in _extension_uses(config, _join(section, cid)):
+                try:
+                    named = ComponentID.parse(value)
+                except ValueError as exc:
+                    problems.append(f"{where}: {exc}")
+                    continue
+                factory = known.get(named.type)
+                canonical = ComponentID(factory.TYPE, named.name) if factory else named
+                bad_definition = (canonical in declared
+                                  and canonical not in sections["extensions"])
+                if canonical not in enabled and not bad_definition:
+                    listed = ", ".join(map(str, enabled)) or "none"
+                    problems.append(f"{where}: extension '{value}' is not enabled; define it "
+                                    "under extensions and list it in service::extensions "
+                                    f"(enabled: {listed})")
+
+
 def _pipeline_id(key: Any, path: str, problems: list[str]) -> PipelineID | None:
     text = str(key)
     signal, slash, name = text.partition("/")
@@ -718,6 +761,9 @@ def parse_config(data: Any, *, environ: Mapping[str, str] | None = None,
                                          sections["extensions"], declared["extensions"],
                                          factories, None, problems)
         log_level, telemetry_metrics = _telemetry(service.get("telemetry"), problems)
+        if isinstance(service.get("extensions"), list | None):
+            _check_extension_uses(sections, service_extensions, declared["extensions"],
+                                  factories, problems)
     # A value whose substitution failed is reported once, not again by its validation.
     failed = {p.partition(": ")[0] for p in env_problems}
     problems = env_problems + [p for p in problems if p.partition(": ")[0] not in failed]

@@ -558,3 +558,22 @@ def test_pipeline_lists_a_component_under_the_wrong_kind(environ: dict[str, str]
         "service::pipelines::traces::receivers: references receiver 'file' which is not "
         "configured; 'file' is an exporter type here, not a receiver: list it in exporters "
         "(configured: otlp)"]
+
+
+def test_authenticator_must_be_an_enabled_extension(environ: dict[str, str]) -> None:
+    assert problems_of("bad_authenticator_not_enabled.yaml", environ) == [
+        "receivers::otlp::protocols::grpc::auth::authenticator: extension 'bearertokenauth' "
+        "is not enabled; define it under extensions and list it in service::extensions "
+        "(enabled: none)"]
+
+
+def test_enabled_authenticator_is_accepted(tmp_path: Path, environ: dict[str, str]) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text((DATA / "bad_authenticator_not_enabled.yaml").read_text()
+                      .replace("service:\n", "service:\n  extensions: [bearertokenauth]\n"))
+
+    loaded = load_config(config, environ=environ)
+
+    assert loaded.service_extensions == (ComponentID("bearertokenauth"),)
+    grpc = loaded.receivers[ComponentID("otlp")].protocols.grpc
+    assert grpc.auth.authenticator == "bearertokenauth"
