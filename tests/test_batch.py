@@ -322,3 +322,27 @@ def test_concurrent_senders_lose_nothing() -> None:
     sent = sorted(v for batch in recorder.metrics for v in values_of(batch))
     assert sent == sorted(float(t * 1000 + i) for t in range(4) for i in range(50))
     assert all(len(values_of(b)) == 7 for b in recorder.metrics[:-1])
+
+
+def test_split_places_empty_metrics_and_scopes_once() -> None:
+    full = Metric(name="a", gauge=Gauge(data_points=[NumberDataPoint(as_double=1.0),
+                                                     NumberDataPoint(as_double=2.0)]))
+    empty = Metric(name="empty")
+    other = Metric(name="b", gauge=Gauge(data_points=[NumberDataPoint(as_double=3.0),
+                                                      NumberDataPoint(as_double=4.0)]))
+    rm = ResourceMetrics(scope_metrics=[
+        ScopeMetrics(scope=InstrumentationScope(name="A"), metrics=[full, empty]),
+        ScopeMetrics(scope=InstrumentationScope(name="B"), metrics=[other])])
+
+    def layout(batch: list[ResourceMetrics]) -> list[tuple[str, list[str]]]:
+        return [(sm.scope.name, [m.name for m in sm.metrics])
+                for r in batch for sm in r.scope_metrics]
+
+    head, rest = split("metrics", [rm], 3)
+    assert layout(head) == [("A", ["a", "empty"]), ("B", ["b"])]
+    assert layout(rest) == [("B", ["b"])]
+    assert (values_of(head), values_of(rest)) == ([1.0, 2.0, 3.0], [4.0])
+    head, rest = split("metrics", [rm], 1)
+    assert layout(head) == [("A", ["a"])]
+    assert layout(rest) == [("A", ["a", "empty"]), ("B", ["b"])]
+    assert (values_of(head), values_of(rest)) == ([1.0], [2.0, 3.0, 4.0])

@@ -1,8 +1,8 @@
 """SIGTERM drains: what the collector accepted before (or while) it stops reaches the exporter.
 
-A real ``driftline collector`` subprocess runs otlp → batch (60 s timeout, so nothing leaves
-on its own) → file; the official SDK OTLP/HTTP exporters send to it; after SIGTERM the
-process must exit 0 with every point and span in the file.
+A real ``driftline collector`` subprocess runs otlp → memory_limiter → batch (60 s timeout,
+so nothing leaves on its own) → file; the official SDK OTLP/HTTP exporters send to it;
+after SIGTERM the process must exit 0 with every point and span in the file.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ EXPORT_TIMEOUT_S = 10.0
 # Long enough that no batch leaves by timeout while the test runs; only SIGTERM sends.
 BATCH_TIMEOUT = "60s"
 NEVER_FULL = 1_000_000
+UNREACHED_LIMIT_MIB = 1_000_000
 READER_INTERVAL_MS = 3_600_000
 LOG_WAIT_S = 10.0
 # The processor's own metrics (self-telemetry) travel through the metrics pipelines too.
@@ -49,10 +50,14 @@ SELF_TELEMETRY_PREFIX = "driftline.processor."
 
 
 def drain_config(output: Path) -> dict[str, Any]:
-    pipeline = {"receivers": ["otlp"], "processors": ["batch"], "exporters": ["file"]}
+    # The usual order: memory_limiter (a limit never reached here) first, then batch.
+    pipeline = {"receivers": ["otlp"], "processors": ["memory_limiter", "batch"],
+                "exporters": ["file"]}
     return {
         "receivers": {"otlp": {"protocols": {"http": {"endpoint": f"{LOOPBACK}:0"}}}},
-        "processors": {"batch": {"timeout": BATCH_TIMEOUT, "send_batch_size": NEVER_FULL}},
+        "processors": {"batch": {"timeout": BATCH_TIMEOUT, "send_batch_size": NEVER_FULL},
+                       "memory_limiter": {"check_interval": "1s",
+                                          "limit_mib": UNREACHED_LIMIT_MIB}},
         "exporters": {"file": {"path": str(output), "flush_interval": 0}},
         "service": {"pipelines": {"metrics": pipeline, "traces": pipeline}},
     }
