@@ -547,10 +547,14 @@ class MlDriftProcessor:
                                  f"service::pipelines (logs pipelines: {known})")
         return [self._pipelines[p] for p in wanted]
 
-    def _restore(self, store: WindowStore) -> None:
+    def _restore(self, store: WindowStore, ingest_only: bool = False) -> None:
+        """Load the checkpoint; ``ingest_only``: just the open windows and the cumulative
+        table (what a batch changes), leaving what only evaluation touches."""
         snapshot = store.load()
         for (stream, index), (closed, state) in snapshot.windows.items():
             key = StreamKey.from_text(stream)
+            if closed and ingest_only:
+                continue
             window = Window.from_dict(key, index, state)
             if closed:
                 self._history.setdefault(key, []).append(window)
@@ -558,13 +562,15 @@ class MlDriftProcessor:
                 self._windows[(key, index)] = window
                 self._counts["restored_windows"] += 1
             self._streams[key] = max(self._streams.get(key, index), index)
+        for stream, entry in snapshot.temporality.items():
+            self._deltas.load_entry(stream, entry)
+        if ingest_only:
+            return
         for history in self._history.values():
             history.sort(key=lambda w: w.index)
         for stream, (count, state) in snapshot.baselines.items():
             key = StreamKey.from_text(stream)
             self._baselines[key] = _Baseline(count, Window.from_dict(key, 0, state))
-        for stream, entry in snapshot.temporality.items():
-            self._deltas.load_entry(stream, entry)
         self._verdicts.update(snapshot.verdicts)
         if snapshot.windows or snapshot.temporality:
             _log.info("ml_drift: resumed from checkpoint %s: %d open window(s), %d cumulative "
@@ -692,11 +698,9 @@ class MlDriftProcessor:
         """Forget what the failed batch did in memory: reload the last committed state."""
         assert self._store is not None
         self._windows.clear()
-        self._history.clear()
-        self._baselines.clear()
         self._deltas.clear()
         try:
-            self._restore(self._store)
+            self._restore(self._store, ingest_only=True)
         except WindowStoreError:
             _log.exception("ml_drift: cannot reload the checkpoint after a failed write")
 
@@ -895,7 +899,7 @@ class MlDriftProcessor:
                 self._counts["evaluated_windows"] += len(windows)
                 self._counts["window_evaluation_nanoseconds_total"] += \
                     time.perf_counter_ns() - started
-                self._prune_streams(first_open)
+                self._prune_streams(first_open, changes)
             try:
                 self._next.consume_metrics(output)
             except Exception:
@@ -907,11 +911,14 @@ class MlDriftProcessor:
                 self._commit_evaluation(changes)
             return output
 
-    def _prune_streams(self, first_open: int) -> None:
-        """Forget streams with no open window and no history still needed (under lock)."""
+    def _prune_streams(self, first_open: int, changes: Changes) -> None:
+        """Forget streams with no open window and no history still needed (under lock):
+        they free their ``max_streams`` slot, and their kept windows are deleted."""
         horizon = first_open - self._evaluation_windows
         for key in [k for k, last in self._streams.items() if last < horizon]:
             del self._streams[key]
+            for old in self._history.pop(key, []):
+                changes.windows[(key.text(), old.index)] = None
 
     def _commit_evaluation(self, changes: Changes) -> None:
         with self._lock:
