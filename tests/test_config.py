@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
+import yaml
 
 import driftline.processor
 from driftline import cli
@@ -577,3 +578,17 @@ def test_enabled_authenticator_is_accepted(tmp_path: Path, environ: dict[str, st
     assert loaded.service_extensions == (ComponentID("bearertokenauth"),)
     grpc = loaded.receivers[ComponentID("otlp")].protocols.grpc
     assert grpc.auth.authenticator == "bearertokenauth"
+
+
+def test_the_reference_example_in_the_docs_is_valid(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    docs = Path(__file__).parent.parent / "docs" / "config.md"
+    example = docs.read_text(encoding="utf-8").split("```yaml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "profiles").mkdir()
+    monkeypatch.chdir(tmp_path)  # the example's profiles default is ./profiles
+
+    config = parse_config(yaml.safe_load(example), environ={})
+
+    assert set(config.pipelines) == {PipelineID("metrics"), PipelineID("traces")}
+    assert config.service_extensions == (ComponentID("health_check"),)
+    assert config.telemetry_metrics == TelemetryMetricsConfig("basic", 10.0)
