@@ -790,6 +790,9 @@ _YAML_HINTS = (
      "check the indentation of line {line}: keys of one mapping start in the same column"),
     ("expected ',' or '}'",
      "close the '{{' of line {opened} with '}}', or quote a value holding ',' or '{{'"),
+    ("but found another document",
+     "a config is one YAML document: remove the '---' on line {line} and what follows, or "
+     "split the file"),
     ("expected ',' or ']'",
      "close the '[' of line {opened} with ']', or quote a value holding ',' or '['"),
 )
@@ -852,6 +855,22 @@ def _duplicate_keys(node: yaml.Node, path: str, problems: list[str],
         _duplicate_keys(value_node, where, problems, seen)
 
 
+def _recursive_alias(node: yaml.Node, walking: set[int], done: set[int]) -> yaml.Node | None:
+    """A node that contains itself through an alias (``&a [*a]``), which no config can be."""
+    if id(node) in walking:
+        return node
+    if id(node) in done or not isinstance(node, yaml.CollectionNode):
+        return None
+    walking.add(id(node))
+    children: list[yaml.Node] = (list(node.value) if isinstance(node, yaml.SequenceNode)
+                                 else [n for pair in node.value for n in pair])
+    found = next((c for child in children
+                  if (c := _recursive_alias(child, walking, done)) is not None), None)
+    walking.discard(id(node))
+    done.add(id(node))
+    return found
+
+
 def _read_yaml(text: str) -> tuple[Any, list[str]]:
     """The YAML document in ``text`` and the keys it writes twice; ``ConfigError`` on bad YAML."""
     loader = yaml.SafeLoader(text)
@@ -860,6 +879,11 @@ def _read_yaml(text: str) -> tuple[Any, list[str]]:
         problems: list[str] = []
         if node is None:
             return None, problems
+        looped = _recursive_alias(node, set(), set())
+        if looped is not None:
+            line = looped.start_mark.line + 1
+            raise ConfigError([f"YAML alias loop at line {line}: the node anchored there "
+                               "contains an alias to itself; write the values out instead"])
         _duplicate_keys(node, "", problems, set())
         return loader.construct_document(node), problems
     except yaml.MarkedYAMLError as exc:

@@ -592,3 +592,49 @@ def test_the_reference_example_in_the_docs_is_valid(
     assert set(config.pipelines) == {PipelineID("metrics"), PipelineID("traces")}
     assert config.service_extensions == (ComponentID("health_check"),)
     assert config.telemetry_metrics == TelemetryMetricsConfig("basic", 10.0)
+
+
+def test_anchors_aliases_and_merge_keys_are_yaml_not_duplicates(
+        tmp_path: Path, environ: dict[str, str]) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("""\
+receivers:
+  otlp:
+exporters:
+  file: &file
+    path: ${env:OUT}
+    flush_interval: 2s
+  file/b:
+    <<: *file
+    path: ${env:OUT}.b
+service:
+  pipelines:
+    metrics: &pipeline
+      receivers: [otlp]
+      exporters: [file, file/b]
+    metrics/copy: *pipeline
+""")
+
+    loaded = load_config(config, environ=environ)
+
+    b = loaded.exporters[ComponentID("file", "b")]
+    assert (b.path, b.flush_interval) == (f"{environ['OUT']}.b", "2s")
+    assert (loaded.pipelines[PipelineID("metrics", "copy")]
+            == loaded.pipelines[PipelineID("metrics")])
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("receivers:\n  otlp:\n---\nexporters:\n",
+     "YAML syntax error at line 3, column 1 ('---'): but found another document (expected a "
+     "single document in the stream started at line 1, column 1); a config is one YAML "
+     "document: remove the '---' on line 3 and what follows, or split the file"),
+    ("receivers: &r\n  - *r\n",
+     "YAML alias loop at line 1: the node anchored there contains an alias to itself; write "
+     "the values out instead"),
+])
+def test_yaml_that_cannot_be_a_config(tmp_path: Path, environ: dict[str, str], text: str,
+                                      problem: str) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(text)
+
+    assert validate_file(config, environ=environ) == [problem]
