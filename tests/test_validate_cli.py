@@ -253,3 +253,53 @@ def test_collector_with_http_port_in_use_exits_naming_endpoint_and_key(
     assert len(error) == 1, result.stderr
     assert bind_error(endpoint, "protocols::http::endpoint").fullmatch(error[0]), error[0]
     assert f"({os.strerror(errno.EADDRINUSE)})" in error[0]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(("kind", "component", "section"), [
+    ("exporter", "prometheus", """\
+exporters:
+  prometheus:
+    endpoint: {endpoint}
+service:
+  pipelines:
+    metrics:
+      receivers: [otlp]
+      exporters: [prometheus]
+"""),
+    ("extension", "health_check", """\
+exporters:
+  file:
+    path: ${{env:OUT}}
+extensions:
+  health_check:
+    endpoint: {endpoint}
+service:
+  extensions: [health_check]
+  pipelines:
+    metrics:
+      receivers: [otlp]
+      exporters: [file]
+"""),
+])
+def test_collector_with_other_ports_in_use_exits_naming_the_endpoint(
+        env: dict[str, str], tmp_path: Path, held_port: int, kind: str, component: str,
+        section: str) -> None:
+    # Each component words its own bind error; what they share is checked here: the exit
+    # status, the component, the endpoint, the cause and the key to change.
+    endpoint = f"127.0.0.1:{held_port}"
+    config = tmp_path / "collector.yaml"
+    config.write_text("receivers:\n  otlp:\n    protocols:\n      grpc:\n"
+                      "        endpoint: 127.0.0.1:0\n" + section.format(endpoint=endpoint))
+
+    result = run(["collector", "--config", str(config)], env, tmp_path)
+
+    assert result.returncode == 1
+    assert result.stdout == ""
+    error = [line for line in result.stderr.splitlines()
+             if line.startswith("driftline collector: ")]
+    assert len(error) == 1, result.stderr
+    assert error[0].startswith(f"driftline collector: cannot start {kind} '{component}': ")
+    assert endpoint in error[0]
+    assert os.strerror(errno.EADDRINUSE) in error[0]
+    assert "endpoint" in error[0].partition(os.strerror(errno.EADDRINUSE))[2]
