@@ -31,8 +31,10 @@ _RECEIVER_MODULES = ("driftline.processor.otlp_receiver",)
 _PROCESSOR_MODULES = ("driftline.processor.ml_drift", "driftline.processor.batch",
                       "driftline.processor.memory_limiter")
 _EXTENSION_MODULES = ("driftline.processor.extensions.health_check",
-                      "driftline.processor.extensions.bearertokenauth")
-_EXPORTER_MODULES = ("driftline.exporters.prometheus", "driftline.exporters.file")
+                      "driftline.processor.extensions.bearertokenauth",
+                      "driftline.processor.extensions.file_storage")
+_EXPORTER_MODULES = ("driftline.exporters.prometheus", "driftline.exporters.file",
+                     "driftline.exporters.otlp_grpc", "driftline.exporters.otlp_http")
 
 
 @dataclass(frozen=True, slots=True)
