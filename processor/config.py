@@ -1,9 +1,12 @@
 """The collector-style YAML config: load, substitute, overlay on defaults, validate.
 
 Modeled on the OpenTelemetry Collector's ``confmap`` and ``otelcol/config.go``: the file is
-read with ``yaml.safe_load``, ``${env:VAR}`` / ``${env:VAR:-default}`` are substituted, each
-component's YAML mapping is laid over its factory's default config dataclass, and every
-problem in the file is collected (not just the first) as ``"yaml::path: message"``.
+read with PyYAML's safe loader (keys written twice reported, since YAML keeps only the
+last), ``${env:VAR}`` / ``${env:VAR:-default}`` are substituted, each component's YAML
+mapping is laid over its factory's default config dataclass, and every problem in the file
+is collected (not just the first) as ``"yaml::path: message"``. Messages say what to change;
+a key in the wrong place is answered with where it belongs, since a first config's mistakes
+are mostly indentation. docs/config.md is the reference.
 """
 
 from __future__ import annotations
@@ -67,8 +70,8 @@ _TOP_LEVEL_KEYS = (*_SECTIONS, "service")
 _SERVICE_KEYS = ("pipelines", "extensions", "telemetry")
 _PIPELINE_KEYS = ("receivers", "processors", "exporters")
 _TELEMETRY_KEYS = ("logs", "metrics")
-_AUTHENTICATOR_KEY = "authenticator"
 _TELEMETRY_METRICS_KEYS = ("level", "interval")
+_AUTHENTICATOR_KEY = "authenticator"
 _TYPE_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _ENV_NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # ``$$``, a whole ``${...}``, or a ``${`` that is never closed (reported, not kept as text).
