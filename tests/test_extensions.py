@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import socket
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -31,9 +33,18 @@ from driftline.processor.extensions.bearertokenauth import BearerTokenAuth, Bear
 from driftline.processor.extensions.health_check import HealthCheck, HealthCheckConfig
 from driftline.processor.pipeline import build
 from driftline.processor.registry import default_factories
-from tests._collector import LOOPBACK, running_collector
+from tests._collector import (
+    LOOPBACK,
+    PROTOCOL_GRPC,
+    PROTOCOL_HTTP,
+    STOP_TIMEOUT_S,
+    running_collector,
+)
 
 HTTP_TIMEOUT_S = 5.0
+# Polling a starting or stopping service: bounded in count, no timing asserted.
+POLL_LIMIT = 100
+POLL_PAUSE_S = 0.05
 
 
 def get(url: str) -> tuple[int, dict[str, str], bytes]:
@@ -161,17 +172,50 @@ def test_health_check_starts_first_and_stops_last_in_the_pipeline_graph() -> Non
     assert extension.port is None
 
 
+def poll_until(url: str, status: int) -> tuple[int, dict[str, Any]]:
+    """GET ``url`` until it answers ``status`` (or ``POLL_LIMIT`` tries); the last answer."""
+    answer: tuple[int, dict[str, Any]] = (0, {})
+    for _ in range(POLL_LIMIT):
+        code, _, body = get(url)
+        answer = (code, json.loads(body))
+        if code == status:
+            break
+        time.sleep(POLL_PAUSE_S)
+    return answer
+
+
 @pytest.mark.integration
-def test_collector_serves_health_check_on_the_printed_endpoint(tmp_path: Path) -> None:
-    config = config_document({"health_check": {"endpoint": f"{LOOPBACK}:0",
-                                               "path": "/health"}}, ["health_check"])
-    with running_collector(config, tmp_path, ("OTLP/gRPC",)) as collector:
+def test_collector_health_check_is_200_while_running_and_503_while_draining(
+    tmp_path: Path
+) -> None:
+    config = {
+        "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": f"{LOOPBACK}:0"},
+                                             "http": {"endpoint": f"{LOOPBACK}:0"}}}},
+        "exporters": {"file": {"path": str(tmp_path / "out.jsonl")}},
+        "extensions": {"health_check": {"endpoint": f"{LOOPBACK}:0", "path": "/health"}},
+        "service": {"extensions": ["health_check"],
+                    "pipelines": {"metrics": {"receivers": ["otlp"], "exporters": ["file"]}}},
+    }
+    with running_collector(config, tmp_path, (PROTOCOL_GRPC, PROTOCOL_HTTP)) as collector:
         line = collector.lines.get(timeout=HTTP_TIMEOUT_S)
-        wrong_path = get(f"http://{line.split(' listening on ')[1].split(' ')[0]}/nope")
+        health_url = f"http://{line.split(' listening on ')[1].split(' ')[0]}/health"
+        running = poll_until(health_url, 200)
+        # Hold an OTLP/HTTP request in flight (half its body sent), so shutdown drains.
+        host, port = collector.endpoints[PROTOCOL_HTTP].rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=HTTP_TIMEOUT_S) as held:
+            held.sendall(b"POST /v1/metrics HTTP/1.1\r\nHost: x\r\n"
+                         b"Content-Type: application/x-protobuf\r\nContent-Length: 10\r\n"
+                         b"\r\n\x0a\x00")
+            collector.process.send_signal(signal.SIGTERM)
+            draining = poll_until(health_url, 503)
+            held.sendall(b"\x00" * 8)  # let the drain finish
+            held.recv(1024)
+        # Exit on our SIGTERM: a second one (running_collector's) would cut the drain short.
+        collector.process.wait(STOP_TIMEOUT_S)
 
     assert line.startswith("extension health_check listening on 127.0.0.1:")
-    assert line.rstrip().endswith("(health_check)")
-    assert wrong_path[0] == 404
+    assert running[0] == 200 and running[1]["status"] == "Server available"
+    assert draining == (503, {"status": "Server not available", "state": "stopping"})
     assert collector.returncode == 0, collector.stderr()
 
 

@@ -194,11 +194,14 @@ class Recorder:
 
 
 def receiver_config(protocols: dict[str, Any]) -> OtlpReceiverConfig:
-    """The receiver's config as the loader builds it from YAML ``protocols``."""
+    """The receiver's config as the loader builds it from YAML ``protocols`` (with a
+    ``bearertokenauth`` extension enabled, for receivers that name it)."""
     config = parse_config({
         "receivers": {"otlp": {"protocols": protocols}},
         "exporters": {"file": {"path": os.devnull}},
-        "service": {"pipelines": {"metrics": {"receivers": ["otlp"], "exporters": ["file"]}}},
+        "extensions": {"bearertokenauth": {"token": TOKEN}},
+        "service": {"extensions": ["bearertokenauth"],
+                    "pipelines": {"metrics": {"receivers": ["otlp"], "exporters": ["file"]}}},
     }, environ={})
     [receiver] = config.receivers.values()
     return receiver
@@ -426,21 +429,53 @@ def test_token_file_is_read_at_start_and_again_when_it_changes(tmp_path: Path) -
     assert (before, old, new) == (200, 401, 200)
 
 
-def test_authenticator_not_enabled_fails_the_start_naming_the_path() -> None:
-    config = parse_config({
+def test_authenticator_not_enabled_is_a_config_problem_naming_the_path() -> None:
+    problems = problems_of({
         "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": f"{LOOPBACK}:0", **AUTH}}}},
         "exporters": {"file": {"path": os.devnull}},
         "extensions": {"bearertokenauth": {"token": TOKEN}},
         "service": {"pipelines": {"metrics": {"receivers": ["otlp"], "exporters": ["file"]}}},
+    })
+
+    assert any(p.startswith("receivers::otlp::protocols::grpc::auth::authenticator: "
+                            "extension 'bearertokenauth' is not enabled") for p in problems)
+
+
+def test_authenticator_missing_from_the_host_fails_the_start_naming_the_path() -> None:
+    receiver = OtlpReceiver(OtlpReceiverConfig(ProtocolsConfig(grpc=GrpcConfig(
+        endpoint=f"{LOOPBACK}:0", auth=AuthConfig("bearertokenauth")))), Recorder())
+    receiver.set_host(Host({}))
+    with pytest.raises(ComponentError) as caught:
+        receiver.start()
+
+    assert str(caught.value) == ("protocols::grpc::auth::authenticator: extension "
+                                 "'bearertokenauth' is not enabled in service::extensions "
+                                 "(enabled: none)")
+    assert receiver.endpoint is None
+
+
+def test_receiver_in_a_pipeline_graph_gets_its_authenticator_from_the_host() -> None:
+    config = parse_config({
+        "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": f"{LOOPBACK}:0", **AUTH}}}},
+        "exporters": {"file": {"path": os.devnull}},
+        "extensions": {"bearertokenauth": {"token": TOKEN}},
+        "service": {"extensions": ["bearertokenauth"], "telemetry": {"metrics": {
+            "level": "none"}},
+            "pipelines": {"metrics": {"receivers": ["otlp"], "exporters": ["file"]}}},
     }, environ={})
     pipelines = build(config)
-    with pytest.raises(ComponentError) as caught:
-        pipelines.start()
+    pipelines.start()
+    try:
+        [receiver] = [n.component for n in pipelines.nodes() if n.kind == "receiver"]
+        accepted = grpc_export(receiver.endpoint, metadata=[("authorization",
+                                                             f"Bearer {TOKEN}")])
+        with pytest.raises(grpc.RpcError) as refused:
+            grpc_export(receiver.endpoint)
+    finally:
+        pipelines.shutdown()
 
-    message = str(caught.value)
-    assert "receiver 'otlp'" in message
-    assert "protocols::grpc::auth::authenticator: extension 'bearertokenauth' is not " \
-           "enabled in service::extensions" in message
+    assert accepted == metrics_service_pb2.ExportMetricsServiceResponse()
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
 def test_an_extension_that_is_not_an_authenticator_is_refused() -> None:

@@ -1,9 +1,10 @@
 """The ``health_check`` extension: an HTTP endpoint saying whether the processor is up, for
 load balancers and orchestrators (the collector's ``extension/healthcheckextension``).
 
-``GET <path>`` answers 200 with ``{"status": "Server available", ...}`` once the service
-reports every pipeline started (``ready()``), and 503 with ``"Server not available"`` before
-that and from the moment shutdown begins (``not_ready()``), so traffic drains away first.
+``GET <path>`` answers 200 with ``{"status": "Server available", ...}`` once told the
+service is running (``ready()``), and 503 with ``"Server not available"`` before that and
+from the moment shutdown begins (``not_ready()``), so traffic drains away first. The
+``otlp`` receiver makes both calls (receivers start last and stop first).
 """
 
 from __future__ import annotations
@@ -96,8 +97,10 @@ class HealthCheck:
             return HealthStatus(self._state, self._up_since)
 
     def ready(self) -> None:
-        """Every pipeline is running: answer 200 from now on."""
+        """The service is running: answer 200 from now on. Idempotent (``upSince`` stays)."""
         with self._lock:
+            if self._state == STATE_READY:
+                return
             self._state, self._up_since = STATE_READY, time.time()
         _log.info("health_check: the service is available")
 
