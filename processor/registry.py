@@ -3,6 +3,13 @@
 Built by a function, never at import, so tests can assemble their own set of factories.
 Exporter modules are imported lazily and are optional: a missing module leaves its type
 unknown (the loader then says so) instead of breaking the processor.
+
+Third-party components plug in through entry points, one group per kind
+(``driftline.receivers``, ``driftline.processors``, ``driftline.exporters``,
+``driftline.extensions``); each entry point names a factory class (or instance) with the
+same ``TYPE``/``CONFIG``/``create`` as a built-in one, and is configured like one. A
+built-in type wins over a plug-in of the same type; a plug-in that fails to load is logged
+and left out, so it cannot stop the processor.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ import importlib
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from importlib import metadata
 from typing import Any
 
 _log = logging.getLogger(__name__)
@@ -26,6 +34,7 @@ SIGNAL_LOGS = "logs"
 SIGNALS = (SIGNAL_METRICS, SIGNAL_TRACES, SIGNAL_LOGS)
 DEFAULT_SIGNALS = (SIGNAL_METRICS,)
 
+PLUGIN_GROUP_PREFIX = "driftline."
 # Component modules, each with a ``Factory``; optional ones may be missing from an install.
 _RECEIVER_MODULES = ("driftline.processor.otlp_receiver",)
 _PROCESSOR_MODULES = ("driftline.processor.ml_drift", "driftline.processor.batch",
@@ -94,11 +103,39 @@ def _factories(module_names: Iterable[str]) -> list[Any]:
     return [f for f in map(_optional_factory, module_names) if f is not None]
 
 
+def plugin_factories(kind: str) -> list[Any]:
+    """Factories installed by other distributions under ``driftline.<kind>s``."""
+    found = []
+    for entry_point in metadata.entry_points(group=f"{PLUGIN_GROUP_PREFIX}{kind}s"):
+        try:
+            loaded = entry_point.load()
+            factory = loaded() if isinstance(loaded, type) else loaded
+            factory.TYPE  # noqa: B018 - a factory without a TYPE cannot be configured
+        except Exception as exc:  # a broken plug-in must not stop the processor
+            _log.error("plug-in %s %r (%s) cannot be loaded and is left out: %s", kind,
+                       entry_point.name, entry_point.value, exc)
+            continue
+        found.append(factory)
+    return found
+
+
+def _with_plugins(kind: str, builtin: list[Any]) -> list[Any]:
+    types = {f.TYPE for f in builtin}
+    plugins = []
+    for factory in plugin_factories(kind):
+        if factory.TYPE in types:
+            _log.warning("plug-in %s type %r is ignored: a built-in one has that type",
+                         kind, factory.TYPE)
+            continue
+        plugins.append(factory)
+    return plugins + builtin  # built-ins indexed last, so their aliases win too
+
+
 def default_factories() -> Factories:
-    """Every component type shipped with Driftline."""
+    """Every component type shipped with Driftline, plus installed plug-ins."""
     return Factories.of(
-        receivers=_factories(_RECEIVER_MODULES),
-        processors=_factories(_PROCESSOR_MODULES),
-        exporters=_factories(_EXPORTER_MODULES),
-        extensions=_factories(_EXTENSION_MODULES),
+        receivers=_with_plugins(KIND_RECEIVER, _factories(_RECEIVER_MODULES)),
+        processors=_with_plugins(KIND_PROCESSOR, _factories(_PROCESSOR_MODULES)),
+        exporters=_with_plugins(KIND_EXPORTER, _factories(_EXPORTER_MODULES)),
+        extensions=_with_plugins(KIND_EXTENSION, _factories(_EXTENSION_MODULES)),
     )
