@@ -488,7 +488,6 @@ class MlDriftProcessor:
         self._warned: set[Any] = set()
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
-        self._started = False
         self._shut_down = False
         self._handlers: dict[str, Callable[[Sequence[KeyValue], str, Metric, int], None]] = {
             semconv.ML_FEATURE_VALUE: self._feature_values,
@@ -529,7 +528,6 @@ class MlDriftProcessor:
                 self._restore(self._store)
             except WindowStoreError as exc:
                 raise ComponentError(f"ml_drift: checkpoint::path: {exc}") from exc
-        self._started = True
         self._stop.clear()
         self._ticker = threading.Thread(target=self._tick, name="ml-drift-ticker", daemon=True)
         self._ticker.start()
@@ -547,24 +545,26 @@ class MlDriftProcessor:
                                  f"service::pipelines (logs pipelines: {known})")
         return [self._pipelines[p] for p in wanted]
 
-    def _restore(self, store: WindowStore, ingest_only: bool = False) -> None:
-        """Load the checkpoint; ``ingest_only``: just the open windows and the cumulative
-        table (what a batch changes), leaving what only evaluation touches."""
+    def _restore(self, store: WindowStore,
+                 ingest_only: set[tuple[StreamKey, int]] | None = None) -> None:
+        """Load the checkpoint. ``ingest_only``: undo a failed batch, reloading just these
+        open windows and the cumulative table (what a batch changes)."""
         snapshot = store.load()
         for (stream, index), (closed, state) in snapshot.windows.items():
             key = StreamKey.from_text(stream)
-            if closed and ingest_only:
+            if ingest_only is not None and (closed or (key, index) not in ingest_only):
                 continue
             window = Window.from_dict(key, index, state)
             if closed:
                 self._history.setdefault(key, []).append(window)
             else:
                 self._windows[(key, index)] = window
-                self._counts["restored_windows"] += 1
+                if ingest_only is None:
+                    self._counts["restored_windows"] += 1
             self._streams[key] = max(self._streams.get(key, index), index)
         for stream, entry in snapshot.temporality.items():
             self._deltas.load_entry(stream, entry)
-        if ingest_only:
+        if ingest_only is not None:
             return
         for history in self._history.values():
             history.sort(key=lambda w: w.index)
@@ -652,20 +652,29 @@ class MlDriftProcessor:
         self._next.consume_metrics(batch)
         now_ns = self._clock()
         with self._lock:
-            for resource_metrics in batch:
-                resource = resource_metrics.resource.attributes
-                resource_text = ""
-                for scope_metrics in resource_metrics.scope_metrics:
-                    scope = scope_metrics.scope
-                    for metric in scope_metrics.metrics:
-                        handler = self._handlers.get(metric.name)
-                        if handler is None:
-                            continue
-                        if not resource_text:
-                            resource_text = _resource_text(resource)
-                        stream_prefix = f"{resource_text}|{scope.name}|{scope.version}"
-                        handler(resource, stream_prefix, metric, now_ns)
+            try:
+                self._window_batch(batch, now_ns)
+            except Exception:
+                if self._store is not None:  # a half-applied batch must not be committed
+                    self._dirty.clear()
+                    self._rollback_to_store()
+                raise
             self._commit_batch()
+
+    def _window_batch(self, batch: Sequence[ResourceMetrics], now_ns: int) -> None:
+        for resource_metrics in batch:
+            resource = resource_metrics.resource.attributes
+            resource_text = ""
+            for scope_metrics in resource_metrics.scope_metrics:
+                scope = scope_metrics.scope
+                for metric in scope_metrics.metrics:
+                    handler = self._handlers.get(metric.name)
+                    if handler is None:
+                        continue
+                    if not resource_text:
+                        resource_text = _resource_text(resource)
+                    stream_prefix = f"{resource_text}|{scope.name}|{scope.version}"
+                    handler(resource, stream_prefix, metric, now_ns)
 
     def _commit_batch(self) -> None:
         """Write the touched windows and cumulative streams in one transaction (under lock)."""
@@ -697,10 +706,13 @@ class MlDriftProcessor:
     def _rollback_to_store(self) -> None:
         """Forget what the failed batch did in memory: reload the last committed state."""
         assert self._store is not None
+        # Windows the evaluation has already taken out stay out: only those in memory now
+        # are reloaded (as committed), so nothing is evaluated twice.
+        in_memory = set(self._windows)
         self._windows.clear()
         self._deltas.clear()
         try:
-            self._restore(self._store, ingest_only=True)
+            self._restore(self._store, ingest_only=in_memory)
         except WindowStoreError:
             _log.exception("ml_drift: cannot reload the checkpoint after a failed write")
 

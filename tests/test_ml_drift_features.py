@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -239,3 +240,22 @@ def test_cardinality_caps_fold_into_overflow_and_count(rng: np.random.Generator)
     assert stats.stream_overflow_points == 2  # the other model's feature and rows points
     names = sorted(rows_point([rm]).attributes[0].value.string_value for rm in output)
     assert names == [semconv.OVERFLOW_VALUE, "churn"]
+
+
+def test_the_ticker_reloads_profiles_every_reload_interval(
+    rng: np.random.Generator, tmp_path: Path,
+) -> None:
+    clock, capture = Clock(T0), Capture()
+    proc = MlDriftProcessor(MlDriftConfig(profiles=str(tmp_path), reload_interval="5s"),
+                            capture, clock=clock, tick_interval_s=0.01)
+    proc.start()
+    try:
+        save(reference(rng), tmp_path / "churn.json")  # a new file after the start
+        clock.at(6)  # past reload_interval on the processor's clock
+        deadline = time.monotonic() + 10
+        while proc.stats().profile_reloads == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert proc.stats().profile_reloads == 1
+        assert set(proc._profiles) == {("churn", "3")}
+    finally:
+        proc.shutdown()
