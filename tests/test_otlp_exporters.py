@@ -48,6 +48,7 @@ from driftline.exporters._sending import Backoff, RetryConfig
 from driftline.exporters.file import read_metrics
 from driftline.exporters.otlp_http import retry_after_s
 from driftline.processor.component import DataRefusedError
+from driftline.processor.config import load_config
 from tests._collector import PROTOCOL_HTTP, running_collector, spawn
 from tests.conftest import free_port
 
@@ -360,3 +361,23 @@ def test_full_queue_refuses_and_counts() -> None:
         sender.shutdown()
     stats = sender.stats()
     assert (stats.sent_items, stats.queue_size) == (15, 0)
+
+
+def test_vendor_examples_validate_with_their_endpoints_and_headers(tmp_path: Path) -> None:
+    environ = {"DRIFTLINE_PROFILES": str(tmp_path), "DD_API_KEY": "dd-key",
+               "HONEYCOMB_API_KEY": "hc-key", "GRAFANA_OTLP_BASIC_AUTH": "aWQ6dG9rZW4=",
+               "ARIZE_SPACE_ID": "space", "ARIZE_API_KEY": "arize-key",
+               "DRIFTLINE_STATE": str(tmp_path / "state")}
+    config = load_config(Path("collector-config/vendors.yaml"), environ=environ)
+    exporters = {str(cid): c for cid, c in config.exporters.items()}
+    datadog = exporters["otlphttp/datadog"]
+    assert datadog.url("metrics") == "https://otlp.datadoghq.com/v1/metrics"
+    assert datadog.headers == {"dd-api-key": "dd-key"}
+    assert datadog.sending_queue.storage == "file_storage"
+    assert exporters["otlp/honeycomb"].endpoint == "api.honeycomb.io:443"
+    assert exporters["otlp/honeycomb"].headers["x-honeycomb-team"] == "hc-key"
+    grafana = exporters["otlphttp/grafana"]
+    assert grafana.url("traces") == ("https://otlp-gateway-prod-eu-west-2.grafana.net"
+                                     "/otlp/v1/traces")
+    assert grafana.headers == {"Authorization": "Basic aWQ6dG9rZW4="}
+    assert exporters["otlp/arize"].headers == {"space_id": "space", "api_key": "arize-key"}
