@@ -141,15 +141,34 @@ def _listed(ids: Iterable[object], noun: str) -> str:
     return f"{counted} ({', '.join(names)})" if names else counted
 
 
+def _started(config: Config) -> dict[str, set[object]]:
+    """The components a collector run of ``config`` starts, per section."""
+    started: dict[str, set[object]] = {"receivers": set(), "processors": set(),
+                                       "exporters": set(),
+                                       "extensions": set(config.service_extensions)}
+    for pipeline in config.pipelines.values():
+        started["receivers"].update(pipeline.receivers)
+        started["processors"].update(pipeline.processors)
+        started["exporters"].update(pipeline.exporters)
+    return started
+
+
 def validation_summary(config: Config) -> str:
-    """One line naming the pipelines and components of a valid config."""
-    return "; ".join((
-        _listed(config.pipelines, "pipeline"),
-        _listed(config.receivers, "receiver"),
-        _listed(config.processors, "processor"),
-        _listed(config.exporters, "exporter"),
-        _listed(config.extensions, "extension"),
-    ))
+    """One line: the pipelines and the components they start, then any defined but unused.
+
+    Unused components are valid, as in the collector, but never started (a health_check
+    defined and not listed in service::extensions serves nothing), so the line says so.
+    """
+    started = _started(config)
+    defined = {"receivers": config.receivers, "processors": config.processors,
+               "exporters": config.exporters, "extensions": config.extensions}
+    parts = [_listed(config.pipelines, "pipeline")]
+    parts += [_listed(started[section], section[:-1]) for section in defined]
+    unused = [f"{section}::{cid}" for section, ids in defined.items()
+              for cid in sorted(ids) if cid not in started[section]]
+    if unused:
+        parts.append(f"defined but not used, so not started: {', '.join(unused)}")
+    return "; ".join(parts)
 
 
 def _validate(args: argparse.Namespace) -> int:

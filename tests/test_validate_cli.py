@@ -64,6 +64,19 @@ def test_valid_config_prints_one_ok_line(env: dict[str, str], tmp_path: Path) ->
         "3 exporters (file, file/canary, file/traces); 0 extensions\n")
 
 
+def test_components_defined_but_not_used_are_named(env: dict[str, str],
+                                                    tmp_path: Path) -> None:
+    config = DATA / "good_unused.yaml"
+
+    result = run(["validate", str(config)], env, tmp_path)
+
+    assert result.returncode == 0
+    assert result.stdout == (
+        f"{config}: OK: 1 pipeline (metrics); 1 receiver (otlp); 0 processors; "
+        "1 exporter (file); 0 extensions; defined but not used, so not started: "
+        "receivers::otlp/spare, processors::batch, extensions::health_check\n")
+
+
 def test_shipped_default_config_validates(env: dict[str, str], tmp_path: Path) -> None:
     # default.yaml reads profiles from ./profiles unless DRIFTLINE_PROFILES says otherwise;
     # the env fixture made tmp_path/profiles, and the command runs in tmp_path.
