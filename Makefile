@@ -18,7 +18,7 @@ demo: $(STAMP)
 # Tests that need a real Prometheus or a headless Chromium (the HTML report) run when the
 # binary is present; under CI=true (or as root) the missing Debian packages are installed in
 # one apt-get call, and under CI=true those tests fail rather than skip.
-SYSTEM_PACKAGES := prometheus chromium
+SYSTEM_PACKAGES := prometheus prometheus-alertmanager chromium
 
 system-packages:
 	@missing=""; \
