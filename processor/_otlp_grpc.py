@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import grpc
+from google.protobuf import duration_pb2
 from google.protobuf.message import Message
+from google.rpc import error_details_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
 from opentelemetry.proto.collector.metrics.v1 import (
@@ -27,6 +29,11 @@ from driftline.processor.component import (
     ServerAuthenticator,
 )
 from driftline.processor.registry import SIGNAL_LOGS, SIGNAL_METRICS, SIGNAL_TRACES
+
+# A refused-for-now request (memory limit) tells the sender when to try again: OTLP/gRPC
+# clients retry RESOURCE_EXHAUSTED only when RetryInfo says recovery is possible.
+RETRY_AFTER_S = 1
+RETRY_INFO_KEY = "google.rpc.retryinfo-bin"
 
 # Probes reach the gRPC health service without credentials, as kubelet's gRPC probe does.
 HEALTH_METHOD_PREFIX = "/grpc.health.v1.Health/"
@@ -79,6 +86,10 @@ def refusal_message(exc: Exception) -> str:
     return f"driftline processor could not accept the data: {type(exc).__name__}: {exc}"
 
 
+_RETRY_INFO = error_details_pb2.RetryInfo(
+    retry_delay=duration_pb2.Duration(seconds=RETRY_AFTER_S)).SerializeToString()
+
+
 class Refused(Exception):
     """A request a consumer did not accept; ``code`` says how the client should react."""
 
@@ -128,6 +139,8 @@ def _export(receiver: Exporting, signal: Signal, request: Message,
     except Refused as refused:
         context.set_code(refused.code)
         context.set_details(refused.message)
+        if refused.code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+            context.set_trailing_metadata([(RETRY_INFO_KEY, _RETRY_INFO)])
         return signal.response_type()
 
 

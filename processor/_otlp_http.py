@@ -27,7 +27,7 @@ from google.protobuf.message import DecodeError, Message
 from google.rpc import status_pb2
 
 from driftline.exporters import _otlp_json
-from driftline.processor._otlp_grpc import OTLP_SIGNALS, Refused, Signal
+from driftline.processor._otlp_grpc import OTLP_SIGNALS, RETRY_AFTER_S, Refused, Signal
 from driftline.processor.component import AuthenticationError, ServerAuthenticator
 from driftline.processor.registry import SIGNAL_LOGS, SIGNAL_METRICS, SIGNAL_TRACES
 
@@ -278,7 +278,8 @@ class _OtlpHttpHandler(BaseHTTPRequestHandler):
             response = self.server.receiver.export(route, request)
         except Refused as refused:
             status = _HTTP_STATUS.get(refused.code, 503)
-            self._send_status(status, refused.code, refused.message, media_type)
+            headers = [("Retry-After", str(RETRY_AFTER_S))] if status == 429 else []
+            self._send_status(status, refused.code, refused.message, media_type, headers)
             return
         self._send(200, _encode(response, media_type), media_type)
 
@@ -431,10 +432,10 @@ class _OtlpHttpHandler(BaseHTTPRequestHandler):
         self._send(status, message.encode("utf-8"), _CONTENT_TYPE_TEXT, headers)
 
     def _send_status(self, status: int, code: grpc.StatusCode, message: str,
-                     media_type: str) -> None:
+                     media_type: str, headers: Sequence[tuple[str, str]] = ()) -> None:
         """A google.rpc.Status body in the request's encoding, as OTLP/HTTP errors are."""
         body = status_pb2.Status(code=code.value[0], message=message)
-        self._send(status, _encode(body, media_type), media_type)
+        self._send(status, _encode(body, media_type), media_type, headers)
 
 
 def make_server(endpoint: str, receiver: Receiving, max_body_bytes: int,

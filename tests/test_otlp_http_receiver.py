@@ -541,11 +541,35 @@ def _otlp_request(payload: dict[str, Any], request_type: Any) -> Any:
 def test_data_refused_is_429_with_a_status_body() -> None:
     recorder = Recorder(error=DataRefusedError("memory limit reached"))
     with serving(recorder) as receiver:
-        status, _, body = post(receiver, "/v1/metrics", metrics_proto(),
-                               {"Content-Type": PROTOBUF})
+        status, headers, body = post(receiver, "/v1/metrics", metrics_proto(),
+                                     {"Content-Type": PROTOBUF})
 
-    assert status == 429
+    assert (status, headers["Retry-After"]) == (429, "1")
     assert "memory limit reached" in status_pb2.Status.FromString(body).message
+
+
+class RefusesOnce(Recorder):
+    """Refuses the first batch as a full memory limiter would, then accepts."""
+
+    def consume_metrics(self, batch: Sequence[Any]) -> None:
+        if not getattr(self, "refused", False):
+            self.refused = True
+            raise DataRefusedError("memory limit reached")
+        super().consume_metrics(batch)
+
+
+def test_sdk_exporter_retries_a_429_and_delivers() -> None:
+    recorder = RefusesOnce()
+    with serving(recorder) as receiver:
+        exporter = OTLPMetricExporter(endpoint=f"http://{receiver.http_endpoint}/v1/metrics",
+                                      timeout=EXPORT_TIMEOUT_S)
+        result = exporter.export(sdk_metrics(time.time_ns()))
+        exporter.shutdown()
+        stats = receiver.stats()
+
+    assert result == MetricExportResult.SUCCESS
+    assert len(recorder.metrics) == 1
+    assert (stats.accepted_requests, stats.refused_requests) == (1, 1)
 
 
 @pytest.mark.integration

@@ -22,6 +22,7 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
+from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
@@ -514,6 +515,34 @@ def test_data_refused_is_resource_exhausted() -> None:
 
     assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "memory limit reached" in caught.value.details()
+    # RetryInfo tells OTLP clients the refusal is temporary, and when to try again.
+    retry_info = error_details_pb2.RetryInfo.FromString(
+        dict(caught.value.trailing_metadata())["google.rpc.retryinfo-bin"])
+    assert retry_info.retry_delay.seconds == 1
+
+
+class RefusesOnce(Recorder):
+    """Refuses the first batch as a full memory limiter would, then accepts."""
+
+    def consume_metrics(self, batch: Sequence[Any]) -> None:
+        if not getattr(self, "refused", False):
+            self.refused = True
+            raise DataRefusedError("memory limit reached")
+        super().consume_metrics(batch)
+
+
+def test_sdk_exporter_retries_a_refusal_after_the_retry_info_delay() -> None:
+    recorder = RefusesOnce()
+    with serving(recorder) as receiver:
+        exporter = OTLPMetricExporter(endpoint=receiver.endpoint, insecure=True,
+                                      timeout=EXPORT_TIMEOUT_S)
+        result = exporter.export(sdk_metrics({"age": np.array([1.0])}, time.time_ns()))
+        exporter.shutdown()
+        stats = receiver.stats()
+
+    assert result == MetricExportResult.SUCCESS
+    assert len(recorder.batches) == 1
+    assert (stats.accepted_requests, stats.refused_requests) == (1, 1)
 
 
 def test_message_over_max_recv_msg_size_is_resource_exhausted() -> None:
