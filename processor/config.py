@@ -268,11 +268,20 @@ def _remembering(number: _EnvInt | _EnvFloat, text: str) -> _EnvInt | _EnvFloat:
     return number
 
 
-def _typed(text: str) -> str | int | float | bool:
+class _EnvWord(str):
+    """``true`` or ``false`` read from the environment: a bool where a setting wants one."""
+
+    @property
+    def truth(self) -> bool:
+        return self.strip() == "true"
+
+
+def _typed(text: str) -> str | int | float:
     """An integer, number or ``true``/``false`` when ``text`` spells one, else ``text``.
 
     Deliberately narrower than YAML 1.1, which would read "on" as true and "0123" as octal.
-    Numbers remember their text, so a string setting still gets exactly what was written.
+    Numbers and words remember their text, so a string setting gets exactly what was written
+    (``_coerce`` turns them into what the setting's type asks for).
     """
     stripped = text.strip()
     if _INTEGER.fullmatch(stripped):
@@ -280,7 +289,7 @@ def _typed(text: str) -> str | int | float | bool:
     if _FLOAT.fullmatch(stripped):
         return _remembering(_EnvFloat(stripped), text)
     if stripped in ("true", "false"):
-        return stripped == "true"
+        return _EnvWord(text)
     return text
 
 
@@ -352,12 +361,28 @@ def _describe(hint: Any) -> str:
     return str(hint)
 
 
+def _wants_bool(hint: Any) -> bool:
+    if hint is bool:
+        return True
+    args = typing.get_args(hint) if typing.get_origin(hint) in (types.UnionType,
+                                                               typing.Union) else ()
+    return bool in args and str not in args
+
+
 def _coerce(hint: Any, value: Any) -> Any:
     # An int stays an int where a float is expected, so messages quote what was written.
     if hint is str and isinstance(value, _EnvInt | _EnvFloat):
         return value.text
-    if typing.get_origin(hint) is tuple and isinstance(value, list):
-        return tuple(value)
+    if isinstance(value, _EnvWord):
+        return value.truth if _wants_bool(hint) else str(value)
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is dict and isinstance(value, dict) and len(args) == 2:
+        return {k: _coerce(args[1], v) for k, v in value.items()}
+    if origin in (list, tuple) and isinstance(value, list):
+        items = [a for a in args if a is not Ellipsis]
+        if len(items) == 1:
+            value = [_coerce(items[0], v) for v in value]
+        return tuple(value) if origin is tuple else value
     return value
 
 

@@ -638,3 +638,23 @@ def test_yaml_that_cannot_be_a_config(tmp_path: Path, environ: dict[str, str], t
     config.write_text(text)
 
     assert validate_file(config, environ=environ) == [problem]
+
+
+@pytest.mark.parametrize("word", ["true", "false"])
+def test_env_true_false_is_a_bool_for_a_flag_and_text_for_a_string(
+        environ: dict[str, str], word: str) -> None:
+    config = parse_config({
+        "receivers": {"otlp": None},
+        "exporters": {"file": {"path": "${env:WORD}"},
+                      "prometheus": {"add_ratio_suffix": "${env:WORD}",
+                                     "const_labels": {"flag": "${env:WORD}",
+                                                      "build": "${env:BUILD}"}}},
+        "service": {"pipelines": {"metrics": {"receivers": ["otlp"],
+                                              "exporters": ["file", "prometheus"]}}},
+    }, environ={**environ, "WORD": word, "BUILD": "0123"})
+
+    assert config.exporters[ComponentID("file")].path == word
+    prometheus = config.exporters[ComponentID("prometheus")]
+    assert prometheus.add_ratio_suffix is (word == "true")
+    assert prometheus.const_labels == {"flag": word, "build": "0123"}  # text, not 123
+    assert {type(v) for v in prometheus.const_labels.values()} == {str}
