@@ -57,6 +57,7 @@ from driftline.processor._otlp_http import (  # noqa: F401  (re-exported: the OT
 from driftline.processor._tls import TlsConfig, grpc_server_credentials, server_ssl_context
 from driftline.processor.component import (
     ComponentError,
+    DataRefusedError,
     Host,
     MetricsConsumer,
     PartialRejection,
@@ -456,15 +457,25 @@ class OtlpReceiver:
             getattr(self._next, signal.method)(batch)
         except PartialRejection as partial:
             with self._lock:
+                first = self._partial == 0
                 self._accepted += 1
                 self._partial += 1
                 self._rejected_items += max(partial.rejected, 0)
-            _log.warning("OTLP receiver: a pipeline rejected %d of the %s sent: %s",
-                         partial.rejected, signal.name, partial.message)
+            # Counted in stats(); the first one is worth a warning, the rest would flood.
+            _log.log(logging.WARNING if first else logging.DEBUG,
+                     "OTLP receiver: a pipeline rejected %d of the %s sent: %s",
+                     partial.rejected, signal.name, partial.message)
             response = signal.response_type()
             setattr(response.partial_success, signal.rejected_field, max(partial.rejected, 0))
             response.partial_success.error_message = partial.message
             return response
+        except DataRefusedError as exc:
+            with self._lock:
+                self._refused += 1
+            # Back-pressure, not a fault: the sender retries; no traceback per request.
+            _log.warning("OTLP receiver: %s refused for now (the sender retries): %s",
+                         signal.name, exc)
+            raise Refused(status_for(exc), refusal_message(exc)) from exc
         except Exception as exc:
             with self._lock:
                 self._refused += 1
