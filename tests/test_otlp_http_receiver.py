@@ -697,6 +697,23 @@ def test_config_http_problems_name_their_key(http: dict[str, Any], expected: str
     assert problem.startswith(expected)
 
 
+@pytest.mark.parametrize(("grpc_node", "expected"), [
+    ({"max_recv_msg_size_mib": 0},
+     "receivers::otlp::protocols::grpc::max_recv_msg_size_mib: must be a positive number of "
+     "MiB, got 0"),
+    ({"max_recv_msg_size_mib": True},
+     "receivers::otlp::protocols::grpc::max_recv_msg_size_mib: must be"),
+    ({"tls": {"cert_file": "", "key_file": ""}},
+     "receivers::otlp::protocols::grpc::tls::cert_file: required when tls is set"),
+    ({"auth": {"authenticator": "  "}},
+     "receivers::otlp::protocols::grpc::auth::authenticator: required"),
+])
+def test_config_grpc_problems_name_their_key(grpc_node: dict[str, Any], expected: str) -> None:
+    problems = problems_of({"grpc": grpc_node})
+
+    assert problems[0].startswith(expected), problems
+
+
 def test_config_same_port_for_both_protocols_is_a_problem() -> None:
     endpoint = f"{LOOPBACK}:4999"
     [problem] = problems_of({"grpc": {"endpoint": endpoint}, "http": {"endpoint": endpoint}})
