@@ -172,14 +172,19 @@ def validation_summary(config: Config) -> str:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    """Exit 0 with one OK line on stdout, or 1 with one line per problem on stderr."""
-    from driftline.processor.config import ConfigError, load_config
+    """Exit 0 with one OK line on stdout, or 1 with one ``FILE[:LINE]: problem`` line per
+    problem on stderr."""
+    from driftline.processor.config import ConfigError, key_lines, load_config, problem_line
 
     try:
         config = load_config(args.config)
     except ConfigError as exc:
+        # FILE:LINE: as compilers print it, so editors and CI annotations jump to the key.
+        lines = key_lines(args.config)
         for problem in exc.problems:
-            print(f"{args.config}: {problem}", file=sys.stderr)
+            line = problem_line(problem, lines)
+            where = f"{args.config}:{line}" if line is not None else args.config
+            print(f"{where}: {problem}", file=sys.stderr)
         return EXIT_INVALID_CONFIG
     print(f"{args.config}: OK: {validation_summary(config)}")
     return EXIT_OK

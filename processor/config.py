@@ -44,9 +44,11 @@ __all__ = [
     "PipelineConfig",
     "PipelineID",
     "TelemetryMetricsConfig",
+    "key_lines",
     "load_config",
     "parse_config",
     "parse_duration",
+    "problem_line",
     "validate_file",
 ]
 
@@ -77,6 +79,7 @@ _ENV_NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # ``$$``, a whole ``${...}``, or a ``${`` that is never closed (reported, not kept as text).
 _REFERENCE = re.compile(r"\$\$|\$\{([^}]*)\}|\$\{")
 _SUGGESTION_CUTOFF = 0.6
+_AT_LINE = re.compile(r"YAML [^:]* at line (\d+)")
 _INTEGER = re.compile(r"[+-]?\d+")
 _FLOAT = re.compile(r"[+-]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][+-]?\d+)?")
 
@@ -956,6 +959,52 @@ def load_config(path: str | os.PathLike[str], *, environ: Mapping[str, str] | No
     if problems:
         raise ConfigError(problems)
     return config
+
+
+def _key_lines(node: yaml.Node, path: str, lines: dict[str, int], seen: set[int]) -> None:
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _key_lines(item, path, lines, seen)
+    elif isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            where = path
+            if isinstance(key_node, yaml.ScalarNode) and not key_node.tag.endswith(":merge"):
+                where = _join(path, key_node.value)
+                lines.setdefault(where, key_node.start_mark.line + 1)
+            _key_lines(value_node, where, lines, seen)
+
+
+def key_lines(path: str | os.PathLike[str]) -> dict[str, int]:
+    """The 1-based line of every key written in the YAML file at ``path``, by YAML path.
+
+    For pointing an editor at a problem (``FILE:LINE: yaml::path: message``); empty when the
+    file cannot be read or parsed, whose own error already says where.
+    """
+    try:
+        node = yaml.compose(Path(path).read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return {}
+    lines: dict[str, int] = {}
+    if node is not None:
+        _key_lines(node, "", lines, set())
+    return lines
+
+
+def problem_line(problem: str, lines: Mapping[str, int]) -> int | None:
+    """The line of the key a ``"yaml::path: message"`` problem names, or of its nearest
+    written parent when the key itself was left out (a required setting); the line a YAML
+    error names; else ``None``."""
+    if (written := _AT_LINE.match(problem)) is not None:
+        return int(written.group(1))
+    path = problem.partition(": ")[0]
+    while path:
+        if path in lines:
+            return lines[path]
+        path = path.rpartition(PATH_SEPARATOR)[0]
+    return None
 
 
 def validate_file(path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None,

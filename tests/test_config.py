@@ -19,9 +19,11 @@ from driftline.processor.config import (
     PipelineConfig,
     PipelineID,
     TelemetryMetricsConfig,
+    key_lines,
     load_config,
     parse_config,
     parse_duration,
+    problem_line,
     validate_file,
 )
 from driftline.processor.ml_drift import DEFAULT_GRACE, DEFAULT_MIN_ROWS, MlDriftConfig
@@ -497,7 +499,8 @@ def test_validate_command_prints_problems_and_fails(
 
     assert cli.main(["validate", str(bad)]) == 1
     err = capsys.readouterr().err.splitlines()
-    assert err[0] == f"{bad}: processors::ml_drift::window: must be a positive duration, got '-5s'"
+    assert err[0] == (f"{bad}:6: processors::ml_drift::window: must be a positive duration, "
+                      "got '-5s'")
     assert len(err) == 2
 
     assert cli.main(["validate", str(DATA / "valid.yaml")]) == 0
@@ -658,3 +661,27 @@ def test_env_true_false_is_a_bool_for_a_flag_and_text_for_a_string(
     assert prometheus.add_ratio_suffix is (word == "true")
     assert prometheus.const_labels == {"flag": word, "build": "0123"}  # text, not 123
     assert {type(v) for v in prometheus.const_labels.values()} == {str}
+
+
+def test_key_lines_map_yaml_paths_to_lines() -> None:
+    lines = key_lines(DATA / "bad_many.yaml")
+
+    assert lines["receivers"] == 2
+    assert lines["receivers::otlp::protocols::grpc::endpoint"] == 6
+    assert lines["processors::ml_drift::thresholds::dataset_share"] == 12
+    assert lines["service::pipelines::metrics::exporters"] == 21
+    assert key_lines(DATA / "bad_tabs.yaml") == {}  # unreadable YAML: its error says where
+    assert key_lines(DATA / "no-such-file.yaml") == {}
+
+
+@pytest.mark.parametrize(("problem", "line"), [
+    ("processors::ml_drift::min_rows: must be an integer, got 'lots'", 10),
+    # A key left out is placed at its nearest written parent.
+    ("processors::ml_drift::thresholds::psi: must be a number", 11),
+    ("service::pipelines::metrics::exporters: references exporter 'prometheus'", 21),
+    ("YAML syntax error at line 4, column 1 ('x'): expected", 4),
+    ("the config is empty; it needs receivers", None),
+    ("extensions::health_check: nowhere in the file", None),
+])
+def test_problem_line(problem: str, line: int | None) -> None:
+    assert problem_line(problem, key_lines(DATA / "bad_many.yaml")) == line

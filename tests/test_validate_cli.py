@@ -25,6 +25,8 @@ DEFAULT_CONFIG = ROOT / "collector-config" / "default.yaml"
 DRIFTLINE = Path(sys.executable).with_name("driftline")
 # A safety net so a hung process fails the test instead of the run; not a speed assertion.
 PROCESS_TIMEOUT_S = 60
+# How `driftline validate` starts a problem line: FILE: or FILE:LINE:, then a space.
+FILE_LINE = re.compile(r"(?P<file>.+?)(?::(?P<line>\d+))?: ")
 
 
 def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -102,10 +104,15 @@ def test_default_config_without_its_profile_directory(env: dict[str, str],
 
     assert result.returncode == 1
     assert result.stdout == ""
-    assert result.stderr == (
-        f"{DEFAULT_CONFIG}: processors::ml_drift::profiles: directory '{missing}' does not "
-        f"exist (resolved to '{missing}'); create it and put the reference profiles there, "
-        "or fix the path\n")
+    where, _, problem = result.stderr.partition(" ")
+    assert problem == (
+        f"processors::ml_drift::profiles: directory '{missing}' does not exist (resolved to "
+        f"'{missing}'); create it and put the reference profiles there, or fix the path\n")
+    # FILE:LINE: with the line of the profiles key in the shipped file.
+    file, line = where.removesuffix(":").rsplit(":", 1)
+    assert file == str(DEFAULT_CONFIG)
+    assert DEFAULT_CONFIG.read_text().splitlines()[int(line) - 1].strip().startswith(
+        "profiles:")
 
 
 def test_every_problem_on_its_own_line(env: dict[str, str], tmp_path: Path) -> None:
@@ -116,13 +123,19 @@ def test_every_problem_on_its_own_line(env: dict[str, str], tmp_path: Path) -> N
     assert result.returncode == 1
     assert result.stdout == ""
     lines = result.stderr.splitlines()
-    assert [line.removeprefix(f"{config}: ").partition(": ")[0] for line in lines] == [
+    # FILE:LINE: yaml::path: message, the line being where the key is written.
+    assert [line.removeprefix(f"{config}:").partition(": ")[0] for line in lines] == [
+        "6", "10", "12", "21", "24"]
+    assert [line.split(": ")[1] for line in lines] == [
         "receivers::otlp::protocols::grpc::endpoint",
         "processors::ml_drift::min_rows",
         "processors::ml_drift::thresholds::dataset_share",
         "service::pipelines::metrics::exporters",
         "service::telemetry::logs::level",
     ]
+    text = config.read_text().splitlines()
+    assert [text[n - 1].split(":")[0].strip() for n in (6, 10, 12, 21, 24)] == [
+        "endpoint", "min_rows", "dataset_share", "exporters", "level"]
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in DATA.glob("bad_*.yaml")))
@@ -137,8 +150,10 @@ def test_every_bad_fixture_fails_with_yaml_paths_or_lines(
     lines = result.stderr.splitlines()
     assert lines
     for line in lines:
-        problem = line.removeprefix(f"{config}: ")
-        assert problem != line
+        located = FILE_LINE.match(line)
+        assert located is not None and located["file"] == str(config), line
+        assert located["line"] is not None, line  # every fixture's problem has a place
+        problem = line[located.end():]
         # Each problem starts with the YAML path of the bad key (a top-level section name
         # or a path under one), or, for unreadable YAML, with the line and column.
         head = problem.partition(": ")[0]
