@@ -153,6 +153,8 @@ class Config:
     """A loaded, valid config: component configs by ID and the pipelines that use them.
 
     IDs use each factory's canonical type (``otlp_grpc`` is stored as ``otlp``).
+    ``service_extensions`` are the extensions to start, ``log_level`` and
+    ``telemetry_metrics`` the ``service::telemetry`` settings.
     """
 
     receivers: Mapping[ComponentID, Any]
