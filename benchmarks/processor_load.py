@@ -1,0 +1,562 @@
+"""How many histogram data points per second one processor sustains, and whether it stays flat.
+
+Run: ``.venv/bin/python benchmarks/processor_load.py`` (steps, then a 10-minute soak;
+``--soak-s 0`` skips the soak, ``--write-results`` appends the tables to RESULTS.md).
+
+Several client processes each call the OpenTelemetry SDK's own ``OTLPMetricExporter.export()``
+(OTLP/gRPC) with pre-built ``MetricsData`` shaped like Driftline's recorder output: per model,
+one ``ml.feature.value`` exponential histogram of about 40 buckets per feature plus the
+``ml.predict.rows`` counter. They drive ONE ``driftline collector`` subprocess (otlp receiver,
+``ml_drift`` with reference profiles for every model, prometheus exporter). The offered rate
+steps up; per step the table gives offered and achieved histogram points per second and the
+p50/p99 latency of ``export()``. The sustained rate is the highest step with p99 < 100 ms and
+at least 95% of the offered rate achieved. A soak at that rate then samples the processor's
+RSS (``/proc/<pid>/status`` VmRSS) every 10 s.
+
+The SDK exporter encodes every point in Python, so on a small machine the clients, not the
+processor, may be what limits the rate. ``--client-mode preencoded`` separates the two: the
+clients encode each batch once with the SDK's own encoder (``encode_metrics``) and send the
+request bytes over a plain gRPC stub, re-stamping times in the protobuf; the table also
+gives the processor's CPU use per step (1.0 = one core).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import multiprocessing as mp
+import os
+import platform
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+LOOPBACK = "127.0.0.1"
+DEFAULT_CLIENTS = 4
+DEFAULT_STEPS = (5_000, 10_000, 20_000, 35_000, 50_000, 70_000, 100_000)
+DEFAULT_STEP_S = 15.0
+DEFAULT_SOAK_S = 600.0
+DEFAULT_FEATURES = 20
+DEFAULT_MODELS_PER_EXPORT = 10
+DEFAULT_WINDOW = "10s"
+BUCKETS_PER_HISTOGRAM = 40
+ROWS_PER_HISTOGRAM = 1_000
+PROFILE_ROWS = 5_000
+P99_LIMIT_S = 0.100
+MIN_ACHIEVED_SHARE = 0.95
+RSS_SAMPLE_S = 10.0
+FLAT_TOLERANCE = 0.10
+EXPORT_TIMEOUT_S = 10.0
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 30.0
+# Client data is re-stamped this often so every point falls in an open window.
+RESTAMP_S = 1.0
+RESULTS_PATH = Path(__file__).with_name("RESULTS.md")
+RESULTS_HEADING = "## Processor load: benchmarks/processor_load.py"
+_LISTENING = re.compile(r"^receiver \S+ listening on (\S+) \(OTLP/gRPC\)$")
+
+
+# --- what the clients send ----------------------------------------------------------------
+
+
+def model_name(client: int, model: int) -> str:
+    return f"load-c{client}-m{model}"
+
+
+def feature_name(feature: int) -> str:
+    return f"f{feature:02d}"
+
+
+def _feature_values(rng: np.random.Generator, feature: int, size: int) -> np.ndarray:
+    # Realistic shapes: a mix of normal, log-normal (prices, durations) and signed features.
+    kind = feature % 3
+    if kind == 0:
+        return rng.normal(40 + feature, 10, size)
+    if kind == 1:
+        return rng.lognormal(3, 0.6, size)
+    return rng.normal(0, 1 + feature / 10, size)
+
+
+class Batches:
+    """A client's pre-built histograms, turned into ``MetricsData`` with fresh timestamps."""
+
+    def __init__(self, client: int, models: int, features: int, seed: int) -> None:
+        from driftline import exphist, semconv
+
+        rng = np.random.default_rng(seed)
+        self._semconv = semconv
+        self._client = client
+        self._models = models
+        self._features = features
+        self._hists = [[exphist.from_values(_feature_values(rng, f, ROWS_PER_HISTOGRAM),
+                                            max_size=BUCKETS_PER_HISTOGRAM)
+                        for f in range(features)] for _ in range(models)]
+
+    @property
+    def histogram_points(self) -> int:
+        return self._models * self._features
+
+    def build(self, time_ns: int) -> Any:
+        from opentelemetry.sdk.metrics.export import (
+            AggregationTemporality,
+            Buckets,
+            ExponentialHistogram,
+            ExponentialHistogramDataPoint,
+            Metric,
+            MetricsData,
+            NumberDataPoint,
+            ResourceMetrics,
+            ScopeMetrics,
+            Sum,
+        )
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+        sc = self._semconv
+        resource_metrics = []
+        for m in range(self._models):
+            model = {sc.ML_MODEL_NAME: model_name(self._client, m), sc.ML_MODEL_VERSION: "1",
+                     sc.ML_MODEL_FRAMEWORK: sc.FRAMEWORK_SKLEARN,
+                     sc.ML_OPERATION: sc.OPERATION_PREDICT}
+            points = []
+            for f, hist in enumerate(self._hists[m]):
+                points.append(ExponentialHistogramDataPoint(
+                    attributes={**model, sc.ML_FEATURE_NAME: feature_name(f)},
+                    start_time_unix_nano=time_ns - 1, time_unix_nano=time_ns,
+                    count=hist.count, sum=hist.sum, scale=hist.scale,
+                    zero_count=hist.zero_count,
+                    positive=Buckets(hist.positive.offset, list(hist.positive.counts)),
+                    negative=Buckets(hist.negative.offset, list(hist.negative.counts)),
+                    flags=0, min=hist.min, max=hist.max))
+            metrics = [
+                Metric(sc.ML_FEATURE_VALUE, None, sc.UNIT_DIMENSIONLESS,
+                       ExponentialHistogram(points, AggregationTemporality.DELTA)),
+                Metric(sc.ML_PREDICT_ROWS, None, sc.UNIT_ROWS,
+                       Sum([NumberDataPoint(model, time_ns - 1, time_ns, ROWS_PER_HISTOGRAM)],
+                           AggregationTemporality.DELTA, True)),
+            ]
+            scope = InstrumentationScope(f"{sc.SCOPE_PREFIX}sklearn")
+            resource = Resource.create({sc.SERVICE_NAME: f"load-client-{self._client}"})
+            resource_metrics.append(
+                ResourceMetrics(resource, [ScopeMetrics(scope, metrics, "")], ""))
+        return MetricsData(resource_metrics)
+
+
+def write_profiles(directory: Path, clients: int, models: int, features: int) -> None:
+    """A reference profile for every model the clients send, so windows are evaluated."""
+    from driftline.profile import ProfileBuilder, save
+
+    rng = np.random.default_rng(1)
+    columns = {feature_name(f): _feature_values(rng, f, PROFILE_ROWS) for f in range(features)}
+    for client in range(clients):
+        for m in range(models):
+            builder = ProfileBuilder(model_name(client, m), "1")
+            for name, values in columns.items():
+                builder.add_column(name, values)
+            builder.add_rows(PROFILE_ROWS)
+            save(builder.build(), directory / f"{model_name(client, m)}.json")
+
+
+# --- a client process ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ClientResult:
+    """One client's run: points sent and accepted, failures, export latencies in seconds."""
+
+    offered_points: int
+    accepted_points: int
+    failures: int
+    latencies_s: list[float]
+
+
+MODE_SDK = "sdk"
+MODE_PREENCODED = "preencoded"
+
+
+class SdkSender:
+    """``OTLPMetricExporter.export(MetricsData)``: encoding is part of each call."""
+
+    def __init__(self, endpoint: str, batches: Batches) -> None:
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+        from opentelemetry.sdk.metrics.export import MetricExportResult
+
+        self._success = MetricExportResult.SUCCESS
+        self._batches = batches
+        self._exporter = OTLPMetricExporter(endpoint=endpoint, insecure=True,
+                                            timeout=EXPORT_TIMEOUT_S)
+        self._data = batches.build(time.time_ns())
+
+    def restamp(self) -> None:
+        self._data = self._batches.build(time.time_ns())
+
+    def send(self) -> bool:
+        return self._exporter.export(self._data) == self._success
+
+    def close(self) -> None:
+        self._exporter.shutdown()
+
+
+class PreencodedSender:
+    """The SDK's encoding of one batch, sent as is through a gRPC stub (times re-stamped)."""
+
+    def __init__(self, endpoint: str, batches: Batches) -> None:
+        import grpc
+        from opentelemetry.exporter.otlp.proto.common._internal.metrics_encoder import (
+            encode_metrics,
+        )
+        from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
+
+        self._grpc = grpc
+        self._request = encode_metrics(batches.build(time.time_ns()))
+        self._channel = grpc.insecure_channel(endpoint)
+        self._stub = metrics_service_pb2_grpc.MetricsServiceStub(self._channel)
+
+    def restamp(self) -> None:
+        now = time.time_ns()
+        for resource_metrics in self._request.resource_metrics:
+            for scope_metrics in resource_metrics.scope_metrics:
+                for metric in scope_metrics.metrics:
+                    data = getattr(metric, metric.WhichOneof("data"))
+                    for point in data.data_points:
+                        point.start_time_unix_nano, point.time_unix_nano = now - 1, now
+
+    def send(self) -> bool:
+        try:
+            self._stub.Export(self._request, timeout=EXPORT_TIMEOUT_S)
+        except self._grpc.RpcError:
+            return False
+        return True
+
+    def close(self) -> None:
+        self._channel.close()
+
+
+def client_main(client: int, endpoint: str, models: int, features: int, mode: str,
+                conn: Connection) -> None:
+    """Wait for ``(rate, duration)`` commands; run each, send back a ``ClientResult``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    batches = Batches(client, models, features, seed=100 + client)
+    sender: SdkSender | PreencodedSender = (
+        SdkSender(endpoint, batches) if mode == MODE_SDK else PreencodedSender(endpoint, batches))
+    conn.send("ready")
+    while True:
+        command = conn.recv()
+        if command is None:
+            break
+        rate, duration_s = command
+        per_export = batches.histogram_points
+        interval_s = per_export / rate
+        latencies: list[float] = []
+        offered = accepted = failures = 0
+        start = time.monotonic()
+        sender.restamp()
+        stamped = start
+        n = 0
+        while True:
+            due = start + n * interval_s
+            now = time.monotonic()
+            if due - start >= duration_s or now - start >= duration_s:
+                break
+            if due > now:
+                time.sleep(due - now)
+            if time.monotonic() - stamped >= RESTAMP_S:
+                sender.restamp()
+                stamped = time.monotonic()
+            t0 = time.perf_counter()
+            ok = sender.send()
+            latencies.append(time.perf_counter() - t0)
+            offered += per_export
+            if ok:
+                accepted += per_export
+            else:
+                failures += 1
+            n += 1
+        conn.send(ClientResult(offered, accepted, failures, latencies))
+    sender.close()
+
+
+# --- the processor ------------------------------------------------------------------------
+
+
+def processor_config(workdir: Path, window: str) -> dict[str, Any]:
+    return {
+        "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": f"{LOOPBACK}:0"}}}},
+        "processors": {"ml_drift": {"profiles": str(workdir / "profiles"), "window": window,
+                                    "grace": "2s"}},
+        "exporters": {"prometheus": {"endpoint": f"{LOOPBACK}:0"}},
+        "service": {"pipelines": {"metrics": {
+            "receivers": ["otlp"], "processors": ["ml_drift"], "exporters": ["prometheus"]}}},
+    }
+
+
+@contextlib.contextmanager
+def running_processor(workdir: Path, window: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """A ``driftline collector`` subprocess and its OTLP/gRPC endpoint; SIGTERM on exit."""
+    config_path = workdir / "collector.yaml"
+    config_path.write_text(yaml.safe_dump(processor_config(workdir, window)))
+    log = (workdir / "collector.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "driftline.cli", "collector", "--config", str(config_path)],
+        stdout=subprocess.PIPE, stderr=log, text=True, cwd=workdir)
+    try:
+        endpoint = None
+        deadline = time.monotonic() + START_TIMEOUT_S
+        assert process.stdout is not None
+        while endpoint is None and time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            if match := _LISTENING.match(line.strip()):
+                endpoint = match.group(1)
+        if endpoint is None:
+            raise RuntimeError(f"the processor did not start; see {workdir / 'collector.log'}")
+        yield process, endpoint
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of ``pid`` (VmRSS in /proc/<pid>/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` so far (all threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# --- driving the steps --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    offered_rate: float
+    achieved_rate: float
+    p50_s: float
+    p99_s: float
+    exports: int
+    failures: int
+    processor_cpu: float  # CPU seconds per wall second (1.0 = one core busy)
+
+    @property
+    def sustained(self) -> bool:
+        return (self.failures == 0 and self.p99_s < P99_LIMIT_S
+                and self.achieved_rate >= MIN_ACHIEVED_SHARE * self.offered_rate)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
+
+
+class Clients:
+    """Client processes, each holding a pipe; ``run`` drives them all for one step."""
+
+    def __init__(self, count: int, endpoint: str, models: int, features: int,
+                 mode: str) -> None:
+        context = mp.get_context("spawn")
+        self._pipes: list[Connection] = []
+        self._processes = []
+        for client in range(count):
+            parent, child = context.Pipe()
+            process = context.Process(target=client_main,
+                                      args=(client, endpoint, models, features, mode, child),
+                                      daemon=True)
+            process.start()
+            self._pipes.append(parent)
+            self._processes.append(process)
+        for pipe in self._pipes:
+            if pipe.recv() != "ready":
+                raise RuntimeError("a client failed to start")
+
+    def start(self, rate: float, duration_s: float) -> None:
+        per_client = rate / len(self._pipes)
+        for pipe in self._pipes:
+            pipe.send((per_client, duration_s))
+
+    def ready(self, timeout_s: float) -> bool:
+        return all(pipe.poll(timeout_s) for pipe in self._pipes)
+
+    def collect(self) -> list[ClientResult]:
+        return [pipe.recv() for pipe in self._pipes]
+
+    def close(self) -> None:
+        for pipe in self._pipes:
+            with contextlib.suppress(OSError):
+                pipe.send(None)
+        for process in self._processes:
+            process.join(STOP_TIMEOUT_S)
+            if process.is_alive():
+                process.kill()
+
+
+def run_step(clients: Clients, pid: int, rate: float, duration_s: float,
+             rss_samples: list[tuple[float, int]] | None = None) -> StepResult:
+    cpu0, t0 = cpu_seconds(pid), time.monotonic()
+    clients.start(rate, duration_s)
+    while not clients.ready(RSS_SAMPLE_S if rss_samples is not None else 1.0):
+        if rss_samples is not None:
+            rss_samples.append((time.monotonic() - t0, rss_bytes(pid)))
+    results = clients.collect()
+    elapsed = time.monotonic() - t0
+    if rss_samples is not None:
+        rss_samples.append((elapsed, rss_bytes(pid)))
+    latencies = [x for r in results for x in r.latencies_s]
+    return StepResult(
+        offered_rate=rate,
+        achieved_rate=sum(r.accepted_points for r in results) / elapsed,
+        p50_s=percentile(latencies, 50), p99_s=percentile(latencies, 99),
+        exports=len(latencies), failures=sum(r.failures for r in results),
+        processor_cpu=(cpu_seconds(pid) - cpu0) / elapsed)
+
+
+# --- reporting ----------------------------------------------------------------------------
+
+
+def versions() -> str:
+    import google.protobuf
+    import grpc
+    from opentelemetry.sdk.version import __version__ as sdk_version
+
+    cpu = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+            f"OpenTelemetry SDK {sdk_version}, grpcio {grpc.__version__}, protobuf "
+            f"{google.protobuf.__version__} ({_protobuf_backend()} backend), NumPy "
+            f"{np.__version__}")
+
+
+def _protobuf_backend() -> str:
+    from google.protobuf.internal import api_implementation
+
+    return api_implementation.Type()
+
+
+def steps_table(steps: Sequence[StepResult]) -> str:
+    lines = ["| offered points/s | achieved points/s | exports | failures | p50 ms | p99 ms "
+             "| processor CPU (cores) | sustained |",
+             "|---:|---:|---:|---:|---:|---:|---:|:---:|"]
+    for s in steps:
+        lines.append(f"| {s.offered_rate:,.0f} | {s.achieved_rate:,.0f} | {s.exports} "
+                     f"| {s.failures} | {s.p50_s * 1e3:.1f} | {s.p99_s * 1e3:.1f} "
+                     f"| {s.processor_cpu:.2f} | {'yes' if s.sustained else 'no'} |")
+    return "\n".join(lines)
+
+
+def soak_table(rate: float, step: StepResult, samples: Sequence[tuple[float, int]]) -> str:
+    values = [rss for _, rss in samples]
+    first, last, low, high = values[0], values[-1], min(values), max(values)
+    flat = high <= first * (1 + FLAT_TOLERANCE) and low >= first * (1 - FLAT_TOLERANCE)
+    mib = 1 << 20
+    return "\n".join([
+        "| soak rate points/s | achieved points/s | duration s | p50 ms | p99 ms | RSS first "
+        "MiB | RSS last MiB | RSS min MiB | RSS max MiB | flat ±10% |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|",
+        f"| {rate:,.0f} | {step.achieved_rate:,.0f} | {samples[-1][0]:.0f} "
+        f"| {step.p50_s * 1e3:.1f} | {step.p99_s * 1e3:.1f} | {first / mib:.1f} "
+        f"| {last / mib:.1f} | {low / mib:.1f} | {high / mib:.1f} | {'yes' if flat else 'no'} |",
+        "",
+        "RSS samples (s: MiB): " + ", ".join(f"{t:.0f}: {rss / mib:.1f}" for t, rss in samples),
+    ])
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=DEFAULT_CLIENTS)
+    parser.add_argument("--steps", type=lambda s: [float(x) for x in s.split(",")],
+                        default=list(DEFAULT_STEPS),
+                        help="offered histogram points per second, comma-separated")
+    parser.add_argument("--step-s", type=float, default=DEFAULT_STEP_S)
+    parser.add_argument("--soak-s", type=float, default=DEFAULT_SOAK_S)
+    parser.add_argument("--soak-rate", type=float, default=None,
+                        help="points/s for the soak (default: the sustained rate)")
+    parser.add_argument("--models", type=int, default=DEFAULT_MODELS_PER_EXPORT,
+                        help="models per export (one resource each)")
+    parser.add_argument("--features", type=int, default=DEFAULT_FEATURES)
+    parser.add_argument("--client-mode", choices=(MODE_SDK, MODE_PREENCODED),
+                        default=MODE_SDK, help="how clients send (see the module docstring)")
+    parser.add_argument("--window", default=DEFAULT_WINDOW, help="ml_drift window")
+    parser.add_argument("--write-results", action="store_true",
+                        help=f"append the tables to {RESULTS_PATH.name}")
+    parser.add_argument("--note", default="", help="a line added to the RESULTS.md section")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    per_export = args.models * args.features
+    report = [f"Machine: {versions()}.", "",
+              f"Client mode `{args.client_mode}`: {args.clients} client processes, "
+              f"{per_export} histogram points per export "
+              f"({args.models} models x {args.features} features, <= {BUCKETS_PER_HISTOGRAM} "
+              f"buckets each, plus one rows counter per model); ml_drift window "
+              f"{args.window}; {args.step_s:.0f} s per step.", ""]
+    with tempfile.TemporaryDirectory(prefix="driftline-load-") as tmp:
+        workdir = Path(tmp)
+        (workdir / "profiles").mkdir()
+        write_profiles(workdir / "profiles", args.clients, args.models, args.features)
+        with running_processor(workdir, args.window) as (process, endpoint):
+            clients = Clients(args.clients, endpoint, args.models, args.features,
+                              args.client_mode)
+            try:
+                steps = []
+                for rate in args.steps:
+                    step = run_step(clients, process.pid, rate, args.step_s)
+                    steps.append(step)
+                    print(f"step {rate:,.0f}/s: achieved {step.achieved_rate:,.0f}/s, "
+                          f"p50 {step.p50_s * 1e3:.1f} ms, p99 {step.p99_s * 1e3:.1f} ms, "
+                          f"CPU {step.processor_cpu:.2f}, failures {step.failures}",
+                          flush=True)
+                    if process.poll() is not None:
+                        raise RuntimeError("the processor exited during the steps")
+                sustained = max((s.offered_rate for s in steps if s.sustained), default=0.0)
+                report += [steps_table(steps), "",
+                           f"Sustained rate (highest step with p99 < {P99_LIMIT_S * 1e3:.0f} ms, "
+                           f"no failure, >= {MIN_ACHIEVED_SHARE:.0%} achieved): "
+                           f"**{sustained:,.0f} histogram points/s**.", ""]
+                soak_rate = args.soak_rate or sustained
+                if args.soak_s > 0 and soak_rate > 0:
+                    samples: list[tuple[float, int]] = [(0.0, rss_bytes(process.pid))]
+                    soak = run_step(clients, process.pid, soak_rate, args.soak_s, samples)
+                    report += [f"Soak: {args.soak_s:.0f} s at {soak_rate:,.0f} points/s, "
+                               f"RSS of the processor every {RSS_SAMPLE_S:.0f} s.", "",
+                               soak_table(soak_rate, soak, samples), ""]
+            finally:
+                clients.close()
+    if args.note:
+        report += [args.note, ""]
+    text = "\n".join(report)
+    print(text)
+    if args.write_results:
+        with RESULTS_PATH.open("a") as results:
+            results.write(f"\n{RESULTS_HEADING}\n\n{text}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
