@@ -350,7 +350,7 @@ class MlDriftStats:
     cumulative_out_of_order: int = 0
     cumulative_initial_dropped: int = 0
     cumulative_streams_evicted: int = 0
-    cumulative_streams: int = 0
+    current_cumulative_streams: int = 0
     explicit_bounds_mismatches: int = 0
     stream_overflow_points: int = 0
     feature_overflow_points: int = 0
@@ -364,7 +364,7 @@ class MlDriftStats:
     checkpoint_commits: int = 0
     checkpoint_failures: int = 0
     restored_windows: int = 0
-    open_windows: int = 0
+    current_open_windows: int = 0
     window_evaluation_nanoseconds_total: int = 0
     checkpoint_nanoseconds_total: int = 0
 
@@ -636,8 +636,8 @@ class MlDriftProcessor:
         with self._lock:
             counts = Counter(self._counts)
             counts.update(self._deltas.stats)
-            counts["cumulative_streams"] = len(self._deltas)
-            counts["open_windows"] = len(self._windows)
+            counts["current_cumulative_streams"] = len(self._deltas)
+            counts["current_open_windows"] = len(self._windows)
             if self._watcher is not None:
                 counts["profile_reloads"] = self._watcher.reloads
                 counts["profile_reload_failures"] = self._watcher.reload_failures

@@ -64,7 +64,7 @@ def test_restart_resumes_open_windows_and_cumulative_streams(tmp_path: Path) -> 
     again = started(tmp_path, clock, capture)
     try:
         proc_stats = again.stats()
-        assert (proc_stats.restored_windows, proc_stats.cumulative_streams) == (1, 1)
+        assert (proc_stats.restored_windows, proc_stats.current_cumulative_streams) == (1, 1)
         # The next cumulative point continues the stream: its delta, not its total, counts.
         again.consume_metrics(cumulative_rows([(start, T0 + 3 * NS, 400)]))
         clock.at(12)

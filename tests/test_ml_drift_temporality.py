@@ -30,6 +30,7 @@ from opentelemetry.sdk.resources import Resource as SdkResource
 from driftline import drift, exphist, semconv
 from driftline.processor import _explicit
 from driftline.processor._temporality import CumulativeToDelta
+from driftline.profile import KIND_CATEGORICAL, ProfileBuilder
 from tests.test_ml_drift import (
     APP,
     MODEL,
@@ -81,7 +82,7 @@ def test_cumulative_rows_become_deltas_with_reset_and_out_of_order() -> None:
     assert rows_point(proc.evaluate_due()).as_int == 400 + 30 + 10
     stats = proc.stats()
     assert (stats.cumulative_out_of_order, stats.cumulative_resets) == (1, 2)
-    assert (stats.cumulative_initial_dropped, stats.cumulative_streams) == (0, 1)
+    assert (stats.cumulative_initial_dropped, stats.current_cumulative_streams) == (0, 1)
 
 
 def test_first_cumulative_point_of_an_older_stream_is_only_a_base() -> None:
@@ -209,3 +210,48 @@ def test_projection_of_a_profile_onto_explicit_bounds_matches_the_data(
     assert projected.sum() == pytest.approx(100_000)
     # Within a bucket values are taken as uniform: the share per explicit bucket is close.
     assert np.abs(projected - actual).max() / 100_000 < 0.01
+
+
+def category_counts(totals: dict[str, int], time_ns: int, start_ns: int) -> list[ResourceMetrics]:
+    """``ml.feature.category`` of feature ``plan`` as cumulative counters per category."""
+    points = [NumberDataPoint(attributes=_kv({**MODEL, semconv.ML_FEATURE_NAME: "plan",
+                                              semconv.ML_FEATURE_CATEGORY: category}),
+                              start_time_unix_nano=start_ns, time_unix_nano=time_ns, as_int=n)
+              for category, n in totals.items()]
+    return [ResourceMetrics(resource=Resource(attributes=_kv(APP)), scope_metrics=[
+        ScopeMetrics(metrics=[Metric(name=semconv.ML_FEATURE_CATEGORY_METRIC, sum=Sum(
+            aggregation_temporality=AGGREGATION_TEMPORALITY_CUMULATIVE, is_monotonic=True,
+            data_points=points))])])]
+
+
+def test_cumulative_categorical_counters_are_compared_as_deltas(
+    rng: np.random.Generator,
+) -> None:
+    builder = ProfileBuilder("churn", "3")
+    builder.add_column("plan", rng.choice(["basic", "pro", "team"], 4000, p=[0.6, 0.3, 0.1]),
+                       kind=KIND_CATEGORICAL)
+    builder.add_rows(4000)
+    profile = builder.build()
+    clock, capture = Clock(T0), Capture()
+    proc = processor({("churn", "3"): profile}, clock, capture)
+    start = T0 + NS // 2
+    clock.at(5)
+    proc.consume_metrics(category_counts({"basic": 60, "pro": 30, "team": 10}, T0 + NS, start))
+    # Window 2's deltas: basic +40, pro +100, team +60: the mix moved towards pro and team.
+    clock.at(12)
+    proc.consume_metrics(category_counts({"basic": 100, "pro": 130, "team": 70},
+                                         T0 + 11 * NS, start))
+    first = gauges(proc.evaluate_due())
+    clock.at(22)
+    second = gauges(proc.evaluate_due())
+
+    js = semconv.DRIFT_METHOD_JENSENSHANNON
+    reference_counts = profile.columns["plan"].category_counts()
+    assert first[(semconv.ML_DRIFT_SCORE, "plan", js)] == pytest.approx(
+        drift.jensen_shannon(reference_counts, {"basic": 60, "pro": 30, "team": 10}))
+    assert second[(semconv.ML_DRIFT_SCORE, "plan", js)] == pytest.approx(
+        drift.jensen_shannon(reference_counts, {"basic": 40, "pro": 100, "team": 60}))
+    assert (first[(semconv.ML_DRIFT_DETECTED, "plan", js)],
+            second[(semconv.ML_DRIFT_DETECTED, "plan", js)]) == (0, 1)
+    assert (first[(semconv.ML_WINDOW_ROWS, "", "")],
+            second[(semconv.ML_WINDOW_ROWS, "", "")]) == (100, 200)
