@@ -6,22 +6,19 @@ from __future__ import annotations
 import datetime
 import json
 import re
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from driftline import semconv
+from driftline.exporters._http import post
 from driftline.exporters._sending import (
     Item,
     Sender,
-    SendError,
     SendingConfig,
     storage_directory,
 )
-from driftline.exporters.otlp_http import RETRYABLE_STATUSES, retry_after_s
 from driftline.processor.component import Host
 
 ALERT_EVENTS = (semconv.EVENT_DRIFT_ALERT,)
@@ -109,20 +106,5 @@ class JsonPoster:
         raise NotImplementedError
 
     def _post(self, item: Item, timeout_s: float) -> None:
-        headers = {"Content-Type": CONTENT_TYPE, **self._config.headers}
-        request = urllib.request.Request(self._url, data=item.body, headers=headers,
-                                         method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=timeout_s or None,
-                                        context=self._ssl) as response:
-                response.read()
-        except urllib.error.HTTPError as error:
-            detail = error.read(512).decode("utf-8", "replace")
-            raise SendError(f"{self._url}: {error.code} {detail}".strip(),
-                            retryable=error.code in RETRYABLE_STATUSES,
-                            retry_after_s=retry_after_s(error.headers.get("Retry-After"))
-                            ) from None
-        except (urllib.error.URLError, OSError) as error:
-            raise SendError(f"{self._url}: {error}", retryable=True) from None
-
-
+        post(self._url, item.body, {"Content-Type": CONTENT_TYPE, **self._config.headers},
+             timeout_s, self._ssl)

@@ -117,11 +117,14 @@ class ForwardingExporter:
         return self._sender.stats() if self._sender is not None else None
 
     def _submit(self, signal: str, batch: Sequence[Any]) -> None:
-        if self._sender is None:
-            raise RuntimeError(f"{self._name} is not started")
         item = encode(signal, batch)
         if item.count:
-            self._sender.submit(item)
+            self._submit_item(item)
+
+    def _submit_item(self, item: Item) -> None:
+        if self._sender is None:
+            raise RuntimeError(f"{self._name} is not started")
+        self._sender.submit(item)
 
     def consume_metrics(self, batch: Sequence[Any]) -> None:
         self._submit(SIGNAL_METRICS, batch)

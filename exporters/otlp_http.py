@@ -10,17 +10,14 @@ too. A partial success is logged, not retried.
 
 from __future__ import annotations
 
-import email.utils
 import gzip
 import logging
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
 from google.protobuf.message import DecodeError
 
+from driftline.exporters._http import post
 from driftline.exporters._otlp_forward import (
     COMPRESSIONS,
     RESPONSES,
@@ -34,7 +31,6 @@ from driftline.exporters._sending import (
     Item,
     QueueConfig,
     RetryConfig,
-    SendError,
 )
 from driftline.exporters.otlp_grpc import sending_config
 
@@ -44,7 +40,6 @@ TYPE = "otlphttp"
 DEFAULT_ENDPOINT = ""
 DEFAULT_COMPRESSION = "gzip"  # the collector's default for OTLP/HTTP
 CONTENT_TYPE = "application/x-protobuf"
-RETRYABLE_STATUSES = (429, 502, 503, 504)
 _PATHS = {"metrics": "/v1/metrics", "traces": "/v1/traces", "logs": "/v1/logs"}
 
 
@@ -85,20 +80,6 @@ class OtlpHttpExporterConfig:
         return own or self.endpoint.rstrip("/") + _PATHS[signal]
 
 
-def retry_after_s(header: str | None, now_s: float | None = None) -> float | None:
-    """``Retry-After`` as seconds from now: delta-seconds or an HTTP date."""
-    if not header:
-        return None
-    header = header.strip()
-    if header.isdigit():
-        return float(header)
-    try:
-        when = email.utils.parsedate_to_datetime(header)
-    except (TypeError, ValueError):
-        return None
-    return max(when.timestamp() - (time.time() if now_s is None else now_s), 0.0)
-
-
 class OtlpHttpExporter(ForwardingExporter):
     def __init__(self, name: str, config: OtlpHttpExporterConfig) -> None:
         super().__init__(name, sending_config(config), self._send_item)
@@ -117,20 +98,7 @@ class OtlpHttpExporter(ForwardingExporter):
         if self._config.compression == "gzip":
             body = gzip.compress(body, compresslevel=6)
             headers["Content-Encoding"] = "gzip"
-        request = urllib.request.Request(url, data=body, headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=timeout_s or None,
-                                        context=self._ssl if url.startswith("https") else None
-                                        ) as response:
-                payload = response.read()
-        except urllib.error.HTTPError as error:
-            detail = error.read(512).decode("utf-8", "replace")
-            raise SendError(f"OTLP/HTTP {url}: {error.code} {detail}".strip(),
-                            retryable=error.code in RETRYABLE_STATUSES,
-                            retry_after_s=retry_after_s(error.headers.get("Retry-After"))
-                            ) from None
-        except (urllib.error.URLError, OSError) as error:
-            raise SendError(f"OTLP/HTTP {url}: {error}", retryable=True) from None
+        payload = post(url, body, headers, timeout_s, self._ssl)
         if payload:
             try:
                 rejected, message = rejected_of(item.signal,

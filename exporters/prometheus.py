@@ -10,6 +10,7 @@ labels follow the OpenTelemetry "Prometheus and OpenMetrics compatibility" speci
 from __future__ import annotations
 
 import logging
+import math
 import re
 import socket
 import socketserver
@@ -171,6 +172,16 @@ class _Summary:
 
 
 _Point = _Scalar | _Histogram | _Summary
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One exposed sample: its name, labels, value and the time of the point behind it."""
+
+    name: str
+    labels: LabelKey
+    value: float
+    time_unix_nano: int
 
 
 @dataclass(slots=True)
@@ -461,6 +472,23 @@ class PrometheusExporter:
                 lines.append(f"{DROPPED_POINTS_METRIC}{labels} {self._dropped[reason]}")
         return "\n".join(lines) + "\n"
 
+    def snapshot(self, seen_since_s: float = -math.inf) -> list[Sample]:
+        """Every exposed sample of the series updated at or after ``seen_since_s`` (the
+        exporter's clock), for pushing them elsewhere (remote write)."""
+        now = self._clock()
+        samples = []
+        with self._lock:
+            self._expire(now)
+            for name, family in self._families.items():
+                for key, point in family.series.items():
+                    if point.seen_s >= seen_since_s:
+                        samples += [Sample(sample, labels, float(value), point.time_unix_nano)
+                                    for sample, labels, value in _samples(name, key, point)]
+        return samples
+
+    def clock(self) -> float:
+        return self._clock()
+
     def _expire(self, now: float) -> None:
         if self._expiration_s <= 0:
             return
@@ -477,30 +505,32 @@ def _key(labels: Mapping[str, str]) -> LabelKey:
     return tuple(sorted((name, value) for name, value in labels.items() if value != ""))
 
 
-def _sample_lines(name: str, key: LabelKey, point: _Point) -> list[str]:
+def _samples(name: str, key: LabelKey, point: _Point) -> list[tuple[str, LabelKey, float]]:
+    """The samples of one series: (sample name, labels, value); histograms and summaries
+    give their ``_bucket``/quantile, ``_sum`` and ``_count`` samples."""
     if isinstance(point, _Scalar):
-        return [f"{name}{text.format_labels(key)} {text.format_value(point.value)}"]
+        return [(name, key, point.value)]
     if isinstance(point, _Histogram):
-        lines = []
+        samples: list[tuple[str, LabelKey, float]] = []
         cumulative = 0
         for bound, count in zip(point.bounds, point.bucket_counts, strict=False):
             cumulative += count
-            labels = text.format_labels((*key, ("le", text.format_value(bound))))
-            lines.append(f"{name}_bucket{labels} {cumulative}")
-        labels = text.format_labels((*key, ("le", "+Inf")))
-        lines.append(f"{name}_bucket{labels} {point.count}")
+            samples.append((f"{name}_bucket", (*key, ("le", text.format_value(bound))),
+                            cumulative))
+        samples.append((f"{name}_bucket", (*key, ("le", "+Inf")), point.count))
         if point.sum is not None:
-            lines.append(f"{name}_sum{text.format_labels(key)} {text.format_value(point.sum)}")
-        lines.append(f"{name}_count{text.format_labels(key)} {point.count}")
-        return lines
-    lines = [
-        f"{name}{text.format_labels((*key, ('quantile', text.format_value(q))))} "
-        f"{text.format_value(v)}"
-        for q, v in point.quantiles
-    ]
-    lines.append(f"{name}_sum{text.format_labels(key)} {text.format_value(point.sum)}")
-    lines.append(f"{name}_count{text.format_labels(key)} {point.count}")
-    return lines
+            samples.append((f"{name}_sum", key, point.sum))
+        samples.append((f"{name}_count", key, point.count))
+        return samples
+    samples = [(name, (*key, ("quantile", text.format_value(q))), v) for q, v in point.quantiles]
+    samples.append((f"{name}_sum", key, point.sum))
+    samples.append((f"{name}_count", key, point.count))
+    return samples
+
+
+def _sample_lines(name: str, key: LabelKey, point: _Point) -> list[str]:
+    return [f"{sample}{text.format_labels(labels)} {text.format_value(value)}"
+            for sample, labels, value in _samples(name, key, point)]
 
 
 class _Server(ThreadingHTTPServer):

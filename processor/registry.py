@@ -44,6 +44,7 @@ _EXTENSION_MODULES = ("driftline.processor.extensions.health_check",
                       "driftline.processor.extensions.file_storage")
 _EXPORTER_MODULES = ("driftline.exporters.prometheus", "driftline.exporters.file",
                      "driftline.exporters.otlp_grpc", "driftline.exporters.otlp_http",
+                     "driftline.exporters.prometheusremotewrite",
                      "driftline.exporters.alertmanager", "driftline.exporters.webhook")
 
 

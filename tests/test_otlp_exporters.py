@@ -44,9 +44,9 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from driftline.exporters import _sending
+from driftline.exporters._http import retry_after_s
 from driftline.exporters._sending import Backoff, RetryConfig
 from driftline.exporters.file import read_metrics
-from driftline.exporters.otlp_http import retry_after_s
 from driftline.processor.component import DataRefusedError
 from driftline.processor.config import load_config
 from tests._collector import PROTOCOL_HTTP, running_collector, spawn
