@@ -5,6 +5,11 @@ Each consume call appends one line, the OTLP/JSON encoding of an
 so a file is readable by any OTLP/JSON tool and by ``read_metrics``/``read_traces``/
 ``read_logs`` here. Lines are appended (not
 written to a temporary name and replaced) because the file grows for the process lifetime.
+With ``rotation`` the file is rotated by size into dated backups (``max_megabytes``,
+``max_days``, ``max_backups``), and ``compression`` (``gzip`` or ``zstd``) compresses each
+line on its own; the readers read backups and compressed files alike. One exporter per
+signal keeps one signal per file (as ``collector-config/default.yaml`` does); an exporter
+shared by several pipelines writes their lines to one file, told apart by their top key.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
@@ -30,6 +35,13 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans
 from driftline.durations import parse_non_negative_duration
 from driftline.exporters import _otlp_json
 from driftline.exporters._otlp_json import OtlpJsonError
+from driftline.exporters._rotating_file import (
+    COMPRESSIONS,
+    RotatingFile,
+    RotationConfig,
+    all_files,
+    decompress,
+)
 from driftline.processor.component import ComponentError
 
 _LOG = logging.getLogger(__name__)
@@ -55,6 +67,8 @@ class FileExporterConfig:
 
     path: str = DEFAULT_PATH
     flush_interval: str | float = DEFAULT_FLUSH_INTERVAL_S
+    rotation: RotationConfig | None = None
+    compression: str = ""
 
     def validate(self) -> list[str]:
         """Every problem as ``key: message``; checks the directory could be made, makes nothing."""
@@ -71,6 +85,10 @@ class FileExporterConfig:
             parse_non_negative_duration(self.flush_interval)
         except ValueError as err:
             problems.append(f"flush_interval: {err}")
+        if self.compression not in COMPRESSIONS:
+            problems.append(f"compression: one of gzip, zstd or none, got {self.compression!r}")
+        if self.rotation is not None:
+            problems += [f"rotation::{p}" for p in self.rotation.validate()]
         return problems
 
 
@@ -104,8 +122,9 @@ class FileExporter:
             raise ComponentError("file exporter: invalid config: " + "; ".join(problems))
         self._path = Path(config.path)
         self._flush_interval_s = parse_non_negative_duration(config.flush_interval)
+        self._config = config
         self._lock = threading.Lock()
-        self._file: IO[str] | None = None
+        self._file: RotatingFile | None = None
         self._dirty = False
         self._stop = threading.Event()
         self._flusher: threading.Thread | None = None
@@ -126,8 +145,8 @@ class FileExporter:
         if self._file is not None:
             return
         try:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            handle = self._path.open("a", encoding=ENCODING)
+            handle = RotatingFile(self._path, self._config.compression, self._config.rotation)
+            handle.open()
         except OSError as err:
             raise ComponentError(
                 f"file exporter: cannot open {str(self._path)!r} for appending: "
@@ -151,7 +170,6 @@ class FileExporter:
         with self._lock:
             handle, self._file = self._file, None
             if handle is not None:
-                handle.flush()
                 handle.close()
 
     def consume_metrics(self, batch: Sequence[ResourceMetrics]) -> None:
@@ -176,7 +194,7 @@ class FileExporter:
                     f"file exporter: {str(self._path)!r} is not open; start() the exporter first"
                 )
             try:
-                self._file.write(line + "\n")
+                self._file.write((line + "\n").encode(ENCODING))
                 if self._flush_interval_s == 0:
                     self._file.flush()
                 else:
@@ -218,24 +236,35 @@ def read_logs(path: str | os.PathLike[str]) -> list[ExportLogsServiceRequest]:
 
 
 def _read(path: str | os.PathLike[str], key: str, message_type: type[_Request]) -> list[_Request]:
+    """The requests of one signal in ``path`` and its rotated backups, oldest first."""
     requests = []
-    with open(path, encoding=ENCODING) as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{os.fspath(path)}:{number}"
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise OtlpJsonError(f"{where}: not JSON: {err}") from err
-            if not isinstance(data, dict):
-                raise OtlpJsonError(f"{where}: not an OTLP/JSON export request")
-            if key not in data:
-                continue
-            try:
-                requests.append(_otlp_json.decode_dict(data, message_type))
-            except OtlpJsonError as err:
-                raise OtlpJsonError(f"{where}: {err}") from err
+    files = all_files(Path(path))
+    if not files:
+        raise FileNotFoundError(f"no such file: {os.fspath(path)!r}")
+    for file in files:
+        requests += _read_one(file, key, message_type)
+    return requests
+
+
+def _read_one(path: Path, key: str, message_type: type[_Request]) -> list[_Request]:
+    requests = []
+    text = decompress(path.read_bytes()).decode(ENCODING)
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{os.fspath(path)}:{number}"
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise OtlpJsonError(f"{where}: not JSON: {err}") from err
+        if not isinstance(data, dict):
+            raise OtlpJsonError(f"{where}: not an OTLP/JSON export request")
+        if key not in data:
+            continue
+        try:
+            requests.append(_otlp_json.decode_dict(data, message_type))
+        except OtlpJsonError as err:
+            raise OtlpJsonError(f"{where}: {err}") from err
     return requests
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +36,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 from driftline import semconv
 from driftline.durations import parse_non_negative_duration
 from driftline.exporters import OtlpJsonError, read_metrics, read_traces
+from driftline.exporters._rotating_file import GZIP_MAGIC, ZSTD_MAGIC, RotationConfig, backups_of
 from driftline.exporters.file import Factory, FileExporter, FileExporterConfig, read_logs
 from driftline.processor.component import ComponentError
 
@@ -320,3 +322,59 @@ def test_factory_declares_type_config_and_signals() -> None:
     assert Factory.CONFIG is FileExporterConfig
     assert Factory.SIGNALS == ("metrics", "traces", "logs")
     assert Factory().default_config() == FileExporterConfig(path="", flush_interval=1.0)
+
+
+def _scores(path: Path) -> list[float]:
+    return [request.resource_metrics[0].scope_metrics[0].metrics[0].gauge.data_points[0]
+            .as_double for request in read_metrics(path)]
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip", "zstd"])
+def test_rotated_and_compressed_files_read_back_into_the_same_data(
+        tmp_path: Path, compression: str) -> None:
+    path = tmp_path / "out" / "metrics.jsonl"
+    config = FileExporterConfig(path=str(path), flush_interval=0, compression=compression,
+                                rotation=RotationConfig(max_megabytes=0.004, max_backups=0))
+    exporter = FileExporter(config)
+    exporter.start()
+    scores = [i / 7 for i in range(300)]
+    for score in scores:
+        exporter.consume_metrics(metrics_batch(score))
+    exporter.shutdown()
+    backups = backups_of(path)
+    assert len(backups) >= 3  # it rotated
+    magic = {"gzip": GZIP_MAGIC, "zstd": ZSTD_MAGIC}.get(compression, b"{")
+    assert all(p.read_bytes().startswith(magic) for p in [*backups, path])
+    assert all(p.stat().st_size <= 0.004 * 1024 * 1024 for p in backups)
+    assert _scores(path) == scores  # every batch, in order, across all files
+
+
+def test_rotation_keeps_only_max_backups_and_drops_old_ones(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.jsonl"
+    config = FileExporterConfig(path=str(path), flush_interval=0,
+                                rotation=RotationConfig(max_megabytes=0.002, max_backups=2,
+                                                        max_days=1))
+    exporter = FileExporter(config)
+    exporter.start()
+    for i in range(100):
+        exporter.consume_metrics(metrics_batch(float(i)))
+    kept = backups_of(path)
+    assert len(kept) == 2
+    assert _scores(path)[-1] == 99.0  # the newest data is what is kept
+    two_days_ago = time.time() - 2 * 86_400
+    os.utime(kept[0], (two_days_ago, two_days_ago))
+    for i in range(100, 130):  # rotates again at least once
+        exporter.consume_metrics(metrics_batch(float(i)))
+    exporter.shutdown()
+    assert kept[0] not in backups_of(path) and not kept[0].exists()
+    assert len(backups_of(path)) <= 2
+
+
+def test_rotation_and_compression_are_validated_with_their_keys() -> None:
+    config = FileExporterConfig(path="/tmp/x.jsonl", compression="lz4",
+                                rotation=RotationConfig(max_megabytes=0, max_backups=-1))
+    assert config.validate() == [
+        "compression: one of gzip, zstd or none, got 'lz4'",
+        "rotation::max_megabytes: must be positive, got 0",
+        "rotation::max_backups: must be 0 (keep all) or more, got -1",
+    ]
