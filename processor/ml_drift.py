@@ -18,7 +18,6 @@ import dataclasses
 import datetime
 import json
 import logging
-import math
 import threading
 import time
 from collections import Counter
@@ -26,7 +25,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from opentelemetry.proto.common.v1.common_pb2 import (
     AnyValue,
     InstrumentationScope,
@@ -38,16 +36,15 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
     AGGREGATION_TEMPORALITY_DELTA,
     Gauge,
     Metric,
-    NumberDataPoint,
     ResourceMetrics,
     ScopeMetrics,
 )
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 import driftline
-from driftline import drift, exphist, semconv
+from driftline import drift, semconv
 from driftline.durations import parse_duration
-from driftline.exphist import Buckets, ExpHistogram
+from driftline.exphist import ExpHistogram
 from driftline.processor import _explicit
 from driftline.processor._drift_alerts import Alert, alert_logs
 from driftline.processor._ml_drift_config import (
@@ -67,6 +64,11 @@ from driftline.processor._ml_drift_config import (
     LimitsConfig,
     MlDriftConfig,
     ThresholdsConfig,
+)
+from driftline.processor._ml_points import (
+    attributes_of,
+    histogram_from_point,
+    point_value,
 )
 from driftline.processor._ml_window import StreamKey, Window, as_profile, merged
 from driftline.processor._profile_watch import ProfileWatcher
@@ -140,61 +142,6 @@ class MlDriftStats:
     window_evaluation_nanoseconds_total: int = 0
     checkpoint_nanoseconds_total: int = 0
 
-
-def _attribute_text(value: AnyValue) -> str:
-    kind = value.WhichOneof("value")
-    if kind == "string_value":
-        return value.string_value
-    if kind in ("int_value", "double_value", "bool_value"):
-        return str(getattr(value, kind))
-    return ""
-
-
-def _attributes(point: Any) -> dict[str, str]:
-    return {kv.key: _attribute_text(kv.value) for kv in point.attributes}
-
-
-def histogram_from_point(point: Any) -> ExpHistogram:
-    """An OTLP ``ExponentialHistogramDataPoint`` as an ``ExpHistogram``.
-
-    Absent ``min``/``max`` become infinities (ignored when clipping) and an absent ``sum``
-    becomes NaN: drift statistics never use the current window's sum.
-    """
-    if not exphist.MIN_SCALE <= point.scale <= exphist.MAX_SCALE:
-        raise ValueError(f"scale {point.scale} outside {exphist.MIN_SCALE}..{exphist.MAX_SCALE}")
-    return ExpHistogram(
-        scale=point.scale,
-        zero_count=point.zero_count,
-        positive=Buckets(point.positive.offset,
-                         np.asarray(point.positive.bucket_counts, dtype=np.int64)),
-        negative=Buckets(point.negative.offset,
-                         np.asarray(point.negative.bucket_counts, dtype=np.int64)),
-        count=point.count,
-        sum=point.sum if point.HasField("sum") else math.nan,
-        min=point.min if point.HasField("min") else math.inf,
-        max=point.max if point.HasField("max") else -math.inf,
-    )
-
-
-def _number(point: NumberDataPoint) -> float:
-    return point.as_int if point.WhichOneof("value") == "as_int" else point.as_double
-
-
-def _point_value(kind: str, point: Any) -> Value:
-    """The point's value; raises ``ValueError`` on a malformed one."""
-    if kind == "exponential_histogram":
-        return histogram_from_point(point)
-    if kind == "histogram":
-        return _explicit.from_point(point)
-    value = _number(point)
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"count {value!r} is not a finite number of rows, 0 or more")
-    return value
-
-
-def _resource_text(attributes: Sequence[KeyValue]) -> str:
-    return json.dumps(sorted((kv.key, kv.value.SerializeToString().hex())
-                             for kv in attributes))
 
 
 # --- the processor ------------------------------------------------------------------------
@@ -444,7 +391,7 @@ class MlDriftProcessor:
                     if handler is None:
                         continue
                     if not resource_text:
-                        resource_text = _resource_text(resource)
+                        resource_text = resource_text(resource)
                     stream_prefix = f"{resource_text}|{scope.name}|{scope.version}"
                     handler(resource, stream_prefix, metric, now_ns)
 
@@ -515,9 +462,9 @@ class MlDriftProcessor:
                             "skipped", metric.name)
             return
         for point in data.data_points:
-            attributes = _attributes(point)
+            attributes = attributes_of(point)
             try:
-                value: Value | None = _point_value(data_kind, point)
+                value: Value | None = point_value(data_kind, point)
             except ValueError as exc:
                 self._counts["invalid_points"] += 1
                 self._warn_once(("bad", metric.name), "ml_drift: bad %s point: %s",
