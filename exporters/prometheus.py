@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -32,8 +33,12 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from driftline import semconv
 from driftline.durations import parse_non_negative_duration
+from driftline.exphist import ExpHistogram
+from driftline.exporters import _classic_bins as classic_bins
 from driftline.exporters import _prometheus_text as text
+from driftline.processor._ml_points import histogram_from_point
 from driftline.processor.component import ComponentError
+from driftline.profile import Profile, ProfileError, load_directory
 
 _LOG = logging.getLogger(__name__)
 
@@ -108,10 +113,14 @@ class PrometheusExporterConfig:
     const_labels: dict[str, str] = field(default_factory=dict)
     metric_expiration: str | float = DEFAULT_METRIC_EXPIRATION
     add_ratio_suffix: bool = DEFAULT_ADD_RATIO_SUFFIX
+    reference_profiles: str = ""  # a directory of profiles: feature histograms on their bins
 
     def validate(self) -> list[str]:
         """Every problem as ``key: message``, relative to this exporter's node."""
         problems: list[str] = []
+        if self.reference_profiles and not Path(self.reference_profiles).is_dir():
+            problems.append(f"reference_profiles: {self.reference_profiles!r} is not a "
+                            "directory of profiles")
         if not isinstance(self.endpoint, str):
             problems.append(f"endpoint: must be host:port, got {self.endpoint!r}")
         else:
@@ -197,10 +206,11 @@ class _Family:
 class PrometheusExporter:
     """Keeps the latest state of every series and serves it on ``GET /metrics``.
 
-    Exponential histograms are not exposed: the classic text format 0.0.4 has no way to
-    carry them (they map to Prometheus native histograms, which need the protobuf
-    exposition), so their points are counted in ``dropped_points`` instead. A later change
-    exposes them on the reference profile's bins as classic buckets.
+    Exponential histograms (feature and prediction distributions) are exposed as classic
+    histograms (``_classic_bins``): on the reference profile's deciles when
+    ``reference_profiles`` names the profiles' directory, the reference's own counts next to
+    them as ``<name>_reference``, else on powers of two. A point that cannot be read (a
+    scale out of range) is counted in ``dropped_points``.
     """
 
     def __init__(
@@ -218,6 +228,8 @@ class PrometheusExporter:
         self._families: dict[str, _Family] = {}
         self._dropped = dict.fromkeys(DROP_REASONS, 0)
         self._conflicts_logged: set[str] = set()
+        self._profiles: Mapping[tuple[str, str], Profile] = {}
+        self._bounds: dict[tuple[str, LabelKey], tuple[float, ...]] = {}
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -229,9 +241,11 @@ class PrometheusExporter:
         return server.server_address[1] if server is not None else self._configured_port
 
     def start(self) -> None:
-        """Bind the endpoint and serve from a daemon thread; ``ComponentError`` if it is taken."""
+        """Load the reference profiles, bind the endpoint and serve from a daemon thread;
+        ``ComponentError`` if the profiles cannot be read or the endpoint is taken."""
         if self._server is not None:
             return
+        self.load_reference_profiles()
         try:
             server = _server_class(self._host)((self._host, self._configured_port), _handler(self))
         except OSError as err:
@@ -326,9 +340,7 @@ class PrometheusExporter:
     def _consume_metric(self, metric: Metric, base: Mapping[str, str], now: float) -> None:
         data = metric.WhichOneof("data")
         if data == "exponential_histogram":
-            self._dropped[REASON_EXPONENTIAL_HISTOGRAM] += len(
-                metric.exponential_histogram.data_points
-            )
+            self._consume_exponential(metric, base, now)
             return
         if data == "gauge":
             self._consume_numbers(
@@ -434,6 +446,68 @@ class PrometheusExporter:
             ):
                 continue
             family.series[key] = _Histogram(bounds, counts, count, total, point.time_unix_nano, now)
+
+    def load_reference_profiles(self) -> None:
+        """Read ``reference_profiles`` (at start); a bad directory stops the exporter."""
+        if not self._config.reference_profiles:
+            return
+        try:
+            self._profiles = load_directory(self._config.reference_profiles)
+        except (ProfileError, OSError) as exc:
+            raise ComponentError(f"prometheus exporter: cannot load reference_profiles "
+                                 f"{self._config.reference_profiles!r}: {exc}") from exc
+
+    def _reference(self, metric: Metric, point: Any) -> ExpHistogram | None:
+        attributes = {kv.key: text.attribute_value(kv.value) for kv in point.attributes}
+        profile = self._profiles.get((attributes.get(semconv.ML_MODEL_NAME, ""),
+                                      attributes.get(semconv.ML_MODEL_VERSION, "")))
+        column = attributes.get(semconv.ML_FEATURE_NAME) or metric.name
+        found = profile.columns.get(column) if profile is not None else None
+        return found.histogram if found is not None else None
+
+    def _consume_exponential(self, metric: Metric, base: Mapping[str, str], now: float) -> None:
+        """Each point as a classic histogram on fixed bounds (see the class docstring)."""
+        name = self._name(metric)
+        family = self._family(name, KIND_HISTOGRAM, metric.description)
+        points = metric.exponential_histogram.data_points
+        if family is None:
+            self._dropped[REASON_TYPE_CONFLICT] += len(points)
+            return
+        delta = metric.exponential_histogram.aggregation_temporality == _DELTA
+        for point in points:
+            try:
+                hist = histogram_from_point(point)
+            except ValueError:
+                self._dropped[REASON_EXPONENTIAL_HISTOGRAM] += 1
+                continue
+            key = self._labels(point.attributes, base)
+            bounds = self._bounds.get((name, key))
+            if bounds is None:
+                reference = self._reference(metric, point)
+                bounds = (classic_bins.reference_bounds(reference) if reference is not None
+                          else classic_bins.default_bounds(hist))
+                self._bounds[(name, key)] = bounds
+                if reference is not None:
+                    self._expose_reference(f"{name}_reference", key, reference, bounds, now)
+            counts = classic_bins.bucket_counts(hist, bounds)
+            total = hist.sum if math.isfinite(hist.sum) else None
+            count = hist.total
+            previous = family.series.get(key)
+            if delta and isinstance(previous, _Histogram) and previous.bounds == bounds:
+                counts = tuple(a + b for a, b in zip(previous.bucket_counts, counts,
+                                                     strict=True))
+                count += previous.count
+                total = None if total is None or previous.sum is None else total + previous.sum
+            family.series[key] = _Histogram(bounds, counts, count, total,
+                                            point.time_unix_nano, now)
+
+    def _expose_reference(self, name: str, key: LabelKey, reference: ExpHistogram,
+                          bounds: tuple[float, ...], now: float) -> None:
+        family = self._family(name, KIND_HISTOGRAM, "The reference profile's distribution "
+                              "on the same buckets")
+        if family is not None:
+            family.series[key] = _Histogram(bounds, classic_bins.bucket_counts(reference, bounds),
+                                            reference.total, reference.sum, 0, now)
 
     def _consume_summary(self, metric: Metric, base: Mapping[str, str], now: float) -> None:
         points = metric.summary.data_points

@@ -201,25 +201,32 @@ def test_explicit_histogram_is_cumulative_and_deltas_add_up(exporter: Prometheus
     ]
 
 
-def test_exponential_histogram_is_not_exposed_but_counted(exporter: PrometheusExporter) -> None:
+def test_exponential_histogram_is_a_classic_one_on_powers_of_two(
+        exporter: PrometheusExporter) -> None:
     metric = Metric(name=semconv.ML_FEATURE_VALUE, unit=semconv.UNIT_DIMENSIONLESS)
     metric.exponential_histogram.aggregation_temporality = DELTA
-    for feature in ("age", "income"):
-        point = ExponentialHistogramDataPoint(count=3, scale=2, attributes=attrs(
-            ML_FEATURE_NAME=feature))
-        point.positive.bucket_counts.extend([1, 2])
+    # Scale 0: bucket 1 is (2, 4], bucket 2 is (4, 8]; two deltas add up.
+    for counts in ([1, 2], [3, 0]):
+        point = ExponentialHistogramDataPoint(count=sum(counts), scale=0, sum=10.0, min=3.0,
+                                              max=7.0, attributes=attrs(ML_FEATURE_NAME="age"))
+        point.positive.offset = 1
+        point.positive.bucket_counts.extend(counts)
         metric.exponential_histogram.data_points.append(point)
-    exporter.consume_metrics(batch(metric, gauge(semconv.ML_DRIFT_DATASET_SHARE, 0.5)))
+        exporter.consume_metrics(batch(metric))
+        del metric.exponential_histogram.data_points[:]
 
     text = scrape(exporter)
 
-    assert "ml_feature_value" not in text
-    assert samples(text) == [f'ml_drift_dataset_share{{job="{SERVICE}",{SCOPE_LABELS}}} 0.5']
-    assert (
-        'driftline_exporter_prometheus_dropped_points_total{reason="exponential_histogram"} 2'
-        in text.splitlines()
-    )
-    assert exporter.dropped_points[prometheus.REASON_EXPONENTIAL_HISTOGRAM] == 2
+    labels = f'job="{SERVICE}",ml_feature_name="age",{SCOPE_LABELS}'
+    assert [line for line in samples(text) if line.startswith("ml_feature_value")] == [
+        f'ml_feature_value_bucket{{{labels},le="2"}} 0',
+        f'ml_feature_value_bucket{{{labels},le="4"}} 4',
+        f'ml_feature_value_bucket{{{labels},le="8"}} 6',
+        f'ml_feature_value_bucket{{{labels},le="+Inf"}} 6',
+        f"ml_feature_value_sum{{{labels}}} 20",
+        f"ml_feature_value_count{{{labels}}} 6",
+    ]
+    assert exporter.dropped_points[prometheus.REASON_EXPONENTIAL_HISTOGRAM] == 0
 
 
 def test_special_values_and_label_escaping(exporter: PrometheusExporter) -> None:
@@ -366,7 +373,7 @@ def test_factory_declares_type_config_and_signals() -> None:
     assert Factory.SIGNALS == ("metrics",)
     assert Factory().default_config() == PrometheusExporterConfig(
         endpoint="127.0.0.1:9464", namespace="", const_labels={}, metric_expiration="5m",
-        add_ratio_suffix=False,
+        add_ratio_suffix=False, reference_profiles="",
     )
 
 
