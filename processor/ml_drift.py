@@ -69,6 +69,7 @@ from driftline.processor._ml_points import (
     attributes_of,
     histogram_from_point,
     point_value,
+    resource_text,
 )
 from driftline.processor._ml_window import StreamKey, Window, as_profile, merged
 from driftline.processor._profile_watch import ProfileWatcher
@@ -383,16 +384,16 @@ class MlDriftProcessor:
     def _window_batch(self, batch: Sequence[ResourceMetrics], now_ns: int) -> None:
         for resource_metrics in batch:
             resource = resource_metrics.resource.attributes
-            resource_text = ""
+            resource_id = ""
             for scope_metrics in resource_metrics.scope_metrics:
                 scope = scope_metrics.scope
                 for metric in scope_metrics.metrics:
                     handler = self._handlers.get(metric.name)
                     if handler is None:
                         continue
-                    if not resource_text:
-                        resource_text = resource_text(resource)
-                    stream_prefix = f"{resource_text}|{scope.name}|{scope.version}"
+                    if not resource_id:
+                        resource_id = resource_text(resource)
+                    stream_prefix = f"{resource_id}|{scope.name}|{scope.version}"
                     handler(resource, stream_prefix, metric, now_ns)
 
     def _commit_batch(self) -> None:
