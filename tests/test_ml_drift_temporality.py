@@ -255,3 +255,44 @@ def test_cumulative_categorical_counters_are_compared_as_deltas(
             second[(semconv.ML_DRIFT_DETECTED, "plan", js)]) == (0, 1)
     assert (first[(semconv.ML_WINDOW_ROWS, "", "")],
             second[(semconv.ML_WINDOW_ROWS, "", "")]) == (100, 200)
+
+
+def test_first_point_without_a_usable_start_time_is_only_a_base() -> None:
+    table = CumulativeToDelta(component_start_ns=100)
+
+    assert table.delta("unknown start", 0, 200, 5.0) is None
+    assert table.delta("start == time", 200, 200, 5.0) is None
+    assert table.delta("started before us", 50, 200, 5.0) is None
+    assert table.delta("started after us", 150, 200, 5.0) == 5.0
+    assert table.delta("unknown start", 0, 300, 12.0) == 7.0  # later points are deltas
+    assert table.stats["cumulative_initial_dropped"] == 3
+
+
+def test_stream_table_is_bounded_by_count_and_staleness() -> None:
+    table = CumulativeToDelta(component_start_ns=0, max_streams=2, staleness_ns=1000)
+    table.delta("a", 1, 10, 1.0)
+    table.delta("b", 1, 10, 1.0)
+    table.delta("a", 1, 20, 3.0)  # a is now the most recently seen
+    table.delta("c", 1, 30, 1.0)  # evicts b, the least recently seen
+
+    assert len(table) == 2
+    assert table.stats["cumulative_streams_evicted"] == 1
+    assert table.delta("b", 1, 40, 9.0) == 9.0  # b starts anew (and evicts a)
+    assert table.stats["cumulative_streams_evicted"] == 2
+    table.expire(now_ns=1035)  # c (last seen at 30) is stale, b (40) is not
+    assert table.stats["cumulative_streams_evicted"] == 3
+    assert (table.entry("a"), table.entry("c")) == (None, None)
+    assert table.entry("b") is not None
+
+
+def test_explicit_bounds_change_is_a_reset() -> None:
+    table = CumulativeToDelta(component_start_ns=0)
+    first = _explicit.ExplicitHistogram((1.0, 2.0), (1, 2, 3), 6, 9.0, 0.5, 3.0)
+    more = _explicit.ExplicitHistogram((1.0, 2.0), (2, 2, 5), 9, 15.0, 0.5, 3.5)
+    rebinned = _explicit.ExplicitHistogram((1.0, 5.0), (4, 4, 4), 12, 30.0, 0.5, 9.0)
+
+    table.delta("s", 1, 10, first)
+    delta = table.delta("s", 1, 20, more)
+    assert (delta.counts, delta.count, delta.sum) == ((1, 0, 2), 3, 6.0)
+    assert table.delta("s", 1, 30, rebinned) is rebinned
+    assert table.stats["cumulative_resets"] == 1
