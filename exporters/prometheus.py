@@ -9,6 +9,7 @@ labels follow the OpenTelemetry "Prometheus and OpenMetrics compatibility" speci
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 import re
@@ -53,6 +54,12 @@ DEFAULT_METRIC_EXPIRATION = "5m"
 DEFAULT_ADD_RATIO_SUFFIX = False
 METRICS_PATH = "/metrics"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS_TYPE = "application/openmetrics-text"
+OPENMETRICS_CONTENT_TYPE = f"{OPENMETRICS_TYPE}; version=1.0.0; charset=utf-8"
+DEFAULT_ENABLE_OPEN_METRICS = False
+# OpenMetrics caps an exemplar's label set at 128 UTF-8 characters; trace and span IDs
+# (48 with their names) always fit, filtered attributes only while they do.
+EXEMPLAR_LABELS_MAX_CHARS = 128
 SERVE_POLL_INTERVAL_S = 0.2
 JOIN_TIMEOUT_S = 5.0
 
@@ -114,6 +121,7 @@ class PrometheusExporterConfig:
     metric_expiration: str | float = DEFAULT_METRIC_EXPIRATION
     add_ratio_suffix: bool = DEFAULT_ADD_RATIO_SUFFIX
     reference_profiles: str = ""  # a directory of profiles: feature histograms on their bins
+    enable_open_metrics: bool = DEFAULT_ENABLE_OPEN_METRICS  # with exemplars, when asked
 
     def validate(self) -> list[str]:
         """Every problem as ``key: message``, relative to this exporter's node."""
@@ -155,10 +163,20 @@ class PrometheusExporterConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class _Exemplar:
+    """The latest exemplar of a counter or histogram bucket (OpenMetrics exposition)."""
+
+    labels: LabelKey  # trace_id, span_id and the exemplar's filtered attributes
+    value: float
+    time_unix_nano: int
+
+
+@dataclass(frozen=True, slots=True)
 class _Scalar:
     value: float
     time_unix_nano: int
     seen_s: float
+    exemplar: _Exemplar | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +187,7 @@ class _Histogram:
     sum: float | None
     time_unix_nano: int
     seen_s: float
+    exemplars: tuple[_Exemplar | None, ...] = ()  # per bucket, like bucket_counts
 
 
 @dataclass(frozen=True, slots=True)
@@ -409,7 +428,10 @@ class PrometheusExporter:
                 value = previous.value + value
             elif isinstance(previous, _Scalar) and point.time_unix_nano < previous.time_unix_nano:
                 continue  # an older point arriving late must not replace a newer one
-            family.series[key] = _Scalar(value, point.time_unix_nano, now)
+            exemplar = _latest_exemplar(point.exemplars) if kind == KIND_COUNTER else None
+            if exemplar is None and isinstance(previous, _Scalar):
+                exemplar = previous.exemplar
+            family.series[key] = _Scalar(value, point.time_unix_nano, now, exemplar)
 
     def _consume_histogram(self, metric: Metric, base: Mapping[str, str], now: float) -> None:
         points = metric.histogram.data_points
@@ -445,7 +467,13 @@ class PrometheusExporter:
                 and point.time_unix_nano < previous.time_unix_nano
             ):
                 continue
-            family.series[key] = _Histogram(bounds, counts, count, total, point.time_unix_nano, now)
+            family.series[key] = _Histogram(
+                bounds, counts, count, total, point.time_unix_nano, now,
+                _bucket_exemplars(bounds, point.exemplars, previous))
+
+    @property
+    def open_metrics_enabled(self) -> bool:
+        return self._config.enable_open_metrics
 
     def load_reference_profiles(self) -> None:
         """Read ``reference_profiles`` (at start); a bad directory stops the exporter."""
@@ -499,7 +527,8 @@ class PrometheusExporter:
                 count += previous.count
                 total = None if total is None or previous.sum is None else total + previous.sum
             family.series[key] = _Histogram(bounds, counts, count, total,
-                                            point.time_unix_nano, now)
+                                            point.time_unix_nano, now,
+                                            _bucket_exemplars(bounds, point.exemplars, previous))
 
     def _expose_reference(self, name: str, key: LabelKey, reference: ExpHistogram,
                           bounds: tuple[float, ...], now: float) -> None:
@@ -526,24 +555,26 @@ class PrometheusExporter:
             )
 
     # --- exposition -----------------------------------------------------------------------
-    def render(self) -> str:
-        """The current state in the Prometheus text format 0.0.4, families sorted by name."""
+    def render(self, *, openmetrics: bool = False) -> str:
+        """The current state in the Prometheus text format 0.0.4, families sorted by name, or
+        in OpenMetrics 1.0 with exemplars (counters' TYPE names drop ``_total``; ``# EOF``)."""
         now = self._clock()
         lines: list[str] = []
         with self._lock:
             self._expire(now)
             for name in sorted(self._families):
                 family = self._families[name]
-                if family.help:
-                    lines.append(f"# HELP {name} {text.escape_help(family.help)}")
-                lines.append(f"# TYPE {name} {family.kind}")
+                lines += _family_header(name, family.kind, family.help, openmetrics)
                 for key in sorted(family.series):
-                    lines.extend(_sample_lines(name, key, family.series[key]))
-            lines.append(f"# HELP {DROPPED_POINTS_METRIC} {DROPPED_POINTS_HELP}")
-            lines.append(f"# TYPE {DROPPED_POINTS_METRIC} {KIND_COUNTER}")
+                    lines.extend(_sample_lines(name, key, family.series[key],
+                                               openmetrics=openmetrics))
+            lines += _family_header(DROPPED_POINTS_METRIC, KIND_COUNTER, DROPPED_POINTS_HELP,
+                                    openmetrics)
             for reason in DROP_REASONS:
                 labels = text.format_labels([("reason", reason)])
                 lines.append(f"{DROPPED_POINTS_METRIC}{labels} {self._dropped[reason]}")
+        if openmetrics:
+            lines.append("# EOF")
         return "\n".join(lines) + "\n"
 
     def snapshot(self, seen_since_s: float = -math.inf) -> list[Sample]:
@@ -557,7 +588,7 @@ class PrometheusExporter:
                 for key, point in family.series.items():
                     if point.seen_s >= seen_since_s:
                         samples += [Sample(sample, labels, float(value), point.time_unix_nano)
-                                    for sample, labels, value in _samples(name, key, point)]
+                                    for sample, labels, value, _ in _samples(name, key, point)]
         return samples
 
     def clock(self) -> float:
@@ -574,37 +605,91 @@ class PrometheusExporter:
                 del self._families[name]
 
 
+def _family_header(name: str, kind: str, help_text: str, openmetrics: bool) -> list[str]:
+    if openmetrics and kind == KIND_COUNTER and name.endswith(text.TOTAL_SUFFIX):
+        name = name[: -len(text.TOTAL_SUFFIX)]
+    header = [f"# HELP {name} {text.escape_help(help_text)}"] if help_text else []
+    return [*header, f"# TYPE {name} {kind}"]
+
+
 def _key(labels: Mapping[str, str]) -> LabelKey:
     # An empty label value means "no such label" to Prometheus, so it is left out.
     return tuple(sorted((name, value) for name, value in labels.items() if value != ""))
 
 
-def _samples(name: str, key: LabelKey, point: _Point) -> list[tuple[str, LabelKey, float]]:
-    """The samples of one series: (sample name, labels, value); histograms and summaries
-    give their ``_bucket``/quantile, ``_sum`` and ``_count`` samples."""
+_SampleRow = tuple[str, LabelKey, float, "_Exemplar | None"]
+
+
+def _samples(name: str, key: LabelKey, point: _Point) -> list[_SampleRow]:
+    """The samples of one series: (sample name, labels, value, exemplar); histograms and
+    summaries give their ``_bucket``/quantile, ``_sum`` and ``_count`` samples."""
     if isinstance(point, _Scalar):
-        return [(name, key, point.value)]
+        return [(name, key, point.value, point.exemplar)]
     if isinstance(point, _Histogram):
-        samples: list[tuple[str, LabelKey, float]] = []
+        samples: list[_SampleRow] = []
         cumulative = 0
-        for bound, count in zip(point.bounds, point.bucket_counts, strict=False):
+        exemplars = point.exemplars or (None,) * (len(point.bounds) + 1)
+        for bound, count, exemplar in zip(point.bounds, point.bucket_counts, exemplars,
+                                          strict=False):
             cumulative += count
             samples.append((f"{name}_bucket", (*key, ("le", text.format_value(bound))),
-                            cumulative))
-        samples.append((f"{name}_bucket", (*key, ("le", "+Inf")), point.count))
+                            cumulative, exemplar))
+        samples.append((f"{name}_bucket", (*key, ("le", "+Inf")), point.count, exemplars[-1]))
         if point.sum is not None:
-            samples.append((f"{name}_sum", key, point.sum))
-        samples.append((f"{name}_count", key, point.count))
+            samples.append((f"{name}_sum", key, point.sum, None))
+        samples.append((f"{name}_count", key, point.count, None))
         return samples
-    samples = [(name, (*key, ("quantile", text.format_value(q))), v) for q, v in point.quantiles]
-    samples.append((f"{name}_sum", key, point.sum))
-    samples.append((f"{name}_count", key, point.count))
+    samples = [(name, (*key, ("quantile", text.format_value(q))), v, None)
+               for q, v in point.quantiles]
+    samples.append((f"{name}_sum", key, point.sum, None))
+    samples.append((f"{name}_count", key, point.count, None))
     return samples
 
 
-def _sample_lines(name: str, key: LabelKey, point: _Point) -> list[str]:
-    return [f"{sample}{text.format_labels(labels)} {text.format_value(value)}"
-            for sample, labels, value in _samples(name, key, point)]
+def _sample_lines(name: str, key: LabelKey, point: _Point, *, openmetrics: bool = False
+                  ) -> list[str]:
+    lines = []
+    for sample, labels, value, exemplar in _samples(name, key, point):
+        line = f"{sample}{text.format_labels(labels)} {text.format_value(value)}"
+        if openmetrics and exemplar is not None:
+            line += (f" # {text.format_labels(exemplar.labels) or '{}'} "
+                     f"{text.format_value(exemplar.value)} "
+                     f"{exemplar.time_unix_nano / 1e9:.3f}")
+        lines.append(line)
+    return lines
+
+
+def _exemplar(exemplar: Any) -> _Exemplar:
+    labels: list[tuple[str, str]] = []
+    if exemplar.trace_id:
+        labels.append(("trace_id", exemplar.trace_id.hex()))
+    if exemplar.span_id:
+        labels.append(("span_id", exemplar.span_id.hex()))
+    used = sum(len(n) + len(v) for n, v in labels)
+    for name, value in text.labels_from_attributes(exemplar.filtered_attributes).items():
+        if used + len(name) + len(value) > EXEMPLAR_LABELS_MAX_CHARS:
+            break
+        labels.append((name, value))
+        used += len(name) + len(value)
+    which = exemplar.WhichOneof("value")
+    value = float(getattr(exemplar, which)) if which else math.nan
+    return _Exemplar(tuple(labels), value, exemplar.time_unix_nano)
+
+
+def _latest_exemplar(exemplars: Sequence[Any]) -> _Exemplar | None:
+    return _exemplar(max(exemplars, key=lambda e: e.time_unix_nano)) if exemplars else None
+
+
+def _bucket_exemplars(bounds: tuple[float, ...], exemplars: Sequence[Any],
+                      previous: _Point | None) -> tuple[_Exemplar | None, ...]:
+    """Per bucket, the newest exemplar whose value falls in it (kept from ``previous``)."""
+    kept: list[_Exemplar | None] = (
+        list(previous.exemplars) if isinstance(previous, _Histogram) and previous.exemplars
+        and previous.bounds == bounds else [None] * (len(bounds) + 1))
+    for exemplar in sorted(exemplars, key=lambda e: e.time_unix_nano):
+        converted = _exemplar(exemplar)
+        kept[bisect.bisect_left(bounds, converted.value)] = converted
+    return tuple(kept) if any(kept) else ()
 
 
 class _Server(ThreadingHTTPServer):
@@ -640,9 +725,12 @@ def _handler(exporter: PrometheusExporter) -> type[BaseHTTPRequestHandler]:
             if urlsplit(self.path).path != METRICS_PATH:
                 self.send_error(404, f"not found; metrics are at {METRICS_PATH}")
                 return
-            body = exporter.render().encode("utf-8")
+            openmetrics = (exporter.open_metrics_enabled
+                           and OPENMETRICS_TYPE in self.headers.get("Accept", ""))
+            body = exporter.render(openmetrics=openmetrics).encode("utf-8")
             self.send_response(200)
-            self.send_header("Content-Type", CONTENT_TYPE)
+            self.send_header("Content-Type",
+                             OPENMETRICS_CONTENT_TYPE if openmetrics else CONTENT_TYPE)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
