@@ -46,6 +46,11 @@ class ProfileWatcher:
                 for _, p in sorted(self._by_file.items())}
 
     def poll(self) -> dict[tuple[str, str], Profile] | None:
+        if not self._directory.is_dir():  # unmounted or being replaced: keep what we have
+            self.reload_failures += 1
+            _log.error("ml_drift: profile directory %s is gone; keeping the %d loaded "
+                       "profile(s)", self._directory, len(self._by_file))
+            return None
         changed = False
         present = set()
         for path in sorted(self._directory.glob("*.json")):

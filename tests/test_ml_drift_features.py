@@ -110,6 +110,7 @@ def test_alert_when_a_column_and_the_dataset_flip_to_drifted(rng: np.random.Gene
     assert first[semconv.ML_DRIFT_SCORE_ATTRIBUTE] >= first[semconv.ML_DRIFT_THRESHOLD] == 0.1
     assert records[1][semconv.ML_DRIFT_DATASET_SHARE_ATTRIBUTE] == 0.5
     assert proc.stats().alerts_emitted == 4
+    assert proc.stats().window_evaluation_nanoseconds_total > 0
     assert other.records() == records
 
 
@@ -149,6 +150,12 @@ def test_profiles_reload_when_a_file_changes_and_bad_files_keep_the_old(
         assert window(proc, clock, 2, data)[(semconv.ML_DRIFT_DETECTED, "age", WASSERSTEIN)] == 0
         stats = proc.stats()
         assert (stats.profile_reloads, stats.profile_reload_failures) == (1, 1)
+
+        path.unlink()
+        tmp_path.rename(tmp_path.with_name("moved-away"))  # the directory disappears
+        assert proc.reload_profiles() is False
+        assert window(proc, clock, 3, data)[(semconv.ML_DRIFT_DETECTED, "age", WASSERSTEIN)] == 0
+        assert proc.stats().profile_reload_failures == 2
     finally:
         proc.shutdown()
 
