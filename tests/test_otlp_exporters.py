@@ -209,9 +209,10 @@ def test_persistent_queue_survives_sigkill(tmp_path: Path) -> None:
 
 
 class _Refusing(BaseHTTPRequestHandler):
-    """Answers the first ``refusals`` requests 429 with Retry-After, then 200."""
+    """Answers the first ``refusals`` requests ``status`` with Retry-After, then 200."""
 
     refusals = 2
+    status = 429
     retry_after = "1"
     times: list[float] = []
     bodies: list[bytes] = []
@@ -220,7 +221,7 @@ class _Refusing(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers["Content-Length"]))
         type(self).times.append(time.monotonic())
         if len(type(self).times) <= type(self).refusals:
-            self.send_response(429)
+            self.send_response(type(self).status)
             self.send_header("Retry-After", type(self).retry_after)
             self.send_header("Content-Length", "0")
             self.end_headers()
@@ -251,9 +252,11 @@ def refusing_backend() -> Iterator[tuple[str, type[_Refusing]]]:
 
 
 @pytest.mark.integration
-def test_429_with_retry_after_is_retried_after_the_asked_wait(
-        tmp_path: Path, refusing_backend: tuple[str, type[_Refusing]]) -> None:
+@pytest.mark.parametrize("status", [429, 503])
+def test_refusal_with_retry_after_is_retried_after_the_asked_wait(
+        tmp_path: Path, refusing_backend: tuple[str, type[_Refusing]], status: int) -> None:
     url, handler = refusing_backend
+    handler.status = status
     exporter = {"otlphttp": {"endpoint": url, "sending_queue": {"num_consumers": 1},
                              "retry_on_failure": {"initial_interval": "10ms",
                                                   "max_interval": "20ms"}}}
