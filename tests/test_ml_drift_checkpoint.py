@@ -104,8 +104,9 @@ def test_sigkill_mid_window_loses_and_doubles_nothing(tmp_path: Path) -> None:
         post(first.endpoints[PROTOCOL_HTTP], rows_request(rows, stamp))
     first.process.send_signal(signal.SIGKILL)
     first.process.wait(STOP_TIMEOUT_S)
-    assert time.time_ns() < window_start + window_ns  # the kill really was mid-window
 
+    # The window is still open in the file (an evaluated one is deleted): killed mid-window,
+    # and every acknowledged row is there.
     store = WindowStore(tmp_path / "state" / "ml.sqlite")
     [(open_flag, state)] = store.load().windows.values()
     store.close()
@@ -117,11 +118,15 @@ def test_sigkill_mid_window_loses_and_doubles_nothing(tmp_path: Path) -> None:
         for rows in (40, 5):
             post(second.endpoints[PROTOCOL_HTTP], rows_request(rows, stamp))
         deadline = time.monotonic() + WINDOW_S + OUTPUT_TIMEOUT_S
-        while window_start not in window_rows(tmp_path / "out.jsonl") \
+        while sum(window_rows(tmp_path / "out.jsonl").values()) < 645 \
                 and time.monotonic() < deadline:
             time.sleep(0.2)
     finally:
         second.process.send_signal(signal.SIGTERM)
         second.process.wait(STOP_TIMEOUT_S)
 
-    assert window_rows(tmp_path / "out.jsonl") == {window_start: 645}, second.stderr()
+    # Normally all in the one window; on a very slow start the last posts may arrive after
+    # it closed and go to the next one (late points): the total is what must be exact.
+    rows = window_rows(tmp_path / "out.jsonl")
+    assert sum(rows.values()) == 645, second.stderr()
+    assert rows[window_start] >= 600
