@@ -1,4 +1,4 @@
-"""Exporters: where Driftline's metrics and traces leave the processor.
+"""Exporters: where Driftline's metrics, traces and logs leave the processor.
 
 Each module holds one exporter and its collector-style ``Factory`` (``TYPE``, ``CONFIG``,
 ``SIGNALS``, ``default_config()``, ``create(config, next_consumer)``); ``factories()`` lists
@@ -11,7 +11,13 @@ from typing import Any
 
 from driftline.exporters import file, prometheus
 from driftline.exporters._otlp_json import OtlpJsonError
-from driftline.exporters.file import FileExporter, FileExporterConfig, read_metrics, read_traces
+from driftline.exporters.file import (
+    FileExporter,
+    FileExporterConfig,
+    read_logs,
+    read_metrics,
+    read_traces,
+)
 from driftline.exporters.prometheus import PrometheusExporter, PrometheusExporterConfig
 
 __all__ = [
@@ -23,6 +29,7 @@ __all__ = [
     "factories",
     "file",
     "prometheus",
+    "read_logs",
     "read_metrics",
     "read_traces",
 ]

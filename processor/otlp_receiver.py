@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
@@ -80,6 +81,8 @@ DEFAULT_MAX_REQUEST_BODY_SIZE = 20 * _MIB
 DEFAULT_MAX_WORKERS = 8
 # How long shutdown lets in-flight Export calls finish before cancelling them.
 SHUTDOWN_GRACE_S = 5.0
+# While a pipeline refuses data (memory limit), one warning per this many seconds.
+REFUSAL_LOG_INTERVAL_S = 10.0
 _MAX_PORT = 65535
 
 
@@ -255,6 +258,7 @@ class OtlpReceiver:
         self._lock = threading.Lock()
         self._accepted = 0
         self._refused = 0
+        self._refusal_logged_s = -REFUSAL_LOG_INTERVAL_S
         self._rejected = 0
         self._dropped_log_records = 0
         self._partial = 0
@@ -472,9 +476,15 @@ class OtlpReceiver:
         except DataRefusedError as exc:
             with self._lock:
                 self._refused += 1
-            # Back-pressure, not a fault: the sender retries; no traceback per request.
-            _log.warning("OTLP receiver: %s refused for now (the sender retries): %s",
-                         signal.name, exc)
+            # Back-pressure, not a fault: the sender retries; no traceback per request, and
+            # at most one warning per interval while it lasts (the rest at debug level).
+            now = time.monotonic()
+            loud = now - self._refusal_logged_s >= REFUSAL_LOG_INTERVAL_S
+            if loud:
+                self._refusal_logged_s = now
+            _log.log(logging.WARNING if loud else logging.DEBUG,
+                     "OTLP receiver: %s refused for now (the sender retries): %s",
+                     signal.name, exc)
             raise Refused(status_for(exc), refusal_message(exc)) from exc
         except Exception as exc:
             with self._lock:

@@ -387,6 +387,7 @@ def test_public_names_are_pinned() -> None:
         "factories",
         "file",
         "prometheus",
+        "read_logs",
         "read_metrics",
         "read_traces",
     ]
