@@ -4,10 +4,11 @@ Run: ``.venv/bin/python benchmarks/processor_load.py`` (steps, then a 10-minute 
 ``--soak-s 0`` skips the soak, ``--write-results`` appends the tables to RESULTS.md).
 
 Several client processes each call the OpenTelemetry SDK's own ``OTLPMetricExporter.export()``
-(OTLP/gRPC) with pre-built ``MetricsData`` shaped like Driftline's recorder output: per model,
-one ``ml.feature.value`` exponential histogram of about 40 buckets per feature plus the
-``ml.predict.rows`` counter. They drive ONE ``driftline collector`` subprocess (otlp receiver,
-``ml_drift`` with reference profiles for every model, prometheus exporter). The offered rate
+(OTLP/gRPC) with pre-built ``MetricsData`` shaped like Driftline's recorder output: one
+resource, and per model one ``ml.feature.value`` exponential histogram of about 40 buckets
+per feature plus an ``ml.predict.rows`` point. They drive ONE ``driftline collector``
+subprocess (otlp receiver, ``ml_drift`` with reference profiles for every model, prometheus
+exporter). The offered rate
 steps up; per step the table gives offered and achieved histogram points per second and the
 p50/p99 latency of ``export()``. The sustained rate is the highest step with p99 < 100 ms and
 at least 95% of the offered rate achieved. A soak at that rate then samples the processor's
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import multiprocessing as mp
 import os
 import platform
@@ -33,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -49,7 +52,7 @@ DEFAULT_STEP_S = 15.0
 DEFAULT_SOAK_S = 600.0
 DEFAULT_FEATURES = 20
 DEFAULT_MODELS_PER_EXPORT = 10
-DEFAULT_WINDOW = "10s"
+DEFAULT_WINDOW = "60s"  # the default config's
 BUCKETS_PER_HISTOGRAM = 40
 ROWS_PER_HISTOGRAM = 1_000
 PROFILE_ROWS = 5_000
@@ -65,6 +68,8 @@ RESTAMP_S = 1.0
 RESULTS_PATH = Path(__file__).with_name("RESULTS.md")
 RESULTS_HEADING = "## Processor load: benchmarks/processor_load.py"
 _LISTENING = re.compile(r"^receiver \S+ listening on (\S+) \(OTLP/gRPC\)$")
+_EXPORTER_LISTENING = re.compile(r"^exporter prometheus listening on (\S+)")
+_ROWS_LINE = re.compile(r"^ml_predict_rows_total\{[^}]*\} (\S+)")
 
 
 # --- what the clients send ----------------------------------------------------------------
@@ -99,6 +104,7 @@ class Batches:
         self._client = client
         self._models = models
         self._features = features
+        self._resource: Any = None
         self._hists = [[exphist.from_values(_feature_values(rng, f, ROWS_PER_HISTOGRAM),
                                             max_size=BUCKETS_PER_HISTOGRAM)
                         for f in range(features)] for _ in range(models)]
@@ -124,32 +130,35 @@ class Batches:
         from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
         sc = self._semconv
-        resource_metrics = []
+        if self._resource is None:  # Resource.create runs the SDK's detectors: once
+            self._resource = Resource.create({sc.SERVICE_NAME: f"load-client-{self._client}"})
+        # As the SDK exports: one ResourceMetrics per resource (its encoder keys them by
+        # resource, so a second one with the same resource would replace the first), one
+        # metric per name holding the points of every model.
+        points, rows = [], []
         for m in range(self._models):
             model = {sc.ML_MODEL_NAME: model_name(self._client, m), sc.ML_MODEL_VERSION: "1",
                      sc.ML_MODEL_FRAMEWORK: sc.FRAMEWORK_SKLEARN,
                      sc.ML_OPERATION: sc.OPERATION_PREDICT}
-            points = []
             for f, hist in enumerate(self._hists[m]):
                 points.append(ExponentialHistogramDataPoint(
                     attributes={**model, sc.ML_FEATURE_NAME: feature_name(f)},
                     start_time_unix_nano=time_ns - 1, time_unix_nano=time_ns,
                     count=hist.count, sum=hist.sum, scale=hist.scale,
                     zero_count=hist.zero_count,
-                    positive=Buckets(hist.positive.offset, list(hist.positive.counts)),
-                    negative=Buckets(hist.negative.offset, list(hist.negative.counts)),
+                    positive=Buckets(hist.positive.offset, hist.positive.counts.tolist()),
+                    negative=Buckets(hist.negative.offset, hist.negative.counts.tolist()),
                     flags=0, min=hist.min, max=hist.max))
-            metrics = [
-                Metric(sc.ML_FEATURE_VALUE, None, sc.UNIT_DIMENSIONLESS,
-                       ExponentialHistogram(points, AggregationTemporality.DELTA)),
-                Metric(sc.ML_PREDICT_ROWS, None, sc.UNIT_ROWS,
-                       Sum([NumberDataPoint(model, time_ns - 1, time_ns, ROWS_PER_HISTOGRAM)],
-                           AggregationTemporality.DELTA, True)),
-            ]
-            scope = InstrumentationScope(f"{sc.SCOPE_PREFIX}sklearn")
-            resource = Resource.create({sc.SERVICE_NAME: f"load-client-{self._client}"})
-            resource_metrics.append(
-                ResourceMetrics(resource, [ScopeMetrics(scope, metrics, "")], ""))
+            rows.append(NumberDataPoint(model, time_ns - 1, time_ns, ROWS_PER_HISTOGRAM))
+        metrics = [
+            Metric(sc.ML_FEATURE_VALUE, None, sc.UNIT_DIMENSIONLESS,
+                   ExponentialHistogram(points, AggregationTemporality.DELTA)),
+            Metric(sc.ML_PREDICT_ROWS, None, sc.UNIT_ROWS,
+                   Sum(rows, AggregationTemporality.DELTA, True)),
+        ]
+        scope = InstrumentationScope(f"{sc.SCOPE_PREFIX}sklearn")
+        resource_metrics = [ResourceMetrics(self._resource, [ScopeMetrics(scope, metrics, "")],
+                                            "")]
         return MetricsData(resource_metrics)
 
 
@@ -290,39 +299,71 @@ def client_main(client: int, endpoint: str, models: int, features: int, mode: st
 # --- the processor ------------------------------------------------------------------------
 
 
-def processor_config(workdir: Path, window: str) -> dict[str, Any]:
+EXPORTER_PROMETHEUS = "prometheus"
+EXPORTER_FILE = "file"
+
+
+def processor_config(workdir: Path, window: str, exporter: str) -> dict[str, Any]:
+    exporters = ({"prometheus": {"endpoint": f"{LOOPBACK}:0"}} if exporter == EXPORTER_PROMETHEUS
+                 else {"file": {"path": str(workdir / "metrics.jsonl")}})
     return {
         "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": f"{LOOPBACK}:0"}}}},
         "processors": {"ml_drift": {"profiles": str(workdir / "profiles"), "window": window,
                                     "grace": "2s"}},
-        "exporters": {"prometheus": {"endpoint": f"{LOOPBACK}:0"}},
+        "exporters": exporters,
         "service": {"pipelines": {"metrics": {
-            "receivers": ["otlp"], "processors": ["ml_drift"], "exporters": ["prometheus"]}}},
+            "receivers": ["otlp"], "processors": ["ml_drift"], "exporters": [exporter]}}},
     }
 
 
+@dataclass(frozen=True, slots=True)
+class Processor:
+    process: subprocess.Popen[str]
+    endpoint: str  # OTLP/gRPC host:port
+    metrics_url: str | None  # the prometheus exporter's /metrics
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+def received_rows(metrics_url: str | None) -> float:
+    """Rows the processor passed to its Prometheus exporter (sum of ml_predict_rows_total):
+    what arrived, counted by the processor itself rather than by the clients (NaN without
+    a Prometheus exporter)."""
+    if metrics_url is None:
+        return math.nan
+    with urllib.request.urlopen(metrics_url, timeout=EXPORT_TIMEOUT_S) as response:
+        text = response.read().decode()
+    return sum(float(m.group(1)) for line in text.splitlines()
+               if (m := _ROWS_LINE.match(line)))
+
+
 @contextlib.contextmanager
-def running_processor(workdir: Path, window: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """A ``driftline collector`` subprocess and its OTLP/gRPC endpoint; SIGTERM on exit."""
+def running_processor(workdir: Path, window: str, exporter_type: str) -> Iterator[Processor]:
+    """A ``driftline collector`` subprocess serving OTLP/gRPC; SIGTERM on exit."""
     config_path = workdir / "collector.yaml"
-    config_path.write_text(yaml.safe_dump(processor_config(workdir, window)))
+    config_path.write_text(yaml.safe_dump(processor_config(workdir, window, exporter_type)))
     log = (workdir / "collector.log").open("w")
     process = subprocess.Popen(
         [sys.executable, "-m", "driftline.cli", "collector", "--config", str(config_path)],
         stdout=subprocess.PIPE, stderr=log, text=True, cwd=workdir)
     try:
         endpoint = None
+        exporter = None if exporter_type == EXPORTER_PROMETHEUS else ""
         deadline = time.monotonic() + START_TIMEOUT_S
         assert process.stdout is not None
-        while endpoint is None and time.monotonic() < deadline:
+        while (endpoint is None or exporter is None) and time.monotonic() < deadline:
             line = process.stdout.readline()
             if not line:
                 break
             if match := _LISTENING.match(line.strip()):
                 endpoint = match.group(1)
-        if endpoint is None:
+            if match := _EXPORTER_LISTENING.match(line.strip()):
+                exporter = match.group(1)
+        if endpoint is None or exporter is None:
             raise RuntimeError(f"the processor did not start; see {workdir / 'collector.log'}")
-        yield process, endpoint
+        yield Processor(process, endpoint, f"http://{exporter}/metrics" if exporter else None)
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -354,6 +395,7 @@ def cpu_seconds(pid: int) -> float:
 class StepResult:
     offered_rate: float
     achieved_rate: float
+    received_rate: float  # counted by the processor (rows seen / rows per point x features)
     p50_s: float
     p99_s: float
     exports: int
@@ -411,8 +453,11 @@ class Clients:
                 process.kill()
 
 
-def run_step(clients: Clients, pid: int, rate: float, duration_s: float,
-             rss_samples: list[tuple[float, int]] | None = None) -> StepResult:
+def run_step(clients: Clients, processor: Processor, features: int, rate: float,
+             duration_s: float, rss_samples: list[tuple[float, int]] | None = None
+             ) -> StepResult:
+    pid = processor.pid
+    rows0 = received_rows(processor.metrics_url)
     cpu0, t0 = cpu_seconds(pid), time.monotonic()
     clients.start(rate, duration_s)
     while not clients.ready(RSS_SAMPLE_S if rss_samples is not None else 1.0):
@@ -423,9 +468,11 @@ def run_step(clients: Clients, pid: int, rate: float, duration_s: float,
     if rss_samples is not None:
         rss_samples.append((elapsed, rss_bytes(pid)))
     latencies = [x for r in results for x in r.latencies_s]
+    received = (received_rows(processor.metrics_url) - rows0) / ROWS_PER_HISTOGRAM * features
     return StepResult(
         offered_rate=rate,
         achieved_rate=sum(r.accepted_points for r in results) / elapsed,
+        received_rate=received / elapsed,
         p50_s=percentile(latencies, 50), p99_s=percentile(latencies, 99),
         exports=len(latencies), failures=sum(r.failures for r in results),
         processor_cpu=(cpu_seconds(pid) - cpu0) / elapsed)
@@ -458,11 +505,12 @@ def _protobuf_backend() -> str:
 
 
 def steps_table(steps: Sequence[StepResult]) -> str:
-    lines = ["| offered points/s | achieved points/s | exports | failures | p50 ms | p99 ms "
-             "| processor CPU (cores) | sustained |",
-             "|---:|---:|---:|---:|---:|---:|---:|:---:|"]
+    lines = ["| offered points/s | achieved points/s | received by processor | exports "
+             "| failures | p50 ms | p99 ms | processor CPU (cores) | sustained |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|:---:|"]
     for s in steps:
-        lines.append(f"| {s.offered_rate:,.0f} | {s.achieved_rate:,.0f} | {s.exports} "
+        lines.append(f"| {s.offered_rate:,.0f} | {s.achieved_rate:,.0f} "
+                     f"| {s.received_rate:,.0f} | {s.exports} "
                      f"| {s.failures} | {s.p50_s * 1e3:.1f} | {s.p99_s * 1e3:.1f} "
                      f"| {s.processor_cpu:.2f} | {'yes' if s.sustained else 'no'} |")
     return "\n".join(lines)
@@ -474,15 +522,125 @@ def soak_table(rate: float, step: StepResult, samples: Sequence[tuple[float, int
     flat = high <= first * (1 + FLAT_TOLERANCE) and low >= first * (1 - FLAT_TOLERANCE)
     mib = 1 << 20
     return "\n".join([
-        "| soak rate points/s | achieved points/s | duration s | p50 ms | p99 ms | RSS first "
-        "MiB | RSS last MiB | RSS min MiB | RSS max MiB | flat ±10% |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|",
-        f"| {rate:,.0f} | {step.achieved_rate:,.0f} | {samples[-1][0]:.0f} "
+        "| soak rate points/s | achieved points/s | received points/s | duration s | p50 ms "
+        "| p99 ms | RSS first MiB | RSS last MiB | RSS min MiB | RSS max MiB | flat ±10% |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|",
+        f"| {rate:,.0f} | {step.achieved_rate:,.0f} | {step.received_rate:,.0f} "
+        f"| {samples[-1][0]:.0f} "
         f"| {step.p50_s * 1e3:.1f} | {step.p99_s * 1e3:.1f} | {first / mib:.1f} "
         f"| {last / mib:.1f} | {low / mib:.1f} | {high / mib:.1f} | {'yes' if flat else 'no'} |",
         "",
         "RSS samples (s: MiB): " + ", ".join(f"{t:.0f}: {rss / mib:.1f}" for t, rss in samples),
     ])
+
+
+STAGE_REPEATS = 30
+
+
+class _Discard:
+    """The end of a pipeline that keeps nothing, to time one component alone."""
+
+    def consume_metrics(self, batch: Sequence[Any]) -> None:
+        pass
+
+
+def stage_costs(workdir: Path, models: int, features: int) -> list[tuple[str, float]]:
+    """CPU microseconds per histogram point of each stage, in this process, one at a time:
+    what one core could do if that stage were all the processor did."""
+    from opentelemetry.exporter.otlp.proto.common._internal.metrics_encoder import (
+        encode_metrics,
+    )
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+        ExportMetricsServiceRequest,
+    )
+
+    from driftline.exporters.file import Factory as FileFactory
+    from driftline.exporters.file import FileExporterConfig
+    from driftline.exporters.prometheus import Factory as PrometheusFactory
+    from driftline.exporters.prometheus import PrometheusExporterConfig
+    from driftline.processor.ml_drift import Factory as MlDriftFactory
+    from driftline.processor.ml_drift import MlDriftConfig
+
+    batches = Batches(0, models, features, seed=100)
+    body = encode_metrics(batches.build(time.time_ns())).SerializeToString()
+    points = batches.histogram_points
+
+    def per_point(action: Any) -> float:
+        action()  # warm up
+        start = time.process_time()
+        for _ in range(STAGE_REPEATS):
+            action()
+        return (time.process_time() - start) / STAGE_REPEATS / points * 1e6
+
+    batch = list(ExportMetricsServiceRequest.FromString(body).resource_metrics)
+    ml_drift = MlDriftFactory().create(
+        MlDriftConfig(profiles=str(workdir / "profiles"), window=DEFAULT_WINDOW), _Discard())
+    prometheus = PrometheusFactory.create(PrometheusExporterConfig(endpoint=f"{LOOPBACK}:0"))
+    file = FileFactory.create(FileExporterConfig(path=str(workdir / "stage.jsonl")))
+    components = (ml_drift, prometheus, file)
+    for component in components:
+        component.start()
+    try:
+        return [
+            ("decode the request (protobuf)",
+             per_point(lambda: ExportMetricsServiceRequest.FromString(body))),
+            ("ml_drift.consume_metrics", per_point(lambda: ml_drift.consume_metrics(batch))),
+            ("prometheus exporter consume_metrics",
+             per_point(lambda: prometheus.consume_metrics(batch))),
+            ("file exporter consume_metrics", per_point(lambda: file.consume_metrics(batch))),
+        ]
+    finally:
+        for component in components:
+            component.shutdown()
+
+
+def stage_table(costs: Sequence[tuple[str, float]]) -> str:
+    lines = ["| stage (in process, one thread) | CPU us per histogram point "
+             "| points/s on one core |", "|---|---:|---:|"]
+    lines += [f"| {name} | {us:.1f} | {1e6 / us:,.0f} |" for name, us in costs]
+    return "\n".join(lines)
+
+
+PROFILE_TOP = 20
+PY_SPY_RATE_HZ = 100
+
+
+def start_py_spy(pid: int, duration_s: float, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling ``pid`` (only threads holding the GIL, per function) into ``out``."""
+    py_spy = Path(sys.executable).with_name("py-spy")
+    return subprocess.Popen(
+        [str(py_spy), "record", "--pid", str(pid), "--duration", str(int(duration_s)),
+         "--rate", str(PY_SPY_RATE_HZ), "--gil", "--function", "--nonblocking",
+         "--format", "raw", "-o", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def profile_table(raw: Path) -> str:
+    """Top functions of a py-spy raw profile: share of GIL-holding samples, self and total."""
+    own: dict[str, int] = {}
+    total: dict[str, int] = {}
+    samples = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack:
+            continue
+        count = int(count_text)
+        samples += count
+        frames = [re.sub(r"\(/.*?site-packages/", "(", f) for f in stack.split(";")]
+        own[frames[-1]] = own.get(frames[-1], 0) + count
+        for frame in set(frames):
+            total[frame] = total.get(frame, 0) + count
+    lines = [f"py-spy, {samples} samples of the processor holding the GIL.", "",
+             "| function | self % | total % |", "|---|---:|---:|"]
+    top = sorted(total, key=lambda f: -total[f])
+    shown = [f for f in top if not f.startswith(("_bootstrap", "run (threading", "<module>"))]
+    for frame in shown[:PROFILE_TOP]:
+        lines.append(f"| `{frame}` | {100 * own.get(frame, 0) / samples:.1f} "
+                     f"| {100 * total[frame] / samples:.1f} |")
+    lines += ["", "| function (by self time) | self % |", "|---|---:|"]
+    for frame in sorted(own, key=lambda f: -own[f])[:PROFILE_TOP]:
+        lines.append(f"| `{frame}` | {100 * own[frame] / samples:.1f} |")
+    return "\n".join(lines)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -501,6 +659,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--client-mode", choices=(MODE_SDK, MODE_PREENCODED),
                         default=MODE_SDK, help="how clients send (see the module docstring)")
     parser.add_argument("--window", default=DEFAULT_WINDOW, help="ml_drift window")
+    parser.add_argument("--exporter", choices=(EXPORTER_PROMETHEUS, EXPORTER_FILE),
+                        default=EXPORTER_PROMETHEUS, help="the pipeline's exporter")
+    parser.add_argument("--py-spy", type=Path, default=None, metavar="RAW",
+                        help="profile the processor with py-spy during the last step")
     parser.add_argument("--write-results", action="store_true",
                         help=f"append the tables to {RESULTS_PATH.name}")
     parser.add_argument("--note", default="", help="a line added to the RESULTS.md section")
@@ -515,20 +677,30 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{per_export} histogram points per export "
               f"({args.models} models x {args.features} features, <= {BUCKETS_PER_HISTOGRAM} "
               f"buckets each, plus one rows counter per model); ml_drift window "
-              f"{args.window}; {args.step_s:.0f} s per step.", ""]
+              f"{args.window}; exporter `{args.exporter}`; {args.step_s:.0f} s per step.", ""]
     with tempfile.TemporaryDirectory(prefix="driftline-load-") as tmp:
         workdir = Path(tmp)
         (workdir / "profiles").mkdir()
         write_profiles(workdir / "profiles", args.clients, args.models, args.features)
-        with running_processor(workdir, args.window) as (process, endpoint):
-            clients = Clients(args.clients, endpoint, args.models, args.features,
+        costs = stage_costs(workdir, args.models, args.features)
+        report += ["Cost per stage, measured in this process before the run (the processor "
+                   "runs them all, under one GIL):", "", stage_table(costs), ""]
+        print(stage_table(costs), flush=True)
+        with running_processor(workdir, args.window, args.exporter) as processor:
+            process = processor.process
+            clients = Clients(args.clients, processor.endpoint, args.models, args.features,
                               args.client_mode)
             try:
                 steps = []
-                for rate in args.steps:
-                    step = run_step(clients, process.pid, rate, args.step_s)
+                for number, rate in enumerate(args.steps, 1):
+                    spy = (start_py_spy(processor.pid, args.step_s, args.py_spy)
+                           if args.py_spy and number == len(args.steps) else None)
+                    step = run_step(clients, processor, args.features, rate, args.step_s)
+                    if spy is not None:
+                        spy.wait()
                     steps.append(step)
                     print(f"step {rate:,.0f}/s: achieved {step.achieved_rate:,.0f}/s, "
+                          f"received {step.received_rate:,.0f}/s, "
                           f"p50 {step.p50_s * 1e3:.1f} ms, p99 {step.p99_s * 1e3:.1f} ms, "
                           f"CPU {step.processor_cpu:.2f}, failures {step.failures}",
                           flush=True)
@@ -539,10 +711,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                            f"Sustained rate (highest step with p99 < {P99_LIMIT_S * 1e3:.0f} ms, "
                            f"no failure, >= {MIN_ACHIEVED_SHARE:.0%} achieved): "
                            f"**{sustained:,.0f} histogram points/s**.", ""]
+                if args.py_spy:
+                    report += [f"Profile of the last step ({args.steps[-1]:,.0f} points/s "
+                               "offered):", "", profile_table(args.py_spy), ""]
                 soak_rate = args.soak_rate or sustained
                 if args.soak_s > 0 and soak_rate > 0:
                     samples: list[tuple[float, int]] = [(0.0, rss_bytes(process.pid))]
-                    soak = run_step(clients, process.pid, soak_rate, args.soak_s, samples)
+                    soak = run_step(clients, processor, args.features, soak_rate, args.soak_s,
+                                    samples)
                     report += [f"Soak: {args.soak_s:.0f} s at {soak_rate:,.0f} points/s, "
                                f"RSS of the processor every {RSS_SAMPLE_S:.0f} s.", "",
                                soak_table(soak_rate, soak, samples), ""]

@@ -43,8 +43,8 @@ if TYPE_CHECKING:
 LOOPBACK = "127.0.0.1"
 EXPORT_TIMEOUT_S = 5.0
 SENT_REQUESTS = 7
-# The default interval is 10 s; Prometheus scrapes every second.
-PROMETHEUS_TIMEOUT_S = 40.0
+# The processor reports every second here; Prometheus scrapes every second.
+PROMETHEUS_TIMEOUT_S = 30.0
 EXPORTER_LINE_TIMEOUT_S = 10.0
 CUMULATIVE = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
 
@@ -208,6 +208,47 @@ def test_receiver_accepted_requests_equal_what_the_sdk_sent(tmp_path: Path) -> N
                 .sum.data_points[0].start_time_unix_nano for rm in own}) == 1
 
 
+def file_config(tmp_path: Path, metrics: dict[str, Any]) -> Any:
+    return parse_config({
+        "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": f"{LOOPBACK}:0"}}}},
+        "exporters": {"file": {"path": str(tmp_path / "out.jsonl"), "flush_interval": 0}},
+        "service": {"telemetry": {"metrics": metrics},
+                    "pipelines": {"metrics": {"receivers": ["otlp"], "exporters": ["file"]}}},
+    })
+
+
+def own_metrics(path: Path) -> list[Any]:
+    return [rm for request in read_metrics(path) for rm in request.resource_metrics
+            if rm.scope_metrics[0].scope.name == semconv.PROCESSOR_SELF_TELEMETRY_SCOPE]
+
+
+def test_yaml_interval_sets_how_often_the_processor_reports(tmp_path: Path) -> None:
+    config = file_config(tmp_path, {"level": "detailed", "interval": "100ms"})
+    assert TelemetrySettings.of(config) == TelemetrySettings("detailed", 0.1)
+    pipelines = build(config)
+    pipelines.start()
+    try:
+        assert pipelines.self_telemetry is not None
+        deadline = time.monotonic() + 10
+        while pipelines.self_telemetry.collections < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        pipelines.shutdown()
+    assert len(own_metrics(tmp_path / "out.jsonl")) >= 4  # three periodic, one final
+
+
+def test_yaml_level_none_turns_it_off(tmp_path: Path) -> None:
+    pipelines = build(file_config(tmp_path, {"level": "none", "interval": "100ms"}))
+    pipelines.start()
+    try:
+        assert pipelines.self_telemetry is None
+        time.sleep(0.3)
+    finally:
+        pipelines.shutdown()
+    path = tmp_path / "out.jsonl"
+    assert not path.exists() or own_metrics(path) == []
+
+
 # --- end to end: a real collector subprocess and a real Prometheus --------------------------
 
 
@@ -235,8 +276,9 @@ def test_prometheus_sees_the_processor_count_exactly_what_was_sent(
         "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": f"{LOOPBACK}:0"}}}},
         "processors": {"ml_drift": {"profiles": str(profiles), "window": "1h"}},
         "exporters": {"prometheus": {"endpoint": f"{LOOPBACK}:0"}},
-        "service": {"pipelines": {"metrics": {
-            "receivers": ["otlp"], "processors": ["ml_drift"], "exporters": ["prometheus"]}}},
+        "service": {"telemetry": {"metrics": {"level": "basic", "interval": "1s"}},
+                    "pipelines": {"metrics": {"receivers": ["otlp"], "processors": ["ml_drift"],
+                                              "exporters": ["prometheus"]}}},
     }
     with running_collector(config, tmp_path, (PROTOCOL_GRPC,)) as collector:
         scrape_target = prometheus_exporter_endpoint(collector.lines)
