@@ -7,12 +7,13 @@ The processor commits a batch's effect before it acknowledges the batch, so afte
 
 from __future__ import annotations
 
+import fcntl
 import json
 import sqlite3
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 SCHEMA_VERSION = 1
 # A busy database (another process holds the file) is waited for this long, then an error.
@@ -64,8 +65,10 @@ class WindowStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self._lock_file: IO[bytes] | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock_file = _exclusive(self.path)
             self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S,
                                        check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -82,7 +85,11 @@ class WindowStore:
                                        f"this Driftline writes {SCHEMA_VERSION}; move the "
                                        "file away to start with empty windows")
         except (OSError, sqlite3.Error) as exc:
+            self._release()
             raise WindowStoreError(f"checkpoint '{self.path}': cannot open: {exc}") from exc
+        except WindowStoreError:
+            self._release()
+            raise
 
     def load(self) -> Snapshot:
         try:
@@ -129,6 +136,28 @@ class WindowStore:
 
     def close(self) -> None:
         self._db.close()
+        self._release()
+
+    def _release(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()  # closing drops the lock (the kernel drops it on a kill)
+            self._lock_file = None
+
+
+def _exclusive(path: Path) -> IO[bytes]:
+    """Hold ``PATH.lock`` exclusively: two processors sharing one checkpoint would mix their
+    windows (ml_drift listed in two pipelines is two instances with the same config)."""
+    handle = open(path.with_name(path.name + ".lock"), "ab")  # noqa: SIM115 - held open
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise WindowStoreError(
+            f"checkpoint '{path}' is in use by another ml_drift processor (in this or another "
+            "process); give each ml_drift instance its own checkpoint::path (a processor "
+            "listed in two pipelines runs twice: declare ml_drift/NAME for the second)"
+        ) from None
+    return handle
 
 
 def _upsert(db: sqlite3.Connection, delete: str, insert: str,

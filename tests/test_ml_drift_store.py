@@ -12,7 +12,7 @@ import pytest
 
 from driftline import semconv
 from driftline.processor import _window_store
-from driftline.processor.component import DataRefusedError
+from driftline.processor.component import ComponentError, DataRefusedError
 from driftline.processor.config import ComponentID, ConfigError, parse_config
 from driftline.processor.ml_drift import (
     BaselineConfig,
@@ -170,3 +170,14 @@ def test_yaml_problems_name_their_path(tmp_path: Path) -> None:
                in p for p in problems)
     assert any(p.startswith("processors::ml_drift::columns::age: must be a mapping with "
                             "method and optional threshold") for p in problems)
+
+
+def test_two_processors_cannot_share_a_checkpoint(tmp_path: Path) -> None:
+    clock, capture = Clock(T0), Capture()
+    first = started(tmp_path, clock, capture)
+    try:
+        with pytest.raises(ComponentError, match="is in use by another ml_drift processor"):
+            started(tmp_path, clock, capture)
+    finally:
+        first.shutdown()
+    started(tmp_path, clock, capture).shutdown()  # free again once the first is gone
