@@ -77,6 +77,21 @@ EVENT_PREDICTION: Final = "ml.prediction"
 EVENT_GROUND_TRUTH: Final = "ml.ground_truth"
 EVENT_DRIFT_ALERT: Final = "ml.drift.alert"
 ML_PREDICTION_ID: Final = "ml.prediction.id"
+# An ml.prediction record (one row): the model's attributes, ML_PREDICTION_ID, and its output
+# as ML_PREDICTION_LABEL (classifiers: the predicted class as text) with ML_PREDICTION_SCORES
+# (class scores, an array of doubles, for the classes in ML_PREDICTION_CLASSES, an array of
+# strings), or ML_PREDICTION_VALUE (regressors, a double). The body is a map of the row's
+# inputs, feature name -> value (size-capped).
+ML_PREDICTION_LABEL: Final = "ml.prediction.label"
+ML_PREDICTION_SCORES: Final = "ml.prediction.scores"
+ML_PREDICTION_CLASSES: Final = "ml.prediction.classes"
+ML_PREDICTION_VALUE_ATTRIBUTE: Final = "ml.prediction.value"
+# An ml.ground_truth record: ML_PREDICTION_ID and the true ML_GROUND_TRUTH_LABEL (text) or
+# ML_GROUND_TRUTH_VALUE (a double); ml.model.name / ml.model.version when the sender knows them.
+ML_GROUND_TRUTH_LABEL: Final = "ml.ground_truth.label"
+ML_GROUND_TRUTH_VALUE: Final = "ml.ground_truth.value"
+# ml.performance.* gauges: per class where it applies.
+ML_CLASS: Final = "ml.class"
 # Attributes of an ml.drift.alert record (besides the model's and ml.feature.name).
 ML_DRIFT_SUBJECT: Final = "ml.drift.subject"  # "column" or "dataset"
 DRIFT_SUBJECT_COLUMN: Final = "column"
