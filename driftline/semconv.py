@@ -92,6 +92,33 @@ ML_GROUND_TRUTH_LABEL: Final = "ml.ground_truth.label"
 ML_GROUND_TRUTH_VALUE: Final = "ml.ground_truth.value"
 # ml.performance.* gauges: per class where it applies.
 ML_CLASS: Final = "ml.class"
+# ml.performance.* gauges, one set per model and window of prediction time (ml_performance).
+# Ratios (accuracy, precision, recall, f1, roc_auc, r2) and errors (mae, rmse) in the label's
+# unit; ML_PERFORMANCE_LABELS counts the joined labels (per true class with ML_CLASS).
+ML_PERFORMANCE_ACCURACY: Final = ML_PERFORMANCE_PREFIX + "accuracy"
+ML_PERFORMANCE_PRECISION: Final = ML_PERFORMANCE_PREFIX + "precision"
+ML_PERFORMANCE_RECALL: Final = ML_PERFORMANCE_PREFIX + "recall"
+ML_PERFORMANCE_F1: Final = ML_PERFORMANCE_PREFIX + "f1"
+ML_PERFORMANCE_ROC_AUC: Final = ML_PERFORMANCE_PREFIX + "roc_auc"
+ML_PERFORMANCE_MAE: Final = ML_PERFORMANCE_PREFIX + "mae"
+ML_PERFORMANCE_RMSE: Final = ML_PERFORMANCE_PREFIX + "rmse"
+ML_PERFORMANCE_R2: Final = ML_PERFORMANCE_PREFIX + "r2"
+ML_PERFORMANCE_LABELS: Final = ML_PERFORMANCE_PREFIX + "labels"
+UNIT_LABELS: Final = "{label}"
+# How a classification gauge is averaged: "macro" (unweighted mean over classes), "class"
+# (one class, named by ML_CLASS) or "binary" (two-class ROC AUC; ML_CLASS = the positive class).
+ML_PERFORMANCE_AVERAGE: Final = "ml.performance.average"
+AVERAGE_MACRO: Final = "macro"
+AVERAGE_CLASS: Final = "class"
+AVERAGE_BINARY: Final = "binary"
+# An ml.performance.alert record: a window's metric past its threshold (the model's
+# attributes, ML_WINDOW_START/END, and these).
+EVENT_PERFORMANCE_ALERT: Final = "ml.performance.alert"
+ML_PERFORMANCE_METRIC: Final = "ml.performance.metric"  # e.g. "ml.performance.accuracy"
+ML_PERFORMANCE_VALUE_ATTRIBUTE: Final = "ml.performance.value"
+ML_PERFORMANCE_THRESHOLD: Final = "ml.performance.threshold"
+ML_PERFORMANCE_LABEL_COUNT: Final = "ml.performance.label_count"
+PERFORMANCE_SCOPE: Final = "driftline.processor.ml_performance"
 # Attributes of an ml.drift.alert record (besides the model's and ml.feature.name).
 ML_DRIFT_SUBJECT: Final = "ml.drift.subject"  # "column" or "dataset"
 DRIFT_SUBJECT_COLUMN: Final = "column"
