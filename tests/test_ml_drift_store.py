@@ -12,7 +12,7 @@ import pytest
 
 from driftline import semconv
 from driftline.processor import _window_store
-from driftline.processor.component import ComponentError, DataRefusedError
+from driftline.processor.component import ComponentError, DataRefusedError, Host
 from driftline.processor.config import ComponentID, ConfigError, parse_config
 from driftline.processor.ml_drift import (
     BaselineConfig,
@@ -32,6 +32,7 @@ from tests.test_ml_drift import (
     reference,
     rows_point,
 )
+from tests.test_ml_drift_features import LogsRecorder
 from tests.test_ml_drift_temporality import cumulative_rows
 
 
@@ -181,3 +182,28 @@ def test_two_processors_cannot_share_a_checkpoint(tmp_path: Path) -> None:
     finally:
         first.shutdown()
     started(tmp_path, clock, capture).shutdown()  # free again once the first is gone
+
+
+def test_a_restart_does_not_repeat_an_alert(tmp_path: Path, rng: np.random.Generator) -> None:
+    clock, capture = Clock(T0), Capture()
+    profiles = {("churn", "3"): reference(rng)}
+    logs = [LogsRecorder(), LogsRecorder()]
+    for k, recorder in enumerate(logs):  # two runs on one checkpoint, drifted both times
+        config = MlDriftConfig(window=f"{WINDOW_S}s", grace="1s",
+                               checkpoint=CheckpointConfig(path=str(tmp_path / "ml.sqlite")))
+        proc = MlDriftProcessor(config, capture, clock=clock, profiles=profiles,
+                                tick_interval_s=3600)
+        proc.set_host(Host(pipelines={"logs": recorder}))
+        proc.start()
+        try:
+            clock.at(k * WINDOW_S + 2)
+            proc.consume_metrics(app_batch(T0 + (k * WINDOW_S + 1) * NS,
+                                           {"age": rng.normal(80, 10, 300)}))
+            clock.at(k * WINDOW_S + WINDOW_S + 1.5)
+            values = gauges(proc.evaluate_due())
+        finally:
+            proc.shutdown()
+        assert values[(semconv.ML_DRIFT_DETECTED, "age", semconv.DRIFT_METHOD_WASSERSTEIN)] == 1
+
+    assert len(logs[0].records()) == 2  # the column and the dataset
+    assert logs[1].records() == []  # still drifted after the restart: no new alert
