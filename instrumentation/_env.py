@@ -9,8 +9,10 @@ from collections.abc import Mapping, Sequence
 from importlib.metadata import entry_points
 from typing import Any
 
+from opentelemetry import _logs
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 
+from driftline.instrumentation._records import RECORDS_SCOPE, PredictionRecords, RecordSettings
 from driftline.instrumentation.recorder import (
     DEFAULT_EXPORT_INTERVAL_S,
     DEFAULT_EXPORT_TIMEOUT_S,
@@ -120,7 +122,19 @@ def recorder_from_kwargs(kwargs: Mapping[str, Any]) -> tuple[Recorder, bool]:
         return given, False
     return Recorder(kwargs.get("metric_exporter") or metric_exporter_from_env(),
                     export_interval_s=export_interval_s_from_env(),
-                    export_timeout_s=export_timeout_s_from_env()), True
+                    export_timeout_s=export_timeout_s_from_env(),
+                    records=prediction_records_from_kwargs(kwargs)), True
+
+
+def prediction_records_from_kwargs(kwargs: Mapping[str, Any]) -> PredictionRecords | None:
+    """``ml.prediction`` records when enabled (``prediction_records=RecordSettings(...)`` or
+    the ``DRIFTLINE_PREDICTION_RECORDS_*`` variables), through ``logger_provider=`` or the
+    global logger provider."""
+    settings = kwargs.get("prediction_records") or RecordSettings.from_env()
+    if not settings.enabled:
+        return None
+    provider = kwargs.get("logger_provider") or _logs.get_logger_provider()
+    return PredictionRecords(provider.get_logger(RECORDS_SCOPE), settings)
 
 
 def release_recorder(recorder: Recorder, owned: bool) -> None:

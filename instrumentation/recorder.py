@@ -16,8 +16,8 @@ import threading
 import time
 import weakref
 from collections import Counter, deque
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -35,6 +35,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from driftline import semconv
 from driftline.instrumentation._aggregation import Limits, ModelTraits, StreamAggregate
+from driftline.instrumentation._records import PredictionRecords
 
 _logger = logging.getLogger(__name__)
 
@@ -68,6 +69,8 @@ class PredictCall:
     rows: int
     duration_s: float
     error_type: str | None
+    prediction_ids: Sequence[str] = ()  # one per row (driftline.predictions)
+    time_unix_nano: int = 0  # when the call was made
 
 
 class Recorder:
@@ -84,6 +87,7 @@ class Recorder:
         limits: Limits | None = None,
         clock_ns: Callable[[], int] = time.time_ns,
         sample_seed: int | None = None,
+        records: PredictionRecords | None = None,
     ) -> None:
         self._exporter = exporter
         self._resource = resource or Resource.create()
@@ -100,6 +104,8 @@ class Recorder:
         self._streams: dict[StreamKey, StreamAggregate] = {}
         self._previous_rows: dict[StreamKey, int] = {}  # sets the next interval's sample rate
         self._rng = np.random.default_rng(sample_seed)
+        self._records = records
+        self.failed_records = 0
         self._lock = threading.Lock()  # guards _streams: aggregation vs collection
         self._export_lock = threading.Lock()
         self._drain_lock = threading.Lock()
@@ -126,8 +132,7 @@ class Recorder:
             self.dropped_value_rows += call.rows
             return
         if self._pending_rows + call.rows > self._max_pending_rows:
-            call = PredictCall(call.scope, None, call.traits, call.model_attributes, None, None,
-                               call.rows, call.duration_s, call.error_type)
+            call = replace(call, model=None, inputs=None, outputs=None)
             self.dropped_value_rows += call.rows
         else:
             self._pending_rows += call.rows
@@ -186,6 +191,13 @@ class Recorder:
             stream.stage_inputs(call.inputs, model_traits)
             if call.outputs is not None and call.error_type is None:
                 stream.stage_outputs(call.outputs, model_traits)
+        if self._records is not None and call.outputs is not None and call.error_type is None:
+            try:
+                self._records.emit(call, model_traits)
+            except Exception:  # records are best effort; metrics must go on
+                self.failed_records += 1
+                _logger.exception("driftline: could not emit prediction records of a %s call",
+                                  call.scope)
 
     def _aggregate_staged(self, key: StreamKey) -> None:
         stream = self._streams.get(key)

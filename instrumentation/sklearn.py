@@ -16,6 +16,7 @@ observed. Usage::
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Collection
 from contextvars import ContextVar
 from functools import partial
@@ -32,6 +33,7 @@ from driftline.instrumentation import _env
 from driftline.instrumentation._aggregation import ModelTraits
 from driftline.instrumentation._observe import model_attributes, observe
 from driftline.instrumentation.recorder import PredictCall, Recorder
+from driftline.predictions import ids_for_call
 
 OPERATIONS = (
     semconv.OPERATION_PREDICT,
@@ -126,9 +128,13 @@ class SklearnInstrumentor(BaseInstrumentor):
         attributes = model_attributes(identity_of(instance), semconv.FRAMEWORK_SKLEARN,
                                       operation)
 
+        ids = ids_for_call(rows)
+        time_ns = time.time_ns()
+
         def submit(outputs: Any, duration_s: float, error_type: str | None) -> None:
             self._recorder.submit(PredictCall(SCOPE, instance, model_traits, attributes,
-                                              inputs, outputs, rows, duration_s, error_type))
+                                              inputs, outputs, rows, duration_s, error_type,
+                                              ids, time_ns))
 
         return observe(self._tracer, attributes, rows, feature_count,
                        lambda: wrapped(*args, **kwargs), submit)

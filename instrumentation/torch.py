@@ -37,6 +37,7 @@ import logging
 import math
 import os
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Mapping
 from contextvars import ContextVar
@@ -60,6 +61,7 @@ from driftline.instrumentation import _env
 from driftline.instrumentation._aggregation import ModelTraits
 from driftline.instrumentation._observe import model_attributes, observe
 from driftline.instrumentation.recorder import PredictCall, Recorder
+from driftline.predictions import ids_for_call
 from driftline.projection import DEFAULT_COMPONENTS, DEFAULT_MAX_FEATURES, DEFAULT_SEED
 
 if TYPE_CHECKING:
@@ -151,6 +153,9 @@ class TorchInstrumentor(BaseInstrumentor):
         if inputs is not None and inputs.requires_grad:
             inputs = inputs.detach()
 
+        ids = ids_for_call(rows)
+        time_ns = time.time_ns()
+
         def submit(outputs: Any, duration_s: float, error_type: str | None) -> None:
             output = _output_tensor(outputs, self._tensor_type) if outputs is not None else None
             if output is not None and output.requires_grad:
@@ -159,7 +164,7 @@ class TorchInstrumentor(BaseInstrumentor):
                 SCOPE, instance,
                 # The traits depend on the output's shape, so the output travels with them.
                 partial(self._traits, output),
-                attributes, inputs, output, rows, duration_s, error_type))
+                attributes, inputs, output, rows, duration_s, error_type, ids, time_ns))
 
         return observe(self._tracer, attributes, rows, feature_count,
                        lambda: wrapped(*args, **kwargs), submit)

@@ -1,0 +1,135 @@
+"""Prediction IDs and ground truth: how a label that arrives hours later finds its prediction.
+
+Every observed model call gets one ID per row. The application chooses them
+(``with driftline.prediction_ids(request_ids): model.predict(X)``) or reads the generated
+ones back right after the call (``driftline.last_prediction_ids()``); either way the same
+IDs travel on the ``ml.prediction`` records the instrumentation emits (when enabled, see
+``instrumentation/_records.py``). Later, ``record_ground_truth(ids, labels)`` sends one
+``ml.ground_truth`` log record per label; the processor's ``ml_performance`` joins the two
+by ID. Generated IDs are ``<16 hex digits>-<row>``: one random draw per call, the strings
+made only when read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextvars import ContextVar
+from typing import Any, overload
+
+from driftline import semconv
+
+_logger = logging.getLogger(__name__)
+
+GROUND_TRUTH_SCOPE = "driftline.ground_truth"
+_RANDOM_BYTES = 8
+_chosen: ContextVar[tuple[str, ...] | None] = ContextVar("driftline_prediction_ids",
+                                                        default=None)
+_last: ContextVar[Sequence[str]] = ContextVar("driftline_last_prediction_ids", default=())
+_warned: set[str] = set()
+
+
+class GeneratedIds(Sequence[str]):
+    """The IDs of one call's rows, ``<base>-<row>``, made on demand."""
+
+    __slots__ = ("_base", "_rows")
+
+    def __init__(self, base: str, rows: int) -> None:
+        self._base = base
+        self._rows = rows
+
+    def __len__(self) -> int:
+        return self._rows
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[str]: ...
+
+    def __getitem__(self, index: int | slice) -> str | list[str]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self._rows))]
+        if not -self._rows <= index < self._rows:
+            raise IndexError(f"prediction {index} of {self._rows}")
+        return f"{self._base}-{index % self._rows}"
+
+    def __repr__(self) -> str:
+        return f"GeneratedIds({self._base!r}, rows={self._rows})"
+
+
+@contextlib.contextmanager
+def prediction_ids(ids: Iterable[Any]) -> Iterator[None]:
+    """Use ``ids`` (one per row, turned into text) for the model calls made inside.
+
+    A call whose row count differs from ``len(ids)`` gets generated IDs instead (logged once).
+    """
+    token = _chosen.set(tuple(str(i) for i in ids))
+    try:
+        yield
+    finally:
+        _chosen.reset(token)
+
+
+def ids_for_call(rows: int) -> Sequence[str]:
+    """The IDs of a call of ``rows`` rows (called by the instrumentation, in ``predict``)."""
+    chosen = _chosen.get()
+    if chosen is not None and len(chosen) == rows:
+        ids: Sequence[str] = chosen
+    else:
+        if chosen is not None:
+            _warn_once("length", "driftline: prediction_ids() gave %d IDs for a call of %d "
+                       "rows; that call gets generated IDs", len(chosen), rows)
+        ids = GeneratedIds(os.urandom(_RANDOM_BYTES).hex(), rows)
+    _last.set(ids)
+    return ids
+
+
+def last_prediction_ids() -> Sequence[str]:
+    """The IDs of the last observed model call in this thread or task (empty before any)."""
+    return _last.get()
+
+
+def record_ground_truth(ids: Iterable[Any], labels: Iterable[Any], *, model: str = "",
+                        version: str = "", task: str | None = None,
+                        logger_provider: Any = None) -> int:
+    """Send one ``ml.ground_truth`` log record per (ID, label); returns how many.
+
+    Labels are class labels (sent as text, as predictions' labels are) unless they are
+    floats or ``task="regression"``, then values. ``model``/``version`` help the processor
+    when one ID space serves several models. Records go through ``logger_provider`` (default:
+    the global one, which ``import driftline.auto`` sets up from ``OTEL_LOGS_EXPORTER``).
+    """
+    from opentelemetry import _logs
+
+    provider = logger_provider or _logs.get_logger_provider()
+    logger = provider.get_logger(GROUND_TRUTH_SCOPE)
+    model_attributes = {key: value for key, value in ((semconv.ML_MODEL_NAME, model),
+                                                      (semconv.ML_MODEL_VERSION, version))
+                        if value}
+    now_ns = time.time_ns()
+    sent = 0
+    for prediction_id, label in zip(ids, labels, strict=True):
+        attributes = {**model_attributes, semconv.ML_PREDICTION_ID: str(prediction_id)}
+        if task == "regression" or (task is None and isinstance(_plain(label), float)):
+            attributes[semconv.ML_GROUND_TRUTH_VALUE] = float(label)
+        else:
+            attributes[semconv.ML_GROUND_TRUTH_LABEL] = str(_plain(label))
+        logger.emit(timestamp=now_ns, observed_timestamp=now_ns, attributes=attributes,
+                    event_name=semconv.EVENT_GROUND_TRUTH)
+        sent += 1
+    return sent
+
+
+def _plain(value: Any) -> Any:
+    """NumPy scalars as Python ones, so ``np.int64(1)`` is the label ``"1"``."""
+    return value.item() if hasattr(value, "item") and callable(value.item) else value
+
+
+def _warn_once(key: str, message: str, *args: Any) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        _logger.warning(message, *args)

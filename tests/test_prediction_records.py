@@ -1,0 +1,197 @@
+"""``ml.prediction`` records and ground truth from the app: IDs chosen or generated, one
+record per sampled row with the row's inputs and outputs, sampling and the per-second cap,
+``ml.ground_truth`` records; end to end into a real processor's logs pipeline."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+from opentelemetry.sdk.trace import TracerProvider
+from sklearn.linear_model import LinearRegression, LogisticRegression
+
+import driftline
+from driftline import semconv
+from driftline.exporters import read_logs
+from driftline.instrumentation import Recorder
+from driftline.instrumentation._records import PredictionRecords, RecordSettings
+from driftline.instrumentation.sklearn import SklearnInstrumentor
+from driftline.predictions import GeneratedIds
+from tests._collector import LOOPBACK, PROTOCOL_GRPC, running_collector
+from tests._otel import InMemoryMetricExporter
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now_s = 0.0
+
+    def __call__(self) -> float:
+        return self.now_s
+
+
+@pytest.fixture
+def logs() -> InMemoryLogRecordExporter:
+    return InMemoryLogRecordExporter()
+
+
+def _instrumented(logs: InMemoryLogRecordExporter, settings: RecordSettings,
+                  clock: _Clock | None = None):
+    provider = LoggerProvider()
+    provider.add_log_record_processor(SimpleLogRecordProcessor(logs))
+    records = PredictionRecords(provider.get_logger("test"), settings,
+                                rng=np.random.default_rng(5), clock=clock or _Clock())
+    recorder = Recorder(InMemoryMetricExporter(), records=records)
+    instrumentor = SklearnInstrumentor()
+    instrumentor.instrument(tracer_provider=TracerProvider(), recorder=recorder)
+    return instrumentor, recorder, records
+
+
+def _records(logs: InMemoryLogRecordExporter, event: str = semconv.EVENT_PREDICTION):
+    found = [r.log_record for r in logs.get_finished_logs()]
+    return [r for r in found if r.event_name == event]
+
+
+def test_one_record_per_row_with_id_inputs_label_and_scores(
+        logs: InMemoryLogRecordExporter) -> None:
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(30, 2))
+    model = LogisticRegression().fit(X, np.where(X[:, 0] > 0, "churn", "stay"))
+    driftline.register(model, name="churn", version="4")
+    instrumentor, recorder, _ = _instrumented(logs, RecordSettings(ratio=1.0, per_second=1e6))
+    try:
+        probabilities = model.predict_proba(X)
+        ids = list(driftline.last_prediction_ids())
+        assert recorder.force_flush()
+    finally:
+        instrumentor.uninstrument()
+    records = _records(logs)
+    assert [r.attributes[semconv.ML_PREDICTION_ID] for r in records] == ids
+    assert len(set(ids)) == 30
+    for row, record in enumerate(records):
+        attributes = record.attributes
+        assert attributes[semconv.ML_MODEL_NAME] == "churn"
+        assert attributes[semconv.ML_MODEL_VERSION] == "4"
+        assert attributes[semconv.ML_OPERATION] == "predict_proba"
+        assert list(attributes[semconv.ML_PREDICTION_CLASSES]) == ["churn", "stay"]
+        assert list(attributes[semconv.ML_PREDICTION_SCORES]) == pytest.approx(
+            probabilities[row])
+        expected = ["churn", "stay"][int(np.argmax(probabilities[row]))]
+        assert attributes[semconv.ML_PREDICTION_LABEL] == expected
+        assert record.body == {"f0": pytest.approx(X[row, 0]), "f1": pytest.approx(X[row, 1])}
+
+
+def test_chosen_ids_are_used_and_a_length_mismatch_gets_generated_ones(
+        logs: InMemoryLogRecordExporter) -> None:
+    X = np.arange(12, dtype=float).reshape(6, 2)
+    model = LinearRegression().fit(X, X.sum(axis=1))
+    instrumentor, recorder, _ = _instrumented(logs, RecordSettings(ratio=1.0, per_second=1e6))
+    try:
+        with driftline.prediction_ids(["a", "b", "c"]):
+            predictions = model.predict(X[:3])
+            assert list(driftline.last_prediction_ids()) == ["a", "b", "c"]
+            model.predict(X)  # 6 rows, 3 IDs: generated instead
+            generated = driftline.last_prediction_ids()
+        assert recorder.force_flush()
+    finally:
+        instrumentor.uninstrument()
+    assert isinstance(generated, GeneratedIds) and len(generated) == 6
+    records = _records(logs)
+    assert [r.attributes[semconv.ML_PREDICTION_ID] for r in records] == [
+        "a", "b", "c", *generated]
+    assert [r.attributes[semconv.ML_PREDICTION_VALUE_ATTRIBUTE] for r in records[:3]] == \
+        pytest.approx(predictions)
+
+
+def test_ratio_samples_rows_and_the_per_second_cap_holds(
+        logs: InMemoryLogRecordExporter) -> None:
+    X = np.random.default_rng(2).normal(size=(2000, 1))
+    model = LinearRegression().fit(X, X[:, 0])
+    clock = _Clock()
+    instrumentor, recorder, records = _instrumented(
+        logs, RecordSettings(ratio=0.25, per_second=300), clock)
+    try:
+        model.predict(X)  # about 500 sampled, 300 allowed
+        assert recorder.force_flush()
+        first = len(_records(logs))
+        model.predict(X)  # the same second: the bucket is empty
+        assert recorder.force_flush()
+        second = len(_records(logs)) - first
+        clock.now_s += 1.0
+        model.predict(X[:400])  # a second later: about 100 sampled, all allowed
+        assert recorder.force_flush()
+    finally:
+        instrumentor.uninstrument()
+    assert first == 300 and second == 0
+    third = len(_records(logs)) - 300
+    assert 60 <= third <= 140  # binomial(400, 0.25): mean 100, sd 8.7
+    assert records.capped > 0 and records.emitted == len(_records(logs))
+
+
+def test_records_are_off_by_default() -> None:
+    assert not RecordSettings.from_env({}).enabled
+    assert RecordSettings.from_env({"DRIFTLINE_PREDICTION_RECORDS_RATIO": "0.5"}).ratio == 0.5
+    with pytest.raises(ValueError, match="DRIFTLINE_PREDICTION_RECORDS_RATIO='2'"):
+        RecordSettings.from_env({"DRIFTLINE_PREDICTION_RECORDS_RATIO": "2"})
+
+
+def test_ground_truth_records_carry_ids_and_labels_or_values(
+        logs: InMemoryLogRecordExporter) -> None:
+    provider = LoggerProvider()
+    provider.add_log_record_processor(SimpleLogRecordProcessor(logs))
+    sent = driftline.record_ground_truth(["a", "b"], np.array([1, 0]), model="churn",
+                                         logger_provider=provider)
+    driftline.record_ground_truth(["c"], [12.5], logger_provider=provider)
+    records = _records(logs, semconv.EVENT_GROUND_TRUTH)
+    assert sent == 2
+    assert [dict(r.attributes) for r in records] == [
+        {semconv.ML_MODEL_NAME: "churn", semconv.ML_PREDICTION_ID: "a",
+         semconv.ML_GROUND_TRUTH_LABEL: "1"},
+        {semconv.ML_MODEL_NAME: "churn", semconv.ML_PREDICTION_ID: "b",
+         semconv.ML_GROUND_TRUTH_LABEL: "0"},
+        {semconv.ML_PREDICTION_ID: "c", semconv.ML_GROUND_TRUTH_VALUE: 12.5},
+    ]
+    with pytest.raises(ValueError):
+        driftline.record_ground_truth(["a"], [1, 2], logger_provider=provider)
+
+
+@pytest.mark.integration
+def test_app_records_and_labels_reach_the_processor_logs_pipeline(tmp_path: Path) -> None:
+    output = tmp_path / "logs.jsonl"
+    config = {
+        "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": f"{LOOPBACK}:0"}}}},
+        "exporters": {"file": {"path": str(output), "flush_interval": 0}},
+        "service": {"pipelines": {"logs": {"receivers": ["otlp"], "exporters": ["file"]}},
+                    "telemetry": {"metrics": {"level": "none"}}},
+    }
+    with running_collector(config, tmp_path, protocols=(PROTOCOL_GRPC,)) as collector:
+        env = {**os.environ, "OTEL_SERVICE_NAME": "churn-api",
+               "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{collector.endpoints[PROTOCOL_GRPC]}",
+               "OTEL_EXPORTER_OTLP_INSECURE": "true", "OTEL_METRICS_EXPORTER": "none",
+               "OTEL_TRACES_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "otlp",
+               "DRIFTLINE_PREDICTION_RECORDS_RATIO": "1"}
+        app = subprocess.run([sys.executable, "-m", "tests.apps.labelled_app"], cwd=REPO,
+                             env=env, capture_output=True, text=True, timeout=60)
+        assert app.returncode == 0, app.stderr
+    used = json.loads(app.stdout.strip().splitlines()[-1])
+    records = [record for request in read_logs(output) for resource in request.resource_logs
+               for scope in resource.scope_logs for record in scope.log_records]
+    by_event: dict[str, list] = {}
+    for record in records:
+        by_event.setdefault(record.event_name, []).append(
+            {kv.key: kv.value for kv in record.attributes})
+    predicted = [a[semconv.ML_PREDICTION_ID].string_value
+                 for a in by_event[semconv.EVENT_PREDICTION]]
+    labelled = [a[semconv.ML_PREDICTION_ID].string_value
+                for a in by_event[semconv.EVENT_GROUND_TRUTH]]
+    assert sorted(predicted) == sorted(labelled) == sorted(used["chosen"] + used["generated"])
+    assert all(a[semconv.ML_MODEL_NAME].string_value == "churn"
+               for a in by_event[semconv.EVENT_PREDICTION])
