@@ -91,6 +91,17 @@ class WindowStore:
             self._release()
             raise
 
+    def meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def clear_windows(self) -> int:
+        """Delete every window (open and kept); returns how many there were."""
+        return self._db.execute("DELETE FROM windows").rowcount
+
     def load(self) -> Snapshot:
         try:
             windows = {(s, int(i)): (int(c), json.loads(t)) for s, i, c, t in self._db.execute(

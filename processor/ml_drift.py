@@ -18,6 +18,7 @@ import dataclasses
 import datetime
 import json
 import logging
+import sqlite3
 import threading
 import time
 from collections import Counter
@@ -93,6 +94,8 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
+
+_META_WINDOW_NS = "window_ns"
 
 TYPE = "ml_drift"
 # How often the background thread looks for windows to evaluate; well below any window.
@@ -245,8 +248,9 @@ class MlDriftProcessor:
         if self._config.checkpoint.path:
             try:
                 self._store = WindowStore(self._config.checkpoint.path)
+                self._check_window_size(self._store)
                 self._restore(self._store)
-            except WindowStoreError as exc:
+            except (WindowStoreError, sqlite3.Error) as exc:
                 raise ComponentError(f"ml_drift: checkpoint::path: {exc}") from exc
         self._stop.clear()
         self._ticker = threading.Thread(target=self._tick, name="ml-drift-ticker", daemon=True)
@@ -264,6 +268,18 @@ class MlDriftProcessor:
             raise ComponentError(f"ml_drift: alerts::pipelines: {', '.join(missing)} not in "
                                  f"service::pipelines (logs pipelines: {known})")
         return [self._pipelines[p] for p in wanted]
+
+    def _check_window_size(self, store: WindowStore) -> None:
+        """Windows are stored by index; with another ``window`` size those indexes mean other
+        times, so the stored windows are dropped (counted in ``discarded_windows``)."""
+        stored = store.meta(_META_WINDOW_NS)
+        if stored is not None and stored != str(self._window_ns):
+            dropped = store.clear_windows()
+            self._counts["discarded_windows"] += dropped
+            _log.warning("ml_drift: checkpoint %s holds windows of %s ns, the config says %s "
+                         "ns; its %d window(s) are dropped (baselines and cumulative streams "
+                         "are kept)", store.path, stored, self._window_ns, dropped)
+        store.set_meta(_META_WINDOW_NS, str(self._window_ns))
 
     def _restore(self, store: WindowStore,
                  ingest_only: set[tuple[StreamKey, int]] | None = None) -> None:

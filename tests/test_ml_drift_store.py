@@ -207,3 +207,23 @@ def test_a_restart_does_not_repeat_an_alert(tmp_path: Path, rng: np.random.Gener
 
     assert len(logs[0].records()) == 2  # the column and the dataset
     assert logs[1].records() == []  # still drifted after the restart: no new alert
+
+
+def test_windows_of_another_window_size_are_dropped(tmp_path: Path) -> None:
+    clock, capture = Clock(T0), Capture()
+    proc = started(tmp_path, clock, capture)
+    clock.at(3)
+    proc.consume_metrics(cumulative_rows([(T0 + NS // 2, T0 + NS, 100)]))
+    proc.shutdown()
+
+    config = MlDriftConfig(window="5s", grace="1s",
+                           checkpoint=CheckpointConfig(path=str(tmp_path / "ml.sqlite")))
+    again = MlDriftProcessor(config, capture, clock=clock, profiles={}, tick_interval_s=3600)
+    again.start()
+    try:
+        stats = again.stats()
+        # The window (index T0 // 10 s) would mean another time with 5 s windows.
+        assert (stats.restored_windows, stats.discarded_windows) == (0, 1)
+        assert stats.current_cumulative_streams == 1  # the cumulative table is kept
+    finally:
+        again.shutdown()
