@@ -38,7 +38,7 @@ PLUGIN_GROUP_PREFIX = "driftline."
 # Component modules, each with a ``Factory``; optional ones may be missing from an install.
 _RECEIVER_MODULES = ("driftline.processor.otlp_receiver",)
 _PROCESSOR_MODULES = ("driftline.processor.ml_drift", "driftline.processor.batch",
-                      "driftline.processor.memory_limiter")
+                      "driftline.processor.memory_limiter", "driftline.processor.ml_performance")
 _EXTENSION_MODULES = ("driftline.processor.extensions.health_check",
                       "driftline.processor.extensions.bearertokenauth",
                       "driftline.processor.extensions.file_storage")
