@@ -10,6 +10,10 @@ With ``rotation`` the file is rotated by size into dated backups (``max_megabyte
 line on its own; the readers read backups and compressed files alike. One exporter per
 signal keeps one signal per file (as ``collector-config/default.yaml`` does); an exporter
 shared by several pipelines writes their lines to one file, told apart by their top key.
+
+With ``format: records`` the exporter (in a logs pipeline) writes ``ml.prediction`` records
+instead, one flat JSON object per prediction, and ``<name>.schema.json`` beside the file
+(``_records``); rotation and compression apply alike.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import ResourceMetrics
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans
 
 from driftline.durations import parse_non_negative_duration
-from driftline.exporters import _otlp_json
+from driftline.exporters import _otlp_json, _records
 from driftline.exporters._otlp_json import OtlpJsonError
 from driftline.exporters._rotating_file import (
     COMPRESSIONS,
@@ -69,6 +73,8 @@ class FileExporterConfig:
     flush_interval: str | float = DEFAULT_FLUSH_INTERVAL_S
     rotation: RotationConfig | None = None
     compression: str = ""
+    # otlp_json: OTLP/JSON export requests; records: ml.prediction records as data lines.
+    format: str = _records.FORMAT_OTLP_JSON
 
     def validate(self) -> list[str]:
         """Every problem as ``key: message``; checks the directory could be made, makes nothing."""
@@ -89,6 +95,8 @@ class FileExporterConfig:
             problems.append(f"compression: one of gzip, zstd or none, got {self.compression!r}")
         if self.rotation is not None:
             problems += [f"rotation::{p}" for p in self.rotation.validate()]
+        if self.format not in _records.FORMATS:
+            problems.append(f"format: one of {', '.join(_records.FORMATS)}, got {self.format!r}")
         return problems
 
 
@@ -129,6 +137,14 @@ class FileExporter:
         self._stop = threading.Event()
         self._flusher: threading.Thread | None = None
         self._flush_errors = 0
+        self._records = config.format == _records.FORMAT_RECORDS
+        self._skipped_records = 0
+
+    @property
+    def skipped_records(self) -> int:
+        """``ml.prediction`` records not written (``format: records``) for breaking the
+        record format."""
+        return self._skipped_records
 
     @property
     def path(self) -> Path:
@@ -145,6 +161,8 @@ class FileExporter:
         if self._file is not None:
             return
         try:
+            if self._records:
+                _records.write_schema(self._path)
             handle = RotatingFile(self._path, self._config.compression, self._config.rotation)
             handle.open()
         except OSError as err:
@@ -174,18 +192,38 @@ class FileExporter:
 
     def consume_metrics(self, batch: Sequence[ResourceMetrics]) -> None:
         """Append ``batch`` as one ``ExportMetricsServiceRequest`` line (nothing when empty)."""
+        self._otlp_only("metrics")
         if batch:
             self._append(_otlp_json.encode(ExportMetricsServiceRequest(resource_metrics=batch)))
 
     def consume_traces(self, batch: Sequence[ResourceSpans]) -> None:
         """Append ``batch`` as one ``ExportTraceServiceRequest`` line (nothing when empty)."""
+        self._otlp_only("traces")
         if batch:
             self._append(_otlp_json.encode(ExportTraceServiceRequest(resource_spans=batch)))
 
     def consume_logs(self, batch: Sequence[ResourceLogs]) -> None:
-        """Append ``batch`` as one ``ExportLogsServiceRequest`` line (nothing when empty)."""
+        """Append ``batch`` as one ``ExportLogsServiceRequest`` line (nothing when empty); with
+        ``format: records``, one line per ``ml.prediction`` record instead."""
+        if self._records:
+            lines, skipped = _records.prediction_lines(batch)
+            if skipped:
+                with self._lock:
+                    self._skipped_records += skipped
+                _LOG.warning("file exporter: %d ml.prediction record(s) without an id, model "
+                             "or output not written to %s", skipped, self._path)
+            if lines:
+                self._append("\n".join(lines))
+            return
         if batch:
             self._append(_otlp_json.encode(ExportLogsServiceRequest(resource_logs=batch)))
+
+    def _otlp_only(self, signal: str) -> None:
+        if self._records:
+            raise ComponentError(
+                f"file exporter: format: records writes ml.prediction log records only; "
+                f"{signal} cannot go to {str(self._path)!r}: use another file exporter "
+                f"(format: otlp_json) in the {signal} pipeline")
 
     def _append(self, line: str) -> None:
         with self._lock:
