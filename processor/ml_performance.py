@@ -168,7 +168,7 @@ class MlPerformanceProcessor:
                                              "metrics")
         self._alert_targets = self._targets(self._config.alerts.pipelines, SIGNAL_LOGS,
                                             "alerts")
-        if not self._metric_targets:
+        if not self._metric_targets and self._config.metrics.pipelines is None:
             _log.warning("ml_performance: no metrics pipeline gets the ml.performance gauges "
                          "(add a metrics pipeline, or set metrics::pipelines)")
         path = self._config.store.path or MEMORY
