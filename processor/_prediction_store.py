@@ -47,8 +47,10 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS pending (id TEXT PRIMARY KEY, true_label TEXT, "
     "true_value REAL, received_ns INTEGER NOT NULL) WITHOUT ROWID",
     "CREATE INDEX IF NOT EXISTS pending_by_time ON pending (received_ns)",
+    # marked: the batch that last added labels to the window, so an evaluation that read
+    # the window before a newer batch does not take it off the list.
     "CREATE TABLE IF NOT EXISTS dirty (model INTEGER NOT NULL, idx INTEGER NOT NULL, "
-    "PRIMARY KEY (model, idx)) WITHOUT ROWID",
+    "marked INTEGER NOT NULL, PRIMARY KEY (model, idx)) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS alerted (model INTEGER NOT NULL, idx INTEGER NOT NULL, "
     "metric TEXT NOT NULL, PRIMARY KEY (model, idx, metric)) WITHOUT ROWID",
 )
@@ -165,6 +167,8 @@ class PredictionStore:
                 self._class_lists[tuple(json.loads(names))] = classes
                 self._class_names[classes] = tuple(json.loads(names))
             self._pending = self._db.execute("SELECT count(*) FROM pending").fetchone()[0]
+            self._batch = self._db.execute(
+                "SELECT coalesce(max(marked), 0) FROM dirty").fetchone()[0]
         except (OSError, sqlite3.Error, ValueError) as exc:
             self._release()
             raise PredictionStoreError(f"store '{self.path}': cannot open: {exc}") from exc
@@ -211,7 +215,9 @@ class PredictionStore:
                 if labels:
                     self._join_labels(labels, now_ns, counts, dirty)
                 if dirty:
-                    db.executemany("INSERT OR IGNORE INTO dirty VALUES (?, ?)", sorted(dirty))
+                    self._batch += 1
+                    db.executemany("INSERT OR REPLACE INTO dirty VALUES (?, ?, ?)",
+                                   [(m, i, self._batch) for m, i in sorted(dirty)])
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
@@ -343,12 +349,12 @@ class PredictionStore:
 
     # --- evaluation -----------------------------------------------------------------------
 
-    def due_windows(self, before_index: int) -> list[tuple[int, int]]:
-        """(model id, window index) of windows with new labels that ended before
-        ``before_index``, oldest first."""
+    def due_windows(self, before_index: int) -> list[tuple[int, int, int]]:
+        """(model id, window index, mark) of windows with new labels that ended before
+        ``before_index``, oldest first; pass them back to ``evaluated``."""
         try:
-            return [(int(m), int(i)) for m, i in self._db.execute(
-                "SELECT model, idx FROM dirty WHERE idx < ? ORDER BY idx, model",
+            return [(int(m), int(i), int(b)) for m, i, b in self._db.execute(
+                "SELECT model, idx, marked FROM dirty WHERE idx < ? ORDER BY idx, model",
                 (before_index,))]
         except sqlite3.Error as exc:
             raise PredictionStoreError(f"store '{self.path}': cannot read: {exc}") from exc
@@ -376,14 +382,16 @@ class PredictionStore:
         return {m for (m,) in self._db.execute(
             "SELECT metric FROM alerted WHERE model=? AND idx=?", (model, index))}
 
-    def evaluated(self, windows: Iterable[tuple[int, int]],
+    def evaluated(self, windows: Iterable[tuple[int, int, int]],
                   alerts: Iterable[tuple[int, int, str]]) -> None:
-        """Take ``windows`` off the dirty list and record ``alerts``, in one transaction."""
+        """Take ``windows`` (as ``due_windows`` gave them) off the list, unless a batch
+        marked them again since, and record ``alerts``, in one transaction."""
         db = self._db
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
-                db.executemany("DELETE FROM dirty WHERE model=? AND idx=?", list(windows))
+                db.executemany("DELETE FROM dirty WHERE model=? AND idx=? AND marked=?",
+                               list(windows))
                 db.executemany("INSERT OR IGNORE INTO alerted VALUES (?, ?, ?)", list(alerts))
                 db.execute("COMMIT")
             except BaseException:

@@ -362,11 +362,11 @@ class MlPerformanceProcessor:
                     return []
                 due = self._store.due_windows(first_open)[:MAX_WINDOWS_PER_PASS]
                 windows = [(self._store.window_rows(m, i), self._store.alerted(m, i))
-                           for m, i in due]
+                           for m, i, _ in due]
             output: list[ResourceMetrics] = []
             logs: list[ResourceLogs] = []
             new_alerts: list[tuple[int, int, str]] = []
-            for (model, index), (rows, alerted) in zip(due, windows, strict=True):
+            for (model, index, _), (rows, alerted) in zip(due, windows, strict=True):
                 metrics, alerts = self._evaluate(rows, alerted, now_ns)
                 if metrics is not None:
                     output.append(metrics)

@@ -22,6 +22,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from sklearn import metrics as skm
 
 from driftline import semconv
+from driftline.processor._prediction_store import GroundTruth, ModelKey, Prediction, PredictionStore
 from driftline.processor.component import ComponentError, Host
 from driftline.processor.config import ConfigError, parse_config
 from driftline.processor.ml_performance import (
@@ -501,3 +502,26 @@ def test_ml_performance_is_a_logs_processor_only() -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config(config, environ={})
     assert any("does not support metrics" in p for p in caught.value.problems)
+
+
+def test_labels_arriving_during_an_evaluation_keep_their_window_due(tmp_path: Path) -> None:
+    """The evaluation reads a window, a batch adds labels to it, then the evaluation takes
+    the window off the list: the newer labels must keep it on (evaluated again next)."""
+    window_ns = WINDOW_S * NS
+    store = PredictionStore(tmp_path / "s.sqlite", window_ns, 3600 * NS)
+    model = ModelKey("churn")
+    try:
+        store.apply([Prediction(f"p{i}", model, T0 + i, label="yes") for i in range(3)],
+                    [GroundTruth("p0", "yes")], T0)
+        due = store.due_windows(T0 // window_ns + 1)
+        assert [(i, 1) for _, i, _ in due] == [(T0 // window_ns, 1)]
+        store.apply([], [GroundTruth("p1", "no")], T0)  # while the evaluation computes
+        store.evaluated(due, [])
+        [(_, index, _)] = store.due_windows(T0 // window_ns + 1)
+        assert index == T0 // window_ns
+        assert store.window_rows(*store.due_windows(T0 // window_ns + 1)[0][:2]).true_labels \
+            == ["yes", "no"]
+        store.evaluated(store.due_windows(T0 // window_ns + 1), [])
+        assert store.due_windows(T0 // window_ns + 1) == []
+    finally:
+        store.close()
