@@ -50,6 +50,7 @@ from driftline.exporters.file import read_metrics
 from driftline.processor.component import DataRefusedError
 from driftline.processor.config import load_config
 from tests._collector import PROTOCOL_HTTP, running_collector, spawn
+from tests._pki import make_pki
 from tests.conftest import free_port
 
 METRIC = "test.sequence"
@@ -384,3 +385,40 @@ def test_vendor_examples_validate_with_their_endpoints_and_headers(tmp_path: Pat
                                      "/otlp/v1/traces")
     assert grafana.headers == {"Authorization": "Basic aWQ6dG9rZW4="}
     assert exporters["otlp/arize"].headers == {"space_id": "space", "api_key": "arize-key"}
+
+
+TOKEN = "forwarding-token-42"
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("kind", ["otlp", "otlphttp"])
+def test_forwarding_over_mutual_tls_with_a_bearer_token_header(tmp_path: Path,
+                                                              kind: str) -> None:
+    """The downstream requires a client certificate of its CA and a bearer token, so the
+    points arrive only if the exporter's TLS settings and headers are applied."""
+    (tmp_path / "pki").mkdir()
+    pki = make_pki(tmp_path / "pki")
+    port = _free_pair()
+    output = tmp_path / "downstream.jsonl"
+    tls = {"cert_file": str(pki.server_cert), "key_file": str(pki.server_key),
+           "client_ca_file": str(pki.ca)}
+    auth = {"authenticator": "bearertokenauth"}
+    downstream = _downstream(output, port)
+    protocols = downstream["receivers"]["otlp"]["protocols"]
+    for protocol in protocols.values():
+        protocol.update(tls=tls, auth=auth)
+    downstream["extensions"] = {"bearertokenauth": {"token": TOKEN}}
+    downstream["service"]["extensions"] = ["bearertokenauth"]
+    endpoint = (f"localhost:{port + 1}" if kind == "otlp" else f"https://localhost:{port}")
+    client_tls = {"ca_file": str(pki.ca), "cert_file": str(pki.client_cert),
+                  "key_file": str(pki.client_key)}
+    exporter = {kind: {"endpoint": endpoint, "tls": client_tls,
+                       "headers": {"Authorization": f"Bearer {TOKEN}"},
+                       "retry_on_failure": FAST_RETRY}}
+    (tmp_path / "down").mkdir()
+    (tmp_path / "up").mkdir()
+    with running_collector(downstream, tmp_path / "down"), \
+            running_collector(_upstream(exporter), tmp_path / "up") as upstream:
+        sent = _send(upstream.endpoints[PROTOCOL_HTTP], 5)
+        seen = _wait_for_count(output, sent)
+    assert sorted(seen) == list(range(sent))
