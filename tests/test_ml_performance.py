@@ -525,3 +525,56 @@ def test_labels_arriving_during_an_evaluation_keep_their_window_due(tmp_path: Pa
         assert store.due_windows(T0 // window_ns + 1) == []
     finally:
         store.close()
+
+
+def test_numeric_labels_match_class_names_and_text_labels_parse_for_regressors(
+        rig: Rig) -> None:
+    regressor = {**MODEL, semconv.ML_MODEL_NAME: "price"}
+    rig.send([prediction_record("c1", T0 + NS, label="1"),
+              prediction_record("c0", T0 + NS, label="0"),
+              prediction_record("r1", T0 + NS, value=10.0, model=regressor),
+              prediction_record("r2", T0 + NS, value=20.0, model=regressor),
+              prediction_record("r3", T0 + NS, value=30.0, model=regressor)])
+    rig.send([label_record("c1", value=1.0), label_record("c0", value=1.0),
+              label_record("r1", "12.5"), label_record("r2", value=20.0),
+              label_record("r3", "not a number")])
+    rig.close_windows(T0 + 2 * WINDOW_S * NS)
+    points = {(p[0], p[1][semconv.ML_MODEL_NAME]): p[2] for p in rig.metrics.points()
+              if not set(p[1]) - set(MODEL)}
+    assert points[(semconv.ML_PERFORMANCE_ACCURACY, "churn")] == 0.5
+    assert points[(semconv.ML_PERFORMANCE_MAE, "price")] == pytest.approx(
+        skm.mean_absolute_error([12.5, 20.0], [10.0, 20.0]))
+    assert rig.processor.stats().unusable_labels == 1
+
+
+def test_event_name_as_an_attribute_is_accepted(rig: Rig) -> None:
+    old_style = prediction_record("a", T0 + NS, label="yes")
+    old_style.event_name = ""
+    old_style.attributes.add(key="event.name",
+                             value=AnyValue(string_value=semconv.EVENT_PREDICTION))
+    rig.send([old_style, label_record("a", "no")])
+    rig.close_windows(T0 + 2 * WINDOW_S * NS)
+    assert rig.value(semconv.ML_PERFORMANCE_ACCURACY) == 0.0
+
+
+def test_max_classes_caps_the_per_class_series_not_the_macro(tmp_path: Path) -> None:
+    for rig in make_rig(tmp_path, limits=PerformanceLimitsConfig(max_classes=2)):
+        truth = ["a"] * 5 + ["b"] * 3 + ["c"]
+        predicted = ["a"] * 5 + ["c"] * 3 + ["c"]
+        rig.send([prediction_record(f"p{i}", T0 + NS, label=p) for i, p in enumerate(predicted)])
+        rig.send([label_record(f"p{i}", t) for i, t in enumerate(truth)])
+        rig.close_windows(T0 + 2 * WINDOW_S * NS)
+        classes = {p[1][semconv.ML_CLASS] for p in rig.metrics.points()
+                   if p[0] == semconv.ML_PERFORMANCE_F1 and semconv.ML_CLASS in p[1]}
+        assert classes == {"a", "c"}  # the two most frequent, true and predicted
+        assert rig.value(semconv.ML_PERFORMANCE_F1, **{AVG: semconv.AVERAGE_MACRO}) == \
+            pytest.approx(skm.f1_score(truth, predicted, average="macro", zero_division=0))
+        assert rig.processor.stats().class_overflow_windows == 1
+
+
+def test_a_directory_as_store_path_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(_collector_config({"store": {"path": str(tmp_path)}}), environ={})
+    assert caught.value.problems == [
+        f"processors::ml_performance::store::path: '{tmp_path}' is a directory; name a file "
+        f"in it, e.g. {tmp_path / 'predictions.sqlite'}"]
