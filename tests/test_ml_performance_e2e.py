@@ -26,17 +26,18 @@ from tests._collector import LOOPBACK, PROTOCOL_HTTP, STOP_TIMEOUT_S, running_co
 pytestmark = pytest.mark.integration
 
 WAIT_S = 30.0
+WINDOW_NS = 2_000_000_000  # the processor's window below
 CLASSES = ["no", "yes"]
 MODEL = {semconv.ML_MODEL_NAME: "churn", semconv.ML_MODEL_VERSION: "3",
          semconv.ML_MODEL_FRAMEWORK: "sklearn", semconv.ML_OPERATION: "predict_proba"}
 
 
-def _config(tmp_path: Path) -> dict[str, Any]:
+def _config(tmp_path: Path, **processor: Any) -> dict[str, Any]:
     return {
         "receivers": {"otlp": {"protocols": {"http": {"endpoint": f"{LOOPBACK}:0"}}}},
         "processors": {"ml_performance": {
             "store": {"path": str(tmp_path / "predictions.sqlite")}, "window": "2s",
-            "grace": "0.5s", "min_labels": 5}},
+            "grace": "0.5s", "min_labels": 5, **processor}},
         "exporters": {"file": {"path": str(tmp_path / "metrics.jsonl"), "flush_interval": 0},
                       "file/logs": {"path": str(tmp_path / "logs.jsonl"),
                                     "flush_interval": 0}},
@@ -67,6 +68,11 @@ def _predictions(y_pred: Sequence[str], yes: np.ndarray, time_ns: int) -> list[d
                             semconv.ML_PREDICTION_SCORES: [float(1 - yes[i]), float(yes[i])],
                             semconv.ML_PREDICTION_CLASSES: CLASSES}}
             for i in range(len(y_pred))]
+
+
+def _window_start() -> int:
+    """The start of the current 2 s window: the rows' few microseconds stay in one window."""
+    return time.time_ns() // WINDOW_NS * WINDOW_NS
 
 
 def _labels(y_true: Sequence[str]) -> list[dict[str, Any]]:
@@ -130,9 +136,11 @@ def _check(gauges: dict[tuple[str, str, str], float], y_true: list[str], y_pred:
 
 def test_sdk_records_become_performance_gauges(tmp_path: Path) -> None:
     y_true, y_pred, yes = _rows(1, 60)
-    with running_collector(_config(tmp_path), tmp_path) as collector:
+    # Accuracy is about 0.8 here: a threshold of 0.99 must alert, into the logs pipeline.
+    config = _config(tmp_path, thresholds={"accuracy": 0.99})
+    with running_collector(config, tmp_path) as collector:
         endpoint = collector.endpoints[PROTOCOL_HTTP]
-        _emit(endpoint, _predictions(y_pred, yes, time.time_ns()))
+        _emit(endpoint, _predictions(y_pred, yes, _window_start()))
         _emit(endpoint, _labels(y_true))
         gauges = _wait_for_labels(tmp_path / "metrics.jsonl", 60)
     _check(gauges, y_true, y_pred, yes, collector.stderr())
@@ -144,6 +152,11 @@ def test_sdk_records_become_performance_gauges(tmp_path: Path) -> None:
     first = next(r for r in records if r.event_name == semconv.EVENT_PREDICTION)
     assert {kv.key: kv.value.double_value for kv in first.body.kvlist_value.values
             if kv.key == "age"} == {"age": 30.0}
+    [alert] = [r for r in records if r.event_name == semconv.EVENT_PERFORMANCE_ALERT]
+    attributes = {kv.key: kv.value for kv in alert.attributes}
+    assert attributes[semconv.ML_PERFORMANCE_VALUE_ATTRIBUTE].double_value == pytest.approx(
+        skm.accuracy_score(y_true, y_pred))
+    assert attributes[semconv.ML_PERFORMANCE_LABEL_COUNT].int_value == 60
 
 
 def test_sigkill_between_predictions_and_labels_loses_nothing(tmp_path: Path) -> None:
@@ -153,7 +166,7 @@ def test_sigkill_between_predictions_and_labels_loses_nothing(tmp_path: Path) ->
     try:
         first.wait_for((PROTOCOL_HTTP,))
         # force_flush returns once the collector answered 200: the store has committed.
-        _emit(first.endpoints[PROTOCOL_HTTP], _predictions(y_pred, yes, time.time_ns()))
+        _emit(first.endpoints[PROTOCOL_HTTP], _predictions(y_pred, yes, _window_start()))
         # Half the labels too, so the restart resumes a join in progress.
         _emit(first.endpoints[PROTOCOL_HTTP], _labels(y_true[:20]))
     finally:
