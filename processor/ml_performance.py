@@ -14,6 +14,7 @@ the logs pipelines. See docs/performance.md.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import Counter
@@ -459,6 +460,7 @@ class MlPerformanceProcessor:
     def _classification(self, rows: WindowRows, indexes: list[int], gauges: _Gauges,
                         values: dict[str, float]) -> str:
         y_true, y_pred, kept = [], [], []
+        canonical = _Canonical()
         for i in indexes:
             true = rows.true_labels[i]
             if true is None:
@@ -466,8 +468,8 @@ class MlPerformanceProcessor:
                 true = None if value is None else label_text(value)
             if true is None:
                 continue
-            y_true.append(true)
-            y_pred.append(rows.predicted_labels[i])
+            y_true.append(canonical(true))
+            y_pred.append(canonical(rows.predicted_labels[i]))  # type: ignore[arg-type]
             kept.append(i)
         self._count_unusable(len(indexes) - len(kept))
         counts = Counter(y_true)
@@ -482,6 +484,7 @@ class MlPerformanceProcessor:
             return f"classification: {len(kept)} labels, below min_labels=" \
                    f"{self._config.min_labels}, no metrics"
         scores, classes = _score_matrix(rows, kept)
+        classes = tuple(canonical(c) for c in classes)
         result = quality.classification(y_true, y_pred, scores, classes)  # type: ignore[arg-type]
         unit = semconv.UNIT_DIMENSIONLESS
         gauges.add(semconv.ML_PERFORMANCE_ACCURACY, unit, result.accuracy)
@@ -571,6 +574,27 @@ class MlPerformanceProcessor:
             self._warn_once("unusable", "ml_performance: labels that do not fit their "
                             "prediction (a text label for a regressor's value that is not a "
                             "number) are left out, counted in unusable_labels")
+
+
+class _Canonical:
+    """Class labels that are numbers, spelled one way: ``"1.0"``, ``"1"`` and a label value
+    of 1.0 are all ``"1"``. An app's float classes (``str(1.0)``) then match labels sent as
+    numbers or integers; other text is kept as it is."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, str] = {}
+
+    def __call__(self, text: str) -> str:
+        found = self._seen.get(text)
+        if found is None:
+            try:
+                number = float(text)
+            except ValueError:
+                found = text
+            else:
+                found = label_text(number) if math.isfinite(number) else text
+            self._seen[text] = found
+        return found
 
 
 def _score_matrix(rows: WindowRows, kept: list[int]

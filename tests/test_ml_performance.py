@@ -578,3 +578,23 @@ def test_a_directory_as_store_path_is_a_config_error(tmp_path: Path) -> None:
     assert caught.value.problems == [
         f"processors::ml_performance::store::path: '{tmp_path}' is a directory; name a file "
         f"in it, e.g. {tmp_path / 'predictions.sqlite'}"]
+
+
+def test_float_classes_match_labels_sent_as_numbers_or_integers(rig: Rig) -> None:
+    """A model trained on 0.0/1.0 names its classes "0.0"/"1.0" (str of a float); labels
+    sent as the value 1.0 or as the text "1" are the same class."""
+    classes = ["0.0", "1.0"]
+    rows = [("1.0", 0.9, value_or_text) for value_or_text in (1.0, "1")] + \
+        [("0.0", 0.2, 0.0), ("1.0", 0.6, "0"), ("0.0", 0.4, 1.0)]
+    rig.send([prediction_record(f"p{i}", T0 + NS, label=label, scores=[1 - s, s],
+                                classes=classes) for i, (label, s, _) in enumerate(rows)])
+    rig.send([label_record(f"p{i}", value=t) if isinstance(t, float) else
+              label_record(f"p{i}", t) for i, (_, _, t) in enumerate(rows)])
+    rig.close_windows(T0 + 2 * WINDOW_S * NS)
+    y_true = [1, 1, 0, 0, 1]
+    y_pred = [1, 1, 0, 1, 0]
+    assert rig.value(semconv.ML_PERFORMANCE_ACCURACY) == skm.accuracy_score(y_true, y_pred)
+    assert rig.value(semconv.ML_PERFORMANCE_ROC_AUC, **{AVG: semconv.AVERAGE_BINARY,
+                                                        semconv.ML_CLASS: "1"}) == \
+        pytest.approx(skm.roc_auc_score(y_true, [s for _, s, _ in rows]))
+    assert rig.value(semconv.ML_PERFORMANCE_LABELS, **{semconv.ML_CLASS: "1"}) == 3
