@@ -1,20 +1,22 @@
 """Exponential histograms as classic (explicit-bucket) ones, for Prometheus and Grafana.
 
 The text format has no exponential histograms, so a feature's distribution is exposed on a
-few fixed bounds. With a reference profile the bounds are the reference's deciles, each
-moved to the upper edge of its bucket at the reference's scale: production histograms come
-at that scale or a finer one, so their counts at those bounds are exact (bucket edges line
-up, "perfect subsetting"); the reference's own counts are exposed on the same bounds, so a
-dashboard draws one over the other. Without a profile the bounds are powers of two over the
-values' range. Where a bound falls inside a bucket (a production histogram coarser than the
-reference, or the negative side, whose bucket edges are exclusive the other way round) the
-bucket's values are taken as uniform within it.
+few fixed bounds; points are folded onto them many at a time (``PendingPoints``). With a
+reference profile the bounds are the reference's deciles, each moved to the upper edge of
+its bucket at the reference's scale: production histograms come at that scale or a finer
+one, so their counts at those bounds are exact (bucket edges line up, "perfect
+subsetting"); the reference's own counts are exposed on the same bounds, so a dashboard
+draws one over the other. Without a profile the bounds are powers of two over the values'
+range. Where a bound falls inside a bucket (a production histogram coarser than the
+reference) the whole bucket goes to the classic bucket of its far end.
 """
-
 from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -60,17 +62,72 @@ def default_bounds(hist: ExpHistogram) -> tuple[float, ...]:
 
 def bucket_counts(hist: ExpHistogram, bounds: tuple[float, ...]) -> tuple[int, ...]:
     """Counts per explicit bucket ``(-inf, b0], (b0, b1], ..., (bn, +inf)`` of ``hist``."""
-    if hist.total == 0:
-        return (0,) * (len(bounds) + 1)
-    bins = exphist.common_bins([hist])
-    counts = bins.counts[0].astype(np.float64)
-    cumulative = []
-    for bound in bounds:
-        below = counts[bins.high <= bound].sum()
-        inside = (bins.low < bound) & (bound < bins.high)
-        if inside.any():
-            share = (bound - bins.low[inside]) / (bins.high[inside] - bins.low[inside])
-            below += float((counts[inside] * share).sum())
-        cumulative.append(round(below))
-    edges = [0, *cumulative, hist.total]
-    return tuple(int(b - a) for a, b in itertools.pairwise(edges))
+    pending = PendingPoints()
+    pending.add(hist.scale, hist.zero_count, hist.positive.offset,
+                hist.positive.counts.tolist(), hist.negative.offset,
+                hist.negative.counts.tolist())
+    return tuple(int(c) for c in pending.fold(bounds))
+
+
+@dataclass(slots=True)
+class PendingPoints:
+    """Exponential-histogram buckets waiting to be counted on classic bounds, folded for many
+    points at once: one vectorised pass, whatever their scales and offsets.
+
+    Each exponential bucket goes whole to the classic bucket its values lie in; one that a
+    classic bound cuts (a point coarser than the reference the bounds came from) goes to
+    the bucket holding its upper end (its lower end, towards zero, on the negative side).
+    """
+
+    scales: list[int] = field(default_factory=list)
+    positive_offsets: list[int] = field(default_factory=list)
+    positive_counts: list[Sequence[int]] = field(default_factory=list)
+    negative_offsets: list[int] = field(default_factory=list)
+    negative_counts: list[Sequence[int]] = field(default_factory=list)
+    zero_count: int = 0
+
+    def __len__(self) -> int:
+        return len(self.scales)
+
+    def add(self, scale: int, zero_count: int, positive_offset: int, positive_counts: Any,
+            negative_offset: int, negative_counts: Any) -> None:
+        self.scales.append(scale)
+        self.zero_count += zero_count
+        # Copied as plain lists (a slice of a protobuf repeated field is the cheapest copy);
+        # they become one array per fold.
+        self.positive_offsets.append(positive_offset)
+        self.positive_counts.append(positive_counts[:])
+        self.negative_offsets.append(negative_offset)
+        self.negative_counts.append(negative_counts[:])
+
+    def fold(self, bounds: tuple[float, ...]) -> np.ndarray:
+        """The counts per classic bucket of every pending point, summed; then empty."""
+        limits = np.asarray(bounds, dtype=np.float64)
+        totals = np.zeros(limits.size + 1, dtype=np.int64)
+        totals[np.searchsorted(limits, 0.0, side="left")] += self.zero_count
+        for offsets, counts, sign in ((self.positive_offsets, self.positive_counts, 1),
+                                      (self.negative_offsets, self.negative_counts, -1)):
+            edges, weights = _bucket_edges(self.scales, offsets, counts, upper=sign > 0)
+            if edges.size:
+                where = np.searchsorted(limits, sign * edges, side="left")
+                totals += np.bincount(where, weights=weights,
+                                      minlength=limits.size + 1).astype(np.int64)
+        self.__init__()  # type: ignore[misc]
+        return totals
+
+
+def _bucket_edges(scales: list[int], offsets: list[int], counts: list[Sequence[int]],
+                  upper: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Per bucket of every point: its upper (or lower) magnitude edge, and its count."""
+    lengths = np.fromiter((len(c) for c in counts), dtype=np.int64, count=len(counts))
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0), np.zeros(0)
+    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    index = np.repeat(np.asarray(offsets, dtype=np.int64), lengths) + np.arange(total) - starts
+    if upper:
+        index += 1
+    exponent = np.ldexp(index.astype(np.float64),
+                        -np.repeat(np.asarray(scales, dtype=np.int64), lengths))
+    weights = np.fromiter(itertools.chain.from_iterable(counts), dtype=np.float64, count=total)
+    return np.exp2(exponent), weights

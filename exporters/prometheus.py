@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import numpy as np
 from opentelemetry.proto.metrics.v1.metrics_pb2 import (
     AggregationTemporality,
     DataPointFlags,
@@ -32,7 +33,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 )
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
-from driftline import semconv
+from driftline import exphist, semconv
 from driftline.durations import parse_non_negative_duration
 from driftline.exphist import ExpHistogram
 from driftline.exporters import _classic_bins as classic_bins
@@ -54,6 +55,10 @@ DEFAULT_METRIC_EXPIRATION = "5m"
 DEFAULT_ADD_RATIO_SUFFIX = False
 METRICS_PATH = "/metrics"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# Exponential points wait in a queue per series and are folded in one vectorised pass this
+# often (and before every scrape), so each costs an append, not a conversion.
+FOLD_EVERY_POINTS = 256
+LABEL_CACHE_SIZE = 65_536
 OPENMETRICS_TYPE = "application/openmetrics-text"
 OPENMETRICS_CONTENT_TYPE = f"{OPENMETRICS_TYPE}; version=1.0.0; charset=utf-8"
 DEFAULT_ENABLE_OPEN_METRICS = False
@@ -202,6 +207,28 @@ class _Summary:
 _Point = _Scalar | _Histogram | _Summary
 
 
+@dataclass(slots=True)
+class _ExponentialSeries:
+    """An exponential-histogram series exposed as a classic one: its fixed bounds, the counts
+    folded so far and the points still queued (``_classic_bins.PendingPoints``)."""
+
+    bounds: tuple[float, ...]
+    counts: np.ndarray
+    pending: classic_bins.PendingPoints = field(default_factory=classic_bins.PendingPoints)
+    count: int = 0
+    sum: float | None = 0.0
+    time_unix_nano: int = 0
+    seen_s: float = 0.0
+    exemplars: tuple[_Exemplar | None, ...] = ()
+
+    def restart(self) -> None:
+        """Forget what was folded: a cumulative point replaces the state."""
+        self.counts[:] = 0
+        self.pending = classic_bins.PendingPoints()
+        self.count = 0
+        self.sum = 0.0
+
+
 @dataclass(frozen=True, slots=True)
 class Sample:
     """One exposed sample: its name, labels, value and the time of the point behind it."""
@@ -248,7 +275,8 @@ class PrometheusExporter:
         self._dropped = dict.fromkeys(DROP_REASONS, 0)
         self._conflicts_logged: set[str] = set()
         self._profiles: Mapping[tuple[str, str], Profile] = {}
-        self._bounds: dict[tuple[str, LabelKey], tuple[float, ...]] = {}
+        self._exponential: dict[tuple[str, LabelKey], _ExponentialSeries] = {}
+        self._label_cache: dict[Any, LabelKey] = {}
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -381,9 +409,18 @@ class PrometheusExporter:
             is_counter=is_counter,
         )
 
-    def _labels(self, attributes: Iterable[Any], base: Mapping[str, str]) -> LabelKey:
+    def _labels(self, attributes: Sequence[Any], base: Mapping[str, str]) -> LabelKey:
         # Later sources win: point attributes < scope < job/instance < configured const_labels.
-        return _key({**text.labels_from_attributes(attributes), **base, **self._const_labels})
+        # Sanitising names is costly and the same few attribute sets repeat: cached, keyed by
+        # the raw attributes and the base (bounded: cleared when it grows past its limit).
+        raw = (tuple(base.items()), tuple(kv.SerializeToString() for kv in attributes))
+        labels = self._label_cache.get(raw)
+        if labels is None:
+            if len(self._label_cache) >= LABEL_CACHE_SIZE:
+                self._label_cache.clear()
+            labels = self._label_cache[raw] = _key(
+                {**text.labels_from_attributes(attributes), **base, **self._const_labels})
+        return labels
 
     def _consume_sum(self, metric: Metric, base: Mapping[str, str], now: float) -> None:
         points = metric.sum.data_points
@@ -494,7 +531,8 @@ class PrometheusExporter:
         return found.histogram if found is not None else None
 
     def _consume_exponential(self, metric: Metric, base: Mapping[str, str], now: float) -> None:
-        """Each point as a classic histogram on fixed bounds (see the class docstring)."""
+        """Each point queued for its series' classic buckets (see the class docstring); the
+        queue is folded every ``FOLD_EVERY_POINTS`` points and before every scrape."""
         name = self._name(metric)
         family = self._family(name, KIND_HISTOGRAM, metric.description)
         points = metric.exponential_histogram.data_points
@@ -503,32 +541,56 @@ class PrometheusExporter:
             return
         delta = metric.exponential_histogram.aggregation_temporality == _DELTA
         for point in points:
-            try:
-                hist = histogram_from_point(point)
-            except ValueError:
+            if not exphist.MIN_SCALE <= point.scale <= exphist.MAX_SCALE:
                 self._dropped[REASON_EXPONENTIAL_HISTOGRAM] += 1
                 continue
             key = self._labels(point.attributes, base)
-            bounds = self._bounds.get((name, key))
-            if bounds is None:
-                reference = self._reference(metric, point)
-                bounds = (classic_bins.reference_bounds(reference) if reference is not None
-                          else classic_bins.default_bounds(hist))
-                self._bounds[(name, key)] = bounds
-                if reference is not None:
-                    self._expose_reference(f"{name}_reference", key, reference, bounds, now)
-            counts = classic_bins.bucket_counts(hist, bounds)
-            total = hist.sum if math.isfinite(hist.sum) else None
-            count = hist.total
-            previous = family.series.get(key)
-            if delta and isinstance(previous, _Histogram) and previous.bounds == bounds:
-                counts = tuple(a + b for a, b in zip(previous.bucket_counts, counts,
-                                                     strict=True))
-                count += previous.count
-                total = None if total is None or previous.sum is None else total + previous.sum
-            family.series[key] = _Histogram(bounds, counts, count, total,
-                                            point.time_unix_nano, now,
-                                            _bucket_exemplars(bounds, point.exemplars, previous))
+            series = self._exponential.get((name, key))
+            if series is None:
+                series = self._exponential[(name, key)] = self._new_series(
+                    metric, name, key, point, now)
+            elif not delta and point.time_unix_nano < series.time_unix_nano:
+                continue  # an older cumulative point arriving late
+            if not delta:  # cumulative: the newest point is the whole state
+                series.restart()
+            series.pending.add(point.scale, point.zero_count, point.positive.offset,
+                               point.positive.bucket_counts, point.negative.offset,
+                               point.negative.bucket_counts)
+            series.count += point.count
+            series.sum = (series.sum + point.sum
+                          if series.sum is not None and point.HasField("sum") else None)
+            series.time_unix_nano = max(series.time_unix_nano, point.time_unix_nano)
+            series.seen_s = now
+            if point.exemplars:
+                series.exemplars = _bucket_exemplars(series.bounds, point.exemplars,
+                                                     family.series.get(key))
+            if len(series.pending) >= FOLD_EVERY_POINTS:
+                self._fold(name, key, series)
+
+    def _new_series(self, metric: Metric, name: str, key: LabelKey, point: Any,
+                    now: float) -> _ExponentialSeries:
+        """A series' state, its bounds chosen from its profile or its first point."""
+        reference = self._reference(metric, point)
+        if reference is not None:
+            bounds = classic_bins.reference_bounds(reference)
+            self._expose_reference(f"{name}_reference", key, reference, bounds, now)
+        else:
+            bounds = classic_bins.default_bounds(histogram_from_point(point))
+        return _ExponentialSeries(bounds, np.zeros(len(bounds) + 1, dtype=np.int64))
+
+    def _fold(self, name: str, key: LabelKey, series: _ExponentialSeries) -> None:
+        if len(series.pending):
+            series.counts += series.pending.fold(series.bounds)
+        family = self._families.get(name)
+        if family is not None:
+            family.series[key] = _Histogram(
+                series.bounds, tuple(int(c) for c in series.counts), series.count, series.sum,
+                series.time_unix_nano, series.seen_s, series.exemplars)
+
+    def _fold_all(self) -> None:
+        for (name, key), series in self._exponential.items():
+            if len(series.pending):
+                self._fold(name, key, series)
 
     def _expose_reference(self, name: str, key: LabelKey, reference: ExpHistogram,
                           bounds: tuple[float, ...], now: float) -> None:
@@ -561,6 +623,7 @@ class PrometheusExporter:
         now = self._clock()
         lines: list[str] = []
         with self._lock:
+            self._fold_all()
             self._expire(now)
             for name in sorted(self._families):
                 family = self._families[name]
@@ -583,6 +646,7 @@ class PrometheusExporter:
         now = self._clock()
         samples = []
         with self._lock:
+            self._fold_all()
             self._expire(now)
             for name, family in self._families.items():
                 for key, point in family.series.items():
@@ -603,6 +667,9 @@ class PrometheusExporter:
             family.series = {k: p for k, p in family.series.items() if p.seen_s >= oldest}
             if not family.series:
                 del self._families[name]
+        self._exponential = {(name, key): series
+                             for (name, key), series in self._exponential.items()
+                             if key in getattr(self._families.get(name), "series", {})}
 
 
 def _family_header(name: str, kind: str, help_text: str, openmetrics: bool) -> list[str]:
