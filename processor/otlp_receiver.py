@@ -62,7 +62,6 @@ from driftline.processor.component import (
     Host,
     MetricsConsumer,
     PartialRejection,
-    PipelineWatcher,
     ServerAuthenticator,
     TracesConsumer,
 )
@@ -344,25 +343,6 @@ class OtlpReceiver:
         except ComponentError:
             self.shutdown()
             raise
-        self._tell_watchers("ready")
-
-    def _tell_watchers(self, method: str) -> None:
-        """Call ``ready``/``not_ready`` on the host's ``PipelineWatcher`` extensions
-        (``health_check``).
-
-        The service does not drive watchers itself yet; receivers start last and stop first,
-        so a receiver having started (or beginning to stop) is when traffic can flow (or
-        should drain). Both calls are idempotent, so a service that also calls them is fine.
-        """
-        if self._host is None:
-            return
-        for name, extension in self._host.extensions.items():
-            if isinstance(extension, PipelineWatcher):
-                try:
-                    getattr(extension, method)()
-                except Exception as exc:
-                    _log.error("OTLP receiver: extension %s failed in %s(): %s", name, method,
-                               exc, exc_info=True)
 
     def _start_grpc(self, grpc_config: GrpcConfig) -> None:
         where = "protocols::grpc"
@@ -432,8 +412,6 @@ class OtlpReceiver:
     def shutdown(self) -> None:
         """Report NOT_SERVING, stop accepting, let in-flight requests finish (up to
         ``SHUTDOWN_GRACE_S``), join."""
-        if self._server is not None or self._http is not None:
-            self._tell_watchers("not_ready")
         if self._health is not None:
             self._health.shutting_down()
         server, self._server, self._port = self._server, None, None

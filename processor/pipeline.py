@@ -11,12 +11,13 @@ component ever hands data to one that is not running. The processor's own metric
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from driftline.processor.component import ComponentError, Host
+from driftline.processor.component import ComponentError, Host, PipelineWatcher
 from driftline.processor.config import ComponentID, Config, PipelineID
 from driftline.processor.registry import (
     KIND_EXPORTER,
@@ -116,10 +117,17 @@ class Pipelines:
                          {str(pid): entry for pid, entry in (entries or {}).items()})
 
     def nodes(self) -> Iterator[Node]:
-        """Every component in shutdown order: receivers, processors, exporters, extensions."""
+        """Every component in shutdown order: receivers, processors, exporters, extensions.
+
+        Processors that feed other pipelines (they define ``set_host``: ``ml_drift``'s
+        alerts, ``ml_performance``'s gauges) stop before the rest, so what they send while
+        stopping still finds the other pipelines' batches and exporters running.
+        """
         yield from self._receivers
-        for chain in self._processors:
-            yield from chain
+        processors = [node for chain in self._processors for node in chain]
+        feeders = [n for n in processors if callable(getattr(n.component, "set_host", None))]
+        yield from feeders
+        yield from (n for n in processors if n not in feeders)
         yield from self._exporters
         yield from self._extensions
 
@@ -151,6 +159,17 @@ class Pipelines:
                 raise ComponentError(f"cannot start {node}: {exc}") from exc
             self._started.append(node)
         self._start_self_telemetry()
+        self._tell_watchers("ready")
+
+    def _tell_watchers(self, method: str) -> None:
+        """``ready()`` once everything runs, ``not_ready()`` as shutdown begins, to every
+        ``PipelineWatcher`` extension (``health_check``), as the collector does."""
+        for node in self._extensions:
+            if isinstance(node.component, PipelineWatcher):
+                try:
+                    getattr(node.component, method)()
+                except Exception as exc:
+                    _log.error("extension %s failed in %s(): %s", node.id, method, exc)
 
     def _start_self_telemetry(self) -> None:
         settings = self._telemetry_settings
@@ -167,6 +186,7 @@ class Pipelines:
 
         Every component is shut down even if one fails; the first failure is raised after.
         """
+        self._tell_watchers("not_ready")
         telemetry, self.self_telemetry = self.self_telemetry, None
         if telemetry is not None:
             telemetry.shutdown()
@@ -190,7 +210,12 @@ def _create(factories: Factories, kind: str, cid: ComponentID, config: Any,
     factory = factories.of_kind(kind)[cid.type]
     where = f"{kind} '{cid}'" + (f" in pipeline '{pipeline}'" if pipeline else "")
     try:
-        component = factory.create(config, next_consumer)
+        # A factory that names its components' state (a persistent queue's directory) after
+        # their ID takes it as ``component_id``.
+        if "component_id" in inspect.signature(factory.create).parameters:
+            component = factory.create(config, next_consumer, component_id=str(cid))
+        else:
+            component = factory.create(config, next_consumer)
     except Exception as exc:
         raise ComponentError(f"cannot create {where}: {exc}") from exc
     return Node(kind, cid, pipeline, component, config)
