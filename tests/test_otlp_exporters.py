@@ -48,7 +48,8 @@ from driftline.exporters._http import retry_after_s
 from driftline.exporters._sending import Backoff, RetryConfig
 from driftline.exporters.file import read_metrics
 from driftline.processor.component import DataRefusedError
-from driftline.processor.config import load_config
+from driftline.processor.config import load_config, parse_config
+from driftline.processor.pipeline import build
 from tests._collector import PROTOCOL_HTTP, running_collector, spawn
 from tests._pki import make_pki
 from tests.conftest import free_port
@@ -422,3 +423,23 @@ def test_forwarding_over_mutual_tls_with_a_bearer_token_header(tmp_path: Path,
         sent = _send(upstream.endpoints[PROTOCOL_HTTP], 5)
         seen = _wait_for_count(output, sent)
     assert sorted(seen) == list(range(sent))
+
+
+def test_each_exporter_keeps_its_persistent_queue_in_its_own_directory(tmp_path: Path) -> None:
+    exporter = {"endpoint": "http://127.0.0.1:9", "sending_queue": {"storage": "file_storage"}}
+    config = parse_config({
+        "receivers": {"otlp": {"protocols": {"http": {"endpoint": "127.0.0.1:0"}}}},
+        "exporters": {"otlphttp/a": exporter, "otlphttp/b": exporter},
+        "extensions": {"file_storage": {"directory": str(tmp_path / "state")}},
+        "service": {"extensions": ["file_storage"],
+                    "pipelines": {"metrics": {"receivers": ["otlp"],
+                                              "exporters": ["otlphttp/a", "otlphttp/b"]}},
+                    "telemetry": {"metrics": {"level": "none"}}},
+    })
+    pipelines = build(config)
+    pipelines.start()
+    try:
+        assert sorted(p.name for p in (tmp_path / "state").iterdir()) == [
+            "otlphttp_a", "otlphttp_b"]
+    finally:
+        pipelines.shutdown()
