@@ -13,15 +13,14 @@ from typing import Any, Protocol
 
 import grpc
 from google.protobuf import duration_pb2
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import (
     metrics_service_pb2,
-    metrics_service_pb2_grpc,
 )
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from driftline.processor.component import (
     AuthenticationError,
@@ -37,7 +36,9 @@ RETRY_INFO_KEY = "google.rpc.retryinfo-bin"
 
 # Probes reach the gRPC health service without credentials, as kubelet's gRPC probe does.
 HEALTH_METHOD_PREFIX = "/grpc.health.v1.Health/"
-# Service names the gRPC health service reports; "" is the server as a whole.
+EXPORT_METHOD = "Export"
+# The OTLP services by signal, also the names the gRPC health service reports; "" is the
+# server as a whole.
 OVERALL_HEALTH_SERVICE = ""
 HEALTH_SERVICES = {
     SIGNAL_METRICS: "opentelemetry.proto.collector.metrics.v1.MetricsService",
@@ -144,38 +145,24 @@ def _export(receiver: Exporting, signal: Signal, request: Message,
         return signal.response_type()
 
 
-class _MetricsService(metrics_service_pb2_grpc.MetricsServiceServicer):
-    def __init__(self, receiver: Exporting) -> None:
-        self._receiver = receiver
+def _export_handler(receiver: Exporting, signal: Signal) -> grpc.GenericRpcHandler:
+    """The signal's ``Export`` method taking raw bytes: a request that does not decode is
+    answered INVALID_ARGUMENT naming the problem (grpcio's own deserializer would answer
+    INTERNAL before any of our code runs)."""
 
-    def Export(self, request: Any, context: grpc.ServicerContext) -> Any:
-        return _export(self._receiver, OTLP_SIGNALS[SIGNAL_METRICS], request, context)
+    def export(body: bytes, context: grpc.ServicerContext) -> Any:
+        try:
+            request = signal.request_type.FromString(body)
+        except DecodeError as exc:
+            context.set_code(grpc.StatusCode.INVALID_ARGUMENT)
+            context.set_details(f"the body is not an OTLP {signal.name} export request: {exc}")
+            return signal.response_type()
+        return _export(receiver, signal, request, context)
 
-
-class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
-    def __init__(self, receiver: Exporting) -> None:
-        self._receiver = receiver
-
-    def Export(self, request: Any, context: grpc.ServicerContext) -> Any:
-        return _export(self._receiver, OTLP_SIGNALS[SIGNAL_TRACES], request, context)
-
-
-class _LogsService(logs_service_pb2_grpc.LogsServiceServicer):
-    def __init__(self, receiver: Exporting) -> None:
-        self._receiver = receiver
-
-    def Export(self, request: Any, context: grpc.ServicerContext) -> Any:
-        return _export(self._receiver, OTLP_SIGNALS[SIGNAL_LOGS], request, context)
-
-
-_ADDERS = {
-    SIGNAL_METRICS: lambda receiver, server: metrics_service_pb2_grpc
-    .add_MetricsServiceServicer_to_server(_MetricsService(receiver), server),
-    SIGNAL_TRACES: lambda receiver, server: trace_service_pb2_grpc
-    .add_TraceServiceServicer_to_server(_TraceService(receiver), server),
-    SIGNAL_LOGS: lambda receiver, server: logs_service_pb2_grpc
-    .add_LogsServiceServicer_to_server(_LogsService(receiver), server),
-}
+    method = grpc.unary_unary_rpc_method_handler(
+        export, response_serializer=lambda response: response.SerializeToString())
+    return grpc.method_handlers_generic_handler(HEALTH_SERVICES[signal.name],
+                                                {EXPORT_METHOD: method})
 
 
 class GrpcHealth:
@@ -200,8 +187,8 @@ def add_services(server: grpc.Server, receiver: Exporting, signals: Iterable[str
                  ) -> GrpcHealth:
     """Register the export service of each of ``signals`` and the health service."""
     served = tuple(dict.fromkeys(signals))
-    for signal in served:
-        _ADDERS[signal](receiver, server)
+    server.add_generic_rpc_handlers(
+        tuple(_export_handler(receiver, OTLP_SIGNALS[signal]) for signal in served))
     servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
     return GrpcHealth(servicer, [HEALTH_SERVICES[s] for s in served])
