@@ -62,6 +62,9 @@ LABEL_CACHE_SIZE = 65_536
 OPENMETRICS_TYPE = "application/openmetrics-text"
 OPENMETRICS_CONTENT_TYPE = f"{OPENMETRICS_TYPE}; version=1.0.0; charset=utf-8"
 DEFAULT_ENABLE_OPEN_METRICS = False
+# Series exposed at most; beyond, points of new series are dropped and counted (reason
+# "series_limit") until old series expire.
+DEFAULT_MAX_SERIES = 50_000
 # OpenMetrics caps an exemplar's label set at 128 UTF-8 characters; trace and span IDs
 # (48 with their names) always fit, filtered attributes only while they do.
 EXEMPLAR_LABELS_MAX_CHARS = 128
@@ -81,10 +84,12 @@ REASON_EXPONENTIAL_HISTOGRAM = "exponential_histogram"
 REASON_DELTA_NON_MONOTONIC_SUM = "delta_non_monotonic_sum"
 REASON_TYPE_CONFLICT = "type_conflict"
 REASON_MALFORMED = "malformed"
+REASON_SERIES_LIMIT = "series_limit"
 DROP_REASONS = (
     REASON_DELTA_NON_MONOTONIC_SUM,
     REASON_EXPONENTIAL_HISTOGRAM,
     REASON_MALFORMED,
+    REASON_SERIES_LIMIT,
     REASON_TYPE_CONFLICT,
 )
 
@@ -127,6 +132,7 @@ class PrometheusExporterConfig:
     add_ratio_suffix: bool = DEFAULT_ADD_RATIO_SUFFIX
     reference_profiles: str = ""  # a directory of profiles: feature histograms on their bins
     enable_open_metrics: bool = DEFAULT_ENABLE_OPEN_METRICS  # with exemplars, when asked
+    max_series: int = DEFAULT_MAX_SERIES
 
     def validate(self) -> list[str]:
         """Every problem as ``key: message``, relative to this exporter's node."""
@@ -156,6 +162,8 @@ class PrometheusExporterConfig:
                     )
                 if not isinstance(value, str | int | float) or isinstance(value, bool):
                     problems.append(f"const_labels::{name}: must be a string, got {value!r}")
+        if not isinstance(self.max_series, int) or self.max_series < 1:
+            problems.append(f"max_series: must be a positive integer, got {self.max_series!r}")
         if not isinstance(self.add_ratio_suffix, bool):
             problems.append(
                 f"add_ratio_suffix: must be true or false, got {self.add_ratio_suffix!r}"
@@ -277,6 +285,8 @@ class PrometheusExporter:
         self._profiles: Mapping[tuple[str, str], Profile] = {}
         self._exponential: dict[tuple[str, LabelKey], _ExponentialSeries] = {}
         self._label_cache: dict[Any, LabelKey] = {}
+        self._series_limit_logged = False
+        self._series_total = 0  # admitted series; recounted exactly at every scrape
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -364,8 +374,9 @@ class PrometheusExporter:
             return
         labels = {**text.labels_from_attributes(others), **target}
         family = self._family(TARGET_INFO, KIND_GAUGE, TARGET_INFO_HELP)
-        if family is not None:
-            family.series[_key(labels)] = _Scalar(1, 0, now)
+        key = _key(labels)
+        if family is not None and (key in family.series or self._admit()):
+            family.series[key] = _Scalar(1, 0, now)
 
     def _family(self, name: str, kind: str, help_text: str) -> _Family | None:
         family = self._families.get(name)
@@ -465,6 +476,8 @@ class PrometheusExporter:
                 value = previous.value + value
             elif isinstance(previous, _Scalar) and point.time_unix_nano < previous.time_unix_nano:
                 continue  # an older point arriving late must not replace a newer one
+            if previous is None and not self._admit():
+                continue
             exemplar = _latest_exemplar(point.exemplars) if kind == KIND_COUNTER else None
             if exemplar is None and isinstance(previous, _Scalar):
                 exemplar = previous.exemplar
@@ -503,6 +516,8 @@ class PrometheusExporter:
                 and isinstance(previous, _Histogram)
                 and point.time_unix_nano < previous.time_unix_nano
             ):
+                continue
+            if previous is None and not self._admit():
                 continue
             family.series[key] = _Histogram(
                 bounds, counts, count, total, point.time_unix_nano, now,
@@ -547,6 +562,8 @@ class PrometheusExporter:
             key = self._labels(point.attributes, base)
             series = self._exponential.get((name, key))
             if series is None:
+                if not self._admit():
+                    continue
                 series = self._exponential[(name, key)] = self._new_series(
                     metric, name, key, point, now)
             elif not delta and point.time_unix_nano < series.time_unix_nano:
@@ -566,6 +583,20 @@ class PrometheusExporter:
                                                      family.series.get(key))
             if len(series.pending) >= FOLD_EVERY_POINTS:
                 self._fold(name, key, series)
+
+    def _admit(self) -> bool:
+        """Whether a new series fits under ``max_series``; if not its point is dropped and
+        counted, so a flood of distinct label values cannot grow memory without bound."""
+        if self._series_total < self._config.max_series:
+            self._series_total += 1
+            return True
+        self._dropped[REASON_SERIES_LIMIT] += 1
+        if not self._series_limit_logged:
+            self._series_limit_logged = True
+            _LOG.warning("prometheus exporter: %d series exposed (max_series); points of new "
+                         "series are dropped and counted until old ones expire",
+                         self._config.max_series)
+        return False
 
     def _new_series(self, metric: Metric, name: str, key: LabelKey, point: Any,
                     now: float) -> _ExponentialSeries:
@@ -610,6 +641,8 @@ class PrometheusExporter:
             key = self._labels(point.attributes, base)
             if point.flags & _NO_RECORDED_VALUE:
                 family.series.pop(key, None)
+                continue
+            if key not in family.series and not self._admit():
                 continue
             quantiles = tuple(sorted((q.quantile, q.value) for q in point.quantile_values))
             family.series[key] = _Summary(
@@ -670,6 +703,9 @@ class PrometheusExporter:
         self._exponential = {(name, key): series
                              for (name, key), series in self._exponential.items()
                              if key in getattr(self._families.get(name), "series", {})}
+        self._series_total = sum(len(f.series) for f in self._families.values()) + sum(
+            1 for (name, key) in self._exponential
+            if key not in getattr(self._families.get(name), "series", {}))
 
 
 def _family_header(name: str, kind: str, help_text: str, openmetrics: bool) -> list[str]:

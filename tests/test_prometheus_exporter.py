@@ -373,7 +373,7 @@ def test_factory_declares_type_config_and_signals() -> None:
     assert Factory.SIGNALS == ("metrics",)
     assert Factory().default_config() == PrometheusExporterConfig(
         endpoint="127.0.0.1:9464", namespace="", const_labels={}, metric_expiration="5m",
-        add_ratio_suffix=False, reference_profiles="",
+        add_ratio_suffix=False, reference_profiles="", max_series=50_000,
     )
 
 
@@ -406,3 +406,16 @@ def test_ratio_suffix_is_opt_in_and_only_for_gauges() -> None:
     assert names(PrometheusExporterConfig(add_ratio_suffix=True)) == [
         "hits_total", "ml_drift_dataset_share_ratio"
     ]
+
+
+def test_series_beyond_max_series_are_dropped_and_counted() -> None:
+    exporter = PrometheusExporter(PrometheusExporterConfig(max_series=3))
+    for feature in ("a", "b", "c", "d", "e"):
+        exporter.consume_metrics(batch(gauge(semconv.ML_DRIFT_SCORE, 0.5,
+                                             ML_FEATURE_NAME=feature)))
+    exporter.consume_metrics(batch(gauge(semconv.ML_DRIFT_SCORE, 0.7, ML_FEATURE_NAME="a")))
+
+    exposed = [line for line in samples(exporter.render()) if line.startswith("ml_drift")]
+    assert [line.split('ml_feature_name="')[1][0] for line in exposed] == ["a", "b", "c"]
+    assert exposed[0].endswith(" 0.7")  # a known series still updates
+    assert exporter.dropped_points[prometheus.REASON_SERIES_LIMIT] == 2
