@@ -8,8 +8,9 @@ window's end plus ``grace`` has passed, the merge of the last ``evaluation::wind
 is compared with the model's reference profile (or its production ``baseline``); verdicts
 leave as gauges (``ml.drift.*``, ``ml.window.rows``) and flips to drifted as ``ml.drift.alert``
 log records into the logs pipelines. With ``checkpoint::path`` set, every accepted batch is
-committed to SQLite before it is acknowledged (``_window_store``). Incoming metrics pass
-through unchanged.
+committed to SQLite before it is acknowledged (``_window_store``): batches arriving together
+are committed as one group by a writer thread, and a failed group commit refuses every batch
+of the group. Incoming metrics pass through unchanged.
 """
 
 from __future__ import annotations
@@ -45,9 +46,9 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 import driftline
 from driftline import drift, semconv
 from driftline.durations import parse_duration
-from driftline.exphist import ExpHistogram
 from driftline.processor import _explicit
 from driftline.processor._drift_alerts import Alert, alert_logs
+from driftline.processor._explicit import ExplicitHistogram
 from driftline.processor._ml_drift_config import (
     DEFAULT_BASELINE_WINDOWS,
     DEFAULT_EVALUATION_WINDOWS,
@@ -72,7 +73,7 @@ from driftline.processor._ml_points import (
     point_value,
     resource_text,
 )
-from driftline.processor._ml_window import StreamKey, Window, as_profile, merged
+from driftline.processor._ml_window import Part, StreamKey, Window, as_profile, merged
 from driftline.processor._profile_watch import ProfileWatcher
 from driftline.processor._temporality import CumulativeToDelta, Value
 from driftline.processor._window_store import (
@@ -101,6 +102,11 @@ TYPE = "ml_drift"
 # How often the background thread looks for windows to evaluate; well below any window.
 TICK_INTERVAL_S = 0.2
 JOIN_TIMEOUT_S = 10.0
+# Group commit: the writer waits for batches still being applied, until none arrived for
+# GROUP_IDLE_S or GROUP_MAX_WAIT_S after the group's first one (polling every GROUP_POLL_S).
+GROUP_IDLE_S = 0.002
+GROUP_MAX_WAIT_S = 0.010
+GROUP_POLL_S = 0.0005
 NS_PER_S = 1_000_000_000
 
 _KEY_ATTRIBUTES = (semconv.ML_MODEL_NAME, semconv.ML_MODEL_VERSION, semconv.ML_OPERATION)
@@ -157,6 +163,16 @@ class _Baseline:
     data: Window
 
 
+class _Ticket:
+    """One applied batch waiting for its group commit: ``error`` is set when it failed."""
+
+    __slots__ = ("done", "error")
+
+    def __init__(self) -> None:
+        self.done = False
+        self.error: str | None = None
+
+
 class MlDriftProcessor:
     """Windows production metrics per stream and emits drift verdicts per closed window.
 
@@ -205,6 +221,19 @@ class MlDriftProcessor:
             round(parse_duration(config.limits.cumulative_staleness) * NS_PER_S))
         self._dirty: set[tuple[StreamKey, int]] = set()
         self._store: WindowStore | None = None
+        # Group commit: applied batches wait in _tickets until the writer commits them.
+        self._tickets: list[_Ticket] = []
+        self._resolved = threading.Condition(self._lock)
+        self._wake = threading.Event()
+        self._writer_stop = threading.Event()
+        self._writer: threading.Thread | None = None
+        self._inflight = 0
+        self._inflight_lock = threading.Lock()
+        self._last_apply_s = 0.0
+        # Per resource of the batch being windowed: (model, version, operation, index) ->
+        # (window, folded into the overflow stream).
+        self._batch_windows: dict[tuple[str, str, str, int], tuple[Window, bool]] = {}
+        self._first_open = 0
         self._alert_targets: list[Any] = []
         self._pipelines: Mapping[str, Any] = {}
         self._counts: Counter[str] = Counter()
@@ -253,6 +282,11 @@ class MlDriftProcessor:
             except (WindowStoreError, sqlite3.Error) as exc:
                 raise ComponentError(f"ml_drift: checkpoint::path: {exc}") from exc
         self._stop.clear()
+        if self._store is not None:
+            self._writer_stop.clear()
+            self._writer = threading.Thread(target=self._write_loop, name="ml-drift-writer",
+                                            daemon=True)
+            self._writer.start()
         self._ticker = threading.Thread(target=self._tick, name="ml-drift-ticker", daemon=True)
         self._ticker.start()
 
@@ -331,6 +365,7 @@ class MlDriftProcessor:
         try:
             self.evaluate_due()
         finally:
+            self._stop_writer()
             with self._lock:
                 remaining = len(self._windows)
                 self._windows.clear()
@@ -343,6 +378,20 @@ class MlDriftProcessor:
                 _log.info("ml_drift: %d open window(s) %s at shutdown", remaining,
                           "kept in the checkpoint" if self._config.checkpoint.path
                           else "not evaluated (partial)")
+
+    def _stop_writer(self) -> None:
+        """Stop the writer thread after it committed what is pending; batches arriving later
+        are committed by their own consumer."""
+        with self._lock:
+            writer, self._writer = self._writer, None
+        if writer is None:
+            return
+        self._writer_stop.set()
+        self._wake.set()
+        writer.join(JOIN_TIMEOUT_S)
+        with self._lock:
+            if self._tickets and self._store is not None:
+                self._write_group()
 
     def _tick(self) -> None:
         while not self._stop.wait(self._tick_interval_s):
@@ -383,34 +432,115 @@ class MlDriftProcessor:
     # --- ingestion ------------------------------------------------------------------------
 
     def consume_metrics(self, batch: Sequence[ResourceMetrics]) -> None:
-        """Pass ``batch`` on unchanged, then window its ``ml.*`` points; with a checkpoint the
-        windows' new state is committed before this returns (the batch is acknowledged)."""
+        """Pass ``batch`` on unchanged, then window its ``ml.*`` points; with a checkpoint this
+        returns (the batch is acknowledged) once the group holding the batch is committed,
+        and raises ``DataRefusedError`` when that commit failed (the batch is undone)."""
         self._next.consume_metrics(batch)
         now_ns = self._clock()
-        with self._lock:
-            try:
-                self._window_batch(batch, now_ns)
-            except Exception:
-                if self._store is not None:  # a half-applied batch must not be committed
+        with self._inflight_lock:
+            self._inflight += 1
+        try:
+            with self._lock:
+                try:
+                    self._window_batch(batch, now_ns)
+                except Exception:
+                    if self._store is not None:  # a half-applied batch must not be committed
+                        self._dirty.clear()
+                        self._rollback_to_store()
+                        # The reload also undid the batches applied since the last commit.
+                        self._resolve(self._tickets, "ml_drift: a batch applied with this one "
+                                      "failed and the group was undone; retry later")
+                        self._tickets = []
+                    raise
+                if self._store is None:
                     self._dirty.clear()
-                    self._rollback_to_store()
-                raise
-            self._commit_batch()
+                    self._deltas.touched.clear()
+                    self._deltas.forgotten.clear()
+                    return
+                ticket = _Ticket()
+                self._tickets.append(ticket)
+                self._last_apply_s = time.monotonic()
+                if self._writer is None:
+                    self._write_group()
+                else:
+                    self._wake.set()
+        finally:
+            with self._inflight_lock:
+                self._inflight -= 1
+        with self._lock:
+            while not ticket.done:
+                self._resolved.wait()
+        if ticket.error is not None:
+            raise DataRefusedError(ticket.error)
 
     def _window_batch(self, batch: Sequence[ResourceMetrics], now_ns: int) -> None:
-        for resource_metrics in batch:
-            resource = resource_metrics.resource.attributes
-            resource_id = ""
-            for scope_metrics in resource_metrics.scope_metrics:
-                scope = scope_metrics.scope
-                for metric in scope_metrics.metrics:
-                    handler = self._handlers.get(metric.name)
-                    if handler is None:
-                        continue
-                    if not resource_id:
-                        resource_id = resource_text(resource)
-                    stream_prefix = f"{resource_id}|{scope.name}|{scope.version}"
-                    handler(resource, stream_prefix, metric, now_ns)
+        self._first_open = (now_ns - self._grace_ns) // self._window_ns
+        try:
+            for resource_metrics in batch:
+                resource = resource_metrics.resource.attributes
+                resource_id = ""
+                self._batch_windows.clear()  # the windows met take this resource once
+                for scope_metrics in resource_metrics.scope_metrics:
+                    scope = scope_metrics.scope
+                    for metric in scope_metrics.metrics:
+                        handler = self._handlers.get(metric.name)
+                        if handler is None:
+                            continue
+                        if not resource_id:
+                            resource_id = resource_text(resource)
+                        stream_prefix = f"{resource_id}|{scope.name}|{scope.version}"
+                        handler(resource, stream_prefix, metric, now_ns)
+        finally:
+            self._batch_windows.clear()
+
+    # --- group commit ---------------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        """The writer thread: commits the applied batches as one group, then wakes them."""
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            stopping = self._writer_stop.is_set()
+            if not stopping:
+                self._gather()
+            with self._lock:
+                if self._tickets and self._store is not None:
+                    try:
+                        self._write_group()
+                    except Exception:  # never leave a consumer waiting
+                        _log.exception("ml_drift: group commit failed unexpectedly")
+                        self._resolve(self._tickets, "ml_drift: checkpoint commit failed; "
+                                      "retry later")
+                        self._tickets = []
+            if stopping:
+                return
+
+    def _gather(self) -> None:
+        """Let batches being applied right now join the group: wait while some are, until
+        none arrived for GROUP_IDLE_S or the group is GROUP_MAX_WAIT_S old."""
+        first = time.monotonic()
+        while self._inflight > 0:
+            now = time.monotonic()
+            if now - self._last_apply_s >= GROUP_IDLE_S or now - first >= GROUP_MAX_WAIT_S:
+                return
+            time.sleep(GROUP_POLL_S)
+
+    def _write_group(self) -> None:
+        """Commit every batch applied since the last commit in one transaction and wake their
+        consumers (under lock); on failure all of them are refused and undone."""
+        tickets, self._tickets = self._tickets, []
+        error: str | None = None
+        try:
+            self._commit_batch()
+        except DataRefusedError as exc:
+            error = str(exc)
+        self._resolve(tickets, error)
+
+    def _resolve(self, tickets: list[_Ticket], error: str | None) -> None:
+        for ticket in tickets:
+            ticket.error = error
+            ticket.done = True
+        self._resolved.notify_all()
 
     def _commit_batch(self) -> None:
         """Write the touched windows and cumulative streams in one transaction (under lock)."""
@@ -434,8 +564,8 @@ class MlDriftProcessor:
         except WindowStoreError as exc:
             self._counts["checkpoint_failures"] += 1
             self._rollback_to_store()
-            raise DataRefusedError(f"ml_drift: {exc}; the batch was not accepted, retry "
-                                   "later") from exc
+            raise DataRefusedError(f"ml_drift: {exc}; the batch and those committed with it "
+                                   "were not accepted, retry later") from exc
         self._counts["checkpoint_commits"] += 1
         self._counts["checkpoint_nanoseconds_total"] += time.perf_counter_ns() - started
 
@@ -458,7 +588,7 @@ class MlDriftProcessor:
             _log.warning(message, *args)
 
     def _values(self, stream_prefix: str, metric: Metric, kinds: Sequence[str]
-                ) -> Iterator[tuple[Any, dict[str, str], Value]]:
+                ) -> Iterator[tuple[Any, dict[str, str], Value | Part]]:
         """The points of ``metric`` with their attributes and delta values (cumulative ones
         converted); points of another kind or without a temporality are counted, skipped."""
         data_kind = metric.WhichOneof("data")
@@ -478,46 +608,70 @@ class MlDriftProcessor:
                             "ml_drift: %s has no aggregation temporality; its points are "
                             "skipped", metric.name)
             return
+        cumulative = temporality == AGGREGATION_TEMPORALITY_CUMULATIVE
         for point in data.data_points:
             attributes = attributes_of(point)
             try:
-                value: Value | None = point_value(data_kind, point)
+                value: Value | Part | None = point_value(data_kind, point, cumulative)
             except ValueError as exc:
                 self._counts["invalid_points"] += 1
                 self._warn_once(("bad", metric.name), "ml_drift: bad %s point: %s",
                                 metric.name, exc)
                 continue
-            if temporality == AGGREGATION_TEMPORALITY_CUMULATIVE:
+            if cumulative:
                 stream = json.dumps([stream_prefix, metric.name, data_kind,
                                      sorted(attributes.items())])
                 value = self._deltas.delta(stream, point.start_time_unix_nano,
-                                           point.time_unix_nano, value)
+                                           point.time_unix_nano, value)  # type: ignore[arg-type]
                 if value is None:
                     continue
             yield point, attributes, value
 
-    def _stream_key(self, attributes: Mapping[str, str]) -> StreamKey:
+    def _stream_key(self, attributes: Mapping[str, str]) -> tuple[StreamKey, bool]:
+        """The point's stream, and True when it is folded into the overflow stream."""
         key = StreamKey(*(attributes.get(a, "") for a in _KEY_ATTRIBUTES))
         if key not in self._streams and len(self._streams) >= self._limits.max_streams:
-            self._counts["stream_overflow_points"] += 1
             self._warn_once("max_streams", "ml_drift: more than limits::max_streams=%d models "
                             "and operations; the rest are folded into model %s",
                             self._limits.max_streams, semconv.OVERFLOW_VALUE)
-            return StreamKey(semconv.OVERFLOW_VALUE, "", "")
-        return key
+            return StreamKey(semconv.OVERFLOW_VALUE, "", ""), True
+        return key, False
 
     def _window_for(self, resource: Sequence[KeyValue], point: Any,
                     attributes: Mapping[str, str], now_ns: int) -> Window | None:
-        if not attributes.get(semconv.ML_MODEL_NAME) or point.time_unix_nano <= 0:
+        model = attributes.get(semconv.ML_MODEL_NAME)
+        time_ns = point.time_unix_nano
+        if not model or time_ns <= 0:
             self._counts["invalid_points"] += 1
             self._warn_once("invalid", "ml_drift: skipping points without %s or a time",
                             semconv.ML_MODEL_NAME)
             return None
-        key = self._stream_key(attributes)
-        index = point.time_unix_nano // self._window_ns
-        first_open = (now_ns - self._grace_ns) // self._window_ns
-        if index < first_open:
+        index = time_ns // self._window_ns
+        if index < self._first_open:
             self._counts["late_points"] += 1
+        # Points of one resource mostly share a model and a window: looked up once per batch.
+        cache_key = (model, attributes.get(semconv.ML_MODEL_VERSION, ""),
+                     attributes.get(semconv.ML_OPERATION, ""), index)
+        cached = self._batch_windows.get(cache_key)
+        if cached is None:
+            cached = self._batch_windows[cache_key] = self._open_window(resource, attributes,
+                                                                        index)
+        window, overflow = cached
+        if overflow:
+            self._counts["stream_overflow_points"] += 1
+        framework = attributes.get(semconv.ML_MODEL_FRAMEWORK)
+        if framework is not None:
+            window.framework = framework
+        return window
+
+    def _open_window(self, resource: Sequence[KeyValue], attributes: Mapping[str, str],
+                     index: int) -> tuple[Window, bool]:
+        """The window a point of ``index`` goes to (a late one: the stream's oldest open
+        window), marked touched by this batch; True when the point's stream is folded into
+        the overflow stream (``max_streams``), counted per point by the caller."""
+        key, overflow = self._stream_key(attributes)
+        first_open = self._first_open
+        if index < first_open:
             open_indexes = [i for (k, i) in self._windows if k == key and i >= first_open]
             index = min(open_indexes, default=first_open)
         window = self._windows.get((key, index))
@@ -526,12 +680,10 @@ class MlDriftProcessor:
         self._streams[key] = max(self._streams.get(key, index), index)
         self._dirty.add((key, index))
         window.add_resource(resource)
-        window.framework = attributes.get(semconv.ML_MODEL_FRAMEWORK, window.framework)
-        return window
+        return window, overflow
 
     def _column_in(self, window: Window, column: str) -> str:
-        if column in window.numeric or column in window.explicit \
-                or column in window.categorical:
+        if window.has_column(column):
             return column
         if len(window.columns()) >= self._limits.max_features:
             self._counts["feature_overflow_points"] += 1
@@ -554,8 +706,8 @@ class MlDriftProcessor:
             if window is None:
                 continue
             column = self._column_in(window, column)
-            if isinstance(value, ExpHistogram):
-                window.add_numeric(column, value)
+            if not isinstance(value, ExplicitHistogram):
+                window.add_numeric(column, value)  # type: ignore[arg-type]
                 continue
             try:
                 window.add_explicit(column, value)  # type: ignore[arg-type]
@@ -626,6 +778,9 @@ class MlDriftProcessor:
             now_ns = self._clock()
             first_open = (now_ns - self._grace_ns) // self._window_ns
             with self._lock:
+                if self._tickets and self._store is not None:
+                    # Evaluate only committed data: a failed commit undoes its batches.
+                    self._write_group()
                 self._deltas.expire(now_ns)
                 due = sorted((k for k in self._windows if k[1] < first_open),
                              key=lambda k: (k[1], k[0].model_name, k[0].model_version,

@@ -1,0 +1,112 @@
+"""Deferred merging in ml_drift windows: histograms queued per column and merged in one
+vectorised pass give exactly what ``exphist.merge`` one by one gives, and a huge point is
+downscaled on receipt."""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import pytest
+
+from driftline import exphist
+from driftline.exphist import ExpHistogram
+from driftline.processor._ml_points import histogram_from_point, part_from_point
+from driftline.processor._ml_window import (
+    PENDING_MERGE_LIMIT,
+    StreamKey,
+    Window,
+    merge_many,
+)
+from tests.test_ml_drift import MODEL, T0, exp_point
+
+KEY = StreamKey("churn", "3", "predict")
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(21)
+
+
+def random_histograms(rng: np.random.Generator, n: int) -> list[ExpHistogram]:
+    """Histograms of varied scales, spans, signs and zeros (some needing a downscale when
+    merged, one empty)."""
+    hists = []
+    for i in range(n):
+        kind = i % 5
+        if kind == 0:
+            values = rng.normal(40, 10, 200)
+        elif kind == 1:
+            values = rng.lognormal(0, 3, 300)  # a wide span: a coarse scale
+        elif kind == 2:
+            values = np.concatenate([rng.normal(-5, 2, 50), np.zeros(7), rng.normal(5, 1, 50)])
+        elif kind == 3:
+            values = rng.uniform(1.0, 1.001, 40)  # a narrow span: a fine scale
+        else:
+            values = rng.normal(0, 1e6, 100)
+        hists.append(exphist.from_values(values, max_size=int(rng.integers(8, 161))))
+    hists.append(exphist.empty())
+    return hists
+
+
+def one_by_one(hists: list[ExpHistogram]) -> ExpHistogram:
+    """What the window did before: keep the first, merge each next one into it."""
+    return functools.reduce(lambda a, b: exphist.merge([a, b]), hists)
+
+
+def assert_same(got: ExpHistogram, want: ExpHistogram) -> None:
+    assert (got.scale, got.zero_count, got.count) == (want.scale, want.zero_count, want.count)
+    assert (got.positive.offset, got.negative.offset) == (want.positive.offset,
+                                                           want.negative.offset)
+    np.testing.assert_array_equal(got.positive.counts, want.positive.counts)
+    np.testing.assert_array_equal(got.negative.counts, want.negative.counts)
+    assert got.sum == want.sum or (math.isnan(got.sum) and math.isnan(want.sum))
+    assert (got.min, got.max) == (want.min, want.max)
+
+
+def test_vectorised_merge_equals_merging_one_by_one(rng: np.random.Generator) -> None:
+    hists = random_histograms(rng, 40)
+    want = one_by_one(hists)
+    assert want.scale < max(h.scale for h in hists)  # the merge did have to downscale
+    assert_same(merge_many(hists), want)
+    assert_same(merge_many(hists), exphist.merge(hists))
+
+
+def test_window_queue_merges_as_one_by_one_past_the_bound(rng: np.random.Generator) -> None:
+    hists = random_histograms(rng, 2 * PENDING_MERGE_LIMIT + 17)
+    window = Window(KEY, 0)
+    for hist in hists:
+        window.add_numeric("age", hist)
+    assert_same(window.numeric["age"], one_by_one(hists))
+    # Points arriving after a read go on top of the merged state.
+    window.add_numeric("age", hists[0])
+    assert_same(window.numeric["age"], one_by_one([*hists, hists[0]]))
+
+
+def test_parts_read_from_otlp_points_merge_like_histograms(rng: np.random.Generator) -> None:
+    hists = random_histograms(rng, 12)[:-1]
+    points = [exp_point(h, MODEL, T0) for h in hists]
+    window = Window(KEY, 0)
+    for point in points:
+        window.add_numeric("age", part_from_point(point))
+    assert_same(window.numeric["age"], one_by_one([histogram_from_point(p) for p in points]))
+
+
+def test_a_single_point_is_kept_as_it_came(rng: np.random.Generator) -> None:
+    hist = exphist.from_values(rng.normal(40, 10, 500))
+    window = Window(KEY, 0)
+    window.add_numeric("age", hist)
+    assert_same(window.numeric["age"], hist)
+
+
+def test_a_huge_point_is_downscaled_on_receipt() -> None:
+    counts = np.ones(1_000_000, dtype=np.int64)
+    huge = ExpHistogram(20, 0, exphist.Buckets(5, counts), exphist.Buckets(0, counts[:0]),
+                        1_000_000, 1.5e6, 1.0, 2.0)
+    window = Window(KEY, 0)
+    window.add_numeric("age", huge)
+    stored = window.numeric["age"]
+    assert stored.positive.counts.size <= exphist.DEFAULT_MAX_SIZE
+    assert int(stored.positive.counts.sum()) == 1_000_000
+    assert_same(stored, exphist.merge([huge]))
