@@ -65,14 +65,18 @@ _POSITIVE, _NEGATIVE = 2, 4  # index of a sign's offset in a Part (its counts fo
 class Window:
     """One stream's data in one window (or the merge of several); touched under a lock."""
 
-    __slots__ = ("_numeric", "_pending", "categorical", "explicit", "framework", "index", "key",
-                 "resource", "rows")
+    __slots__ = ("_compacted", "_numeric", "_pending", "_written",
+                 "categorical", "explicit", "framework", "index", "key", "resource", "rows")
 
     def __init__(self, key: StreamKey, index: int) -> None:
         self.key = key
         self.index = index
         self._numeric: dict[str, ExpHistogram] = {}
-        self._pending: dict[str, list[ExpHistogram]] = {}
+        self._pending: dict[str, list[Part]] = {}
+        # Checkpoint bookkeeping (see ``checkpoint_delta``): per column, how many queued
+        # parts the file already holds, and the columns merged since.
+        self._written: dict[str, int] = {}
+        self._compacted: set[str] = set()
         self.explicit: dict[str, ExplicitHistogram] = {}
         self.categorical: dict[str, Counter[str]] = {}
         self.rows = 0
@@ -101,6 +105,8 @@ class Window:
     def numeric(self, value: dict[str, ExpHistogram]) -> None:
         self._numeric = value
         self._pending = {}
+        self._written = {}
+        self._compacted = set(value)
 
     def has_column(self, column: str) -> bool:
         return (column in self._numeric or column in self._pending
@@ -139,6 +145,8 @@ class Window:
 
     def _merge_pending(self, column: str) -> None:
         pending = self._pending.pop(column)
+        self._written.pop(column, None)
+        self._compacted.add(column)
         current = self._numeric.get(column)
         if current is not None:
             pending.insert(0, part_of(current))
@@ -167,10 +175,36 @@ class Window:
 
     # --- checkpoint form ------------------------------------------------------------------
 
-    def to_dict(self) -> dict[str, Any]:
+    def checkpoint_delta(self) -> tuple[str, list[tuple[str, str]], list[tuple[str, str]]]:
+        """What the checkpoint needs since the last call, without merging queued points:
+        the window's state without histograms (JSON), the merged histograms that changed
+        (column, JSON; the stored parts of those columns are folded into them), and the
+        parts queued since (column, JSON). A column is its merged histogram with its stored
+        parts on top, in order (``add_parts`` reads them back)."""
+        state = json.dumps({"numeric": {}, **self.to_dict(numeric=False)})
+        columns = [(c, json.dumps(histogram_dict(self._numeric[c])))
+                   for c in sorted(self._compacted) if c in self._numeric]
+        self._compacted = set()
+        parts: list[tuple[str, str]] = []
+        for column, pending in self._pending.items():
+            written = self._written.get(column, 0)
+            parts.extend((column, part_text(p)) for p in pending[written:])
+            self._written[column] = len(pending)
+        return state, columns, parts
+
+    def add_parts(self, parts: Iterable[tuple[str, str]]) -> None:
+        """Queue the parts a checkpoint holds (``checkpoint_delta``), marked as stored."""
+        for column, text in parts:
+            self.add_numeric(column, part_from_text(text))
+        self._written = {c: len(p) for c, p in self._pending.items()}
+        self._compacted = set()
+
+    def to_dict(self, numeric: bool = True) -> dict[str, Any]:
+        """The window's state (``numeric`` False: without the histograms)."""
         resource = Resource(attributes=self.resource or []).SerializeToString()
         return {
-            "numeric": {c: histogram_dict(h) for c, h in self.numeric.items()},
+            **({"numeric": {c: histogram_dict(h) for c, h in self.numeric.items()}}
+               if numeric else {}),
             "explicit": {c: h.to_dict() for c, h in self.explicit.items()},
             "categorical": {c: dict(v) for c, v in self.categorical.items()},
             "rows": self.rows, "framework": self.framework,
@@ -314,3 +348,18 @@ def histogram_dict(hist: ExpHistogram) -> dict[str, Any]:
         "min": float(hist.min),
         "max": float(hist.max),
     }
+
+
+def part_text(part: Part) -> str:
+    """A ``Part`` as JSON (NaN and infinities as JSON's extension, as the state has them)."""
+    scale, zero_count, pos_offset, pos, neg_offset, neg, count, total, low, high = part
+    return json.dumps([int(scale), int(zero_count), int(pos_offset), pos.tolist(),
+                       int(neg_offset), neg.tolist(), int(count), float(total), float(low),
+                       float(high)])
+
+
+def part_from_text(text: str) -> Part:
+    scale, zero_count, pos_offset, pos, neg_offset, neg, count, total, low, high = \
+        json.loads(text)
+    return (scale, zero_count, pos_offset, np.asarray(pos, dtype=np.int64), neg_offset,
+            np.asarray(neg, dtype=np.int64), count, total, low, high)

@@ -1,6 +1,11 @@
 """The ml_drift checkpoint: open windows, recent closed ones, baselines and the cumulative
 table in one SQLite file (WAL mode), each change committed in one transaction.
 
+An open window is written incrementally, so a commit costs what changed: its small state
+(rows, categories, ...) in ``windows``, each merged histogram in ``columns`` (rewritten only
+when that column was merged again), and the histogram points queued since in ``parts``
+(appended). Reading puts the three together again.
+
 The processor commits a batch's effect before it acknowledges the batch, so after a crash
 (SIGKILL included) a batch is either fully in the file or was never acknowledged.
 """
@@ -15,7 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Files of these versions are read and upgraded in place (version 1 had no ``parts``).
+_UPGRADABLE = ("1",)
 # A busy database (another process holds the file) is waited for this long, then an error.
 BUSY_TIMEOUT_S = 5.0
 
@@ -29,6 +36,13 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS temporality (stream TEXT PRIMARY KEY, entry TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS verdicts (stream TEXT NOT NULL, subject TEXT NOT NULL, "
     "drifted INTEGER NOT NULL, PRIMARY KEY (stream, subject))",
+    # Merged histogram per column of an open window written incrementally.
+    "CREATE TABLE IF NOT EXISTS columns (stream TEXT NOT NULL, idx INTEGER NOT NULL, "
+    "col TEXT NOT NULL, hist TEXT NOT NULL, PRIMARY KEY (stream, idx, col))",
+    # Histogram points an open window queued after its merged histograms, in rowid order.
+    "CREATE TABLE IF NOT EXISTS parts (stream TEXT NOT NULL, idx INTEGER NOT NULL, "
+    "col TEXT NOT NULL, part TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS parts_window ON parts (stream, idx, col)",
 )
 
 
@@ -45,9 +59,16 @@ class Changes:
     baselines: dict[str, tuple[int, dict[str, Any]] | None] = field(default_factory=dict)
     temporality: dict[str, dict[str, Any] | None] = field(default_factory=dict)
     verdicts: dict[tuple[str, str], bool] = field(default_factory=dict)
+    # Open windows written incrementally: (state JSON without histograms, merged histograms
+    # that changed as (column, JSON): their stored parts are folded into them, new parts as
+    # (column, JSON)); see Window.checkpoint_delta.
+    open_windows: dict[tuple[str, int], tuple[str, list[tuple[str, str]],
+                                              list[tuple[str, str]]]] = field(
+        default_factory=dict)
 
     def __bool__(self) -> bool:
-        return bool(self.windows or self.baselines or self.temporality or self.verdicts)
+        return bool(self.windows or self.baselines or self.temporality or self.verdicts
+                    or self.open_windows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +79,8 @@ class Snapshot:
     baselines: Mapping[str, tuple[int, dict[str, Any]]]
     temporality: Mapping[str, dict[str, Any]]
     verdicts: Mapping[tuple[str, str], bool]
+    # Per window, its queued parts as (column, JSON), oldest first.
+    parts: Mapping[tuple[str, int], list[tuple[str, str]]] = field(default_factory=dict)
 
 
 class WindowStore:
@@ -80,6 +103,9 @@ class WindowStore:
             row = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
             if row is None:
                 self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            elif row[0] in _UPGRADABLE:
+                self._db.execute("UPDATE meta SET value=? WHERE key='schema'",
+                                 (str(SCHEMA_VERSION),))
             elif row[0] != str(SCHEMA_VERSION):
                 raise WindowStoreError(f"checkpoint '{self.path}': schema version {row[0]}, "
                                        f"this Driftline writes {SCHEMA_VERSION}; move the "
@@ -100,6 +126,8 @@ class WindowStore:
 
     def clear_windows(self) -> int:
         """Delete every window (open and kept); returns how many there were."""
+        self._db.execute("DELETE FROM parts")
+        self._db.execute("DELETE FROM columns")
         return self._db.execute("DELETE FROM windows").rowcount
 
     def load(self) -> Snapshot:
@@ -112,9 +140,16 @@ class WindowStore:
                 "SELECT stream, entry FROM temporality")}
             verdicts = {(s, c): bool(d) for s, c, d in self._db.execute(
                 "SELECT stream, subject, drifted FROM verdicts")}
+            for s, i, c, h in self._db.execute("SELECT stream, idx, col, hist FROM columns"):
+                if (s, int(i)) in windows:
+                    windows[(s, int(i))][1].setdefault("numeric", {})[c] = json.loads(h)
+            parts: dict[tuple[str, int], list[tuple[str, str]]] = {}
+            for s, i, c, t in self._db.execute(
+                    "SELECT stream, idx, col, part FROM parts ORDER BY rowid"):
+                parts.setdefault((s, int(i)), []).append((c, t))
         except (sqlite3.Error, ValueError) as exc:
             raise WindowStoreError(f"checkpoint '{self.path}': cannot read: {exc}") from exc
-        return Snapshot(windows, baselines, temporality, verdicts)
+        return Snapshot(windows, baselines, temporality, verdicts, parts)
 
     def commit(self, changes: Changes) -> None:
         """Write ``changes`` in one transaction; raises ``WindowStoreError`` (nothing written)."""
@@ -128,6 +163,12 @@ class WindowStore:
                         "INSERT OR REPLACE INTO windows VALUES (?, ?, ?, ?)",
                         ((k, None if v is None else (v[0], json.dumps(v[1])))
                          for k, v in changes.windows.items()))
+                if changes.windows:  # a full state holds every point: nothing on top
+                    db.executemany("DELETE FROM parts WHERE stream=? AND idx=?",
+                                   list(changes.windows))
+                    db.executemany("DELETE FROM columns WHERE stream=? AND idx=?",
+                                   list(changes.windows))
+                _write_open(db, changes.open_windows)
                 _upsert(db, "DELETE FROM baselines WHERE stream=?",
                         "INSERT OR REPLACE INTO baselines VALUES (?, ?, ?)",
                         (((k,), None if v is None else (v[0], json.dumps(v[1])))
@@ -169,6 +210,21 @@ def _exclusive(path: Path) -> IO[bytes]:
             "listed in two pipelines runs twice: declare ml_drift/NAME for the second)"
         ) from None
     return handle
+
+
+def _write_open(db: sqlite3.Connection, windows: Mapping[
+        tuple[str, int], tuple[str, list[tuple[str, str]], list[tuple[str, str]]]]) -> None:
+    if not windows:
+        return
+    db.executemany("INSERT OR REPLACE INTO windows VALUES (?, ?, 0, ?)",
+                   [(s, i, state) for (s, i), (state, _, _) in windows.items()])
+    merged = [(s, i, c, h) for (s, i), (_, columns, _) in windows.items() for c, h in columns]
+    db.executemany("INSERT OR REPLACE INTO columns VALUES (?, ?, ?, ?)", merged)
+    db.executemany("DELETE FROM parts WHERE stream=? AND idx=? AND col=?",
+                   [(s, i, c) for s, i, c, _ in merged])
+    db.executemany("INSERT INTO parts VALUES (?, ?, ?, ?)",
+                   [(s, i, c, t) for (s, i), (_, _, parts) in windows.items()
+                    for c, t in parts])
 
 
 def _upsert(db: sqlite3.Connection, delete: str, insert: str,

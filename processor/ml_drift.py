@@ -325,6 +325,7 @@ class MlDriftProcessor:
             if ingest_only is not None and (closed or (key, index) not in ingest_only):
                 continue
             window = Window.from_dict(key, index, state)
+            window.add_parts(snapshot.parts.get((stream, index), ()))
             if closed:
                 self._history.setdefault(key, []).append(window)
             else:
@@ -553,7 +554,7 @@ class MlDriftProcessor:
         for key, index in dirty:
             window = self._windows.get((key, index))
             if window is not None:
-                changes.windows[(key.text(), index)] = (0, window.to_dict())
+                changes.open_windows[(key.text(), index)] = window.checkpoint_delta()
         for stream in touched:
             changes.temporality[stream] = self._deltas.entry(stream)
         for stream in forgotten:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +20,9 @@ from driftline.processor._ml_window import (
     Window,
     merge_many,
 )
-from tests.test_ml_drift import MODEL, T0, exp_point
+from driftline.processor._window_store import WindowStore
+from tests.test_ml_drift import MODEL, NS, T0, Capture, Clock, app_batch, exp_point, rows_point
+from tests.test_ml_drift_store import started
 
 KEY = StreamKey("churn", "3", "predict")
 
@@ -110,3 +113,42 @@ def test_a_huge_point_is_downscaled_on_receipt() -> None:
     assert stored.positive.counts.size <= exphist.DEFAULT_MAX_SIZE
     assert int(stored.positive.counts.sum()) == 1_000_000
     assert_same(stored, exphist.merge([huge]))
+
+
+def test_the_checkpoint_holds_queued_points_and_restores_them_exactly(
+    tmp_path: Path, rng: np.random.Generator,
+) -> None:
+    """Open windows are written incrementally (merged state + queued parts); across a merge
+    past the bound and a restart the file still gives the one-by-one merge."""
+    clock, capture = Clock(T0), Capture()
+    proc = started(tmp_path, clock, capture)
+    sent = []
+    try:
+        clock.at(2)
+        for i in range(PENDING_MERGE_LIMIT + 40):
+            values = rng.normal(40, 10 + i % 7, 20)
+            sent.append(exphist.from_values(values))
+            proc.consume_metrics(app_batch(T0 + NS, {"age": values}))
+    finally:
+        proc.shutdown()  # the open window stays in the file
+    store = WindowStore(tmp_path / "ml.sqlite")
+    try:
+        snapshot = store.load()
+    finally:
+        store.close()
+    [((stream, index), (closed, state))] = snapshot.windows.items()
+    assert closed == 0
+    parts = snapshot.parts[(stream, index)]
+    assert 0 < len(parts) < PENDING_MERGE_LIMIT  # merged once, the rest queued
+    window = Window.from_dict(StreamKey.from_text(stream), index, state)
+    window.add_parts(parts)
+    assert_same(window.numeric["age"], one_by_one(sent))
+    assert window.rows == sum(20 for _ in sent)
+
+    again = started(tmp_path, clock, capture)  # and the processor resumes from it
+    try:
+        assert again.stats().restored_windows == 1
+        clock.at(12)
+        assert rows_point(again.evaluate_due()).as_int == 20 * len(sent)
+    finally:
+        again.shutdown()
