@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import struct
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -60,6 +61,8 @@ _EMPTY = np.zeros(0, dtype=np.int64)
 # sum, min, max), counts as int64 arrays.
 Part = tuple[int, int, int, np.ndarray, int, np.ndarray, int, float, float, float]
 _POSITIVE, _NEGATIVE = 2, 4  # index of a sign's offset in a Part (its counts follow)
+# scale, zero_count, positive offset and size, negative offset and size, count, sum, min, max
+_PART_HEADER = struct.Struct("<qqqqqqqddd")
 
 
 class Window:
@@ -175,27 +178,27 @@ class Window:
 
     # --- checkpoint form ------------------------------------------------------------------
 
-    def checkpoint_delta(self) -> tuple[str, list[tuple[str, str]], list[tuple[str, str]]]:
+    def checkpoint_delta(self) -> tuple[str, list[tuple[str, str]], list[tuple[str, bytes]]]:
         """What the checkpoint needs since the last call, without merging queued points:
         the window's state without histograms (JSON), the merged histograms that changed
         (column, JSON; the stored parts of those columns are folded into them), and the
-        parts queued since (column, JSON). A column is its merged histogram with its stored
+        parts queued since (column, ``part_blob``). A column is its merged histogram with its stored
         parts on top, in order (``add_parts`` reads them back)."""
         state = json.dumps({"numeric": {}, **self.to_dict(numeric=False)})
         columns = [(c, json.dumps(histogram_dict(self._numeric[c])))
                    for c in sorted(self._compacted) if c in self._numeric]
         self._compacted = set()
-        parts: list[tuple[str, str]] = []
+        parts: list[tuple[str, bytes]] = []
         for column, pending in self._pending.items():
             written = self._written.get(column, 0)
-            parts.extend((column, part_text(p)) for p in pending[written:])
+            parts.extend((column, part_blob(p)) for p in pending[written:])
             self._written[column] = len(pending)
         return state, columns, parts
 
-    def add_parts(self, parts: Iterable[tuple[str, str]]) -> None:
+    def add_parts(self, parts: Iterable[tuple[str, bytes]]) -> None:
         """Queue the parts a checkpoint holds (``checkpoint_delta``), marked as stored."""
-        for column, text in parts:
-            self.add_numeric(column, part_from_text(text))
+        for column, blob in parts:
+            self.add_numeric(column, part_from_blob(blob))
         self._written = {c: len(p) for c, p in self._pending.items()}
         self._compacted = set()
 
@@ -350,16 +353,21 @@ def histogram_dict(hist: ExpHistogram) -> dict[str, Any]:
     }
 
 
-def part_text(part: Part) -> str:
-    """A ``Part`` as JSON (NaN and infinities as JSON's extension, as the state has them)."""
+def part_blob(part: Part) -> bytes:
+    """A ``Part`` as bytes for the checkpoint: a fixed header (``_PART_HEADER``) then the
+    positive and negative counts as little-endian int64 (no JSON on the hot path)."""
     scale, zero_count, pos_offset, pos, neg_offset, neg, count, total, low, high = part
-    return json.dumps([int(scale), int(zero_count), int(pos_offset), pos.tolist(),
-                       int(neg_offset), neg.tolist(), int(count), float(total), float(low),
-                       float(high)])
+    header = _PART_HEADER.pack(scale, zero_count, pos_offset, pos.size, neg_offset, neg.size,
+                               count, total, low, high)
+    return b"".join((header, pos.astype("<i8", copy=False).tobytes(),
+                     neg.astype("<i8", copy=False).tobytes()))
 
 
-def part_from_text(text: str) -> Part:
-    scale, zero_count, pos_offset, pos, neg_offset, neg, count, total, low, high = \
-        json.loads(text)
-    return (scale, zero_count, pos_offset, np.asarray(pos, dtype=np.int64), neg_offset,
-            np.asarray(neg, dtype=np.int64), count, total, low, high)
+def part_from_blob(blob: bytes) -> Part:
+    (scale, zero_count, pos_offset, pos_size, neg_offset, neg_size, count, total, low,
+     high) = _PART_HEADER.unpack_from(blob)
+    start = _PART_HEADER.size
+    pos = np.frombuffer(blob, dtype="<i8", count=pos_size, offset=start).astype(np.int64)
+    neg = np.frombuffer(blob, dtype="<i8", count=neg_size,
+                        offset=start + 8 * pos_size).astype(np.int64)
+    return (scale, zero_count, pos_offset, pos, neg_offset, neg, count, total, low, high)

@@ -41,7 +41,7 @@ _SCHEMA = (
     "col TEXT NOT NULL, hist TEXT NOT NULL, PRIMARY KEY (stream, idx, col))",
     # Histogram points an open window queued after its merged histograms, in rowid order.
     "CREATE TABLE IF NOT EXISTS parts (stream TEXT NOT NULL, idx INTEGER NOT NULL, "
-    "col TEXT NOT NULL, part TEXT NOT NULL)",
+    "col TEXT NOT NULL, part BLOB NOT NULL)",
     "CREATE INDEX IF NOT EXISTS parts_window ON parts (stream, idx, col)",
 )
 
@@ -61,9 +61,9 @@ class Changes:
     verdicts: dict[tuple[str, str], bool] = field(default_factory=dict)
     # Open windows written incrementally: (state JSON without histograms, merged histograms
     # that changed as (column, JSON): their stored parts are folded into them, new parts as
-    # (column, JSON)); see Window.checkpoint_delta.
+    # (column, bytes)); see Window.checkpoint_delta.
     open_windows: dict[tuple[str, int], tuple[str, list[tuple[str, str]],
-                                              list[tuple[str, str]]]] = field(
+                                              list[tuple[str, bytes]]]] = field(
         default_factory=dict)
 
     def __bool__(self) -> bool:
@@ -79,8 +79,8 @@ class Snapshot:
     baselines: Mapping[str, tuple[int, dict[str, Any]]]
     temporality: Mapping[str, dict[str, Any]]
     verdicts: Mapping[tuple[str, str], bool]
-    # Per window, its queued parts as (column, JSON), oldest first.
-    parts: Mapping[tuple[str, int], list[tuple[str, str]]] = field(default_factory=dict)
+    # Per window, its queued parts as (column, bytes), oldest first.
+    parts: Mapping[tuple[str, int], list[tuple[str, bytes]]] = field(default_factory=dict)
 
 
 class WindowStore:
@@ -143,7 +143,7 @@ class WindowStore:
             for s, i, c, h in self._db.execute("SELECT stream, idx, col, hist FROM columns"):
                 if (s, int(i)) in windows:
                     windows[(s, int(i))][1].setdefault("numeric", {})[c] = json.loads(h)
-            parts: dict[tuple[str, int], list[tuple[str, str]]] = {}
+            parts: dict[tuple[str, int], list[tuple[str, bytes]]] = {}
             for s, i, c, t in self._db.execute(
                     "SELECT stream, idx, col, part FROM parts ORDER BY rowid"):
                 parts.setdefault((s, int(i)), []).append((c, t))
@@ -213,7 +213,7 @@ def _exclusive(path: Path) -> IO[bytes]:
 
 
 def _write_open(db: sqlite3.Connection, windows: Mapping[
-        tuple[str, int], tuple[str, list[tuple[str, str]], list[tuple[str, str]]]]) -> None:
+        tuple[str, int], tuple[str, list[tuple[str, str]], list[tuple[str, bytes]]]]) -> None:
     if not windows:
         return
     db.executemany("INSERT OR REPLACE INTO windows VALUES (?, ?, 0, ?)",
