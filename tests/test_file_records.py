@@ -1,8 +1,5 @@
 """The file exporter's ``format: records``: ml.prediction records as flat JSON data lines with
-a JSON Schema beside them, rotated and compressed like OTLP files, read back unchanged.
-
-jsonschema is not a dependency here, so ``conforms`` below checks the schema keywords the
-schema uses (type, required, properties, additionalProperties) itself."""
+a JSON Schema beside them, rotated and compressed like OTLP files, read back unchanged."""
 
 from __future__ import annotations
 
@@ -10,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
@@ -23,32 +21,13 @@ from driftline.processor.config import parse_config
 from tests.test_ml_performance import MODEL, batch, label_record, prediction_record
 
 T = 1_800_000_000_123_456_789
-_TYPES = {"string": str, "integer": int, "number": (int, float), "object": dict,
-          "null": type(None), "array": list, "boolean": bool}
 
 
-def conforms(value: Any, schema: dict[str, Any], where: str = "$") -> list[str]:
-    """Why ``value`` does not fit ``schema`` (the keywords SCHEMA uses), or []."""
-    types = schema.get("type")
-    if types is not None:
-        names = [types] if isinstance(types, str) else types
-        if isinstance(value, bool) and "boolean" not in names:
-            return [f"{where}: {value!r} is not {names}"]
-        if not any(isinstance(value, _TYPES[n]) for n in names):
-            return [f"{where}: {value!r} is not {names}"]
-    if not isinstance(value, dict):
-        return []
-    problems = [f"{where}: missing {k}" for k in schema.get("required", []) if k not in value]
-    properties = schema.get("properties", {})
-    extra = schema.get("additionalProperties", True)
-    for key, item in value.items():
-        if key in properties:
-            problems += conforms(item, properties[key], f"{where}.{key}")
-        elif extra is False:
-            problems.append(f"{where}: unexpected {key}")
-        elif isinstance(extra, dict):
-            problems += conforms(item, extra, f"{where}.{key}")
-    return problems
+def conforms(value: Any, schema: dict[str, Any]) -> list[str]:
+    """Why ``value`` does not fit ``schema`` (a real JSON Schema validator), or []."""
+    validator = jsonschema.Draft202012Validator(schema)
+    return [f"{'.'.join(map(str, e.absolute_path)) or '$'}: {e.message}"
+            for e in validator.iter_errors(value)]
 
 
 def _exporter(path: Path, **settings: Any) -> FileExporter:
