@@ -535,6 +535,11 @@ class MlDriftProcessor:
             self._commit_batch()
         except DataRefusedError as exc:
             error = str(exc)
+        except Exception:  # a bug: still refuse and undo the group, never leave it waiting
+            self._counts["checkpoint_failures"] += 1
+            self._rollback_to_store()
+            self._resolve(tickets, "ml_drift: checkpoint commit failed; retry later")
+            raise
         self._resolve(tickets, error)
 
     def _resolve(self, tickets: list[_Ticket], error: str | None) -> None:
