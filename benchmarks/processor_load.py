@@ -307,13 +307,19 @@ EXPORTER_PROMETHEUS = "prometheus"
 EXPORTER_FILE = "file"
 
 
-def processor_config(workdir: Path, window: str, exporter: str) -> dict[str, Any]:
+def processor_config(workdir: Path, window: str, exporter: str,
+                     checkpoint: bool = True) -> dict[str, Any]:
+    """The default config's shape: otlp -> ml_drift (SQLite checkpoint on, as in
+    collector-config/default.yaml, unless ``checkpoint`` is False) -> one exporter."""
     exporters = ({"prometheus": {"endpoint": f"{LOOPBACK}:0"}} if exporter == EXPORTER_PROMETHEUS
                  else {"file": {"path": str(workdir / "metrics.jsonl")}})
+    ml_drift: dict[str, Any] = {"profiles": str(workdir / "profiles"), "window": window,
+                                "grace": "2s"}
+    if checkpoint:
+        ml_drift["checkpoint"] = {"path": str(workdir / "ml_drift.sqlite")}
     return {
         "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": f"{LOOPBACK}:0"}}}},
-        "processors": {"ml_drift": {"profiles": str(workdir / "profiles"), "window": window,
-                                    "grace": "2s"}},
+        "processors": {"ml_drift": ml_drift},
         "exporters": exporters,
         "service": {"pipelines": {"metrics": {
             "receivers": ["otlp"], "processors": ["ml_drift"], "exporters": [exporter]}}},
@@ -344,10 +350,12 @@ def received_rows(metrics_url: str | None) -> float:
 
 
 @contextlib.contextmanager
-def running_processor(workdir: Path, window: str, exporter_type: str) -> Iterator[Processor]:
+def running_processor(workdir: Path, window: str, exporter_type: str,
+                      checkpoint: bool = True) -> Iterator[Processor]:
     """A ``driftline collector`` subprocess serving OTLP/gRPC; SIGTERM on exit."""
     config_path = workdir / "collector.yaml"
-    config_path.write_text(yaml.safe_dump(processor_config(workdir, window, exporter_type)))
+    config_path.write_text(yaml.safe_dump(processor_config(workdir, window, exporter_type,
+                                                           checkpoint)))
     log = (workdir / "collector.log").open("w")
     process = subprocess.Popen(
         [sys.executable, "-m", "driftline.cli", "collector", "--config", str(config_path)],
@@ -677,6 +685,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--window", default=DEFAULT_WINDOW, help="ml_drift window")
     parser.add_argument("--exporter", choices=(EXPORTER_PROMETHEUS, EXPORTER_FILE),
                         default=EXPORTER_PROMETHEUS, help="the pipeline's exporter")
+    parser.add_argument("--no-checkpoint", action="store_true",
+                        help="run ml_drift without its SQLite checkpoint")
     parser.add_argument("--py-spy", type=Path, default=None, metavar="RAW",
                         help="profile the processor with py-spy during the last step")
     parser.add_argument("--write-results", action="store_true",
@@ -693,7 +703,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{per_export} histogram points per export "
               f"({args.models} models x {args.features} features, <= {BUCKETS_PER_HISTOGRAM} "
               f"buckets each, plus one rows counter per model); ml_drift window "
-              f"{args.window}; exporter `{args.exporter}`; {args.step_s:.0f} s per step.", ""]
+              f"{args.window}; exporter `{args.exporter}`; ml_drift checkpoint "
+              f"{'off' if args.no_checkpoint else 'on'}; {args.step_s:.0f} s per step.", ""]
     with tempfile.TemporaryDirectory(prefix="driftline-load-") as tmp:
         workdir = Path(tmp)
         (workdir / "profiles").mkdir()
@@ -702,7 +713,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         report += ["Cost per stage, measured in this process before the run (the processor "
                    "runs them all, under one GIL):", "", stage_table(costs), ""]
         print(stage_table(costs), flush=True)
-        with running_processor(workdir, args.window, args.exporter) as processor:
+        with running_processor(workdir, args.window, args.exporter,
+                               not args.no_checkpoint) as processor:
             process = processor.process
             clients = Clients(args.clients, processor.endpoint, args.models, args.features,
                               args.client_mode)
