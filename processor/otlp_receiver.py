@@ -56,6 +56,7 @@ from driftline.processor._otlp_http import (  # noqa: F401  (re-exported: the OT
     HttpServer,
 )
 from driftline.processor._tls import TlsConfig, grpc_server_credentials, server_ssl_context
+from driftline.processor.batch import item_count
 from driftline.processor.component import (
     ComponentError,
     DataRefusedError,
@@ -213,7 +214,8 @@ class ReceiverStats:
     ``refused_requests`` were not because a consumer raised; ``rejected_requests`` never
     reached one (OTLP/HTTP: undecodable, too large, unsupported media type or encoding);
     ``unauthenticated_requests`` failed authentication; ``dropped_log_records`` arrived with
-    no logs pipeline to take them.
+    no logs pipeline to take them. ``accepted_items`` and ``refused_items`` count the data
+    points, spans and log records of accepted and refused requests.
     """
 
     accepted_requests: int
@@ -223,6 +225,8 @@ class ReceiverStats:
     partial_requests: int = 0
     rejected_items: int = 0
     unauthenticated_requests: int = 0
+    accepted_items: int = 0  # data points, spans or log records handed on
+    refused_items: int = 0
 
 
 def _bind_message(endpoint: str, reason: str, key: str) -> str:
@@ -258,6 +262,8 @@ class OtlpReceiver:
         self._accepted = 0
         self._refused = 0
         self._refusal_logged_s = -REFUSAL_LOG_INTERVAL_S
+        self._accepted_items = 0
+        self._refused_items = 0
         self._rejected = 0
         self._dropped_log_records = 0
         self._partial = 0
@@ -329,7 +335,8 @@ class OtlpReceiver:
         with self._lock:
             return ReceiverStats(self._accepted, self._refused, self._rejected,
                                  self._dropped_log_records, self._partial,
-                                 self._rejected_items, self._unauthenticated)
+                                 self._rejected_items, self._unauthenticated,
+                                 self._accepted_items, self._refused_items)
 
     def start(self) -> None:
         """Bind and serve every configured protocol; ``ComponentError`` naming a taken port,
@@ -435,6 +442,7 @@ class OtlpReceiver:
         if signal.name == SIGNAL_LOGS and SIGNAL_LOGS not in self.signals:
             self._drop_logs(batch)
             return signal.response_type()
+        items = item_count(signal.name, batch)
         try:
             getattr(self._next, signal.method)(batch)
         except PartialRejection as partial:
@@ -443,6 +451,7 @@ class OtlpReceiver:
                 self._accepted += 1
                 self._partial += 1
                 self._rejected_items += max(partial.rejected, 0)
+                self._accepted_items += items - max(partial.rejected, 0)
             # Counted in stats(); the first one is worth a warning, the rest would flood.
             _log.log(logging.WARNING if first else logging.DEBUG,
                      "OTLP receiver: a pipeline rejected %d of the %s sent: %s",
@@ -454,6 +463,7 @@ class OtlpReceiver:
         except DataRefusedError as exc:
             with self._lock:
                 self._refused += 1
+                self._refused_items += items
             # Back-pressure, not a fault: the sender retries; no traceback per request, and
             # at most one warning per interval while it lasts (the rest at debug level).
             now = time.monotonic()
@@ -467,11 +477,13 @@ class OtlpReceiver:
         except Exception as exc:
             with self._lock:
                 self._refused += 1
+                self._refused_items += items
             _log.error("OTLP receiver: a pipeline refused %d resource(s) in %s: %s",
                        len(batch), signal.method, exc, exc_info=True)
             raise Refused(status_for(exc), refusal_message(exc)) from exc
         with self._lock:
             self._accepted += 1
+            self._accepted_items += items
         return signal.response_type()
 
     def _drop_logs(self, batch: Sequence[Any]) -> None:

@@ -284,11 +284,19 @@ def test_prometheus_sees_the_processor_count_exactly_what_was_sent(
         scrape_target = prometheus_exporter_endpoint(collector.lines)
         exporter = OTLPMetricExporter(endpoint=collector.endpoints[PROTOCOL_GRPC],
                                       insecure=True, timeout=EXPORT_TIMEOUT_S)
+        sent_points = 0
         for _ in range(SENT_REQUESTS):
             data = sdk_metrics({"age": rng.normal(40, 10, 50)}, time.time_ns())
+            sent_points += sum(len(m.data.data_points) for rm in data.resource_metrics
+                               for sm in rm.scope_metrics for m in sm.metrics)
             assert exporter.export(data) == MetricExportResult.SUCCESS
         exporter.shutdown()
         server = prometheus_server([scrape_target])
+
+        server.wait_for(
+            'driftline_processor_accepted_items_total{driftline_component_kind="receiver"}',
+            PROMETHEUS_TIMEOUT_S,
+            predicate=lambda r: bool(r) and float(r[0]["value"][1]) == sent_points)
 
         accepted = server.wait_for(
             'driftline_processor_accepted_requests_total{driftline_component_kind="receiver"}',
