@@ -107,6 +107,9 @@ JOIN_TIMEOUT_S = 10.0
 GROUP_IDLE_S = 0.002
 GROUP_MAX_WAIT_S = 0.010
 GROUP_POLL_S = 0.0005
+# Commits are at least this far apart, so under load each one (which holds the processor's
+# lock for a SQLite write) covers many batches; the wait adds at most this to a reply.
+GROUP_MIN_INTERVAL_S = 0.005
 NS_PER_S = 1_000_000_000
 
 _KEY_ATTRIBUTES = (semconv.ML_MODEL_NAME, semconv.ML_MODEL_VERSION, semconv.ML_OPERATION)
@@ -230,6 +233,7 @@ class MlDriftProcessor:
         self._inflight = 0
         self._inflight_lock = threading.Lock()
         self._last_apply_s = 0.0
+        self._last_commit_s = 0.0
         # Per resource of the batch being windowed: (model, version, operation, index) ->
         # (window, folded into the overflow stream).
         self._batch_windows: dict[tuple[str, str, str, int], tuple[Window, bool]] = {}
@@ -503,6 +507,8 @@ class MlDriftProcessor:
             self._wake.clear()
             stopping = self._writer_stop.is_set()
             if not stopping:
+                self._stop.wait(max(0.0, self._last_commit_s + GROUP_MIN_INTERVAL_S
+                                    - time.monotonic()))
                 self._gather()
             with self._lock:
                 if self._tickets and self._store is not None:
@@ -513,6 +519,7 @@ class MlDriftProcessor:
                         self._resolve(self._tickets, "ml_drift: checkpoint commit failed; "
                                       "retry later")
                         self._tickets = []
+                self._last_commit_s = time.monotonic()
             if stopping:
                 return
 
