@@ -17,6 +17,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 import driftline
 from driftline import semconv
+from driftline.processor._otlp_build import attribute
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,14 +30,6 @@ class Alert:
     score: float
     threshold: float
     p_value: float | None = None
-
-
-def _value(value: str | int | float) -> AnyValue:
-    if isinstance(value, str):
-        return AnyValue(string_value=value)
-    if isinstance(value, int):
-        return AnyValue(int_value=value)
-    return AnyValue(double_value=float(value))
 
 
 def _body(alert: Alert, model: Sequence[tuple[str, str]]) -> str:
@@ -73,7 +66,7 @@ def alert_logs(alerts: Sequence[Alert], model: Sequence[tuple[str, str]],
             time_unix_nano=end_ns, observed_time_unix_nano=observed_ns,
             severity_number=SEVERITY_NUMBER_WARN, severity_text="WARN",
             event_name=semconv.EVENT_DRIFT_ALERT, body=AnyValue(string_value=_body(alert, model)),
-            attributes=[KeyValue(key=k, value=_value(v)) for k, v in attributes]))
+            attributes=[attribute(k, v) for k, v in attributes]))
     return ResourceLogs(
         resource=Resource(attributes=resource),
         scope_logs=[ScopeLogs(scope=InstrumentationScope(name=semconv.PROCESSOR_SCOPE,

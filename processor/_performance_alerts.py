@@ -17,6 +17,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 import driftline
 from driftline import semconv
+from driftline.processor._otlp_build import attribute
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,14 +29,6 @@ class PerformanceAlert:
     threshold: float
     below: bool  # True: alerts because value < threshold; False: value > threshold
     labels: int
-
-
-def _value(value: str | int | float) -> AnyValue:
-    if isinstance(value, str):
-        return AnyValue(string_value=value)
-    if isinstance(value, int):
-        return AnyValue(int_value=value)
-    return AnyValue(double_value=float(value))
 
 
 def _body(alert: PerformanceAlert, model: Sequence[tuple[str, str]]) -> str:
@@ -62,7 +55,7 @@ def alert_logs(alerts: Sequence[PerformanceAlert], model: Sequence[tuple[str, st
             severity_number=SEVERITY_NUMBER_WARN, severity_text="WARN",
             event_name=semconv.EVENT_PERFORMANCE_ALERT,
             body=AnyValue(string_value=_body(alert, model)),
-            attributes=[KeyValue(key=k, value=_value(v)) for k, v in attributes]))
+            attributes=[attribute(k, v) for k, v in attributes]))
     return ResourceLogs(
         resource=Resource(attributes=[KeyValue(key=k, value=AnyValue(string_value=v))
                                       for k, v in resource]),

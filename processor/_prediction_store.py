@@ -11,7 +11,6 @@ than the TTL (prediction time for predictions, arrival for pending labels) are p
 
 from __future__ import annotations
 
-import fcntl
 import json
 import sqlite3
 from collections.abc import Iterable, Sequence
@@ -20,6 +19,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+
+from driftline.processor._file_lock import exclusive_lock
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 5.0
@@ -140,7 +141,11 @@ class PredictionStore:
         try:
             if self.path != MEMORY:
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-                self._lock_file = _exclusive(Path(self.path))
+                self._lock_file = exclusive_lock(Path(self.path), PredictionStoreError(
+                    f"store '{self.path}' is in use by another ml_performance processor (in "
+                    "this or another process); give each instance its own store::path (a "
+                    "processor listed in two pipelines runs twice: declare "
+                    "ml_performance/NAME for the second)"))
             self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S,
                                        check_same_thread=False, isolation_level=None)
             self._db.execute(f"PRAGMA page_size={PAGE_SIZE}")  # only before the first table
@@ -444,18 +449,3 @@ def decode_scores(blob: bytes | None) -> np.ndarray | None:
 def _chunks(ids: list[str]) -> Iterable[list[str]]:
     for start in range(0, len(ids), _IN_CHUNK):
         yield ids[start:start + _IN_CHUNK]
-
-
-def _exclusive(path: Path) -> IO[bytes]:
-    """Hold ``PATH.lock`` exclusively: two processors on one store would join twice."""
-    handle = open(path.with_name(path.name + ".lock"), "ab")  # noqa: SIM115 - held open
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise PredictionStoreError(
-            f"store '{path}' is in use by another ml_performance processor (in this or "
-            "another process); give each instance its own store::path (a processor listed "
-            "in two pipelines runs twice: declare ml_performance/NAME for the second)"
-        ) from None
-    return handle

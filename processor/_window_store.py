@@ -12,13 +12,14 @@ The processor commits a batch's effect before it acknowledges the batch, so afte
 
 from __future__ import annotations
 
-import fcntl
 import json
 import sqlite3
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+
+from driftline.processor._file_lock import exclusive_lock
 
 SCHEMA_VERSION = 2
 # Files of these versions are read and upgraded in place (version 1 had no ``parts``).
@@ -91,7 +92,11 @@ class WindowStore:
         self._lock_file: IO[bytes] | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._lock_file = _exclusive(self.path)
+            self._lock_file = exclusive_lock(self.path, WindowStoreError(
+                f"checkpoint '{self.path}' is in use by another ml_drift processor (in this "
+                "or another process); give each ml_drift instance its own checkpoint::path "
+                "(a processor listed in two pipelines runs twice: declare ml_drift/NAME for "
+                "the second)"))
             self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S,
                                        check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -194,22 +199,6 @@ class WindowStore:
         if self._lock_file is not None:
             self._lock_file.close()  # closing drops the lock (the kernel drops it on a kill)
             self._lock_file = None
-
-
-def _exclusive(path: Path) -> IO[bytes]:
-    """Hold ``PATH.lock`` exclusively: two processors sharing one checkpoint would mix their
-    windows (ml_drift listed in two pipelines is two instances with the same config)."""
-    handle = open(path.with_name(path.name + ".lock"), "ab")  # noqa: SIM115 - held open
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise WindowStoreError(
-            f"checkpoint '{path}' is in use by another ml_drift processor (in this or another "
-            "process); give each ml_drift instance its own checkpoint::path (a processor "
-            "listed in two pipelines runs twice: declare ml_drift/NAME for the second)"
-        ) from None
-    return handle
 
 
 def _write_open(db: sqlite3.Connection, windows: Mapping[

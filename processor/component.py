@@ -50,6 +50,18 @@ class Host:
     # component can feed another pipeline (ml_drift's alerts into the logs pipelines).
     pipelines: Mapping[str, Any] = field(default_factory=dict)
 
+    def pipelines_for(self, signal: str, wanted: list[str] | None, where: str) -> list[Any]:
+        """The first consumers of the pipelines ``wanted`` (IDs), or of every pipeline of
+        ``signal`` when None; ``where`` (a YAML path) goes into the error for a missing ID."""
+        of_signal = sorted(p for p in self.pipelines if p.split("/")[0] == signal)
+        if wanted is None:
+            return [self.pipelines[p] for p in of_signal]
+        missing = [p for p in wanted if p not in self.pipelines]
+        if missing:
+            raise ComponentError(f"{where}: {', '.join(missing)} not in service::pipelines "
+                                 f"({signal} pipelines: {', '.join(of_signal) or 'none'})")
+        return [self.pipelines[p] for p in wanted]
+
     def extension(self, name: str, where: str) -> Any:
         """The extension ``name``; ``where`` (a YAML path) goes into the error if missing."""
         try:

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry.proto.common.v1.common_pb2 import (
-    AnyValue,
     InstrumentationScope,
     KeyValue,
 )
@@ -36,7 +35,6 @@ from opentelemetry.proto.logs.v1.logs_pb2 import ResourceLogs
 from opentelemetry.proto.metrics.v1.metrics_pb2 import (
     AGGREGATION_TEMPORALITY_CUMULATIVE,
     AGGREGATION_TEMPORALITY_DELTA,
-    Gauge,
     Metric,
     ResourceMetrics,
     ScopeMetrics,
@@ -74,6 +72,7 @@ from driftline.processor._ml_points import (
     resource_text,
 )
 from driftline.processor._ml_window import Part, StreamKey, Window, as_profile, merged
+from driftline.processor._otlp_build import WindowGauges
 from driftline.processor._profile_watch import ProfileWatcher
 from driftline.processor._temporality import CumulativeToDelta, Value
 from driftline.processor._window_store import (
@@ -81,7 +80,7 @@ from driftline.processor._window_store import (
     WindowStore,
     WindowStoreError,
 )
-from driftline.processor.component import ComponentError, DataRefusedError
+from driftline.processor.component import ComponentError, DataRefusedError, Host
 from driftline.processor.registry import SIGNAL_LOGS, SIGNAL_METRICS
 from driftline.profile import KIND_NUMERIC, Profile, ProfileError
 
@@ -239,7 +238,7 @@ class MlDriftProcessor:
         self._batch_windows: dict[tuple[str, str, str, int], tuple[Window, bool]] = {}
         self._first_open = 0
         self._alert_targets: list[Any] = []
-        self._pipelines: Mapping[str, Any] = {}
+        self._host = Host()
         self._counts: Counter[str] = Counter()
         self._warned: set[Any] = set()
         self._stop = threading.Event()
@@ -256,9 +255,9 @@ class MlDriftProcessor:
 
     # --- lifecycle ------------------------------------------------------------------------
 
-    def set_host(self, host: Any) -> None:
+    def set_host(self, host: Host) -> None:
         """Remember the pipelines: alerts go to the logs ones (resolved at start)."""
-        self._pipelines = dict(getattr(host, "pipelines", {}) or {})
+        self._host = host
 
     def start(self) -> None:
         """Load the profiles (unless given) and the checkpoint, start the ticker."""
@@ -277,7 +276,8 @@ class MlDriftProcessor:
                              "ml.window.rows only until profiles are added there",
                              self._config.profiles)
             self._next_reload_ns = self._clock() + self._reload_ns
-        self._alert_targets = self._resolve_alert_targets()
+        self._alert_targets = self._host.pipelines_for(
+            SIGNAL_LOGS, self._config.alerts.pipelines, "ml_drift: alerts::pipelines")
         if self._config.checkpoint.path:
             try:
                 self._store = WindowStore(self._config.checkpoint.path)
@@ -293,19 +293,6 @@ class MlDriftProcessor:
             self._writer.start()
         self._ticker = threading.Thread(target=self._tick, name="ml-drift-ticker", daemon=True)
         self._ticker.start()
-
-    def _resolve_alert_targets(self) -> list[Any]:
-        wanted = self._config.alerts.pipelines
-        if wanted is None:
-            return [c for pid, c in sorted(self._pipelines.items())
-                    if pid.split("/")[0] == SIGNAL_LOGS]
-        missing = [p for p in wanted if p not in self._pipelines]
-        if missing:
-            known = ", ".join(sorted(p for p in self._pipelines
-                                     if p.split("/")[0] == SIGNAL_LOGS)) or "none"
-            raise ComponentError(f"ml_drift: alerts::pipelines: {', '.join(missing)} not in "
-                                 f"service::pipelines (logs pipelines: {known})")
-        return [self._pipelines[p] for p in wanted]
 
     def _check_window_size(self, store: WindowStore) -> None:
         """Windows are stored by index; with another ``window`` size those indexes mean other
@@ -996,7 +983,7 @@ class MlDriftProcessor:
                  (semconv.ML_MODEL_VERSION, key.model_version),
                  (semconv.ML_MODEL_FRAMEWORK, evaluated.framework),
                  (semconv.ML_OPERATION, key.operation)]
-        gauges = _Gauges(start_ns, end_ns, model)
+        gauges = WindowGauges(start_ns, end_ns, model)
         gauges.add(semconv.ML_WINDOW_ROWS, semconv.UNIT_ROWS, window.row_count())
         profile, verdict = self._reference(key, evaluated, changes)
         alerts: list[Alert] = []
@@ -1047,35 +1034,6 @@ def _verdicts(scores: Sequence[drift.DriftScore]) -> list[drift.DriftScore]:
 def _iso(time_ns: int) -> str:
     moment = datetime.datetime.fromtimestamp(time_ns / NS_PER_S, tz=datetime.UTC)
     return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def _key_value(key: str, value: str) -> KeyValue:
-    return KeyValue(key=key, value=AnyValue(string_value=value))
-
-
-class _Gauges:
-    """Gauge metrics of one window, one Metric per name, points in insertion order."""
-
-    def __init__(self, start_ns: int, end_ns: int, attributes: list[tuple[str, str]]) -> None:
-        self._start_ns, self._end_ns = start_ns, end_ns
-        self._attributes = attributes
-        self._metrics: dict[str, Metric] = {}
-
-    def add(self, name: str, unit: str, value: float,
-            extra: Sequence[tuple[str, str]] = ()) -> None:
-        metric = self._metrics.get(name)
-        if metric is None:
-            metric = self._metrics[name] = Metric(name=name, unit=unit, gauge=Gauge())
-        point = metric.gauge.data_points.add(
-            start_time_unix_nano=self._start_ns, time_unix_nano=self._end_ns,
-            attributes=[_key_value(k, v) for k, v in (*self._attributes, *extra)])
-        if isinstance(value, int):
-            point.as_int = value
-        else:
-            point.as_double = float(value)
-
-    def metrics(self) -> list[Metric]:
-        return list(self._metrics.values())
 
 
 class Factory:

@@ -18,16 +18,14 @@ import math
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
 from opentelemetry.proto.logs.v1.logs_pb2 import ResourceLogs
 from opentelemetry.proto.metrics.v1.metrics_pb2 import (
-    Gauge,
-    Metric,
     ResourceMetrics,
     ScopeMetrics,
 )
@@ -53,6 +51,7 @@ from driftline.processor._ml_performance_config import (
     PerformanceThresholdsConfig,
     StoreConfig,
 )
+from driftline.processor._otlp_build import WindowGauges, attribute
 from driftline.processor._performance_alerts import PerformanceAlert, alert_logs
 from driftline.processor._prediction_records import (
     RecordError,
@@ -72,7 +71,7 @@ from driftline.processor._prediction_store import (
     WindowRows,
     decode_scores,
 )
-from driftline.processor.component import ComponentError, DataRefusedError
+from driftline.processor.component import ComponentError, DataRefusedError, Host
 from driftline.processor.registry import SIGNAL_LOGS, SIGNAL_METRICS
 
 __all__ = [
@@ -147,7 +146,7 @@ class MlPerformanceProcessor:
         self._lock = threading.Lock()
         self._evaluating = threading.Lock()
         self._store: PredictionStore | None = None
-        self._pipelines: Mapping[str, Any] = {}
+        self._host = Host()
         self._metric_targets: list[Any] = []
         self._alert_targets: list[Any] = []
         self._counts: Counter[str] = Counter()
@@ -159,16 +158,16 @@ class MlPerformanceProcessor:
 
     # --- lifecycle ------------------------------------------------------------------------
 
-    def set_host(self, host: Any) -> None:
+    def set_host(self, host: Host) -> None:
         """Remember the pipelines: gauges go to the metrics ones, alerts to the logs ones."""
-        self._pipelines = dict(getattr(host, "pipelines", {}) or {})
+        self._host = host
 
     def start(self) -> None:
         """Open the store, resolve where gauges and alerts go, start the ticker."""
-        self._metric_targets = self._targets(self._config.metrics.pipelines, SIGNAL_METRICS,
-                                             "metrics")
-        self._alert_targets = self._targets(self._config.alerts.pipelines, SIGNAL_LOGS,
-                                            "alerts")
+        self._metric_targets = self._host.pipelines_for(
+            SIGNAL_METRICS, self._config.metrics.pipelines, "ml_performance: metrics::pipelines")
+        self._alert_targets = self._host.pipelines_for(
+            SIGNAL_LOGS, self._config.alerts.pipelines, "ml_performance: alerts::pipelines")
         if not self._metric_targets and self._config.metrics.pipelines is None:
             _log.warning("ml_performance: no metrics pipeline gets the ml.performance gauges "
                          "(add a metrics pipeline, or set metrics::pipelines)")
@@ -191,18 +190,6 @@ class MlPerformanceProcessor:
         self._ticker = threading.Thread(target=self._tick, name="ml-performance-ticker",
                                         daemon=True)
         self._ticker.start()
-
-    def _targets(self, wanted: list[str] | None, signal: str, key: str) -> list[Any]:
-        if wanted is None:
-            return [c for pid, c in sorted(self._pipelines.items())
-                    if pid.split("/")[0] == signal]
-        missing = [p for p in wanted if p not in self._pipelines]
-        if missing:
-            known = ", ".join(sorted(p for p in self._pipelines
-                                     if p.split("/")[0] == signal)) or "none"
-            raise ComponentError(f"ml_performance: {key}::pipelines: {', '.join(missing)} not "
-                                 f"in service::pipelines ({signal} pipelines: {known})")
-        return [self._pipelines[p] for p in wanted]
 
     def shutdown(self) -> None:
         """Stop the ticker, evaluate the windows that are due, close the store.
@@ -424,7 +411,7 @@ class MlPerformanceProcessor:
         model = [(semconv.ML_MODEL_NAME, key.name), (semconv.ML_MODEL_VERSION, key.version),
                  (semconv.ML_MODEL_FRAMEWORK, key.framework),
                  (semconv.ML_OPERATION, key.operation)]
-        gauges = _Gauges(start_ns, end_ns, model)
+        gauges = WindowGauges(start_ns, end_ns, model)
         values: dict[str, float] = {}
         labels = len(rows.true_labels)
         gauges.add(semconv.ML_PERFORMANCE_LABELS, semconv.UNIT_LABELS, labels)
@@ -438,7 +425,7 @@ class MlPerformanceProcessor:
         _log.info("ml_performance: model=%s version=%s window_start=%d labels=%d %s",
                   key.name, key.version or "-", start_ns, labels, verdict.strip())
         metrics = ResourceMetrics(
-            resource=Resource(attributes=[_string(k, v) for k, v in rows.resource]),
+            resource=Resource(attributes=[attribute(k, v) for k, v in rows.resource]),
             scope_metrics=[ScopeMetrics(
                 scope=InstrumentationScope(name=semconv.PERFORMANCE_SCOPE,
                                            version=driftline.__version__),
@@ -457,7 +444,7 @@ class MlPerformanceProcessor:
             if alerts else None
         return metrics, logs
 
-    def _classification(self, rows: WindowRows, indexes: list[int], gauges: _Gauges,
+    def _classification(self, rows: WindowRows, indexes: list[int], gauges: WindowGauges,
                         values: dict[str, float]) -> str:
         y_true, y_pred, kept = [], [], []
         canonical = _Canonical()
@@ -539,7 +526,7 @@ class MlPerformanceProcessor:
                         "series (macro averages use all)", limit)
         return {c for c, _ in everything.most_common(limit)}
 
-    def _regression(self, rows: WindowRows, indexes: list[int], gauges: _Gauges,
+    def _regression(self, rows: WindowRows, indexes: list[int], gauges: WindowGauges,
                     values: dict[str, float]) -> str:
         y_true, y_pred = [], []
         for i in indexes:
@@ -612,35 +599,6 @@ def _why_no_scores(rows: WindowRows, kept: list[int]) -> str:
     if any(rows.scores[i] is None for i in kept):
         return "some predictions carry no ml.prediction.scores"
     return "the predictions' ml.prediction.classes differ within the window"
-
-
-def _string(key: str, value: str) -> KeyValue:
-    return KeyValue(key=key, value=AnyValue(string_value=value))
-
-
-class _Gauges:
-    """Gauge metrics of one window, one Metric per name, points in insertion order."""
-
-    def __init__(self, start_ns: int, end_ns: int, attributes: list[tuple[str, str]]) -> None:
-        self._start_ns, self._end_ns = start_ns, end_ns
-        self._attributes = attributes
-        self._metrics: dict[str, Metric] = {}
-
-    def add(self, name: str, unit: str, value: float,
-            extra: Sequence[tuple[str, str]] = ()) -> None:
-        metric = self._metrics.get(name)
-        if metric is None:
-            metric = self._metrics[name] = Metric(name=name, unit=unit, gauge=Gauge())
-        point = metric.gauge.data_points.add(
-            start_time_unix_nano=self._start_ns, time_unix_nano=self._end_ns,
-            attributes=[_string(k, v) for k, v in (*self._attributes, *extra)])
-        if isinstance(value, int):
-            point.as_int = value
-        else:
-            point.as_double = float(value)
-
-    def metrics(self) -> list[Metric]:
-        return list(self._metrics.values())
 
 
 class Factory:

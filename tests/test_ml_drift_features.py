@@ -86,8 +86,10 @@ def test_alert_when_a_column_and_the_dataset_flip_to_drifted(rng: np.random.Gene
     clock, capture, logs, other = Clock(T0), Capture(), LogsRecorder(), LogsRecorder()
     proc = processor({("churn", "3"): reference(rng)}, clock, capture)
     # By default every logs pipeline gets the alerts, and no other.
-    proc.set_host(Host(pipelines={"logs": logs, "metrics": capture, "logs/other": other}))
-    proc._alert_targets = proc._resolve_alert_targets()  # start() without the ticker thread
+    host = Host(pipelines={"logs": logs, "metrics": capture, "logs/other": other})
+    proc.set_host(host)
+    # What start() resolves, without starting the ticker thread:
+    proc._alert_targets = host.pipelines_for("logs", None, "alerts::pipelines")
     fine = {"age": rng.normal(40, 10, 3000), "income": rng.normal(50, 5, 3000)}
     shifted = {"age": rng.normal(70, 10, 3000), "income": rng.normal(50, 5, 3000)}
 
