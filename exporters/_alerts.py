@@ -1,5 +1,5 @@
 """What the alert exporters share: picking ``ml.drift.alert`` records out of a logs batch,
-and posting JSON through the retry and queue chain (``_sending``)."""
+and posting JSON through the retry and queue chain (``_push.PushExporter``)."""
 
 from __future__ import annotations
 
@@ -13,13 +13,8 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from driftline import semconv
 from driftline.exporters._http import post
-from driftline.exporters._sending import (
-    Item,
-    Sender,
-    SendingConfig,
-    storage_directory,
-)
-from driftline.processor.component import Host
+from driftline.exporters._push import PushExporter
+from driftline.exporters._sending import Item
 
 ALERT_EVENTS = (semconv.EVENT_DRIFT_ALERT,)
 CONTENT_TYPE = "application/json"
@@ -63,48 +58,24 @@ def url_problems(endpoint: str) -> list[str]:
     return []
 
 
-class JsonPoster:
+class JsonPoster(PushExporter):
     """Sends the alert JSON of each batch through the retry and queue chain."""
 
     def __init__(self, name: str, url: str, config: Any) -> None:
-        self._name = name
+        super().__init__(name, config)
         self._url = url
         self._config = config
-        self._sending = SendingConfig(config.timeout, config.retry_on_failure,
-                                      config.sending_queue)
-        self._host = Host()
-        self._sender: Sender | None = None
         self._ssl = config.tls.ssl_context() if url.startswith("https://") else None
-
-    def set_host(self, host: Host) -> None:
-        self._host = host
-
-    def start(self) -> None:
-        directory = storage_directory(self._host, self._sending.sending_queue.storage,
-                                      self._name,
-                                      f"exporters::{self._name}::sending_queue::storage")
-        self._sender = Sender(self._name, self._post, self._sending, directory)
-        self._sender.start()
-
-    def shutdown(self) -> None:
-        if self._sender is not None:
-            self._sender.shutdown()
-
-    def stats(self) -> Any:
-        return self._sender.stats() if self._sender is not None else None
 
     def consume_logs(self, batch: Sequence[Any]) -> None:
         records = alert_records(batch)
-        if not records:
-            return
-        if self._sender is None:
-            raise RuntimeError(f"{self._name} is not started")
-        payload = self.payload(records)
-        self._sender.submit(Item(SIGNAL_LOGS, json.dumps(payload).encode(), len(records)))
+        if records:
+            self._submit_item(Item(SIGNAL_LOGS, json.dumps(self.payload(records)).encode(),
+                                   len(records)))
 
     def payload(self, records: list[tuple[dict[str, Any], Any]]) -> Any:
         raise NotImplementedError
 
-    def _post(self, item: Item, timeout_s: float) -> None:
+    def _send_item(self, item: Item, timeout_s: float) -> None:
         post(self._url, item.body, {"Content-Type": CONTENT_TYPE, **self._config.headers},
              timeout_s, self._ssl)

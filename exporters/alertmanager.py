@@ -23,8 +23,8 @@ from driftline.exporters._alerts import (
     text_of,
     url_problems,
 )
-from driftline.exporters._otlp_forward import ClientTlsConfig
-from driftline.exporters._sending import DEFAULT_TIMEOUT, QueueConfig, RetryConfig, SendingConfig
+from driftline.exporters._push import ClientTlsConfig, client_problems
+from driftline.exporters._sending import DEFAULT_TIMEOUT, QueueConfig, RetryConfig
 
 TYPE = "alertmanager"
 ALERTNAME = "MLDrift"
@@ -50,10 +50,7 @@ class AlertmanagerExporterConfig:
         problem = positive_duration_problem("resolve_timeout", self.resolve_timeout)
         if problem:
             problems.append(problem)
-        problems += [f"tls::{p}" for p in self.tls.validate()]
-        problems += SendingConfig(self.timeout, self.retry_on_failure,
-                                  self.sending_queue).validate()
-        return problems
+        return problems + client_problems(self)
 
 
 

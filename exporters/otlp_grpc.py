@@ -21,17 +21,16 @@ from driftline.exporters._otlp_forward import (
     COMPRESSIONS,
     RESPONSES,
     SIGNALS,
-    ClientTlsConfig,
     ForwardingExporter,
     rejected_of,
 )
+from driftline.exporters._push import ClientTlsConfig, client_problems
 from driftline.exporters._sending import (
     DEFAULT_TIMEOUT,
     Item,
     QueueConfig,
     RetryConfig,
     SendError,
-    SendingConfig,
 )
 
 _log = logging.getLogger(__name__)
@@ -68,15 +67,7 @@ class OtlpGrpcExporterConfig:
         if self.compression not in COMPRESSIONS:
             problems.append(f"compression: one of {', '.join(COMPRESSIONS)}, got "
                             f"{self.compression!r}")
-        if not isinstance(self.headers, dict):
-            problems.append("headers: a mapping of header names to values")
-        problems += [f"tls::{p}" for p in self.tls.validate()]
-        problems += sending_config(self).validate()
-        return problems
-
-
-def sending_config(config: Any) -> SendingConfig:
-    return SendingConfig(config.timeout, config.retry_on_failure, config.sending_queue)
+        return problems + client_problems(self)
 
 
 def _target(endpoint: str) -> str:
@@ -102,7 +93,7 @@ def _retry_delay_s(error: grpc.RpcError) -> float | None:
 
 class OtlpGrpcExporter(ForwardingExporter):
     def __init__(self, name: str, config: OtlpGrpcExporterConfig) -> None:
-        super().__init__(name, sending_config(config), self._send_item)
+        super().__init__(name, config)
         self._config = config
         self._channel: grpc.Channel | None = None
         self._metadata = tuple((k.lower(), str(v)) for k, v in config.headers.items())

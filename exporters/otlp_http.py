@@ -22,17 +22,16 @@ from driftline.exporters._otlp_forward import (
     COMPRESSIONS,
     RESPONSES,
     SIGNALS,
-    ClientTlsConfig,
     ForwardingExporter,
     rejected_of,
 )
+from driftline.exporters._push import ClientTlsConfig, client_problems
 from driftline.exporters._sending import (
     DEFAULT_TIMEOUT,
     Item,
     QueueConfig,
     RetryConfig,
 )
-from driftline.exporters.otlp_grpc import sending_config
 
 _log = logging.getLogger(__name__)
 
@@ -69,11 +68,7 @@ class OtlpHttpExporterConfig:
         if self.compression not in COMPRESSIONS:
             problems.append(f"compression: one of {', '.join(COMPRESSIONS)}, got "
                             f"{self.compression!r}")
-        if not isinstance(self.headers, dict):
-            problems.append("headers: a mapping of header names to values")
-        problems += [f"tls::{p}" for p in self.tls.validate()]
-        problems += sending_config(self).validate()
-        return problems
+        return problems + client_problems(self)
 
     def url(self, signal: str) -> str:
         own = getattr(self, f"{signal}_endpoint")
@@ -82,7 +77,7 @@ class OtlpHttpExporterConfig:
 
 class OtlpHttpExporter(ForwardingExporter):
     def __init__(self, name: str, config: OtlpHttpExporterConfig) -> None:
-        super().__init__(name, sending_config(config), self._send_item)
+        super().__init__(name, config)
         self._config = config
         self._ssl = None
 

@@ -17,14 +17,13 @@ from typing import Any
 import cramjam
 
 from driftline.exporters._http import post
-from driftline.exporters._otlp_forward import ClientTlsConfig, ForwardingExporter
+from driftline.exporters._push import ClientTlsConfig, PushExporter, client_problems
 from driftline.exporters._remote_write_proto import write_request_class
 from driftline.exporters._sending import (
     DEFAULT_TIMEOUT,
     Item,
     QueueConfig,
     RetryConfig,
-    SendingConfig,
 )
 from driftline.exporters.prometheus import (
     DEFAULT_ADD_RATIO_SUFFIX,
@@ -68,10 +67,7 @@ class RemoteWriteExporterConfig:
             problems.append(f"endpoint: required, the remote write URL (e.g. "
                             f"http://prometheus:9090/api/v1/write), got {self.endpoint!r}")
         problems += [p for p in self.naming().validate() if not p.startswith("endpoint")]
-        problems += [f"tls::{p}" for p in self.tls.validate()]
-        problems += SendingConfig(self.timeout, self.retry_on_failure,
-                                  self.sending_queue).validate()
-        return problems
+        return problems + client_problems(self)
 
 
 def write_request(samples: Sequence[Sample], now_ns: int) -> bytes:
@@ -87,10 +83,9 @@ def write_request(samples: Sequence[Sample], now_ns: int) -> bytes:
     return bytes(cramjam.snappy.compress_raw(request.SerializeToString()))
 
 
-class RemoteWriteExporter(ForwardingExporter):
+class RemoteWriteExporter(PushExporter):
     def __init__(self, name: str, config: RemoteWriteExporterConfig) -> None:
-        super().__init__(name, SendingConfig(config.timeout, config.retry_on_failure,
-                                             config.sending_queue), self._send_item)
+        super().__init__(name, config)
         self._config = config
         self._state = PrometheusExporter(config.naming())
         self._ssl = config.tls.ssl_context() if config.endpoint.startswith("https") else None

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from driftline.exporters._alerts import SIGNAL_LOGS, JsonPoster, iso_time, text_of, url_problems
-from driftline.exporters._otlp_forward import ClientTlsConfig
-from driftline.exporters._sending import DEFAULT_TIMEOUT, QueueConfig, RetryConfig, SendingConfig
+from driftline.exporters._push import ClientTlsConfig, client_problems
+from driftline.exporters._sending import DEFAULT_TIMEOUT, QueueConfig, RetryConfig
 
 TYPE = "webhook"
 
@@ -29,10 +29,7 @@ class WebhookExporterConfig:
 
     def validate(self) -> list[str]:
         problems = url_problems(self.endpoint)
-        problems += [f"tls::{p}" for p in self.tls.validate()]
-        problems += SendingConfig(self.timeout, self.retry_on_failure,
-                                  self.sending_queue).validate()
-        return problems
+        return problems + client_problems(self)
 
 
 
