@@ -19,6 +19,7 @@ import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -68,6 +69,23 @@ def require_binary(name: str, missing: str) -> str:
             pytest.fail(f"{missing}; CI=true, so a missing {name} is an error, not a skip")
         pytest.skip(missing)
     return path
+
+
+TORCH_MISSING = ("needs PyTorch, an optional dependency (pip install -e '.[dev]', which pins "
+                 "torch==2.13.0)")
+
+
+def require_torch() -> ModuleType:
+    """The ``torch`` module; skip without it (the whole module when called at import), or
+    fail when CI=true."""
+    try:
+        import torch
+    except ImportError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{TORCH_MISSING}: {exc}; CI=true, so a missing torch is an error, "
+                        "not a skip", pytrace=False)
+        pytest.skip(f"{TORCH_MISSING}: {exc}", allow_module_level=True)
+    return torch
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,9 +23,11 @@ from driftline.exporters import read_logs
 from driftline.instrumentation import Recorder
 from driftline.instrumentation._records import PredictionRecords, RecordSettings
 from driftline.instrumentation.sklearn import SklearnInstrumentor
+from driftline.instrumentation.torch import TorchInstrumentor
 from driftline.predictions import GeneratedIds
 from tests._collector import LOOPBACK, PROTOCOL_GRPC, running_collector
 from tests._otel import InMemoryMetricExporter
+from tests.conftest import require_torch
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -195,3 +197,32 @@ def test_app_records_and_labels_reach_the_processor_logs_pipeline(tmp_path: Path
     assert sorted(predicted) == sorted(labelled) == sorted(used["chosen"] + used["generated"])
     assert all(a[semconv.ML_MODEL_NAME].string_value == "churn"
                for a in by_event[semconv.EVENT_PREDICTION])
+
+
+def test_torch_records_carry_the_sampled_rows_inputs_and_softmax_scores(
+        logs: InMemoryLogRecordExporter) -> None:
+    torch = require_torch()
+    provider = LoggerProvider()
+    provider.add_log_record_processor(SimpleLogRecordProcessor(logs))
+    records = PredictionRecords(provider.get_logger("test"),
+                                RecordSettings(ratio=0.5, per_second=1e6),
+                                rng=np.random.default_rng(3))
+    recorder = Recorder(InMemoryMetricExporter(), records=records)
+    instrumentor = TorchInstrumentor()
+    instrumentor.instrument(tracer_provider=TracerProvider(), recorder=recorder)
+    try:
+        model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Softmax(dim=1)).eval()
+        inputs = torch.randn(40, 3)
+        with torch.no_grad():
+            outputs = model(inputs)
+        ids = list(driftline.last_prediction_ids())
+        assert recorder.force_flush()
+    finally:
+        instrumentor.uninstrument()
+    found = _records(logs)
+    assert 5 < len(found) < 35  # about half of 40 rows
+    for record in found:
+        row = ids.index(record.attributes[semconv.ML_PREDICTION_ID])
+        assert list(record.attributes[semconv.ML_PREDICTION_SCORES]) == pytest.approx(
+            outputs[row].tolist())
+        assert record.body == {f"f{i}": pytest.approx(float(inputs[row, i])) for i in range(3)}

@@ -7,14 +7,12 @@ is a broken CI image and the module fails instead.
 from __future__ import annotations
 
 import io
-import os
 import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib.metadata import entry_points
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -30,23 +28,9 @@ from driftline import exphist, profile, semconv
 from driftline.identity import ModelIdentity, identity_of
 from driftline.projection import DEFAULT_SEED, Projection
 from tests._otel import InMemoryMetricExporter
+from tests.conftest import require_torch
 
-TORCH_MISSING = ("needs PyTorch, an optional dependency (pip install -e '.[dev]', which pins "
-                 "torch==2.13.0)")
-
-
-def _require_torch() -> ModuleType:
-    try:
-        import torch
-    except ImportError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{TORCH_MISSING}: {exc}; CI=true, so a missing torch is an error, "
-                        "not a skip", pytrace=False)
-        pytest.skip(f"{TORCH_MISSING}: {exc}", allow_module_level=True)
-    return torch
-
-
-torch = _require_torch()
+torch = require_torch()
 nn = torch.nn
 
 from driftline.instrumentation.torch import (  # noqa: E402  (after the torch check)
