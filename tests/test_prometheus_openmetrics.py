@@ -91,7 +91,24 @@ def test_exemplars_reach_prometheus_through_openmetrics(tmp_path: Path) -> None:
     assert float(bucket["exemplars"][0]["value"]) == pytest.approx(0.4)
 
 
-def test_plain_text_without_openmetrics_in_accept() -> None:
-    exporter = PrometheusExporter(PrometheusExporterConfig(enable_open_metrics=True))
-    assert "# EOF" not in exporter.render()
-    assert exporter.render(openmetrics=True).endswith("# EOF\n")
+def _scrape(port: int, accept: str | None) -> tuple[str, str]:
+    headers = {"Accept": accept} if accept else {}
+    request = urllib.request.Request(f"http://{LOOPBACK}:{port}/metrics", headers=headers)
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return response.headers["Content-Type"], response.read().decode()
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_openmetrics_only_when_enabled_and_asked_for(enabled: bool) -> None:
+    exporter = PrometheusExporter(PrometheusExporterConfig(
+        endpoint=f"{LOOPBACK}:0", enable_open_metrics=enabled))
+    exporter.start()
+    try:
+        plain_type, plain = _scrape(exporter.port, None)
+        asked_type, asked = _scrape(exporter.port, "application/openmetrics-text; "
+                                    "version=1.0.0,text/plain;version=0.0.4;q=0.5")
+    finally:
+        exporter.shutdown()
+    assert plain_type.startswith("text/plain") and "# EOF" not in plain
+    assert asked_type.startswith("application/openmetrics-text") == enabled
+    assert asked.rstrip().endswith("# EOF") == enabled

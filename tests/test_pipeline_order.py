@@ -1,0 +1,81 @@
+"""The component graph's start and shutdown order, with components that record it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from driftline.processor.component import Host
+from driftline.processor.config import parse_config
+from driftline.processor.pipeline import build
+from driftline.processor.registry import Factories
+
+EVENTS: list[str] = []
+
+
+@dataclass
+class _Config:
+    def validate(self) -> list[str]:
+        return []
+
+
+class _Component:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def start(self) -> None:
+        EVENTS.append(f"start {self.name}")
+
+    def shutdown(self) -> None:
+        EVENTS.append(f"stop {self.name}")
+
+    def consume_metrics(self, batch: Any) -> None:
+        """Nothing flows in this test."""
+
+    consume_logs = consume_metrics
+
+
+class _Feeder(_Component):
+    """Feeds other pipelines, as ml_drift's alerts do: it defines set_host."""
+
+    def set_host(self, host: Host) -> None:
+        self.host = host
+
+
+def _factory(kind: str, cls: type[_Component], signals: tuple[str, ...]) -> Any:
+    class Factory:
+        TYPE = kind
+        CONFIG = _Config
+        SIGNALS = signals
+
+        def default_config(self) -> _Config:
+            return _Config()
+
+        def create(self, config: _Config, next_consumer: Any = None,
+                   component_id: str = kind) -> _Component:
+            return cls(component_id)
+
+    return Factory()
+
+
+def test_feeders_stop_before_the_other_processors_of_every_pipeline() -> None:
+    both = ("metrics", "logs")
+    factories = Factories.of(
+        receivers=[_factory("recv", _Component, both)],
+        processors=[_factory("plain", _Component, both), _factory("feeder", _Feeder, both)],
+        exporters=[_factory("out", _Component, both)])
+    config = parse_config({
+        "receivers": {"recv": None}, "processors": {"plain": None, "feeder": None},
+        "exporters": {"out": None},
+        "service": {"pipelines": {
+            "logs": {"receivers": ["recv"], "processors": ["plain"], "exporters": ["out"]},
+            "metrics": {"receivers": ["recv"], "processors": ["feeder"],
+                        "exporters": ["out"]}},
+            "telemetry": {"metrics": {"level": "none"}}},
+    }, factories=factories)
+    pipelines = build(config, factories)
+    EVENTS.clear()
+    pipelines.start()
+    pipelines.shutdown()
+    assert EVENTS == ["start out", "start plain", "start feeder", "start recv",
+                      "stop recv", "stop feeder", "stop plain", "stop out"]
