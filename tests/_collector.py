@@ -14,16 +14,21 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
 
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 10.0
+POST_TIMEOUT_S = 10.0
 LISTENING = re.compile(r"^receiver (\S+) listening on (\S+) \((OTLP/gRPC|OTLP/HTTP)\)$")
 PROTOCOL_HTTP = "OTLP/HTTP"
 PROTOCOL_GRPC = "OTLP/gRPC"
@@ -106,3 +111,13 @@ def running_collector(config: dict[str, Any], workdir: Path,
             process.kill()
             process.wait()
             raise
+
+
+def post_metrics(endpoint: str, resource_metrics: Any) -> None:
+    """POST ``resource_metrics`` to an OTLP/HTTP receiver at ``endpoint`` (host:port) as
+    protobuf, and check it was accepted."""
+    body = ExportMetricsServiceRequest(resource_metrics=resource_metrics).SerializeToString()
+    request = urllib.request.Request(f"http://{endpoint}/v1/metrics", data=body,
+                                     headers={"Content-Type": "application/x-protobuf"})
+    with urllib.request.urlopen(request, timeout=POST_TIMEOUT_S) as response:
+        assert response.status == 200

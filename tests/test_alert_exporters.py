@@ -18,13 +18,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
-    ExportMetricsServiceRequest,
-)
 
 from driftline.exporters._alerts import label_name
 from driftline.profile import save
-from tests._collector import LOOPBACK, PROTOCOL_HTTP, running_collector
+from tests._collector import LOOPBACK, PROTOCOL_HTTP, post_metrics, running_collector
 from tests.conftest import free_port, require_binary
 from tests.test_ml_drift import app_batch, reference
 
@@ -118,14 +115,8 @@ def test_drift_alert_appears_in_alertmanager_and_at_the_webhook(
             "logs": {"receivers": ["otlp"], "exporters": ["alertmanager", "webhook"]}}},
     }
     with running_collector(config, tmp_path) as collector:
-        body = ExportMetricsServiceRequest(resource_metrics=app_batch(
-            time.time_ns(), {"age": rng.normal(75, 10, 500), "income": rng.normal(50, 5, 500)})
-        ).SerializeToString()
-        request = urllib.request.Request(
-            f"http://{collector.endpoints[PROTOCOL_HTTP]}/v1/metrics", data=body,
-            headers={"Content-Type": "application/x-protobuf"})
-        with urllib.request.urlopen(request, timeout=10) as response:
-            assert response.status == 200
+        post_metrics(collector.endpoints[PROTOCOL_HTTP], app_batch(
+            time.time_ns(), {"age": rng.normal(75, 10, 500), "income": rng.normal(50, 5, 500)}))
         deadline = time.monotonic() + WAIT_S
         alerts = _alerts(alertmanager)
         while len(alerts) < 2 and time.monotonic() < deadline:

@@ -5,18 +5,14 @@ protobuf, the alert comes out of the logs file as OTLP/JSON."""
 from __future__ import annotations
 
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
-    ExportMetricsServiceRequest,
-)
 
 from driftline import semconv
 from driftline.exporters.file import read_logs
 from driftline.profile import save
-from tests._collector import LOOPBACK, PROTOCOL_HTTP, running_collector
+from tests._collector import LOOPBACK, PROTOCOL_HTTP, post_metrics, running_collector
 from tests.test_ml_drift import app_batch, reference
 
 WINDOW_S = 2
@@ -48,14 +44,8 @@ def test_drift_alert_reaches_the_logs_pipelines_file(tmp_path: Path) -> None:
             "logs": {"receivers": ["otlp"], "exporters": ["file/logs"]}}},
     }
     with running_collector(config, tmp_path) as collector:
-        body = ExportMetricsServiceRequest(resource_metrics=app_batch(
-            time.time_ns(), {"age": rng.normal(75, 10, 500), "income": rng.normal(50, 5, 500)})
-        ).SerializeToString()
-        request = urllib.request.Request(
-            f"http://{collector.endpoints[PROTOCOL_HTTP]}/v1/metrics", data=body,
-            headers={"Content-Type": "application/x-protobuf"})
-        with urllib.request.urlopen(request, timeout=10) as response:
-            assert response.status == 200
+        post_metrics(collector.endpoints[PROTOCOL_HTTP], app_batch(
+            time.time_ns(), {"age": rng.normal(75, 10, 500), "income": rng.normal(50, 5, 500)}))
         deadline = time.monotonic() + WAIT_S
         while len(alert_records(logs_path)) < 2 and time.monotonic() < deadline:
             time.sleep(0.2)

@@ -5,19 +5,15 @@ draw one over the other, and production counts exact at those bounds."""
 from __future__ import annotations
 
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
-    ExportMetricsServiceRequest,
-)
 
 from driftline import exphist
 from driftline.exporters import _classic_bins as classic_bins
 from driftline.profile import save
-from tests._collector import LOOPBACK, PROTOCOL_HTTP, running_collector
+from tests._collector import LOOPBACK, PROTOCOL_HTTP, post_metrics, running_collector
 from tests.conftest import free_port, run_prometheus
 from tests.test_ml_drift import app_batch, reference
 
@@ -44,13 +40,8 @@ def test_feature_histogram_and_reference_share_bounds_in_prometheus(tmp_path: Pa
     (tmp_path / "collector").mkdir()
     (tmp_path / "prometheus").mkdir()
     with running_collector(config, tmp_path / "collector") as collector:
-        body = ExportMetricsServiceRequest(resource_metrics=app_batch(
-            time.time_ns(), {"age": production})).SerializeToString()
-        request = urllib.request.Request(
-            f"http://{collector.endpoints[PROTOCOL_HTTP]}/v1/metrics", data=body,
-            headers={"Content-Type": "application/x-protobuf"})
-        with urllib.request.urlopen(request, timeout=10) as response:
-            assert response.status == 200
+        post_metrics(collector.endpoints[PROTOCOL_HTTP],
+                     app_batch(time.time_ns(), {"age": production}))
         with run_prometheus([f"{LOOPBACK}:{port}"], tmp_path / "prometheus",
                             scrape_interval_s=1) as prometheus:
             current = _buckets(prometheus.wait_for(
