@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import struct
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from driftline import exphist
 from driftline.exphist import Buckets, ExpHistogram
 from driftline.processor import _explicit
 from driftline.processor._explicit import ExplicitHistogram
+from driftline.processor._part_blob import parts_blob, parts_from_blob
 from driftline.profile import (
     KIND_CATEGORICAL,
     KIND_NUMERIC,
@@ -34,6 +34,19 @@ from driftline.profile import (
     ColumnProfile,
     Profile,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointDelta:
+    """What an open window's checkpoint needs since the last one: its state without
+    histograms (JSON); the merged histograms that changed (column, JSON); the parts queued
+    since, as one ``parts_blob`` (None: none); and whether a merge folded every queued part
+    into those histograms (then the stored parts are dropped before these are added)."""
+
+    state: str
+    columns: list[tuple[str, str]]
+    parts: bytes | None
+    folded: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,25 +74,25 @@ _EMPTY = np.zeros(0, dtype=np.int64)
 # sum, min, max), counts as int64 arrays.
 Part = tuple[int, int, int, np.ndarray, int, np.ndarray, int, float, float, float]
 _POSITIVE, _NEGATIVE = 2, 4  # index of a sign's offset in a Part (its counts follow)
-# scale, zero_count, positive offset and size, negative offset and size, count, sum, min, max
-_PART_HEADER = struct.Struct("<qqqqqqqddd")
 
 
 class Window:
     """One stream's data in one window (or the merge of several); touched under a lock."""
 
-    __slots__ = ("_compacted", "_numeric", "_pending", "_written",
-                 "categorical", "explicit", "framework", "index", "key", "resource", "rows")
+    __slots__ = ("_compacted", "_folded", "_numeric", "_pending", "_unwritten", "categorical",
+                 "explicit", "framework", "index", "key", "resource", "rows")
 
     def __init__(self, key: StreamKey, index: int) -> None:
         self.key = key
         self.index = index
         self._numeric: dict[str, ExpHistogram] = {}
         self._pending: dict[str, list[Part]] = {}
-        # Checkpoint bookkeeping (see ``checkpoint_delta``): per column, how many queued
-        # parts the file already holds, and the columns merged since.
-        self._written: dict[str, int] = {}
+        # Checkpoint bookkeeping (see ``checkpoint_delta``): the parts queued since the last
+        # call, the columns merged since, and whether a merge folded every queued part (the
+        # stored ones included) into the merged histograms.
+        self._unwritten: list[tuple[str, Part]] = []
         self._compacted: set[str] = set()
+        self._folded = False
         self.explicit: dict[str, ExplicitHistogram] = {}
         self.categorical: dict[str, Counter[str]] = {}
         self.rows = 0
@@ -100,16 +113,16 @@ class Window:
     def numeric(self) -> dict[str, ExpHistogram]:
         """Merged histogram per column (queued points are merged first)."""
         if self._pending:
-            for column in list(self._pending):
-                self._merge_pending(column)
+            self._merge_pending()
         return self._numeric
 
     @numeric.setter
     def numeric(self, value: dict[str, ExpHistogram]) -> None:
         self._numeric = value
         self._pending = {}
-        self._written = {}
+        self._unwritten = []
         self._compacted = set(value)
+        self._folded = True
 
     def has_column(self, column: str) -> bool:
         return (column in self._numeric or column in self._pending
@@ -138,23 +151,25 @@ class Window:
         part = part_of(histogram) if isinstance(histogram, ExpHistogram) else histogram
         if max(part[3].size, part[5].size) > exphist.DEFAULT_MAX_SIZE:
             part = part_of(exphist.merge([histogram_of(part)]))
-        pending = self._pending.get(column)
-        if pending is None:
-            self._pending[column] = [part]
-        else:
-            pending.append(part)
-            if len(pending) >= PENDING_MERGE_LIMIT:
-                self._merge_pending(column)
+        pending = self._pending.setdefault(column, [])
+        pending.append(part)
+        self._unwritten.append((column, part))
+        if len(pending) >= PENDING_MERGE_LIMIT:
+            self._merge_pending()
 
-    def _merge_pending(self, column: str) -> None:
-        pending = self._pending.pop(column)
-        self._written.pop(column, None)
-        self._compacted.add(column)
-        current = self._numeric.get(column)
-        if current is not None:
-            pending.insert(0, part_of(current))
-        self._numeric[column] = histogram_of(pending[0]) if len(pending) == 1 \
-            else merge_parts(pending)
+    def _merge_pending(self) -> None:
+        """Merge every column's queued parts (all at once, so a merge lets the checkpoint
+        drop all the window's stored parts: see ``checkpoint_delta``)."""
+        for column, pending in self._pending.items():
+            current = self._numeric.get(column)
+            if current is not None:
+                pending.insert(0, part_of(current))
+            self._numeric[column] = histogram_of(pending[0]) if len(pending) == 1 \
+                else merge_parts(pending)
+            self._compacted.add(column)
+        self._pending = {}
+        self._unwritten = []
+        self._folded = True
 
     def add_explicit(self, column: str, histogram: ExplicitHistogram) -> None:
         """Raises ``ValueError`` when the bounds differ from the column's earlier points."""
@@ -178,29 +193,28 @@ class Window:
 
     # --- checkpoint form ------------------------------------------------------------------
 
-    def checkpoint_delta(self) -> tuple[str, list[tuple[str, str]], list[tuple[str, bytes]]]:
-        """What the checkpoint needs since the last call, without merging queued points:
-        the window's state without histograms (JSON), the merged histograms that changed
-        (column, JSON; the stored parts of those columns are folded into them), and the
-        parts queued since (column, ``part_blob``). A column is its merged histogram with its stored
-        parts on top, in order (``add_parts`` reads them back)."""
+    def checkpoint_delta(self) -> CheckpointDelta:
+        """What the checkpoint needs since the last call, without merging queued points
+        (see ``CheckpointDelta``). The window is its merged histograms with its stored parts
+        on top, in order (``add_parts`` reads them back)."""
         state = json.dumps({"numeric": {}, **self.to_dict(numeric=False)})
         columns = [(c, json.dumps(histogram_dict(self._numeric[c])))
                    for c in sorted(self._compacted) if c in self._numeric]
+        parts = parts_blob(self._unwritten) if self._unwritten else None
+        delta = CheckpointDelta(state, columns, parts, self._folded)
         self._compacted = set()
-        parts: list[tuple[str, bytes]] = []
-        for column, pending in self._pending.items():
-            written = self._written.get(column, 0)
-            parts.extend((column, part_blob(p)) for p in pending[written:])
-            self._written[column] = len(pending)
-        return state, columns, parts
+        self._unwritten = []
+        self._folded = False
+        return delta
 
-    def add_parts(self, parts: Iterable[tuple[str, bytes]]) -> None:
+    def add_parts(self, blobs: Iterable[bytes]) -> None:
         """Queue the parts a checkpoint holds (``checkpoint_delta``), marked as stored."""
-        for column, blob in parts:
-            self.add_numeric(column, part_from_blob(blob))
-        self._written = {c: len(p) for c, p in self._pending.items()}
+        for blob in blobs:
+            for column, part in parts_from_blob(blob):
+                self.add_numeric(column, part)
+        self._unwritten = []
         self._compacted = set()
+        self._folded = False
 
     def to_dict(self, numeric: bool = True) -> dict[str, Any]:
         """The window's state (``numeric`` False: without the histograms)."""
@@ -351,23 +365,3 @@ def histogram_dict(hist: ExpHistogram) -> dict[str, Any]:
         "min": float(hist.min),
         "max": float(hist.max),
     }
-
-
-def part_blob(part: Part) -> bytes:
-    """A ``Part`` as bytes for the checkpoint: a fixed header (``_PART_HEADER``) then the
-    positive and negative counts as little-endian int64 (no JSON on the hot path)."""
-    scale, zero_count, pos_offset, pos, neg_offset, neg, count, total, low, high = part
-    header = _PART_HEADER.pack(scale, zero_count, pos_offset, pos.size, neg_offset, neg.size,
-                               count, total, low, high)
-    return b"".join((header, pos.astype("<i8", copy=False).tobytes(),
-                     neg.astype("<i8", copy=False).tobytes()))
-
-
-def part_from_blob(blob: bytes) -> Part:
-    (scale, zero_count, pos_offset, pos_size, neg_offset, neg_size, count, total, low,
-     high) = _PART_HEADER.unpack_from(blob)
-    start = _PART_HEADER.size
-    pos = np.frombuffer(blob, dtype="<i8", count=pos_size, offset=start).astype(np.int64)
-    neg = np.frombuffer(blob, dtype="<i8", count=neg_size,
-                        offset=start + 8 * pos_size).astype(np.int64)
-    return (scale, zero_count, pos_offset, pos, neg_offset, neg, count, total, low, high)

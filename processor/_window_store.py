@@ -3,8 +3,9 @@ table in one SQLite file (WAL mode), each change committed in one transaction.
 
 An open window is written incrementally, so a commit costs what changed: its small state
 (rows, categories, ...) in ``windows``, each merged histogram in ``columns`` (rewritten only
-when that column was merged again), and the histogram points queued since in ``parts``
-(appended). Reading puts the three together again.
+when the window's queued points were merged again, which also drops its stored points), and
+the histogram points queued since as one blob in ``part_groups`` (appended). Reading puts
+the three together again.
 
 The processor commits a batch's effect before it acknowledges the batch, so after a crash
 (SIGKILL included) a batch is either fully in the file or was never acknowledged.
@@ -20,10 +21,13 @@ from pathlib import Path
 from typing import IO, Any
 
 from driftline.processor._file_lock import exclusive_lock
+from driftline.processor._ml_window import CheckpointDelta, Part
+from driftline.processor._part_blob import part_from_v2_blob, parts_blob
 
-SCHEMA_VERSION = 2
-# Files of these versions are read and upgraded in place (version 1 had no ``parts``).
-_UPGRADABLE = ("1",)
+SCHEMA_VERSION = 3
+# Files of these versions are read and upgraded in place (version 1 had no queued points,
+# version 2 stored one point per row in ``parts``).
+_UPGRADABLE = ("1", "2")
 # A busy database (another process holds the file) is waited for this long, then an error.
 BUSY_TIMEOUT_S = 5.0
 
@@ -40,10 +44,11 @@ _SCHEMA = (
     # Merged histogram per column of an open window written incrementally.
     "CREATE TABLE IF NOT EXISTS columns (stream TEXT NOT NULL, idx INTEGER NOT NULL, "
     "col TEXT NOT NULL, hist TEXT NOT NULL, PRIMARY KEY (stream, idx, col))",
-    # Histogram points an open window queued after its merged histograms, in rowid order.
-    "CREATE TABLE IF NOT EXISTS parts (stream TEXT NOT NULL, idx INTEGER NOT NULL, "
-    "col TEXT NOT NULL, part BLOB NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS parts_window ON parts (stream, idx, col)",
+    # Histogram points an open window queued after its merged histograms, one blob per
+    # commit (``parts_blob``), in rowid order.
+    "CREATE TABLE IF NOT EXISTS part_groups (stream TEXT NOT NULL, idx INTEGER NOT NULL, "
+    "parts BLOB NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS part_groups_window ON part_groups (stream, idx)",
 )
 
 
@@ -60,12 +65,8 @@ class Changes:
     baselines: dict[str, tuple[int, dict[str, Any]] | None] = field(default_factory=dict)
     temporality: dict[str, dict[str, Any] | None] = field(default_factory=dict)
     verdicts: dict[tuple[str, str], bool] = field(default_factory=dict)
-    # Open windows written incrementally: (state JSON without histograms, merged histograms
-    # that changed as (column, JSON): their stored parts are folded into them, new parts as
-    # (column, bytes)); see Window.checkpoint_delta.
-    open_windows: dict[tuple[str, int], tuple[str, list[tuple[str, str]],
-                                              list[tuple[str, bytes]]]] = field(
-        default_factory=dict)
+    # Open windows written incrementally (see Window.checkpoint_delta).
+    open_windows: dict[tuple[str, int], CheckpointDelta] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(self.windows or self.baselines or self.temporality or self.verdicts
@@ -80,8 +81,8 @@ class Snapshot:
     baselines: Mapping[str, tuple[int, dict[str, Any]]]
     temporality: Mapping[str, dict[str, Any]]
     verdicts: Mapping[tuple[str, str], bool]
-    # Per window, its queued parts as (column, bytes), oldest first.
-    parts: Mapping[tuple[str, int], list[tuple[str, bytes]]] = field(default_factory=dict)
+    # Per window, its blobs of queued parts (``parts_blob``), oldest first.
+    parts: Mapping[tuple[str, int], list[bytes]] = field(default_factory=dict)
 
 
 class WindowStore:
@@ -109,8 +110,7 @@ class WindowStore:
             if row is None:
                 self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
             elif row[0] in _UPGRADABLE:
-                self._db.execute("UPDATE meta SET value=? WHERE key='schema'",
-                                 (str(SCHEMA_VERSION),))
+                self._upgrade()
             elif row[0] != str(SCHEMA_VERSION):
                 raise WindowStoreError(f"checkpoint '{self.path}': schema version {row[0]}, "
                                        f"this Driftline writes {SCHEMA_VERSION}; move the "
@@ -122,6 +122,27 @@ class WindowStore:
             self._release()
             raise
 
+    def _upgrade(self) -> None:
+        """Bring a version 1 or 2 file to this version in one transaction (version 2's
+        points, one per row, become one blob per window, in their order)."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if db.execute("SELECT 1 FROM sqlite_master WHERE name='parts'").fetchone():
+                groups: dict[tuple[str, int], list[tuple[str, Part]]] = {}
+                for stream, index, column, blob in db.execute(
+                        "SELECT stream, idx, col, part FROM parts ORDER BY rowid"):
+                    groups.setdefault((stream, index), []).append(
+                        (column, part_from_v2_blob(blob)))
+                db.executemany("INSERT INTO part_groups VALUES (?, ?, ?)",
+                               [(s, i, parts_blob(p)) for (s, i), p in groups.items()])
+                db.execute("DROP TABLE parts")
+            db.execute("UPDATE meta SET value=? WHERE key='schema'", (str(SCHEMA_VERSION),))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
     def meta(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return None if row is None else str(row[0])
@@ -131,7 +152,7 @@ class WindowStore:
 
     def clear_windows(self) -> int:
         """Delete every window (open and kept); returns how many there were."""
-        self._db.execute("DELETE FROM parts")
+        self._db.execute("DELETE FROM part_groups")
         self._db.execute("DELETE FROM columns")
         return self._db.execute("DELETE FROM windows").rowcount
 
@@ -148,10 +169,10 @@ class WindowStore:
             for s, i, c, h in self._db.execute("SELECT stream, idx, col, hist FROM columns"):
                 if (s, int(i)) in windows:
                     windows[(s, int(i))][1].setdefault("numeric", {})[c] = json.loads(h)
-            parts: dict[tuple[str, int], list[tuple[str, bytes]]] = {}
-            for s, i, c, t in self._db.execute(
-                    "SELECT stream, idx, col, part FROM parts ORDER BY rowid"):
-                parts.setdefault((s, int(i)), []).append((c, t))
+            parts: dict[tuple[str, int], list[bytes]] = {}
+            for s, i, t in self._db.execute(
+                    "SELECT stream, idx, parts FROM part_groups ORDER BY rowid"):
+                parts.setdefault((s, int(i)), []).append(t)
         except (sqlite3.Error, ValueError) as exc:
             raise WindowStoreError(f"checkpoint '{self.path}': cannot read: {exc}") from exc
         return Snapshot(windows, baselines, temporality, verdicts, parts)
@@ -169,7 +190,7 @@ class WindowStore:
                         ((k, None if v is None else (v[0], json.dumps(v[1])))
                          for k, v in changes.windows.items()))
                 if changes.windows:  # a full state holds every point: nothing on top
-                    db.executemany("DELETE FROM parts WHERE stream=? AND idx=?",
+                    db.executemany("DELETE FROM part_groups WHERE stream=? AND idx=?",
                                    list(changes.windows))
                     db.executemany("DELETE FROM columns WHERE stream=? AND idx=?",
                                    list(changes.windows))
@@ -201,19 +222,19 @@ class WindowStore:
             self._lock_file = None
 
 
-def _write_open(db: sqlite3.Connection, windows: Mapping[
-        tuple[str, int], tuple[str, list[tuple[str, str]], list[tuple[str, bytes]]]]) -> None:
+def _write_open(db: sqlite3.Connection,
+                windows: Mapping[tuple[str, int], CheckpointDelta]) -> None:
     if not windows:
         return
     db.executemany("INSERT OR REPLACE INTO windows VALUES (?, ?, 0, ?)",
-                   [(s, i, state) for (s, i), (state, _, _) in windows.items()])
-    merged = [(s, i, c, h) for (s, i), (_, columns, _) in windows.items() for c, h in columns]
-    db.executemany("INSERT OR REPLACE INTO columns VALUES (?, ?, ?, ?)", merged)
-    db.executemany("DELETE FROM parts WHERE stream=? AND idx=? AND col=?",
-                   [(s, i, c) for s, i, c, _ in merged])
-    db.executemany("INSERT INTO parts VALUES (?, ?, ?, ?)",
-                   [(s, i, c, t) for (s, i), (_, _, parts) in windows.items()
-                    for c, t in parts])
+                   [(s, i, delta.state) for (s, i), delta in windows.items()])
+    db.executemany("DELETE FROM part_groups WHERE stream=? AND idx=?",
+                   [key for key, delta in windows.items() if delta.folded])
+    db.executemany("INSERT OR REPLACE INTO columns VALUES (?, ?, ?, ?)",
+                   [(s, i, c, h) for (s, i), delta in windows.items() for c, h in delta.columns])
+    db.executemany("INSERT INTO part_groups VALUES (?, ?, ?)",
+                   [(s, i, delta.parts) for (s, i), delta in windows.items()
+                    if delta.parts is not None])
 
 
 def _upsert(db: sqlite3.Connection, delete: str, insert: str,

@@ -20,6 +20,7 @@ from driftline.processor._ml_window import (
     Window,
     merge_many,
 )
+from driftline.processor._part_blob import parts_from_blob
 from driftline.processor._window_store import WindowStore
 from tests.test_ml_drift import MODEL, NS, T0, Capture, Clock, app_batch, exp_point, rows_point
 from tests.test_ml_drift_store import started
@@ -138,10 +139,11 @@ def test_the_checkpoint_holds_queued_points_and_restores_them_exactly(
         store.close()
     [((stream, index), (closed, state))] = snapshot.windows.items()
     assert closed == 0
-    parts = snapshot.parts[(stream, index)]
-    assert 0 < len(parts) < PENDING_MERGE_LIMIT  # merged once, the rest queued
+    blobs = snapshot.parts[(stream, index)]
+    queued = [part for blob in blobs for part in parts_from_blob(blob)]
+    assert 0 < len(queued) < PENDING_MERGE_LIMIT  # merged once, the rest queued
     window = Window.from_dict(StreamKey.from_text(stream), index, state)
-    window.add_parts(parts)
+    window.add_parts(blobs)
     assert_same(window.numeric["age"], one_by_one(sent))
     assert window.rows == sum(20 for _ in sent)
 

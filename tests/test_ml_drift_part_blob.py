@@ -1,0 +1,127 @@
+"""The checkpoint's blobs of queued points: exact round trips, damage named, and a version 2
+file (one point per row) upgraded in place without losing its open window."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from driftline import exphist
+from driftline.processor._ml_window import Part, StreamKey, Window, part_of
+from driftline.processor._part_blob import parts_blob, parts_from_blob
+from driftline.processor._window_store import SCHEMA_VERSION, WindowStore
+
+
+def _part(rng: np.random.Generator, top: int, negative: bool) -> Part:
+    pos = rng.integers(0, top, size=int(rng.integers(0, 40)), dtype=np.int64)
+    neg = rng.integers(0, top, size=int(rng.integers(1, 9)), dtype=np.int64) if negative \
+        else np.zeros(0, dtype=np.int64)
+    return (int(rng.integers(-4, 21)), int(rng.integers(0, 5)), int(rng.integers(-300, 300)),
+            pos, int(rng.integers(-50, 50)), neg, pos.size + neg.size,
+            float(rng.normal()), float(-rng.random()), float(rng.random()))
+
+
+def assert_same_parts(got: list[tuple[str, Part]], expected: list[tuple[str, Part]]) -> None:
+    assert len(got) == len(expected)
+    for (column, part), (want_column, want) in zip(got, expected, strict=True):
+        assert column == want_column
+        for index in (0, 1, 2, 4, 6, 7, 8, 9):
+            assert part[index] == want[index]
+        for index in (3, 5):
+            assert part[index].dtype == np.int64
+            np.testing.assert_array_equal(part[index], want[index])
+
+
+@pytest.mark.parametrize("top", [2, 250, 60_000, 3_000_000_000, 2**62])
+def test_parts_of_many_columns_round_trip_at_every_count_width(top: int) -> None:
+    rng = np.random.default_rng(top % 1000)
+    parts = [(f"feature_{i % 7}", _part(rng, top, negative=i % 3 == 0)) for i in range(60)]
+    blob = parts_blob(parts)
+    assert_same_parts(parts_from_blob(blob), parts)
+    if top < 256:  # the narrowest width that holds the counts: one byte per bucket
+        buckets = sum(p[3].size + p[5].size for _, p in parts)
+        assert len(blob) < 100 * 60 + buckets + 200
+
+
+def test_nan_and_infinite_sums_and_bounds_round_trip() -> None:
+    empty = np.zeros(0, dtype=np.int64)
+    part: Part = (3, 2, 0, empty, 0, empty, 2, float("nan"), float("inf"), float("-inf"))
+    [(column, back)] = parts_from_blob(parts_blob([("x", part)]))
+    assert column == "x" and back[1] == 2 and np.isnan(back[7])
+    assert back[8:] == (float("inf"), float("-inf"))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "magic", "sizes", "column"])
+def test_damaged_blobs_are_named_as_such(damage: str) -> None:
+    rng = np.random.default_rng(1)
+    blob = bytearray(parts_blob([("a", _part(rng, 100, True)), ("b", _part(rng, 100, True))]))
+    if damage == "truncated":
+        blob = blob[:-3]
+    elif damage == "magic":
+        blob[:4] = b"NOPE"
+    else:
+        names_size = struct.unpack_from("<I", blob, 8)[0]
+        ints_at = 16 + names_size
+        field = 0 if damage == "column" else 4  # the first part's column index / size
+        struct.pack_into("<q", blob, ints_at + 8 * field, 5 if damage == "column" else 999)
+    with pytest.raises(ValueError, match="damaged checkpoint parts"):
+        parts_from_blob(bytes(blob))
+
+
+def _write_version_2_file(path: Path, stream: str, parts: list[tuple[str, Part]]) -> None:
+    """A checkpoint as schema version 2 wrote it: one row per queued point."""
+    header = struct.Struct("<qqqqqqqddd")
+    db = sqlite3.connect(path)
+    db.executescript("""
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE windows (stream TEXT NOT NULL, idx INTEGER NOT NULL,
+            closed INTEGER NOT NULL, state TEXT NOT NULL, PRIMARY KEY (stream, idx));
+        CREATE TABLE columns (stream TEXT NOT NULL, idx INTEGER NOT NULL, col TEXT NOT NULL,
+            hist TEXT NOT NULL, PRIMARY KEY (stream, idx, col));
+        CREATE TABLE parts (stream TEXT NOT NULL, idx INTEGER NOT NULL, col TEXT NOT NULL,
+            part BLOB NOT NULL);
+        INSERT INTO meta VALUES ('schema', '2');
+    """)
+    state = {"numeric": {}, "explicit": {}, "categorical": {}, "rows": 40, "framework": "",
+             "resource": None}
+    db.execute("INSERT INTO windows VALUES (?, 7, 0, ?)", (stream, json.dumps(state)))
+    for column, (scale, zero, po, pos, no, neg, count, total, low, high) in parts:
+        blob = header.pack(scale, zero, po, pos.size, no, neg.size, count, total, low, high) \
+            + pos.astype("<i8").tobytes() + neg.astype("<i8").tobytes()
+        db.execute("INSERT INTO parts VALUES (?, 7, ?, ?)", (stream, column, blob))
+    db.commit()
+    db.close()
+
+
+def test_a_version_2_file_is_upgraded_with_its_queued_points(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    key = StreamKey("churn", "3", "predict")
+    hists = [exphist.from_values(rng.normal(10, 3, 50)) for _ in range(6)]
+    parts = [(("age", "income")[i % 2], part_of(h)) for i, h in enumerate(hists)]
+    path = tmp_path / "ml.sqlite"
+    _write_version_2_file(path, key.text(), parts)
+
+    store = WindowStore(path)
+    try:
+        assert store.meta("schema") == str(SCHEMA_VERSION)
+        snapshot = store.load()
+    finally:
+        store.close()
+    [(_, state)] = snapshot.windows.values()
+    window = Window.from_dict(key, 7, state)
+    window.add_parts(snapshot.parts[(key.text(), 7)])
+    for column, own in (("age", hists[0::2]), ("income", hists[1::2])):
+        expected = exphist.merge(own)
+        got = window.numeric[column]
+        assert (got.scale, got.count, got.positive.offset) == \
+            (expected.scale, expected.count, expected.positive.offset)
+        np.testing.assert_array_equal(got.positive.counts, expected.positive.counts)
+    assert window.rows == 40
+    tables = {row[0] for row in sqlite3.connect(path).execute(
+        "SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "parts" not in tables and "part_groups" in tables
