@@ -2,8 +2,8 @@
 
 A commit writes one blob per open window holding every point the window queued since the
 previous commit, so a commit costs one row per window however many points arrived. The
-blob is a small header, the column names, two fixed-width tables (the integer and float
-fields of each part) and all bucket counts in the narrowest unsigned type that holds them
+blob is a small header, the column names, one fixed-width record per part (its integer and
+float fields) and all bucket counts in the narrowest unsigned type that holds them
 (most delta points count a few thousand rows at most: one or two bytes per bucket).
 """
 
@@ -22,10 +22,12 @@ if TYPE_CHECKING:
 _MAGIC = b"DLP3"
 # magic, parts, bytes of the column names (JSON), bytes per bucket count
 _HEADER = struct.Struct("<4sIII")
-# per part: column index, scale, zero_count, positive offset and size, negative offset and
-# size, count
+# One record per part: column index, scale, zero_count, positive offset and size, negative
+# offset and size, count; then sum, min, max.
 _INTS = 8
-_FLOATS = 3  # per part: sum, min, max
+_FLOATS = 3
+_RECORD = struct.Struct("<" + "q" * _INTS + "d" * _FLOATS)
+_RECORD_DTYPE = np.dtype([("ints", "<i8", (_INTS,)), ("floats", "<f8", (_FLOATS,))])
 _COUNT_TYPES = {1: "<u1", 2: "<u2", 4: "<u4", 8: "<i8"}
 # Version 2 checkpoints stored one part per row: this header, then int64 counts.
 _V2_HEADER = struct.Struct("<qqqqqqqddd")
@@ -34,26 +36,20 @@ _V2_HEADER = struct.Struct("<qqqqqqqddd")
 def parts_blob(parts: Sequence[tuple[str, Part]]) -> bytes:
     """``(column, part)`` pairs as one blob; ``parts_from_blob`` gives them back in order."""
     names: dict[str, int] = {}
-    ints: list[tuple[int, ...]] = []
-    floats: list[tuple[float, float, float]] = []
+    records: list[bytes] = []
     arrays: list[np.ndarray] = []
+    pack = _RECORD.pack
     for column, (scale, zero_count, pos_offset, pos, neg_offset, neg, count, total, low,
                  high) in parts:
-        index = names.setdefault(column, len(names))
-        ints.append((index, scale, zero_count, pos_offset, pos.size, neg_offset, neg.size, count))
-        floats.append((total, low, high))
+        records.append(pack(names.setdefault(column, len(names)), scale, zero_count, pos_offset,
+                            pos.size, neg_offset, neg.size, count, total, low, high))
         arrays.append(pos)
         arrays.append(neg)
     counts = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)
     width = _count_width(counts)
     columns = json.dumps(list(names)).encode()
-    return b"".join((
-        _HEADER.pack(_MAGIC, len(ints), len(columns), width),
-        columns,
-        np.asarray(ints, dtype="<i8").reshape(-1, _INTS).tobytes(),
-        np.asarray(floats, dtype="<f8").reshape(-1, _FLOATS).tobytes(),
-        counts.astype(_COUNT_TYPES[width], copy=False).tobytes(),
-    ))
+    return b"".join((_HEADER.pack(_MAGIC, len(records), len(columns), width), columns,
+                     *records, counts.astype(_COUNT_TYPES[width], copy=False).tobytes()))
 
 
 def _count_width(counts: np.ndarray) -> int:
@@ -75,11 +71,9 @@ def parts_from_blob(blob: bytes) -> list[tuple[str, Part]]:
         at = _HEADER.size
         names = json.loads(blob[at:at + names_size])
         at += names_size
-        ints = np.frombuffer(blob, dtype="<i8", count=n * _INTS, offset=at).reshape(n, _INTS)
-        at += ints.nbytes
-        floats = np.frombuffer(blob, dtype="<f8", count=n * _FLOATS, offset=at)
-        floats = floats.reshape(n, _FLOATS)
-        at += floats.nbytes
+        records = np.frombuffer(blob, dtype=_RECORD_DTYPE, count=n, offset=at)
+        ints, floats = records["ints"], records["floats"]
+        at += records.nbytes
         counts = np.frombuffer(blob, dtype=_COUNT_TYPES[width], offset=at).astype(np.int64)
     except (struct.error, ValueError, UnicodeDecodeError) as exc:
         raise ValueError(f"damaged checkpoint parts: {exc}") from exc
