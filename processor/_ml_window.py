@@ -295,31 +295,34 @@ def merge_parts(parts: Sequence[Part], max_size: int = exphist.DEFAULT_MAX_SIZE
     parts = [p for p in parts if p[6]]
     if not parts:
         return exphist.empty()
-    n = len(parts)
-    scales = np.fromiter((p[0] for p in parts), dtype=np.int64, count=n)
+    # One transposition instead of a Python loop over the parts per field.
+    (scales_of, zero_counts, pos_offsets, pos_counts, neg_offsets, neg_counts, counts_of,
+     sums, mins, maxs) = zip(*parts, strict=True)
+    scales = np.array(scales_of, dtype=np.int64)
     base = int(scales.min())
-    found: dict[int, tuple[np.ndarray, np.ndarray] | None] = {}
+    found: dict[int, tuple[np.ndarray, np.ndarray, tuple[np.ndarray, ...]] | None] = {}
     shift = 0
-    for sign in (_POSITIVE, _NEGATIVE):
-        lengths = np.fromiter((p[sign + 1].size for p in parts), dtype=np.int64, count=n)
+    for sign, offsets_of, arrays in ((_POSITIVE, pos_offsets, pos_counts),
+                                     (_NEGATIVE, neg_offsets, neg_counts)):
+        lengths = np.array(list(map(len, arrays)), dtype=np.int64)
         if not lengths.any():
             found[sign] = None
             continue
-        offsets = np.fromiter((p[sign] for p in parts), dtype=np.int64, count=n)
+        offsets = np.array(offsets_of, dtype=np.int64)
         used = lengths > 0
         relative = scales[used] - base
         low = int((offsets[used] >> relative).min())
         high = int(((offsets[used] + lengths[used] - 1) >> relative).max())
         shift = max(shift, _scale_reduction(low, high, max_size))
-        found[sign] = (lengths, offsets)
+        found[sign] = (lengths, offsets, arrays)
     scale = max(base - shift, exphist.MIN_SCALE)
     summed: dict[int, Buckets] = {}
     for sign, entry in found.items():
         if entry is None:
             summed[sign] = Buckets(0, _EMPTY)
             continue
-        lengths, offsets = entry
-        counts = np.concatenate([p[sign + 1] for p in parts])
+        lengths, offsets, arrays = entry
+        counts = np.concatenate(arrays)
         starts = np.cumsum(lengths) - lengths
         index = np.arange(counts.size, dtype=np.int64) + np.repeat(offsets - starts, lengths)
         index >>= np.repeat(scales - scale, lengths)
@@ -327,13 +330,13 @@ def merge_parts(parts: Sequence[Part], max_size: int = exphist.DEFAULT_MAX_SIZE
         summed[sign] = Buckets(low, np.bincount(index - low, weights=counts).astype(np.int64))
     return ExpHistogram(
         scale=scale,
-        zero_count=sum(p[1] for p in parts),
+        zero_count=sum(zero_counts),
         positive=summed[_POSITIVE],
         negative=summed[_NEGATIVE],
-        count=sum(p[6] for p in parts),
-        sum=float(sum(p[7] for p in parts)),
-        min=min(p[8] for p in parts),
-        max=max(p[9] for p in parts),
+        count=sum(counts_of),
+        sum=float(sum(sums)),
+        min=min(mins),
+        max=max(maxs),
     )
 
 
