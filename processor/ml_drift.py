@@ -43,6 +43,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 import driftline
 from driftline import drift, semconv
+from driftline._attribute_bytes import attribute_bytes
 from driftline.durations import parse_duration
 from driftline.processor import _explicit
 from driftline.processor._drift_alerts import Alert, alert_logs
@@ -68,7 +69,7 @@ from driftline.processor._ml_drift_config import (
 from driftline.processor._ml_points import (
     attributes_of,
     histogram_from_point,
-    point_value,
+    point_reader,
     resource_text,
 )
 from driftline.processor._ml_window import Part, StreamKey, Window, as_profile, merged
@@ -116,6 +117,9 @@ _PREDICTION_COLUMNS = (semconv.PROFILE_COLUMN_PREDICTION_CLASS,
                        semconv.PROFILE_COLUMN_PREDICTION_CONFIDENCE,
                        semconv.ML_PREDICTION_VALUE)
 _HISTOGRAM_KINDS = ("exponential_histogram", "histogram")
+# Attribute sets remembered with what they determine (``_PointAttributes``); at this many the
+# memory is cleared. The same few sets repeat request after request.
+MAX_KNOWN_ATTRIBUTE_SETS = 8192
 
 
 # --- state --------------------------------------------------------------------------------
@@ -157,6 +161,22 @@ class MlDriftStats:
 
 
 # --- the processor ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _PointAttributes:
+    """A point's attributes as text and what windowing reads from them: built once per
+    attribute set and found again by the attributes' wire bytes (reading the attributes of
+    every point costs about 1 us each)."""
+
+    values: dict[str, str]
+    stream: tuple[str, str, str]  # model name, model version, operation ("" when absent)
+    framework: str | None
+
+    @classmethod
+    def of(cls, values: dict[str, str]) -> _PointAttributes:
+        return cls(values, tuple(values.get(a, "") for a in _KEY_ATTRIBUTES),  # type: ignore[arg-type]
+                   values.get(semconv.ML_MODEL_FRAMEWORK))
 
 
 @dataclass(slots=True)
@@ -233,9 +253,11 @@ class MlDriftProcessor:
         self._inflight_lock = threading.Lock()
         self._last_apply_s = 0.0
         self._last_commit_s = 0.0
-        # Per resource of the batch being windowed: (model, version, operation, index) ->
+        # Per resource of the batch being windowed: ((model, version, operation), index) ->
         # (window, folded into the overflow stream).
-        self._batch_windows: dict[tuple[str, str, str, int], tuple[Window, bool]] = {}
+        self._batch_windows: dict[tuple[tuple[str, str, str], int], tuple[Window, bool]] = {}
+        # Attribute wire bytes -> what they determine (see ``_attributes``).
+        self._known_attributes: dict[bytes, _PointAttributes] = {}
         self._first_open = 0
         self._alert_targets: list[Any] = []
         self._host = Host()
@@ -588,7 +610,7 @@ class MlDriftProcessor:
             _log.warning(message, *args)
 
     def _values(self, stream_prefix: str, metric: Metric, kinds: Sequence[str]
-                ) -> Iterator[tuple[Any, dict[str, str], Value | Part]]:
+                ) -> Iterator[tuple[Any, _PointAttributes, Value | Part]]:
         """The points of ``metric`` with their attributes and delta values (cumulative ones
         converted); points of another kind or without a temporality are counted, skipped."""
         data_kind = metric.WhichOneof("data")
@@ -609,10 +631,12 @@ class MlDriftProcessor:
                             "skipped", metric.name)
             return
         cumulative = temporality == AGGREGATION_TEMPORALITY_CUMULATIVE
+        read = point_reader(data_kind, cumulative)
+        attributes_for = self._attributes
         for point in data.data_points:
-            attributes = attributes_of(point)
+            attributes = attributes_for(point)
             try:
-                value: Value | Part | None = point_value(data_kind, point, cumulative)
+                value: Value | Part | None = read(point)
             except ValueError as exc:
                 self._counts["invalid_points"] += 1
                 self._warn_once(("bad", metric.name), "ml_drift: bad %s point: %s",
@@ -620,16 +644,29 @@ class MlDriftProcessor:
                 continue
             if cumulative:
                 stream = json.dumps([stream_prefix, metric.name, data_kind,
-                                     sorted(attributes.items())])
+                                     sorted(attributes.values.items())])
                 value = self._deltas.delta(stream, point.start_time_unix_nano,
                                            point.time_unix_nano, value)  # type: ignore[arg-type]
                 if value is None:
                     continue
             yield point, attributes, value
 
-    def _stream_key(self, attributes: Mapping[str, str]) -> tuple[StreamKey, bool]:
+    def _attributes(self, point: Any) -> _PointAttributes:
+        """``point``'s attributes, looked up by their wire bytes: equal bytes are equal
+        attributes, and finding the bytes costs less than reading the attributes."""
+        key = attribute_bytes(point)
+        known = self._known_attributes.get(key)  # type: ignore[arg-type]
+        if known is None:
+            known = _PointAttributes.of(attributes_of(point))
+            if key is not None:
+                if len(self._known_attributes) >= MAX_KNOWN_ATTRIBUTE_SETS:
+                    self._known_attributes.clear()
+                self._known_attributes[key] = known
+        return known
+
+    def _stream_key(self, stream: tuple[str, str, str]) -> tuple[StreamKey, bool]:
         """The point's stream, and True when it is folded into the overflow stream."""
-        key = StreamKey(*(attributes.get(a, "") for a in _KEY_ATTRIBUTES))
+        key = StreamKey(*stream)
         if key not in self._streams and len(self._streams) >= self._limits.max_streams:
             self._warn_once("max_streams", "ml_drift: more than limits::max_streams=%d models "
                             "and operations; the rest are folded into model %s",
@@ -638,10 +675,10 @@ class MlDriftProcessor:
         return key, False
 
     def _window_for(self, resource: Sequence[KeyValue], point: Any,
-                    attributes: Mapping[str, str], now_ns: int) -> Window | None:
-        model = attributes.get(semconv.ML_MODEL_NAME)
+                    attributes: _PointAttributes, now_ns: int) -> Window | None:
+        stream = attributes.stream
         time_ns = point.time_unix_nano
-        if not model or time_ns <= 0:
+        if not stream[0] or time_ns <= 0:
             self._counts["invalid_points"] += 1
             self._warn_once("invalid", "ml_drift: skipping points without %s or a time",
                             semconv.ML_MODEL_NAME)
@@ -650,26 +687,24 @@ class MlDriftProcessor:
         if index < self._first_open:
             self._counts["late_points"] += 1
         # Points of one resource mostly share a model and a window: looked up once per batch.
-        cache_key = (model, attributes.get(semconv.ML_MODEL_VERSION, ""),
-                     attributes.get(semconv.ML_OPERATION, ""), index)
+        cache_key = (stream, index)
         cached = self._batch_windows.get(cache_key)
         if cached is None:
-            cached = self._batch_windows[cache_key] = self._open_window(resource, attributes,
-                                                                        index)
+            cached = self._batch_windows[cache_key] = self._open_window(resource, stream, index)
         window, overflow = cached
         if overflow:
             self._counts["stream_overflow_points"] += 1
-        framework = attributes.get(semconv.ML_MODEL_FRAMEWORK)
+        framework = attributes.framework
         if framework is not None:
             window.framework = framework
         return window
 
-    def _open_window(self, resource: Sequence[KeyValue], attributes: Mapping[str, str],
+    def _open_window(self, resource: Sequence[KeyValue], stream: tuple[str, str, str],
                      index: int) -> tuple[Window, bool]:
         """The window a point of ``index`` goes to (a late one: the stream's oldest open
         window), marked touched by this batch; True when the point's stream is folded into
         the overflow stream (``max_streams``), counted per point by the caller."""
-        key, overflow = self._stream_key(attributes)
+        key, overflow = self._stream_key(stream)
         first_open = self._first_open
         if index < first_open:
             open_indexes = [i for (k, i) in self._windows if k == key and i >= first_open]
@@ -699,7 +734,7 @@ class MlDriftProcessor:
                         metric: Metric, now_ns: int,
                         column_of: Callable[[Mapping[str, str]], str | None]) -> None:
         for point, attributes, value in self._values(stream_prefix, metric, _HISTOGRAM_KINDS):
-            column = column_of(attributes)
+            column = column_of(attributes.values)
             if not column:
                 continue
             window = self._window_for(resource, point, attributes, now_ns)
@@ -720,7 +755,7 @@ class MlDriftProcessor:
                     now_ns: int, column_of: Callable[[Mapping[str, str]], str | None],
                     category_attribute: str) -> None:
         for point, attributes, value in self._values(stream_prefix, metric, ("sum",)):
-            column = column_of(attributes)
+            column = column_of(attributes.values)
             if not column:
                 continue
             window = self._window_for(resource, point, attributes, now_ns)
@@ -728,7 +763,7 @@ class MlDriftProcessor:
                 continue
             column = self._column_in(window, column)
             counts = window.categorical.setdefault(column, Counter())
-            category = attributes.get(category_attribute, "")
+            category = attributes.values.get(category_attribute, "")
             if category not in counts and len(counts) >= self._limits.max_categories:
                 self._counts["category_overflow_points"] += 1
                 category = semconv.OVERFLOW_VALUE
