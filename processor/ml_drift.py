@@ -43,7 +43,6 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 import driftline
 from driftline import drift, semconv
-from driftline._attribute_bytes import attribute_bytes
 from driftline.durations import parse_duration
 from driftline.processor import _explicit
 from driftline.processor._drift_alerts import Alert, alert_logs
@@ -67,6 +66,7 @@ from driftline.processor._ml_drift_config import (
     ThresholdsConfig,
 )
 from driftline.processor._ml_points import (
+    attribute_key,
     attributes_of,
     histogram_from_point,
     point_reader,
@@ -120,6 +120,9 @@ _HISTOGRAM_KINDS = ("exponential_histogram", "histogram")
 # Attribute sets remembered with what they determine (``_PointAttributes``); at this many the
 # memory is cleared. The same few sets repeat request after request.
 MAX_KNOWN_ATTRIBUTE_SETS = 8192
+# Attribute keys of the last request's points kept as guesses for the next (``attribute_key``);
+# past this many the memory is cleared.
+MAX_KEPT_ATTRIBUTE_KEYS = 65_536
 
 
 # --- state --------------------------------------------------------------------------------
@@ -279,6 +282,9 @@ class MlDriftProcessor:
         self._window_memos: dict[tuple[StreamKey, int], _WindowMemo] = {}
         # Attribute wire bytes -> what they determine (see ``_attributes``).
         self._known_attributes: dict[bytes, _PointAttributes] = {}
+        # (stream prefix, metric name, data kind) -> its points' attribute keys, in order.
+        self._last_keys: dict[tuple[str, str, str], list[bytes | None]] = {}
+        self._kept_keys = 0
         self._first_open = 0
         self._alert_targets: list[Any] = []
         self._host = Host()
@@ -672,8 +678,14 @@ class MlDriftProcessor:
         cumulative = temporality == AGGREGATION_TEMPORALITY_CUMULATIVE
         read = point_reader(data_kind, cumulative)
         attributes_for = self._attributes
+        keys_of = (stream_prefix, metric.name, data_kind)
+        previous = self._last_keys.get(keys_of, [])
+        keys: list[bytes | None] = []
         for point in data.data_points:
-            attributes = attributes_for(point)
+            key = attribute_key(point, previous[len(keys)] if len(keys) < len(previous)
+                                else None)
+            keys.append(key)
+            attributes = attributes_for(point, key)
             try:
                 value: Value | Part | None = read(point)
             except ValueError as exc:
@@ -689,11 +701,21 @@ class MlDriftProcessor:
                 if value is None:
                     continue
             yield point, attributes, value
+        self._keep_keys(keys_of, previous, keys)
 
-    def _attributes(self, point: Any) -> _PointAttributes:
-        """``point``'s attributes, looked up by their wire bytes: equal bytes are equal
-        attributes, and finding the bytes costs less than reading the attributes."""
-        key = attribute_bytes(point)
+    def _keep_keys(self, keys_of: tuple[str, str, str], previous: list[bytes | None],
+                   keys: list[bytes | None]) -> None:
+        """Keep a metric's attribute keys, in order, as the guesses for its next request."""
+        kept = self._kept_keys - len(previous) + len(keys)
+        if kept > MAX_KEPT_ATTRIBUTE_KEYS:
+            self._last_keys.clear()
+            kept = len(keys)
+        self._last_keys[keys_of] = keys
+        self._kept_keys = kept
+
+    def _attributes(self, point: Any, key: bytes | None) -> _PointAttributes:
+        """``point``'s attributes, looked up by their wire bytes ``key`` (``attribute_key``):
+        equal bytes are equal attributes, and finding them costs less than reading these."""
         known = self._known_attributes.get(key)  # type: ignore[arg-type]
         if known is None:
             known = _PointAttributes.of(attributes_of(point))
