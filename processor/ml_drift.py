@@ -677,15 +677,17 @@ class MlDriftProcessor:
             return
         cumulative = temporality == AGGREGATION_TEMPORALITY_CUMULATIVE
         read = point_reader(data_kind, cumulative)
-        attributes_for = self._attributes
+        known = self._known_attributes
         keys_of = (stream_prefix, metric.name, data_kind)
         previous = self._last_keys.get(keys_of, [])
+        guesses = len(previous)
         keys: list[bytes | None] = []
-        for point in data.data_points:
-            key = attribute_key(point, previous[len(keys)] if len(keys) < len(previous)
-                                else None)
+        for at, point in enumerate(data.data_points):
+            key = attribute_key(point, previous[at] if at < guesses else None)
             keys.append(key)
-            attributes = attributes_for(point, key)
+            attributes = known.get(key)  # type: ignore[arg-type]
+            if attributes is None:
+                attributes = self._attributes(point, key)
             try:
                 value: Value | Part | None = read(point)
             except ValueError as exc:
@@ -714,16 +716,15 @@ class MlDriftProcessor:
         self._kept_keys = kept
 
     def _attributes(self, point: Any, key: bytes | None) -> _PointAttributes:
-        """``point``'s attributes, looked up by their wire bytes ``key`` (``attribute_key``):
-        equal bytes are equal attributes, and finding them costs less than reading these."""
-        known = self._known_attributes.get(key)  # type: ignore[arg-type]
-        if known is None:
-            known = _PointAttributes.of(attributes_of(point))
-            if key is not None:
-                if len(self._known_attributes) >= MAX_KNOWN_ATTRIBUTE_SETS:
-                    self._known_attributes.clear()
-                self._known_attributes[key] = known
-        return known
+        """``point``'s attributes, not met yet by their wire bytes ``key``
+        (``attribute_key``), read and kept under that key: equal bytes are equal attributes,
+        and finding the bytes costs less than reading the attributes."""
+        attributes = _PointAttributes.of(attributes_of(point))
+        if key is not None:
+            if len(self._known_attributes) >= MAX_KNOWN_ATTRIBUTE_SETS:
+                self._known_attributes.clear()
+            self._known_attributes[key] = attributes
+        return attributes
 
     def _stream_key(self, stream: tuple[str, str, str]) -> tuple[StreamKey, bool]:
         """The point's stream, and True when it is folded into the overflow stream."""
@@ -822,7 +823,8 @@ class MlDriftProcessor:
             memo = self._window_for(resource, point, attributes, now_ns)
             if memo is None:
                 continue
-            column = self._column_in(memo, column)
+            if column not in memo.columns:  # else known to be held: no limit to check
+                column = self._column_in(memo, column)
             if not isinstance(value, ExplicitHistogram):
                 memo.window.add_numeric(column, value)  # type: ignore[arg-type]
                 continue

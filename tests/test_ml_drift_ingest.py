@@ -119,8 +119,9 @@ class _Uncached(MlDriftProcessor):
         memo.window.add_resource(resource)
 
     def _column_in(self, memo: Any, column: str) -> str:
+        column = super()._column_in(memo, column)
         memo.columns.clear()
-        return super()._column_in(memo, column)
+        return column
 
 
 class _Discard:
