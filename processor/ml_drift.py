@@ -117,6 +117,10 @@ _PREDICTION_COLUMNS = (semconv.PROFILE_COLUMN_PREDICTION_CLASS,
                        semconv.PROFILE_COLUMN_PREDICTION_CONFIDENCE,
                        semconv.ML_PREDICTION_VALUE)
 _HISTOGRAM_KINDS = ("exponential_histogram", "histogram")
+# Points whose attributes are their first field, so that a serialization can start with the
+# attributes of the last request's point (``attribute_key``); a sum point's come after its
+# times.
+_ATTRIBUTES_FIRST = _HISTOGRAM_KINDS
 # Attribute sets remembered with what they determine (``_PointAttributes``); at this many the
 # memory is cleared. The same few sets repeat request after request.
 MAX_KNOWN_ATTRIBUTE_SETS = 8192
@@ -279,6 +283,7 @@ class MlDriftProcessor:
         # text (``resource_text``) by its bytes.
         self._resource_bytes = b""
         self._resource_texts: tuple[bytes, str] = (b"", "")
+        # (stream, index) of an open window -> what windowing remembers about it.
         self._window_memos: dict[tuple[StreamKey, int], _WindowMemo] = {}
         # Attribute wire bytes -> what they determine (see ``_attributes``).
         self._known_attributes: dict[bytes, _PointAttributes] = {}
@@ -679,7 +684,8 @@ class MlDriftProcessor:
         read = point_reader(data_kind, cumulative)
         known = self._known_attributes
         keys_of = (stream_prefix, metric.name, data_kind)
-        previous = self._last_keys.get(keys_of, [])
+        guessing = data_kind in _ATTRIBUTES_FIRST
+        previous = self._last_keys.get(keys_of, []) if guessing else []
         guesses = len(previous)
         keys: list[bytes | None] = []
         for at, point in enumerate(data.data_points):
@@ -703,7 +709,8 @@ class MlDriftProcessor:
                 if value is None:
                     continue
             yield point, attributes, value
-        self._keep_keys(keys_of, previous, keys)
+        if guessing:
+            self._keep_keys(keys_of, previous, keys)
 
     def _keep_keys(self, keys_of: tuple[str, str, str], previous: list[bytes | None],
                    keys: list[bytes | None]) -> None:
