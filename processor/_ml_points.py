@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -15,6 +15,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import NumberDataPoint
 
 from driftline import exphist
+from driftline._attribute_bytes import attribute_bytes
 from driftline.exphist import Buckets, ExpHistogram
 from driftline.processor import _explicit
 from driftline.processor._ml_window import Part
@@ -42,6 +43,22 @@ def attributes_of(point: Any) -> dict[str, str]:
     return out
 
 
+def attribute_key(point: Any, previous: bytes | None) -> bytes | None:
+    """``attribute_bytes(point)``, tried first as ``previous``: the key of the point at the
+    same place in the last request, since the same sets usually come in the same order.
+
+    ``previous`` is a whole run of attribute fields (one-byte tags, as in every OTLP point);
+    when the point's serialization starts with it and the next field is not one more
+    attribute, the run is the same (a serialization lists a field's values together, in
+    field order). That check costs less than half of finding the run again."""
+    if previous:
+        data = point.SerializeToString()
+        size = len(previous)
+        if data.startswith(previous) and (len(data) == size or data[size] != previous[0]):
+            return previous
+    return attribute_bytes(point)
+
+
 def histogram_from_point(point: Any) -> ExpHistogram:
     """An OTLP ``ExponentialHistogramDataPoint`` as an ``ExpHistogram``.
 
@@ -64,11 +81,11 @@ def histogram_from_point(point: Any) -> ExpHistogram:
 
 
 def _counts(buckets: Any) -> np.ndarray:
-    """One sign's bucket counts; ``np.fromiter`` reads a repeated field about twice as fast
-    as ``np.asarray``, and an empty one is not read at all."""
-    counts = buckets.bucket_counts
-    size = len(counts)
-    return np.fromiter(counts, dtype=np.int64, count=size) if size else _EMPTY
+    """One sign's bucket counts. Slicing the repeated field to a list in C and converting
+    that list is about 15% cheaper than ``np.fromiter`` over the field (and much cheaper
+    than ``np.asarray`` on it); an empty one is not converted at all."""
+    counts = buckets.bucket_counts[:]
+    return np.array(counts, dtype=np.int64) if counts else _EMPTY
 
 
 def _buckets(buckets: Any) -> Buckets:
@@ -77,16 +94,33 @@ def _buckets(buckets: Any) -> Buckets:
 
 def part_from_point(point: Any) -> Part:
     """An OTLP ``ExponentialHistogramDataPoint`` as the ``Part`` a window queues: what
-    ``histogram_from_point`` gives, without building its objects (the per-point hot path)."""
+    ``histogram_from_point`` gives, without building its objects (the per-point hot path).
+    An absent negative side is not read (its offset and counts are the defaults)."""
     scale = point.scale
     if not exphist.MIN_SCALE <= scale <= exphist.MAX_SCALE:
         raise ValueError(f"scale {scale} outside {exphist.MIN_SCALE}..{exphist.MAX_SCALE}")
-    positive, negative = point.positive, point.negative
-    return (scale, point.zero_count, positive.offset, _counts(positive), negative.offset,
-            _counts(negative), point.count,
-            point.sum if point.HasField("sum") else math.nan,
-            point.min if point.HasField("min") else math.inf,
-            point.max if point.HasField("max") else -math.inf)
+    positive = point.positive
+    if point.HasField("negative"):
+        negative = point.negative
+        negative_offset, negative_counts = negative.offset, _counts(negative)
+    else:
+        negative_offset, negative_counts = 0, _EMPTY
+    total, low, high = _sum_min_max(point)
+    return (scale, point.zero_count, positive.offset, _counts(positive), negative_offset,
+            negative_counts, point.count, total, low, high)
+
+
+def _sum_min_max(point: Any) -> tuple[float, float, float]:
+    """The optional ``sum``, ``min`` and ``max`` of ``point`` (NaN, inf and -inf when unset).
+    A value other than 0.0 can only have been set, so ``HasField`` is asked only about 0.0."""
+    total, low, high = point.sum, point.min, point.max
+    if not total and not point.HasField("sum"):
+        total = math.nan
+    if not low and not point.HasField("min"):
+        low = math.inf
+    if not high and not point.HasField("max"):
+        high = -math.inf
+    return total, low, high
 
 
 def number(point: NumberDataPoint) -> float:
@@ -94,17 +128,22 @@ def number(point: NumberDataPoint) -> float:
     return point.as_int if point.WhichOneof("value") == "as_int" else point.as_double
 
 
-def point_value(kind: str, point: Any, cumulative: bool = True) -> Value | Part:
-    """The point's value; raises ``ValueError`` on a malformed one. A delta exponential
-    histogram (``cumulative`` False) comes as a ``Part``, the form windows queue."""
-    if kind == "exponential_histogram":
-        return histogram_from_point(point) if cumulative else part_from_point(point)
-    if kind == "histogram":
-        return _explicit.from_point(point)
+def _rows_value(point: NumberDataPoint) -> float:
     value = number(point)
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"count {value!r} is not a finite number of rows, 0 or more")
     return value
+
+
+def point_reader(kind: str, cumulative: bool = True) -> Callable[[Any], Value | Part]:
+    """What reads the value of a point of data ``kind`` (chosen once per metric, not per
+    point); it raises ``ValueError`` on a malformed point. A delta exponential histogram
+    (``cumulative`` False) comes as a ``Part``, the form windows queue."""
+    if kind == "exponential_histogram":
+        return histogram_from_point if cumulative else part_from_point
+    if kind == "histogram":
+        return _explicit.from_point
+    return _rows_value
 
 
 def resource_text(attributes: Sequence[KeyValue]) -> str:

@@ -66,9 +66,10 @@ from driftline.processor._ml_drift_config import (
     ThresholdsConfig,
 )
 from driftline.processor._ml_points import (
+    attribute_key,
     attributes_of,
     histogram_from_point,
-    point_value,
+    point_reader,
     resource_text,
 )
 from driftline.processor._ml_window import Part, StreamKey, Window, as_profile, merged
@@ -116,6 +117,16 @@ _PREDICTION_COLUMNS = (semconv.PROFILE_COLUMN_PREDICTION_CLASS,
                        semconv.PROFILE_COLUMN_PREDICTION_CONFIDENCE,
                        semconv.ML_PREDICTION_VALUE)
 _HISTOGRAM_KINDS = ("exponential_histogram", "histogram")
+# Points whose attributes are their first field, so that a serialization can start with the
+# attributes of the last request's point (``attribute_key``); a sum point's come after its
+# times.
+_ATTRIBUTES_FIRST = _HISTOGRAM_KINDS
+# Attribute sets remembered with what they determine (``_PointAttributes``); at this many the
+# memory is cleared. The same few sets repeat request after request.
+MAX_KNOWN_ATTRIBUTE_SETS = 8192
+# Attribute keys of the last request's points kept as guesses for the next (``attribute_key``);
+# past this many the memory is cleared.
+MAX_KEPT_ATTRIBUTE_KEYS = 65_536
 
 
 # --- state --------------------------------------------------------------------------------
@@ -157,6 +168,37 @@ class MlDriftStats:
 
 
 # --- the processor ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _PointAttributes:
+    """A point's attributes as text and what windowing reads from them: built once per
+    attribute set and found again by the attributes' wire bytes (reading the attributes of
+    every point costs about 1 us each)."""
+
+    values: dict[str, str]
+    stream: tuple[str, str, str]  # model name, model version, operation ("" when absent)
+    framework: str | None
+
+    @classmethod
+    def of(cls, values: dict[str, str]) -> _PointAttributes:
+        return cls(values, tuple(values.get(a, "") for a in _KEY_ATTRIBUTES),  # type: ignore[arg-type]
+                   values.get(semconv.ML_MODEL_FRAMEWORK))
+
+
+@dataclass(slots=True)
+class _WindowMemo:
+    """What windowing remembers about one open window between batches, so that per batch it
+    neither copies the resource attributes again nor checks a column against
+    ``max_features`` again. Valid while ``window`` is the open window of its key and index
+    (a rollback or a restore replaces the object)."""
+
+    window: Window
+    columns: set[str]  # columns the window holds
+    # The window's resource list that adding the resource of these wire bytes left as it
+    # was: adding that resource again changes nothing while the window keeps this list.
+    resource: list[KeyValue] | None = None
+    resource_bytes: bytes = b""
 
 
 @dataclass(slots=True)
@@ -233,9 +275,21 @@ class MlDriftProcessor:
         self._inflight_lock = threading.Lock()
         self._last_apply_s = 0.0
         self._last_commit_s = 0.0
-        # Per resource of the batch being windowed: (model, version, operation, index) ->
-        # (window, folded into the overflow stream).
-        self._batch_windows: dict[tuple[str, str, str, int], tuple[Window, bool]] = {}
+        # Per resource of the batch being windowed: ((model, version, operation), index) ->
+        # (the window's memo, folded into the overflow stream).
+        self._batch_windows: dict[tuple[tuple[str, str, str], int],
+                                  tuple[_WindowMemo, bool]] = {}
+        # The resource of the batch being windowed, as wire bytes, and the last resource's
+        # text (``resource_text``) by its bytes.
+        self._resource_bytes = b""
+        self._resource_texts: tuple[bytes, str] = (b"", "")
+        # (stream, index) of an open window -> what windowing remembers about it.
+        self._window_memos: dict[tuple[StreamKey, int], _WindowMemo] = {}
+        # Attribute wire bytes -> what they determine (see ``_attributes``).
+        self._known_attributes: dict[bytes, _PointAttributes] = {}
+        # (stream prefix, metric name, data kind) -> its points' attribute keys, in order.
+        self._last_keys: dict[tuple[str, str, str], list[bytes | None]] = {}
+        self._kept_keys = 0
         self._first_open = 0
         self._alert_targets: list[Any] = []
         self._host = Host()
@@ -466,10 +520,14 @@ class MlDriftProcessor:
             raise DataRefusedError(ticket.error)
 
     def _window_batch(self, batch: Sequence[ResourceMetrics], now_ns: int) -> None:
-        self._first_open = (now_ns - self._grace_ns) // self._window_ns
+        first_open = (now_ns - self._grace_ns) // self._window_ns
+        if first_open != self._first_open:
+            self._forget_window_memos(first_open)
+        self._first_open = first_open
         try:
             for resource_metrics in batch:
                 resource = resource_metrics.resource.attributes
+                self._resource_bytes = resource_metrics.resource.SerializeToString()
                 resource_id = ""
                 self._batch_windows.clear()  # the windows met take this resource once
                 for scope_metrics in resource_metrics.scope_metrics:
@@ -479,11 +537,25 @@ class MlDriftProcessor:
                         if handler is None:
                             continue
                         if not resource_id:
-                            resource_id = resource_text(resource)
+                            resource_id = self._resource_text(resource)
                         stream_prefix = f"{resource_id}|{scope.name}|{scope.version}"
                         handler(resource, stream_prefix, metric, now_ns)
         finally:
             self._batch_windows.clear()
+
+    def _resource_text(self, resource: Sequence[KeyValue]) -> str:
+        """``resource_text(resource)``, kept for the last resource: the same one (equal
+        bytes) usually sends request after request."""
+        known_bytes, text = self._resource_texts
+        if known_bytes != self._resource_bytes or not text:
+            text = resource_text(resource)
+            self._resource_texts = (self._resource_bytes, text)
+        return text
+
+    def _forget_window_memos(self, first_open: int) -> None:
+        """Windows before ``first_open`` take no more points (late ones go to an open one)."""
+        self._window_memos = {k: v for k, v in self._window_memos.items()
+                              if k[1] >= first_open}
 
     # --- group commit ---------------------------------------------------------------------
 
@@ -588,7 +660,7 @@ class MlDriftProcessor:
             _log.warning(message, *args)
 
     def _values(self, stream_prefix: str, metric: Metric, kinds: Sequence[str]
-                ) -> Iterator[tuple[Any, dict[str, str], Value | Part]]:
+                ) -> Iterator[tuple[Any, _PointAttributes, Value | Part]]:
         """The points of ``metric`` with their attributes and delta values (cumulative ones
         converted); points of another kind or without a temporality are counted, skipped."""
         data_kind = metric.WhichOneof("data")
@@ -609,10 +681,21 @@ class MlDriftProcessor:
                             "skipped", metric.name)
             return
         cumulative = temporality == AGGREGATION_TEMPORALITY_CUMULATIVE
-        for point in data.data_points:
-            attributes = attributes_of(point)
+        read = point_reader(data_kind, cumulative)
+        known = self._known_attributes
+        keys_of = (stream_prefix, metric.name, data_kind)
+        guessing = data_kind in _ATTRIBUTES_FIRST
+        previous = self._last_keys.get(keys_of, []) if guessing else []
+        guesses = len(previous)
+        keys: list[bytes | None] = []
+        for at, point in enumerate(data.data_points):
+            key = attribute_key(point, previous[at] if at < guesses else None)
+            keys.append(key)
+            attributes = known.get(key)  # type: ignore[arg-type]
+            if attributes is None:
+                attributes = self._attributes(point, key)
             try:
-                value: Value | Part | None = point_value(data_kind, point, cumulative)
+                value: Value | Part | None = read(point)
             except ValueError as exc:
                 self._counts["invalid_points"] += 1
                 self._warn_once(("bad", metric.name), "ml_drift: bad %s point: %s",
@@ -620,16 +703,39 @@ class MlDriftProcessor:
                 continue
             if cumulative:
                 stream = json.dumps([stream_prefix, metric.name, data_kind,
-                                     sorted(attributes.items())])
+                                     sorted(attributes.values.items())])
                 value = self._deltas.delta(stream, point.start_time_unix_nano,
                                            point.time_unix_nano, value)  # type: ignore[arg-type]
                 if value is None:
                     continue
             yield point, attributes, value
+        if guessing:
+            self._keep_keys(keys_of, previous, keys)
 
-    def _stream_key(self, attributes: Mapping[str, str]) -> tuple[StreamKey, bool]:
+    def _keep_keys(self, keys_of: tuple[str, str, str], previous: list[bytes | None],
+                   keys: list[bytes | None]) -> None:
+        """Keep a metric's attribute keys, in order, as the guesses for its next request."""
+        kept = self._kept_keys - len(previous) + len(keys)
+        if kept > MAX_KEPT_ATTRIBUTE_KEYS:
+            self._last_keys.clear()
+            kept = len(keys)
+        self._last_keys[keys_of] = keys
+        self._kept_keys = kept
+
+    def _attributes(self, point: Any, key: bytes | None) -> _PointAttributes:
+        """``point``'s attributes, not met yet by their wire bytes ``key``
+        (``attribute_key``), read and kept under that key: equal bytes are equal attributes,
+        and finding the bytes costs less than reading the attributes."""
+        attributes = _PointAttributes.of(attributes_of(point))
+        if key is not None:
+            if len(self._known_attributes) >= MAX_KNOWN_ATTRIBUTE_SETS:
+                self._known_attributes.clear()
+            self._known_attributes[key] = attributes
+        return attributes
+
+    def _stream_key(self, stream: tuple[str, str, str]) -> tuple[StreamKey, bool]:
         """The point's stream, and True when it is folded into the overflow stream."""
-        key = StreamKey(*(attributes.get(a, "") for a in _KEY_ATTRIBUTES))
+        key = StreamKey(*stream)
         if key not in self._streams and len(self._streams) >= self._limits.max_streams:
             self._warn_once("max_streams", "ml_drift: more than limits::max_streams=%d models "
                             "and operations; the rest are folded into model %s",
@@ -638,10 +744,10 @@ class MlDriftProcessor:
         return key, False
 
     def _window_for(self, resource: Sequence[KeyValue], point: Any,
-                    attributes: Mapping[str, str], now_ns: int) -> Window | None:
-        model = attributes.get(semconv.ML_MODEL_NAME)
+                    attributes: _PointAttributes, now_ns: int) -> _WindowMemo | None:
+        stream = attributes.stream
         time_ns = point.time_unix_nano
-        if not model or time_ns <= 0:
+        if not stream[0] or time_ns <= 0:
             self._counts["invalid_points"] += 1
             self._warn_once("invalid", "ml_drift: skipping points without %s or a time",
                             semconv.ML_MODEL_NAME)
@@ -650,26 +756,24 @@ class MlDriftProcessor:
         if index < self._first_open:
             self._counts["late_points"] += 1
         # Points of one resource mostly share a model and a window: looked up once per batch.
-        cache_key = (model, attributes.get(semconv.ML_MODEL_VERSION, ""),
-                     attributes.get(semconv.ML_OPERATION, ""), index)
+        cache_key = (stream, index)
         cached = self._batch_windows.get(cache_key)
         if cached is None:
-            cached = self._batch_windows[cache_key] = self._open_window(resource, attributes,
-                                                                        index)
-        window, overflow = cached
+            cached = self._batch_windows[cache_key] = self._open_window(resource, stream, index)
+        memo, overflow = cached
         if overflow:
             self._counts["stream_overflow_points"] += 1
-        framework = attributes.get(semconv.ML_MODEL_FRAMEWORK)
+        framework = attributes.framework
         if framework is not None:
-            window.framework = framework
-        return window
+            memo.window.framework = framework
+        return memo
 
-    def _open_window(self, resource: Sequence[KeyValue], attributes: Mapping[str, str],
-                     index: int) -> tuple[Window, bool]:
+    def _open_window(self, resource: Sequence[KeyValue], stream: tuple[str, str, str],
+                     index: int) -> tuple[_WindowMemo, bool]:
         """The window a point of ``index`` goes to (a late one: the stream's oldest open
         window), marked touched by this batch; True when the point's stream is folded into
         the overflow stream (``max_streams``), counted per point by the caller."""
-        key, overflow = self._stream_key(attributes)
+        key, overflow = self._stream_key(stream)
         first_open = self._first_open
         if index < first_open:
             open_indexes = [i for (k, i) in self._windows if k == key and i >= first_open]
@@ -679,13 +783,33 @@ class MlDriftProcessor:
             window = self._windows[(key, index)] = Window(key, index)
         self._streams[key] = max(self._streams.get(key, index), index)
         self._dirty.add((key, index))
-        window.add_resource(resource)
-        return window, overflow
+        memo = self._window_memos.get((key, index))
+        if memo is None or memo.window is not window:
+            memo = self._window_memos[(key, index)] = _WindowMemo(window, set())
+        self._add_resource(memo, resource)
+        return memo, overflow
 
-    def _column_in(self, window: Window, column: str) -> str:
-        if window.has_column(column):
+    def _add_resource(self, memo: _WindowMemo, resource: Sequence[KeyValue]) -> None:
+        """``window.add_resource(resource)``, skipped when it is known to change nothing
+        (it copies and compares every attribute: about 6 us per window and batch)."""
+        window = memo.window
+        if (memo.resource is not None and memo.resource is window.resource
+                and memo.resource_bytes == self._resource_bytes):
+            return
+        before = window.resource
+        window.add_resource(resource)
+        after = window.resource
+        # It only ever drops attributes: the same length is the same list, a fixed point.
+        if before is not None and after is not None and len(after) == len(before):
+            memo.resource, memo.resource_bytes = after, self._resource_bytes
+
+    def _column_in(self, memo: _WindowMemo, column: str) -> str:
+        """``column``, or the overflow column when the window holds ``max_features`` others;
+        a column the window is known to hold is not checked again."""
+        if column in memo.columns:
             return column
-        if len(window.columns()) >= self._limits.max_features:
+        window = memo.window
+        if not window.has_column(column) and len(window.columns()) >= self._limits.max_features:
             self._counts["feature_overflow_points"] += 1
             self._warn_once(("max_features", window.key),
                             "ml_drift: model %r has more than limits::max_features=%d columns; "
@@ -693,24 +817,26 @@ class MlDriftProcessor:
                             window.key.model_name, self._limits.max_features,
                             semconv.OVERFLOW_VALUE)
             return semconv.OVERFLOW_VALUE
+        memo.columns.add(column)  # held now, or added by the caller right after
         return column
 
     def _add_histograms(self, resource: Sequence[KeyValue], stream_prefix: str,
                         metric: Metric, now_ns: int,
                         column_of: Callable[[Mapping[str, str]], str | None]) -> None:
         for point, attributes, value in self._values(stream_prefix, metric, _HISTOGRAM_KINDS):
-            column = column_of(attributes)
+            column = column_of(attributes.values)
             if not column:
                 continue
-            window = self._window_for(resource, point, attributes, now_ns)
-            if window is None:
+            memo = self._window_for(resource, point, attributes, now_ns)
+            if memo is None:
                 continue
-            column = self._column_in(window, column)
+            if column not in memo.columns:  # else known to be held: no limit to check
+                column = self._column_in(memo, column)
             if not isinstance(value, ExplicitHistogram):
-                window.add_numeric(column, value)  # type: ignore[arg-type]
+                memo.window.add_numeric(column, value)  # type: ignore[arg-type]
                 continue
             try:
-                window.add_explicit(column, value)  # type: ignore[arg-type]
+                memo.window.add_explicit(column, value)
             except ValueError:
                 self._counts["explicit_bounds_mismatches"] += 1
                 self._warn_once(("bounds", column), "ml_drift: explicit bounds of %s changed "
@@ -720,15 +846,15 @@ class MlDriftProcessor:
                     now_ns: int, column_of: Callable[[Mapping[str, str]], str | None],
                     category_attribute: str) -> None:
         for point, attributes, value in self._values(stream_prefix, metric, ("sum",)):
-            column = column_of(attributes)
+            column = column_of(attributes.values)
             if not column:
                 continue
-            window = self._window_for(resource, point, attributes, now_ns)
-            if window is None:
+            memo = self._window_for(resource, point, attributes, now_ns)
+            if memo is None:
                 continue
-            column = self._column_in(window, column)
-            counts = window.categorical.setdefault(column, Counter())
-            category = attributes.get(category_attribute, "")
+            column = self._column_in(memo, column)
+            counts = memo.window.categorical.setdefault(column, Counter())
+            category = attributes.values.get(category_attribute, "")
             if category not in counts and len(counts) >= self._limits.max_categories:
                 self._counts["category_overflow_points"] += 1
                 category = semconv.OVERFLOW_VALUE
@@ -766,9 +892,9 @@ class MlDriftProcessor:
     def _rows(self, resource: Sequence[KeyValue], prefix: str, metric: Metric,
               now_ns: int) -> None:
         for point, attributes, value in self._values(prefix, metric, ("sum",)):
-            window = self._window_for(resource, point, attributes, now_ns)
-            if window is not None:
-                window.rows += int(value)  # type: ignore[arg-type]
+            memo = self._window_for(resource, point, attributes, now_ns)
+            if memo is not None:
+                memo.window.rows += int(value)  # type: ignore[arg-type]
 
     # --- evaluation -----------------------------------------------------------------------
 
