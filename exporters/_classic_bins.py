@@ -12,9 +12,7 @@ reference) the whole bucket goes to the classic bucket of its far end.
 """
 from __future__ import annotations
 
-import itertools
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,57 +75,67 @@ class PendingPoints:
     Each exponential bucket goes whole to the classic bucket its values lie in; one that a
     classic bound cuts (a point coarser than the reference the bounds came from) goes to
     the bucket holding its upper end (its lower end, towards zero, on the negative side).
+
+    The counts of all points are queued in one flat list per side, with each point's offset
+    and bucket count beside it: a list per point would leave thousands of containers for the
+    garbage collector to scan (it cost more than the queuing itself).
     """
 
     scales: list[int] = field(default_factory=list)
     positive_offsets: list[int] = field(default_factory=list)
-    positive_counts: list[Sequence[int]] = field(default_factory=list)
+    positive_lengths: list[int] = field(default_factory=list)
+    positive_counts: list[int] = field(default_factory=list)
     negative_offsets: list[int] = field(default_factory=list)
-    negative_counts: list[Sequence[int]] = field(default_factory=list)
+    negative_lengths: list[int] = field(default_factory=list)
+    negative_counts: list[int] = field(default_factory=list)
     zero_count: int = 0
 
     def __len__(self) -> int:
         return len(self.scales)
 
     def add(self, scale: int, zero_count: int, positive_offset: int, positive_counts: Any,
-            negative_offset: int, negative_counts: Any) -> None:
+            negative_offset: int, negative_counts: Any) -> int:
+        """Queue one point's buckets; the number now queued (its caller folds past a limit)."""
         self.scales.append(scale)
         self.zero_count += zero_count
-        # Copied as plain lists (a slice of a protobuf repeated field is the cheapest copy);
-        # they become one array per fold.
+        # A slice is the cheapest copy of a protobuf repeated field (extending a list from
+        # the field itself goes element by element).
         self.positive_offsets.append(positive_offset)
-        self.positive_counts.append(positive_counts[:])
+        self.positive_lengths.append(len(positive_counts))
+        self.positive_counts += positive_counts[:]
         self.negative_offsets.append(negative_offset)
-        self.negative_counts.append(negative_counts[:])
+        self.negative_lengths.append(len(negative_counts))
+        self.negative_counts += negative_counts[:]
+        return len(self.scales)
 
     def fold(self, bounds: tuple[float, ...]) -> np.ndarray:
         """The counts per classic bucket of every pending point, summed; then empty."""
         limits = np.asarray(bounds, dtype=np.float64)
         totals = np.zeros(limits.size + 1, dtype=np.int64)
         totals[np.searchsorted(limits, 0.0, side="left")] += self.zero_count
-        for offsets, counts, sign in ((self.positive_offsets, self.positive_counts, 1),
-                                      (self.negative_offsets, self.negative_counts, -1)):
-            edges, weights = _bucket_edges(self.scales, offsets, counts, upper=sign > 0)
-            if edges.size:
+        for offsets, lengths, counts, sign in (
+            (self.positive_offsets, self.positive_lengths, self.positive_counts, 1),
+            (self.negative_offsets, self.negative_lengths, self.negative_counts, -1),
+        ):
+            if counts:
+                edges = _bucket_edges(self.scales, offsets, lengths, upper=sign > 0)
                 where = np.searchsorted(limits, sign * edges, side="left")
+                weights = np.asarray(counts, dtype=np.float64)
                 totals += np.bincount(where, weights=weights,
                                       minlength=limits.size + 1).astype(np.int64)
         self.__init__()  # type: ignore[misc]
         return totals
 
 
-def _bucket_edges(scales: list[int], offsets: list[int], counts: list[Sequence[int]],
-                  upper: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Per bucket of every point: its upper (or lower) magnitude edge, and its count."""
-    lengths = np.fromiter((len(c) for c in counts), dtype=np.int64, count=len(counts))
-    total = int(lengths.sum())
-    if total == 0:
-        return np.zeros(0), np.zeros(0)
-    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
-    index = np.repeat(np.asarray(offsets, dtype=np.int64), lengths) + np.arange(total) - starts
+def _bucket_edges(scales: list[int], offsets: list[int], lengths: list[int],
+                  upper: bool) -> np.ndarray:
+    """The upper (or lower) magnitude edge of every queued bucket, point after point."""
+    sizes = np.asarray(lengths, dtype=np.int64)
+    total = int(sizes.sum())
+    starts = np.repeat(np.cumsum(sizes) - sizes, sizes)
+    index = np.repeat(np.asarray(offsets, dtype=np.int64), sizes) + np.arange(total) - starts
     if upper:
         index += 1
     exponent = np.ldexp(index.astype(np.float64),
-                        -np.repeat(np.asarray(scales, dtype=np.int64), lengths))
-    weights = np.fromiter(itertools.chain.from_iterable(counts), dtype=np.float64, count=total)
-    return np.exp2(exponent), weights
+                        -np.repeat(np.asarray(scales, dtype=np.int64), sizes))
+    return np.exp2(exponent)

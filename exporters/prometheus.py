@@ -34,6 +34,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from driftline import exphist, semconv
+from driftline._attribute_bytes import attribute_bytes
 from driftline.durations import parse_non_negative_duration
 from driftline.exphist import ExpHistogram
 from driftline.exporters import _classic_bins as classic_bins
@@ -220,6 +221,8 @@ class _ExponentialSeries:
     """An exponential-histogram series exposed as a classic one: its fixed bounds, the counts
     folded so far and the points still queued (``_classic_bins.PendingPoints``)."""
 
+    name: str
+    key: LabelKey
     bounds: tuple[float, ...]
     counts: np.ndarray
     pending: classic_bins.PendingPoints = field(default_factory=classic_bins.PendingPoints)
@@ -285,6 +288,9 @@ class PrometheusExporter:
         self._profiles: Mapping[tuple[str, str], Profile] = {}
         self._exponential: dict[tuple[str, LabelKey], _ExponentialSeries] = {}
         self._label_cache: dict[Any, LabelKey] = {}
+        # Per (metric name, base labels): a point's attribute bytes to its series.
+        self._routes: dict[tuple[str, LabelKey], dict[bytes, _ExponentialSeries]] = {}
+        self._route_count = 0
         self._series_limit_logged = False
         self._series_total = 0  # admitted series; recounted exactly at every scrape
         self._server: ThreadingHTTPServer | None = None
@@ -547,7 +553,11 @@ class PrometheusExporter:
 
     def _consume_exponential(self, metric: Metric, base: Mapping[str, str], now: float) -> None:
         """Each point queued for its series' classic buckets (see the class docstring); the
-        queue is folded every ``FOLD_EVERY_POINTS`` points and before every scrape."""
+        queue is folded every ``FOLD_EVERY_POINTS`` points and before every scrape.
+
+        This is the exporter's hot loop: a point finds its series by its attribute bytes
+        (``_routes``) and each field is read once.
+        """
         name = self._name(metric)
         family = self._family(name, KIND_HISTOGRAM, metric.description)
         points = metric.exponential_histogram.data_points
@@ -555,34 +565,71 @@ class PrometheusExporter:
             self._dropped[REASON_TYPE_CONFLICT] += len(points)
             return
         delta = metric.exponential_histogram.aggregation_temporality == _DELTA
+        route_key = (name, tuple(base.items()))
+        routes = self._routes.get(route_key, {})
         for point in points:
-            if not exphist.MIN_SCALE <= point.scale <= exphist.MAX_SCALE:
+            scale = point.scale
+            if not exphist.MIN_SCALE <= scale <= exphist.MAX_SCALE:
                 self._dropped[REASON_EXPONENTIAL_HISTOGRAM] += 1
                 continue
-            key = self._labels(point.attributes, base)
-            series = self._exponential.get((name, key))
+            attributes = attribute_bytes(point)
+            series = routes.get(attributes)  # type: ignore[arg-type]  # None is never a key
             if series is None:
-                if not self._admit():
+                series = self._series_of(metric, name, base, point, now)
+                if series is None:
                     continue
-                series = self._exponential[(name, key)] = self._new_series(
-                    metric, name, key, point, now)
-            elif not delta and point.time_unix_nano < series.time_unix_nano:
+                if attributes is not None:
+                    routes = self._remember_route(route_key, attributes, series)
+            time_unix_nano = point.time_unix_nano
+            if delta:
+                if time_unix_nano > series.time_unix_nano:
+                    series.time_unix_nano = time_unix_nano
+            elif time_unix_nano < series.time_unix_nano:
                 continue  # an older cumulative point arriving late
-            if not delta:  # cumulative: the newest point is the whole state
+            else:  # cumulative: the newest point is the whole state
                 series.restart()
-            series.pending.add(point.scale, point.zero_count, point.positive.offset,
-                               point.positive.bucket_counts, point.negative.offset,
-                               point.negative.bucket_counts)
+                series.time_unix_nano = time_unix_nano
+            positive, negative = point.positive, point.negative
+            queued = series.pending.add(scale, point.zero_count, positive.offset,
+                                        positive.bucket_counts, negative.offset,
+                                        negative.bucket_counts)
             series.count += point.count
-            series.sum = (series.sum + point.sum
-                          if series.sum is not None and point.HasField("sum") else None)
-            series.time_unix_nano = max(series.time_unix_nano, point.time_unix_nano)
+            if series.sum is not None:
+                series.sum = series.sum + point.sum if point.HasField("sum") else None
             series.seen_s = now
             if point.exemplars:
                 series.exemplars = _bucket_exemplars(series.bounds, point.exemplars,
-                                                     family.series.get(key))
-            if len(series.pending) >= FOLD_EVERY_POINTS:
-                self._fold(name, key, series)
+                                                     family.series.get(series.key))
+            if queued >= FOLD_EVERY_POINTS:
+                self._fold(series)
+
+    def _series_of(self, metric: Metric, name: str, base: Mapping[str, str], point: Any,
+                   now: float) -> _ExponentialSeries | None:
+        """The series of a point not routed yet, created if admitted (None if not)."""
+        key = self._labels(point.attributes, base)
+        series = self._exponential.get((name, key))
+        if series is None and self._admit():
+            series = self._exponential[(name, key)] = self._new_series(
+                metric, name, key, point, now)
+        return series
+
+    def _remember_route(self, route_key: tuple[str, LabelKey], attributes: bytes,
+                        series: _ExponentialSeries) -> dict[bytes, _ExponentialSeries]:
+        """Route ``attributes`` to ``series`` from now on; the routes of ``route_key``.
+
+        Bounded like the label cache: all routes are forgotten past ``LABEL_CACHE_SIZE``
+        (attribute bytes that differ yet give the same labels could grow it without end).
+        """
+        if self._route_count >= LABEL_CACHE_SIZE:
+            self._forget_routes()
+        routes = self._routes.setdefault(route_key, {})
+        routes[attributes] = series
+        self._route_count += 1
+        return routes
+
+    def _forget_routes(self) -> None:
+        self._routes = {}
+        self._route_count = 0
 
     def _admit(self) -> bool:
         """Whether a new series fits under ``max_series``; if not its point is dropped and
@@ -607,21 +654,22 @@ class PrometheusExporter:
             self._expose_reference(f"{name}_reference", key, reference, bounds, now)
         else:
             bounds = classic_bins.default_bounds(histogram_from_point(point))
-        return _ExponentialSeries(bounds, np.zeros(len(bounds) + 1, dtype=np.int64))
+        return _ExponentialSeries(name, key, bounds,
+                                  np.zeros(len(bounds) + 1, dtype=np.int64))
 
-    def _fold(self, name: str, key: LabelKey, series: _ExponentialSeries) -> None:
+    def _fold(self, series: _ExponentialSeries) -> None:
         if len(series.pending):
             series.counts += series.pending.fold(series.bounds)
-        family = self._families.get(name)
+        family = self._families.get(series.name)
         if family is not None:
-            family.series[key] = _Histogram(
+            family.series[series.key] = _Histogram(
                 series.bounds, tuple(int(c) for c in series.counts), series.count, series.sum,
                 series.time_unix_nano, series.seen_s, series.exemplars)
 
     def _fold_all(self) -> None:
-        for (name, key), series in self._exponential.items():
+        for series in self._exponential.values():
             if len(series.pending):
-                self._fold(name, key, series)
+                self._fold(series)
 
     def _expose_reference(self, name: str, key: LabelKey, reference: ExpHistogram,
                           bounds: tuple[float, ...], now: float) -> None:
@@ -700,9 +748,11 @@ class PrometheusExporter:
             family.series = {k: p for k, p in family.series.items() if p.seen_s >= oldest}
             if not family.series:
                 del self._families[name]
-        self._exponential = {(name, key): series
-                             for (name, key), series in self._exponential.items()
-                             if key in getattr(self._families.get(name), "series", {})}
+        kept = {(name, key): series for (name, key), series in self._exponential.items()
+                if key in getattr(self._families.get(name), "series", {})}
+        if len(kept) < len(self._exponential):
+            self._forget_routes()  # they may lead to expired series
+        self._exponential = kept
         self._series_total = sum(len(f.series) for f in self._families.values()) + sum(
             1 for (name, key) in self._exponential
             if key not in getattr(self._families.get(name), "series", {}))
