@@ -240,6 +240,29 @@ class _ExponentialSeries:
         self.sum = 0.0
 
 
+# A point's attribute bytes, its number of attributes and its series.
+_Route = tuple[bytes, int, _ExponentialSeries]
+_RouteKey = tuple[str, LabelKey]  # a metric's name and the labels all its points share
+_UNREADABLE = -1  # the attribute count of a route whose bytes could not be read: never matches
+_NO_BUCKETS: tuple[int, ...] = ()
+
+
+@dataclass(slots=True)
+class _Routes:
+    """How the points of one metric (under the same base labels) find their series.
+
+    ``by_attributes`` maps a point's attribute bytes (``attribute_bytes``) to its series.
+    Clients send the same series in the same order request after request, so
+    ``by_position`` keeps the last request's route at each position: a point whose
+    serialization starts with the attribute bytes expected at its position and that has as
+    many attributes has exactly those attributes (serialized in order, first), which is
+    checked without walking its wire bytes.
+    """
+
+    by_attributes: dict[bytes, _ExponentialSeries] = field(default_factory=dict)
+    by_position: list[_Route | None] = field(default_factory=list)
+
+
 @dataclass(frozen=True, slots=True)
 class Sample:
     """One exposed sample: its name, labels, value and the time of the point behind it."""
@@ -289,7 +312,7 @@ class PrometheusExporter:
         self._exponential: dict[tuple[str, LabelKey], _ExponentialSeries] = {}
         self._label_cache: dict[Any, LabelKey] = {}
         # Per (metric name, base labels): a point's attribute bytes to its series.
-        self._routes: dict[tuple[str, LabelKey], dict[bytes, _ExponentialSeries]] = {}
+        self._routes: dict[_RouteKey, _Routes] = {}
         self._route_count = 0
         self._series_limit_logged = False
         self._series_total = 0  # admitted series; recounted exactly at every scrape
@@ -555,8 +578,8 @@ class PrometheusExporter:
         """Each point queued for its series' classic buckets (see the class docstring); the
         queue is folded every ``FOLD_EVERY_POINTS`` points and before every scrape.
 
-        This is the exporter's hot loop: a point finds its series by its attribute bytes
-        (``_routes``) and each field is read once.
+        This is the exporter's hot loop: a point finds its series through ``_Routes`` and
+        each field is read once.
         """
         name = self._name(metric)
         family = self._family(name, KIND_HISTOGRAM, metric.description)
@@ -566,20 +589,24 @@ class PrometheusExporter:
             return
         delta = metric.exponential_histogram.aggregation_temporality == _DELTA
         route_key = (name, tuple(base.items()))
-        routes = self._routes.get(route_key, {})
-        for point in points:
+        routes = self._routes.get(route_key) or _Routes()
+        expected = routes.by_position
+        known = len(expected)
+        order: list[_Route | None] = []
+        for position, point in enumerate(points):
             scale = point.scale
             if not exphist.MIN_SCALE <= scale <= exphist.MAX_SCALE:
                 self._dropped[REASON_EXPONENTIAL_HISTOGRAM] += 1
+                order.append(None)
                 continue
-            attributes = attribute_bytes(point)
-            series = routes.get(attributes)  # type: ignore[arg-type]  # None is never a key
-            if series is None:
-                series = self._series_of(metric, name, base, point, now)
-                if series is None:
-                    continue
-                if attributes is not None:
-                    routes = self._remember_route(route_key, attributes, series)
+            route = expected[position] if position < known else None
+            if (route is None or not point.SerializeToString().startswith(route[0])
+                    or len(point.attributes) != route[1]):
+                route = self._route(routes, route_key, metric, name, base, point, now)
+            order.append(route)
+            if route is None:
+                continue
+            series = route[2]
             time_unix_nano = point.time_unix_nano
             if delta:
                 if time_unix_nano > series.time_unix_nano:
@@ -589,10 +616,14 @@ class PrometheusExporter:
             else:  # cumulative: the newest point is the whole state
                 series.restart()
                 series.time_unix_nano = time_unix_nano
-            positive, negative = point.positive, point.negative
+            positive = point.positive
+            if point.HasField("negative"):
+                negative = point.negative
+                negative_offset, negative_counts = negative.offset, negative.bucket_counts
+            else:
+                negative_offset, negative_counts = 0, _NO_BUCKETS
             queued = series.pending.add(scale, point.zero_count, positive.offset,
-                                        positive.bucket_counts, negative.offset,
-                                        negative.bucket_counts)
+                                        positive.bucket_counts, negative_offset, negative_counts)
             series.count += point.count
             if series.sum is not None:
                 series.sum = series.sum + point.sum if point.HasField("sum") else None
@@ -602,30 +633,41 @@ class PrometheusExporter:
                                                      family.series.get(series.key))
             if queued >= FOLD_EVERY_POINTS:
                 self._fold(series)
+        routes.by_position = order
 
-    def _series_of(self, metric: Metric, name: str, base: Mapping[str, str], point: Any,
-                   now: float) -> _ExponentialSeries | None:
-        """The series of a point not routed yet, created if admitted (None if not)."""
-        key = self._labels(point.attributes, base)
-        series = self._exponential.get((name, key))
-        if series is None and self._admit():
-            series = self._exponential[(name, key)] = self._new_series(
-                metric, name, key, point, now)
-        return series
+    def _route(self, routes: _Routes, route_key: _RouteKey, metric: Metric, name: str,
+               base: Mapping[str, str], point: Any, now: float) -> _Route | None:
+        """The route of a point not at its expected position: found by its attribute bytes,
+        else by its labels (the series created if admitted; None if not)."""
+        attributes = attribute_bytes(point)
+        series = routes.by_attributes.get(attributes)  # type: ignore[arg-type]
+        if series is None:
+            key = self._labels(point.attributes, base)
+            series = self._exponential.get((name, key))
+            if series is None:
+                if not self._admit():
+                    return None
+                series = self._exponential[(name, key)] = self._new_series(
+                    metric, name, key, point, now)
+            if attributes is not None:
+                self._remember_route(routes, route_key, attributes, series)
+        if attributes is None:
+            return b"", _UNREADABLE, series
+        return attributes, len(point.attributes), series
 
-    def _remember_route(self, route_key: tuple[str, LabelKey], attributes: bytes,
-                        series: _ExponentialSeries) -> dict[bytes, _ExponentialSeries]:
-        """Route ``attributes`` to ``series`` from now on; the routes of ``route_key``.
+    def _remember_route(self, routes: _Routes, route_key: _RouteKey, attributes: bytes,
+                        series: _ExponentialSeries) -> None:
+        """Route ``attributes`` to ``series`` from now on.
 
         Bounded like the label cache: all routes are forgotten past ``LABEL_CACHE_SIZE``
         (attribute bytes that differ yet give the same labels could grow it without end).
         """
         if self._route_count >= LABEL_CACHE_SIZE:
             self._forget_routes()
-        routes = self._routes.setdefault(route_key, {})
-        routes[attributes] = series
+            routes.by_attributes.clear()
+        self._routes[route_key] = routes
+        routes.by_attributes[attributes] = series
         self._route_count += 1
-        return routes
 
     def _forget_routes(self) -> None:
         self._routes = {}
