@@ -13,6 +13,7 @@ reference) the whole bucket goes to the classic bucket of its far end.
 from __future__ import annotations
 
 import math
+from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,66 +77,64 @@ class PendingPoints:
     classic bound cuts (a point coarser than the reference the bounds came from) goes to
     the bucket holding its upper end (its lower end, towards zero, on the negative side).
 
-    The counts of all points are queued in one flat list per side, with each point's offset
-    and bucket count beside it: a list per point would leave thousands of containers for the
-    garbage collector to scan (it cost more than the queuing itself).
+    Per point only a tuple of ints is queued (scale, offsets and bucket numbers); the counts
+    of all points go to one flat array of uint64 per side (OTLP's type), which numpy reads
+    without a copy: a list per point would leave thousands of containers for the garbage
+    collector to scan (it cost more than the queuing itself), and a list of Python ints
+    costs more to convert than to fill.
     """
 
-    scales: list[int] = field(default_factory=list)
-    positive_offsets: list[int] = field(default_factory=list)
-    positive_lengths: list[int] = field(default_factory=list)
-    positive_counts: list[int] = field(default_factory=list)
-    negative_offsets: list[int] = field(default_factory=list)
-    negative_lengths: list[int] = field(default_factory=list)
-    negative_counts: list[int] = field(default_factory=list)
+    # (scale, positive offset, positive buckets, negative offset, negative buckets) per point
+    points: list[tuple[int, int, int, int, int]] = field(default_factory=list)
+    positive_counts: array[int] = field(default_factory=lambda: array("Q"))
+    negative_counts: array[int] = field(default_factory=lambda: array("Q"))
     zero_count: int = 0
 
     def __len__(self) -> int:
-        return len(self.scales)
+        return len(self.points)
 
     def add(self, scale: int, zero_count: int, positive_offset: int, positive_counts: Any,
             negative_offset: int, negative_counts: Any) -> int:
         """Queue one point's buckets; the number now queued (its caller folds past a limit)."""
-        self.scales.append(scale)
+        points = self.points
+        points.append((scale, positive_offset, len(positive_counts), negative_offset,
+                       len(negative_counts)))
         self.zero_count += zero_count
-        # A slice is the cheapest copy of a protobuf repeated field (extending a list from
-        # the field itself goes element by element).
-        self.positive_offsets.append(positive_offset)
-        self.positive_lengths.append(len(positive_counts))
-        self.positive_counts += positive_counts[:]
-        self.negative_offsets.append(negative_offset)
-        self.negative_lengths.append(len(negative_counts))
-        self.negative_counts += negative_counts[:]
-        return len(self.scales)
+        # A slice is the cheapest copy of a protobuf repeated field (extending the array
+        # from the field itself goes element by element).
+        self.positive_counts.fromlist(positive_counts[:])
+        if negative_counts:
+            self.negative_counts.fromlist(negative_counts[:])
+        return len(points)
 
     def fold(self, bounds: tuple[float, ...]) -> np.ndarray:
         """The counts per classic bucket of every pending point, summed; then empty."""
         limits = np.asarray(bounds, dtype=np.float64)
         totals = np.zeros(limits.size + 1, dtype=np.int64)
         totals[np.searchsorted(limits, 0.0, side="left")] += self.zero_count
-        for offsets, lengths, counts, sign in (
-            (self.positive_offsets, self.positive_lengths, self.positive_counts, 1),
-            (self.negative_offsets, self.negative_lengths, self.negative_counts, -1),
+        scales, positive_offsets, positive_sizes, negative_offsets, negative_sizes = (
+            np.array(self.points, dtype=np.int64).reshape(-1, 5).T)
+        for offsets, sizes, counts, sign in (
+            (positive_offsets, positive_sizes, self.positive_counts, 1),
+            (negative_offsets, negative_sizes, self.negative_counts, -1),
         ):
             if counts:
-                edges = _bucket_edges(self.scales, offsets, lengths, upper=sign > 0)
+                edges = _bucket_edges(scales, offsets, sizes, upper=sign > 0)
                 where = np.searchsorted(limits, sign * edges, side="left")
-                weights = np.asarray(counts, dtype=np.float64)
+                weights = np.frombuffer(counts, dtype=np.uint64).astype(np.float64)
                 totals += np.bincount(where, weights=weights,
                                       minlength=limits.size + 1).astype(np.int64)
         self.__init__()  # type: ignore[misc]
         return totals
 
 
-def _bucket_edges(scales: list[int], offsets: list[int], lengths: list[int],
+def _bucket_edges(scales: np.ndarray, offsets: np.ndarray, sizes: np.ndarray,
                   upper: bool) -> np.ndarray:
     """The upper (or lower) magnitude edge of every queued bucket, point after point."""
-    sizes = np.asarray(lengths, dtype=np.int64)
     total = int(sizes.sum())
     starts = np.repeat(np.cumsum(sizes) - sizes, sizes)
-    index = np.repeat(np.asarray(offsets, dtype=np.int64), sizes) + np.arange(total) - starts
+    index = np.repeat(offsets, sizes) + np.arange(total) - starts
     if upper:
         index += 1
-    exponent = np.ldexp(index.astype(np.float64),
-                        -np.repeat(np.asarray(scales, dtype=np.int64), sizes))
+    exponent = np.ldexp(index.astype(np.float64), -np.repeat(scales, sizes))
     return np.exp2(exponent)
