@@ -244,7 +244,6 @@ class _ExponentialSeries:
 _Route = tuple[bytes, int, _ExponentialSeries]
 _RouteKey = tuple[str, LabelKey]  # a metric's name and the labels all its points share
 _UNREADABLE = -1  # the attribute count of a route whose bytes could not be read: never matches
-_NO_BUCKETS: tuple[int, ...] = ()
 
 
 @dataclass(slots=True)
@@ -616,14 +615,9 @@ class PrometheusExporter:
             else:  # cumulative: the newest point is the whole state
                 series.restart()
                 series.time_unix_nano = time_unix_nano
-            positive = point.positive
-            if point.HasField("negative"):
-                negative = point.negative
-                negative_offset, negative_counts = negative.offset, negative.bucket_counts
-            else:
-                negative_offset, negative_counts = 0, _NO_BUCKETS
-            queued = series.pending.add(scale, point.zero_count, positive.offset,
-                                        positive.bucket_counts, negative_offset, negative_counts)
+            negative = point.negative.SerializeToString() if point.HasField("negative") else b""
+            queued = series.pending.add(scale, point.zero_count,
+                                        point.positive.SerializeToString(), negative)
             series.count += point.count
             if series.sum is not None:
                 series.sum = series.sum + point.sum if point.HasField("sum") else None
