@@ -25,6 +25,9 @@ Buckets = ExponentialHistogramDataPoint.Buckets
 
 REFERENCE_QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 MAX_DEFAULT_BOUNDS = 40
+# Edges are computed on a grid of (scale, index) of at most this many cells more than the
+# buckets folded (see _classic_positions).
+_MIN_GRID_CELLS = 4096
 
 
 def reference_bounds(reference: ExpHistogram) -> tuple[float, ...]:
@@ -114,24 +117,39 @@ class PendingPoints:
         for messages, sign in ((self.positive, 1), (self.negative, -1)):
             offsets, sizes, counts = _decode_buckets(messages)
             if counts.size:
-                edges = _bucket_edges(scales, offsets, sizes, upper=sign > 0)
-                where = np.searchsorted(limits, sign * edges, side="left")
+                where = _classic_positions(limits, scales, offsets, sizes, sign)
                 totals += np.bincount(where, weights=counts.astype(np.float64),
                                       minlength=limits.size + 1).astype(np.int64)
         self.__init__()  # type: ignore[misc]
         return totals
 
 
-def _bucket_edges(scales: np.ndarray, offsets: np.ndarray, sizes: np.ndarray,
-                  upper: bool) -> np.ndarray:
-    """The upper (or lower) magnitude edge of every queued bucket, point after point."""
-    total = int(sizes.sum())
-    starts = np.repeat(np.cumsum(sizes) - sizes, sizes)
-    index = np.repeat(offsets, sizes) + np.arange(total) - starts
-    if upper:
-        index += 1
-    exponent = np.ldexp(index.astype(np.float64), -np.repeat(scales, sizes))
-    return np.exp2(exponent)
+def _classic_positions(limits: np.ndarray, scales: np.ndarray, offsets: np.ndarray,
+                       sizes: np.ndarray, sign: int) -> np.ndarray:
+    """Per queued bucket, point after point, the classic bucket its edge falls in.
+
+    The edge is computed once per distinct (scale, index), on a grid over their ranges,
+    when that grid is not much larger than the buckets themselves: the points of a series
+    share most of their buckets, and the edge and its search cost more than a lookup.
+    """
+    ramp = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    index = np.repeat(offsets + (1 if sign > 0 else 0), sizes) + ramp
+    scale = np.repeat(scales, sizes)
+    lowest_index, lowest_scale = int(index.min()), int(scale.min())
+    span = int(index.max()) - lowest_index + 1
+    cells = (int(scale.max()) - lowest_scale + 1) * span
+    if cells > index.size + _MIN_GRID_CELLS:
+        return _positions(limits, index, scale, sign)
+    grid = np.arange(cells)
+    on_grid = _positions(limits, grid % span + lowest_index, grid // span + lowest_scale, sign)
+    return on_grid[(scale - lowest_scale) * span + (index - lowest_index)]
+
+
+def _positions(limits: np.ndarray, index: np.ndarray, scale: np.ndarray,
+               sign: int) -> np.ndarray:
+    """The classic bucket of each exponential bucket edge ``sign * 2**(index / 2**scale)``."""
+    edges = np.exp2(np.ldexp(index.astype(np.float64), -scale))
+    return np.searchsorted(limits, sign * edges, side="left")
 
 
 # The wire bytes of a Buckets message as protobuf writes it: [offset], [counts, packed].

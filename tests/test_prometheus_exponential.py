@@ -12,6 +12,7 @@ import bisect
 import random
 
 import numpy as np
+import pytest
 from opentelemetry.proto.metrics.v1.metrics_pb2 import ExponentialHistogramDataPoint, Metric
 
 from driftline import semconv
@@ -131,18 +132,21 @@ def test_buckets_with_unknown_fields_are_decoded_by_protobuf() -> None:
     assert (offsets.tolist(), sizes.tolist(), counts_.tolist()) == ([3, 3], [2, 2], [1, 2, 1, 2])
 
 
-def test_a_fold_counts_every_bucket_where_its_edge_falls() -> None:
+# Narrow ranges put the edges on a grid of (scale, index), wide ones compute them one by one.
+@pytest.mark.parametrize(("scales", "offsets"), [((-2, 5), (-10, 20)), ((0, 5), (-900, 900))])
+def test_a_fold_counts_every_bucket_where_its_edge_falls(scales: tuple[int, int],
+                                                         offsets: tuple[int, int]) -> None:
     rng = np.random.default_rng(8)
     bounds = tuple(sorted(set(rng.normal(0, 20, 12).round(3))))
     pending = classic_bins.PendingPoints()
     expected = [0] * (len(bounds) + 1)
     zero_bucket = bisect.bisect_left(bounds, 0.0)
     for _ in range(300):
-        scale = int(rng.integers(-2, 5))
+        scale = int(rng.integers(*scales))
         zero_count = int(rng.integers(0, 3))
         sides = []
         for sign in (1, -1):
-            offset = int(rng.integers(-10, 20))
+            offset = int(rng.integers(*offsets))
             bucket_counts = rng.integers(0, 9, int(rng.integers(0, 6))).tolist()
             sides.append(Buckets(offset=offset, bucket_counts=bucket_counts).SerializeToString())
             for i, count in enumerate(bucket_counts):
