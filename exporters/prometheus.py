@@ -448,17 +448,21 @@ class PrometheusExporter:
             is_counter=is_counter,
         )
 
-    def _labels(self, attributes: Sequence[Any], base: Mapping[str, str]) -> LabelKey:
+    def _labels(self, point: Any, base: Mapping[str, str]) -> LabelKey:
         # Later sources win: point attributes < scope < job/instance < configured const_labels.
         # Sanitising names is costly and the same few attribute sets repeat: cached, keyed by
-        # the raw attributes and the base (bounded: cleared when it grows past its limit).
-        raw = (tuple(base.items()), tuple(kv.SerializeToString() for kv in attributes))
+        # the base and the point's attribute bytes (else each attribute's; bounded: cleared
+        # when it grows past its limit).
+        attributes = attribute_bytes(point)
+        if attributes is None:
+            attributes = tuple(kv.SerializeToString() for kv in point.attributes)
+        raw = (tuple(base.items()), attributes)
         labels = self._label_cache.get(raw)
         if labels is None:
             if len(self._label_cache) >= LABEL_CACHE_SIZE:
                 self._label_cache.clear()
             labels = self._label_cache[raw] = _key(
-                {**text.labels_from_attributes(attributes), **base, **self._const_labels})
+                {**text.labels_from_attributes(point.attributes), **base, **self._const_labels})
         return labels
 
     def _consume_sum(self, metric: Metric, base: Mapping[str, str], now: float) -> None:
@@ -490,7 +494,7 @@ class PrometheusExporter:
             self._dropped[REASON_TYPE_CONFLICT] += len(points)
             return
         for point in points:
-            key = self._labels(point.attributes, base)
+            key = self._labels(point, base)
             if point.flags & _NO_RECORDED_VALUE:
                 family.series.pop(key, None)
                 continue
@@ -519,7 +523,7 @@ class PrometheusExporter:
             return
         delta = metric.histogram.aggregation_temporality == _DELTA
         for point in points:
-            key = self._labels(point.attributes, base)
+            key = self._labels(point, base)
             if point.flags & _NO_RECORDED_VALUE:
                 family.series.pop(key, None)
                 continue
@@ -636,7 +640,7 @@ class PrometheusExporter:
         attributes = attribute_bytes(point)
         series = routes.by_attributes.get(attributes)  # type: ignore[arg-type]
         if series is None:
-            key = self._labels(point.attributes, base)
+            key = self._labels(point, base)
             series = self._exponential.get((name, key))
             if series is None:
                 if not self._admit():
@@ -722,7 +726,7 @@ class PrometheusExporter:
             self._dropped[REASON_TYPE_CONFLICT] += len(points)
             return
         for point in points:
-            key = self._labels(point.attributes, base)
+            key = self._labels(point, base)
             if point.flags & _NO_RECORDED_VALUE:
                 family.series.pop(key, None)
                 continue
