@@ -21,7 +21,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import ExponentialHistogramDataP
 from driftline import exphist
 from driftline.exphist import ExpHistogram
 
-Buckets = ExponentialHistogramDataPoint.Buckets
+_OtlpBuckets = ExponentialHistogramDataPoint.Buckets
 
 REFERENCE_QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 MAX_DEFAULT_BOUNDS = 40
@@ -72,8 +72,8 @@ def bucket_counts(hist: ExpHistogram, bounds: tuple[float, ...]) -> tuple[int, .
 
 
 def _serialized(buckets: exphist.Buckets) -> bytes:
-    return Buckets(offset=buckets.offset,
-                   bucket_counts=buckets.counts.tolist()).SerializeToString()
+    return _OtlpBuckets(offset=buckets.offset,
+                        bucket_counts=buckets.counts.tolist()).SerializeToString()
 
 
 @dataclass(slots=True)
@@ -156,7 +156,8 @@ def _positions(limits: np.ndarray, index: np.ndarray, scale: np.ndarray,
 _OFFSET_TAG = 1 << 3 | 0  # field 1 (sint32 offset), varint
 _COUNTS_TAG = 2 << 3 | 2  # field 2 (repeated uint64 bucket_counts), packed
 _VARINT_BITS = 7
-_VARINT_MORE = 0x80
+_VARINT_MORE = 0x80  # the high bit: more bytes follow
+_VARINT_PAYLOAD = 0x7F
 _MAX_VARINT_BYTES = 10
 
 
@@ -169,7 +170,7 @@ def _decode_buckets(messages: list[bytes]) -> tuple[np.ndarray, np.ndarray, np.n
     decoded = _decode_canonical_buckets(messages)
     if decoded is not None:
         return decoded
-    parsed = [Buckets.FromString(message) for message in messages]
+    parsed = [_OtlpBuckets.FromString(message) for message in messages]
     return (np.array([b.offset for b in parsed], dtype=np.int64),
             np.array([len(b.bucket_counts) for b in parsed], dtype=np.int64),
             np.array([c for b in parsed for c in b.bucket_counts], dtype=np.uint64))
@@ -199,7 +200,7 @@ def _decode_canonical_buckets(
     header = np.where(has_offset, 2, 0)
     has_counts = count > header
     tag_at = first + header
-    counts_start_byte = np.append(last_bytes, [0, 0])[tag_at + 1] + 1
+    counts_start_byte = np.append(last_bytes, np.zeros(4, np.int64))[tag_at + 1] + 1
     canonical = ~has_counts | ((padded[tag_at] == _COUNTS_TAG) & (count >= header + 2)
                                & (padded[tag_at + 1] == ends - counts_start_byte))
     if not canonical.all():
@@ -223,7 +224,7 @@ def _decode_varints(data: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
             return values, last_bytes
         before = at[more]
         values[more] = (values[more] << np.uint64(_VARINT_BITS)) | (
-            data[before] & 0x7F).astype(np.uint64)
+            data[before] & _VARINT_PAYLOAD).astype(np.uint64)
         at[more] = before - 1
         more = more[(before > 0) & (data[before - 1] >= _VARINT_MORE)]
     return (None if more.size else values), last_bytes

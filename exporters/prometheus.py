@@ -638,7 +638,7 @@ class PrometheusExporter:
         """The route of a point not at its expected position: found by its attribute bytes,
         else by its labels (the series created if admitted; None if not)."""
         attributes = attribute_bytes(point)
-        series = routes.by_attributes.get(attributes)  # type: ignore[arg-type]
+        series = routes.by_attributes.get(attributes) if attributes is not None else None
         if series is None:
             key = self._labels(point, base)
             series = self._exponential.get((name, key))
