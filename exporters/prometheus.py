@@ -57,8 +57,10 @@ DEFAULT_ADD_RATIO_SUFFIX = False
 METRICS_PATH = "/metrics"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Exponential points wait in a queue per series and are folded in one vectorised pass this
-# often (and before every scrape), so each costs an append, not a conversion.
-FOLD_EVERY_POINTS = 256
+# often (and before every scrape), so each costs an append, not a conversion. A fold's fixed
+# cost is spread over this many points; a queued point holds its serialized buckets (tens of
+# bytes for tens of buckets), so a full queue takes about 100 kB.
+FOLD_EVERY_POINTS = 1024
 LABEL_CACHE_SIZE = 65_536
 OPENMETRICS_TYPE = "application/openmetrics-text"
 OPENMETRICS_CONTENT_TYPE = f"{OPENMETRICS_TYPE}; version=1.0.0; charset=utf-8"
