@@ -34,6 +34,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from driftline import exphist, semconv
+from driftline._attribute_bytes import attribute_bytes
 from driftline.durations import parse_non_negative_duration
 from driftline.exphist import ExpHistogram
 from driftline.exporters import _classic_bins as classic_bins
@@ -56,8 +57,10 @@ DEFAULT_ADD_RATIO_SUFFIX = False
 METRICS_PATH = "/metrics"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Exponential points wait in a queue per series and are folded in one vectorised pass this
-# often (and before every scrape), so each costs an append, not a conversion.
-FOLD_EVERY_POINTS = 256
+# often (and before every scrape), so each costs an append, not a conversion. A fold's fixed
+# cost is spread over this many points; a queued point holds its serialized buckets (tens of
+# bytes for tens of buckets), so a full queue takes about 100 kB.
+FOLD_EVERY_POINTS = 1024
 LABEL_CACHE_SIZE = 65_536
 OPENMETRICS_TYPE = "application/openmetrics-text"
 OPENMETRICS_CONTENT_TYPE = f"{OPENMETRICS_TYPE}; version=1.0.0; charset=utf-8"
@@ -220,6 +223,8 @@ class _ExponentialSeries:
     """An exponential-histogram series exposed as a classic one: its fixed bounds, the counts
     folded so far and the points still queued (``_classic_bins.PendingPoints``)."""
 
+    name: str
+    key: LabelKey
     bounds: tuple[float, ...]
     counts: np.ndarray
     pending: classic_bins.PendingPoints = field(default_factory=classic_bins.PendingPoints)
@@ -235,6 +240,28 @@ class _ExponentialSeries:
         self.pending = classic_bins.PendingPoints()
         self.count = 0
         self.sum = 0.0
+
+
+# A point's attribute bytes, its number of attributes and its series.
+_Route = tuple[bytes, int, _ExponentialSeries]
+_RouteKey = tuple[str, LabelKey]  # a metric's name and the labels all its points share
+_UNREADABLE = -1  # the attribute count of a route whose bytes could not be read: never matches
+
+
+@dataclass(slots=True)
+class _Routes:
+    """How the points of one metric (under the same base labels) find their series.
+
+    ``by_attributes`` maps a point's attribute bytes (``attribute_bytes``) to its series.
+    Clients send the same series in the same order request after request, so
+    ``by_position`` keeps the last request's route at each position: a point whose
+    serialization starts with the attribute bytes expected at its position and that has as
+    many attributes has exactly those attributes (serialized in order, first), which is
+    checked without walking its wire bytes.
+    """
+
+    by_attributes: dict[bytes, _ExponentialSeries] = field(default_factory=dict)
+    by_position: list[_Route | None] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,6 +312,9 @@ class PrometheusExporter:
         self._profiles: Mapping[tuple[str, str], Profile] = {}
         self._exponential: dict[tuple[str, LabelKey], _ExponentialSeries] = {}
         self._label_cache: dict[Any, LabelKey] = {}
+        # Per (metric name, base labels): a point's attribute bytes to its series.
+        self._routes: dict[_RouteKey, _Routes] = {}
+        self._route_count = 0
         self._series_limit_logged = False
         self._series_total = 0  # admitted series; recounted exactly at every scrape
         self._server: ThreadingHTTPServer | None = None
@@ -420,17 +450,21 @@ class PrometheusExporter:
             is_counter=is_counter,
         )
 
-    def _labels(self, attributes: Sequence[Any], base: Mapping[str, str]) -> LabelKey:
+    def _labels(self, point: Any, base: Mapping[str, str]) -> LabelKey:
         # Later sources win: point attributes < scope < job/instance < configured const_labels.
         # Sanitising names is costly and the same few attribute sets repeat: cached, keyed by
-        # the raw attributes and the base (bounded: cleared when it grows past its limit).
-        raw = (tuple(base.items()), tuple(kv.SerializeToString() for kv in attributes))
+        # the base and the point's attribute bytes (else each attribute's; bounded: cleared
+        # when it grows past its limit).
+        attributes = attribute_bytes(point)
+        if attributes is None:
+            attributes = tuple(kv.SerializeToString() for kv in point.attributes)
+        raw = (tuple(base.items()), attributes)
         labels = self._label_cache.get(raw)
         if labels is None:
             if len(self._label_cache) >= LABEL_CACHE_SIZE:
                 self._label_cache.clear()
             labels = self._label_cache[raw] = _key(
-                {**text.labels_from_attributes(attributes), **base, **self._const_labels})
+                {**text.labels_from_attributes(point.attributes), **base, **self._const_labels})
         return labels
 
     def _consume_sum(self, metric: Metric, base: Mapping[str, str], now: float) -> None:
@@ -462,7 +496,7 @@ class PrometheusExporter:
             self._dropped[REASON_TYPE_CONFLICT] += len(points)
             return
         for point in points:
-            key = self._labels(point.attributes, base)
+            key = self._labels(point, base)
             if point.flags & _NO_RECORDED_VALUE:
                 family.series.pop(key, None)
                 continue
@@ -491,7 +525,7 @@ class PrometheusExporter:
             return
         delta = metric.histogram.aggregation_temporality == _DELTA
         for point in points:
-            key = self._labels(point.attributes, base)
+            key = self._labels(point, base)
             if point.flags & _NO_RECORDED_VALUE:
                 family.series.pop(key, None)
                 continue
@@ -547,7 +581,11 @@ class PrometheusExporter:
 
     def _consume_exponential(self, metric: Metric, base: Mapping[str, str], now: float) -> None:
         """Each point queued for its series' classic buckets (see the class docstring); the
-        queue is folded every ``FOLD_EVERY_POINTS`` points and before every scrape."""
+        queue is folded every ``FOLD_EVERY_POINTS`` points and before every scrape.
+
+        This is the exporter's hot loop: a point finds its series through ``_Routes`` and
+        each field is read once.
+        """
         name = self._name(metric)
         family = self._family(name, KIND_HISTOGRAM, metric.description)
         points = metric.exponential_histogram.data_points
@@ -555,34 +593,85 @@ class PrometheusExporter:
             self._dropped[REASON_TYPE_CONFLICT] += len(points)
             return
         delta = metric.exponential_histogram.aggregation_temporality == _DELTA
-        for point in points:
-            if not exphist.MIN_SCALE <= point.scale <= exphist.MAX_SCALE:
+        route_key = (name, tuple(base.items()))
+        routes = self._routes.get(route_key) or _Routes()
+        expected = routes.by_position
+        known = len(expected)
+        order: list[_Route | None] = []
+        for position, point in enumerate(points):
+            scale = point.scale
+            if not exphist.MIN_SCALE <= scale <= exphist.MAX_SCALE:
                 self._dropped[REASON_EXPONENTIAL_HISTOGRAM] += 1
+                order.append(None)
                 continue
-            key = self._labels(point.attributes, base)
-            series = self._exponential.get((name, key))
-            if series is None:
-                if not self._admit():
-                    continue
-                series = self._exponential[(name, key)] = self._new_series(
-                    metric, name, key, point, now)
-            elif not delta and point.time_unix_nano < series.time_unix_nano:
+            route = expected[position] if position < known else None
+            if (route is None or not point.SerializeToString().startswith(route[0])
+                    or len(point.attributes) != route[1]):
+                route = self._route(routes, route_key, metric, name, base, point, now)
+            order.append(route)
+            if route is None:
+                continue
+            series = route[2]
+            time_unix_nano = point.time_unix_nano
+            if delta:
+                if time_unix_nano > series.time_unix_nano:
+                    series.time_unix_nano = time_unix_nano
+            elif time_unix_nano < series.time_unix_nano:
                 continue  # an older cumulative point arriving late
-            if not delta:  # cumulative: the newest point is the whole state
+            else:  # cumulative: the newest point is the whole state
                 series.restart()
-            series.pending.add(point.scale, point.zero_count, point.positive.offset,
-                               point.positive.bucket_counts, point.negative.offset,
-                               point.negative.bucket_counts)
+                series.time_unix_nano = time_unix_nano
+            negative = point.negative.SerializeToString() if point.HasField("negative") else b""
+            queued = series.pending.add(scale, point.zero_count,
+                                        point.positive.SerializeToString(), negative)
             series.count += point.count
-            series.sum = (series.sum + point.sum
-                          if series.sum is not None and point.HasField("sum") else None)
-            series.time_unix_nano = max(series.time_unix_nano, point.time_unix_nano)
+            if series.sum is not None:
+                series.sum = series.sum + point.sum if point.HasField("sum") else None
             series.seen_s = now
             if point.exemplars:
                 series.exemplars = _bucket_exemplars(series.bounds, point.exemplars,
-                                                     family.series.get(key))
-            if len(series.pending) >= FOLD_EVERY_POINTS:
-                self._fold(name, key, series)
+                                                     family.series.get(series.key))
+            if queued >= FOLD_EVERY_POINTS:
+                self._fold(series)
+        routes.by_position = order
+
+    def _route(self, routes: _Routes, route_key: _RouteKey, metric: Metric, name: str,
+               base: Mapping[str, str], point: Any, now: float) -> _Route | None:
+        """The route of a point not at its expected position: found by its attribute bytes,
+        else by its labels (the series created if admitted; None if not)."""
+        attributes = attribute_bytes(point)
+        series = routes.by_attributes.get(attributes) if attributes is not None else None
+        if series is None:
+            key = self._labels(point, base)
+            series = self._exponential.get((name, key))
+            if series is None:
+                if not self._admit():
+                    return None
+                series = self._exponential[(name, key)] = self._new_series(
+                    metric, name, key, point, now)
+            if attributes is not None:
+                self._remember_route(routes, route_key, attributes, series)
+        if attributes is None:
+            return b"", _UNREADABLE, series
+        return attributes, len(point.attributes), series
+
+    def _remember_route(self, routes: _Routes, route_key: _RouteKey, attributes: bytes,
+                        series: _ExponentialSeries) -> None:
+        """Route ``attributes`` to ``series`` from now on.
+
+        Bounded like the label cache: all routes are forgotten past ``LABEL_CACHE_SIZE``
+        (attribute bytes that differ yet give the same labels could grow it without end).
+        """
+        if self._route_count >= LABEL_CACHE_SIZE:
+            self._forget_routes()
+            routes.by_attributes.clear()
+        self._routes[route_key] = routes
+        routes.by_attributes[attributes] = series
+        self._route_count += 1
+
+    def _forget_routes(self) -> None:
+        self._routes = {}
+        self._route_count = 0
 
     def _admit(self) -> bool:
         """Whether a new series fits under ``max_series``; if not its point is dropped and
@@ -607,21 +696,22 @@ class PrometheusExporter:
             self._expose_reference(f"{name}_reference", key, reference, bounds, now)
         else:
             bounds = classic_bins.default_bounds(histogram_from_point(point))
-        return _ExponentialSeries(bounds, np.zeros(len(bounds) + 1, dtype=np.int64))
+        return _ExponentialSeries(name, key, bounds,
+                                  np.zeros(len(bounds) + 1, dtype=np.int64))
 
-    def _fold(self, name: str, key: LabelKey, series: _ExponentialSeries) -> None:
+    def _fold(self, series: _ExponentialSeries) -> None:
         if len(series.pending):
             series.counts += series.pending.fold(series.bounds)
-        family = self._families.get(name)
+        family = self._families.get(series.name)
         if family is not None:
-            family.series[key] = _Histogram(
+            family.series[series.key] = _Histogram(
                 series.bounds, tuple(int(c) for c in series.counts), series.count, series.sum,
                 series.time_unix_nano, series.seen_s, series.exemplars)
 
     def _fold_all(self) -> None:
-        for (name, key), series in self._exponential.items():
+        for series in self._exponential.values():
             if len(series.pending):
-                self._fold(name, key, series)
+                self._fold(series)
 
     def _expose_reference(self, name: str, key: LabelKey, reference: ExpHistogram,
                           bounds: tuple[float, ...], now: float) -> None:
@@ -638,7 +728,7 @@ class PrometheusExporter:
             self._dropped[REASON_TYPE_CONFLICT] += len(points)
             return
         for point in points:
-            key = self._labels(point.attributes, base)
+            key = self._labels(point, base)
             if point.flags & _NO_RECORDED_VALUE:
                 family.series.pop(key, None)
                 continue
@@ -700,9 +790,11 @@ class PrometheusExporter:
             family.series = {k: p for k, p in family.series.items() if p.seen_s >= oldest}
             if not family.series:
                 del self._families[name]
-        self._exponential = {(name, key): series
-                             for (name, key), series in self._exponential.items()
-                             if key in getattr(self._families.get(name), "series", {})}
+        kept = {(name, key): series for (name, key), series in self._exponential.items()
+                if key in getattr(self._families.get(name), "series", {})}
+        if len(kept) < len(self._exponential):
+            self._forget_routes()  # they may lead to expired series
+        self._exponential = kept
         self._series_total = sum(len(f.series) for f in self._families.values()) + sum(
             1 for (name, key) in self._exponential
             if key not in getattr(self._families.get(name), "series", {}))
