@@ -79,8 +79,9 @@ _POSITIVE, _NEGATIVE = 2, 4  # index of a sign's offset in a Part (its counts fo
 class Window:
     """One stream's data in one window (or the merge of several); touched under a lock."""
 
-    __slots__ = ("_compacted", "_folded", "_numeric", "_pending", "_unwritten", "categorical",
-                 "explicit", "framework", "index", "key", "resource", "rows")
+    __slots__ = ("_compacted", "_folded", "_numeric", "_pending", "_resource_text",
+                 "_unwritten", "categorical", "explicit", "framework", "index", "key",
+                 "resource", "rows")
 
     def __init__(self, key: StreamKey, index: int) -> None:
         self.key = key
@@ -98,6 +99,9 @@ class Window:
         self.rows = 0
         self.framework = ""
         self.resource: list[KeyValue] | None = None
+        # ``resource`` as the checkpoint writes it, with the list it was made from (every
+        # commit writes the state; the resource rarely changes).
+        self._resource_text: tuple[list[KeyValue] | None, str | None] = (None, None)
 
     def row_count(self) -> int:
         """``ml.predict.rows`` when the app sends it, else the largest column count (an app
@@ -143,7 +147,9 @@ class Window:
             self.resource = [KeyValue(key=kv.key, value=kv.value) for kv in incoming]
             return
         by_key = {kv.key: kv.value for kv in incoming}
-        self.resource = [kv for kv in self.resource if by_key.get(kv.key) == kv.value]
+        shared = [kv for kv in self.resource if by_key.get(kv.key) == kv.value]
+        if len(shared) != len(self.resource):  # unchanged: the same list stays
+            self.resource = shared
 
     def add_numeric(self, column: str, histogram: ExpHistogram | Part) -> None:
         """Queue ``histogram`` for ``column``; one wider than ``max_size`` buckets per sign is
@@ -218,16 +224,22 @@ class Window:
 
     def to_dict(self, numeric: bool = True) -> dict[str, Any]:
         """The window's state (``numeric`` False: without the histograms)."""
-        resource = Resource(attributes=self.resource or []).SerializeToString()
         return {
             **({"numeric": {c: histogram_dict(h) for c, h in self.numeric.items()}}
                if numeric else {}),
             "explicit": {c: h.to_dict() for c, h in self.explicit.items()},
             "categorical": {c: dict(v) for c, v in self.categorical.items()},
             "rows": self.rows, "framework": self.framework,
-            "resource": (base64.b64encode(resource).decode()
-                         if self.resource is not None else None),
+            "resource": self._resource_as_text(),
         }
+
+    def _resource_as_text(self) -> str | None:
+        made_from, text = self._resource_text
+        if made_from is not self.resource or text is None:
+            text = None if self.resource is None else base64.b64encode(
+                Resource(attributes=self.resource).SerializeToString()).decode()
+            self._resource_text = (self.resource, text)
+        return text
 
     @classmethod
     def from_dict(cls, key: StreamKey, index: int, data: dict[str, Any]) -> Window:

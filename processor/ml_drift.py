@@ -798,10 +798,8 @@ class MlDriftProcessor:
             return
         before = window.resource
         window.add_resource(resource)
-        after = window.resource
-        # It only ever drops attributes: the same length is the same list, a fixed point.
-        if before is not None and after is not None and len(after) == len(before):
-            memo.resource, memo.resource_bytes = after, self._resource_bytes
+        if before is not None and window.resource is before:  # unchanged: a fixed point
+            memo.resource, memo.resource_bytes = before, self._resource_bytes
 
     def _column_in(self, memo: _WindowMemo, column: str) -> str:
         """``column``, or the overflow column when the window holds ``max_features`` others;
