@@ -85,3 +85,29 @@ def attribute_bytes(point: Any) -> bytes | None:
     if at > size or found != len(point.attributes):
         return None
     return data[start:end] if found else b""
+
+
+# A point's attribute bytes and how many attributes they hold.
+AttributeKey = tuple[bytes, int]
+
+
+def has_attribute_key(point: Any, key: AttributeKey) -> bool:
+    """Whether ``point``'s attributes are exactly ``key``, checked without walking its bytes
+    (about half the cost of ``attribute_bytes``).
+
+    Exact: a serialization starting with the bytes of ``count`` attribute fields has those
+    as its first attributes, and a point with just ``count`` attributes has no others. Only
+    keys of points whose attributes are serialized first (exponential histograms) can match;
+    for other points the check fails and the caller finds the key anew."""
+    attributes, count = key
+    return len(point.attributes) == count and point.SerializeToString().startswith(attributes)
+
+
+def attribute_key(point: Any, guess: AttributeKey | None = None) -> AttributeKey | None:
+    """``point``'s attribute bytes and count, tried first as ``guess`` (the key of the point
+    at the same place in the last request: clients send the same sets in the same order);
+    None when the bytes cannot be read (see ``attribute_bytes``)."""
+    if guess is not None and has_attribute_key(point, guess):
+        return guess
+    found = attribute_bytes(point)
+    return None if found is None else (found, len(point.attributes))

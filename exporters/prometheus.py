@@ -34,7 +34,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from driftline import exphist, semconv
-from driftline._attribute_bytes import attribute_bytes
+from driftline._attribute_bytes import AttributeKey, attribute_bytes, has_attribute_key
 from driftline.durations import parse_non_negative_duration
 from driftline.exphist import ExpHistogram
 from driftline.exporters import _classic_bins as classic_bins
@@ -242,8 +242,8 @@ class _ExponentialSeries:
         self.sum = 0.0
 
 
-# A point's attribute bytes, its number of attributes and its series.
-_Route = tuple[bytes, int, _ExponentialSeries]
+# A point's attribute key (bytes and number of attributes) and its series.
+_Route = tuple[AttributeKey, _ExponentialSeries]
 _RouteKey = tuple[str, LabelKey]  # a metric's name and the labels all its points share
 _UNREADABLE = -1  # the attribute count of a route whose bytes could not be read: never matches
 
@@ -254,10 +254,9 @@ class _Routes:
 
     ``by_attributes`` maps a point's attribute bytes (``attribute_bytes``) to its series.
     Clients send the same series in the same order request after request, so
-    ``by_position`` keeps the last request's route at each position: a point whose
-    serialization starts with the attribute bytes expected at its position and that has as
-    many attributes has exactly those attributes (serialized in order, first), which is
-    checked without walking its wire bytes.
+    ``by_position`` keeps the last request's route at each position: whether a point has
+    the attributes expected at its position is checked without walking its wire bytes
+    (``has_attribute_key``).
     """
 
     by_attributes: dict[bytes, _ExponentialSeries] = field(default_factory=dict)
@@ -605,13 +604,12 @@ class PrometheusExporter:
                 order.append(None)
                 continue
             route = expected[position] if position < known else None
-            if (route is None or not point.SerializeToString().startswith(route[0])
-                    or len(point.attributes) != route[1]):
+            if route is None or not has_attribute_key(point, route[0]):
                 route = self._route(routes, route_key, metric, name, base, point, now)
             order.append(route)
             if route is None:
                 continue
-            series = route[2]
+            series = route[1]
             time_unix_nano = point.time_unix_nano
             if delta:
                 if time_unix_nano > series.time_unix_nano:
@@ -652,8 +650,8 @@ class PrometheusExporter:
             if attributes is not None:
                 self._remember_route(routes, route_key, attributes, series)
         if attributes is None:
-            return b"", _UNREADABLE, series
-        return attributes, len(point.attributes), series
+            return (b"", _UNREADABLE), series
+        return (attributes, len(point.attributes)), series
 
     def _remember_route(self, routes: _Routes, route_key: _RouteKey, attributes: bytes,
                         series: _ExponentialSeries) -> None:

@@ -15,7 +15,6 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import NumberDataPoint
 
 from driftline import exphist
-from driftline._attribute_bytes import attribute_bytes
 from driftline.exphist import Buckets, ExpHistogram
 from driftline.processor import _explicit
 from driftline.processor._ml_window import Part
@@ -41,22 +40,6 @@ def attributes_of(point: Any) -> dict[str, str]:
         text = value.string_value  # most are strings: one read instead of WhichOneof first
         out[kv.key] = text if text else _attribute_text(value)
     return out
-
-
-def attribute_key(point: Any, previous: bytes | None) -> bytes | None:
-    """``attribute_bytes(point)``, tried first as ``previous``: the key of the point at the
-    same place in the last request, since the same sets usually come in the same order.
-
-    ``previous`` is a whole run of attribute fields (one-byte tags, as in every OTLP point);
-    when the point's serialization starts with it and the next field is not one more
-    attribute, the run is the same (a serialization lists a field's values together, in
-    field order). That check costs less than half of finding the run again."""
-    if previous:
-        data = point.SerializeToString()
-        size = len(previous)
-        if data.startswith(previous) and (len(data) == size or data[size] != previous[0]):
-            return previous
-    return attribute_bytes(point)
 
 
 def histogram_from_point(point: Any) -> ExpHistogram:

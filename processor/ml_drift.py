@@ -43,6 +43,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 import driftline
 from driftline import drift, semconv
+from driftline._attribute_bytes import AttributeKey, attribute_key
 from driftline.durations import parse_duration
 from driftline.processor import _explicit
 from driftline.processor._drift_alerts import Alert, alert_logs
@@ -66,7 +67,6 @@ from driftline.processor._ml_drift_config import (
     ThresholdsConfig,
 )
 from driftline.processor._ml_points import (
-    attribute_key,
     attributes_of,
     histogram_from_point,
     point_reader,
@@ -288,7 +288,7 @@ class MlDriftProcessor:
         # Attribute wire bytes -> what they determine (see ``_attributes``).
         self._known_attributes: dict[bytes, _PointAttributes] = {}
         # (stream prefix, metric name, data kind) -> its points' attribute keys, in order.
-        self._last_keys: dict[tuple[str, str, str], list[bytes | None]] = {}
+        self._last_keys: dict[tuple[str, str, str], list[AttributeKey | None]] = {}
         self._kept_keys = 0
         self._first_open = 0
         self._alert_targets: list[Any] = []
@@ -687,11 +687,11 @@ class MlDriftProcessor:
         guessing = data_kind in _ATTRIBUTES_FIRST
         previous = self._last_keys.get(keys_of, []) if guessing else []
         guesses = len(previous)
-        keys: list[bytes | None] = []
+        keys: list[AttributeKey | None] = []
         for at, point in enumerate(data.data_points):
             key = attribute_key(point, previous[at] if at < guesses else None)
             keys.append(key)
-            attributes = known.get(key)  # type: ignore[arg-type]
+            attributes = known.get(key[0]) if key is not None else None
             if attributes is None:
                 attributes = self._attributes(point, key)
             try:
@@ -712,8 +712,8 @@ class MlDriftProcessor:
         if guessing:
             self._keep_keys(keys_of, previous, keys)
 
-    def _keep_keys(self, keys_of: tuple[str, str, str], previous: list[bytes | None],
-                   keys: list[bytes | None]) -> None:
+    def _keep_keys(self, keys_of: tuple[str, str, str], previous: list[AttributeKey | None],
+                   keys: list[AttributeKey | None]) -> None:
         """Keep a metric's attribute keys, in order, as the guesses for its next request."""
         kept = self._kept_keys - len(previous) + len(keys)
         if kept > MAX_KEPT_ATTRIBUTE_KEYS:
@@ -722,7 +722,7 @@ class MlDriftProcessor:
         self._last_keys[keys_of] = keys
         self._kept_keys = kept
 
-    def _attributes(self, point: Any, key: bytes | None) -> _PointAttributes:
+    def _attributes(self, point: Any, key: AttributeKey | None) -> _PointAttributes:
         """``point``'s attributes, not met yet by their wire bytes ``key``
         (``attribute_key``), read and kept under that key: equal bytes are equal attributes,
         and finding the bytes costs less than reading the attributes."""
@@ -730,7 +730,7 @@ class MlDriftProcessor:
         if key is not None:
             if len(self._known_attributes) >= MAX_KNOWN_ATTRIBUTE_SETS:
                 self._known_attributes.clear()
-            self._known_attributes[key] = attributes
+            self._known_attributes[key[0]] = attributes
         return attributes
 
     def _stream_key(self, stream: tuple[str, str, str]) -> tuple[StreamKey, bool]:

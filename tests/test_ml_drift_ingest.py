@@ -29,9 +29,9 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from driftline import semconv
-from driftline._attribute_bytes import attribute_bytes
+from driftline._attribute_bytes import attribute_bytes, attribute_key
 from driftline.processor._ml_drift_config import LimitsConfig, MlDriftConfig
-from driftline.processor._ml_points import attribute_key, histogram_from_point, part_from_point
+from driftline.processor._ml_points import histogram_from_point, part_from_point
 from driftline.processor._ml_window import part_of
 from driftline.processor.ml_drift import MlDriftProcessor
 
@@ -74,16 +74,16 @@ def test_an_attribute_key_guess_is_taken_only_when_it_is_the_key(
         previous_attributes: list[tuple[str, Any]] | None) -> None:
     point = _point(MODEL, sum=1.5)
     previous = None if previous_attributes is None \
-        else attribute_bytes(_point(previous_attributes, time_ns=T0 + 5, counts=(9,)))
-    assert attribute_key(point, previous) == attribute_bytes(point)
+        else attribute_key(_point(previous_attributes, time_ns=T0 + 5, counts=(9,)))
+    assert attribute_key(point, previous) == (attribute_bytes(point), len(MODEL))
 
 
 def test_an_attribute_key_guess_from_another_point_kind_is_checked() -> None:
-    guess = attribute_bytes(_point(MODEL))
+    guess = attribute_key(_point(MODEL))
     number = NumberDataPoint(attributes=_kv(MODEL), time_unix_nano=T0, as_int=4)
-    assert attribute_key(number, guess) == attribute_bytes(number)
+    assert attribute_key(number, guess) == (attribute_bytes(number), len(MODEL))
     empty = ExponentialHistogramDataPoint(time_unix_nano=T0, count=1, zero_count=1)
-    assert attribute_key(empty, guess) == b""
+    assert attribute_key(empty, guess) == (b"", 0)
 
 
 @pytest.mark.parametrize("fields", [
