@@ -588,12 +588,15 @@ def stage_costs(workdir: Path, models: int, features: int) -> list[tuple[str, fl
     from driftline.exporters.file import FileExporterConfig
     from driftline.exporters.prometheus import Factory as PrometheusFactory
     from driftline.exporters.prometheus import PrometheusExporterConfig
+    from driftline.processor.ml_drift import CheckpointConfig, MlDriftConfig
     from driftline.processor.ml_drift import Factory as MlDriftFactory
-    from driftline.processor.ml_drift import MlDriftConfig
 
     batches = Batches(0, models, features, seed=100)
     body = encode_metrics(batches.build(time.time_ns())).SerializeToString()
     points = batches.histogram_points
+
+    def decoded(body: bytes) -> list[Any]:
+        return list(ExportMetricsServiceRequest.FromString(body).resource_metrics)
 
     def per_point(action: Any) -> float:
         action()  # warm up
@@ -603,11 +606,22 @@ def stage_costs(workdir: Path, models: int, features: int) -> list[tuple[str, fl
         return (time.process_time() - start) / STAGE_REPEATS / points * 1e6
 
     batch = list(ExportMetricsServiceRequest.FromString(body).resource_metrics)
-    ml_drift = MlDriftFactory().create(
-        MlDriftConfig(profiles=str(workdir / "profiles"), window=DEFAULT_WINDOW), _Discard())
+    profiles = str(workdir / "profiles")
+    ml_drift = MlDriftFactory().create(MlDriftConfig(profiles=profiles, window=DEFAULT_WINDOW),
+                                       _Discard())
     prometheus = PrometheusFactory.create(PrometheusExporterConfig(endpoint=f"{LOOPBACK}:0"))
     file = FileFactory.create(FileExporterConfig(path=str(workdir / "stage.jsonl")))
-    components = (ml_drift, prometheus, file)
+    # The whole default path in one thread: decode, ml_drift (with and without its
+    # checkpoint: one commit per batch here) and the prometheus exporter after it.
+    path_exporters = [PrometheusFactory.create(PrometheusExporterConfig(endpoint=f"{LOOPBACK}:0"))
+                      for _ in range(2)]
+    plain_path = MlDriftFactory().create(
+        MlDriftConfig(profiles=profiles, window=DEFAULT_WINDOW), path_exporters[0])
+    checkpointed_path = MlDriftFactory().create(
+        MlDriftConfig(profiles=profiles, window=DEFAULT_WINDOW,
+                      checkpoint=CheckpointConfig(path=str(workdir / "stage.sqlite"))),
+        path_exporters[1])
+    components = (ml_drift, prometheus, file, *path_exporters, plain_path, checkpointed_path)
     for component in components:
         component.start()
     try:
@@ -618,6 +632,10 @@ def stage_costs(workdir: Path, models: int, features: int) -> list[tuple[str, fl
             ("prometheus exporter consume_metrics",
              per_point(lambda: prometheus.consume_metrics(batch))),
             ("file exporter consume_metrics", per_point(lambda: file.consume_metrics(batch))),
+            ("decode + ml_drift + prometheus, no checkpoint", per_point(
+                lambda: plain_path.consume_metrics(decoded(body)))),
+            ("decode + ml_drift with its checkpoint + prometheus", per_point(
+                lambda: checkpointed_path.consume_metrics(decoded(body)))),
         ]
     finally:
         for component in components:

@@ -59,8 +59,8 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Exponential points wait in a queue per series and are folded in one vectorised pass this
 # often (and before every scrape), so each costs an append, not a conversion. A fold's fixed
 # cost is spread over this many points; a queued point holds its serialized buckets (tens of
-# bytes for tens of buckets), so a full queue takes about 100 kB.
-FOLD_EVERY_POINTS = 1024
+# bytes for tens of buckets), so a full queue takes about 50 kB per series.
+FOLD_EVERY_POINTS = 512
 LABEL_CACHE_SIZE = 65_536
 OPENMETRICS_TYPE = "application/openmetrics-text"
 OPENMETRICS_CONTENT_TYPE = f"{OPENMETRICS_TYPE}; version=1.0.0; charset=utf-8"
@@ -233,6 +233,14 @@ class _ExponentialSeries:
     time_unix_nano: int = 0
     seen_s: float = 0.0
     exemplars: tuple[_Exemplar | None, ...] = ()
+    # The queue length at which this series folds: spread over the upper half of
+    # FOLD_EVERY_POINTS by its labels' hash, so series fed at the same pace (all of one
+    # app's) do not all fold in the same request.
+    fold_at: int = FOLD_EVERY_POINTS
+
+    def __post_init__(self) -> None:
+        half = FOLD_EVERY_POINTS // 2
+        self.fold_at = half + hash(self.key) % (half + 1)
 
     def restart(self) -> None:
         """Forget what was folded: a cumulative point replaces the state."""
@@ -580,7 +588,8 @@ class PrometheusExporter:
 
     def _consume_exponential(self, metric: Metric, base: Mapping[str, str], now: float) -> None:
         """Each point queued for its series' classic buckets (see the class docstring); the
-        queue is folded every ``FOLD_EVERY_POINTS`` points and before every scrape.
+        queue is folded every ``fold_at`` points (at most ``FOLD_EVERY_POINTS``) and before
+        every scrape.
 
         This is the exporter's hot loop: a point finds its series through ``_Routes`` and
         each field is read once.
@@ -629,7 +638,7 @@ class PrometheusExporter:
             if point.exemplars:
                 series.exemplars = _bucket_exemplars(series.bounds, point.exemplars,
                                                      family.series.get(series.key))
-            if queued >= FOLD_EVERY_POINTS:
+            if queued >= series.fold_at:
                 self._fold(series)
         routes.by_position = order
 

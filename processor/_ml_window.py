@@ -66,6 +66,9 @@ class StreamKey:
 
 
 # Queued histograms per column; at this many they are merged (bounds memory per window).
+# Each window merges at its own limit, between half of this and all of it (``merge_limit``):
+# windows filled at the same pace (the models of one app) would otherwise all merge, and be
+# rewritten in the checkpoint, in the same request.
 PENDING_MERGE_LIMIT = 256
 _EMPTY = np.zeros(0, dtype=np.int64)
 
@@ -79,15 +82,16 @@ _POSITIVE, _NEGATIVE = 2, 4  # index of a sign's offset in a Part (its counts fo
 class Window:
     """One stream's data in one window (or the merge of several); touched under a lock."""
 
-    __slots__ = ("_compacted", "_folded", "_numeric", "_pending", "_resource_text",
-                 "_unwritten", "categorical", "explicit", "framework", "index", "key",
-                 "resource", "rows")
+    __slots__ = ("_compacted", "_folded", "_merge_limit", "_numeric", "_pending",
+                 "_resource_text", "_unwritten", "categorical", "explicit", "framework",
+                 "index", "key", "resource", "rows")
 
     def __init__(self, key: StreamKey, index: int) -> None:
         self.key = key
         self.index = index
         self._numeric: dict[str, ExpHistogram] = {}
         self._pending: dict[str, list[Part]] = {}
+        self._merge_limit = merge_limit(key, index)
         # Checkpoint bookkeeping (see ``checkpoint_delta``): the parts queued since the last
         # call, the columns merged since, and whether a merge folded every queued part (the
         # stored ones included) into the merged histograms.
@@ -160,7 +164,7 @@ class Window:
         pending = self._pending.setdefault(column, [])
         pending.append(part)
         self._unwritten.append((column, part))
-        if len(pending) >= PENDING_MERGE_LIMIT:
+        if len(pending) >= self._merge_limit:
             self._merge_pending()
 
     def _merge_pending(self) -> None:
@@ -278,6 +282,13 @@ def as_profile(window: Window, prediction_columns: Iterable[str]) -> Profile:
         columns[name] = ColumnProfile(name, role, KIND_CATEGORICAL, sum(frequencies.values()),
                                       0, None, frequencies)
     return Profile(window.key.model_name, window.key.model_version, 0, window.rows, columns)
+
+
+def merge_limit(key: StreamKey, index: int) -> int:
+    """The queue length at which this window merges: spread over the upper half of
+    ``PENDING_MERGE_LIMIT`` by the window's hash (str hashes differ per process)."""
+    half = PENDING_MERGE_LIMIT // 2
+    return half + hash((key, index)) % (half + 1)
 
 
 def part_of(hist: ExpHistogram) -> Part:
