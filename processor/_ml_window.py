@@ -218,13 +218,18 @@ class Window:
         return delta
 
     def add_parts(self, blobs: Iterable[bytes]) -> None:
-        """Queue the parts a checkpoint holds (``checkpoint_delta``), marked as stored."""
+        """Queue the parts a checkpoint holds (``checkpoint_delta``), marked as stored.
+
+        A merge while queueing them (this process merges at a lower limit than the one that
+        wrote them) folds stored parts into memory: then the next checkpoint rewrites the
+        merged columns, drops the stored parts and writes again those queued after it."""
+        self._compacted = set()  # what ``from_dict`` read is what the file holds
+        self._folded = False
         for blob in blobs:
             for column, part in parts_from_blob(blob):
                 self.add_numeric(column, part)
-        self._unwritten = []
-        self._compacted = set()
-        self._folded = False
+        if not self._folded:  # every queued part is in the file as it is
+            self._unwritten = []
 
     def to_dict(self, numeric: bool = True) -> dict[str, Any]:
         """The window's state (``numeric`` False: without the histograms)."""

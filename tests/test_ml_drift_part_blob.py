@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 from driftline import exphist
+from driftline.processor import _ml_window
 from driftline.processor._ml_window import Part, StreamKey, Window, part_of
 from driftline.processor._part_blob import parts_blob, parts_from_blob
-from driftline.processor._window_store import SCHEMA_VERSION, WindowStore
+from driftline.processor._window_store import SCHEMA_VERSION, Changes, WindowStore
 
 
 def _part(rng: np.random.Generator, top: int, negative: bool) -> Part:
@@ -125,3 +126,55 @@ def test_a_version_2_file_is_upgraded_with_its_queued_points(tmp_path: Path) -> 
     tables = {row[0] for row in sqlite3.connect(path).execute(
         "SELECT name FROM sqlite_master WHERE type='table'")}
     assert "parts" not in tables and "part_groups" in tables
+
+
+@pytest.mark.parametrize("then_added", [1, 60])  # 60: the second process merges again
+def test_a_merge_while_restoring_keeps_every_point_through_the_next_commits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, then_added: int,
+) -> None:
+    """Merge limits differ between processes (they are spread by a per-process hash): a
+    restart may merge stored points while reading them back. The next checkpoint drops
+    the window's stored points, so it must rewrite every merged column and the points
+    queued after the merge; a second restart still sees every point once. (The limits are
+    set by monkeypatching ``merge_limit``, standing in for two processes' hashes.)"""
+    rng = np.random.default_rng(8)
+    key = StreamKey("churn", "3", "predict")
+    sent: dict[str, list[exphist.ExpHistogram]] = {"x": [], "y": []}
+    store = WindowStore(tmp_path / "ml.sqlite")
+
+    def commit(window: Window) -> None:
+        store.commit(Changes(open_windows={(key.text(), 7): window.checkpoint_delta()}))
+
+    def add(window: Window, column: str, n: int) -> None:
+        for _ in range(n):
+            hist = exphist.from_values(rng.normal(10, 3, 30))
+            sent[column].append(hist)
+            window.add_numeric(column, hist)
+
+    def restored() -> Window:
+        [(_, state)] = store.load().windows.values()
+        window = Window.from_dict(key, 7, state)
+        window.add_parts(store.load().parts.get((key.text(), 7), ()))
+        return window
+
+    try:
+        monkeypatch.setattr(_ml_window, "merge_limit", lambda *_: 1000)  # the first process
+        first = Window(key, 7)
+        add(first, "x", 5)
+        add(first, "y", 150)
+        commit(first)
+
+        monkeypatch.setattr(_ml_window, "merge_limit", lambda *_: 100)  # the second one
+        second = restored()  # merges x and y at y's 100th point; 50 of y queued after
+        add(second, "y", then_added)
+        commit(second)
+
+        monkeypatch.setattr(_ml_window, "merge_limit", lambda *_: 1000)
+        third = restored()
+        for column, hists in sent.items():
+            got, expected = third.numeric[column], exphist.merge(hists)
+            assert (got.count, got.scale, got.positive.offset) == \
+                (expected.count, expected.scale, expected.positive.offset)
+            np.testing.assert_array_equal(got.positive.counts, expected.positive.counts)
+    finally:
+        store.close()
