@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -291,9 +292,9 @@ def as_profile(window: Window, prediction_columns: Iterable[str]) -> Profile:
 
 def merge_limit(key: StreamKey, index: int) -> int:
     """The queue length at which this window merges: spread over the upper half of
-    ``PENDING_MERGE_LIMIT`` by the window's hash (str hashes differ per process)."""
+    ``PENDING_MERGE_LIMIT`` by a checksum of the window (the same in every process)."""
     half = PENDING_MERGE_LIMIT // 2
-    return half + hash((key, index)) % (half + 1)
+    return half + zlib.crc32(f"{key.text()}|{index}".encode()) % (half + 1)
 
 
 def part_of(hist: ExpHistogram) -> Part:

@@ -132,11 +132,11 @@ def test_a_version_2_file_is_upgraded_with_its_queued_points(tmp_path: Path) -> 
 def test_a_merge_while_restoring_keeps_every_point_through_the_next_commits(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, then_added: int,
 ) -> None:
-    """Merge limits differ between processes (they are spread by a per-process hash): a
-    restart may merge stored points while reading them back. The next checkpoint drops
+    """A restart under a lower merge limit (another PENDING_MERGE_LIMIT, another
+    version) may merge stored points while reading them back. The next checkpoint drops
     the window's stored points, so it must rewrite every merged column and the points
     queued after the merge; a second restart still sees every point once. (The limits are
-    set by monkeypatching ``merge_limit``, standing in for two processes' hashes.)"""
+    set by monkeypatching ``merge_limit``, standing in for two versions.)"""
     rng = np.random.default_rng(8)
     key = StreamKey("churn", "3", "predict")
     sent: dict[str, list[exphist.ExpHistogram]] = {"x": [], "y": []}
