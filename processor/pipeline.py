@@ -119,15 +119,19 @@ class Pipelines:
     def nodes(self) -> Iterator[Node]:
         """Every component in shutdown order: receivers, processors, exporters, extensions.
 
-        Processors that feed other pipelines (they define ``set_host``: ``ml_drift``'s
-        alerts, ``ml_performance``'s gauges) stop before the rest, so what they send while
-        stopping still finds the other pipelines' batches and exporters running.
+        Each pipeline's processors stop front to back, so what one flushes while stopping
+        (a ``batch``'s held items) reaches the next while it still runs. Pipelines with a
+        processor that feeds other pipelines (it defines ``set_host``: ``ml_drift``'s
+        alerts, ``ml_performance``'s gauges) stop first, so what it sends while stopping
+        still finds the other pipelines' processors and exporters running.
         """
         yield from self._receivers
-        processors = [node for chain in self._processors for node in chain]
-        feeders = [n for n in processors if callable(getattr(n.component, "set_host", None))]
-        yield from feeders
-        yield from (n for n in processors if n not in feeders)
+        feeding = [any(callable(getattr(n.component, "set_host", None)) for n in chain)
+                   for chain in self._processors]
+        for feeds in (True, False):
+            for chain, chain_feeds in zip(self._processors, feeding, strict=True):
+                if chain_feeds is feeds:
+                    yield from chain
         yield from self._exporters
         yield from self._extensions
 

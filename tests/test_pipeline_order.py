@@ -79,3 +79,30 @@ def test_feeders_stop_before_the_other_processors_of_every_pipeline() -> None:
     pipelines.shutdown()
     assert EVENTS == ["start out", "start plain", "start feeder", "start recv",
                       "stop recv", "stop feeder", "stop plain", "stop out"]
+
+
+def test_a_pipeline_stops_front_to_back_so_a_batch_flushes_into_a_running_feeder() -> None:
+    """``[batch, ml_performance]``: the batch's held items, flushed while it stops, must
+    reach the feeder behind it before that stops; the feeding pipeline stops first."""
+    both = ("metrics", "logs")
+    factories = Factories.of(
+        receivers=[_factory("recv", _Component, both)],
+        processors=[_factory("plain", _Component, both), _factory("feeder", _Feeder, both),
+                    _factory("other", _Component, both)],
+        exporters=[_factory("out", _Component, both)])
+    config = parse_config({
+        "receivers": {"recv": None},
+        "processors": {"plain": None, "feeder": None, "other": None},
+        "exporters": {"out": None},
+        "service": {"pipelines": {
+            "metrics": {"receivers": ["recv"], "processors": ["other"], "exporters": ["out"]},
+            "logs": {"receivers": ["recv"], "processors": ["plain", "feeder"],
+                     "exporters": ["out"]}},
+            "telemetry": {"metrics": {"level": "none"}}},
+    }, factories=factories)
+    pipelines = build(config, factories)
+    EVENTS.clear()
+    pipelines.start()
+    pipelines.shutdown()
+    stops = [event for event in EVENTS if event.startswith("stop")]
+    assert stops == ["stop recv", "stop plain", "stop feeder", "stop other", "stop out"]
