@@ -14,6 +14,7 @@ process is to the OOM killer or a cgroup limit. RSS is what those act on.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import logging
@@ -280,10 +281,14 @@ class MemoryLimiter:
             return
         above = used > limits.soft_bytes
         if above:
-            # While refusing, every check hands freed memory back so RSS can come down.
+            # Above the soft limit every check hands freed memory back, then decides from a
+            # new reading (as the collector's limiter does after forcing a GC).
             self._release()
             with self._lock:
                 self._counts["forced_collections"] += 1
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                used = self._read_memory()
+            above = used > limits.soft_bytes
         with self._lock:
             was = self._refusing
             self._refusing = above

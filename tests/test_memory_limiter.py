@@ -77,8 +77,9 @@ class Recorder:
 class Memory:
     """The injected reading: the "memory in use" the limiter sees, set by the test."""
 
-    def __init__(self, used_bytes: int) -> None:
+    def __init__(self, used_bytes: int, freed_by_release: int = 0) -> None:
         self.used_bytes = used_bytes
+        self.freed_by_release = freed_by_release
         self.releases = 0
 
     def read(self) -> int:
@@ -86,6 +87,7 @@ class Memory:
 
     def release(self) -> None:
         self.releases += 1
+        self.used_bytes -= self.freed_by_release
 
 
 def points(*values: float) -> list[ResourceMetrics]:
@@ -221,6 +223,21 @@ def test_refuses_above_the_soft_limit_and_accepts_again_below() -> None:
     stats = ml.stats()
     assert (stats.accepted_metric_points, stats.current_refusing, stats.memory_checks,
             stats.hard_limit_bytes, stats.soft_limit_bytes) == (3, 0, 3, 500 * MIB, 400 * MIB)
+
+
+def test_memory_freed_by_the_forced_collection_is_seen_by_the_same_check() -> None:
+    memory, recorder = Memory(450 * MIB, freed_by_release=100 * MIB), Recorder()
+    ml = limiter(memory, recorder, limit_mib=500, spike_limit_mib=100)  # soft: 400 MiB
+    ml.start()
+    try:
+        ml.check()  # 450 MiB, then 350 MiB once the collection handed 100 MiB back
+        ml.consume_metrics(points(1.0))
+        stats = ml.stats()
+        assert (memory.releases, stats.current_refusing, stats.current_memory_bytes,
+                stats.forced_collections) == (1, 0, 350 * MIB, 1)
+    finally:
+        ml.shutdown()
+    assert len(recorder.metrics) == 1
 
 
 def test_counts_refused_spans_and_log_records() -> None:
