@@ -84,6 +84,9 @@ class QueueConfig:
             problems.append(f"num_consumers: must be at least 1, got {self.num_consumers!r}")
         if self.queue_size < 1:
             problems.append(f"queue_size: must be at least 1, got {self.queue_size!r}")
+        if self.storage and not self.enabled:
+            problems.append(f"storage: {self.storage!r} needs the queue (enabled: true); "
+                            "without it nothing would send what the storage holds")
         return problems
 
 
@@ -157,7 +160,7 @@ class _DiskQueue:
     def __init__(self, directory: Path) -> None:
         self._directory = directory
         directory.mkdir(parents=True, exist_ok=True)
-        self._sequence = max((int(p.stem.split("-")[0]) for p in self._files()), default=0)
+        self._sequence = max((_sequence_of(p) for p in self._files()), default=0)
 
     def _files(self) -> list[Path]:
         return sorted(self._directory.glob(f"*{_ITEM_SUFFIX}"))
@@ -183,6 +186,12 @@ class _DiskQueue:
             os.fsync(out.fileno())
         os.replace(temporary, path)
         return path
+
+
+def _sequence_of(path: Path) -> int:
+    """The arrival number in a queued file's name; 0 for a stray file (``load`` skips it)."""
+    number = path.stem.split("-")[0]
+    return int(number) if number.isdigit() else 0
 
 
 class Sender:
@@ -224,12 +233,14 @@ class Sender:
 
     def submit(self, item: Item) -> None:
         """Queue ``item`` (or, with the queue disabled, send it now with retries)."""
-        if self._stopping.is_set():
-            raise DataRefusedError(f"{self._name} is shutting down")
         if not self._config.sending_queue.enabled:
+            if self._stopping.is_set():
+                raise DataRefusedError(f"{self._name} is shutting down")
             self._deliver(item, None)
             return
-        with self._ready:
+        with self._ready:  # checked under the lock the consumers exit under: none is left
+            if self._stopping.is_set():
+                raise DataRefusedError(f"{self._name} is shutting down")
             if len(self._queue) + self._in_flight >= self._config.sending_queue.queue_size:
                 self._counts["refused_items"] += item.count
                 raise DataRefusedError(
@@ -305,13 +316,22 @@ class Sender:
             return False
 
     def shutdown(self) -> None:
-        """Stop retrying, give what is queued one attempt each, join the consumers."""
-        self._stopping.set()
+        """Stop retrying, give what is queued one attempt each, join the consumers (within
+        JOIN_TIMEOUT_S in all); what is still queued then is counted as dropped (it stays
+        on disk with a persistent queue)."""
         with self._ready:
+            self._stopping.set()
             self._ready.notify_all()
+        deadline = time.monotonic() + JOIN_TIMEOUT_S
         for thread in self._consumers:
-            thread.join(JOIN_TIMEOUT_S)
+            thread.join(max(0.0, deadline - time.monotonic()))
         self._consumers.clear()
+        with self._ready:
+            left = sum(item.count for item, _ in self._queue)
+            self._queue.clear()  # a consumer still stuck in a send must not send them late
+            if left:
+                self._counts["dropped_items"] += left
+                _log.error("%s: shutting down with %d items still queued", self._name, left)
 
 
 def storage_directory(host: Any, storage: str, exporter_id: str, where: str) -> Path | None:

@@ -443,3 +443,51 @@ def test_each_exporter_keeps_its_persistent_queue_in_its_own_directory(tmp_path:
             "otlphttp_a", "otlphttp_b"]
     finally:
         pipelines.shutdown()
+
+
+def test_shutdown_waits_a_bounded_time_and_counts_what_it_could_not_send(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A consumer stuck in a send: shutdown returns after JOIN_TIMEOUT_S (shortened here),
+    counts the queued items as dropped, and refuses what arrives later."""
+    monkeypatch.setattr(_sending, "JOIN_TIMEOUT_S", 0.3)
+    release = threading.Event()
+    sent: list[int] = []
+
+    def stuck_send(item: _sending.Item, timeout_s: float) -> None:
+        release.wait(10)
+        sent.append(item.count)
+
+    config = _sending.SendingConfig()
+    config.sending_queue.num_consumers = 1
+    sender = _sending.Sender("test", stuck_send, config)
+    sender.start()
+    try:
+        for count in (1, 2, 3):  # the first is in flight, two wait
+            sender.submit(_sending.Item("metrics", b"", count))
+        time.sleep(0.1)
+        started = time.monotonic()
+        sender.shutdown()
+        assert time.monotonic() - started < 2
+        assert sender.stats().dropped_items == 5
+        with pytest.raises(DataRefusedError, match="shutting down"):
+            sender.submit(_sending.Item("metrics", b"", 4))
+    finally:
+        release.set()
+    time.sleep(0.2)
+    assert sent == [1]  # the dropped ones are not sent late by the released consumer
+
+
+def test_a_stray_file_in_the_queue_directory_is_skipped(tmp_path: Path) -> None:
+    (tmp_path / "notes.item").write_text("not a queued request")
+    sender = _sending.Sender("test", lambda item, timeout_s: None, _sending.SendingConfig(),
+                             storage_directory=tmp_path)
+    sender.start()
+    sender.submit(_sending.Item("metrics", b"x", 1))
+    sender.shutdown()
+    assert sender.stats().sent_items == 1
+
+
+def test_storage_needs_the_queue() -> None:
+    queue = _sending.QueueConfig(enabled=False, storage="file_storage")
+    assert queue.validate() == ["storage: 'file_storage' needs the queue (enabled: true); "
+                                "without it nothing would send what the storage holds"]
