@@ -29,8 +29,6 @@ _FLOATS = 3
 _RECORD = struct.Struct("<" + "q" * _INTS + "d" * _FLOATS)
 _RECORD_DTYPE = np.dtype([("ints", "<i8", (_INTS,)), ("floats", "<f8", (_FLOATS,))])
 _COUNT_TYPES = {1: "<u1", 2: "<u2", 4: "<u4", 8: "<i8"}
-# Version 2 checkpoints stored one part per row: this header, then int64 counts.
-_V2_HEADER = struct.Struct("<qqqqqqqddd")
 
 
 def parts_blob(parts: Sequence[tuple[str, Part]]) -> bytes:
@@ -93,14 +91,3 @@ def parts_from_blob(blob: bytes) -> list[tuple[str, Part]]:
                                    neg_offset, counts[middle:end], count, total, low, high)))
         start = end
     return out
-
-
-def part_from_v2_blob(blob: bytes) -> Part:
-    """One part as checkpoint schema version 2 stored it (read when upgrading a file)."""
-    (scale, zero_count, pos_offset, pos_size, neg_offset, neg_size, count, total, low,
-     high) = _V2_HEADER.unpack_from(blob)
-    start = _V2_HEADER.size
-    pos = np.frombuffer(blob, dtype="<i8", count=pos_size, offset=start).astype(np.int64)
-    neg = np.frombuffer(blob, dtype="<i8", count=neg_size,
-                        offset=start + 8 * pos_size).astype(np.int64)
-    return (scale, zero_count, pos_offset, pos, neg_offset, neg, count, total, low, high)

@@ -21,13 +21,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from driftline.processor._file_lock import exclusive_lock
-from driftline.processor._ml_window import CheckpointDelta, Part
-from driftline.processor._part_blob import part_from_v2_blob, parts_blob
+from driftline.processor._ml_window import CheckpointDelta
 
+# Versions 1 and 2 were development versions, never released: such a file is refused.
 SCHEMA_VERSION = 3
-# Files of these versions are read and upgraded in place (version 1 had no queued points,
-# version 2 stored one point per row in ``parts``).
-_UPGRADABLE = ("1", "2")
 # A busy database (another process holds the file) is waited for this long, then an error.
 BUSY_TIMEOUT_S = 5.0
 
@@ -104,43 +101,21 @@ class WindowStore:
             # NORMAL in WAL mode: a commit survives the process being killed; only a power
             # loss or OS crash can lose the last transactions.
             self._db.execute("PRAGMA synchronous=NORMAL")
-            for statement in _SCHEMA:
-                self._db.execute(statement)
+            self._db.execute(_SCHEMA[0])  # meta: the version is checked before any change
             row = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-            if row is None:
-                self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-            elif row[0] in _UPGRADABLE:
-                self._upgrade()
-            elif row[0] != str(SCHEMA_VERSION):
+            if row is not None and row[0] != str(SCHEMA_VERSION):
                 raise WindowStoreError(f"checkpoint '{self.path}': schema version {row[0]}, "
                                        f"this Driftline writes {SCHEMA_VERSION}; move the "
                                        "file away to start with empty windows")
+            for statement in _SCHEMA[1:]:
+                self._db.execute(statement)
+            if row is None:
+                self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
         except (OSError, sqlite3.Error) as exc:
             self._release()
             raise WindowStoreError(f"checkpoint '{self.path}': cannot open: {exc}") from exc
         except WindowStoreError:
             self._release()
-            raise
-
-    def _upgrade(self) -> None:
-        """Bring a version 1 or 2 file to this version in one transaction (version 2's
-        points, one per row, become one blob per window, in their order)."""
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            if db.execute("SELECT 1 FROM sqlite_master WHERE name='parts'").fetchone():
-                groups: dict[tuple[str, int], list[tuple[str, Part]]] = {}
-                for stream, index, column, blob in db.execute(
-                        "SELECT stream, idx, col, part FROM parts ORDER BY rowid"):
-                    groups.setdefault((stream, index), []).append(
-                        (column, part_from_v2_blob(blob)))
-                db.executemany("INSERT INTO part_groups VALUES (?, ?, ?)",
-                               [(s, i, parts_blob(p)) for (s, i), p in groups.items()])
-                db.execute("DROP TABLE parts")
-            db.execute("UPDATE meta SET value=? WHERE key='schema'", (str(SCHEMA_VERSION),))
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
             raise
 
     def meta(self, key: str) -> str | None:

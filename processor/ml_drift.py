@@ -118,9 +118,9 @@ _PREDICTION_COLUMNS = (semconv.PROFILE_COLUMN_PREDICTION_CLASS,
                        semconv.ML_PREDICTION_VALUE)
 _HISTOGRAM_KINDS = ("exponential_histogram", "histogram")
 # Points whose attributes are their first field, so that a serialization can start with the
-# attributes of the last request's point (``attribute_key``); a sum point's come after its
-# times.
-_ATTRIBUTES_FIRST = _HISTOGRAM_KINDS
+# attributes of the last request's point (``attribute_key``); an explicit histogram's and a
+# sum's come after their times.
+_ATTRIBUTES_FIRST = ("exponential_histogram",)
 # Attribute sets remembered with what they determine (``_PointAttributes``); at this many the
 # memory is cleared. The same few sets repeat request after request.
 MAX_KNOWN_ATTRIBUTE_SETS = 8192

@@ -1,9 +1,8 @@
-"""The checkpoint's blobs of queued points: exact round trips, damage named, and a version 2
-file (one point per row) upgraded in place without losing its open window."""
+"""The checkpoint's blobs of queued points: exact round trips, damage named, a file of an
+unreleased schema refused, and every point kept across restarts that merge differently."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import struct
 from pathlib import Path
@@ -13,9 +12,14 @@ import pytest
 
 from driftline import exphist
 from driftline.processor import _ml_window
-from driftline.processor._ml_window import Part, StreamKey, Window, part_of
+from driftline.processor._ml_window import Part, StreamKey, Window
 from driftline.processor._part_blob import parts_blob, parts_from_blob
-from driftline.processor._window_store import SCHEMA_VERSION, Changes, WindowStore
+from driftline.processor._window_store import (
+    SCHEMA_VERSION,
+    Changes,
+    WindowStore,
+    WindowStoreError,
+)
 
 
 def _part(rng: np.random.Generator, top: int, negative: bool) -> Part:
@@ -74,58 +78,19 @@ def test_damaged_blobs_are_named_as_such(damage: str) -> None:
         parts_from_blob(bytes(blob))
 
 
-def _write_version_2_file(path: Path, stream: str, parts: list[tuple[str, Part]]) -> None:
-    """A checkpoint as schema version 2 wrote it: one row per queued point."""
-    header = struct.Struct("<qqqqqqqddd")
+def test_a_file_of_an_unreleased_schema_is_refused_and_left_as_it_is(tmp_path: Path) -> None:
+    path = tmp_path / "ml.sqlite"
     db = sqlite3.connect(path)
-    db.executescript("""
-        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-        CREATE TABLE windows (stream TEXT NOT NULL, idx INTEGER NOT NULL,
-            closed INTEGER NOT NULL, state TEXT NOT NULL, PRIMARY KEY (stream, idx));
-        CREATE TABLE columns (stream TEXT NOT NULL, idx INTEGER NOT NULL, col TEXT NOT NULL,
-            hist TEXT NOT NULL, PRIMARY KEY (stream, idx, col));
-        CREATE TABLE parts (stream TEXT NOT NULL, idx INTEGER NOT NULL, col TEXT NOT NULL,
-            part BLOB NOT NULL);
-        INSERT INTO meta VALUES ('schema', '2');
-    """)
-    state = {"numeric": {}, "explicit": {}, "categorical": {}, "rows": 40, "framework": "",
-             "resource": None}
-    db.execute("INSERT INTO windows VALUES (?, 7, 0, ?)", (stream, json.dumps(state)))
-    for column, (scale, zero, po, pos, no, neg, count, total, low, high) in parts:
-        blob = header.pack(scale, zero, po, pos.size, no, neg.size, count, total, low, high) \
-            + pos.astype("<i8").tobytes() + neg.astype("<i8").tobytes()
-        db.execute("INSERT INTO parts VALUES (?, 7, ?, ?)", (stream, column, blob))
+    db.executescript("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+                     "INSERT INTO meta VALUES ('schema', '2');")
     db.commit()
     db.close()
-
-
-def test_a_version_2_file_is_upgraded_with_its_queued_points(tmp_path: Path) -> None:
-    rng = np.random.default_rng(5)
-    key = StreamKey("churn", "3", "predict")
-    hists = [exphist.from_values(rng.normal(10, 3, 50)) for _ in range(6)]
-    parts = [(("age", "income")[i % 2], part_of(h)) for i, h in enumerate(hists)]
-    path = tmp_path / "ml.sqlite"
-    _write_version_2_file(path, key.text(), parts)
-
-    store = WindowStore(path)
-    try:
-        assert store.meta("schema") == str(SCHEMA_VERSION)
-        snapshot = store.load()
-    finally:
-        store.close()
-    [(_, state)] = snapshot.windows.values()
-    window = Window.from_dict(key, 7, state)
-    window.add_parts(snapshot.parts[(key.text(), 7)])
-    for column, own in (("age", hists[0::2]), ("income", hists[1::2])):
-        expected = exphist.merge(own)
-        got = window.numeric[column]
-        assert (got.scale, got.count, got.positive.offset) == \
-            (expected.scale, expected.count, expected.positive.offset)
-        np.testing.assert_array_equal(got.positive.counts, expected.positive.counts)
-    assert window.rows == 40
+    with pytest.raises(WindowStoreError, match=f"'{path}': schema version 2, this "
+                       f"Driftline writes {SCHEMA_VERSION}; move the file away"):
+        WindowStore(path)
     tables = {row[0] for row in sqlite3.connect(path).execute(
         "SELECT name FROM sqlite_master WHERE type='table'")}
-    assert "parts" not in tables and "part_groups" in tables
+    assert tables == {"meta"}
 
 
 @pytest.mark.parametrize("then_added", [1, 60])  # 60: the second process merges again
