@@ -5,10 +5,15 @@ keeps the same state: deltas accumulated, expiry), and after each batch the seri
 touched are sent as one snappy-compressed ``WriteRequest`` (remote write 1.0), timestamped
 with their points' times, through the shared retry and queue chain. A 4xx other than 429
 (an out-of-order sample, say) is not retried, as the remote write specification says.
+
+A batch is never refused upstream once it is in the state (a retry would add its deltas
+twice): when the sending queue is full, its series go with the next batch's request.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,6 +38,9 @@ from driftline.exporters.prometheus import (
     PrometheusExporterConfig,
     Sample,
 )
+from driftline.processor.component import DataRefusedError
+
+_log = logging.getLogger(__name__)
 
 TYPE = "prometheusremotewrite"
 SIGNAL_METRICS = "metrics"
@@ -89,14 +97,31 @@ class RemoteWriteExporter(PushExporter):
         self._config = config
         self._state = PrometheusExporter(config.naming())
         self._ssl = config.tls.ssl_context() if config.endpoint.startswith("https") else None
+        self._unsent_lock = threading.Lock()
+        # When the queue refused a request: the state clock at the start of its batch.
+        self._unsent_since: float | None = None
 
     def consume_metrics(self, batch: Sequence[Any]) -> None:
+        """Fold ``batch`` into the state, then queue the series it changed, with those of
+        earlier batches whose request the full queue refused."""
         since = self._state.clock()
         self._state.consume_metrics(batch)
-        samples = self._state.snapshot(seen_since_s=since)
-        if samples:
-            self._submit_item(Item(SIGNAL_METRICS, write_request(samples, time.time_ns()),
-                                   len(samples)))
+        with self._unsent_lock:
+            if self._unsent_since is not None:
+                since = min(since, self._unsent_since)
+            samples = self._state.snapshot(seen_since_s=since)
+            if not samples:
+                return
+            try:
+                self._submit_item(Item(SIGNAL_METRICS, write_request(samples, time.time_ns()),
+                                       len(samples)))
+            except DataRefusedError as exc:
+                if self._unsent_since is None:
+                    _log.warning("%s: %s; the changed series go with the next batch",
+                                 self._name, exc)
+                self._unsent_since = since
+                return
+            self._unsent_since = None
 
     def _send_item(self, item: Item, timeout_s: float) -> None:
         post(self._config.endpoint, item.body, {**HEADERS, **self._config.headers}, timeout_s,

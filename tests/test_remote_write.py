@@ -4,11 +4,23 @@ collector are pushed to Prometheus and read back with PromQL."""
 
 from __future__ import annotations
 
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import cramjam
 import pytest
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+from opentelemetry.proto.metrics.v1.metrics_pb2 import (
+    AggregationTemporality,
+    Metric,
+    NumberDataPoint,
+    ResourceMetrics,
+    ScopeMetrics,
+    Sum,
+)
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
@@ -16,9 +28,13 @@ from opentelemetry.sdk.resources import Resource
 
 from driftline.exporters._remote_write_proto import write_request_class
 from driftline.exporters.prometheus import Sample
-from driftline.exporters.prometheusremotewrite import write_request
+from driftline.exporters.prometheusremotewrite import (
+    RemoteWriteExporter,
+    RemoteWriteExporterConfig,
+    write_request,
+)
 from tests._collector import PROTOCOL_HTTP, running_collector
-from tests.conftest import run_prometheus
+from tests.conftest import LOOPBACK, run_prometheus
 
 
 @pytest.mark.integration
@@ -78,3 +94,60 @@ def test_write_request_is_snappy_protobuf_with_sorted_labels() -> None:
         ("__name__", "orders_total"), ("job", "shop"), ("region", "eu")]
     assert (series.samples[0].value, series.samples[0].timestamp) == (3.0, 1_700_000_000_123)
     assert request.timeseries[1].samples[0].timestamp == 1_800_000_000_000
+
+
+def _requests_total(value: int) -> list[ResourceMetrics]:
+    """One delta point of the monotonic sum ``requests`` (exposed as ``requests_total``)."""
+    point = NumberDataPoint(as_int=value, time_unix_nano=time.time_ns())
+    metric = Metric(name="requests", sum=Sum(
+        data_points=[point], is_monotonic=True,
+        aggregation_temporality=AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA))
+    return [ResourceMetrics(scope_metrics=[ScopeMetrics(metrics=[metric])])]
+
+
+def test_batches_the_full_queue_refused_are_counted_once_in_the_next_request() -> None:
+    """The backend holds the first request while three more batches arrive at a queue of
+    one: none is refused upstream (its deltas are in the state; a retry would add them
+    twice), and the next request carries their sum once."""
+    received: list[float] = []
+    first_held = threading.Event()
+    release = threading.Event()
+
+    class Backend(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            request = write_request_class().FromString(
+                bytes(cramjam.snappy.decompress_raw(body)))
+            received.extend(series.samples[0].value for series in request.timeseries
+                            if ("__name__", "requests_total") in
+                            [(label.name, label.value) for label in series.labels])
+            first_held.set()
+            release.wait(10)
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer((LOOPBACK, 0), Backend)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    config = RemoteWriteExporterConfig(endpoint=f"http://{LOOPBACK}:{server.server_port}/")
+    config.sending_queue.num_consumers = 1
+    config.sending_queue.queue_size = 1
+    exporter = RemoteWriteExporter("prometheusremotewrite", config)
+    exporter.start()
+    try:
+        exporter.consume_metrics(_requests_total(1))
+        assert first_held.wait(5)
+        for value in (2, 4):  # the queue is full: kept for the next request
+            exporter.consume_metrics(_requests_total(value))
+        release.set()
+        deadline = time.monotonic() + 5
+        while exporter.stats().queue_size and time.monotonic() < deadline:
+            time.sleep(0.02)
+        exporter.consume_metrics(_requests_total(8))
+    finally:
+        exporter.shutdown()
+        server.shutdown()
+    assert received == [1.0, 15.0]
