@@ -67,6 +67,9 @@ class OtlpGrpcExporterConfig:
         if self.compression not in COMPRESSIONS:
             problems.append(f"compression: one of {', '.join(COMPRESSIONS)}, got "
                             f"{self.compression!r}")
+        if self.tls.insecure_skip_verify:  # grpcio's channels always verify the server
+            problems.append("tls::insecure_skip_verify: not supported by the otlp (gRPC) "
+                            "exporter; give tls::ca_file, or use otlphttp")
         return problems + client_problems(self)
 
 

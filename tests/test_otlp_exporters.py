@@ -491,3 +491,17 @@ def test_storage_needs_the_queue() -> None:
     queue = _sending.QueueConfig(enabled=False, storage="file_storage")
     assert queue.validate() == ["storage: 'file_storage' needs the queue (enabled: true); "
                                 "without it nothing would send what the storage holds"]
+
+
+def test_skipping_verification_is_refused_where_grpc_cannot_do_it() -> None:
+    from driftline.exporters.otlp_grpc import OtlpGrpcExporterConfig
+    from driftline.exporters.otlp_http import OtlpHttpExporterConfig
+
+    grpc_config = OtlpGrpcExporterConfig(endpoint="collector:4317")
+    grpc_config.tls.insecure_skip_verify = True
+    assert grpc_config.validate() == [
+        "tls::insecure_skip_verify: not supported by the otlp (gRPC) exporter; give "
+        "tls::ca_file, or use otlphttp"]
+    http_config = OtlpHttpExporterConfig(endpoint="https://collector:4318")
+    http_config.tls.insecure_skip_verify = True
+    assert http_config.validate() == []
