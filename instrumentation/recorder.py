@@ -155,7 +155,8 @@ class Recorder:
         # One drainer at a time, so force_flush() also waits for calls the background
         # thread has taken but not yet aggregated.
         with self._drain_lock:
-            traits: dict[int, ModelTraits] = {}  # one lookup per model per drain
+            # One lookup per model (and way of reading it) per drain.
+            traits: dict[tuple[int, Any], ModelTraits] = {}
             touched: set[StreamKey] = set()
             while self._pending:
                 call = self._pending.popleft()
@@ -174,13 +175,13 @@ class Recorder:
                 for key in touched:
                     self._aggregate_staged(key)
 
-    def _stage(self, call: PredictCall, traits: dict[int, ModelTraits],
+    def _stage(self, call: PredictCall, traits: dict[tuple[int, Any], ModelTraits],
                touched: set[StreamKey]) -> None:
         model_traits = None
         if call.inputs is not None:
-            model_traits = traits.get(id(call.model))
+            model_traits = traits.get((id(call.model), call.traits))
             if model_traits is None:
-                model_traits = traits[id(call.model)] = call.traits(call.model)
+                model_traits = traits[(id(call.model), call.traits)] = call.traits(call.model)
         key = (call.scope, call.model_attributes)
         with self._lock:
             stream = self._stream(key)

@@ -16,12 +16,14 @@ observed. Usage::
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Collection
 from contextvars import ContextVar
 from functools import partial
 from typing import Any
 
+import numpy as np
 import wrapt
 from opentelemetry import trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
@@ -130,9 +132,11 @@ class SklearnInstrumentor(BaseInstrumentor):
 
         ids = ids_for_call(rows)
         time_ns = time.time_ns()
+        traits = decision_traits if operation == semconv.OPERATION_DECISION_FUNCTION \
+            else model_traits
 
         def submit(outputs: Any, duration_s: float, error_type: str | None) -> None:
-            self._recorder.submit(PredictCall(SCOPE, instance, model_traits, attributes,
+            self._recorder.submit(PredictCall(SCOPE, instance, traits, attributes,
                                               inputs, outputs, rows, duration_s, error_type,
                                               ids, time_ns))
 
@@ -159,6 +163,21 @@ def model_traits(estimator: Any) -> ModelTraits:
         classifier = False
     return ModelTraits(classifier, getattr(estimator, "classes_", None),
                        getattr(estimator, "feature_names_in_", None))
+
+
+def decision_traits(estimator: Any) -> ModelTraits:
+    """``model_traits`` for ``decision_function``: a binary classifier's one score per row
+    (positive for ``classes_[1]``) is read as the two class scores ``(-score, score)``, so
+    its label is the class scikit-learn predicts, not the score."""
+    traits = model_traits(estimator)
+    if traits.is_classifier and traits.classes is not None and len(traits.classes) == 2:
+        return dataclasses.replace(traits, read_outputs=_binary_scores)
+    return traits
+
+
+def _binary_scores(raw: Any) -> np.ndarray:
+    scores = np.asarray(raw, dtype=np.float64)
+    return np.column_stack((-scores, scores)) if scores.ndim == 1 else scores
 
 
 def _shape(inputs: Any) -> tuple[int, int]:

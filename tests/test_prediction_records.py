@@ -226,3 +226,21 @@ def test_torch_records_carry_the_sampled_rows_inputs_and_softmax_scores(
         assert list(record.attributes[semconv.ML_PREDICTION_SCORES]) == pytest.approx(
             outputs[row].tolist())
         assert record.body == {f"f{i}": pytest.approx(float(inputs[row, i])) for i in range(3)}
+
+
+def test_binary_decision_scores_are_recorded_with_the_predicted_label(
+        logs: InMemoryLogRecordExporter) -> None:
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(40, 2))
+    model = LogisticRegression().fit(X, np.where(X[:, 0] > 0, "churn", "stay"))
+    instrumentor, recorder, _ = _instrumented(logs, RecordSettings(ratio=1.0, per_second=1e6))
+    try:
+        scores = model.decision_function(X)
+        assert recorder.force_flush()
+    finally:
+        instrumentor.uninstrument()
+    predicted = model.predict(X)
+    records = _records(logs)
+    assert [r.attributes[semconv.ML_PREDICTION_LABEL] for r in records] == list(predicted)
+    recorded = np.array([list(r.attributes[semconv.ML_PREDICTION_SCORES]) for r in records])
+    np.testing.assert_allclose(recorded, np.column_stack((-scores, scores)))

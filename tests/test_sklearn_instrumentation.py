@@ -216,3 +216,17 @@ def test_eight_threads_give_exact_row_counts(telemetry) -> None:
     expected_rows = 8 * sum(batch_sizes[i % 4] for i in range(50))
     assert sum(p.value for p in metrics.points(semconv.ML_PREDICT_ROWS)) == expected_rows
     assert sum(p.count for p in metrics.points(semconv.ML_FEATURE_VALUE)) == 2 * expected_rows
+
+
+def test_binary_decision_scores_count_as_the_classes_scikit_learn_predicts(telemetry) -> None:
+    instrumentor, _, metrics = telemetry
+    X, y = _training_frame()
+    model = driftline.register(LogisticRegression().fit(X, np.where(y == 1, "churn", "stay")),
+                               name="churn")
+    with suppress_instrumentation():
+        predicted = model.predict(X)
+    model.decision_function(X)
+    _flush(instrumentor)
+    classes = {p.attributes[semconv.ML_PREDICTION_CLASS]: p.value
+               for p in metrics.points(semconv.ML_PREDICTION_CLASS_METRIC)}
+    assert classes == {c: int((predicted == c).sum()) for c in ("churn", "stay")}
