@@ -89,7 +89,8 @@ def ids_for_call(rows: int) -> Sequence[str]:
 
 
 def last_prediction_ids() -> Sequence[str]:
-    """The IDs of the last observed model call in this thread or task (empty before any)."""
+    """The IDs of the last observed model call in this thread or task (empty before any,
+    and while ``ml.prediction`` records are off: nothing would carry them)."""
     return _last.get()
 
 

@@ -130,7 +130,13 @@ def prediction_records_from_kwargs(kwargs: Mapping[str, Any]) -> PredictionRecor
     """``ml.prediction`` records when enabled (``prediction_records=RecordSettings(...)`` or
     the ``DRIFTLINE_PREDICTION_RECORDS_*`` variables), through ``logger_provider=`` or the
     global logger provider."""
-    settings = kwargs.get("prediction_records") or RecordSettings.from_env()
+    settings = kwargs.get("prediction_records")
+    if settings is None:
+        try:
+            settings = RecordSettings.from_env()
+        except ValueError as exc:  # bad telemetry settings must not stop the app
+            _logger.warning("driftline: %s; ml.prediction records are off", exc)
+            return None
     if not settings.enabled:
         return None
     provider = kwargs.get("logger_provider") or _logs.get_logger_provider()

@@ -75,6 +75,9 @@ class PredictionRecords:
         self._settings = settings
         self._rng = rng or np.random.default_rng()
         self._clock = clock
+        # The bucket holds at least one record, so a cap below 1 per second still lets one
+        # through every 1/per_second seconds.
+        self._capacity = max(settings.per_second, 1.0)
         self._tokens = settings.per_second
         self._refilled_s = clock()
         self.emitted = 0
@@ -107,7 +110,8 @@ class PredictionRecords:
     def _take_tokens(self, wanted: int) -> float:
         now = self._clock()
         per_second = self._settings.per_second
-        self._tokens = min(per_second, self._tokens + (now - self._refilled_s) * per_second)
+        self._tokens = min(self._capacity,
+                           self._tokens + (now - self._refilled_s) * per_second)
         self._refilled_s = now
         taken = min(float(wanted), math.floor(self._tokens))
         self._tokens -= taken

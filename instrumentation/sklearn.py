@@ -17,7 +17,6 @@ observed. Usage::
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable, Collection
 from contextvars import ContextVar
 from functools import partial
@@ -35,7 +34,6 @@ from driftline.instrumentation import _env
 from driftline.instrumentation._aggregation import ModelTraits
 from driftline.instrumentation._observe import model_attributes, observe
 from driftline.instrumentation.recorder import PredictCall, Recorder
-from driftline.predictions import ids_for_call
 
 OPERATIONS = (
     semconv.OPERATION_PREDICT,
@@ -130,8 +128,7 @@ class SklearnInstrumentor(BaseInstrumentor):
         attributes = model_attributes(identity_of(instance), semconv.FRAMEWORK_SKLEARN,
                                       operation)
 
-        ids = ids_for_call(rows)
-        time_ns = time.time_ns()
+        ids, time_ns = self._recorder.call_ids(rows)
         traits = decision_traits if operation == semconv.OPERATION_DECISION_FUNCTION \
             else model_traits
 

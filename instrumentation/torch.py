@@ -37,7 +37,6 @@ import logging
 import math
 import os
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Mapping
 from contextvars import ContextVar
@@ -61,7 +60,6 @@ from driftline.instrumentation import _env
 from driftline.instrumentation._aggregation import ModelTraits
 from driftline.instrumentation._observe import model_attributes, observe
 from driftline.instrumentation.recorder import PredictCall, Recorder
-from driftline.predictions import ids_for_call
 from driftline.projection import DEFAULT_COMPONENTS, DEFAULT_MAX_FEATURES, DEFAULT_SEED
 
 if TYPE_CHECKING:
@@ -153,8 +151,7 @@ class TorchInstrumentor(BaseInstrumentor):
         if inputs is not None and inputs.requires_grad:
             inputs = inputs.detach()
 
-        ids = ids_for_call(rows)
-        time_ns = time.time_ns()
+        ids, time_ns = self._recorder.call_ids(rows)
 
         def submit(outputs: Any, duration_s: float, error_type: str | None) -> None:
             output = _output_tensor(outputs, self._tensor_type) if outputs is not None else None

@@ -8,7 +8,9 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -21,6 +23,7 @@ import driftline
 from driftline import semconv
 from driftline.exporters import read_logs
 from driftline.instrumentation import Recorder
+from driftline.instrumentation._env import prediction_records_from_kwargs
 from driftline.instrumentation._records import PredictionRecords, RecordSettings
 from driftline.instrumentation.sklearn import SklearnInstrumentor
 from driftline.instrumentation.torch import TorchInstrumentor
@@ -138,11 +141,54 @@ def test_ratio_samples_rows_and_the_per_second_cap_holds(
     assert records.capped > 0 and records.emitted == len(_records(logs))
 
 
-def test_records_are_off_by_default() -> None:
+def test_a_cap_below_one_per_second_lets_one_record_through_now_and_then(
+        logs: InMemoryLogRecordExporter) -> None:
+    X = np.arange(10, dtype=float).reshape(10, 1)
+    model = LinearRegression().fit(X, X[:, 0])
+    clock = _Clock()
+    instrumentor, recorder, _ = _instrumented(
+        logs, RecordSettings(ratio=1.0, per_second=0.5), clock)
+    emitted = []
+    try:
+        for now_s in (0.0, 1.0, 1.5, 3.0, 3.5):
+            clock.now_s = now_s
+            model.predict(X)
+            assert recorder.force_flush()
+            emitted.append(len(_records(logs)))
+    finally:
+        instrumentor.uninstrument()
+    assert emitted == [0, 1, 1, 2, 2]  # half a token to start, one more every two seconds
+
+
+def test_records_are_off_by_default_and_ids_cost_nothing_then(
+        logs: InMemoryLogRecordExporter) -> None:
     assert not RecordSettings.from_env({}).enabled
     assert RecordSettings.from_env({"DRIFTLINE_PREDICTION_RECORDS_RATIO": "0.5"}).ratio == 0.5
     with pytest.raises(ValueError, match="DRIFTLINE_PREDICTION_RECORDS_RATIO='2'"):
         RecordSettings.from_env({"DRIFTLINE_PREDICTION_RECORDS_RATIO": "2"})
+    X = np.arange(6, dtype=float).reshape(3, 2)
+    model = LinearRegression().fit(X, X.sum(axis=1))
+    instrumentor = SklearnInstrumentor()
+    instrumentor.instrument(tracer_provider=TracerProvider(),
+                            metric_exporter=InMemoryMetricExporter())
+    seen: list[Any] = []
+    try:  # a new thread starts with no IDs of earlier calls in its context
+        thread = threading.Thread(target=lambda: (model.predict(X),
+                                                  seen.append(driftline.last_prediction_ids())))
+        thread.start()
+        thread.join()
+    finally:
+        instrumentor.uninstrument()
+    assert list(seen[0]) == []
+
+
+def test_a_bad_records_setting_turns_records_off_without_stopping_the_app(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("DRIFTLINE_PREDICTION_RECORDS_RATIO", "lots")
+    with caplog.at_level("WARNING"):
+        assert prediction_records_from_kwargs({}) is None
+    assert "DRIFTLINE_PREDICTION_RECORDS_RATIO='lots'" in caplog.text
+    assert "ml.prediction records are off" in caplog.text
 
 
 def test_ground_truth_records_carry_ids_and_labels_or_values(
