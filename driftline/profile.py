@@ -42,7 +42,9 @@ DATASET_BATCH_READAHEAD = 1
 DATASET_FRAGMENT_READAHEAD = 1
 # Columns of a chunk are profiled in this many threads: NumPy releases the GIL while it
 # histograms, so a wide table is profiled on every core.
-PROFILE_THREADS = os.cpu_count() or 1
+# The CPUs this process may run on (a container's share, not the host's count).
+PROFILE_THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+    else os.cpu_count() or 1
 PARQUET_SUFFIXES = (".parquet", ".pq")
 CSV_SUFFIXES = (".csv", ".txt")
 
@@ -166,8 +168,8 @@ class ProfileBuilder:
 
     def add_columns(self, columns: Iterable[tuple[str, Any]], role: str = ROLE_FEATURE) -> None:
         """Add one chunk of several columns, profiled in parallel threads."""
-        work = [(self._column(name, np.asarray(values), role, None), np.asarray(values))
-                for name, values in columns]
+        arrays = [(name, np.asarray(values)) for name, values in columns]
+        work = [(self._column(name, values, role, None), values) for name, values in arrays]
         if len(work) < 2 or PROFILE_THREADS < 2:
             for builder, values in work:
                 builder.add(values)
