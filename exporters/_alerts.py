@@ -15,10 +15,10 @@ from driftline import semconv
 from driftline.exporters._http import post
 from driftline.exporters._push import PushExporter
 from driftline.exporters._sending import Item
+from driftline.processor.registry import SIGNAL_LOGS
 
 ALERT_EVENTS = (semconv.EVENT_DRIFT_ALERT,)
 CONTENT_TYPE = "application/json"
-SIGNAL_LOGS = "logs"
 # Record attributes that become Alertmanager labels (they identify the alert); the others
 # become annotations.
 LABEL_ATTRIBUTES = (semconv.ML_MODEL_NAME, semconv.ML_MODEL_VERSION, semconv.ML_OPERATION,

@@ -21,11 +21,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from driftline.exporters._push import PushExporter
 from driftline.exporters._sending import Item
+from driftline.processor.batch import item_count
+from driftline.processor.registry import SIGNAL_LOGS, SIGNAL_METRICS, SIGNAL_TRACES
 
-SIGNAL_METRICS = "metrics"
-SIGNAL_TRACES = "traces"
-SIGNAL_LOGS = "logs"
-SIGNALS = (SIGNAL_METRICS, SIGNAL_TRACES, SIGNAL_LOGS)
 COMPRESSIONS = ("none", "gzip")
 RESPONSES = {SIGNAL_METRICS: ExportMetricsServiceResponse,
              SIGNAL_TRACES: ExportTraceServiceResponse,
@@ -36,16 +34,11 @@ def encode(signal: str, batch: Sequence[Any]) -> Item:
     """The export request of ``batch`` and how many points, spans or records it holds."""
     if signal == SIGNAL_METRICS:
         request: Any = ExportMetricsServiceRequest(resource_metrics=batch)
-        count = sum(len(getattr(m, m.WhichOneof("data")).data_points)
-                    for r in batch for s in r.scope_metrics for m in s.metrics
-                    if m.WhichOneof("data"))
     elif signal == SIGNAL_TRACES:
         request = ExportTraceServiceRequest(resource_spans=batch)
-        count = sum(len(s.spans) for r in batch for s in r.scope_spans)
     else:
         request = ExportLogsServiceRequest(resource_logs=batch)
-        count = sum(len(s.log_records) for r in batch for s in r.scope_logs)
-    return Item(signal, request.SerializeToString(), count)
+    return Item(signal, request.SerializeToString(), item_count(signal, batch))
 
 
 def rejected_of(signal: str, response: Any) -> tuple[int, str]:

@@ -16,7 +16,6 @@ from typing import Any
 from driftline.durations import parse_duration, positive_duration_problem
 from driftline.exporters._alerts import (
     LABEL_ATTRIBUTES,
-    SIGNAL_LOGS,
     JsonPoster,
     iso_time,
     label_name,
@@ -25,6 +24,7 @@ from driftline.exporters._alerts import (
 )
 from driftline.exporters._push import ClientTlsConfig, client_problems
 from driftline.exporters._sending import DEFAULT_TIMEOUT, QueueConfig, RetryConfig
+from driftline.processor.registry import SIGNAL_LOGS
 
 TYPE = "alertmanager"
 ALERTNAME = "MLDrift"

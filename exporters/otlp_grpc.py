@@ -20,7 +20,6 @@ from google.rpc import error_details_pb2, status_pb2
 from driftline.exporters._otlp_forward import (
     COMPRESSIONS,
     RESPONSES,
-    SIGNALS,
     ForwardingExporter,
     rejected_of,
 )
@@ -32,6 +31,7 @@ from driftline.exporters._sending import (
     RetryConfig,
     SendError,
 )
+from driftline.processor.registry import SIGNALS
 
 _log = logging.getLogger(__name__)
 

@@ -21,7 +21,6 @@ from driftline.exporters._http import post
 from driftline.exporters._otlp_forward import (
     COMPRESSIONS,
     RESPONSES,
-    SIGNALS,
     ForwardingExporter,
     rejected_of,
 )
@@ -32,6 +31,7 @@ from driftline.exporters._sending import (
     QueueConfig,
     RetryConfig,
 )
+from driftline.processor.registry import SIGNALS
 
 _log = logging.getLogger(__name__)
 

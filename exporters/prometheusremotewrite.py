@@ -39,11 +39,11 @@ from driftline.exporters.prometheus import (
     Sample,
 )
 from driftline.processor.component import DataRefusedError
+from driftline.processor.registry import SIGNAL_METRICS
 
 _log = logging.getLogger(__name__)
 
 TYPE = "prometheusremotewrite"
-SIGNAL_METRICS = "metrics"
 NAME_LABEL = "__name__"
 MS_PER_NS = 1_000_000
 HEADERS = {"Content-Type": "application/x-protobuf", "Content-Encoding": "snappy",

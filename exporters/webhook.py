@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from driftline.exporters._alerts import SIGNAL_LOGS, JsonPoster, iso_time, text_of, url_problems
+from driftline.exporters._alerts import JsonPoster, iso_time, text_of, url_problems
 from driftline.exporters._push import ClientTlsConfig, client_problems
 from driftline.exporters._sending import DEFAULT_TIMEOUT, QueueConfig, RetryConfig
+from driftline.processor.registry import SIGNAL_LOGS
 
 TYPE = "webhook"
 
