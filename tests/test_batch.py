@@ -36,27 +36,12 @@ from driftline.processor.batch import (
 from driftline.processor.component import ComponentError
 from driftline.processor.config import ConfigError, parse_config
 from driftline.processor.pipeline import build
+from tests._consumers import Recorder
 
 WAIT_S = 10.0
 POLL_S = 0.01
 
 
-class Recorder:
-    """A next consumer that keeps every batch it gets, per signal."""
-
-    def __init__(self) -> None:
-        self.metrics: list[list[ResourceMetrics]] = []
-        self.traces: list[list[ResourceSpans]] = []
-        self.logs: list[list[ResourceLogs]] = []
-
-    def consume_metrics(self, batch: Any) -> None:
-        self.metrics.append(list(batch))
-
-    def consume_traces(self, batch: Any) -> None:
-        self.traces.append(list(batch))
-
-    def consume_logs(self, batch: Any) -> None:
-        self.logs.append(list(batch))
 
 
 class Failing:

@@ -52,26 +52,13 @@ from driftline.processor.memory_limiter import (
     total_memory_bytes,
 )
 from tests._collector import LOOPBACK, PROTOCOL_GRPC, PROTOCOL_HTTP, running_collector
+from tests._consumers import Recorder
 
 POLL_S = 0.05
 WAIT_S = 30.0
 EXPORT_TIMEOUT_S = 10.0
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.metrics: list[Any] = []
-        self.spans: list[Any] = []
-        self.logs: list[Any] = []
-
-    def consume_metrics(self, batch: Any) -> None:
-        self.metrics.append(batch)
-
-    def consume_traces(self, batch: Any) -> None:
-        self.spans.append(batch)
-
-    def consume_logs(self, batch: Any) -> None:
-        self.logs.append(batch)
 
 
 class Memory:
@@ -253,7 +240,7 @@ def test_counts_refused_spans_and_log_records() -> None:
     ml.shutdown()
     stats = ml.stats()
     assert (stats.refused_spans, stats.refused_log_records) == (2, 3)
-    assert recorder.spans == recorder.logs == []
+    assert recorder.traces == recorder.logs == []
 
 
 def test_a_failed_measurement_keeps_the_state() -> None:

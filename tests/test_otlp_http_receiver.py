@@ -72,6 +72,7 @@ from tests._collector import (
     file_pipeline_config,
     running_collector,
 )
+from tests._consumers import ALL_SIGNALS, Recorder, RefusesOnce
 
 EXPORT_TIMEOUT_S = 5.0
 HTTP_TIMEOUT_S = 5.0
@@ -84,6 +85,8 @@ TRACE_ID_HEX = "5b8efff798038103d269b633813fc60c"
 SPAN_ID_HEX = "eee19b7ec3c1b174"
 JSON = "application/json"
 PROTOBUF = "application/x-protobuf"
+
+HTTP_TEST_SIGNALS = ("metrics", "traces")  # what most receivers here serve
 
 
 def own_metrics(requests: Sequence[Any]) -> list[Any]:
@@ -194,31 +197,6 @@ def test_collector_prints_one_listening_line_per_protocol(tmp_path: Path) -> Non
 # --- the receiver in process ---------------------------------------------------------------
 
 
-class Recorder:
-    """A consumer that keeps what it got, or raises what it is told to."""
-
-    def __init__(self, signals: Sequence[str] = ("metrics", "traces"),
-                 error: Exception | None = None) -> None:
-        self.signals = tuple(signals)
-        self.error = error
-        self.metrics: list[Sequence[Any]] = []
-        self.traces: list[Sequence[Any]] = []
-        self.logs: list[Sequence[Any]] = []
-
-    def consume_metrics(self, batch: Sequence[Any]) -> None:
-        if self.error is not None:
-            raise self.error
-        self.metrics.append(batch)
-
-    def consume_traces(self, batch: Sequence[Any]) -> None:
-        if self.error is not None:
-            raise self.error
-        self.traces.append(batch)
-
-    def consume_logs(self, batch: Sequence[Any]) -> None:
-        if self.error is not None:
-            raise self.error
-        self.logs.append(batch)
 
 
 def http_config(**overrides: Any) -> OtlpReceiverConfig:
@@ -265,7 +243,7 @@ def metrics_proto(name: str = "m") -> bytes:
 
 
 def test_json_request_is_decoded_and_answered_in_json() -> None:
-    recorder = Recorder()
+    recorder = Recorder(HTTP_TEST_SIGNALS)
     with serving(recorder) as receiver:
         status, headers, body = post(receiver, "/v1/metrics",
                                      json.dumps(metrics_json("rows", 42)).encode(),
@@ -282,7 +260,7 @@ def test_json_request_is_decoded_and_answered_in_json() -> None:
 
 
 def test_json_trace_ids_are_hex_and_unknown_fields_are_ignored() -> None:
-    recorder = Recorder()
+    recorder = Recorder(HTTP_TEST_SIGNALS)
     payload = {"resourceSpans": [{"scopeSpans": [{"spans": [{
         "traceId": TRACE_ID_HEX, "spanId": SPAN_ID_HEX, "name": "predict churn", "kind": 1,
         "someFieldFromTheFuture": {"x": 1}}]}]}]}
@@ -298,7 +276,7 @@ def test_json_trace_ids_are_hex_and_unknown_fields_are_ignored() -> None:
 
 
 def test_protobuf_request_gets_an_empty_protobuf_response() -> None:
-    recorder = Recorder()
+    recorder = Recorder(HTTP_TEST_SIGNALS)
     with serving(recorder) as receiver:
         status, headers, body = post(receiver, "/v1/metrics", metrics_proto("a"),
                                      {"Content-Type": PROTOBUF})
@@ -314,7 +292,7 @@ def test_protobuf_request_gets_an_empty_protobuf_response() -> None:
     ("deflate", zlib.compress),
 ])
 def test_compressed_bodies_are_accepted(encoding: str, compress: Any) -> None:
-    recorder = Recorder()
+    recorder = Recorder(HTTP_TEST_SIGNALS)
     with serving(recorder) as receiver:
         status, _, _ = post(receiver, "/v1/metrics",
                             compress(json.dumps(metrics_json("zipped", 5)).encode()),
@@ -327,7 +305,7 @@ def test_compressed_bodies_are_accepted(encoding: str, compress: Any) -> None:
 
 
 def test_undecodable_protobuf_is_400_with_a_status_body() -> None:
-    recorder = Recorder()
+    recorder = Recorder(HTTP_TEST_SIGNALS)
     with serving(recorder) as receiver:
         status, headers, body = post(receiver, "/v1/metrics", b"\xff\xff\xff",
                                      {"Content-Type": PROTOBUF})
@@ -347,7 +325,7 @@ def test_undecodable_protobuf_is_400_with_a_status_body() -> None:
                                   b'[{"traceId": "zz"}]}]}]}'])
 def test_undecodable_json_is_400_with_a_json_status_body(body: bytes) -> None:
     path = "/v1/traces" if b"resourceSpans" in body else "/v1/metrics"
-    with serving(Recorder()) as receiver:
+    with serving(Recorder(HTTP_TEST_SIGNALS)) as receiver:
         status, headers, answer = post(receiver, path, body, {"Content-Type": JSON})
 
     assert (status, headers["Content-Type"]) == (400, JSON)
@@ -357,7 +335,7 @@ def test_undecodable_json_is_400_with_a_json_status_body(body: bytes) -> None:
 
 
 def test_corrupt_gzip_is_400() -> None:
-    with serving(Recorder()) as receiver:
+    with serving(Recorder(HTTP_TEST_SIGNALS)) as receiver:
         status, _, body = post(receiver, "/v1/metrics", gzip.compress(b"{}")[:-6],
                                {"Content-Type": JSON, "Content-Encoding": "gzip"})
 
@@ -366,7 +344,7 @@ def test_corrupt_gzip_is_400() -> None:
 
 
 def test_unknown_path_is_404_and_an_unconsumed_signal_too() -> None:
-    recorder = Recorder(signals=("metrics",))
+    recorder = Recorder(("metrics",))
     with serving(recorder) as receiver:
         unknown = post(receiver, "/v2/metrics", b"{}", {"Content-Type": JSON})
         traces = post(receiver, "/v1/traces", b"{}", {"Content-Type": JSON})
@@ -379,7 +357,7 @@ def test_unknown_path_is_404_and_an_unconsumed_signal_too() -> None:
 
 @pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
 def test_other_methods_are_405_naming_post(method: str) -> None:
-    with serving(Recorder()) as receiver:
+    with serving(Recorder(HTTP_TEST_SIGNALS)) as receiver:
         status, headers, _ = post(receiver, "/v1/metrics", None, method=method)
 
     assert status == 405
@@ -387,7 +365,7 @@ def test_other_methods_are_405_naming_post(method: str) -> None:
 
 
 def test_unsupported_content_type_is_415() -> None:
-    with serving(Recorder()) as receiver:
+    with serving(Recorder(HTTP_TEST_SIGNALS)) as receiver:
         status, _, body = post(receiver, "/v1/metrics", b"m 1", {"Content-Type": "text/plain"})
         missing, _, _ = post(receiver, "/v1/metrics", b"", {})
 
@@ -397,7 +375,7 @@ def test_unsupported_content_type_is_415() -> None:
 
 
 def test_unsupported_content_encoding_is_415() -> None:
-    with serving(Recorder()) as receiver:
+    with serving(Recorder(HTTP_TEST_SIGNALS)) as receiver:
         status, _, body = post(receiver, "/v1/metrics", b"{}",
                                {"Content-Type": JSON, "Content-Encoding": "br"})
 
@@ -406,7 +384,7 @@ def test_unsupported_content_encoding_is_415() -> None:
 
 
 def test_body_over_the_limit_is_413() -> None:
-    recorder = Recorder()
+    recorder = Recorder(HTTP_TEST_SIGNALS)
     with serving(recorder, http_config(max_request_body_size=SMALL_LIMIT_BYTES)) as receiver:
         status, _, body = post(receiver, "/v1/metrics", b" " * (SMALL_LIMIT_BYTES + 1),
                                {"Content-Type": JSON})
@@ -420,7 +398,7 @@ def test_body_over_the_limit_is_413() -> None:
 
 
 def test_gzip_bomb_is_413_by_its_decompressed_size() -> None:
-    recorder = Recorder()
+    recorder = Recorder(HTTP_TEST_SIGNALS)
     bomb = gzip.compress(b" " * (100 * SMALL_LIMIT_BYTES))
     assert len(bomb) < SMALL_LIMIT_BYTES
     with serving(recorder, http_config(max_request_body_size=SMALL_LIMIT_BYTES)) as receiver:
@@ -439,7 +417,7 @@ def test_gzip_bomb_is_413_by_its_decompressed_size() -> None:
 def test_consumer_failure_maps_to_a_status_and_the_server_keeps_serving(
     error: Exception, expected: int
 ) -> None:
-    recorder = Recorder(error=error)
+    recorder = Recorder(HTTP_TEST_SIGNALS, error=error)
     with serving(recorder) as receiver:
         status, _, body = post(receiver, "/v1/metrics", metrics_proto(),
                                {"Content-Type": PROTOBUF})
@@ -457,7 +435,7 @@ def test_logs_are_answered_200_and_counted_as_dropped_without_a_logs_pipeline() 
     payload = {"resourceLogs": [{"scopeLogs": [{"logRecords": [
         {"eventName": "ml.prediction", "body": {"stringValue": "a"}},
         {"eventName": "ml.prediction", "body": {"stringValue": "b"}}]}]}]}
-    with serving(Recorder()) as receiver:
+    with serving(Recorder(HTTP_TEST_SIGNALS)) as receiver:
         status, headers, body = post(receiver, "/v1/logs", json.dumps(payload).encode(),
                                      {"Content-Type": JSON})
         stats = receiver.stats()
@@ -470,7 +448,6 @@ LOGS_PAYLOAD = {"resourceLogs": [{"scopeLogs": [{"logRecords": [
     {"eventName": "ml.prediction", "body": {"stringValue": "a"}}]}]}]}
 TRACES_PAYLOAD = {"resourceSpans": [{"scopeSpans": [{"spans": [
     {"traceId": TRACE_ID_HEX, "spanId": SPAN_ID_HEX, "name": "predict churn"}]}]}]}
-ALL_SIGNALS = ("metrics", "traces", "logs")
 
 
 def emit_ground_truth(exporter: Any, prediction_id: str, label: str) -> None:
@@ -539,7 +516,7 @@ def _otlp_request(payload: dict[str, Any], request_type: Any) -> Any:
 
 
 def test_data_refused_is_429_with_a_status_body() -> None:
-    recorder = Recorder(error=DataRefusedError("memory limit reached"))
+    recorder = Recorder(HTTP_TEST_SIGNALS, error=DataRefusedError("memory limit reached"))
     with serving(recorder) as receiver:
         status, headers, body = post(receiver, "/v1/metrics", metrics_proto(),
                                      {"Content-Type": PROTOBUF})
@@ -548,18 +525,10 @@ def test_data_refused_is_429_with_a_status_body() -> None:
     assert "memory limit reached" in status_pb2.Status.FromString(body).message
 
 
-class RefusesOnce(Recorder):
-    """Refuses the first batch as a full memory limiter would, then accepts."""
-
-    def consume_metrics(self, batch: Sequence[Any]) -> None:
-        if not getattr(self, "refused", False):
-            self.refused = True
-            raise DataRefusedError("memory limit reached")
-        super().consume_metrics(batch)
 
 
 def test_sdk_exporter_retries_a_429_and_delivers() -> None:
-    recorder = RefusesOnce()
+    recorder = RefusesOnce(HTTP_TEST_SIGNALS)
     with serving(recorder) as receiver:
         exporter = OTLPMetricExporter(endpoint=f"http://{receiver.http_endpoint}/v1/metrics",
                                       timeout=EXPORT_TIMEOUT_S)
@@ -593,7 +562,7 @@ def test_collector_writes_sdk_http_logs_to_a_logs_pipeline(tmp_path: Path) -> No
 
 
 def test_keep_alive_connection_is_reused_and_closed_promptly_at_shutdown() -> None:
-    receiver = OtlpReceiver(http_config(), Recorder())
+    receiver = OtlpReceiver(http_config(), Recorder(HTTP_TEST_SIGNALS))
     receiver.start()
     connection = http.client.HTTPConnection(LOOPBACK, receiver.http_port,
                                             timeout=HTTP_TIMEOUT_S)
@@ -618,7 +587,7 @@ def test_keep_alive_connection_is_reused_and_closed_promptly_at_shutdown() -> No
 
 
 def test_port_zero_binds_a_free_port_and_names_it() -> None:
-    with serving(Recorder()) as receiver:
+    with serving(Recorder(HTTP_TEST_SIGNALS)) as receiver:
         assert receiver.http_port is not None and receiver.http_port > 0
         assert receiver.http_endpoint == f"{LOOPBACK}:{receiver.http_port}"
         assert receiver.endpoints() == [f"{receiver.http_endpoint} (OTLP/HTTP)"]
@@ -633,7 +602,7 @@ def test_port_in_use_is_a_component_error_and_nothing_stays_bound() -> None:
         endpoint = f"{LOOPBACK}:{taken.getsockname()[1]}"
         config = OtlpReceiverConfig(ProtocolsConfig(grpc=GrpcConfig(f"{LOOPBACK}:0"),
                                                     http=HttpConfig(endpoint)))
-        receiver = OtlpReceiver(config, Recorder())
+        receiver = OtlpReceiver(config, Recorder(HTTP_TEST_SIGNALS))
         with pytest.raises(ComponentError, match=re.escape(f"cannot listen on {endpoint}")) \
                 as caught:
             receiver.start()

@@ -68,12 +68,16 @@ from driftline.processor.pipeline import build
 from driftline.processor.registry import Factories
 from driftline.profile import ProfileBuilder, save
 from tests._collector import PROTOCOL_GRPC, START_TIMEOUT_S, running_collector, spawn
+from tests._consumers import Recorder, RefusesOnce
 
 LOOPBACK = "127.0.0.1"
 VERDICT_TIMEOUT_S = 10.0
 EXPORT_TIMEOUT_S = 5.0
 MODEL = {semconv.ML_MODEL_NAME: "churn", semconv.ML_MODEL_VERSION: "3",
          semconv.ML_MODEL_FRAMEWORK: "sklearn", semconv.ML_OPERATION: "predict"}
+
+METRICS_ONLY = ("metrics",)  # the services most receivers here serve
+METRICS_AND_LOGS = ("metrics", "logs")
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -247,17 +251,6 @@ def test_collector_exits_1_listing_config_problems(tmp_path: Path) -> None:
 # --- the receiver in process --------------------------------------------------------------
 
 
-class Recorder:
-    """A consumer that records what it got, or raises what it was told to."""
-
-    def __init__(self, error: Exception | None = None) -> None:
-        self.error = error
-        self.batches: list[Sequence[Any]] = []
-
-    def consume_metrics(self, batch: Sequence[Any]) -> None:
-        if self.error is not None:
-            raise self.error
-        self.batches.append(batch)
 
 
 def receiver_config(endpoint: str = f"{LOOPBACK}:0", **grpc_settings: Any
@@ -289,21 +282,21 @@ def proto_request(name: str = "m") -> metrics_service_pb2.ExportMetricsServiceRe
 
 
 def test_receiver_on_port_zero_exposes_the_bound_port() -> None:
-    recorder = Recorder()
+    recorder = Recorder(METRICS_ONLY)
     with serving(recorder) as receiver:
         assert receiver.port is not None and receiver.port > 0
         assert receiver.endpoint == f"{LOOPBACK}:{receiver.port}"
         response = export(receiver.endpoint, proto_request("a"))
 
     assert response == metrics_service_pb2.ExportMetricsServiceResponse()
-    [[resource_metrics]] = recorder.batches
+    [[resource_metrics]] = recorder.metrics
     assert resource_metrics.scope_metrics[0].metrics[0].name == "a"
 
 
 def test_receiver_port_in_use_is_a_component_error_naming_the_endpoint() -> None:
     with taken_port() as sock:
         endpoint = f"{LOOPBACK}:{sock.getsockname()[1]}"
-        receiver = OtlpReceiver(receiver_config(endpoint), Recorder())
+        receiver = OtlpReceiver(receiver_config(endpoint), Recorder(METRICS_ONLY))
         with pytest.raises(ComponentError, match=f"cannot listen on {re.escape(endpoint)}"):
             receiver.start()
 
@@ -315,7 +308,7 @@ def test_receiver_port_in_use_is_a_component_error_naming_the_endpoint() -> None
 def test_consumer_error_becomes_a_status_and_the_server_keeps_serving(
     error: Exception, code: grpc.StatusCode
 ) -> None:
-    recorder = Recorder(error)
+    recorder = Recorder(METRICS_ONLY, error)
     with serving(recorder) as receiver:
         with pytest.raises(grpc.RpcError) as caught:
             export(receiver.endpoint, proto_request())
@@ -327,7 +320,7 @@ def test_consumer_error_becomes_a_status_and_the_server_keeps_serving(
         stats = receiver.stats()
 
     assert (stats.accepted_requests, stats.refused_requests) == (1, 1)
-    assert len(recorder.batches) == 1
+    assert len(recorder.metrics) == 1
 
 
 # --- the pipeline graph -------------------------------------------------------------------
@@ -344,7 +337,7 @@ class _CaptureConfig:
 class _CaptureExporter:
     def __init__(self, label: str, events: list[str]) -> None:
         self.label, self.events = label, events
-        self.batches: list[Sequence[Any]] = []
+        self.metrics: list[Sequence[Any]] = []
 
     def start(self) -> None:
         self.events.append(f"start {self.label}")
@@ -353,7 +346,7 @@ class _CaptureExporter:
         self.events.append(f"shutdown {self.label}")
 
     def consume_metrics(self, batch: Sequence[Any]) -> None:
-        self.batches.append(batch)
+        self.metrics.append(batch)
 
 
 class _CaptureFactory:
@@ -417,7 +410,7 @@ def test_receiver_fans_out_to_every_pipeline_it_feeds() -> None:
     for label in ("a", "b"):
         # The processor's own metrics (driftline.processor.*) go through the pipelines too.
         [[resource_metrics]] = [
-            batch for batch in capture.created[label].batches
+            batch for batch in capture.created[label].metrics
             if not all(m.name.startswith(semconv.PROCESSOR_METRIC_PREFIX)
                        for rm in batch for sm in rm.scope_metrics for m in sm.metrics)]
         assert resource_metrics.scope_metrics[0].metrics[0].name == "fanned"
@@ -429,17 +422,6 @@ def test_receiver_fans_out_to_every_pipeline_it_feeds() -> None:
 # --- logs, partial success, refusals, sizes -----------------------------------------------
 
 
-class LogsRecorder(Recorder):
-    """A consumer of metrics and logs."""
-
-    def __init__(self, error: Exception | None = None) -> None:
-        super().__init__(error)
-        self.logs: list[Sequence[Any]] = []
-
-    def consume_logs(self, batch: Sequence[Any]) -> None:
-        if self.error is not None:
-            raise self.error
-        self.logs.append(batch)
 
 
 def emit_ground_truth(exporter: Any, prediction_id: str, label: str) -> None:
@@ -453,7 +435,7 @@ def emit_ground_truth(exporter: Any, prediction_id: str, label: str) -> None:
 
 
 def test_sdk_grpc_log_exporter_reaches_the_logs_consumer() -> None:
-    recorder = LogsRecorder()
+    recorder = Recorder(METRICS_AND_LOGS)
     with serving(recorder) as receiver:
         emit_ground_truth(OTLPLogExporter(endpoint=receiver.endpoint, insecure=True,
                                           timeout=EXPORT_TIMEOUT_S), "p-17", "churned")
@@ -476,7 +458,8 @@ def logs_request(count: int) -> logs_service_pb2.ExportLogsServiceRequest:
 
 
 def test_logs_without_a_logs_pipeline_are_answered_ok_and_counted_as_dropped() -> None:
-    with serving(Recorder()) as receiver, grpc.insecure_channel(receiver.endpoint) as channel:
+    with (serving(Recorder(METRICS_ONLY)) as receiver,
+          grpc.insecure_channel(receiver.endpoint) as channel):
         stub = logs_service_pb2_grpc.LogsServiceStub(channel)
         response = stub.Export(logs_request(3), timeout=EXPORT_TIMEOUT_S)
         stats = receiver.stats()
@@ -486,7 +469,7 @@ def test_logs_without_a_logs_pipeline_are_answered_ok_and_counted_as_dropped() -
 
 
 def test_partial_rejection_is_ok_with_partial_success_in_the_response() -> None:
-    recorder = LogsRecorder(PartialRejection(2, "2 records lack ml.prediction.id"))
+    recorder = Recorder(METRICS_AND_LOGS, PartialRejection(2, "2 records lack ml.prediction.id"))
     with serving(recorder) as receiver, grpc.insecure_channel(receiver.endpoint) as channel:
         metrics = metrics_service_pb2_grpc.MetricsServiceStub(channel).Export(
             proto_request(), timeout=EXPORT_TIMEOUT_S)
@@ -509,7 +492,7 @@ def test_partial_rejection_is_ok_with_partial_success_in_the_response() -> None:
 
 
 def test_data_refused_is_resource_exhausted() -> None:
-    with (serving(Recorder(DataRefusedError("memory limit reached"))) as receiver,
+    with (serving(Recorder(METRICS_ONLY, DataRefusedError("memory limit reached"))) as receiver,
           pytest.raises(grpc.RpcError) as caught):
         export(receiver.endpoint, proto_request())
 
@@ -521,18 +504,10 @@ def test_data_refused_is_resource_exhausted() -> None:
     assert retry_info.retry_delay.seconds == 1
 
 
-class RefusesOnce(Recorder):
-    """Refuses the first batch as a full memory limiter would, then accepts."""
-
-    def consume_metrics(self, batch: Sequence[Any]) -> None:
-        if not getattr(self, "refused", False):
-            self.refused = True
-            raise DataRefusedError("memory limit reached")
-        super().consume_metrics(batch)
 
 
 def test_sdk_exporter_retries_a_refusal_after_the_retry_info_delay() -> None:
-    recorder = RefusesOnce()
+    recorder = RefusesOnce(METRICS_ONLY)
     with serving(recorder) as receiver:
         exporter = OTLPMetricExporter(endpoint=receiver.endpoint, insecure=True,
                                       timeout=EXPORT_TIMEOUT_S)
@@ -541,12 +516,12 @@ def test_sdk_exporter_retries_a_refusal_after_the_retry_info_delay() -> None:
         stats = receiver.stats()
 
     assert result == MetricExportResult.SUCCESS
-    assert len(recorder.batches) == 1
+    assert len(recorder.metrics) == 1
     assert (stats.accepted_requests, stats.refused_requests) == (1, 1)
 
 
 def test_message_over_max_recv_msg_size_is_resource_exhausted() -> None:
-    recorder = Recorder()
+    recorder = Recorder(METRICS_ONLY)
     oversized = proto_request("x" * (1024 * 1024 + 1))  # just over 1 MiB
     with serving(recorder, receiver_config(max_recv_msg_size_mib=1)) as receiver:
         with pytest.raises(grpc.RpcError) as caught:
@@ -554,7 +529,7 @@ def test_message_over_max_recv_msg_size_is_resource_exhausted() -> None:
         export(receiver.endpoint, proto_request("small"))  # still serving
 
     assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    [[resource_metrics]] = recorder.batches
+    [[resource_metrics]] = recorder.metrics
     assert resource_metrics.scope_metrics[0].metrics[0].name == "small"
 
 
@@ -566,7 +541,7 @@ TRACE_SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
 
 def test_health_service_is_serving_while_running_and_not_serving_at_shutdown() -> None:
     serving_status = health_pb2.HealthCheckResponse.SERVING
-    receiver = OtlpFactory().create(receiver_config(), Recorder())
+    receiver = OtlpFactory().create(receiver_config(), Recorder(METRICS_ONLY))
     receiver.start()
     try:
         channel = grpc.insecure_channel(receiver.endpoint)
