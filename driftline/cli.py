@@ -174,17 +174,13 @@ def validation_summary(config: Config) -> str:
 def _validate(args: argparse.Namespace) -> int:
     """Exit 0 with one OK line on stdout, or 1 with one ``FILE[:LINE]: problem`` line per
     problem on stderr."""
-    from driftline.processor.config import ConfigError, key_lines, load_config, problem_line
+    from driftline.processor.config import ConfigError, load_config, problem_lines
 
     try:
         config = load_config(args.config)
     except ConfigError as exc:
-        # FILE:LINE: as compilers print it, so editors and CI annotations jump to the key.
-        lines = key_lines(args.config)
-        for problem in exc.problems:
-            line = problem_line(problem, lines)
-            where = f"{args.config}:{line}" if line is not None else args.config
-            print(f"{where}: {problem}", file=sys.stderr)
+        for line in problem_lines(args.config, exc):
+            print(line, file=sys.stderr)
         return EXIT_INVALID_CONFIG
     print(f"{args.config}: OK: {validation_summary(config)}")
     return EXIT_OK

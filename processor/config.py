@@ -1009,6 +1009,17 @@ def problem_line(problem: str, lines: Mapping[str, int]) -> int | None:
     return None
 
 
+def problem_lines(path: str | os.PathLike[str], error: ConfigError) -> list[str]:
+    """One ``FILE[:LINE]: problem`` line per problem of ``error`` (as compilers print it, so
+    editors and CI annotations jump to the key)."""
+    lines = key_lines(path)
+    out = []
+    for problem in error.problems:
+        line = problem_line(problem, lines)
+        out.append(f"{path}:{line}: {problem}" if line is not None else f"{path}: {problem}")
+    return out
+
+
 def validate_file(path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None,
                   factories: Factories | None = None) -> list[str]:
     """Every problem of the config file at ``path``; an empty list when it is valid."""

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 from driftline.processor.component import ComponentError
-from driftline.processor.config import ConfigError, load_config
+from driftline.processor.config import ConfigError, load_config, problem_lines
 from driftline.processor.pipeline import Node, Pipelines, build
 
 _log = logging.getLogger(__name__)
@@ -91,8 +91,8 @@ def run_collector(config_path: str | os.PathLike[str], *,
     try:
         config = load_config(config_path)
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"{config_path}: {problem}", file=sys.stderr)
+        for line in problem_lines(config_path, exc):
+            print(line, file=sys.stderr)
         print(f"{config_path}: invalid config ({len(exc.problems)} problem(s)); fix it and "
               "check with `driftline validate`", file=sys.stderr)
         return 1

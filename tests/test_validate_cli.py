@@ -212,8 +212,8 @@ def test_collector_refuses_an_invalid_config_and_points_to_validate(
     receivers = ", ".join(sorted(default_factories().receivers))
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
-        f"{config}: receivers::otlpp: unknown receiver type 'otlpp'; did you mean 'otlp'? "
-        f"(known: {receivers})",
+        f"{config}:2: receivers::otlpp: unknown receiver type 'otlpp'; did you mean 'otlp'? "
+        f"(known: {receivers})",  # with the key's line, as `driftline validate` prints it
         f"{config}: invalid config (1 problem(s)); fix it and check with `driftline validate`",
     ]
 
