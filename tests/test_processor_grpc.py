@@ -242,8 +242,8 @@ def test_collector_exits_1_listing_config_problems(tmp_path: Path) -> None:
 
     assert result.returncode == 1
     lines = result.stderr.splitlines()
-    assert lines[0].startswith(f"{config}: receivers::otlp::protocols::grpc::endpoint: ")
-    assert lines[1].startswith(f"{config}: service::pipelines::metrics::exporters: "
+    assert lines[0].startswith(f"{config}:1: receivers::otlp::protocols::grpc::endpoint: ")
+    assert lines[1].startswith(f"{config}:3: service::pipelines::metrics::exporters: "
                                "references exporter 'fil' which is not configured")
     assert result.stdout == ""
 
