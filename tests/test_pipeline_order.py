@@ -58,51 +58,39 @@ def _factory(kind: str, cls: type[_Component], signals: tuple[str, ...]) -> Any:
     return Factory()
 
 
-def test_feeders_stop_before_the_other_processors_of_every_pipeline() -> None:
+def _run(processors: dict[str, list[str]]) -> list[str]:
+    """Start and shut down pipelines with these processors (``feeder`` feeds others; the
+    rest are plain), one receiver ``recv`` and one exporter ``out``; the events, in order."""
     both = ("metrics", "logs")
+    names = sorted({name for chain in processors.values() for name in chain})
     factories = Factories.of(
         receivers=[_factory("recv", _Component, both)],
-        processors=[_factory("plain", _Component, both), _factory("feeder", _Feeder, both)],
+        processors=[_factory(n, _Feeder if n == "feeder" else _Component, both) for n in names],
         exporters=[_factory("out", _Component, both)])
     config = parse_config({
-        "receivers": {"recv": None}, "processors": {"plain": None, "feeder": None},
+        "receivers": {"recv": None}, "processors": dict.fromkeys(names),
         "exporters": {"out": None},
         "service": {"pipelines": {
-            "logs": {"receivers": ["recv"], "processors": ["plain"], "exporters": ["out"]},
-            "metrics": {"receivers": ["recv"], "processors": ["feeder"],
-                        "exporters": ["out"]}},
+            signal: {"receivers": ["recv"], "processors": chain, "exporters": ["out"]}
+            for signal, chain in processors.items()},
             "telemetry": {"metrics": {"level": "none"}}},
     }, factories=factories)
     pipelines = build(config, factories)
     EVENTS.clear()
     pipelines.start()
     pipelines.shutdown()
-    assert EVENTS == ["start out", "start plain", "start feeder", "start recv",
-                      "stop recv", "stop feeder", "stop plain", "stop out"]
+    return list(EVENTS)
+
+
+def test_feeders_stop_before_the_other_processors_of_every_pipeline() -> None:
+    assert _run({"logs": ["plain"], "metrics": ["feeder"]}) == [
+        "start out", "start plain", "start feeder", "start recv",
+        "stop recv", "stop feeder", "stop plain", "stop out"]
 
 
 def test_a_pipeline_stops_front_to_back_so_a_batch_flushes_into_a_running_feeder() -> None:
     """``[batch, ml_performance]``: the batch's held items, flushed while it stops, must
     reach the feeder behind it before that stops; the feeding pipeline stops first."""
-    both = ("metrics", "logs")
-    factories = Factories.of(
-        receivers=[_factory("recv", _Component, both)],
-        processors=[_factory("plain", _Component, both), _factory("feeder", _Feeder, both),
-                    _factory("other", _Component, both)],
-        exporters=[_factory("out", _Component, both)])
-    config = parse_config({
-        "receivers": {"recv": None},
-        "processors": {"plain": None, "feeder": None, "other": None},
-        "exporters": {"out": None},
-        "service": {"pipelines": {
-            "metrics": {"receivers": ["recv"], "processors": ["other"], "exporters": ["out"]},
-            "logs": {"receivers": ["recv"], "processors": ["plain", "feeder"],
-                     "exporters": ["out"]}},
-            "telemetry": {"metrics": {"level": "none"}}},
-    }, factories=factories)
-    pipelines = build(config, factories)
-    EVENTS.clear()
-    pipelines.start()
-    pipelines.shutdown()
-    stops = [event for event in EVENTS if event.startswith("stop")]
+    events = _run({"metrics": ["other"], "logs": ["plain", "feeder"]})
+    stops = [event for event in events if event.startswith("stop")]
     assert stops == ["stop recv", "stop plain", "stop feeder", "stop other", "stop out"]
