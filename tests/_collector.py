@@ -107,10 +107,11 @@ def running_collector(config: dict[str, Any], workdir: Path,
         process.send_signal(signal.SIGTERM)
         try:
             collector.returncode = process.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
+        except subprocess.TimeoutExpired as exc:
             process.kill()
             process.wait()
-            raise
+            raise AssertionError(f"the collector did not stop within {STOP_TIMEOUT_S}s of "
+                                 f"SIGTERM; its log:\n{collector.stderr()}") from exc
 
 
 def post_metrics(endpoint: str, resource_metrics: Any) -> None:
