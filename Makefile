@@ -1,19 +1,47 @@
 # The two commands a newcomer needs: `make demo` and `make test`.
+#
+# Both run the product as users install it: a wheel built from this checkout, installed
+# non-editable. `make test` runs the suite from a copy of tests/ outside the checkout, so a
+# module or data file missing from the wheel fails the run instead of being found in the
+# source tree. Contributors who want an editable install for quick runs: `make dev`.
 PYTHON ?= python3
-VENV := .venv
-BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+WHEEL_DIR := build/wheel
+SOURCES := pyproject.toml setup.py $(shell find driftline instrumentation processor exporters \
+	collector-config -type f -not -path '*/__pycache__/*' 2>/dev/null)
+WHEEL_STAMP := $(WHEEL_DIR)/.built
+# The wheel's file name, found by the shell once it is built.
+WHEEL = $$(ls $(WHEEL_DIR)/driftline-*.whl)
 
-.PHONY: demo test lint prometheus system-packages clean
+DEMO_VENV := .venv
+TEST_VENV := .venv-test
+DEV_VENV := .venv-dev
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+.PHONY: demo test wheel smoke suite dev lint prometheus system-packages clean
 
-demo: $(STAMP)
-	$(BIN)/driftline demo
+$(WHEEL_STAMP): $(SOURCES)
+	rm -rf $(WHEEL_DIR)
+	$(PYTHON) -m pip wheel --quiet --no-deps --wheel-dir $(WHEEL_DIR) .
+	touch $@
+
+wheel: $(WHEEL_STAMP)
+
+# The demo needs the `demo` extra only (pandas, pyarrow, scikit-learn): no torch, no pytest.
+$(DEMO_VENV)/.installed: $(WHEEL_STAMP)
+	test -x $(DEMO_VENV)/bin/python || $(PYTHON) -m venv $(DEMO_VENV)
+	$(DEMO_VENV)/bin/pip install --quiet --upgrade pip
+	$(DEMO_VENV)/bin/pip install --quiet "$(WHEEL)[demo]"
+	$(DEMO_VENV)/bin/pip install --quiet --force-reinstall --no-deps "$(WHEEL)"
+	touch $@
+
+demo: $(DEMO_VENV)/.installed
+	$(DEMO_VENV)/bin/driftline demo
+
+# The suite's dependencies once; the freshly built wheel over them on every run.
+$(TEST_VENV)/.installed: pyproject.toml | $(WHEEL_STAMP)
+	test -x $(TEST_VENV)/bin/python || $(PYTHON) -m venv $(TEST_VENV)
+	$(TEST_VENV)/bin/pip install --quiet --upgrade pip
+	$(TEST_VENV)/bin/pip install --quiet "$(WHEEL)[dev]"
+	touch $@
 
 # Tests that need a real Prometheus or a headless Chromium (the HTML report) run when the
 # binary is present; under CI=true (or as root) the missing Debian packages are installed in
@@ -37,12 +65,31 @@ system-packages:
 # Kept for existing habits and CI scripts: installs whatever of the above is missing.
 prometheus: system-packages
 
-test: $(STAMP) system-packages
-	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -rs
+# A new user's first hour, from the wheel in a fresh virtualenv outside the checkout: the
+# bare install runs the app side and the processor; the demo extra runs the demo.
+smoke: $(WHEEL_STAMP)
+	$(PYTHON) tests/smoke/wheel_smoke.py "$(WHEEL)"
 
-lint: $(STAMP)
-	$(BIN)/ruff check .
+# The whole suite against the installed wheel, from a copy of the tests outside the checkout.
+suite: $(WHEEL_STAMP) $(TEST_VENV)/.installed system-packages
+	$(TEST_VENV)/bin/pip install --quiet --force-reinstall --no-deps "$(WHEEL)"
+	$(TEST_VENV)/bin/ruff check .
+	run=$$(mktemp -d -t driftline-test-XXXXXX) && cp -r tests docs pyproject.toml "$$run/" && \
+	  wheel="$(CURDIR)/$(WHEEL)" && cd "$$run" && \
+	  DRIFTLINE_CHECKOUT="$(CURDIR)" DRIFTLINE_WHEEL="$$wheel" \
+	  "$(CURDIR)/$(TEST_VENV)/bin/python" -m pytest -q -rs -p no:cacheprovider; \
+	  status=$$?; rm -rf "$$run"; exit $$status
+
+test: smoke suite
+
+# An editable install with every tool, for contributors and the benchmarks.
+dev:
+	test -x $(DEV_VENV)/bin/python || $(PYTHON) -m venv $(DEV_VENV)
+	$(DEV_VENV)/bin/pip install --quiet --upgrade pip
+	$(DEV_VENV)/bin/pip install --quiet -e ".[dev]"
+
+lint: $(TEST_VENV)/.installed
+	$(TEST_VENV)/bin/ruff check .
 
 clean:
-	rm -rf $(VENV) driftline-demo .pytest_cache .ruff_cache
+	rm -rf $(DEMO_VENV) $(TEST_VENV) $(DEV_VENV) build driftline-demo .pytest_cache .ruff_cache

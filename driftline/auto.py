@@ -2,7 +2,9 @@
 
 It sets up a tracer provider and a meter provider with exporters from the standard
 ``OTEL_*`` variables unless the application configured its own, then instruments
-scikit-learn, and PyTorch when it is installed. Under ``opentelemetry-instrument`` the distro
+scikit-learn and PyTorch, each when the application imports it (at once if it already has):
+neither is imported here, so a torch-only service does not pay scikit-learn's second of
+import time at a cold start, and the other way round. Under ``opentelemetry-instrument`` the distro
 configures the providers and the instrumentors are found through the
 ``opentelemetry_instrumentor`` entry point instead.
 """
@@ -15,8 +17,8 @@ from typing import Any
 import wrapt
 
 from driftline._sdk_setup import configure_providers_from_env
-from driftline.instrumentation.sklearn import SklearnInstrumentor
 
+SKLEARN_MODULE = "sklearn"
 TORCH_MODULE = "torch"
 
 
@@ -27,6 +29,12 @@ def _installed(name: str) -> bool:
         return False
 
 
+def _instrument_sklearn(_sklearn: Any) -> None:
+    from driftline.instrumentation.sklearn import SklearnInstrumentor
+
+    SklearnInstrumentor().instrument()
+
+
 def _instrument_torch(_torch: Any) -> None:
     from driftline.instrumentation.torch import TorchInstrumentor
 
@@ -34,8 +42,7 @@ def _instrument_torch(_torch: Any) -> None:
 
 
 configure_providers_from_env()
-SklearnInstrumentor().instrument()
-if _installed(TORCH_MODULE):
-    # Instrumented when the application imports torch (at once if it already has): importing
-    # it here would cost a scikit-learn-only service seconds and hundreds of megabytes.
-    wrapt.register_post_import_hook(_instrument_torch, TORCH_MODULE)
+for _module, _instrument in ((SKLEARN_MODULE, _instrument_sklearn),
+                             (TORCH_MODULE, _instrument_torch)):
+    if _installed(_module):
+        wrapt.register_post_import_hook(_instrument, _module)

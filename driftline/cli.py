@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -19,6 +20,11 @@ EXIT_OK = 0
 EXIT_BAD_INPUT = 2
 # `driftline validate`: the config (or its file) has problems.
 EXIT_INVALID_CONFIG = 1
+DESCRIPTION = ("Driftline: drift and performance monitoring for ML models, the OpenTelemetry "
+               "way. Capture reference profiles, compare data offline, run the processor.")
+# The optional dependencies a command may need, by the top-level module that is missing:
+# the command then names the extra to install instead of showing a traceback.
+EXTRA_OF_MODULE = {"pandas": "data", "pyarrow": "data", "sklearn": "sklearn", "torch": "torch"}
 
 
 @contextmanager
@@ -102,15 +108,15 @@ def _cell(value: float | None) -> str:
 
 def _table(result: Comparison) -> str:
     """Columns drifted first; the dataset verdict and any columns not compared below."""
-    header = ("column", "kind", "method", "score", "threshold", "p-value", "verdict")
+    header = ("column", "role", "kind", "method", "score", "threshold", "p-value", "verdict")
     ordered = sorted(result.columns, key=lambda r: not r.drifted)  # stable: profile order
-    rows = [header] + [(r.column, r.kind, r.method, _cell(r.score),
+    rows = [header] + [(r.column, r.role, r.kind, r.method, _cell(r.score),
                         # A test's threshold is a significance level: drifted when p < it.
                         _cell(r.threshold) if r.p_value is None else f"p<{_cell(r.threshold)}",
                         _cell(r.p_value), "DRIFTED" if r.drifted else "stable")
                        for r in ordered]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    numeric = {3, 4, 5}
+    numeric = {4, 5, 6}
     lines = ["  ".join(cell.rjust(w) if i in numeric else cell.ljust(w)
                        for i, (cell, w) in enumerate(zip(row, widths, strict=True))).rstrip()
              for row in rows]
@@ -176,24 +182,32 @@ def _validate(args: argparse.Namespace) -> int:
     problem on stderr."""
     from driftline.processor.config import ConfigError, load_config, problem_lines
 
+    path = args.config_option or args.config
+    if path is None:
+        print("driftline validate: give the config file: driftline validate CONFIG "
+              "(or --config CONFIG)", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
-        config = load_config(args.config)
+        config = load_config(path)
     except ConfigError as exc:
-        for line in problem_lines(args.config, exc):
+        for line in problem_lines(path, exc):
             print(line, file=sys.stderr)
         return EXIT_INVALID_CONFIG
-    print(f"{args.config}: OK: {validation_summary(config)}")
+    print(f"{path}: OK: {validation_summary(config)}")
     return EXIT_OK
 
 
 def _demo(args: argparse.Namespace) -> int:
     from driftline.demo import run_demo
 
-    return run_demo(args.workdir)
+    return run_demo(args.workdir, keep_running=args.keep_running)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="driftline", description=__doc__)
+    from driftline import __version__
+
+    parser = argparse.ArgumentParser(prog="driftline", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"driftline {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     p = commands.add_parser("profile", help="capture a reference profile from CSV or Parquet")
@@ -240,19 +254,39 @@ def build_parser() -> argparse.ArgumentParser:
                     "directories read. Exit 0 with one OK line naming the pipelines and "
                     "components, or 1 with every problem on stderr, one per line, each "
                     "naming the YAML path of the bad key.")
-    v.add_argument("config", help="collector-style YAML config")
+    v.add_argument("config", nargs="?", help="collector-style YAML config")
+    v.add_argument("--config", dest="config_option", metavar="CONFIG",
+                   help="the same, spelled as `driftline collector` takes it")
     v.set_defaults(func=_validate)
 
     d = commands.add_parser("demo", help="train, profile, serve, drift: end to end on this machine")
     d.add_argument("--workdir", default="driftline-demo",
-                   help="where the demo writes its profile and output files")
+                   help="where the demo writes its profile, config and output files")
+    d.add_argument("--keep-running", action="store_true",
+                   help="leave the processor running after the demo, until Ctrl-C")
     d.set_defaults(func=_demo)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        status = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at exit
+        return status
+    except ModuleNotFoundError as exc:
+        extra = EXTRA_OF_MODULE.get((exc.name or "").partition(".")[0])
+        if extra is None:
+            raise
+        print(f"driftline {args.command}: this needs {exc.name}, which is not installed: "
+              f"pip install 'driftline[{extra}]'", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except BrokenPipeError:
+        # The reader went away (`driftline compare ... --json | head`): not an error of ours.
+        # Point stdout at /dev/null so the interpreter's own flush at exit stays quiet.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -1,16 +1,17 @@
 """``driftline demo``: the whole path on this machine, in about a minute.
 
-Train a churn classifier on generated data, capture its reference profile, start the
-processor with ``collector-config/default.yaml`` on 127.0.0.1, serve predictions through
-``import driftline.auto`` in two phases (as trained, then with three features shifted) and
-print the verdicts the processor wrote, window by window.
+Train a churn classifier on generated data, capture its reference profile, write a
+processor config (the shipped ``default.yaml`` with the demo's folders filled in), start the
+processor with it on 127.0.0.1, serve predictions through ``import driftline.auto`` in two
+phases (as trained, then with half of the features shifted) and print the verdicts the
+processor wrote, window by window, the dataset verdict in words. The config stays in the
+work folder, so the collector command printed at the end runs from where the user stands.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
-import importlib.resources
 import os
 import socket
 import subprocess
@@ -22,17 +23,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import yaml
 
-from driftline import semconv
+from driftline import drift, semconv
+from driftline.collector_config import shipped
 
 MODEL_NAME = "churn"
 MODEL_VERSION = "1"
 FEATURES = ("tenure_months", "monthly_spend", "support_calls", "age", "num_products",
             "discount_rate", "late_payments", "session_minutes")
-# Phase 2 moves these three features: (added, multiplied by). Each moves its distribution
-# by more than one reference standard deviation; the other five stay as trained.
+# Phase 2 moves these four features: (added, multiplied by). Each moves its distribution
+# by more than one reference standard deviation; the other four stay as trained, so half
+# of the features drift: the dataset verdict's default threshold.
 SHIFTS = {"monthly_spend": (25.0, 1.0), "support_calls": (0.0, 2.5),
-          "session_minutes": (20.0, 1.0)}
+          "age": (15.0, 1.0), "session_minutes": (20.0, 1.0)}
 WINDOW_S = 4
 WINDOWS_PER_PHASE = 2
 GRACE_S = 1
@@ -42,6 +46,7 @@ REQUEST_PAUSE_S = 0.04
 EXPORT_INTERVAL_MS = 1000
 SEED = 42
 RESULT_TIMEOUT_S = 30
+CONFIG_FILE = "collector.yaml"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,16 +55,18 @@ class Endpoints:
     prometheus: str
     profiles: Path
     output: Path
+    config: Path
 
 
-def run_demo(workdir: str) -> int:
+def run_demo(workdir: str, keep_running: bool = False) -> int:
     root = Path(workdir).resolve()
     endpoints = Endpoints(f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}",
-                          root / "profiles", root / "output")
+                          root / "profiles", root / "output", root / CONFIG_FILE)
     for folder in (endpoints.profiles, endpoints.output):
         folder.mkdir(parents=True, exist_ok=True)
-        for stale in folder.glob("*.json*"):
+        for stale in [*folder.glob("*.json*"), *folder.glob("*.sqlite*")]:
             stale.unlink()
+    write_config(endpoints)
 
     print("1/4 training a churn classifier on generated data")
     train, live = _generate_rows(n_train=20_000, n_live=20_000)
@@ -76,7 +83,7 @@ def run_demo(workdir: str) -> int:
     profile.save(reference, profile_path)
     print(f"    {profile_path} ({reference.row_count} rows, {len(reference.columns)} columns)")
 
-    print("3/4 starting the processor with collector-config/default.yaml")
+    print(f"3/4 starting the processor with {_shown(endpoints.config, workdir)}")
     with _processor(endpoints) as processor:
         recorder = _instrument(endpoints)
         print(f"4/4 serving predictions: {WINDOWS_PER_PHASE} windows as trained, then "
@@ -85,8 +92,10 @@ def run_demo(workdir: str) -> int:
         _flush_spans()
         verdicts = _await_verdicts(endpoints.output / "metrics.jsonl", windows, processor)
         scrape = _scrape(endpoints.prometheus)
-    ok = _report(verdicts, windows)
-    _print_where(endpoints, scrape)
+        ok = _report(verdicts, windows)
+        _print_where(endpoints, scrape, workdir, keep_running)
+        if keep_running:
+            _wait_for_interrupt(processor)
     return 0 if ok else 1
 
 
@@ -139,8 +148,22 @@ def _shifted(batch):
 # --- the processor and the app ------------------------------------------------------------
 
 
-def default_config_path() -> Path:
-    return Path(str(importlib.resources.files("driftline.collector_config") / "default.yaml"))
+def write_config(endpoints: Endpoints) -> None:
+    """The shipped default config with the demo's folders as absolute paths.
+
+    The listening addresses keep their ``${env:...:-default}`` form: the demo sets them to
+    free ports, and the user who runs the file afterwards gets the usual ones.
+    """
+    config = yaml.safe_load(shipped("default.yaml").read_text(encoding="utf-8"))
+    drift_config = config["processors"]["ml_drift"]
+    drift_config["profiles"] = str(endpoints.profiles)
+    drift_config["checkpoint"]["path"] = str(endpoints.output / "ml_drift.sqlite")
+    for exporter_id, name in (("file", "metrics.jsonl"), ("file/traces", "traces.jsonl")):
+        config["exporters"][exporter_id]["path"] = str(endpoints.output / name)
+    header = ("# Written by `driftline demo`: the shipped default.yaml with this demo's\n"
+              "# profiles and output folders. Run it: driftline collector --config FILE\n")
+    endpoints.config.write_text(header + yaml.safe_dump(config, sort_keys=False),
+                                encoding="utf-8")
 
 
 @contextlib.contextmanager
@@ -149,15 +172,13 @@ def _processor(endpoints: Endpoints) -> Iterator[subprocess.Popen[str]]:
            "DRIFTLINE_OTLP_GRPC_ENDPOINT": endpoints.otlp_grpc,
            "DRIFTLINE_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{_free_port()}",
            "DRIFTLINE_PROMETHEUS_ENDPOINT": endpoints.prometheus,
-           "DRIFTLINE_PROFILES": str(endpoints.profiles),
-           "DRIFTLINE_OUTPUT": str(endpoints.output),
            "DRIFTLINE_WINDOW": f"{WINDOW_S}s",
            "DRIFTLINE_GRACE": f"{GRACE_S}s",
            "DRIFTLINE_MIN_ROWS": str(MIN_ROWS)}
     log = (endpoints.output / "processor.log").open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "driftline.cli", "collector", "--config",
-         str(default_config_path())], env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+        [sys.executable, "-m", "driftline", "collector", "--config", str(endpoints.config)],
+        env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
     try:
         _wait_for_port(endpoints.otlp_grpc, process)
         print(f"    OTLP/gRPC on {endpoints.otlp_grpc}, Prometheus on "
@@ -223,6 +244,7 @@ def _serve(model, live, recorder) -> list[tuple[int, str]]:
 class WindowVerdict:
     rows: int
     share: float | None
+    dataset_drifted: bool | None
     scores: dict[tuple[str, str], tuple[float, bool]]  # (column, method) -> (score, drifted)
 
 
@@ -246,6 +268,7 @@ def _read_verdicts(path: Path) -> dict[int, WindowVerdict]:
         return {}
     rows: dict[int, int] = {}
     shares: dict[int, float] = {}
+    dataset: dict[int, bool] = {}
     scores: dict[int, dict[tuple[str, str], list[float]]] = {}
     for request in read_metrics(path):
         for resource_metrics in request.resource_metrics:
@@ -261,11 +284,13 @@ def _read_verdicts(path: Path) -> dict[int, WindowVerdict]:
                             rows[start] = int(value)
                         elif metric.name == semconv.ML_DRIFT_DATASET_SHARE:
                             shares[start] = value
+                        elif metric.name == semconv.ML_DRIFT_DATASET_DETECTED:
+                            dataset[start] = bool(value)
                         elif metric.name == semconv.ML_DRIFT_SCORE:
                             scores.setdefault(start, {}).setdefault(key, [0.0, 0.0])[0] = value
                         elif metric.name == semconv.ML_DRIFT_DETECTED:
                             scores.setdefault(start, {}).setdefault(key, [0.0, 0.0])[1] = value
-    return {start: WindowVerdict(count, shares.get(start),
+    return {start: WindowVerdict(count, shares.get(start), dataset.get(start),
                                  {k: (v[0], bool(v[1])) for k, v in scores.get(start, {}).items()})
             for start, count in rows.items()}
 
@@ -306,8 +331,19 @@ def _report(verdicts: dict[int, WindowVerdict], windows: list[tuple[int, str]]) 
         status = "as expected" if drifted == expected else f"UNEXPECTED (wanted {expected})"
         print(f"window {time.strftime('%H:%M:%S', time.localtime(start / 1e9))} ({phase}): "
               f"drifted features {drifted or 'none'} - {status}")
-        ok &= drifted == expected
+        print(f"    {_dataset_words(verdict, len(drifted))}")
+        ok &= drifted == expected and verdict.dataset_drifted == (phase == "shifted")
     return ok
+
+
+def _dataset_words(verdict: WindowVerdict, drifted: int) -> str:
+    """The dataset verdict as a sentence: which way, and the share against its threshold."""
+    threshold = drift.DEFAULT_DATASET_DRIFT_SHARE
+    if verdict.dataset_drifted:
+        return (f"dataset drift DETECTED: {drifted} of {len(FEATURES)} features drifted, a "
+                f"share of {verdict.share:.2f}, at or above the threshold {threshold:.2f}")
+    return (f"no dataset drift: {drifted} of {len(FEATURES)} features drifted, a share of "
+            f"{verdict.share:.2f}, below the threshold {threshold:.2f}")
 
 
 def _primary(verdict: WindowVerdict, column: str) -> tuple[float, bool] | None:
@@ -328,19 +364,39 @@ def _scrape(endpoint: str) -> list[str]:
             and any(f'ml_feature_name="{feature}"' in line for feature in SHIFTS)]
 
 
-def _print_where(endpoints: Endpoints, scrape: list[str]) -> None:
+def _print_where(endpoints: Endpoints, scrape: list[str], workdir: str,
+                 keep_running: bool) -> None:
     print()
-    print(f"Prometheus endpoint (while the processor ran): http://{endpoints.prometheus}/metrics")
+    when = "" if keep_running else " (while the processor ran)"
+    print(f"Prometheus endpoint{when}: http://{endpoints.prometheus}/metrics")
     for line in scrape:
         print(f"    {line}")
     print(f"OTLP JSON files: {endpoints.output / 'metrics.jsonl'} and "
           f"{endpoints.output / 'traces.jsonl'}")
     print(f"Reference profile: {endpoints.profiles / (MODEL_NAME + '.profile.json')}")
     print(f"Processor log: {endpoints.output / 'processor.log'}")
-    print("Run the processor yourself: driftline collector --config collector-config/default.yaml")
+    if keep_running:
+        print(f"The processor keeps running: OTLP/gRPC on {endpoints.otlp_grpc}. "
+              "Press Ctrl-C to stop it.")
+    else:
+        print("Run the processor yourself (OTLP on 127.0.0.1:4317 and :4318, "
+              "Prometheus on :9464):")
+        print(f"    driftline collector --config {_shown(endpoints.config, workdir)}")
+
+
+def _wait_for_interrupt(processor: subprocess.Popen[str]) -> None:
+    try:
+        processor.wait()
+    except KeyboardInterrupt:
+        print("\nstopping the processor")
 
 
 # --- small helpers --------------------------------------------------------------------------
+
+
+def _shown(path: Path, workdir: str) -> str:
+    """``path`` as the user named its folder: relative to where they stand if they did."""
+    return str(path if Path(workdir).is_absolute() else Path(workdir) / path.name)
 
 
 def _free_port() -> int:

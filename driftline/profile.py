@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -45,6 +45,8 @@ DATASET_FRAGMENT_READAHEAD = 1
 # The CPUs this process may run on (a container's share, not the host's count).
 PROFILE_THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
     else os.cpu_count() or 1
+# A new profile file's mode before the umask, as for any file a program creates.
+NEW_FILE_MODE = 0o666
 PARQUET_SUFFIXES = (".parquet", ".pq")
 CSV_SUFFIXES = (".csv", ".txt")
 
@@ -442,10 +444,16 @@ def _merge_columns(a: ColumnProfile, b: ColumnProfile) -> ColumnProfile:
 
 
 def save(profile: Profile, path: str | os.PathLike[str]) -> None:
-    """Write atomically: a reader never sees a half-written profile."""
+    """Write atomically: a reader never sees a half-written profile.
+
+    The file gets the permissions of any file the user creates (0666 less the umask), not
+    ``mkstemp``'s 0600: a collector running as another user must be able to read a profile
+    built in CI.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, NEW_FILE_MODE)
     try:
         with os.fdopen(fd, "w") as out:
             json.dump(profile.to_dict(), out, indent=1)

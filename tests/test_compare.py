@@ -135,8 +135,9 @@ def test_table_lists_drifted_columns_first(files: dict[str, Path],
     status, out, _ = run(capsys, files["ref.json"], files["cur.parquet"])
     assert status == 0
     lines = out.splitlines()
-    assert lines[0].split() == ["column", "kind", "method", "score", "threshold", "p-value",
-                                "verdict"]
+    assert lines[0].split() == ["column", "role", "kind", "method", "score", "threshold",
+                                "p-value", "verdict"]
+    assert {line.split()[1] for line in lines[1:5]} == {"feature"}
     verdicts = [(line.split()[0], line.split()[-1]) for line in lines[1:5]]
     assert {c for c, v in verdicts[:2]} == SHIFTED
     assert [v for _, v in verdicts] == ["DRIFTED", "DRIFTED", "stable", "stable"]

@@ -43,6 +43,7 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
+from driftline.collector_config import shipped
 from driftline.exporters import _sending
 from driftline.exporters._http import retry_after_s
 from driftline.exporters._sending import Backoff, RetryConfig
@@ -373,7 +374,7 @@ def test_vendor_examples_validate_with_their_endpoints_and_headers(tmp_path: Pat
                "HONEYCOMB_API_KEY": "hc-key", "GRAFANA_OTLP_BASIC_AUTH": "aWQ6dG9rZW4=",
                "ARIZE_SPACE_ID": "space", "ARIZE_API_KEY": "arize-key",
                "DRIFTLINE_STATE": str(tmp_path / "state")}
-    config = load_config(Path("collector-config/vendors.yaml"), environ=environ)
+    config = load_config(shipped("vendors.yaml"), environ=environ)
     exporters = {str(cid): c for cid, c in config.exporters.items()}
     datadog = exporters["otlphttp/datadog"]
     assert datadog.url("metrics") == "https://otlp.datadoghq.com/v1/metrics"

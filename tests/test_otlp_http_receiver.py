@@ -51,7 +51,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from driftline import semconv
-from driftline.collector_config import __file__ as _collector_config_init
+from driftline.collector_config import shipped
 from driftline.exporters import _otlp_json
 from driftline.exporters.file import read_logs, read_metrics, read_traces
 from driftline.processor.component import ComponentError, DataRefusedError, PartialRejection
@@ -694,7 +694,7 @@ def test_config_same_port_for_both_protocols_is_a_problem() -> None:
 def test_default_config_listens_for_grpc_and_http_overridable_from_env(
     tmp_path: Path
 ) -> None:
-    default_yaml = Path(_collector_config_init).parent / "default.yaml"
+    default_yaml = shipped("default.yaml")
     environ = {"DRIFTLINE_PROFILES": str(tmp_path), "DRIFTLINE_OUTPUT": str(tmp_path),
                "DRIFTLINE_OTLP_HTTP_ENDPOINT": f"{LOOPBACK}:14318"}
 

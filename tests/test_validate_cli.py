@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from driftline.collector_config import shipped
 from driftline.processor.registry import default_factories
 
-ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data"
-DEFAULT_CONFIG = ROOT / "collector-config" / "default.yaml"
+DEFAULT_CONFIG = shipped("default.yaml")
 DRIFTLINE = Path(sys.executable).with_name("driftline")
 # A safety net so a hung process fails the test instead of the run; not a speed assertion.
 PROCESS_TIMEOUT_S = 60
