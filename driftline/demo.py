@@ -375,13 +375,13 @@ def _print_where(endpoints: Endpoints, scrape: list[str], workdir: str,
           f"{endpoints.output / 'traces.jsonl'}")
     print(f"Reference profile: {endpoints.profiles / (MODEL_NAME + '.profile.json')}")
     print(f"Processor log: {endpoints.output / 'processor.log'}")
+    print("Run the processor yourself (OTLP on 127.0.0.1:4317 and :4318, Prometheus on :9464)"
+          + (", once this one is stopped:" if keep_running else ":"))
+    print(f"    driftline collector --config {_shown(endpoints.config, workdir)}")
     if keep_running:
-        print(f"The processor keeps running: OTLP/gRPC on {endpoints.otlp_grpc}. "
-              "Press Ctrl-C to stop it.")
-    else:
-        print("Run the processor yourself (OTLP on 127.0.0.1:4317 and :4318, "
-              "Prometheus on :9464):")
-        print(f"    driftline collector --config {_shown(endpoints.config, workdir)}")
+        print(f"The demo's processor keeps running: OTLP/gRPC on {endpoints.otlp_grpc}, "
+              f"Prometheus on http://{endpoints.prometheus}/metrics. Press Ctrl-C to stop it.",
+              flush=True)
 
 
 def _wait_for_interrupt(processor: subprocess.Popen[str]) -> None:

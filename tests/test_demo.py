@@ -1,29 +1,104 @@
-"""`driftline demo`, what `make demo` runs, passes end to end on this machine."""
+"""`driftline demo`, what `make demo` runs, passes end to end on this machine and leaves the
+user somewhere: a processor still up with --keep-running, and a collector command that runs
+as printed from where the user stands."""
 
 from __future__ import annotations
 
+import os
+import re
+import shlex
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
+from tests._collector import LISTENING
+
 DEMO_TIMEOUT_S = 120
+STOP_TIMEOUT_S = 30
+SHIFTED = "['age', 'monthly_spend', 'session_minutes', 'support_calls']"
+KEEPS_RUNNING = re.compile(r"Prometheus on (http://\S+/metrics)\. Press Ctrl-C to stop it\.$")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _read_until_running(process: subprocess.Popen[str]) -> list[str]:
+    lines: list[str] = []
+    deadline = time.monotonic() + DEMO_TIMEOUT_S
+    for line in process.stdout:
+        lines.append(line.rstrip("\n"))
+        if KEEPS_RUNNING.search(lines[-1]) or time.monotonic() > deadline:
+            break
+    return lines
 
 
 @pytest.mark.integration
-def test_demo_flags_exactly_the_shifted_features(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "driftline.cli", "demo", "--workdir", str(tmp_path)],
-        capture_output=True, text=True, timeout=DEMO_TIMEOUT_S)
-    assert result.returncode == 0, result.stdout + result.stderr
-    verdicts = [line for line in result.stdout.splitlines() if line.startswith("window ")
-                and "drifted features" in line]
+def test_demo_flags_the_shifted_features_and_keeps_running(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "driftline", "demo", "--workdir", "demo", "--keep-running"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = _read_until_running(process)
+        running = KEEPS_RUNNING.search(lines[-1]) if lines else None
+        assert running, "\n".join(lines)
+        with urllib.request.urlopen(running.group(1), timeout=5) as response:
+            assert b"ml_drift_score{" in response.read()  # still serving after the demo
+        process.send_signal(signal.SIGINT)  # Ctrl-C
+        rest, _ = process.communicate(timeout=STOP_TIMEOUT_S)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, "\n".join(lines) + rest
+    output = "\n".join(lines)
+
+    verdicts = [line for line in lines if line.startswith("window ") and "drifted features" in line]
     assert len(verdicts) == 4
     assert all(line.endswith("as expected") for line in verdicts), verdicts
     assert "drifted features none" in verdicts[0] and "drifted features none" in verdicts[1]
-    for line in verdicts[2:]:
-        assert "['monthly_spend', 'session_minutes', 'support_calls']" in line
-    assert (tmp_path / "output" / "metrics.jsonl").stat().st_size > 0
-    assert (tmp_path / "profiles" / "churn.profile.json").exists()
-    assert "ml_drift_score{" in result.stdout  # scraped from the live Prometheus endpoint
+    assert all(SHIFTED in line for line in verdicts[2:])
+    dataset = [line.strip() for line in lines if "dataset drift" in line]
+    assert dataset[:2] == ["no dataset drift: 0 of 8 features drifted, a share of 0.00, "
+                           "below the threshold 0.50"] * 2
+    assert dataset[2:] == ["dataset drift DETECTED: 4 of 8 features drifted, a share of 0.50, "
+                           "at or above the threshold 0.50"] * 2
+    assert (tmp_path / "demo" / "output" / "metrics.jsonl").stat().st_size > 0
+    assert (tmp_path / "demo" / "profiles" / "churn.profile.json").exists()
+    assert "ml_drift_score{" in output  # scraped from the live Prometheus endpoint
+    assert "stopping the processor" in rest
+
+    printed = next(line.strip() for line in lines if line.strip().startswith("driftline collector"))
+    assert printed == "driftline collector --config demo/collector.yaml"
+    _run_as_printed(printed, tmp_path)
+
+
+def _run_as_printed(command: str, cwd: Path) -> None:
+    """The printed command, from the folder the demo ran in, on free ports."""
+    env = {**os.environ,
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           "DRIFTLINE_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{_free_port()}",
+           "DRIFTLINE_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{_free_port()}",
+           "DRIFTLINE_PROMETHEUS_ENDPOINT": f"127.0.0.1:{_free_port()}"}
+    collector = subprocess.Popen(shlex.split(command), cwd=cwd, env=env, text=True,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        listening = []
+        for line in collector.stdout:
+            if LISTENING.match(line.rstrip("\n")):
+                listening.append(line)
+            if len(listening) == 2:
+                break
+        assert len(listening) == 2, collector.stderr.read() if collector.poll() else listening
+    finally:
+        collector.terminate()
+        _, stderr = collector.communicate(timeout=STOP_TIMEOUT_S)
+    assert collector.returncode == 0, stderr
+    assert "1 reference profile(s) loaded" in stderr
