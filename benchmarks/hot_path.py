@@ -1,6 +1,6 @@
 """Cost of Driftline on the hot path, side by side with the uninstrumented baseline.
 
-Run: ``.venv/bin/python benchmarks/hot_path.py``. Everything runs in one process; rounds
+Run: ``.venv-dev/bin/python benchmarks/hot_path.py``. Everything runs in one process; rounds
 alternate plain and instrumented calls so machine noise hits both alike, and the table
 reports medians and ratios. Three questions:
 

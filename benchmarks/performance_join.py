@@ -1,6 +1,6 @@
 """Labels joined per second by the ml_performance processor, and its store's size.
 
-Run: ``.venv/bin/python benchmarks/performance_join.py [--predictions 1000000]``. Everything
+Run: ``.venv-dev/bin/python benchmarks/performance_join.py [--predictions 1000000]``. Everything
 runs in one process on a real SQLite file in a temporary directory. Three measurements:
 
 1. Store only: ``PredictionStore.apply`` with batches of 1 000 labels against stored

@@ -1,6 +1,6 @@
 """How many histogram data points per second one processor sustains, and whether it stays flat.
 
-Run: ``.venv/bin/python benchmarks/processor_load.py`` (steps, then a 10-minute soak;
+Run: ``.venv-dev/bin/python benchmarks/processor_load.py`` (steps, then a 10-minute soak;
 ``--soak-s 0`` skips the soak, ``--write-results`` appends the tables to RESULTS.md).
 
 Several client processes each call the OpenTelemetry SDK's own ``OTLPMetricExporter.export()``

@@ -1,6 +1,6 @@
 """Peak memory and time of ``driftline profile`` on a large Parquet file.
 
-Run: ``.venv/bin/python benchmarks/profile_memory.py [--size-gb 10] [--keep]``. It writes a
+Run: ``.venv-dev/bin/python benchmarks/profile_memory.py [--size-gb 10] [--keep]``. It writes a
 Parquet file of about the given size under ``/tmp`` (20 float64 columns and 5 categorical
 string columns, one row group at a time so the writer stays small), profiles it with the
 real CLI in a subprocess, and prints a Markdown row: file size, rows, seconds, the child's
