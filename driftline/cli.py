@@ -25,6 +25,8 @@ DESCRIPTION = ("Driftline: drift and performance monitoring for ML models, the O
 # The optional dependencies a command may need, by the top-level module that is missing:
 # the command then names the extra to install instead of showing a traceback.
 EXTRA_OF_MODULE = {"pandas": "data", "pyarrow": "data", "sklearn": "sklearn", "torch": "torch"}
+# A command whose own extra holds all it needs is named by that extra instead.
+EXTRA_OF_COMMAND = {"demo": "demo"}
 
 
 @contextmanager
@@ -278,6 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra = EXTRA_OF_MODULE.get((exc.name or "").partition(".")[0])
         if extra is None:
             raise
+        extra = EXTRA_OF_COMMAND.get(args.command, extra)
         print(f"driftline {args.command}: this needs {exc.name}, which is not installed: "
               f"pip install 'driftline[{extra}]'", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -82,16 +82,26 @@ def test_validate_takes_the_config_as_the_collector_does(tmp_path: Path) -> None
     assert "give the config file" in missing.stderr
 
 
-def test_a_command_missing_its_extra_names_it_in_one_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize("argv,line", [
+    (["profile", "train.csv", "-o", "p.json", "--model", "m"],
+     "driftline profile: this needs pandas, which is not installed: "
+     "pip install 'driftline[data]'"),
+    (["compare", "train.parquet", "train.parquet"],
+     "driftline compare: this needs pyarrow, which is not installed: "
+     "pip install 'driftline[data]'"),
+    (["demo", "--workdir", "demo"],
+     "driftline demo: this needs pandas, which is not installed: "
+     "pip install 'driftline[demo]'"),
+])
+def test_a_command_missing_its_extra_names_it_in_one_line(argv: list[str], line: str,
+                                                          tmp_path: Path) -> None:
     (tmp_path / "train.csv").write_text("a,b\n1,2\n")
+    (tmp_path / "train.parquet").write_bytes(b"PAR1")
 
-    result = run([sys.executable, "-c", WITHOUT_DATA_EXTRA, "profile", "train.csv",
-                  "-o", "p.json", "--model", "m"], tmp_path)
+    result = run([sys.executable, "-c", WITHOUT_DATA_EXTRA, *argv], tmp_path)
 
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
-        "driftline profile: this needs pandas, which is not installed: "
-        "pip install 'driftline[data]'"]
+    assert result.stderr.strip().splitlines() == [line]
     assert not (tmp_path / "p.json").exists()
 
 
