@@ -218,6 +218,6 @@ def test_under_make_test_the_suite_runs_the_installed_wheel() -> None:
         pytest.skip("run from the checkout (make dev); `make test` runs the installed wheel")
     installed = Path(driftline.__file__).resolve()
 
-    assert "site-packages" in installed.parts
-    assert CHECKOUT.resolve() not in installed.parents
+    assert "site-packages" in installed.parts  # the wheel's copy, not an editable finder
+    assert (CHECKOUT / "driftline").resolve() not in installed.parents
     assert not (Path.cwd() / "driftline").exists()  # nothing in the run folder shadows it
