@@ -177,7 +177,9 @@ def _processor(endpoints: Endpoints) -> Iterator[subprocess.Popen[str]]:
            "DRIFTLINE_MIN_ROWS": str(MIN_ROWS)}
     log = (endpoints.output / "processor.log").open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "driftline", "collector", "--config", str(endpoints.config)],
+        # -P: the folder the user stands in is not put on sys.path, so a `driftline/` there
+        # (a checkout, for `make demo`) cannot stand in for the installed package.
+        [sys.executable, "-P", "-m", "driftline", "collector", "--config", str(endpoints.config)],
         env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
     try:
         _wait_for_port(endpoints.otlp_grpc, process)

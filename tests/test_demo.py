@@ -22,6 +22,7 @@ from tests._collector import LISTENING
 DEMO_TIMEOUT_S = 120
 STOP_TIMEOUT_S = 30
 SHIFTED = "['age', 'monthly_spend', 'session_minutes', 'support_calls']"
+DRIFTLINE = Path(sys.executable).with_name("driftline")
 KEEPS_RUNNING = re.compile(r"Prometheus on (http://\S+/metrics)\. Press Ctrl-C to stop it\.$")
 
 
@@ -43,9 +44,13 @@ def _read_until_running(process: subprocess.Popen[str]) -> list[str]:
 
 @pytest.mark.integration
 def test_demo_flags_the_shifted_features_and_keeps_running(tmp_path: Path) -> None:
+    # Run from a folder holding a `driftline/` package, as `make demo` runs from the checkout:
+    # the demo's processor must still be the installed one.
+    (tmp_path / "driftline").mkdir()
+    (tmp_path / "driftline" / "__init__.py").write_text("raise ImportError('not this one')\n")
     process = subprocess.Popen(
-        [sys.executable, "-m", "driftline", "demo", "--workdir", "demo", "--keep-running"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [str(DRIFTLINE), "demo", "--workdir", "demo", "--keep-running"], cwd=tmp_path,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         lines = _read_until_running(process)
         running = KEEPS_RUNNING.search(lines[-1]) if lines else None
