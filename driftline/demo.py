@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -379,7 +380,7 @@ def _print_where(endpoints: Endpoints, scrape: list[str], workdir: str,
     print(f"Processor log: {endpoints.output / 'processor.log'}")
     print("Run the processor yourself (OTLP on 127.0.0.1:4317 and :4318, Prometheus on :9464)"
           + (", once this one is stopped:" if keep_running else ":"))
-    print(f"    driftline collector --config {_shown(endpoints.config, workdir)}")
+    print(f"    {_command()} collector --config {_shown(endpoints.config, workdir)}")
     if keep_running:
         print(f"The demo's processor keeps running: OTLP/gRPC on {endpoints.otlp_grpc}, "
               f"Prometheus on http://{endpoints.prometheus}/metrics. Press Ctrl-C to stop it.",
@@ -394,6 +395,18 @@ def _wait_for_interrupt(processor: subprocess.Popen[str]) -> None:
 
 
 # --- small helpers --------------------------------------------------------------------------
+
+
+def _command() -> str:
+    """``driftline`` when that finds this install, else the script's path (``make demo``
+    runs it from ``.venv/bin``, which the user's shell may not have on its PATH)."""
+    script = Path(sys.executable).with_name("driftline")
+    found = shutil.which("driftline")
+    if found is not None and Path(found).resolve() == script.resolve():
+        return "driftline"
+    with contextlib.suppress(ValueError):
+        return str(script.relative_to(Path.cwd()))
+    return str(script)
 
 
 def _shown(path: Path, workdir: str) -> str:

@@ -50,6 +50,8 @@ def test_demo_flags_the_shifted_features_and_keeps_running(tmp_path: Path) -> No
     (tmp_path / "driftline" / "__init__.py").write_text("raise ImportError('not this one')\n")
     process = subprocess.Popen(
         [str(DRIFTLINE), "demo", "--workdir", "demo", "--keep-running"], cwd=tmp_path,
+        # As after `make demo`: the virtualenv's bin folder is not on the user's PATH.
+        env={**os.environ, "PATH": os.defpath},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         lines = _read_until_running(process)
@@ -80,15 +82,14 @@ def test_demo_flags_the_shifted_features_and_keeps_running(tmp_path: Path) -> No
     assert "ml_drift_score{" in output  # scraped from the live Prometheus endpoint
     assert "stopping the processor" in rest
 
-    printed = next(line.strip() for line in lines if line.strip().startswith("driftline collector"))
-    assert printed == "driftline collector --config demo/collector.yaml"
+    printed = next(line.strip() for line in lines if " collector --config " in line)
+    assert printed == f"{DRIFTLINE} collector --config demo/collector.yaml"
     _run_as_printed(printed, tmp_path)
 
 
 def _run_as_printed(command: str, cwd: Path) -> None:
     """The printed command, from the folder the demo ran in, on free ports."""
-    env = {**os.environ,
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    env = {**os.environ, "PATH": os.defpath,
            "DRIFTLINE_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{_free_port()}",
            "DRIFTLINE_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{_free_port()}",
            "DRIFTLINE_PROMETHEUS_ENDPOINT": f"127.0.0.1:{_free_port()}"}
