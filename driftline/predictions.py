@@ -21,6 +21,7 @@ from contextvars import ContextVar
 from typing import Any, overload
 
 from driftline import semconv
+from driftline.labels import TASK_REGRESSION, class_label
 
 _logger = logging.getLogger(__name__)
 
@@ -99,10 +100,11 @@ def record_ground_truth(ids: Iterable[Any], labels: Iterable[Any], *, model: str
                         logger_provider: Any = None) -> int:
     """Send one ``ml.ground_truth`` log record per (ID, label); returns how many.
 
-    Labels are class labels (sent as text, as predictions' labels are) unless they are
-    floats or ``task="regression"``, then values. ``model``/``version`` help the processor
-    when one ID space serves several models. Records go through ``logger_provider`` (default:
-    the global one, which ``import driftline.auto`` sets up from ``OTEL_LOGS_EXPORTER``).
+    Labels are class labels (sent in the canonical text of ``driftline.labels``, as
+    predictions' labels are) unless they are floats or ``task="regression"``, then values.
+    ``model``/``version`` help the processor when one ID space serves several models.
+    Records go through ``logger_provider`` (default: the global one, which
+    ``import driftline.auto`` sets up from ``OTEL_LOGS_EXPORTER``).
     """
     from opentelemetry import _logs
 
@@ -115,10 +117,10 @@ def record_ground_truth(ids: Iterable[Any], labels: Iterable[Any], *, model: str
     sent = 0
     for prediction_id, label in zip(ids, labels, strict=True):
         attributes = {**model_attributes, semconv.ML_PREDICTION_ID: str(prediction_id)}
-        if task == "regression" or (task is None and isinstance(_plain(label), float)):
+        if task == TASK_REGRESSION or (task is None and isinstance(_plain(label), float)):
             attributes[semconv.ML_GROUND_TRUTH_VALUE] = float(label)
         else:
-            attributes[semconv.ML_GROUND_TRUTH_LABEL] = str(_plain(label))
+            attributes[semconv.ML_GROUND_TRUTH_LABEL] = class_label(label) or str(label)
         logger.emit(timestamp=now_ns, observed_timestamp=now_ns, attributes=attributes,
                     event_name=semconv.EVENT_GROUND_TRUTH)
         sent += 1

@@ -27,6 +27,7 @@ from opentelemetry.sdk.metrics.export import (
 from driftline import semconv
 from driftline.columns import CategoryColumn, NumericColumn, is_numeric, table_columns
 from driftline.exphist import ExpHistogram
+from driftline.labels import class_labels, is_label_dtype
 
 DEFAULT_MAX_FEATURES = 256
 DEFAULT_TOP_K_CATEGORIES = 50  # as many as a reference profile keeps per column
@@ -160,9 +161,10 @@ class StreamAggregate:
                 ordered = np.sort(scores, axis=1)
                 self.confidence.add(ordered[:, -1])
                 self.margin.add(ordered[:, -1] - ordered[:, -2])
-            self.classes.add(np.asarray(classes, dtype=object)[np.argmax(scores, axis=1)])
-        elif traits.is_classifier:
-            self.classes.add(outputs.ravel().astype(object))
+            self.classes.add(class_labels(np.asarray(classes, dtype=object))[
+                np.argmax(scores, axis=1)])
+        elif traits.is_classifier or is_label_dtype(outputs):
+            self.classes.add(class_labels(outputs.ravel()))
         elif is_numeric(outputs):
             self.values.add(outputs.ravel())
 

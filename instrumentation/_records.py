@@ -22,6 +22,7 @@ import numpy as np
 
 from driftline import semconv
 from driftline.columns import table_columns
+from driftline.labels import class_label, is_label_dtype
 
 ENV_RATIO = "DRIFTLINE_PREDICTION_RECORDS_RATIO"
 ENV_PER_SECOND = "DRIFTLINE_PREDICTION_RECORDS_PER_SECOND"
@@ -138,15 +139,16 @@ class PredictionRecords:
                    else np.asarray(raw))
         classes = traits.classes
         if outputs.ndim == 2 and classes is not None and outputs.shape[1] == len(classes):
-            names = [str(c) for c in classes]
+            names = [class_label(c) or str(c) for c in classes]
             best = np.argmax(outputs, axis=1)
             return [{semconv.ML_PREDICTION_LABEL: names[b],
                      semconv.ML_PREDICTION_SCORES: [float(x) for x in scores],
                      semconv.ML_PREDICTION_CLASSES: names}
                     for b, scores in zip(best.tolist(), outputs.tolist(), strict=True)]
         flat = outputs.reshape(rows, -1)[:, 0] if outputs.ndim > 1 else outputs
-        if traits.is_classifier or flat.dtype.kind not in "iuf":
-            return [{semconv.ML_PREDICTION_LABEL: str(v)} for v in flat.tolist()]
+        if traits.is_classifier or is_label_dtype(flat):
+            return [{semconv.ML_PREDICTION_LABEL: class_label(v) or str(v)}
+                    for v in flat.tolist()]
         return [{semconv.ML_PREDICTION_VALUE_ATTRIBUTE: float(v)} for v in flat.tolist()]
 
 

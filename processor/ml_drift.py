@@ -45,6 +45,7 @@ import driftline
 from driftline import drift, semconv
 from driftline._attribute_bytes import AttributeKey, attribute_key
 from driftline.durations import parse_duration
+from driftline.labels import TASK_CLASSIFICATION, TASK_REGRESSION, class_label
 from driftline.processor import _explicit
 from driftline.processor._drift_alerts import Alert, alert_logs
 from driftline.processor._explicit import ExplicitHistogram
@@ -83,7 +84,7 @@ from driftline.processor._window_store import (
 )
 from driftline.processor.component import ComponentError, DataRefusedError, Host
 from driftline.processor.registry import SIGNAL_LOGS, SIGNAL_METRICS
-from driftline.profile import KIND_NUMERIC, Profile, ProfileError
+from driftline.profile import KIND_NUMERIC, ROLE_PREDICTION, Profile, ProfileError
 
 # The config lives in _ml_drift_config; its names are part of this module's API.
 __all__ = [
@@ -842,7 +843,8 @@ class MlDriftProcessor:
 
     def _add_counts(self, resource: Sequence[KeyValue], stream_prefix: str, metric: Metric,
                     now_ns: int, column_of: Callable[[Mapping[str, str]], str | None],
-                    category_attribute: str) -> None:
+                    category_attribute: str,
+                    category_of: Callable[[str], str | None] | None = None) -> None:
         for point, attributes, value in self._values(stream_prefix, metric, ("sum",)):
             column = column_of(attributes.values)
             if not column:
@@ -853,6 +855,8 @@ class MlDriftProcessor:
             column = self._column_in(memo, column)
             counts = memo.window.categorical.setdefault(column, Counter())
             category = attributes.values.get(category_attribute, "")
+            if category_of is not None:
+                category = category_of(category) or category
             if category not in counts and len(counts) >= self._limits.max_categories:
                 self._counts["category_overflow_points"] += 1
                 category = semconv.OVERFLOW_VALUE
@@ -880,7 +884,7 @@ class MlDriftProcessor:
                             now: int) -> None:
         self._add_counts(resource, prefix, metric, now,
                          lambda a: semconv.PROFILE_COLUMN_PREDICTION_CLASS,
-                         semconv.ML_PREDICTION_CLASS)
+                         semconv.ML_PREDICTION_CLASS, class_label)
 
     def _feature_categories(self, resource: Sequence[KeyValue], prefix: str, metric: Metric,
                             now: int) -> None:
@@ -1071,6 +1075,40 @@ class MlDriftProcessor:
                     self._thresholds_for(name, drift.KIND_CATEGORICAL))
         return scores
 
+    def _check_predictions(self, key: StreamKey, profile: Profile, window: Window) -> None:
+        """Say once per model when its profile and its traffic share no prediction column,
+        or no class: prediction drift is then never computed, or flagged in every window."""
+        profiled = {c.name for c in profile.columns.values() if c.role == ROLE_PREDICTION}
+        sent = {name for name in _PREDICTION_COLUMNS
+                if window.categorical.get(name) or name in window.explicit
+                or (name in window.numeric and window.numeric[name].count)}
+        if not profiled or not sent:
+            return
+        if not profiled & sent:
+            task = (TASK_CLASSIFICATION if semconv.PROFILE_COLUMN_PREDICTION_CLASS in sent
+                    else TASK_REGRESSION)
+            self._warn_once(
+                ("prediction columns", key.model_name, key.model_version),
+                "ml_drift: model %r version %r: its profile has prediction column(s) %s, its "
+                "traffic sends %s, so prediction drift is not computed; profile it again "
+                "with `driftline profile --task %s` (or capture(..., task=%r))",
+                key.model_name, key.model_version, ", ".join(sorted(profiled)),
+                ", ".join(sorted(sent)), task, task)
+            return
+        name = semconv.PROFILE_COLUMN_PREDICTION_CLASS
+        if name not in profiled & sent:
+            return
+        reference = set(profile.columns[name].frequencies) - {semconv.OVERFLOW_VALUE}
+        current = set(window.categorical[name]) - {semconv.OVERFLOW_VALUE}
+        if reference and current and not reference & current:
+            self._warn_once(
+                ("classes", key.model_name, key.model_version),
+                "ml_drift: model %r version %r: its profile and its traffic have no class in "
+                "common (profile: %s; traffic: %s), so prediction drift is flagged in every "
+                "window; profile the model's own predictions (their labels, as it returns "
+                "them) again", key.model_name, key.model_version,
+                ", ".join(sorted(reference)[:10]), ", ".join(sorted(current)[:10]))
+
     def _alerts(self, key: StreamKey, verdicts: Sequence[drift.DriftScore],
                 share: float | None, changes: Changes) -> list[Alert]:
         """Alerts for the subjects whose verdict flips to drifted; records every verdict."""
@@ -1114,6 +1152,7 @@ class MlDriftProcessor:
         if profile is not None and evaluated.row_count() < self._min_rows:
             verdict = f"below min_rows={self._min_rows}, no verdict"
         elif profile is not None:
+            self._check_predictions(key, profile, evaluated)
             scores = self._scores(evaluated, profile)
             for score in scores:
                 extra = [(semconv.ML_FEATURE_NAME, score.column),
