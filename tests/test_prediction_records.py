@@ -15,7 +15,11 @@ from typing import Any
 import numpy as np
 import pytest
 from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+from opentelemetry.sdk._logs.export import (
+    BatchLogRecordProcessor,
+    InMemoryLogRecordExporter,
+    SimpleLogRecordProcessor,
+)
 from opentelemetry.sdk.trace import TracerProvider
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
@@ -209,6 +213,45 @@ def test_ground_truth_records_carry_ids_and_labels_or_values(
     ]
     with pytest.raises(ValueError):
         driftline.record_ground_truth(["a"], [1, 2], logger_provider=provider)
+
+
+def test_ground_truth_without_an_sdk_logger_provider_is_an_error_not_a_silent_loss() -> None:
+    from opentelemetry._logs import NoOpLoggerProvider
+
+    with pytest.raises(driftline.GroundTruthNotDelivered, match="OTEL_LOGS_EXPORTER") as info:
+        driftline.record_ground_truth(["a"], [1], logger_provider=NoOpLoggerProvider())
+    assert info.value.delivered == 0
+
+
+def test_ground_truth_that_cannot_be_flushed_raises_with_what_was_delivered(
+        logs: InMemoryLogRecordExporter) -> None:
+    provider = LoggerProvider()
+    provider.add_log_record_processor(BatchLogRecordProcessor(logs))
+    assert driftline.record_ground_truth(["a", "b"], [1, 0], logger_provider=provider) == 2
+    assert len(_records(logs, semconv.EVENT_GROUND_TRUTH)) == 2  # exported before returning
+    provider.shutdown()  # the SDK now ignores records and its flush returns False
+    with pytest.raises(driftline.GroundTruthNotDelivered, match="0 label") as info:
+        driftline.record_ground_truth(["c"], [1], logger_provider=provider)
+    assert info.value.delivered == 0
+
+
+def test_ground_truth_is_flushed_in_chunks_the_log_queue_holds(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from driftline.predictions import GROUND_TRUTH_CHUNK, ground_truth_chunk
+
+    assert ground_truth_chunk({}) == GROUND_TRUTH_CHUNK
+    assert ground_truth_chunk({"OTEL_BLRP_MAX_QUEUE_SIZE": "100"}) == 100
+    assert ground_truth_chunk({"OTEL_BLRP_MAX_QUEUE_SIZE": "lots"}) == GROUND_TRUTH_CHUNK
+    # A queue of 100 and 1000 labels: nothing is dropped (the SDK would drop 900).
+    monkeypatch.setenv("OTEL_BLRP_MAX_QUEUE_SIZE", "100")
+    logs = InMemoryLogRecordExporter()
+    provider = LoggerProvider()
+    provider.add_log_record_processor(BatchLogRecordProcessor(
+        logs, schedule_delay_millis=60_000, max_export_batch_size=50))
+    ids = [f"p{i}" for i in range(1000)]
+    assert driftline.record_ground_truth(ids, [1] * 1000, logger_provider=provider) == 1000
+    assert [dict(r.attributes)[semconv.ML_PREDICTION_ID]
+            for r in _records(logs, semconv.EVENT_GROUND_TRUTH)] == ids
 
 
 @pytest.mark.integration
