@@ -26,9 +26,10 @@ from driftline.labels import TASK_REGRESSION, class_label
 _logger = logging.getLogger(__name__)
 
 GROUND_TRUTH_SCOPE = "driftline.ground_truth"
-# record_ground_truth flushes after this many labels: the SDK's default export batch, a
-# quarter of its default log queue (2048), so a chunk never overflows the queue.
-GROUND_TRUTH_CHUNK = 512
+# Log records emitted between two flushes of the logger provider (ground truth here,
+# prediction records in the recorder): the SDK's default export batch, a quarter of its
+# default log queue (2048), so a chunk never overflows the queue.
+LOG_QUEUE_CHUNK = 512
 GROUND_TRUTH_FLUSH_TIMEOUT_S = 60.0
 ENV_BLRP_MAX_QUEUE_SIZE = "OTEL_BLRP_MAX_QUEUE_SIZE"
 _RANDOM_BYTES = 8
@@ -140,7 +141,7 @@ def record_ground_truth(ids: Iterable[Any], labels: Iterable[Any], *, model: str
     model_attributes = {key: value for key, value in ((semconv.ML_MODEL_NAME, model),
                                                       (semconv.ML_MODEL_VERSION, version))
                         if value}
-    chunk = ground_truth_chunk()
+    chunk = log_queue_chunk()
     now_ns = time.time_ns()
     delivered = pending = 0
     for prediction_id, label in zip(ids, labels, strict=True):
@@ -160,15 +161,15 @@ def record_ground_truth(ids: Iterable[Any], labels: Iterable[Any], *, model: str
     return delivered
 
 
-def ground_truth_chunk(environ: Mapping[str, str] | None = None) -> int:
-    """Labels emitted between two flushes: the SDK's default export batch, and never more
-    than the log queue ``OTEL_BLRP_MAX_QUEUE_SIZE`` holds."""
+def log_queue_chunk(environ: Mapping[str, str] | None = None) -> int:
+    """Log records to emit between two flushes: the SDK's default export batch, and never
+    more than the log queue ``OTEL_BLRP_MAX_QUEUE_SIZE`` holds."""
     environ = os.environ if environ is None else environ
     try:
-        queue = int(environ.get(ENV_BLRP_MAX_QUEUE_SIZE, "") or GROUND_TRUTH_CHUNK)
+        queue = int(environ.get(ENV_BLRP_MAX_QUEUE_SIZE, "") or LOG_QUEUE_CHUNK)
     except ValueError:
-        queue = GROUND_TRUTH_CHUNK  # the SDK falls back to its default too (and logs it)
-    return max(1, min(GROUND_TRUTH_CHUNK, queue))
+        queue = LOG_QUEUE_CHUNK  # the SDK falls back to its default too (and logs it)
+    return max(1, min(LOG_QUEUE_CHUNK, queue))
 
 
 def _flush(flush: Any, delivered: int, pending: int, timeout_s: float) -> int:

@@ -97,6 +97,7 @@ class StreamAggregate:
         self.margin = NumericColumn()
         self.values = NumericColumn()
         self.overflow: Counter[str] = Counter()
+        self.records_dropped: Counter[str] = Counter()  # ml.prediction records, by reason
         self._staged_inputs: dict[str, list[np.ndarray]] = {}
         self._staged_outputs: list[tuple[ModelTraits, np.ndarray]] = []
 
@@ -229,6 +230,13 @@ class StreamAggregate:
             metrics.append(Metric(semconv.ML_CARDINALITY_OVERFLOW,
                                   "Values folded into __other__ by a cardinality cap",
                                   semconv.UNIT_VALUES, Sum(overflow, _DELTA, True)))
+        dropped = [points.number(count, {semconv.ERROR_TYPE: reason})
+                   for reason, count in self.records_dropped.items() if count]
+        if dropped:
+            metrics.append(Metric(semconv.ML_PREDICTION_RECORDS_DROPPED,
+                                  "ml.prediction records not sent: over the per-second cap or "
+                                  "lost with a call the full recorder queue dropped",
+                                  semconv.UNIT_RECORDS, Sum(dropped, _DELTA, True)))
         return metrics
 
 
