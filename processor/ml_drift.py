@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry.proto.common.v1.common_pb2 import (
-    InstrumentationScope,
     KeyValue,
 )
 from opentelemetry.proto.logs.v1.logs_pb2 import ResourceLogs
@@ -37,11 +36,8 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
     AGGREGATION_TEMPORALITY_DELTA,
     Metric,
     ResourceMetrics,
-    ScopeMetrics,
 )
-from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
-import driftline
 from driftline import drift, semconv
 from driftline._attribute_bytes import AttributeKey, attribute_key
 from driftline.durations import parse_duration
@@ -1154,13 +1150,15 @@ class MlDriftProcessor:
         elif profile is not None:
             self._check_predictions(key, profile, evaluated)
             scores = self._scores(evaluated, profile)
+            verdicts = _verdicts(scores)
             for score in scores:
-                extra = [(semconv.ML_FEATURE_NAME, score.column),
-                         (semconv.ML_DRIFT_METHOD, score.method)]
                 gauges.add(semconv.ML_DRIFT_SCORE, semconv.UNIT_DIMENSIONLESS, score.score,
-                           extra)
+                           _score_attributes(score))
+            # One ml.drift.detected per column, for its verdict method: an alert counting
+            # drifted columns must not count a column again for its context statistics.
+            for score in verdicts:
                 gauges.add(semconv.ML_DRIFT_DETECTED, semconv.UNIT_DIMENSIONLESS,
-                           int(score.drifted), extra)
+                           int(score.drifted), _score_attributes(score))
             features = {c.name for c in profile.features()}
             feature_scores = [s for s in scores if s.column in features]
             share = None
@@ -1169,23 +1167,22 @@ class MlDriftProcessor:
                 gauges.add(semconv.ML_DRIFT_DATASET_SHARE, semconv.UNIT_DIMENSIONLESS, share)
                 gauges.add(semconv.ML_DRIFT_DATASET_DETECTED, semconv.UNIT_DIMENSIONLESS,
                            int(share >= self._thresholds.dataset_share))
-            verdicts = _verdicts(scores)
             alerts = self._alerts(key, verdicts, share, changes)
             drifted = [s.column for s in verdicts if s.drifted]
             verdict = f"drifted columns: {', '.join(drifted) or 'none'}"
         _log.info("ml_drift: model=%s version=%s operation=%s window_start=%s rows=%d %s",
                   key.model_name, key.model_version or "-", key.operation or "-",
                   _iso(start_ns), window.row_count(), verdict)
-        resource = evaluated.resource or []
-        metrics = ResourceMetrics(
-            resource=Resource(attributes=resource),
-            scope_metrics=[ScopeMetrics(
-                scope=InstrumentationScope(name=semconv.PROCESSOR_SCOPE,
-                                           version=driftline.__version__),
-                metrics=gauges.metrics())],
-        )
-        logs = alert_logs(alerts, model, resource, start_ns, end_ns, now_ns) if alerts else None
+        metrics = gauges.resource_metrics(semconv.PROCESSOR_SCOPE)
+        logs = alert_logs(alerts, model, evaluated.resource or [], start_ns, end_ns, now_ns) \
+            if alerts else None
         return metrics, logs
+
+
+def _score_attributes(score: drift.DriftScore) -> list[tuple[str, str]]:
+    return [(semconv.ML_FEATURE_NAME, score.column), (semconv.ML_DRIFT_METHOD, score.method)]
+
+
 def _verdicts(scores: Sequence[drift.DriftScore]) -> list[drift.DriftScore]:
     """The verdict statistic of each column: the first of its scores (see drift.py)."""
     first: dict[str, drift.DriftScore] = {}

@@ -22,15 +22,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
 from opentelemetry.proto.logs.v1.logs_pb2 import ResourceLogs
 from opentelemetry.proto.metrics.v1.metrics_pb2 import (
     ResourceMetrics,
-    ScopeMetrics,
 )
-from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
-import driftline
 from driftline import semconv
 from driftline.labels import class_label
 from driftline.processor import _performance_metrics as quality
@@ -51,7 +47,7 @@ from driftline.processor._ml_performance_config import (
     PerformanceThresholdsConfig,
     StoreConfig,
 )
-from driftline.processor._otlp_build import WindowGauges, attribute
+from driftline.processor._otlp_build import WindowGauges
 from driftline.processor._performance_alerts import PerformanceAlert, alert_logs
 from driftline.processor._prediction_records import (
     RecordError,
@@ -423,12 +419,7 @@ class MlPerformanceProcessor:
             verdict += self._regression(rows, regressed, gauges, values)
         _log.info("ml_performance: model=%s version=%s window_start=%d labels=%d %s",
                   key.name, key.version or "-", start_ns, labels, verdict.strip())
-        metrics = ResourceMetrics(
-            resource=Resource(attributes=[attribute(k, v) for k, v in rows.resource]),
-            scope_metrics=[ScopeMetrics(
-                scope=InstrumentationScope(name=semconv.PERFORMANCE_SCOPE,
-                                           version=driftline.__version__),
-                metrics=gauges.metrics())])
+        metrics = gauges.resource_metrics(semconv.PERFORMANCE_SCOPE)
         alerts = []
         for name, threshold in self._thresholds:
             metric = METRIC_NAMES[name]
