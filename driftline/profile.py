@@ -382,8 +382,8 @@ def _add_target(builder: ProfileBuilder, name: str, target: Any, task: str | Non
         categorical = existing == KIND_CATEGORICAL
     elif task is not None:
         categorical = task == TASK_CLASSIFICATION
-    elif classifies is not None:
-        categorical = classifies or is_label_dtype(values)
+    elif classifies is not None:  # a regressor's target is numeric unless it is text
+        categorical = classifies or not is_numeric(values)
     else:
         categorical = is_label_dtype(values)
     if categorical:

@@ -86,6 +86,20 @@ def test_capture_with_probabilities_is_a_classifier_even_with_float_labels() -> 
                                                 "1": int((predicted == 1).sum())}
 
 
+def test_the_target_follows_the_model_outputs() -> None:
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(200, 2))
+    # A classifier's target read from a file as floats: classes, spelled as predictions are.
+    classified = profile.capture(X, rng.choice([0, 1], 200), target=rng.choice([0.0, 1.0], 200),
+                                 model="m").columns[profile.DEFAULT_TARGET_NAME]
+    assert classified.kind == profile.KIND_CATEGORICAL
+    assert set(classified.frequencies) == {"0", "1"}
+    # A regressor's integer target (counts) stays numeric.
+    counted = profile.capture(X, rng.normal(size=200), target=rng.poisson(3, 200),
+                              model="m").columns[profile.DEFAULT_TARGET_NAME]
+    assert counted.kind == profile.KIND_NUMERIC and counted.histogram.count == 200
+
+
 def test_task_regression_overrides_an_integer_column() -> None:
     built = profile.capture(np.zeros((10, 1)), np.arange(10), model="m", task="regression")
     assert built.columns[semconv.ML_PREDICTION_VALUE].histogram.count == 10
