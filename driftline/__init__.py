@@ -8,9 +8,14 @@ reference profile; ``driftline collector`` runs the processor. ``prediction_ids`
 from __future__ import annotations
 
 from driftline.identity import ModelIdentity, register
-from driftline.predictions import last_prediction_ids, prediction_ids, record_ground_truth
+from driftline.predictions import (
+    GroundTruthNotDelivered,
+    last_prediction_ids,
+    prediction_ids,
+    record_ground_truth,
+)
 
 __version__ = "0.1.0"
 
-__all__ = ["ModelIdentity", "__version__", "last_prediction_ids", "prediction_ids",
-           "record_ground_truth", "register"]
+__all__ = ["GroundTruthNotDelivered", "ModelIdentity", "__version__", "last_prediction_ids",
+           "prediction_ids", "record_ground_truth", "register"]

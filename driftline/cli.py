@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from driftline.labels import TASKS
+
 if TYPE_CHECKING:
     from driftline.compare import Comparison
     from driftline.processor.config import Config
@@ -221,8 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prediction-column", help="the column holding the model's predictions")
     p.add_argument("--target-column",
                    help="the column holding the true labels or values (role 'target')")
-    p.add_argument("--task", choices=("classification", "regression"),
-                   help="how to read the prediction column (default: from its dtype)")
+    p.add_argument("--task", choices=TASKS,
+                   help="how to read the prediction column (default: classes when it holds "
+                        "integers, booleans or text, values when it holds floats)")
     p.add_argument("--progress", action="store_true",
                    help="show rows processed on stderr (default: only on a terminal)")
     p.set_defaults(func=_profile)

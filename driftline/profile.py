@@ -28,6 +28,13 @@ import numpy as np
 from driftline import exphist, semconv
 from driftline.columns import CategoryColumn, NumericColumn, is_numeric, table_columns
 from driftline.exphist import ExpHistogram
+from driftline.labels import (
+    TASK_CLASSIFICATION,
+    TASKS,
+    class_label,
+    class_labels,
+    is_label_dtype,
+)
 from driftline.projection import Projection, ProjectionError
 
 FORMAT_NAME = "driftline.profile"
@@ -192,6 +199,10 @@ class ProfileBuilder:
     def add_rows(self, rows: int) -> None:
         self.row_count += rows
 
+    def columns(self) -> dict[str, str]:
+        """The kind of each column added so far."""
+        return {name: b.kind for name, b in self._columns.items()}
+
     def build(self) -> Profile:
         return Profile(self.model_name, self.model_version, time.time_ns(), self.row_count,
                        {name: b.build() for name, b in self._columns.items()},
@@ -260,12 +271,15 @@ def capture(
 
     ``X`` is a pandas DataFrame, a NumPy array, a ``pyarrow.Table`` or ``RecordBatch``, or a
     ``pyarrow.dataset.Dataset`` (streamed in batches of ``chunk_rows``, never loaded whole).
-    ``predictions`` are labels for a classifier (profiled as ``ml.prediction.class``) or
-    values for a regressor (``ml.prediction.value``); ``task`` says which when the dtype
-    cannot ("classification" or "regression"). ``probabilities`` (rows x classes) give
-    ``ml.prediction.confidence``, the top class probability. ``target`` is the true label or
-    value, profiled with role ``target``. ``predictions`` and ``target`` are arrays aligned
-    with the rows of ``X`` or names of columns of ``X`` (then not profiled as features).
+    ``predictions`` are labels for a classifier (profiled as ``ml.prediction.class``, each
+    label as ``driftline.labels.class_label`` writes it) or values for a regressor
+    (``ml.prediction.value``). A classifier is recognised by ``probabilities`` or by
+    integer, boolean or text predictions; floats without probabilities are a regressor's.
+    ``task`` ("classification" or "regression") overrides that. ``probabilities`` (rows x
+    classes) give ``ml.prediction.confidence``, the top class probability. ``target`` is
+    the true label or value, profiled with role ``target``. ``predictions`` and ``target``
+    are arrays aligned with the rows of ``X`` or names of columns of ``X`` (then not
+    profiled as features).
     With ``projection``, ``X`` (``[N, ...]``, flattened per row) is profiled as the
     projection's columns, as the PyTorch instrumentation monitors wide inputs.
     """
@@ -297,13 +311,17 @@ def add_chunk(builder: ProfileBuilder, X: Any, predictions: Any = None, *,
 
     ``predictions`` and ``target`` are arrays aligned with ``X`` or names of its columns.
     """
+    if task is not None and task not in TASKS:
+        raise ProfileError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
     target_name = getattr(target, "name", None) or DEFAULT_TARGET_NAME
     if builder.projection is None:
         columns = dict(_feature_columns(X))
         if isinstance(predictions, str):
-            predictions = _take_column(columns, predictions)
+            _take_column(columns, predictions)
+            predictions = _own_dtype_column(X, predictions)
         if isinstance(target, str):
-            target_name, target = target, _take_column(columns, target)
+            _take_column(columns, target)
+            target_name, target = target, _own_dtype_column(X, target)
     else:
         if isinstance(predictions, str) or isinstance(target, str):
             raise ProfileError("with a projection, predictions and target must be arrays, "
@@ -311,45 +329,85 @@ def add_chunk(builder: ProfileBuilder, X: Any, predictions: Any = None, *,
         columns = dict(builder.projection.apply(np.asarray(X)))
     builder.add_columns(columns.items())
     rows = len(next(iter(columns.values()))) if columns else 0
-    output_rows = _add_outputs(builder, predictions, probabilities, task)
-    target_rows = _add_target(builder, str(target_name), target, task)
+    classifies = _classifies(builder, task, predictions, probabilities)
+    output_rows = _add_outputs(builder, predictions, probabilities, classifies)
+    target_rows = _add_target(builder, str(target_name), target, task, classifies)
     builder.add_rows(rows or output_rows or target_rows)
 
 
-def _add_target(builder: ProfileBuilder, name: str, target: Any, task: str | None) -> int:
+def _own_dtype_column(data: Any, name: str) -> np.ndarray:
+    """Column ``name`` of a DataFrame or Arrow table/batch with its own dtype.
+
+    Feature columns are read as float64, which would turn integer class labels into values;
+    integer columns with missing values come as objects (the integers and None).
+    """
+    if hasattr(data, "column_names") and hasattr(data, "column"):  # pyarrow
+        column = data.column(name)
+        if hasattr(column.type, "value_type") and hasattr(column.type, "index_type"):
+            column = column.cast(column.type.value_type)
+        if column.null_count:
+            return np.array(column.to_pylist(), dtype=object)
+        return column.to_numpy(zero_copy_only=False)
+    series = data[name]
+    if isinstance(series.dtype, np.dtype):
+        return series.to_numpy()
+    return series.to_numpy(dtype=object, na_value=None)  # pandas extension dtypes
+
+
+def _classifies(builder: ProfileBuilder, task: str | None, predictions: Any,
+                probabilities: Any) -> bool | None:
+    """Whether the outputs are a classifier's: ``task`` if given, else ``probabilities``
+    or label-typed predictions, else what earlier chunks decided (None: no outputs yet)."""
+    if task is not None:
+        return task == TASK_CLASSIFICATION
+    if semconv.PROFILE_COLUMN_PREDICTION_CLASS in builder.columns():
+        return True
+    if probabilities is not None:
+        return True
+    if predictions is not None:
+        return is_label_dtype(predictions)
+    return None
+
+
+def _add_target(builder: ProfileBuilder, name: str, target: Any, task: str | None,
+                classifies: bool | None) -> int:
     """Profile the true labels or values (role ``target``); returns how many rows.
 
-    Numeric or categorical by ``task`` when given, else by dtype, as predictions are read.
+    Class labels when the model's outputs are a classifier's (or, without outputs, when
+    ``task`` or the target's dtype says so), else values.
     """
     if target is None:
         return 0
     values = np.asarray(target)
-    if task == "classification":
-        kind = KIND_CATEGORICAL
-    elif task == "regression":
-        kind = KIND_NUMERIC
+    existing = builder.columns().get(name)
+    if existing is not None:
+        categorical = existing == KIND_CATEGORICAL
+    elif task is not None:
+        categorical = task == TASK_CLASSIFICATION
+    elif classifies is not None:  # a regressor's target is numeric unless it is text
+        categorical = classifies or not is_numeric(values)
     else:
-        kind = _kind_of(values)
-    if kind == KIND_CATEGORICAL and is_numeric(values):
-        values = values.astype(object)  # class labels 0/1 count as labels, not magnitudes
-    builder.add_column(name, values, ROLE_TARGET, kind)
+        categorical = is_label_dtype(values)
+    if categorical:
+        builder.add_column(name, class_labels(values), ROLE_TARGET, KIND_CATEGORICAL)
+    else:
+        builder.add_column(name, values, ROLE_TARGET, KIND_NUMERIC)
     return len(values)
 
 
 def _add_outputs(builder: ProfileBuilder, predictions: Any, probabilities: Any,
-                 task: str | None) -> int:
+                 classifies: bool | None) -> int:
     """Profile the model's outputs; returns how many rows they cover."""
     rows = 0
     if predictions is not None:
         labels = np.asarray(predictions)
         rows = len(labels)
-        is_regression = task == "regression" or (task is None and labels.dtype.kind == "f")
-        if is_regression:
+        if classifies:
+            builder.add_column(semconv.PROFILE_COLUMN_PREDICTION_CLASS,
+                               class_labels(labels), ROLE_PREDICTION, KIND_CATEGORICAL)
+        else:
             builder.add_column(semconv.ML_PREDICTION_VALUE, labels, ROLE_PREDICTION,
                                KIND_NUMERIC)
-        else:
-            builder.add_column(semconv.PROFILE_COLUMN_PREDICTION_CLASS,
-                               labels.astype(str), ROLE_PREDICTION, KIND_CATEGORICAL)
     if probabilities is not None:
         scores = np.asarray(probabilities, dtype=np.float64)
         rows = len(scores)
@@ -494,7 +552,7 @@ def from_dict(data: Any, source: str = "profile") -> Profile:
                 missing=int(col["missing"]),
                 histogram=_histogram(col["histogram"], f"{where}.histogram") if numeric
                 else None,
-                frequencies={str(k): int(v) for k, v in col.get("frequencies", {}).items()},
+                frequencies=_frequencies(col.get("frequencies", {}), col["role"]),
                 other=int(col.get("other", 0)))
         projection = (Projection.from_dict(data["projection"], f"{source}: projection")
                       if data.get("projection") is not None else None)
@@ -507,6 +565,17 @@ def from_dict(data: Any, source: str = "profile") -> Profile:
         raise
     except (KeyError, TypeError, ValueError) as exc:
         raise ProfileError(f"{source}: damaged profile, missing or invalid field: {exc}") from exc
+
+
+def _frequencies(data: Mapping[str, Any], role: str) -> dict[str, int]:
+    """A column's value counts; class labels (predictions, targets) in their canonical text,
+    so a profile written as ``"1.0"`` before labels were canonical matches ``"1"``."""
+    if role == ROLE_FEATURE:
+        return {str(k): int(v) for k, v in data.items()}
+    counts: Counter[str] = Counter()
+    for key, value in data.items():
+        counts[class_label(str(key)) or str(key)] += int(value)
+    return dict(counts)
 
 
 def _histogram(data: Any, where: str) -> ExpHistogram:

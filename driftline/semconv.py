@@ -86,6 +86,13 @@ ML_PREDICTION_LABEL: Final = "ml.prediction.label"
 ML_PREDICTION_SCORES: Final = "ml.prediction.scores"
 ML_PREDICTION_CLASSES: Final = "ml.prediction.classes"
 ML_PREDICTION_VALUE_ATTRIBUTE: Final = "ml.prediction.value"
+# Counter of ml.prediction records the app did not send, by ERROR_TYPE: over the per-second
+# cap (DROP_REASON_RATE_LIMITED) or lost with a call the full recorder queue dropped
+# (DROP_REASON_QUEUE_FULL). Model attributes as on every point.
+ML_PREDICTION_RECORDS_DROPPED: Final = "ml.prediction.records.dropped"
+DROP_REASON_RATE_LIMITED: Final = "rate_limited"
+DROP_REASON_QUEUE_FULL: Final = "queue_full"
+UNIT_RECORDS: Final = "{record}"
 # An ml.ground_truth record: ML_PREDICTION_ID and the true ML_GROUND_TRUTH_LABEL (text) or
 # ML_GROUND_TRUTH_VALUE (a double); ml.model.name / ml.model.version when the sender knows them.
 ML_GROUND_TRUTH_LABEL: Final = "ml.ground_truth.label"

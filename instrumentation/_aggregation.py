@@ -27,6 +27,7 @@ from opentelemetry.sdk.metrics.export import (
 from driftline import semconv
 from driftline.columns import CategoryColumn, NumericColumn, is_numeric, table_columns
 from driftline.exphist import ExpHistogram
+from driftline.labels import class_labels, is_label_dtype
 
 DEFAULT_MAX_FEATURES = 256
 DEFAULT_TOP_K_CATEGORIES = 50  # as many as a reference profile keeps per column
@@ -96,6 +97,7 @@ class StreamAggregate:
         self.margin = NumericColumn()
         self.values = NumericColumn()
         self.overflow: Counter[str] = Counter()
+        self.records_dropped: Counter[str] = Counter()  # ml.prediction records, by reason
         self._staged_inputs: dict[str, list[np.ndarray]] = {}
         self._staged_outputs: list[tuple[ModelTraits, np.ndarray]] = []
 
@@ -160,9 +162,10 @@ class StreamAggregate:
                 ordered = np.sort(scores, axis=1)
                 self.confidence.add(ordered[:, -1])
                 self.margin.add(ordered[:, -1] - ordered[:, -2])
-            self.classes.add(np.asarray(classes, dtype=object)[np.argmax(scores, axis=1)])
-        elif traits.is_classifier:
-            self.classes.add(outputs.ravel().astype(object))
+            self.classes.add(class_labels(np.asarray(classes, dtype=object))[
+                np.argmax(scores, axis=1)])
+        elif traits.is_classifier or is_label_dtype(outputs):
+            self.classes.add(class_labels(outputs.ravel()))
         elif is_numeric(outputs):
             self.values.add(outputs.ravel())
 
@@ -227,6 +230,13 @@ class StreamAggregate:
             metrics.append(Metric(semconv.ML_CARDINALITY_OVERFLOW,
                                   "Values folded into __other__ by a cardinality cap",
                                   semconv.UNIT_VALUES, Sum(overflow, _DELTA, True)))
+        dropped = [points.number(count, {semconv.ERROR_TYPE: reason})
+                   for reason, count in self.records_dropped.items() if count]
+        if dropped:
+            metrics.append(Metric(semconv.ML_PREDICTION_RECORDS_DROPPED,
+                                  "ml.prediction records not sent: over the per-second cap or "
+                                  "lost with a call the full recorder queue dropped",
+                                  semconv.UNIT_RECORDS, Sum(dropped, _DELTA, True)))
         return metrics
 
 

@@ -140,7 +140,9 @@ def prediction_records_from_kwargs(kwargs: Mapping[str, Any]) -> PredictionRecor
     if not settings.enabled:
         return None
     provider = kwargs.get("logger_provider") or _logs.get_logger_provider()
-    return PredictionRecords(provider.get_logger(RECORDS_SCOPE), settings)
+    flush = getattr(provider, "force_flush", None)
+    return PredictionRecords(provider.get_logger(RECORDS_SCOPE), settings,
+                             flush=flush if callable(flush) else None)
 
 
 def release_recorder(recorder: Recorder, owned: bool) -> None:

@@ -11,6 +11,7 @@ the body, up to ``max_inputs`` of its inputs with text cut at ``max_text_chars``
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -22,6 +23,10 @@ import numpy as np
 
 from driftline import semconv
 from driftline.columns import table_columns
+from driftline.labels import class_label, is_label_dtype
+from driftline.predictions import log_queue_chunk
+
+_logger = logging.getLogger(__name__)
 
 ENV_RATIO = "DRIFTLINE_PREDICTION_RECORDS_RATIO"
 ENV_PER_SECOND = "DRIFTLINE_PREDICTION_RECORDS_PER_SECOND"
@@ -30,6 +35,8 @@ DEFAULT_PER_SECOND = 100.0
 DEFAULT_MAX_INPUTS = 64
 DEFAULT_MAX_TEXT_CHARS = 256
 RECORDS_SCOPE = "driftline.instrumentation.records"
+# How long the recorder thread waits for the log exporter when the queue needs room.
+FLUSH_TIMEOUT_MS = 30_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,9 +77,17 @@ class PredictionRecords:
 
     def __init__(self, logger: Any, settings: RecordSettings,
                  rng: np.random.Generator | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 flush: Callable[[int], bool] | None = None) -> None:
+        """``flush`` is the logger provider's ``force_flush``: called after every
+        ``log_queue_chunk()`` records, so a burst waits for the export instead of
+        overflowing the SDK's log queue, which drops records with only a log line."""
         self._logger = logger
         self._settings = settings
+        self._flush = flush
+        self._flush_every = log_queue_chunk()
+        self._unflushed = 0
+        self._flush_failed = False
         self._rng = rng or np.random.default_rng()
         self._clock = clock
         # The bucket holds at least one record, so a cap below 1 per second still lets one
@@ -85,8 +100,7 @@ class PredictionRecords:
 
     def emit(self, call: Any, traits: Any) -> int:
         """Records for a sample of ``call``'s rows; returns how many were emitted."""
-        sampled = self._rng.binomial(call.rows, self._settings.ratio) \
-            if self._settings.ratio < 1 else call.rows
+        sampled = self.sampled(call.rows)
         allowed = min(sampled, int(self._take_tokens(sampled)))
         self.capped += sampled - allowed
         if allowed <= 0:
@@ -104,8 +118,26 @@ class PredictionRecords:
                               observed_timestamp=time.time_ns(),
                               body={name: values[n] for name, values in inputs.items()},
                               attributes=attributes, event_name=semconv.EVENT_PREDICTION)
+            self._unflushed += 1
+            if self._unflushed >= self._flush_every:
+                self._flush_queue()
         self.emitted += allowed
         return allowed
+
+    def sampled(self, rows: int) -> int:
+        """How many of ``rows`` rows get a record (a binomial draw below ratio 1)."""
+        return int(self._rng.binomial(rows, self._settings.ratio)) \
+            if self._settings.ratio < 1 else rows
+
+    def _flush_queue(self) -> None:
+        self._unflushed = 0
+        if self._flush is None:
+            return
+        if not self._flush(FLUSH_TIMEOUT_MS) and not self._flush_failed:
+            self._flush_failed = True
+            _logger.warning("driftline: flushing ml.prediction records did not finish within "
+                            "%d ms; the SDK's log queue may drop records (logged once)",
+                            FLUSH_TIMEOUT_MS)
 
     def _take_tokens(self, wanted: int) -> float:
         now = self._clock()
@@ -138,15 +170,16 @@ class PredictionRecords:
                    else np.asarray(raw))
         classes = traits.classes
         if outputs.ndim == 2 and classes is not None and outputs.shape[1] == len(classes):
-            names = [str(c) for c in classes]
+            names = [class_label(c) or str(c) for c in classes]
             best = np.argmax(outputs, axis=1)
             return [{semconv.ML_PREDICTION_LABEL: names[b],
                      semconv.ML_PREDICTION_SCORES: [float(x) for x in scores],
                      semconv.ML_PREDICTION_CLASSES: names}
                     for b, scores in zip(best.tolist(), outputs.tolist(), strict=True)]
         flat = outputs.reshape(rows, -1)[:, 0] if outputs.ndim > 1 else outputs
-        if traits.is_classifier or flat.dtype.kind not in "iuf":
-            return [{semconv.ML_PREDICTION_LABEL: str(v)} for v in flat.tolist()]
+        if traits.is_classifier or is_label_dtype(flat):
+            return [{semconv.ML_PREDICTION_LABEL: class_label(v) or str(v)}
+                    for v in flat.tolist()]
         return [{semconv.ML_PREDICTION_VALUE_ATTRIBUTE: float(v)} for v in flat.tolist()]
 
 

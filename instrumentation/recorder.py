@@ -49,6 +49,14 @@ DEFAULT_MAX_PENDING_ROWS = 1_000_000
 # Calls waiting beyond which even their counts are folded into a small per-stream tally.
 DEFAULT_MAX_PENDING_CALLS = 100_000
 
+# What to change when ml.prediction records are dropped, by reason.
+_DROP_ADVICE = {
+    semconv.DROP_REASON_RATE_LIMITED: "Raise DRIFTLINE_PREDICTION_RECORDS_PER_SECOND or lower "
+                                      "DRIFTLINE_PREDICTION_RECORDS_RATIO.",
+    semconv.DROP_REASON_QUEUE_FULL: "The recorder falls behind the calls: raise "
+                                    "max_pending_rows / max_pending_calls or give it CPU.",
+}
+
 Attributes = tuple[tuple[str, Any], ...]
 StreamKey = tuple[str, Attributes]
 
@@ -106,6 +114,7 @@ class Recorder:
         self._previous_rows: dict[StreamKey, int] = {}  # sets the next interval's sample rate
         self._rng = np.random.default_rng(sample_seed)
         self._records = records
+        self._records_warned: set[str] = set()
         self.failed_records = 0
         self._lock = threading.Lock()  # guards _streams: aggregation vs collection
         self._export_lock = threading.Lock()
@@ -181,6 +190,8 @@ class Recorder:
             with self._lock:
                 for (key, error_type), rows in overflow.items():
                     self._stream(key).add_call(rows, 0.0, error_type)
+                    if error_type is None:
+                        self._records_dropped(key, semconv.DROP_REASON_QUEUE_FULL, rows)
                 for key in touched:
                     self._aggregate_staged(key)
 
@@ -196,18 +207,43 @@ class Recorder:
             stream = self._stream(key)
             stream.add_call(call.rows, call.duration_s, call.error_type)
             if model_traits is None:
+                if call.error_type is None:  # its values were dropped: the queue was full
+                    self._records_dropped(key, semconv.DROP_REASON_QUEUE_FULL, call.rows)
                 return
             touched.add(key)
             stream.stage_inputs(call.inputs, model_traits)
             if call.outputs is not None and call.error_type is None:
                 stream.stage_outputs(call.outputs, model_traits)
         if self._records is not None and call.outputs is not None and call.error_type is None:
+            capped = self._records.capped
             try:
                 self._records.emit(call, model_traits)
             except Exception:  # records are best effort; metrics must go on
                 self.failed_records += 1
                 _logger.exception("driftline: could not emit prediction records of a %s call",
                                   call.scope)
+            if self._records.capped > capped:
+                with self._lock:
+                    self._records_dropped(key, semconv.DROP_REASON_RATE_LIMITED,
+                                          self._records.capped - capped, sampled=True)
+
+    def _records_dropped(self, key: StreamKey, reason: str, rows: int,
+                         sampled: bool = False) -> None:
+        """Count ``ml.prediction`` records not sent (under ``_lock``): ``rows`` records, or
+        the records a sample of ``rows`` rows would have had. The first drop of each reason
+        is logged."""
+        if self._records is None:
+            return
+        count = rows if sampled else self._records.sampled(rows)
+        if count <= 0:
+            return
+        self._stream(key).records_dropped[reason] += count
+        if reason not in self._records_warned:
+            self._records_warned.add(reason)
+            _logger.warning("driftline: %d ml.prediction record(s) of %s dropped (%s); "
+                            "counted in %s (logged once per reason). %s", count, key[0],
+                            reason, semconv.ML_PREDICTION_RECORDS_DROPPED,
+                            _DROP_ADVICE.get(reason, ""))
 
     def _aggregate_staged(self, key: StreamKey) -> None:
         stream = self._streams.get(key)

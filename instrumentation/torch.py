@@ -60,6 +60,7 @@ from driftline.instrumentation import _env
 from driftline.instrumentation._aggregation import ModelTraits
 from driftline.instrumentation._observe import model_attributes, observe
 from driftline.instrumentation.recorder import PredictCall, Recorder
+from driftline.labels import TASK_CLASSIFICATION, TASK_REGRESSION, TASKS
 from driftline.projection import DEFAULT_COMPONENTS, DEFAULT_MAX_FEATURES, DEFAULT_SEED
 
 if TYPE_CHECKING:
@@ -68,9 +69,6 @@ if TYPE_CHECKING:
 _logger = logging.getLogger(__name__)
 
 SCOPE = semconv.SCOPE_PREFIX + semconv.FRAMEWORK_TORCH
-TASK_CLASSIFICATION = "classification"
-TASK_REGRESSION = "regression"
-TASKS = (TASK_CLASSIFICATION, TASK_REGRESSION)
 # Rows whose scores all lie in [0, 1] and sum to 1 within this are probabilities, not logits.
 PROBABILITY_SUM_TOLERANCE = 1e-4
 # Input widths whose projection matrix is kept; variable-width inputs must not grow memory.

@@ -16,6 +16,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs
 
 from driftline import semconv
+from driftline.labels import class_label
 from driftline.processor._prediction_store import GroundTruth, ModelKey, Prediction
 
 _EVENT_NAME_ATTRIBUTE = "event.name"
@@ -59,13 +60,15 @@ def _text(value: AnyValue) -> str | None:
     if kind == "bool_value":
         return str(value.bool_value).lower()
     if kind == "double_value":
-        return label_text(value.double_value)
+        return class_label(value.double_value) or repr(value.double_value)
     return None
 
 
-def label_text(number: float) -> str:
-    """A numeric class label as text: ``1.0`` -> ``"1"`` (so it matches a class named "1")."""
-    return str(int(number)) if float(number).is_integer() else repr(float(number))
+def _label(value: AnyValue) -> str | None:
+    """A class label in its canonical text (``driftline.labels``), whatever the sender's
+    spelling: ``1``, ``1.0`` and ``"1.0"`` are all ``"1"``."""
+    text = _text(value)
+    return None if text is None else class_label(text) or text
 
 
 def _number(value: AnyValue) -> float | None:
@@ -114,14 +117,14 @@ def prediction(record: LogRecord, resource: tuple[tuple[str, str], ...] = ()) ->
     key = ModelKey(*(m or "" for m in model))
     label_value = attributes.get(semconv.ML_PREDICTION_LABEL)
     if label_value is not None:
-        label = _text(label_value)
+        label = _label(label_value)
         if label is None:
             raise RecordError(f"ml.prediction record {prediction_id!r}: "
                               f"{semconv.ML_PREDICTION_LABEL} must be a string")
         scores = classes = None
         if semconv.ML_PREDICTION_SCORES in attributes:
             scores = _numbers(attributes[semconv.ML_PREDICTION_SCORES])
-            classes = _texts(attributes.get(semconv.ML_PREDICTION_CLASSES))
+            classes = _labels(attributes.get(semconv.ML_PREDICTION_CLASSES))
             if scores is None or classes is None or len(scores) != len(classes):
                 raise RecordError(
                     f"ml.prediction record {prediction_id!r}: {semconv.ML_PREDICTION_SCORES} "
@@ -147,10 +150,10 @@ def _numbers(value: AnyValue) -> tuple[float, ...] | None:
     return tuple(numbers)  # type: ignore[arg-type]
 
 
-def _texts(value: AnyValue | None) -> tuple[str, ...] | None:
+def _labels(value: AnyValue | None) -> tuple[str, ...] | None:
     if value is None or value.WhichOneof("value") != "array_value":
         return None
-    texts = [_text(v) for v in value.array_value.values]
+    texts = [_label(v) for v in value.array_value.values]
     if any(t is None for t in texts):
         return None
     return tuple(texts)  # type: ignore[arg-type]
@@ -162,7 +165,7 @@ def ground_truth(record: LogRecord) -> GroundTruth:
     prediction_id = _required_id(attributes, "ml.ground_truth record")
     raw = attributes.get(semconv.ML_GROUND_TRUTH_LABEL)
     if raw is not None:
-        label = _text(raw)
+        label = _label(raw)
         if label is not None:
             return GroundTruth(prediction_id, label=label)
     raw = attributes.get(semconv.ML_GROUND_TRUTH_VALUE)

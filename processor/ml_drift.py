@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry.proto.common.v1.common_pb2 import (
-    InstrumentationScope,
     KeyValue,
 )
 from opentelemetry.proto.logs.v1.logs_pb2 import ResourceLogs
@@ -37,14 +36,12 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
     AGGREGATION_TEMPORALITY_DELTA,
     Metric,
     ResourceMetrics,
-    ScopeMetrics,
 )
-from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
-import driftline
 from driftline import drift, semconv
 from driftline._attribute_bytes import AttributeKey, attribute_key
 from driftline.durations import parse_duration
+from driftline.labels import TASK_CLASSIFICATION, TASK_REGRESSION, class_label
 from driftline.processor import _explicit
 from driftline.processor._drift_alerts import Alert, alert_logs
 from driftline.processor._explicit import ExplicitHistogram
@@ -83,7 +80,7 @@ from driftline.processor._window_store import (
 )
 from driftline.processor.component import ComponentError, DataRefusedError, Host
 from driftline.processor.registry import SIGNAL_LOGS, SIGNAL_METRICS
-from driftline.profile import KIND_NUMERIC, Profile, ProfileError
+from driftline.profile import KIND_NUMERIC, ROLE_PREDICTION, Profile, ProfileError
 
 # The config lives in _ml_drift_config; its names are part of this module's API.
 __all__ = [
@@ -842,7 +839,8 @@ class MlDriftProcessor:
 
     def _add_counts(self, resource: Sequence[KeyValue], stream_prefix: str, metric: Metric,
                     now_ns: int, column_of: Callable[[Mapping[str, str]], str | None],
-                    category_attribute: str) -> None:
+                    category_attribute: str,
+                    category_of: Callable[[str], str | None] | None = None) -> None:
         for point, attributes, value in self._values(stream_prefix, metric, ("sum",)):
             column = column_of(attributes.values)
             if not column:
@@ -853,6 +851,8 @@ class MlDriftProcessor:
             column = self._column_in(memo, column)
             counts = memo.window.categorical.setdefault(column, Counter())
             category = attributes.values.get(category_attribute, "")
+            if category_of is not None:
+                category = category_of(category) or category
             if category not in counts and len(counts) >= self._limits.max_categories:
                 self._counts["category_overflow_points"] += 1
                 category = semconv.OVERFLOW_VALUE
@@ -880,7 +880,7 @@ class MlDriftProcessor:
                             now: int) -> None:
         self._add_counts(resource, prefix, metric, now,
                          lambda a: semconv.PROFILE_COLUMN_PREDICTION_CLASS,
-                         semconv.ML_PREDICTION_CLASS)
+                         semconv.ML_PREDICTION_CLASS, class_label)
 
     def _feature_categories(self, resource: Sequence[KeyValue], prefix: str, metric: Metric,
                             now: int) -> None:
@@ -1071,6 +1071,40 @@ class MlDriftProcessor:
                     self._thresholds_for(name, drift.KIND_CATEGORICAL))
         return scores
 
+    def _check_predictions(self, key: StreamKey, profile: Profile, window: Window) -> None:
+        """Say once per model when its profile and its traffic share no prediction column,
+        or no class: prediction drift is then never computed, or flagged in every window."""
+        profiled = {c.name for c in profile.columns.values() if c.role == ROLE_PREDICTION}
+        sent = {name for name in _PREDICTION_COLUMNS
+                if window.categorical.get(name) or name in window.explicit
+                or (name in window.numeric and window.numeric[name].count)}
+        if not profiled or not sent:
+            return
+        if not profiled & sent:
+            task = (TASK_CLASSIFICATION if semconv.PROFILE_COLUMN_PREDICTION_CLASS in sent
+                    else TASK_REGRESSION)
+            self._warn_once(
+                ("prediction columns", key.model_name, key.model_version),
+                "ml_drift: model %r version %r: its profile has prediction column(s) %s, its "
+                "traffic sends %s, so prediction drift is not computed; profile it again "
+                "with `driftline profile --task %s` (or capture(..., task=%r))",
+                key.model_name, key.model_version, ", ".join(sorted(profiled)),
+                ", ".join(sorted(sent)), task, task)
+            return
+        name = semconv.PROFILE_COLUMN_PREDICTION_CLASS
+        if name not in profiled & sent:
+            return
+        reference = set(profile.columns[name].frequencies) - {semconv.OVERFLOW_VALUE}
+        current = set(window.categorical[name]) - {semconv.OVERFLOW_VALUE}
+        if reference and current and not reference & current:
+            self._warn_once(
+                ("classes", key.model_name, key.model_version),
+                "ml_drift: model %r version %r: its profile and its traffic have no class in "
+                "common (profile: %s; traffic: %s), so prediction drift is flagged in every "
+                "window; profile the model's own predictions (their labels, as it returns "
+                "them) again", key.model_name, key.model_version,
+                ", ".join(sorted(reference)[:10]), ", ".join(sorted(current)[:10]))
+
     def _alerts(self, key: StreamKey, verdicts: Sequence[drift.DriftScore],
                 share: float | None, changes: Changes) -> list[Alert]:
         """Alerts for the subjects whose verdict flips to drifted; records every verdict."""
@@ -1114,14 +1148,17 @@ class MlDriftProcessor:
         if profile is not None and evaluated.row_count() < self._min_rows:
             verdict = f"below min_rows={self._min_rows}, no verdict"
         elif profile is not None:
+            self._check_predictions(key, profile, evaluated)
             scores = self._scores(evaluated, profile)
+            verdicts = _verdicts(scores)
             for score in scores:
-                extra = [(semconv.ML_FEATURE_NAME, score.column),
-                         (semconv.ML_DRIFT_METHOD, score.method)]
                 gauges.add(semconv.ML_DRIFT_SCORE, semconv.UNIT_DIMENSIONLESS, score.score,
-                           extra)
+                           _score_attributes(score))
+            # One ml.drift.detected per column, for its verdict method: an alert counting
+            # drifted columns must not count a column again for its context statistics.
+            for score in verdicts:
                 gauges.add(semconv.ML_DRIFT_DETECTED, semconv.UNIT_DIMENSIONLESS,
-                           int(score.drifted), extra)
+                           int(score.drifted), _score_attributes(score))
             features = {c.name for c in profile.features()}
             feature_scores = [s for s in scores if s.column in features]
             share = None
@@ -1130,23 +1167,22 @@ class MlDriftProcessor:
                 gauges.add(semconv.ML_DRIFT_DATASET_SHARE, semconv.UNIT_DIMENSIONLESS, share)
                 gauges.add(semconv.ML_DRIFT_DATASET_DETECTED, semconv.UNIT_DIMENSIONLESS,
                            int(share >= self._thresholds.dataset_share))
-            verdicts = _verdicts(scores)
             alerts = self._alerts(key, verdicts, share, changes)
             drifted = [s.column for s in verdicts if s.drifted]
             verdict = f"drifted columns: {', '.join(drifted) or 'none'}"
         _log.info("ml_drift: model=%s version=%s operation=%s window_start=%s rows=%d %s",
                   key.model_name, key.model_version or "-", key.operation or "-",
                   _iso(start_ns), window.row_count(), verdict)
-        resource = evaluated.resource or []
-        metrics = ResourceMetrics(
-            resource=Resource(attributes=resource),
-            scope_metrics=[ScopeMetrics(
-                scope=InstrumentationScope(name=semconv.PROCESSOR_SCOPE,
-                                           version=driftline.__version__),
-                metrics=gauges.metrics())],
-        )
-        logs = alert_logs(alerts, model, resource, start_ns, end_ns, now_ns) if alerts else None
+        metrics = gauges.resource_metrics(semconv.PROCESSOR_SCOPE)
+        logs = alert_logs(alerts, model, evaluated.resource or [], start_ns, end_ns, now_ns) \
+            if alerts else None
         return metrics, logs
+
+
+def _score_attributes(score: drift.DriftScore) -> list[tuple[str, str]]:
+    return [(semconv.ML_FEATURE_NAME, score.column), (semconv.ML_DRIFT_METHOD, score.method)]
+
+
 def _verdicts(scores: Sequence[drift.DriftScore]) -> list[drift.DriftScore]:
     """The verdict statistic of each column: the first of its scores (see drift.py)."""
     first: dict[str, drift.DriftScore] = {}

@@ -14,7 +14,6 @@ the logs pipelines. See docs/performance.md.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections import Counter
@@ -23,16 +22,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
 from opentelemetry.proto.logs.v1.logs_pb2 import ResourceLogs
 from opentelemetry.proto.metrics.v1.metrics_pb2 import (
     ResourceMetrics,
-    ScopeMetrics,
 )
-from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
-import driftline
 from driftline import semconv
+from driftline.labels import class_label
 from driftline.processor import _performance_metrics as quality
 from driftline.processor._ml_performance_config import (
     DEFAULT_GRACE,
@@ -51,13 +47,12 @@ from driftline.processor._ml_performance_config import (
     PerformanceThresholdsConfig,
     StoreConfig,
 )
-from driftline.processor._otlp_build import WindowGauges, attribute
+from driftline.processor._otlp_build import WindowGauges
 from driftline.processor._performance_alerts import PerformanceAlert, alert_logs
 from driftline.processor._prediction_records import (
     RecordError,
     event_name,
     ground_truth,
-    label_text,
     prediction,
     resource_pairs,
 )
@@ -424,12 +419,7 @@ class MlPerformanceProcessor:
             verdict += self._regression(rows, regressed, gauges, values)
         _log.info("ml_performance: model=%s version=%s window_start=%d labels=%d %s",
                   key.name, key.version or "-", start_ns, labels, verdict.strip())
-        metrics = ResourceMetrics(
-            resource=Resource(attributes=[attribute(k, v) for k, v in rows.resource]),
-            scope_metrics=[ScopeMetrics(
-                scope=InstrumentationScope(name=semconv.PERFORMANCE_SCOPE,
-                                           version=driftline.__version__),
-                metrics=gauges.metrics())])
+        metrics = gauges.resource_metrics(semconv.PERFORMANCE_SCOPE)
         alerts = []
         for name, threshold in self._thresholds:
             metric = METRIC_NAMES[name]
@@ -447,12 +437,12 @@ class MlPerformanceProcessor:
     def _classification(self, rows: WindowRows, indexes: list[int], gauges: WindowGauges,
                         values: dict[str, float]) -> str:
         y_true, y_pred, kept = [], [], []
-        canonical = _Canonical()
+        canonical = _label_cache()
         for i in indexes:
             true = rows.true_labels[i]
             if true is None:
                 value = rows.true_values[i]
-                true = None if value is None else label_text(value)
+                true = None if value is None else class_label(value)
             if true is None:
                 continue
             y_true.append(canonical(true))
@@ -563,25 +553,18 @@ class MlPerformanceProcessor:
                             "number) are left out, counted in unusable_labels")
 
 
-class _Canonical:
-    """Class labels that are numbers, spelled one way: ``"1.0"``, ``"1"`` and a label value
-    of 1.0 are all ``"1"``. An app's float classes (``str(1.0)``) then match labels sent as
-    numbers or integers; other text is kept as it is."""
+def _label_cache() -> Callable[[str], str]:
+    """``class_label`` of texts, each distinct text converted once: stores written before
+    labels were canonical may hold ``"1.0"`` where the other side says ``"1"``."""
+    seen: dict[str, str] = {}
 
-    def __init__(self) -> None:
-        self._seen: dict[str, str] = {}
-
-    def __call__(self, text: str) -> str:
-        found = self._seen.get(text)
+    def canonical(text: str) -> str:
+        found = seen.get(text)
         if found is None:
-            try:
-                number = float(text)
-            except ValueError:
-                found = text
-            else:
-                found = label_text(number) if math.isfinite(number) else text
-            self._seen[text] = found
+            found = seen[text] = class_label(text) or text
         return found
+
+    return canonical
 
 
 def _score_matrix(rows: WindowRows, kept: list[int]

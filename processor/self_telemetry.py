@@ -29,9 +29,9 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
     ResourceMetrics,
     ScopeMetrics,
 )
-from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from driftline import semconv
+from driftline.processor._otlp_build import processor_resource
 
 _log = logging.getLogger(__name__)
 
@@ -48,6 +48,9 @@ STOP_TIMEOUT_S = 5.0
 
 GAUGE_PREFIXES = ("current_", "last_")
 GAUGE_SUFFIXES = ("_size", "_queued", "_items_queued", "_bytes", "_capacity", "_limit")
+# Stats fields of time spent, in nanoseconds; exported in seconds.
+NANOSECONDS_SUFFIX = "_nanoseconds_total"
+NS_PER_S = 1_000_000_000
 
 _CUMULATIVE = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
 
@@ -58,8 +61,31 @@ def is_gauge_field(name: str) -> bool:
 
 
 def metric_name(field_name: str) -> str:
-    """The OTLP metric name of stats field ``field_name``."""
+    """The OTLP metric name of stats field ``field_name``: a ``*_nanoseconds_total`` field is
+    sent in seconds (Prometheus' base unit) under its name without that suffix."""
+    if field_name.endswith(NANOSECONDS_SUFFIX):
+        field_name = field_name[: -len(NANOSECONDS_SUFFIX)]
     return f"{semconv.PROCESSOR_METRIC_PREFIX}{field_name}"
+
+
+def metric_unit(field_name: str) -> str:
+    """``s`` for time fields (``*_nanoseconds_total``); no unit for the rest, which count."""
+    return semconv.UNIT_SECONDS if field_name.endswith(NANOSECONDS_SUFFIX) else ""
+
+
+def metric_help(field_name: str) -> str:
+    """HELP text of a stats field: what it counts, read from its name, and whether it is a
+    running count or a level."""
+    words = metric_name(field_name)[len(semconv.PROCESSOR_METRIC_PREFIX):].replace("_", " ")
+    if field_name.endswith(NANOSECONDS_SUFFIX):
+        return f"Driftline processor: seconds spent in {words}, since start"
+    if is_gauge_field(field_name):
+        return f"Driftline processor: {words} (current level)"
+    return f"Driftline processor: {words}, counted since start"
+
+
+def _sample_value(field_name: str, value: int | float) -> int | float:
+    return value / NS_PER_S if field_name.endswith(NANOSECONDS_SUFFIX) else value
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +166,8 @@ def build_metrics(samples: Sequence[Sample], start_time_unix_nano: int,
         for field_name, value in fields:
             metric = metrics.get(field_name)
             if metric is None:
-                metric = Metric(name=metric_name(field_name))
+                metric = Metric(name=metric_name(field_name), unit=metric_unit(field_name),
+                                description=metric_help(field_name))
                 if not is_gauge_field(field_name):
                     metric.sum.is_monotonic = True
                     metric.sum.aggregation_temporality = _CUMULATIVE
@@ -151,12 +178,12 @@ def build_metrics(samples: Sequence[Sample], start_time_unix_nano: int,
                 point = metric.sum.data_points.add(start_time_unix_nano=start_time_unix_nano,
                                                    time_unix_nano=time_unix_nano)
             point.attributes.extend(attributes)
+            value = _sample_value(field_name, value)
             if isinstance(value, int):
                 point.as_int = value
             else:
                 point.as_double = value
-    resource = Resource(attributes=[_string(semconv.SERVICE_NAME,
-                                            semconv.PROCESSOR_SERVICE_NAME)])
+    resource = processor_resource()
     scope = InstrumentationScope(name=semconv.PROCESSOR_SELF_TELEMETRY_SCOPE)
     return ResourceMetrics(resource=resource, scope_metrics=[
         ScopeMetrics(scope=scope, metrics=list(metrics.values()))])

@@ -101,7 +101,10 @@ def test_auto_instrumented_app_to_processor_to_prometheus(tmp_path: Path) -> Non
             assert float(series["value"][1]) == pytest.approx(fraud_data.SHIFT_IN_STD, abs=0.2)
             assert series["metric"]["ml_model_name"] == fraud_data.MODEL_NAME
             assert series["metric"]["ml_model_version"] == fraud_data.MODEL_VERSION
-            assert series["metric"]["job"] == "fraud-service"
+            # The verdict is the model's: the processor's job, not the app instance's.
+            assert series["metric"]["job"] == semconv.PROCESSOR_SERVICE_NAME
+            # No app instance label: Prometheus fills in its scrape target.
+            assert series["metric"]["instance"] == exporter
 
             scores = {r["metric"]["ml_feature_name"]: float(r["value"][1]) for r in
                       prometheus.query('ml_drift_score{ml_drift_method="wasserstein"}')}

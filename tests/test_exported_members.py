@@ -10,8 +10,8 @@ from importlib.metadata import entry_points
 import pytest
 
 PUBLIC = {
-    "driftline": ["ModelIdentity", "__version__", "last_prediction_ids", "prediction_ids",
-                  "record_ground_truth", "register"],
+    "driftline": ["GroundTruthNotDelivered", "ModelIdentity", "__version__",
+                  "last_prediction_ids", "prediction_ids", "record_ground_truth", "register"],
     "driftline.instrumentation": ["Limits", "ModelTraits", "PredictCall", "Recorder"],
 }
 

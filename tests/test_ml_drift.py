@@ -230,20 +230,30 @@ def test_shifted_feature_is_detected_and_unshifted_is_not(rng: np.random.Generat
     assert proc.stats().evaluated_windows == 1
 
 
-def test_output_carries_model_attributes_window_times_and_app_resource(
+def test_output_carries_model_attributes_window_times_and_the_processors_resource(
     rng: np.random.Generator,
 ) -> None:
+    """A verdict is the model's, not the app instance's: whichever replicas sent the rows,
+    the gauges carry the processor's resource (Prometheus' job/instance come from it), so
+    they stay one series across app restarts and replicas."""
     clock, capture = Clock(T0), Capture()
     proc = processor({("churn", "3"): reference(rng)}, clock, capture)
     clock.at(3)
     proc.consume_metrics(app_batch(T0 + 2 * NS, {"age": rng.normal(40, 10, 200)}))
-    # A second replica of the same app: only the attributes both share are kept.
+    # A second replica of the same app.
     proc.consume_metrics(app_batch(T0 + 4 * NS, {"age": rng.normal(40, 10, 200)},
                                    resource={**APP, "service.instance.id": "pod-2"}))
     clock.at(12)
     [resource_metrics] = proc.evaluate_due()
+    # The next window from one restarted replica only: the same resource.
+    proc.consume_metrics(app_batch(T0 + 12 * NS, {"age": rng.normal(40, 10, 200)},
+                                   resource={**APP, "service.instance.id": "pod-3"}))
+    clock.at(22)
+    [next_window] = proc.evaluate_due()
 
-    assert _plain(resource_metrics.resource.attributes) == {semconv.SERVICE_NAME: "churn-api"}
+    processor_resource = {semconv.SERVICE_NAME: semconv.PROCESSOR_SERVICE_NAME}
+    assert _plain(resource_metrics.resource.attributes) == processor_resource
+    assert _plain(next_window.resource.attributes) == processor_resource
     [scope] = resource_metrics.scope_metrics
     assert scope.scope.name == semconv.PROCESSOR_SCOPE
     point = rows_point([resource_metrics])
@@ -255,6 +265,35 @@ def test_output_carries_model_attributes_window_times_and_app_resource(
     assert _plain(score.gauge.data_points[0].attributes) == {
         **MODEL, semconv.ML_FEATURE_NAME: "age",
         semconv.ML_DRIFT_METHOD: semconv.DRIFT_METHOD_WASSERSTEIN}
+
+
+def test_one_detected_per_column_for_its_verdict_method_context_scores_as_scores(
+    rng: np.random.Generator,
+) -> None:
+    """``count(ml_drift_detected == 1)`` counts drifted columns: context methods (KS, PSI,
+    chi-square) leave their statistic in ``ml.drift.score`` only."""
+    clock, capture = Clock(T0), Capture()
+    proc = processor({("churn", "3"): reference(rng, classes=["a", "b", "c"])}, clock,
+                     capture)
+    clock.at(3)
+    proc.consume_metrics(app_batch(T0 + 2 * NS, {"age": rng.normal(70, 10, 500),
+                                                 "income": rng.normal(50, 5, 500)},
+                                   classes={"a": 100, "b": 100, "c": 300},
+                                   confidence=rng.uniform(0.5, 1.0, 500)))
+    clock.at(12)
+    values = gauges(proc.evaluate_due())
+    detected = sorted(k[1:] for k in values if k[0] == semconv.ML_DRIFT_DETECTED)
+    verdicts = [(column, method) for column, method in detected]
+    assert [column for column, _ in verdicts] == sorted({"age", "income", CLASS, CONFIDENCE})
+    assert dict(verdicts) == {"age": semconv.DRIFT_METHOD_WASSERSTEIN,
+                              "income": semconv.DRIFT_METHOD_WASSERSTEIN,
+                              CONFIDENCE: semconv.DRIFT_METHOD_WASSERSTEIN,
+                              CLASS: semconv.DRIFT_METHOD_JENSENSHANNON}
+    scores = {k[1:] for k in values if k[0] == semconv.ML_DRIFT_SCORE}
+    assert {("age", semconv.DRIFT_METHOD_KS), ("age", semconv.DRIFT_METHOD_PSI),
+            ("age", semconv.DRIFT_METHOD_WASSERSTEIN)} <= scores
+    assert len(scores) > len(verdicts)  # the context scores are still there
+    assert values[(semconv.ML_DRIFT_DETECTED, "age", semconv.DRIFT_METHOD_WASSERSTEIN)] == 1
 
 
 def _plain(attributes: Sequence[KeyValue]) -> dict[str, str]:

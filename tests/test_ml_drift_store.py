@@ -95,8 +95,8 @@ def test_history_and_baseline_survive_a_restart(tmp_path: Path,
     finally:
         again.shutdown()
     # Compared with the restored baseline, over windows 0 and 1 (800 rows, half shifted).
-    wasserstein = (semconv.ML_DRIFT_DETECTED, "age", semconv.DRIFT_METHOD_WASSERSTEIN)
-    assert values[wasserstein] == 1
+    # A 400-row baseline is a small reference: the KS test is its verdict.
+    assert values[(semconv.ML_DRIFT_DETECTED, "age", semconv.DRIFT_METHOD_KS)] == 1
     assert values[(semconv.ML_WINDOW_ROWS, "", "")] == 400
 
 

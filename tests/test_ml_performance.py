@@ -220,12 +220,14 @@ def test_binary_metrics_match_sklearn_on_the_joined_rows(rig: Rig) -> None:
         (300, 250, 1)
 
 
-def test_gauges_carry_the_model_the_window_and_the_app_resource(rig: Rig) -> None:
+def test_gauges_carry_the_model_the_window_and_the_processors_resource(rig: Rig) -> None:
+    """A window's quality is the model's, not the app instance's that sent it: the gauges
+    carry the processor's resource, so Prometheus keeps one series across app restarts."""
     rig.send([prediction_record("a", T0 + 5 * NS, label="yes"), label_record("a", "yes")])
     rig.close_windows(T0 + (WINDOW_S + 6) * NS)
     [[resource_metrics]] = rig.metrics.metrics
     assert {kv.key: kv.value.string_value for kv in resource_metrics.resource.attributes} == \
-        {semconv.SERVICE_NAME: "churn-api"}
+        {semconv.SERVICE_NAME: semconv.PROCESSOR_SERVICE_NAME}
     assert resource_metrics.scope_metrics[0].scope.name == semconv.PERFORMANCE_SCOPE
     _, attributes, value, start, end = next(
         p for p in rig.metrics.points() if p[0] == semconv.ML_PERFORMANCE_ACCURACY)

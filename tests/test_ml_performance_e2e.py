@@ -177,3 +177,44 @@ def test_sigkill_between_predictions_and_labels_loses_nothing(tmp_path: Path) ->
         _emit(second.endpoints[PROTOCOL_HTTP], _labels(y_true)[20:])
         gauges = _wait_for_labels(tmp_path / "metrics.jsonl", 40)
     _check(gauges, y_true, y_pred, yes, second.stderr())
+
+
+MANY_LABELS = 50_000
+# Enough queue and batch for the test's own prediction records (not what is under test).
+PREDICTION_QUEUE = MANY_LABELS + 1
+PREDICTION_BATCH = 5000
+
+
+def test_record_ground_truth_delivers_every_label_with_default_sdk_settings(
+        tmp_path: Path) -> None:
+    """50 000 labels through a LoggerProvider with the SDK's default BatchLogRecordProcessor
+    (a queue of 2048): every one reaches the processor and joins its prediction."""
+    import driftline
+
+    with running_collector(_config(tmp_path), tmp_path) as collector:
+        endpoint = f"http://{collector.endpoints[PROTOCOL_HTTP]}/v1/logs"
+        predictions = LoggerProvider(resource=Resource.create({semconv.SERVICE_NAME: "api"}))
+        predictions.add_log_record_processor(BatchLogRecordProcessor(
+            OTLPLogExporter(endpoint=endpoint, timeout=30), max_queue_size=PREDICTION_QUEUE,
+            max_export_batch_size=PREDICTION_BATCH))
+        logger = predictions.get_logger("driftline.test")
+        start = _window_start()
+        labels = np.resize(np.array(CLASSES), MANY_LABELS)
+        for i in range(MANY_LABELS):
+            logger.emit(timestamp=start + i * 1000, event_name=semconv.EVENT_PREDICTION,
+                        attributes={**MODEL, semconv.ML_PREDICTION_ID: f"p{i}",
+                                    semconv.ML_PREDICTION_LABEL: str(labels[i])})
+        assert predictions.force_flush(60_000)
+        predictions.shutdown()
+
+        provider = LoggerProvider(resource=Resource.create({semconv.SERVICE_NAME: "labels"}))
+        provider.add_log_record_processor(BatchLogRecordProcessor(
+            OTLPLogExporter(endpoint=endpoint)))  # the SDK's defaults
+        sent = driftline.record_ground_truth([f"p{i}" for i in range(MANY_LABELS)], labels,
+                                             logger_provider=provider)
+        gauges = _wait_for_labels(tmp_path / "metrics.jsonl", MANY_LABELS)
+        provider.shutdown()
+    assert sent == MANY_LABELS
+    assert gauges.get((semconv.ML_PERFORMANCE_LABELS, "", "")) == MANY_LABELS, \
+        collector.stderr()[-2000:]
+    assert gauges[(semconv.ML_PERFORMANCE_ACCURACY, "", "")] == 1.0

@@ -15,7 +15,11 @@ from typing import Any
 import numpy as np
 import pytest
 from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+from opentelemetry.sdk._logs.export import (
+    BatchLogRecordProcessor,
+    InMemoryLogRecordExporter,
+    SimpleLogRecordProcessor,
+)
 from opentelemetry.sdk.trace import TracerProvider
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
@@ -211,6 +215,45 @@ def test_ground_truth_records_carry_ids_and_labels_or_values(
         driftline.record_ground_truth(["a"], [1, 2], logger_provider=provider)
 
 
+def test_ground_truth_without_an_sdk_logger_provider_is_an_error_not_a_silent_loss() -> None:
+    from opentelemetry._logs import NoOpLoggerProvider
+
+    with pytest.raises(driftline.GroundTruthNotDelivered, match="OTEL_LOGS_EXPORTER") as info:
+        driftline.record_ground_truth(["a"], [1], logger_provider=NoOpLoggerProvider())
+    assert info.value.delivered == 0
+
+
+def test_ground_truth_that_cannot_be_flushed_raises_with_what_was_delivered(
+        logs: InMemoryLogRecordExporter) -> None:
+    provider = LoggerProvider()
+    provider.add_log_record_processor(BatchLogRecordProcessor(logs))
+    assert driftline.record_ground_truth(["a", "b"], [1, 0], logger_provider=provider) == 2
+    assert len(_records(logs, semconv.EVENT_GROUND_TRUTH)) == 2  # exported before returning
+    provider.shutdown()  # the SDK now ignores records and its flush returns False
+    with pytest.raises(driftline.GroundTruthNotDelivered, match="0 label") as info:
+        driftline.record_ground_truth(["c"], [1], logger_provider=provider)
+    assert info.value.delivered == 0
+
+
+def test_ground_truth_is_flushed_in_chunks_the_log_queue_holds(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from driftline.predictions import LOG_QUEUE_CHUNK, log_queue_chunk
+
+    assert log_queue_chunk({}) == LOG_QUEUE_CHUNK
+    assert log_queue_chunk({"OTEL_BLRP_MAX_QUEUE_SIZE": "100"}) == 100
+    assert log_queue_chunk({"OTEL_BLRP_MAX_QUEUE_SIZE": "lots"}) == LOG_QUEUE_CHUNK
+    # A queue of 100 and 1000 labels: nothing is dropped (the SDK would drop 900).
+    monkeypatch.setenv("OTEL_BLRP_MAX_QUEUE_SIZE", "100")
+    logs = InMemoryLogRecordExporter()
+    provider = LoggerProvider()
+    provider.add_log_record_processor(BatchLogRecordProcessor(
+        logs, schedule_delay_millis=60_000, max_export_batch_size=50))
+    ids = [f"p{i}" for i in range(1000)]
+    assert driftline.record_ground_truth(ids, [1] * 1000, logger_provider=provider) == 1000
+    assert [dict(r.attributes)[semconv.ML_PREDICTION_ID]
+            for r in _records(logs, semconv.EVENT_GROUND_TRUTH)] == ids
+
+
 @pytest.mark.integration
 def test_app_records_and_labels_reach_the_processor_logs_pipeline(tmp_path: Path) -> None:
     output = tmp_path / "logs.jsonl"
@@ -290,3 +333,99 @@ def test_binary_decision_scores_are_recorded_with_the_predicted_label(
     assert [r.attributes[semconv.ML_PREDICTION_LABEL] for r in records] == list(predicted)
     recorded = np.array([list(r.attributes[semconv.ML_PREDICTION_SCORES]) for r in records])
     np.testing.assert_allclose(recorded, np.column_stack((-scores, scores)))
+
+
+def _dropped(metrics: InMemoryMetricExporter) -> dict[str, int]:
+    """ml.prediction.records.dropped per reason (error.type), summed over the exports."""
+    found: dict[str, int] = {}
+    for point in metrics.points(semconv.ML_PREDICTION_RECORDS_DROPPED):
+        reason = point.attributes[semconv.ERROR_TYPE]
+        found[reason] = found.get(reason, 0) + point.value
+    return found
+
+
+def test_records_past_the_rate_cap_are_counted_in_a_metric_and_logged_once(
+        caplog: pytest.LogCaptureFixture) -> None:
+    X = np.arange(100, dtype=float).reshape(100, 1)
+    model = LinearRegression().fit(X, X[:, 0])
+    logs, metrics = InMemoryLogRecordExporter(), InMemoryMetricExporter()
+    provider = LoggerProvider()
+    provider.add_log_record_processor(SimpleLogRecordProcessor(logs))
+    records = PredictionRecords(provider.get_logger("test"),
+                                RecordSettings(ratio=1.0, per_second=10),
+                                rng=np.random.default_rng(5), clock=_Clock())
+    recorder = Recorder(metrics, records=records)
+    instrumentor = SklearnInstrumentor()
+    instrumentor.instrument(tracer_provider=TracerProvider(), recorder=recorder)
+    try:
+        with caplog.at_level("WARNING", logger="driftline"):
+            model.predict(X)  # 10 allowed, 90 over the cap
+            model.predict(X)  # the same second: 100 over the cap
+            assert recorder.force_flush()
+    finally:
+        instrumentor.uninstrument()
+        recorder.shutdown()
+    assert len(_records(logs)) == 10
+    assert _dropped(metrics) == {semconv.DROP_REASON_RATE_LIMITED: 190}
+    [point] = list(metrics.points(semconv.ML_PREDICTION_RECORDS_DROPPED))
+    assert point.attributes[semconv.ML_MODEL_NAME] == "LinearRegression"
+    warnings = [r for r in caplog.records if semconv.ML_PREDICTION_RECORDS_DROPPED
+                in r.getMessage()]
+    assert len(warnings) == 1 and "DRIFTLINE_PREDICTION_RECORDS_PER_SECOND" in \
+        warnings[0].getMessage()
+
+
+def test_records_of_calls_the_full_recorder_queue_dropped_are_counted() -> None:
+    X = np.arange(50, dtype=float).reshape(50, 1)
+    model = LinearRegression().fit(X, X[:, 0])
+    logs, metrics = InMemoryLogRecordExporter(), InMemoryMetricExporter()
+    provider = LoggerProvider()
+    provider.add_log_record_processor(SimpleLogRecordProcessor(logs))
+    records = PredictionRecords(provider.get_logger("test"),
+                                RecordSettings(ratio=1.0, per_second=1e6),
+                                rng=np.random.default_rng(5), clock=_Clock())
+    # 50 rows never fit 10 pending rows: the call's values (and records) are dropped.
+    recorder = Recorder(metrics, records=records, max_pending_rows=10)
+    instrumentor = SklearnInstrumentor()
+    instrumentor.instrument(tracer_provider=TracerProvider(), recorder=recorder)
+    try:
+        model.predict(X)
+        assert recorder.force_flush()
+    finally:
+        instrumentor.uninstrument()
+        recorder.shutdown()
+    assert _records(logs) == []
+    assert _dropped(metrics) == {semconv.DROP_REASON_QUEUE_FULL: 50}
+
+
+class _SlowExporter(InMemoryLogRecordExporter):
+    """An exporter slower than the app emits: the SDK's batch queue (2048) fills up."""
+
+    def export(self, batch):  # type: ignore[no-untyped-def]
+        threading.Event().wait(0.05)
+        return super().export(batch)
+
+
+def test_no_prediction_record_is_lost_to_the_sdk_log_queue_with_default_settings() -> None:
+    rows = 6000
+    X = np.arange(rows, dtype=float).reshape(rows, 1)
+    model = LinearRegression().fit(X, X[:, 0])
+    logs, metrics = _SlowExporter(), InMemoryMetricExporter()
+    provider = LoggerProvider()
+    provider.add_log_record_processor(BatchLogRecordProcessor(logs))  # the SDK's defaults
+    records = prediction_records_from_kwargs({
+        "logger_provider": provider,
+        "prediction_records": RecordSettings(ratio=1.0, per_second=1e6)})
+    recorder = Recorder(metrics, records=records)
+    instrumentor = SklearnInstrumentor()
+    instrumentor.instrument(tracer_provider=TracerProvider(), recorder=recorder)
+    try:
+        model.predict(X)
+        assert recorder.force_flush()
+        assert provider.force_flush()
+    finally:
+        instrumentor.uninstrument()
+        recorder.shutdown()
+        provider.shutdown()
+    assert len(_records(logs)) == rows
+    assert _dropped(metrics) == {}

@@ -203,7 +203,7 @@ def test_collector_turns_sdk_metrics_into_drift_verdicts(tmp_path: Path) -> None
     assert values[(semconv.ML_WINDOW_ROWS, "", "")] == 400
     assert values[(semconv.ML_DRIFT_DATASET_SHARE, "", "")] == 0.5
     resource = {kv.key: kv.value.string_value for kv in window.resource.attributes}
-    assert resource[semconv.SERVICE_NAME] == "churn-api"
+    assert resource == {semconv.SERVICE_NAME: semconv.PROCESSOR_SERVICE_NAME}
     # The app's own metrics passed through to the exporter too, and so did the span.
     names = {m.name for request in read_metrics(tmp_path / "out.jsonl")
              for rm in request.resource_metrics for s in rm.scope_metrics for m in s.metrics}
