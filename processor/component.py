@@ -126,3 +126,21 @@ class PipelineWatcher(Protocol):
     def ready(self) -> None: ...
 
     def not_ready(self) -> None: ...
+
+
+# Field metadata of a config setting the collector has and Driftline accepts without acting on
+# it: the loader logs a warning naming the key when a YAML file writes it.
+NOT_HONOURED = "driftline.not_honoured"
+
+
+def not_honoured(reason: str, *, default: Any = None, default_factory: Any = None,
+                 honoured: tuple[Any, ...] = ()) -> Any:
+    """A dataclass field for a collector setting accepted so configs copy across, but unused.
+
+    ``reason`` ends the warning (what Driftline does instead); values in ``honoured`` (e.g.
+    the one behaviour Driftline has) are written without a warning.
+    """
+    metadata = {NOT_HONOURED: (reason, honoured)}
+    if default_factory is not None:
+        return field(default_factory=default_factory, metadata=metadata)
+    return field(default=default, metadata=metadata)

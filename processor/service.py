@@ -17,11 +17,11 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TextIO
 
 from driftline.processor.component import ComponentError
-from driftline.processor.config import ConfigError, load_config, problem_lines
+from driftline.processor.config import ConfigError, Sources, load_config, problem_lines
 from driftline.processor.pipeline import Node, Pipelines, build
 
 _log = logging.getLogger(__name__)
@@ -81,23 +81,29 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[Callable[[], None]]:
         restore()
 
 
-def run_collector(config_path: str | os.PathLike[str], *,
+def run_collector(config_path: Sources, *, sets: Sequence[str] = (),
                   stop: threading.Event | None = None) -> int:
     """Run the processor described by ``config_path`` until SIGTERM/SIGINT (or ``stop``).
 
-    Prints every config problem to stderr and returns 1 when the config is invalid or a
-    component cannot start; prints one stdout line per listening endpoint once serving.
+    ``config_path`` is one ``--config`` source or several (merged in order), ``sets`` the
+    ``--set`` items. Prints every config problem to stderr and returns 1 when the config is
+    invalid or a component cannot start; prints one stdout line per listening endpoint once
+    serving.
     """
     try:
-        config = load_config(config_path)
+        config = load_config(config_path, sets=sets)
     except ConfigError as exc:
         for line in problem_lines(config_path, exc):
             print(line, file=sys.stderr)
-        print(f"{config_path}: invalid config ({len(exc.problems)} problem(s)); fix it and "
+        named = config_path if isinstance(config_path, str | os.PathLike) else " + ".join(
+            map(str, config_path))
+        print(f"{named}: invalid config ({len(exc.problems)} problem(s)); fix it and "
               "check with `driftline validate`", file=sys.stderr)
         return 1
     logging.basicConfig(level=_LOG_LEVELS[config.log_level], format=LOG_FORMAT,
                         stream=sys.stderr)
+    for warning in config.warnings:
+        _log.warning("%s", warning)
     stop = stop or threading.Event()
     with _stop_on_signals(stop) as restore_signals:
         try:
