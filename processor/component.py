@@ -133,14 +133,11 @@ class PipelineWatcher(Protocol):
 NOT_HONOURED = "driftline.not_honoured"
 
 
-def not_honoured(reason: str, *, default: Any = None, default_factory: Any = None,
-                 honoured: tuple[Any, ...] = ()) -> Any:
-    """A dataclass field for a collector setting accepted so configs copy across, but unused.
+def not_honoured(reason: str, *, honoured: tuple[Any, ...] = ()) -> dict[str, Any]:
+    """Field metadata for a collector setting accepted so configs copy across, but unused:
+    ``field(default=..., metadata=not_honoured(...))``.
 
     ``reason`` ends the warning (what Driftline does instead); values in ``honoured`` (e.g.
     the one behaviour Driftline has) are written without a warning.
     """
-    metadata = {NOT_HONOURED: (reason, honoured)}
-    if default_factory is not None:
-        return field(default_factory=default_factory, metadata=metadata)
-    return field(default=default, metadata=metadata)
+    return {NOT_HONOURED: (reason, honoured)}

@@ -391,7 +391,7 @@ def _accepts(hint: Any, value: Any) -> bool | None:
             return None
         return any(verdicts)
     if origin in (list, tuple):
-        if not isinstance(value, list):
+        if not isinstance(value, list | tuple):
             return False
         args = [a for a in typing.get_args(hint) if a is not Ellipsis]
         if len(args) == 1 and args[0] in _SIMPLE_TYPES:
