@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint prometheus system-packages clean
+.PHONY: demo test lint prometheus system-packages js-sdk clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,7 +37,17 @@ system-packages:
 # Kept for existing habits and CI scripts: installs whatever of the above is missing.
 prometheus: system-packages
 
-test: $(STAMP) system-packages
+# The OpenTelemetry JavaScript SDK for tests/test_js_sdk_interop.py, exactly as pinned by
+# tests/js/package-lock.json (node and npm must be on PATH).
+JS_STAMP := tests/js/node_modules/.installed
+
+$(JS_STAMP): tests/js/package.json tests/js/package-lock.json
+	npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
+	touch $(JS_STAMP)
+
+js-sdk: $(JS_STAMP)
+
+test: $(STAMP) system-packages js-sdk
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -rs
 
