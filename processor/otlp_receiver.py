@@ -4,8 +4,11 @@ every pipeline it feeds.
 After the collector's ``receiver/otlpreceiver``. ``protocols`` names the servers to run:
 ``grpc`` (OTLP/gRPC) and ``http`` (OTLP/HTTP: ``POST /v1/metrics``, ``/v1/traces`` and
 ``/v1/logs`` with ``application/x-protobuf`` or ``application/json`` bodies, optionally
-gzip- or deflate-compressed). Without ``protocols`` the receiver serves gRPC on its default
-endpoint, as before OTLP/HTTP existed here.
+compressed with any encoding the collector's confighttp reads). Without ``protocols`` the
+receiver serves gRPC on its default endpoint, as before OTLP/HTTP existed here.
+
+The collector's ``max_concurrent_streams`` and ``keepalive`` are the gRPC server's options;
+``include_metadata`` and ``cors`` are accepted with a warning (nothing here uses them).
 
 A consumer that raises is reported to the client as bad data (``ValueError``/``TypeError``:
 gRPC ``INVALID_ARGUMENT``, HTTP 400, not retryable), as a refusal to retry later

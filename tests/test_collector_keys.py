@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import signal
 import threading
 import zlib
 from collections.abc import Callable, Iterator
@@ -21,6 +22,8 @@ from typing import Any
 
 import cramjam
 import pytest
+import yaml
+from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
@@ -28,9 +31,18 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.sdk.metrics.export import MetricExportResult
 
 from driftline.exporters import _otlp_json
+from driftline.exporters.file import read_metrics
 from driftline.exporters.otlp_http import Factory as OtlpHttpFactory
 from driftline.processor.config import ConfigError, load_config, parse_config
 from driftline.processor.otlp_receiver import OtlpReceiver
+from tests._collector import (
+    LOOPBACK,
+    PROTOCOL_GRPC,
+    PROTOCOL_HTTP,
+    STOP_TIMEOUT_S,
+    post_metrics,
+    spawn_cli,
+)
 from tests._consumers import Recorder
 from tests.test_otlp_http_receiver import sdk_metrics
 
@@ -152,6 +164,11 @@ def capturing_backend() -> Iterator[tuple[str, list[tuple[dict[str, str], bytes]
         server.server_close()
 
 
+def sdk_request() -> ExportMetricsServiceRequest:
+    """The SDK's test metrics (a row counter, an exponential histogram) as one request."""
+    return encode_metrics(sdk_metrics(1_700_000_000_000_000_000))
+
+
 def _forward(url: str, settings: dict[str, Any]) -> None:
     config = parse_config({
         "receivers": {"otlp": None},
@@ -228,3 +245,39 @@ def test_grpc_keepalive_and_streams_become_server_options_and_serve() -> None:
     names = [m.name for batch in recorder.metrics for rm in batch for sm in rm.scope_metrics
              for m in sm.metrics]
     assert "ml.predict.rows" in names
+
+
+# --- driftline collector with several sources ---------------------------------------------
+
+
+@pytest.mark.integration
+def test_collector_cli_merges_configs_and_sets_and_logs_warnings(tmp_path: Path) -> None:
+    output = tmp_path / "merged.jsonl"
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump({
+        "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": f"{LOOPBACK}:0"}}}},
+        "exporters": {"file": {"path": str(tmp_path / "not-this.jsonl")}},
+        "service": {"pipelines": {"metrics": {"receivers": ["otlp"], "exporters": ["file"]}},
+                    "telemetry": {"metrics": {"level": "none"}}},
+    }))
+    args = ["--config", "base.yaml",
+            "--config", f"yaml:receivers::otlp::protocols::http::endpoint: {LOOPBACK}:0",
+            "--config", "yaml:processors::batch::metadata_keys: [tenant]",
+            "--set", f"exporters::file::path={output}",
+            "--set", "exporters::file::flush_interval=0",
+            "--set", "service::pipelines::metrics::processors=[batch]"]
+    collector = spawn_cli(args, tmp_path)
+    try:
+        collector.wait_for((PROTOCOL_GRPC, PROTOCOL_HTTP))
+        post_metrics(collector.endpoints[PROTOCOL_HTTP], sdk_request().resource_metrics)
+    finally:
+        collector.process.send_signal(signal.SIGTERM)
+        returncode = collector.process.wait(STOP_TIMEOUT_S)
+    stderr = collector.stderr()
+
+    assert returncode == 0, stderr
+    names = [m.name for request in read_metrics(output) for rm in request.resource_metrics
+             for sm in rm.scope_metrics for m in sm.metrics]
+    assert "ml.predict.rows" in names
+    assert not (tmp_path / "not-this.jsonl").exists()
+    assert "processors::batch::metadata_keys: accepted as the collector reads it, but not " \
+           "used by Driftline" in stderr
