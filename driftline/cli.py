@@ -185,10 +185,10 @@ def _validate(args: argparse.Namespace) -> int:
     try:
         config = load_config(sources, sets=args.set)
     except ConfigError as exc:
-        for line in problem_lines(sources, exc):
+        for line in problem_lines(sources, exc, args.set):
             print(line, file=sys.stderr)
         return EXIT_INVALID_CONFIG
-    for warning in problem_lines(sources, ConfigError(list(config.warnings))):
+    for warning in problem_lines(sources, ConfigError(list(config.warnings)), args.set):
         print(f"warning: {warning}", file=sys.stderr)
     print(f"{' + '.join(sources)}: OK: {validation_summary(config)}")
     return EXIT_OK

@@ -509,8 +509,7 @@ def _overlay(default: Any, node: Any, path: str, problems: list[str],
             problems.append(f"{where}: must be {_describe(hint)}, got {value!r}")
             continue
         if hint == _DURATION and (problem := bare_number_problem(where, value)) is not None:
-            problems.append(problem)
-            continue
+            problems.append(problem)  # kept, so validate() does not report it again
         if warnings is not None and (
                 warning := _not_honoured_warning(fields[key], where, value)) is not None:
             warnings.append(warning)
@@ -1209,32 +1208,74 @@ def problem_line(problem: str, lines: Mapping[str, int]) -> int | None:
     return None
 
 
-def problem_lines(path: Sources, error: ConfigError) -> list[str]:
+def _written_paths(node: Any, prefix: str, out: dict[str, int | None]) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            where = _join(prefix, key)
+            out.setdefault(where, None)
+            _written_paths(value, where, out)
+
+
+def _origins(sources: list[str | os.PathLike[str]], sets: typing.Sequence[str]
+             ) -> list[tuple[str, dict[str, int | None]]]:
+    """``(label, {yaml path: line or None})`` for each source in merge order: files with the
+    line of each key, ``yaml:``/``env:`` sources and ``--set`` items with their paths."""
+    origins: list[tuple[str, dict[str, int | None]]] = []
+    for source in sources:
+        path = _file_of(source)
+        if path is not None:
+            origins.append((str(path), dict(key_lines(path))))
+            continue
+        written: dict[str, int | None] = {}
+        with contextlib.suppress(ConfigError):
+            _written_paths(_expand_keys(_read_source(source, os.environ)[0]), "", written)
+        origins.append((f"'{source}'", written))
+    for text in sets:
+        written = {}
+        with contextlib.suppress(ConfigError):
+            _written_paths(parse_set(text), "", written)
+        origins.append((f"--set '{text}'", written))
+    return origins
+
+
+def _place(problem: str, origins: list[tuple[str, dict[str, int | None]]]) -> str | None:
+    """``LABEL[:LINE]`` of the last source writing the problem's key, else its nearest
+    written parent: the merge took the value from there."""
+    if (written := _AT_LINE.match(problem)) is not None and origins:
+        return f"{origins[-1][0]}:{written.group(1)}"
+    key = problem.partition(": ")[0]
+    while key:
+        for label, paths in reversed(origins):
+            if key in paths:
+                line = paths[key]
+                return f"{label}:{line}" if line is not None else label
+        key = key.rpartition(PATH_SEPARATOR)[0]
+    return None
+
+
+def problem_lines(path: Sources, error: ConfigError, sets: typing.Sequence[str] = ()
+                  ) -> list[str]:
     """One ``FILE[:LINE]: problem`` line per problem of ``error`` (as compilers print it, so
     editors and CI annotations jump to the key).
 
-    With several sources, a problem is placed in the last file that writes its key (or the
-    nearest parent), as the merge took it from there.
+    With several sources (``--config`` repeated, ``--set``), a problem is placed where the
+    merge took its key from: the last source writing it, or its nearest parent; a source
+    that is not a file is named instead (``--set processors::batch::timeout=2: ...``).
     """
     sources = _source_list(path)
+    origins = _origins(sources, sets)
     labels = [str(s) for s in sources]
-    files = {str(s): key_lines(f) for s in sources if (f := _file_of(s)) is not None}
     first = labels[0] if labels else "config"
     out = []
     for problem in error.problems:
-        where = next((label for label in labels if problem.startswith(f"{label}: ")), None)
-        if where is not None:
-            problem = problem[len(where) + 2:]
-            candidates = [where] if where in files else []
+        own = next((i for i, label in enumerate(labels) if problem.startswith(f"{label}: ")),
+                   None)
+        if own is not None:  # a problem of reading that source (YAML syntax, duplicate key)
+            problem = problem[len(labels[own]) + 2:]
+            where = _place(problem, [origins[own]]) or origins[own][0]
         else:
-            candidates = list(reversed(files))
-        for label in candidates:
-            line = problem_line(problem, files[label])
-            if line is not None:
-                out.append(f"{label}:{line}: {problem}")
-                break
-        else:
-            out.append(f"{where or first}: {problem}")
+            where = _place(problem, origins) or first
+        out.append(f"{where}: {problem}")
     return out
 
 

@@ -93,7 +93,7 @@ def run_collector(config_path: Sources, *, sets: Sequence[str] = (),
     try:
         config = load_config(config_path, sets=sets)
     except ConfigError as exc:
-        for line in problem_lines(config_path, exc):
+        for line in problem_lines(config_path, exc, sets):
             print(line, file=sys.stderr)
         named = config_path if isinstance(config_path, str | os.PathLike) else " + ".join(
             map(str, config_path))

@@ -30,6 +30,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 from opentelemetry.sdk.metrics.export import MetricExportResult
 
+from driftline import cli
 from driftline.exporters import _otlp_json
 from driftline.exporters.file import read_metrics
 from driftline.exporters.otlp_http import Factory as OtlpHttpFactory
@@ -281,3 +282,27 @@ def test_collector_cli_merges_configs_and_sets_and_logs_warnings(tmp_path: Path)
     assert not (tmp_path / "not-this.jsonl").exists()
     assert "processors::batch::metadata_keys: accepted as the collector reads it, but not " \
            "used by Driftline" in stderr
+
+
+def test_validate_places_each_problem_where_the_merge_took_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "base.yaml").write_text(BASE.read_text())
+    (tmp_path / "site.yaml").write_text("# site overrides\nprocessors:\n  batch:\n"
+                                        "    timeout: soon\n")
+
+    status = cli.main(["validate", "base.yaml", "--config", "site.yaml",
+                       "--config", "yaml:processors::memory_limiter::check_interval: 5",
+                       "--set", "processors::batch::send_batch_size=lots"])
+    err = capsys.readouterr().err.splitlines()
+
+    assert status == cli.EXIT_INVALID_CONFIG
+    assert len(err) == 3, err
+    assert any(line.startswith("site.yaml:4: processors::batch::timeout: must be a duration")
+               for line in err), err
+    assert ("--set 'processors::batch::send_batch_size=lots': "
+            "processors::batch::send_batch_size: must be an integer, got 'lots'") in err
+    assert any(line.startswith("'yaml:processors::memory_limiter::check_interval: 5': "
+                               "processors::memory_limiter::check_interval: a bare number")
+               for line in err), err
