@@ -294,6 +294,24 @@ def _remembering(number: _EnvInt | _EnvFloat, text: str) -> _EnvInt | _EnvFloat:
     return number
 
 
+class _EnvList(list[Any]):
+    """A YAML list read from the environment or a file; ``text`` is how it was written."""
+
+    text: str
+
+
+class _EnvMap(dict[Any, Any]):
+    """A YAML map read from the environment or a file; ``text`` is how it was written."""
+
+    text: str
+
+
+def _holding(decoded: list[Any] | dict[Any, Any], text: str) -> _EnvList | _EnvMap:
+    held = _EnvList(decoded) if isinstance(decoded, list) else _EnvMap(decoded)
+    held.text = text
+    return held
+
+
 class _EnvWord(str):
     """``true`` or ``false`` read from the environment: a bool where a setting wants one."""
 
@@ -316,7 +334,7 @@ def _typed(text: str) -> Any:
         with contextlib.suppress(yaml.YAMLError):
             decoded = yaml.safe_load(text)
             if isinstance(decoded, list | dict):
-                return decoded
+                return _holding(decoded, text)
     if _INTEGER.fullmatch(stripped):
         return _remembering(_EnvInt(stripped), text)
     if _FLOAT.fullmatch(stripped):
@@ -421,8 +439,8 @@ def _wants_bool(hint: Any) -> bool:
 
 def _coerce(hint: Any, value: Any) -> Any:
     # An int stays an int where a float is expected, so messages quote what was written.
-    if hint is str and isinstance(value, _EnvInt | _EnvFloat):
-        return value.text
+    if hint is str and isinstance(value, _EnvInt | _EnvFloat | _EnvList | _EnvMap):
+        return value.text  # a string setting gets the text, as the collector gives it
     if isinstance(value, _EnvWord):
         return value.truth if _wants_bool(hint) else str(value)
     origin, args = typing.get_origin(hint), typing.get_args(hint)

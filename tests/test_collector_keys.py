@@ -306,3 +306,13 @@ def test_validate_places_each_problem_where_the_merge_took_it(
     assert any(line.startswith("'yaml:processors::memory_limiter::check_interval: 5': "
                                "processors::memory_limiter::check_interval: a bare number")
                for line in err), err
+
+
+def test_env_yaml_list_stays_text_for_a_string_setting() -> None:
+    config = load_config([BASE, "yaml:exporters::otlphttp::headers::x-tags: ${env:TAGS}",
+                          "yaml:processors::batch::metadata_keys: ${env:TAGS}"],
+                         environ={"TAGS": "[a, b]"})
+    [exporter] = config.exporters.values()
+    batch = next(c for cid, c in config.processors.items() if cid.type == "batch")
+    assert exporter.headers == {"x-tags": "[a, b]"}
+    assert batch.metadata_keys == ("a", "b")
