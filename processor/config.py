@@ -77,7 +77,8 @@ _PIPELINE_KEYS = ("receivers", "processors", "exporters")
 # service::telemetry as the collector reads it (otelcol's telemetry config). Keys Driftline
 # acts on, and the collector's others, accepted with a warning naming them.
 _TELEMETRY_KEYS = ("logs", "metrics")
-_TELEMETRY_COLLECTOR_KEYS = ("traces", "resource")
+_TELEMETRY_COLLECTOR_KEYS = ("traces",)
+_TELEMETRY_RESOURCE = "resource"
 _TELEMETRY_LOGS_KEYS = ("level",)
 _TELEMETRY_LOGS_COLLECTOR_KEYS = ("encoding", "development", "disable_caller",
                                   "disable_stacktrace", "sampling", "output_paths",
@@ -186,6 +187,9 @@ class Config:
     telemetry_metrics: TelemetryMetricsConfig = TelemetryMetricsConfig()
     # ``"yaml::path: message"`` for each collector setting written but not acted on here.
     warnings: tuple[str, ...] = ()
+    # service::telemetry::resource: attributes of the processor's own telemetry; a value of
+    # None removes a default attribute (service.name), as in the collector.
+    telemetry_resource: tuple[tuple[str, str | None], ...] = ()
 
 
 def _join(*parts: object) -> str:
@@ -835,17 +839,41 @@ def _telemetry_metrics(node: Any, path: str, problems: list[str],
     return TelemetryMetricsConfig(level.lower(), parse_duration(interval))
 
 
-def _telemetry(node: Any, problems: list[str],
-               warnings: list[str]) -> tuple[str, TelemetryMetricsConfig]:
-    """``service::telemetry``: the log level and the self-telemetry metrics settings; the
-    collector's other keys (``traces``, ``resource``, ...) accepted with a warning."""
+def _telemetry_resource(node: Any, path: str, problems: list[str]
+                        ) -> tuple[tuple[str, str | None], ...]:
+    """``service::telemetry::resource``: attribute → value (text), or null to remove one."""
+    if node is None:
+        return ()
+    if not isinstance(node, dict):
+        problems.append(f"{path}: must be a mapping of resource attributes, e.g. "
+                        f"{{deployment.environment.name: prod}}, got {node!r}")
+        return ()
+    attributes: list[tuple[str, str | None]] = []
+    for key, value in node.items():
+        if isinstance(value, dict | list):
+            problems.append(f"{_join(path, key)}: must be a single value (or null to remove "
+                            f"the attribute), got {value!r}")
+            continue
+        text = None if value is None else (str(value).lower() if isinstance(value, bool)
+                                           else str(value))
+        attributes.append((str(key), text))
+    return tuple(attributes)
+
+
+def _telemetry(node: Any, problems: list[str], warnings: list[str]
+               ) -> tuple[str, TelemetryMetricsConfig, tuple[tuple[str, str | None], ...]]:
+    """``service::telemetry``: the log level, the self-telemetry metrics settings and their
+    resource; the collector's other keys (``traces``, ``logs::encoding``, ...) accepted with
+    a warning."""
     path = _join("service", "telemetry")
-    telemetry = _settings(node, path, _TELEMETRY_KEYS,
+    telemetry = _settings(node, path, (*_TELEMETRY_KEYS, _TELEMETRY_RESOURCE),
                           "{logs: {level: info}, metrics: {level: basic}}", problems,
                           _TELEMETRY_COLLECTOR_KEYS, warnings)
     return (_log_level(telemetry.get("logs"), _join(path, "logs"), problems, warnings),
             _telemetry_metrics(telemetry.get("metrics"), _join(path, "metrics"), problems,
-                               warnings))
+                               warnings),
+            _telemetry_resource(telemetry.get(_TELEMETRY_RESOURCE),
+                                _join(path, _TELEMETRY_RESOURCE), problems))
 
 
 def _connectors(node: Any, problems: list[str]) -> None:
@@ -894,6 +922,7 @@ def parse_config(data: Any, *, environ: Mapping[str, str] | None = None,
     service_extensions: tuple[ComponentID, ...] = ()
     log_level = DEFAULT_LOG_LEVEL
     telemetry_metrics = TelemetryMetricsConfig()
+    telemetry_resource: tuple[tuple[str, str | None], ...] = ()
     if not isinstance(service, dict):
         problems.append("service: required, with service::pipelines naming the receivers, "
                         "processors and exporters of each pipeline")
@@ -909,8 +938,8 @@ def parse_config(data: Any, *, environ: Mapping[str, str] | None = None,
                                          _join("service", "extensions"), KIND_EXTENSION,
                                          sections["extensions"], declared["extensions"],
                                          factories, None, problems)
-        log_level, telemetry_metrics = _telemetry(service.get("telemetry"), problems,
-                                                  warnings)
+        log_level, telemetry_metrics, telemetry_resource = _telemetry(
+            service.get("telemetry"), problems, warnings)
         if isinstance(service.get("extensions"), list | None):
             _check_extension_uses(sections, service_extensions, declared["extensions"],
                                   factories, problems)
@@ -921,7 +950,7 @@ def parse_config(data: Any, *, environ: Mapping[str, str] | None = None,
         raise ConfigError(problems)
     return Config(sections["receivers"], sections["processors"], sections["exporters"],
                   sections["extensions"], pipelines, service_extensions, log_level,
-                  telemetry_metrics, tuple(warnings))
+                  telemetry_metrics, tuple(warnings), telemetry_resource)
 
 
 # Hints for PyYAML's problems, keyed by how the problem starts; {line} is the 1-based line

@@ -36,6 +36,7 @@ from driftline.exporters.file import read_metrics
 from driftline.exporters.otlp_http import Factory as OtlpHttpFactory
 from driftline.processor.config import ConfigError, load_config, parse_config
 from driftline.processor.otlp_receiver import OtlpReceiver
+from driftline.processor.pipeline import build
 from tests._collector import (
     LOOPBACK,
     PROTOCOL_GRPC,
@@ -316,3 +317,24 @@ def test_env_yaml_list_stays_text_for_a_string_setting() -> None:
     batch = next(c for cid, c in config.processors.items() if cid.type == "batch")
     assert exporter.headers == {"x-tags": "[a, b]"}
     assert batch.metadata_keys == ("a", "b")
+
+
+def test_telemetry_resource_sets_the_self_telemetry_resource(tmp_path: Path) -> None:
+    output = tmp_path / "own.jsonl"
+    config = parse_config({
+        "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": f"{LOOPBACK}:0"}}}},
+        "exporters": {"file": {"path": str(output), "flush_interval": 0}},
+        "service": {"telemetry": {"metrics": {"level": "basic", "interval": "1h"},
+                                  "resource": {"deployment.environment.name": "prod",
+                                               "service.name": None, "shard": 3}},
+                    "pipelines": {"metrics": {"receivers": ["otlp"], "exporters": ["file"]}}},
+    }, environ={})
+    assert config.warnings == ()
+    pipelines = build(config)
+    pipelines.start()
+    pipelines.shutdown()  # one final collection
+
+    own = [rm for request in read_metrics(output) for rm in request.resource_metrics]
+    assert own, "no self-telemetry was written"
+    assert {tuple(sorted((kv.key, kv.value.string_value) for kv in rm.resource.attributes))
+            for rm in own} == {(("deployment.environment.name", "prod"), ("shard", "3"))}
