@@ -57,6 +57,10 @@ __all__ = [
 PATH_SEPARATOR = "::"
 LOG_LEVELS = ("debug", "info", "warn", "warning", "error")
 DEFAULT_LOG_LEVEL = "info"
+# service::telemetry::logs::encoding, the collector's two: text lines or one JSON object each.
+LOG_ENCODING_CONSOLE = "console"
+LOG_ENCODING_JSON = "json"
+LOG_ENCODINGS = (LOG_ENCODING_CONSOLE, LOG_ENCODING_JSON)
 # The collector's service::telemetry::metrics levels, least to most detailed.
 TELEMETRY_METRICS_LEVELS = ("none", "basic", "normal", "detailed")
 DEFAULT_TELEMETRY_METRICS_LEVEL = "basic"
@@ -79,8 +83,8 @@ _PIPELINE_KEYS = ("receivers", "processors", "exporters")
 _TELEMETRY_KEYS = ("logs", "metrics")
 _TELEMETRY_COLLECTOR_KEYS = ("traces",)
 _TELEMETRY_RESOURCE = "resource"
-_TELEMETRY_LOGS_KEYS = ("level",)
-_TELEMETRY_LOGS_COLLECTOR_KEYS = ("encoding", "development", "disable_caller",
+_TELEMETRY_LOGS_KEYS = ("level", "encoding")
+_TELEMETRY_LOGS_COLLECTOR_KEYS = ("development", "disable_caller",
                                   "disable_stacktrace", "sampling", "output_paths",
                                   "error_output_paths", "initial_fields", "processors")
 _TELEMETRY_METRICS_KEYS = ("level", "interval")
@@ -190,6 +194,7 @@ class Config:
     # service::telemetry::resource: attributes of the processor's own telemetry; a value of
     # None removes a default attribute (service.name), as in the collector.
     telemetry_resource: tuple[tuple[str, str | None], ...] = ()
+    log_encoding: str = LOG_ENCODING_CONSOLE
 
 
 def _join(*parts: object) -> str:
@@ -808,15 +813,22 @@ def _settings(node: Any, path: str, known: tuple[str, ...], example: str,
     return node
 
 
-def _log_level(node: Any, path: str, problems: list[str], warnings: list[str]) -> str:
+def _logs(node: Any, path: str, problems: list[str], warnings: list[str]
+          ) -> tuple[str, str]:
+    """``service::telemetry::logs``: the level and the encoding (``console`` or ``json``)."""
     logs = _settings(node, path, _TELEMETRY_LOGS_KEYS, "{level: info}", problems,
                      _TELEMETRY_LOGS_COLLECTOR_KEYS, warnings)
     level = logs.get("level", DEFAULT_LOG_LEVEL)
     if not isinstance(level, str) or level.lower() not in LOG_LEVELS:
         problems.append(f"{_join(path, 'level')}: must be one of "
                         f"{', '.join(LOG_LEVELS)}, got {level!r}")
-        return DEFAULT_LOG_LEVEL
-    return level.lower()
+        level = DEFAULT_LOG_LEVEL
+    encoding = logs.get("encoding", LOG_ENCODING_CONSOLE)
+    if encoding not in LOG_ENCODINGS:
+        problems.append(f"{_join(path, 'encoding')}: must be one of "
+                        f"{', '.join(LOG_ENCODINGS)}, got {encoding!r}")
+        encoding = LOG_ENCODING_CONSOLE
+    return level.lower(), encoding
 
 
 def _telemetry_metrics(node: Any, path: str, problems: list[str],
@@ -861,7 +873,8 @@ def _telemetry_resource(node: Any, path: str, problems: list[str]
 
 
 def _telemetry(node: Any, problems: list[str], warnings: list[str]
-               ) -> tuple[str, TelemetryMetricsConfig, tuple[tuple[str, str | None], ...]]:
+               ) -> tuple[tuple[str, str], TelemetryMetricsConfig,
+                          tuple[tuple[str, str | None], ...]]:
     """``service::telemetry``: the log level, the self-telemetry metrics settings and their
     resource; the collector's other keys (``traces``, ``logs::encoding``, ...) accepted with
     a warning."""
@@ -869,7 +882,7 @@ def _telemetry(node: Any, problems: list[str], warnings: list[str]
     telemetry = _settings(node, path, (*_TELEMETRY_KEYS, _TELEMETRY_RESOURCE),
                           "{logs: {level: info}, metrics: {level: basic}}", problems,
                           _TELEMETRY_COLLECTOR_KEYS, warnings)
-    return (_log_level(telemetry.get("logs"), _join(path, "logs"), problems, warnings),
+    return (_logs(telemetry.get("logs"), _join(path, "logs"), problems, warnings),
             _telemetry_metrics(telemetry.get("metrics"), _join(path, "metrics"), problems,
                                warnings),
             _telemetry_resource(telemetry.get(_TELEMETRY_RESOURCE),
@@ -920,7 +933,7 @@ def parse_config(data: Any, *, environ: Mapping[str, str] | None = None,
     service = data.get("service")
     pipelines: dict[PipelineID, PipelineConfig] = {}
     service_extensions: tuple[ComponentID, ...] = ()
-    log_level = DEFAULT_LOG_LEVEL
+    log_level, log_encoding = DEFAULT_LOG_LEVEL, LOG_ENCODING_CONSOLE
     telemetry_metrics = TelemetryMetricsConfig()
     telemetry_resource: tuple[tuple[str, str | None], ...] = ()
     if not isinstance(service, dict):
@@ -938,7 +951,7 @@ def parse_config(data: Any, *, environ: Mapping[str, str] | None = None,
                                          _join("service", "extensions"), KIND_EXTENSION,
                                          sections["extensions"], declared["extensions"],
                                          factories, None, problems)
-        log_level, telemetry_metrics, telemetry_resource = _telemetry(
+        (log_level, log_encoding), telemetry_metrics, telemetry_resource = _telemetry(
             service.get("telemetry"), problems, warnings)
         if isinstance(service.get("extensions"), list | None):
             _check_extension_uses(sections, service_extensions, declared["extensions"],
@@ -950,7 +963,7 @@ def parse_config(data: Any, *, environ: Mapping[str, str] | None = None,
         raise ConfigError(problems)
     return Config(sections["receivers"], sections["processors"], sections["exporters"],
                   sections["extensions"], pipelines, service_extensions, log_level,
-                  telemetry_metrics, tuple(warnings), telemetry_resource)
+                  telemetry_metrics, tuple(warnings), telemetry_resource, log_encoding)
 
 
 # Hints for PyYAML's problems, keyed by how the problem starts; {line} is the 1-based line

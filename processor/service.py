@@ -11,6 +11,7 @@ stop, 1 when the config is invalid or a component cannot start or stop.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -21,13 +22,32 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TextIO
 
 from driftline.processor.component import ComponentError
-from driftline.processor.config import ConfigError, Sources, load_config, problem_lines
+from driftline.processor.config import (
+    LOG_ENCODING_JSON,
+    ConfigError,
+    Sources,
+    load_config,
+    problem_lines,
+)
 from driftline.processor.pipeline import Node, Pipelines, build
 
 _log = logging.getLogger(__name__)
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per log line, with the collector's JSON log keys (``level``, ``ts``
+    in seconds, ``logger``, ``msg``; ``error`` when an exception is logged), for
+    ``service::telemetry::logs::encoding: json``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {"level": record.levelname.lower(), "ts": record.created,
+                "logger": record.name, "msg": record.getMessage()}
+        if record.exc_info:
+            line["error"] = self.formatException(record.exc_info)
+        return json.dumps(line)
 # The main thread wakes this often to let Python run signal handlers promptly.
 _WAIT_SLICE_S = 0.5
 _LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
@@ -100,8 +120,10 @@ def run_collector(config_path: Sources, *, sets: Sequence[str] = (),
         print(f"{named}: invalid config ({len(exc.problems)} problem(s)); fix it and "
               "check with `driftline validate`", file=sys.stderr)
         return 1
-    logging.basicConfig(level=_LOG_LEVELS[config.log_level], format=LOG_FORMAT,
-                        stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLogFormatter() if config.log_encoding == LOG_ENCODING_JSON
+                         else logging.Formatter(LOG_FORMAT))
+    logging.basicConfig(level=_LOG_LEVELS[config.log_level], handlers=[handler])
     for warning in config.warnings:
         _log.warning("%s", warning)
     stop = stop or threading.Event()

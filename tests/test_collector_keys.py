@@ -338,3 +338,29 @@ def test_telemetry_resource_sets_the_self_telemetry_resource(tmp_path: Path) -> 
     assert own, "no self-telemetry was written"
     assert {tuple(sorted((kv.key, kv.value.string_value) for kv in rm.resource.attributes))
             for rm in own} == {(("deployment.environment.name", "prod"), ("shard", "3"))}
+
+
+@pytest.mark.integration
+def test_logs_encoding_json_makes_every_log_line_a_json_object(tmp_path: Path) -> None:
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump({
+        "receivers": {"otlp": {"protocols": {"http": {"endpoint": f"{LOOPBACK}:0"}}}},
+        "exporters": {"file": {"path": str(tmp_path / "out.jsonl")}},
+        "service": {"pipelines": {"metrics": {"receivers": ["otlp"], "exporters": ["file"]}},
+                    "telemetry": {"metrics": {"level": "none"}}},
+    }))
+    collector = spawn_cli(["--config", "base.yaml",
+                           "--set", "service::telemetry::logs::encoding=json",
+                           "--set", "service::telemetry::logs::development=true"], tmp_path)
+    try:
+        collector.wait_for((PROTOCOL_HTTP,))
+    finally:
+        collector.process.send_signal(signal.SIGTERM)
+        returncode = collector.process.wait(STOP_TIMEOUT_S)
+
+    lines = [json.loads(line) for line in collector.stderr().splitlines()]
+    assert returncode == 0
+    assert {tuple(sorted(line)) for line in lines} == {("level", "logger", "msg", "ts")}
+    assert any(line["msg"].startswith("driftline collector running") for line in lines)
+    assert any(line["level"] == "warning" and line["msg"].startswith(
+        "service::telemetry::logs::development: accepted as the collector reads it")
+        for line in lines)
