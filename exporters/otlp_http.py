@@ -1,5 +1,5 @@
-"""The ``otlphttp`` exporter (also ``otlp_http``, a Driftline-only alias): forwards metrics,
-traces and logs as OTLP/HTTP to any OTLP backend, with headers, TLS, the collector's
+"""The ``otlphttp`` exporter (also ``otlp_http``, its collector name since v0.144): forwards
+metrics, traces and logs as OTLP/HTTP to any OTLP backend, with headers, TLS, the collector's
 ``encoding`` (``proto`` or ``json``), its compressions (gzip, zstd, zlib, deflate, snappy,
 lz4) and its retry and queue settings.
 
