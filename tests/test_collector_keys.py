@@ -364,3 +364,11 @@ def test_logs_encoding_json_makes_every_log_line_a_json_object(tmp_path: Path) -
     assert any(line["level"] == "warning" and line["msg"].startswith(
         "service::telemetry::logs::development: accepted as the collector reads it")
         for line in lines)
+
+
+def test_validate_without_a_config_says_how_to_give_one(
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["validate"]) == cli.EXIT_BAD_INPUT
+    assert capsys.readouterr().err == ("driftline validate: give a config: driftline validate "
+                                       "FILE or --config FILE\n")
