@@ -16,7 +16,7 @@ DEMO_VENV := .venv
 TEST_VENV := .venv-test
 DEV_VENV := .venv-dev
 
-.PHONY: demo test wheel smoke suite dev lint prometheus system-packages clean
+.PHONY: demo test wheel smoke suite dev lint prometheus system-packages js-sdk clean
 
 $(WHEEL_STAMP): $(SOURCES)
 	rm -rf $(WHEEL_DIR)
@@ -65,13 +65,23 @@ system-packages:
 # Kept for existing habits and CI scripts: installs whatever of the above is missing.
 prometheus: system-packages
 
+# The OpenTelemetry JavaScript SDK for tests/test_js_sdk_interop.py, exactly as pinned by
+# tests/js/package-lock.json (node and npm must be on PATH).
+JS_STAMP := tests/js/node_modules/.installed
+
+$(JS_STAMP): tests/js/package.json tests/js/package-lock.json
+	npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
+	touch $(JS_STAMP)
+
+js-sdk: $(JS_STAMP)
+
 # A new user's first hour, from the wheel in a fresh virtualenv outside the checkout: the
 # bare install runs the app side and the processor; the demo extra runs the demo.
 smoke: $(WHEEL_STAMP)
 	$(PYTHON) tests/smoke/wheel_smoke.py "$(WHEEL)"
 
 # The whole suite against the installed wheel, from a copy of the tests outside the checkout.
-suite: $(WHEEL_STAMP) $(TEST_VENV)/.installed system-packages
+suite: $(WHEEL_STAMP) $(TEST_VENV)/.installed system-packages js-sdk
 	$(TEST_VENV)/bin/pip install --quiet --force-reinstall --no-deps "$(WHEEL)"
 	$(TEST_VENV)/bin/ruff check .
 	run=$$(mktemp -d -t driftline-test-XXXXXX) && cp -r tests docs pyproject.toml "$$run/" && \

@@ -137,7 +137,7 @@ def _table(result: Comparison) -> str:
 def _collector(args: argparse.Namespace) -> int:
     from driftline.processor.service import run_collector
 
-    return run_collector(args.config)
+    return run_collector(args.config, sets=args.set)
 
 
 def _counted(count: int, noun: str) -> str:
@@ -182,23 +182,39 @@ def validation_summary(config: Config) -> str:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    """Exit 0 with one OK line on stdout, or 1 with one ``FILE[:LINE]: problem`` line per
-    problem on stderr."""
+    """Exit 0 with one OK line on stdout (and a ``warning:`` line on stderr per collector
+    setting written but not used), or 1 with one ``FILE[:LINE]: problem`` line per problem on
+    stderr."""
     from driftline.processor.config import ConfigError, load_config, problem_lines
 
-    path = args.config_option or args.config
-    if path is None:
-        print("driftline validate: give the config file: driftline validate CONFIG "
-              "(or --config CONFIG)", file=sys.stderr)
+    sources = [*args.files, *args.config]
+    if not sources:
+        print("driftline validate: give a config: driftline validate FILE or --config FILE",
+              file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
-        config = load_config(path)
+        config = load_config(sources, sets=args.set)
     except ConfigError as exc:
-        for line in problem_lines(path, exc):
+        for line in problem_lines(sources, exc, args.set):
             print(line, file=sys.stderr)
         return EXIT_INVALID_CONFIG
-    print(f"{path}: OK: {validation_summary(config)}")
+    for warning in problem_lines(sources, ConfigError(list(config.warnings)), args.set):
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"{' + '.join(sources)}: OK: {validation_summary(config)}")
     return EXIT_OK
+
+
+def _add_config_arguments(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    """``--config`` (repeatable, merged in order) and ``--set``, as the collector takes them."""
+    parser.add_argument(
+        "--config", action="append", default=[], required=required, metavar="SOURCE",
+        help="collector-style YAML config: a file path, file:PATH, yaml:INLINE (e.g. "
+             "'yaml:processors::batch::timeout: 2s') or env:NAME; repeat it to merge several "
+             "in order (maps merged key by key, a later list replaces an earlier one)")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY::PATH=VALUE",
+        help="set one setting after every --config, e.g. --set processors::batch::timeout=2s "
+             "(the value is YAML)")
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -249,19 +265,19 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(func=_compare)
 
     c = commands.add_parser("collector", help="run the processor service")
-    c.add_argument("--config", required=True, help="collector-style YAML config")
+    _add_config_arguments(c, required=True)
     c.set_defaults(func=_collector)
 
     v = commands.add_parser(
         "validate", help="check a processor config without starting it",
-        description="Check CONFIG as `driftline collector --config CONFIG` would, without "
+        description="Check a config as `driftline collector --config ...` would, without "
                     "starting anything: environment references are resolved, profile "
                     "directories read. Exit 0 with one OK line naming the pipelines and "
                     "components, or 1 with every problem on stderr, one per line, each "
                     "naming the YAML path of the bad key.")
-    v.add_argument("config", nargs="?", help="collector-style YAML config")
-    v.add_argument("--config", dest="config_option", metavar="CONFIG",
-                   help="the same, spelled as `driftline collector` takes it")
+    v.add_argument("files", nargs="*", metavar="FILE",
+                   help="collector-style YAML config (as --config FILE)")
+    _add_config_arguments(v, required=False)
     v.set_defaults(func=_validate)
 
     d = commands.add_parser("demo", help="train, profile, serve, drift: end to end on this machine")

@@ -1,6 +1,8 @@
 """Durations as the collector's YAML spells them: ``"10s"``, ``"500ms"``, ``"1m30s"``, ``"1h"``.
 
-A bare number (or numeric string) means seconds, so ``window: 60`` and ``window: "60s"`` agree.
+In Python a number means seconds (the config dataclasses' defaults are numbers of seconds);
+in a config file a bare number other than 0 is refused (``bare_number_problem``), since the
+collector reads it as nanoseconds. Config fields typed ``str | float`` are durations.
 """
 
 from __future__ import annotations
@@ -75,3 +77,17 @@ def non_negative_duration_problem(key: str, value: object) -> str | None:
     except ValueError as exc:
         return f"{key}: {exc}"
     return None
+
+
+def bare_number_problem(key: str, value: object) -> str | None:
+    """``"key: message"`` when a config file writes a duration as a bare number other than 0.
+
+    The collector reads a bare number as nanoseconds (Go's ``time.Duration``), so
+    ``timeout: 2`` there is 2 ns; refusing it here keeps one file meaning one thing in both.
+    """
+    if isinstance(value, str) and _PLAIN.fullmatch(value.strip()):
+        value = float(value) if "." in value else int(value)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value == 0:
+        return None
+    return (f"{key}: a bare number is not a duration: the collector reads {value!r} as "
+            f"{value!r} nanoseconds; write the unit, e.g. '{value!r}s' for seconds (or ms, m, h)")

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from driftline.durations import non_negative_duration_problem, parse_duration
-from driftline.processor.component import DataRefusedError
+from driftline.processor.component import DataRefusedError, not_honoured
 
 _log = logging.getLogger(__name__)
 
@@ -40,6 +40,9 @@ DEFAULT_MAX_INTERVAL = "30s"
 DEFAULT_MAX_ELAPSED_TIME = "300s"  # 0 retries for ever
 DEFAULT_NUM_CONSUMERS = 10
 DEFAULT_QUEUE_SIZE = 1000
+# The collector's sending_queue::sizer values.
+SIZER_REQUESTS = "requests"
+SIZERS = (SIZER_REQUESTS, "items", "bytes")
 JOIN_TIMEOUT_S = 10.0
 _ITEM_SUFFIX = ".item"
 
@@ -77,9 +80,14 @@ class QueueConfig:
     num_consumers: int = DEFAULT_NUM_CONSUMERS
     queue_size: int = DEFAULT_QUEUE_SIZE
     storage: str = ""  # a file_storage extension ID: the queue persists on disk
+    # The collector's unit of queue_size; here the queue always counts requests.
+    sizer: str = field(default=SIZER_REQUESTS, metadata=not_honoured(
+        "queue_size counts requests here, whatever the sizer", honoured=(SIZER_REQUESTS,)))
 
     def validate(self) -> list[str]:
         problems = []
+        if self.sizer not in SIZERS:
+            problems.append(f"sizer: must be one of {', '.join(SIZERS)}, got {self.sizer!r}")
         if self.num_consumers < 1:
             problems.append(f"num_consumers: must be at least 1, got {self.num_consumers!r}")
         if self.queue_size < 1:

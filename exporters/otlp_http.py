@@ -1,6 +1,7 @@
-"""The ``otlphttp`` exporter (also ``otlp_http``): forwards metrics, traces and logs as
-OTLP/HTTP protobuf to any OTLP backend, with headers, TLS, gzip and the collector's retry
-and queue settings.
+"""The ``otlphttp`` exporter (also ``otlp_http``, its collector name since v0.144): forwards
+metrics, traces and logs as OTLP/HTTP to any OTLP backend, with headers, TLS, the collector's
+``encoding`` (``proto`` or ``json``), its compressions (gzip, zstd, zlib, deflate, snappy,
+lz4) and its retry and queue settings.
 
 ``endpoint`` is the base URL; ``/v1/metrics``, ``/v1/traces`` and ``/v1/logs`` are appended
 unless ``metrics_endpoint`` etc. give a full URL. Retryable as the OTLP specification says:
@@ -11,15 +12,24 @@ too. A partial success is logged, not retried.
 from __future__ import annotations
 
 import gzip
+import json
 import logging
+import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import cramjam
 from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from driftline.exporters import _otlp_json
 from driftline.exporters._http import post
 from driftline.exporters._otlp_forward import (
-    COMPRESSIONS,
     RESPONSES,
     ForwardingExporter,
     rejected_of,
@@ -31,7 +41,7 @@ from driftline.exporters._sending import (
     QueueConfig,
     RetryConfig,
 )
-from driftline.processor.registry import SIGNALS
+from driftline.processor.registry import SIGNAL_LOGS, SIGNAL_METRICS, SIGNAL_TRACES, SIGNALS
 
 _log = logging.getLogger(__name__)
 
@@ -39,6 +49,24 @@ TYPE = "otlphttp"
 DEFAULT_ENDPOINT = ""
 DEFAULT_COMPRESSION = "gzip"  # the collector's default for OTLP/HTTP
 CONTENT_TYPE = "application/x-protobuf"
+CONTENT_TYPE_JSON = "application/json"
+ENCODING_PROTO = "proto"
+ENCODING_JSON = "json"
+ENCODINGS = (ENCODING_PROTO, ENCODING_JSON)
+_GZIP_LEVEL = 6
+# compression → (Content-Encoding, compress), as the collector's confighttp client sends
+# them: deflate is the zlib format, snappy the block format (framed before v0.125).
+_COMPRESSORS: dict[str, Callable[[bytes], bytes]] = {
+    "gzip": lambda body: gzip.compress(body, compresslevel=_GZIP_LEVEL),
+    "zstd": lambda body: bytes(cramjam.zstd.compress(body)),
+    "zlib": zlib.compress,
+    "deflate": zlib.compress,
+    "snappy": lambda body: bytes(cramjam.snappy.compress_raw(body)),
+    "lz4": lambda body: bytes(cramjam.lz4.compress(body)),
+}
+COMPRESSIONS = ("none", "", *_COMPRESSORS)
+_REQUESTS = {SIGNAL_METRICS: ExportMetricsServiceRequest,
+             SIGNAL_TRACES: ExportTraceServiceRequest, SIGNAL_LOGS: ExportLogsServiceRequest}
 _PATHS = {"metrics": "/v1/metrics", "traces": "/v1/traces", "logs": "/v1/logs"}
 
 
@@ -50,6 +78,7 @@ class OtlpHttpExporterConfig:
     logs_endpoint: str = ""
     headers: dict[str, str] = field(default_factory=dict)
     compression: str = DEFAULT_COMPRESSION
+    encoding: str = ENCODING_PROTO
     tls: ClientTlsConfig = field(default_factory=ClientTlsConfig)
     timeout: str | float = DEFAULT_TIMEOUT
     retry_on_failure: RetryConfig = field(default_factory=RetryConfig)
@@ -66,8 +95,10 @@ class OtlpHttpExporterConfig:
                      for key, url in urls.items()
                      if url and not url.startswith(("http://", "https://"))]
         if self.compression not in COMPRESSIONS:
-            problems.append(f"compression: one of {', '.join(COMPRESSIONS)}, got "
-                            f"{self.compression!r}")
+            problems.append(f"compression: one of {', '.join(c for c in COMPRESSIONS if c)}, "
+                            f"got {self.compression!r}")
+        if self.encoding not in ENCODINGS:
+            problems.append(f"encoding: one of {', '.join(ENCODINGS)}, got {self.encoding!r}")
         return problems + client_problems(self)
 
     def url(self, signal: str) -> str:
@@ -88,17 +119,27 @@ class OtlpHttpExporter(ForwardingExporter):
 
     def _send_item(self, item: Item, timeout_s: float) -> None:
         url = self._config.url(item.signal)
+        as_json = self._config.encoding == ENCODING_JSON
         body = item.body
-        headers = {"Content-Type": CONTENT_TYPE, **self._config.headers}
-        if self._config.compression == "gzip":
-            body = gzip.compress(body, compresslevel=6)
-            headers["Content-Encoding"] = "gzip"
+        if as_json:
+            request = _REQUESTS[item.signal].FromString(body)
+            body = _otlp_json.encode(request).encode("utf-8")
+        headers = {"Content-Type": CONTENT_TYPE_JSON if as_json else CONTENT_TYPE,
+                   **self._config.headers}
+        compress = _COMPRESSORS.get(self._config.compression)
+        if compress is not None:
+            body = compress(body)
+            headers["Content-Encoding"] = self._config.compression
         payload = post(url, body, headers, timeout_s, self._ssl)
         if payload:
             try:
-                rejected, message = rejected_of(item.signal,
-                                                RESPONSES[item.signal].FromString(payload))
-            except DecodeError:  # a 200 with a body we cannot read still delivered the data
+                response_type = RESPONSES[item.signal]
+                response = (_otlp_json.decode_dict(json.loads(payload), response_type,
+                                                   ignore_unknown_fields=True)
+                            if as_json else response_type.FromString(payload))
+                rejected, message = rejected_of(item.signal, response)
+            except (DecodeError, ValueError, TypeError):
+                # a 200 with a body we cannot read still delivered the data
                 _log.debug("%s: unreadable response body", url, exc_info=True)
                 return
             if rejected:

@@ -44,13 +44,16 @@ GAUGE_HELP = {
 }
 
 
-def processor_resource() -> Resource:
+def processor_resource(overrides: Sequence[tuple[str, str | None]] = ()) -> Resource:
     """The processor's own resource, on everything it computes: a verdict belongs to the
     model (its attributes are on every point), not to the app instance that happened to
     send the rows, so it stays one series across app restarts and replicas (Prometheus
-    takes job and instance from service.name and service.instance.id)."""
-    return Resource(attributes=[attribute(semconv.SERVICE_NAME,
-                                          semconv.PROCESSOR_SERVICE_NAME)])
+    takes job and instance from service.name and service.instance.id). ``overrides``
+    (``service::telemetry::resource``) are laid over ``service.name``; ``None`` removes one."""
+    attributes: dict[str, str | None] = {semconv.SERVICE_NAME: semconv.PROCESSOR_SERVICE_NAME,
+                                         **dict(overrides)}
+    return Resource(attributes=[attribute(key, value) for key, value in attributes.items()
+                                if value is not None])
 
 
 def attribute(key: str, value: str | int | float) -> KeyValue:

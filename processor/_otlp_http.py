@@ -1,6 +1,7 @@
 """The OTLP/HTTP server of the ``otlp`` receiver: ``POST /v1/metrics``, ``/v1/traces`` and
-``/v1/logs`` with protobuf or JSON bodies, gzip/deflate, size limits, optional TLS and
-authentication, answered with the status codes of the OTLP specification.
+``/v1/logs`` with protobuf or JSON bodies, every Content-Encoding the collector's confighttp
+server reads (gzip, zstd, zlib, deflate, snappy, x-snappy-framed, lz4), size limits, optional
+TLS and authentication, answered with the status codes of the OTLP specification.
 
 Built on ``http.server`` with one thread per connection; ``HttpServer.stop`` closes idle
 keep-alive connections at once and gives requests in flight a grace period.
@@ -17,11 +18,12 @@ import ssl
 import threading
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+import cramjam
 import grpc
 from google.protobuf.message import DecodeError, Message
 from google.rpc import status_pb2
@@ -50,7 +52,8 @@ HTTP_POLL_INTERVAL_S = 0.1
 HTTP_DISCARD_LIMIT_BYTES = 256 * 1024
 _READ_CHUNK_BYTES = 64 * 1024
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
-_ENCODINGS = {"gzip": _GZIP_WBITS, "x-gzip": _GZIP_WBITS, "deflate": zlib.MAX_WBITS}
+# The first bytes of a framed snappy stream (its stream identifier chunk, "sNaPpY").
+_SNAPPY_FRAMED_HEADER = b"\xff\x06\x00\x00sNaPpY"
 # A TLS client must finish its handshake within this long (per connection thread).
 TLS_HANDSHAKE_TIMEOUT_S = 10.0
 
@@ -110,6 +113,85 @@ def _inflate(raw: bytes, wbits: int, limit: int) -> bytes:
             raise _HttpError(400, grpc.StatusCode.INVALID_ARGUMENT,
                              "cannot decompress the body: data after the end of the stream")
     return bytes(out)
+
+
+def _too_large(limit: int) -> _HttpError:
+    return _HttpError(413, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                      f"the decompressed body exceeds max_request_body_size ({limit} bytes)")
+
+
+def _corrupt(encoding: str, exc: Exception) -> _HttpError:
+    return _HttpError(400, grpc.StatusCode.INVALID_ARGUMENT,
+                      f"cannot decompress the body as {encoding}: {exc}")
+
+
+def _bounded(encoding: str, decompress_into: Callable[[bytes, bytearray], int]
+             ) -> Callable[[bytes, int], bytes]:
+    """A decoder writing into a buffer of ``limit + 1`` bytes, so a bomb stops there.
+
+    cramjam's streaming decoders fail with "failed to write whole buffer" (Rust's
+    ``WriteZero``) once the output is full: that is the body exceeding the limit (413),
+    any other failure a corrupt body (400).
+    """
+    def decode(raw: bytes, limit: int) -> bytes:
+        out = bytearray(limit + 1)
+        try:
+            size = decompress_into(raw, out)
+        except cramjam.DecompressionError as exc:
+            if "failed to write whole buffer" in str(exc):
+                raise _too_large(limit) from exc
+            raise _corrupt(encoding, exc) from exc
+        if size > limit:
+            raise _too_large(limit)
+        return bytes(out[:size])
+    return decode
+
+
+def _snappy_block(raw: bytes, limit: int) -> bytes:
+    """Snappy's block format, whose header states the decompressed length: checked first."""
+    try:
+        size = cramjam.snappy.decompress_raw_len(raw)
+    except cramjam.DecompressionError as exc:
+        raise _corrupt("snappy", exc) from exc
+    if size > limit:
+        raise _too_large(limit)
+    try:
+        return bytes(cramjam.snappy.decompress_raw(raw))
+    except cramjam.DecompressionError as exc:
+        raise _corrupt("snappy", exc) from exc
+
+
+_snappy_framed = _bounded("x-snappy-framed", cramjam.snappy.decompress_into)
+
+
+def _snappy(raw: bytes, limit: int) -> bytes:
+    """``snappy`` is the block format, or the framed one the collector sent under that name
+    before v0.125, told apart by the framed stream's header (as confighttp does)."""
+    if raw.startswith(_SNAPPY_FRAMED_HEADER):
+        return _snappy_framed(raw, limit)
+    return _snappy_block(raw, limit)
+
+
+def _zlib(raw: bytes, limit: int) -> bytes:
+    return _inflate(raw, zlib.MAX_WBITS, limit)
+
+
+def _gzip(raw: bytes, limit: int) -> bytes:
+    return _inflate(raw, _GZIP_WBITS, limit)
+
+
+# Content-Encoding → decoder(raw, limit): the collector's confighttp set; ``deflate`` is the
+# zlib format there (Go's compress/zlib), as the HTTP specification defines it.
+_DECODERS: dict[str, Callable[[bytes, int], bytes]] = {
+    "gzip": _gzip,
+    "x-gzip": _gzip,
+    "zlib": _zlib,
+    "deflate": _zlib,
+    "zstd": _bounded("zstd", cramjam.zstd.decompress_into),
+    "snappy": _snappy,
+    "x-snappy-framed": _snappy_framed,
+    "lz4": _bounded("lz4", cramjam.lz4.decompress_into),
+}
 
 
 def _decode(body: bytes, media_type: str, message_type: type[Message]) -> Message:
@@ -359,12 +441,12 @@ class _OtlpHttpHandler(BaseHTTPRequestHandler):
         encoding = self.headers.get("Content-Encoding", "").strip().lower()
         if encoding in ("", "identity"):
             return raw
-        wbits = _ENCODINGS.get(encoding)
-        if wbits is None:
+        decoder = _DECODERS.get(encoding)
+        if decoder is None:
             raise _HttpError(415, grpc.StatusCode.INVALID_ARGUMENT,
-                             f"unsupported Content-Encoding {encoding!r}; send gzip, deflate "
-                             "or no encoding")
-        return _inflate(raw, wbits, limit)
+                             f"unsupported Content-Encoding {encoding!r}; send one of "
+                             f"{', '.join(_DECODERS)} or no encoding")
+        return decoder(raw, limit)
 
     def _read_chunked(self, limit: int) -> bytes:
         body = bytearray()

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry.proto.logs.v1.logs_pb2 import ResourceLogs
@@ -21,7 +21,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import ResourceMetrics
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans
 
 from driftline.durations import non_negative_duration_problem, parse_duration
-from driftline.processor.component import ComponentError
+from driftline.processor.component import ComponentError, not_honoured
 from driftline.processor.registry import SIGNAL_LOGS, SIGNAL_METRICS, SIGNAL_TRACES
 
 _log = logging.getLogger(__name__)
@@ -50,6 +50,11 @@ class BatchConfig:
     timeout: str | float = DEFAULT_TIMEOUT
     send_batch_size: int = DEFAULT_SEND_BATCH_SIZE
     send_batch_max_size: int = DEFAULT_SEND_BATCH_MAX_SIZE
+    # The collector batches per distinct value of these client-metadata keys; requests reach
+    # Driftline's pipelines without client metadata, so there is one batch per signal.
+    metadata_keys: tuple[str, ...] = field(default=(), metadata=not_honoured(
+        "requests carry no client metadata here, so all go into one batch per signal",
+        honoured=((),)))
 
     @property
     def timeout_s(self) -> float:

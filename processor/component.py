@@ -126,3 +126,18 @@ class PipelineWatcher(Protocol):
     def ready(self) -> None: ...
 
     def not_ready(self) -> None: ...
+
+
+# Field metadata of a config setting the collector has and Driftline accepts without acting on
+# it: the loader logs a warning naming the key when a YAML file writes it.
+NOT_HONOURED = "driftline.not_honoured"
+
+
+def not_honoured(reason: str, *, honoured: tuple[Any, ...] = ()) -> dict[str, Any]:
+    """Field metadata for a collector setting accepted so configs copy across, but unused:
+    ``field(default=..., metadata=not_honoured(...))``.
+
+    ``reason`` ends the warning (what Driftline does instead); values in ``honoured`` (e.g.
+    the one behaviour Driftline has) are written without a warning.
+    """
+    return {NOT_HONOURED: (reason, honoured)}

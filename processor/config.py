@@ -25,7 +25,8 @@ from typing import Any
 
 import yaml
 
-from driftline.durations import parse_duration, positive_duration_problem
+from driftline.durations import bare_number_problem, parse_duration, positive_duration_problem
+from driftline.processor.component import NOT_HONOURED
 from driftline.processor.registry import (
     KIND_EXPORTER,
     KIND_EXTENSION,
@@ -48,6 +49,7 @@ __all__ = [
     "load_config",
     "parse_config",
     "parse_duration",
+    "parse_set",
     "problem_line",
     "validate_file",
 ]
@@ -55,6 +57,10 @@ __all__ = [
 PATH_SEPARATOR = "::"
 LOG_LEVELS = ("debug", "info", "warn", "warning", "error")
 DEFAULT_LOG_LEVEL = "info"
+# service::telemetry::logs::encoding, the collector's two: text lines or one JSON object each.
+LOG_ENCODING_CONSOLE = "console"
+LOG_ENCODING_JSON = "json"
+LOG_ENCODINGS = (LOG_ENCODING_CONSOLE, LOG_ENCODING_JSON)
 # The collector's service::telemetry::metrics levels, least to most detailed.
 TELEMETRY_METRICS_LEVELS = ("none", "basic", "normal", "detailed")
 DEFAULT_TELEMETRY_METRICS_LEVEL = "basic"
@@ -68,11 +74,29 @@ _SECTIONS = {
 }
 _SECTION_OF = {kind: section for section, kind in _SECTIONS.items()}
 _ARTICLES = {KIND_RECEIVER: "a", KIND_PROCESSOR: "a", KIND_EXPORTER: "an", KIND_EXTENSION: "an"}
-_TOP_LEVEL_KEYS = (*_SECTIONS, "service")
+_CONNECTORS = "connectors"
+_TOP_LEVEL_KEYS = (*_SECTIONS, _CONNECTORS, "service")
 _SERVICE_KEYS = ("pipelines", "extensions", "telemetry")
 _PIPELINE_KEYS = ("receivers", "processors", "exporters")
+# service::telemetry as the collector reads it (otelcol's telemetry config). Keys Driftline
+# acts on, and the collector's others, accepted with a warning naming them.
 _TELEMETRY_KEYS = ("logs", "metrics")
+_TELEMETRY_COLLECTOR_KEYS = ("traces",)
+_TELEMETRY_RESOURCE = "resource"
+_TELEMETRY_LOGS_KEYS = ("level", "encoding")
+_TELEMETRY_LOGS_COLLECTOR_KEYS = ("development", "disable_caller",
+                                  "disable_stacktrace", "sampling", "output_paths",
+                                  "error_output_paths", "initial_fields", "processors")
 _TELEMETRY_METRICS_KEYS = ("level", "interval")
+_TELEMETRY_METRICS_COLLECTOR_KEYS = ("readers", "views", "address")
+_NOT_USED = "accepted as the collector reads it, but not used by Driftline"
+# Config sources as the collector's --config takes them: a path, or a provider URI.
+SCHEME_FILE = "file"
+SCHEME_YAML = "yaml"
+SCHEME_ENV = "env"
+_SOURCE = re.compile(r"(file|yaml|env):(.*)", re.DOTALL)
+# ${NAME} and ${NAME:-default}: the collector's default scheme is env.
+_SHORTHAND = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?::-.*)?", re.DOTALL)
 _AUTHENTICATOR_KEY = "authenticator"
 _TYPE_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _ENV_NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -165,6 +189,12 @@ class Config:
     service_extensions: tuple[ComponentID, ...] = ()
     log_level: str = DEFAULT_LOG_LEVEL
     telemetry_metrics: TelemetryMetricsConfig = TelemetryMetricsConfig()
+    # ``"yaml::path: message"`` for each collector setting written but not acted on here.
+    warnings: tuple[str, ...] = ()
+    # service::telemetry::resource: attributes of the processor's own telemetry; a value of
+    # None removes a default attribute (service.name), as in the collector.
+    telemetry_resource: tuple[tuple[str, str | None], ...] = ()
+    log_encoding: str = LOG_ENCODING_CONSOLE
 
 
 def _join(*parts: object) -> str:
@@ -273,6 +303,24 @@ def _remembering(number: _EnvInt | _EnvFloat, text: str) -> _EnvInt | _EnvFloat:
     return number
 
 
+class _EnvList(list[Any]):
+    """A YAML list read from the environment or a file; ``text`` is how it was written."""
+
+    text: str
+
+
+class _EnvMap(dict[Any, Any]):
+    """A YAML map read from the environment or a file; ``text`` is how it was written."""
+
+    text: str
+
+
+def _holding(decoded: list[Any] | dict[Any, Any], text: str) -> _EnvList | _EnvMap:
+    held = _EnvList(decoded) if isinstance(decoded, list) else _EnvMap(decoded)
+    held.text = text
+    return held
+
+
 class _EnvWord(str):
     """``true`` or ``false`` read from the environment: a bool where a setting wants one."""
 
@@ -281,14 +329,21 @@ class _EnvWord(str):
         return self.strip() == "true"
 
 
-def _typed(text: str) -> str | int | float:
-    """An integer, number or ``true``/``false`` when ``text`` spells one, else ``text``.
+def _typed(text: str) -> Any:
+    """A list or map when ``text`` is YAML holding one; an integer, number or
+    ``true``/``false`` when it spells one; else ``text``.
 
     Deliberately narrower than YAML 1.1, which would read "on" as true and "0123" as octal.
     Numbers and words remember their text, so a string setting gets exactly what was written
     (``_coerce`` turns them into what the setting's type asks for).
     """
     stripped = text.strip()
+    if stripped.startswith(("[", "{")) or "\n" in stripped:
+        # A list or map, decoded as the collector decodes a value holding YAML.
+        with contextlib.suppress(yaml.YAMLError):
+            decoded = yaml.safe_load(text)
+            if isinstance(decoded, list | dict):
+                return _holding(decoded, text)
     if _INTEGER.fullmatch(stripped):
         return _remembering(_EnvInt(stripped), text)
     if _FLOAT.fullmatch(stripped):
@@ -298,12 +353,29 @@ def _typed(text: str) -> str | int | float:
     return text
 
 
+def _read_reference_file(name: str, reference: str, path: str, problems: list[str]) -> str:
+    """The text of the file ``${file:NAME}`` names, as is (relative to the working directory,
+    as the collector's file provider reads it)."""
+    try:
+        return Path(name).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        problems.append(f"{path}: cannot read the file of '${{{reference}}}': {reason} "
+                        f"(looked for '{Path(name).absolute()}')")
+        return ""
+
+
 def _resolve(reference: str, environ: Mapping[str, str], path: str,
              problems: list[str]) -> str:
+    if _SHORTHAND.fullmatch(reference) and not reference.startswith(("env:", "file:")):
+        reference = f"{SCHEME_ENV}:{reference}"
     scheme, colon, rest = reference.partition(":")
-    if not colon or scheme != "env":
+    if colon and scheme == SCHEME_FILE:
+        return _read_reference_file(rest, reference, path, problems)
+    if not colon or scheme != SCHEME_ENV:
         problems.append(f"{path}: unsupported reference '${{{reference}}}'; write "
-                        "${env:NAME} or ${env:NAME:-default} (and $$ for a literal $)")
+                        "${NAME}, ${env:NAME}, ${env:NAME:-default} or ${file:PATH} (and $$ "
+                        "for a literal $)")
         return ""
     name, has_default, default = rest.partition(":-")
     if not _ENV_NAME_PATTERN.fullmatch(name):
@@ -346,7 +418,7 @@ def _accepts(hint: Any, value: Any) -> bool | None:
             return None
         return any(verdicts)
     if origin in (list, tuple):
-        if not isinstance(value, list):
+        if not isinstance(value, list | tuple):
             return False
         args = [a for a in typing.get_args(hint) if a is not Ellipsis]
         if len(args) == 1 and args[0] in _SIMPLE_TYPES:
@@ -376,8 +448,8 @@ def _wants_bool(hint: Any) -> bool:
 
 def _coerce(hint: Any, value: Any) -> Any:
     # An int stays an int where a float is expected, so messages quote what was written.
-    if hint is str and isinstance(value, _EnvInt | _EnvFloat):
-        return value.text
+    if hint is str and isinstance(value, _EnvInt | _EnvFloat | _EnvList | _EnvMap):
+        return value.text  # a string setting gets the text, as the collector gives it
     if isinstance(value, _EnvWord):
         return value.truth if _wants_bool(hint) else str(value)
     origin, args = typing.get_origin(hint), typing.get_args(hint)
@@ -408,7 +480,22 @@ def _optional_section(hint: Any) -> type | None:
     return None
 
 
-def _overlay(default: Any, node: Any, path: str, problems: list[str]) -> Any:
+_DURATION = str | float  # a config field of this type is a duration (driftline.durations)
+
+
+def _not_honoured_warning(f: dataclasses.Field[Any], where: str, value: Any) -> str | None:
+    """The warning for a collector setting written but not acted on here, if ``f`` is one."""
+    marked = f.metadata.get(NOT_HONOURED)
+    if marked is None:
+        return None
+    reason, honoured = marked
+    if value in honoured:
+        return None
+    return f"{where}: {_NOT_USED}: {reason}"
+
+
+def _overlay(default: Any, node: Any, path: str, problems: list[str],
+             warnings: list[str] | None = None) -> Any:
     """``default`` (a dataclass instance) with the settings of YAML mapping ``node`` laid over.
 
     Unknown keys and values of the wrong simple type are reported and left at their default,
@@ -441,13 +528,18 @@ def _overlay(default: Any, node: Any, path: str, problems: list[str]) -> Any:
         if key in sections and current is None:
             current = sections[key]()
         if dataclasses.is_dataclass(current):
-            values[key] = _overlay(current, value, where, problems)
+            values[key] = _overlay(current, value, where, problems, warnings)
             continue
         hint = hints.get(key)
         value = _coerce(hint, value)
         if _accepts(hint, value) is False:
             problems.append(f"{where}: must be {_describe(hint)}, got {value!r}")
             continue
+        if hint == _DURATION and (problem := bare_number_problem(where, value)) is not None:
+            problems.append(problem)  # kept, so validate() does not report it again
+        if warnings is not None and (
+                warning := _not_honoured_warning(fields[key], where, value)) is not None:
+            warnings.append(warning)
         values[key] = value
     try:
         return dataclasses.replace(default, **values)
@@ -456,13 +548,14 @@ def _overlay(default: Any, node: Any, path: str, problems: list[str]) -> Any:
         return default
 
 
-def _component_config(factory: Any, node: Any, path: str, problems: list[str]) -> Any:
+def _component_config(factory: Any, node: Any, path: str, problems: list[str],
+                      warnings: list[str]) -> Any:
     try:
         defaults = factory.CONFIG()
     except TypeError as exc:  # a factory bug, but the operator should still see the rest
         problems.append(f"{path}: the component has no complete default config: {exc}")
         return None
-    config = _overlay(defaults, node, path, problems)
+    config = _overlay(defaults, node, path, problems, warnings)
     try:
         found = config.validate()
     except Exception as exc:  # a validate() bug must not hide the other problems
@@ -472,7 +565,7 @@ def _component_config(factory: Any, node: Any, path: str, problems: list[str]) -
 
 
 def _components(section: str, node: Any, factories: Factories, declared: set[ComponentID],
-                problems: list[str]) -> dict[ComponentID, Any]:
+                problems: list[str], warnings: list[str]) -> dict[ComponentID, Any]:
     """Valid-typed component configs of one section; ``declared`` gets every ID written."""
     kind = _SECTIONS[section]
     known = factories.of_kind(kind)
@@ -508,7 +601,7 @@ def _components(section: str, node: Any, factories: Factories, declared: set[Com
                             f"{kind} '{canonical}'); keep one of them")
             continue
         spelled[canonical] = str(key)
-        configs[canonical] = _component_config(factory, settings, path, problems)
+        configs[canonical] = _component_config(factory, settings, path, problems, warnings)
     return configs
 
 
@@ -699,32 +792,50 @@ def _pipelines(node: Any, sections: Mapping[str, Mapping[ComponentID, Any]],
 
 
 def _settings(node: Any, path: str, known: tuple[str, ...], example: str,
-              problems: list[str]) -> dict[Any, Any]:
-    """The mapping at ``path`` with unknown keys reported; ``{}`` when absent or not a mapping."""
+              problems: list[str], collector_keys: tuple[str, ...] = (),
+              warnings: list[str] | None = None) -> dict[Any, Any]:
+    """The mapping at ``path`` with unknown keys reported; ``{}`` when absent or not a mapping.
+
+    ``collector_keys`` are the collector's keys Driftline does not act on: accepted, each
+    written one named in ``warnings``.
+    """
     if node is None:
         return {}
     if not isinstance(node, dict):
         problems.append(f"{path}: must be a mapping, e.g. {example}, got {node!r}")
         return {}
     for key in node:
-        if key not in known:
-            problems.append(f"{_join(path, key)}: {_unknown(str(key), 'key', known)}")
+        if key in collector_keys and warnings is not None:
+            warnings.append(f"{_join(path, key)}: {_NOT_USED}")
+        elif key not in known:
+            listed = known + collector_keys
+            problems.append(f"{_join(path, key)}: {_unknown(str(key), 'key', listed)}")
     return node
 
 
-def _log_level(node: Any, path: str, problems: list[str]) -> str:
-    logs = _settings(node, path, ("level",), "{level: info}", problems)
+def _logs(node: Any, path: str, problems: list[str], warnings: list[str]
+          ) -> tuple[str, str]:
+    """``service::telemetry::logs``: the level and the encoding (``console`` or ``json``)."""
+    logs = _settings(node, path, _TELEMETRY_LOGS_KEYS, "{level: info}", problems,
+                     _TELEMETRY_LOGS_COLLECTOR_KEYS, warnings)
     level = logs.get("level", DEFAULT_LOG_LEVEL)
     if not isinstance(level, str) or level.lower() not in LOG_LEVELS:
         problems.append(f"{_join(path, 'level')}: must be one of "
                         f"{', '.join(LOG_LEVELS)}, got {level!r}")
-        return DEFAULT_LOG_LEVEL
-    return level.lower()
+        level = DEFAULT_LOG_LEVEL
+    encoding = logs.get("encoding", LOG_ENCODING_CONSOLE)
+    if encoding not in LOG_ENCODINGS:
+        problems.append(f"{_join(path, 'encoding')}: must be one of "
+                        f"{', '.join(LOG_ENCODINGS)}, got {encoding!r}")
+        encoding = LOG_ENCODING_CONSOLE
+    return level.lower(), encoding
 
 
-def _telemetry_metrics(node: Any, path: str, problems: list[str]) -> TelemetryMetricsConfig:
+def _telemetry_metrics(node: Any, path: str, problems: list[str],
+                       warnings: list[str]) -> TelemetryMetricsConfig:
     metrics = _settings(node, path, _TELEMETRY_METRICS_KEYS,
-                        "{level: basic, interval: 10s}", problems)
+                        "{level: basic, interval: 10s}", problems,
+                        _TELEMETRY_METRICS_COLLECTOR_KEYS, warnings)
     default = TelemetryMetricsConfig()
     level = metrics.get("level", default.level)
     if not isinstance(level, str) or level.lower() not in TELEMETRY_METRICS_LEVELS:
@@ -732,20 +843,64 @@ def _telemetry_metrics(node: Any, path: str, problems: list[str]) -> TelemetryMe
                         f"{', '.join(TELEMETRY_METRICS_LEVELS)}, got {level!r}")
         level = default.level
     interval = metrics.get("interval", default.interval_s)
-    problem = positive_duration_problem("interval", interval)
+    problem = (bare_number_problem("interval", interval) if "interval" in metrics else None
+               ) or positive_duration_problem("interval", interval)
     if problem is not None:
         problems.append(_join(path, problem))
         interval = default.interval_s
     return TelemetryMetricsConfig(level.lower(), parse_duration(interval))
 
 
-def _telemetry(node: Any, problems: list[str]) -> tuple[str, TelemetryMetricsConfig]:
-    """``service::telemetry``: the log level and the self-telemetry metrics settings."""
+def _telemetry_resource(node: Any, path: str, problems: list[str]
+                        ) -> tuple[tuple[str, str | None], ...]:
+    """``service::telemetry::resource``: attribute → value (text), or null to remove one."""
+    if node is None:
+        return ()
+    if not isinstance(node, dict):
+        problems.append(f"{path}: must be a mapping of resource attributes, e.g. "
+                        f"{{deployment.environment.name: prod}}, got {node!r}")
+        return ()
+    attributes: list[tuple[str, str | None]] = []
+    for key, value in node.items():
+        if isinstance(value, dict | list):
+            problems.append(f"{_join(path, key)}: must be a single value (or null to remove "
+                            f"the attribute), got {value!r}")
+            continue
+        text = None if value is None else (str(value).lower() if isinstance(value, bool)
+                                           else str(value))
+        attributes.append((str(key), text))
+    return tuple(attributes)
+
+
+def _telemetry(node: Any, problems: list[str], warnings: list[str]
+               ) -> tuple[tuple[str, str], TelemetryMetricsConfig,
+                          tuple[tuple[str, str | None], ...]]:
+    """``service::telemetry``: the log level, the self-telemetry metrics settings and their
+    resource; the collector's other keys (``traces``, ``logs::encoding``, ...) accepted with
+    a warning."""
     path = _join("service", "telemetry")
-    telemetry = _settings(node, path, _TELEMETRY_KEYS,
-                          "{logs: {level: info}, metrics: {level: basic}}", problems)
-    return (_log_level(telemetry.get("logs"), _join(path, "logs"), problems),
-            _telemetry_metrics(telemetry.get("metrics"), _join(path, "metrics"), problems))
+    telemetry = _settings(node, path, (*_TELEMETRY_KEYS, _TELEMETRY_RESOURCE),
+                          "{logs: {level: info}, metrics: {level: basic}}", problems,
+                          _TELEMETRY_COLLECTOR_KEYS, warnings)
+    return (_logs(telemetry.get("logs"), _join(path, "logs"), problems, warnings),
+            _telemetry_metrics(telemetry.get("metrics"), _join(path, "metrics"), problems,
+                               warnings),
+            _telemetry_resource(telemetry.get(_TELEMETRY_RESOURCE),
+                                _join(path, _TELEMETRY_RESOURCE), problems))
+
+
+def _connectors(node: Any, problems: list[str]) -> None:
+    """``connectors``: the collector's section, accepted empty; Driftline has no connector."""
+    if node is None or node == {}:
+        return
+    if not isinstance(node, dict):
+        problems.append(f"{_CONNECTORS}: must be a mapping of component IDs to settings, got "
+                        f"{node!r}")
+        return
+    for key in node:
+        problems.append(f"{_join(_CONNECTORS, key)}: unknown connector type "
+                        f"'{str(key).partition('/')[0]}'; Driftline has no connectors: join "
+                        "pipelines by listing one receiver in several (known: none)")
 
 
 # --- entry points -------------------------------------------------------------------------
@@ -763,6 +918,7 @@ def parse_config(data: Any, *, environ: Mapping[str, str] | None = None,
     if not isinstance(data, dict):
         raise ConfigError([f"the config must be a mapping at the top level, got {data!r}"])
     env_problems: list[str] = []
+    warnings: list[str] = []
     data = _substitute(data, environ, "", env_problems)
     for key in data:
         if key not in _TOP_LEVEL_KEYS:
@@ -770,14 +926,16 @@ def parse_config(data: Any, *, environ: Mapping[str, str] | None = None,
             problems.append(f"{key}: "
                             f"{_unknown(str(key), 'top-level key', _TOP_LEVEL_KEYS, hint)}")
     declared: dict[str, set[ComponentID]] = {s: set() for s in _SECTIONS}
-    sections = {s: _components(s, data.get(s), factories, declared[s], problems)
+    sections = {s: _components(s, data.get(s), factories, declared[s], problems, warnings)
                 for s in _SECTIONS}
+    _connectors(data.get(_CONNECTORS), problems)
 
     service = data.get("service")
     pipelines: dict[PipelineID, PipelineConfig] = {}
     service_extensions: tuple[ComponentID, ...] = ()
-    log_level = DEFAULT_LOG_LEVEL
+    log_level, log_encoding = DEFAULT_LOG_LEVEL, LOG_ENCODING_CONSOLE
     telemetry_metrics = TelemetryMetricsConfig()
+    telemetry_resource: tuple[tuple[str, str | None], ...] = ()
     if not isinstance(service, dict):
         problems.append("service: required, with service::pipelines naming the receivers, "
                         "processors and exporters of each pipeline")
@@ -793,7 +951,8 @@ def parse_config(data: Any, *, environ: Mapping[str, str] | None = None,
                                          _join("service", "extensions"), KIND_EXTENSION,
                                          sections["extensions"], declared["extensions"],
                                          factories, None, problems)
-        log_level, telemetry_metrics = _telemetry(service.get("telemetry"), problems)
+        (log_level, log_encoding), telemetry_metrics, telemetry_resource = _telemetry(
+            service.get("telemetry"), problems, warnings)
         if isinstance(service.get("extensions"), list | None):
             _check_extension_uses(sections, service_extensions, declared["extensions"],
                                   factories, problems)
@@ -804,7 +963,7 @@ def parse_config(data: Any, *, environ: Mapping[str, str] | None = None,
         raise ConfigError(problems)
     return Config(sections["receivers"], sections["processors"], sections["exporters"],
                   sections["extensions"], pipelines, service_extensions, log_level,
-                  telemetry_metrics)
+                  telemetry_metrics, tuple(warnings), telemetry_resource, log_encoding)
 
 
 # Hints for PyYAML's problems, keyed by how the problem starts; {line} is the 1-based line
@@ -950,12 +1109,112 @@ def _read_text(path: str | os.PathLike[str]) -> str:
         raise ConfigError([f"{prefix}: {exc.strerror or exc}"]) from exc
 
 
-def load_config(path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None,
+Sources = str | os.PathLike[str] | typing.Sequence[str | os.PathLike[str]]
+
+
+def _source_list(sources: Sources) -> list[str | os.PathLike[str]]:
+    if isinstance(sources, str | os.PathLike):
+        return [sources]
+    return list(sources)
+
+
+def _file_of(source: str | os.PathLike[str]) -> str | os.PathLike[str] | None:
+    """The file a ``--config`` source reads (a path or ``file:PATH``), else None."""
+    if isinstance(source, os.PathLike):
+        return source
+    match = _SOURCE.fullmatch(source)
+    if match is None:
+        return source
+    return match.group(2) if match.group(1) == SCHEME_FILE else None
+
+
+def _read_source(source: str | os.PathLike[str], environ: Mapping[str, str]
+                 ) -> tuple[Any, list[str]]:
+    """The YAML document of one ``--config`` source, as the collector's providers read it: a
+    path or ``file:PATH``, ``yaml:INLINE`` (``yaml:processors::batch::timeout: 2s``) or
+    ``env:NAME`` (a variable holding YAML)."""
+    path = _file_of(source)
+    if path is not None:
+        return _read_yaml(_read_text(path))
+    scheme, rest = typing.cast(re.Match[str], _SOURCE.fullmatch(str(source))).groups()
+    if scheme == SCHEME_ENV:
+        if rest not in environ:
+            raise ConfigError([f"environment variable {rest} is not set; set it to a YAML "
+                               "config or give a file"])
+        rest = environ[rest]
+    return _read_yaml(rest)
+
+
+def _expand_keys(node: Any) -> Any:
+    """Keys written ``a::b`` become nested maps, as the collector's confmap reads any key
+    (so ``yaml:processors::batch::timeout: 2s`` and ``--set`` address one setting)."""
+    if isinstance(node, list):
+        return [_expand_keys(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out: dict[Any, Any] = {}
+    for key, value in node.items():
+        value = _expand_keys(value)
+        if isinstance(key, str) and PATH_SEPARATOR in key:
+            first, _, rest = key.partition(PATH_SEPARATOR)
+            key, value = first, _expand_keys({rest: value})
+        out[key] = _merge(out[key], value) if key in out else value
+    return out
+
+
+def _merge(base: Any, later: Any) -> Any:
+    """``later`` over ``base`` as the collector merges ``--config`` sources: maps merged key
+    by key, anything else (a list too) replaced by the later value."""
+    if isinstance(base, dict) and isinstance(later, dict):
+        merged = dict(base)
+        for key, value in later.items():
+            merged[key] = _merge(merged[key], value) if key in merged else value
+        return merged
+    return later
+
+
+def parse_set(text: str) -> dict[str, Any]:
+    """``--set key::path=value`` as the mapping it sets; the value is YAML (``[a, b]`` is a
+    list), as the collector reads it."""
+    key, equals, value = text.partition("=")
+    if not equals or not key.strip():
+        raise ConfigError([f"--set {text!r}: write --set key::path=value, e.g. --set "
+                           "processors::batch::timeout=2s"])
+    data, problems = _read_yaml(f"{key.strip()}: {value}" if value.strip() else
+                                f"{key.strip()}:")
+    if problems or not isinstance(data, dict):
+        raise ConfigError([f"--set {text!r}: not a setting: {'; '.join(problems)}"])
+    return typing.cast(dict[str, Any], _expand_keys(data))
+
+
+def load_config(path: Sources, *, sets: typing.Sequence[str] = (),
+                environ: Mapping[str, str] | None = None,
                 factories: Factories | None = None) -> Config:
-    """Read, substitute and validate the YAML file at ``path``; ``ConfigError`` if not valid."""
-    data, problems = _read_yaml(_read_text(path))
+    """Read, merge, substitute and validate a config; ``ConfigError`` if not valid.
+
+    ``path`` is one source or several, merged in order as the collector merges repeated
+    ``--config`` flags: a file path, ``file:PATH``, ``yaml:INLINE`` or ``env:NAME``. Each
+    ``sets`` item (``key::path=value``) is applied after them, as ``--set``.
+    """
+    environ = os.environ if environ is None else environ
+    sources = _source_list(path)
+    several = len(sources) > 1
+    merged: Any = None
+    problems: list[str] = []
+    for source in sources:
+        try:
+            data, found = _read_source(source, environ)
+        except ConfigError as exc:
+            if not several:
+                raise
+            raise ConfigError([f"{source}: {p}" for p in exc.problems]) from None
+        problems += [f"{source}: {p}" for p in found] if several else found
+        data = _expand_keys(data)
+        merged = data if merged is None else _merge(merged, data)
+    for text in sets:
+        merged = _merge({} if merged is None else merged, parse_set(text))
     try:
-        config = parse_config(data, environ=environ, factories=factories)
+        config = parse_config(merged, environ=environ, factories=factories)
     except ConfigError as exc:
         raise ConfigError(problems + exc.problems) from None
     if problems:
@@ -1009,14 +1268,74 @@ def problem_line(problem: str, lines: Mapping[str, int]) -> int | None:
     return None
 
 
-def problem_lines(path: str | os.PathLike[str], error: ConfigError) -> list[str]:
+def _written_paths(node: Any, prefix: str, out: dict[str, int | None]) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            where = _join(prefix, key)
+            out.setdefault(where, None)
+            _written_paths(value, where, out)
+
+
+def _origins(sources: list[str | os.PathLike[str]], sets: typing.Sequence[str]
+             ) -> list[tuple[str, dict[str, int | None]]]:
+    """``(label, {yaml path: line or None})`` for each source in merge order: files with the
+    line of each key, ``yaml:``/``env:`` sources and ``--set`` items with their paths."""
+    origins: list[tuple[str, dict[str, int | None]]] = []
+    for source in sources:
+        path = _file_of(source)
+        if path is not None:
+            origins.append((str(path), dict(key_lines(path))))
+            continue
+        written: dict[str, int | None] = {}
+        with contextlib.suppress(ConfigError):
+            _written_paths(_expand_keys(_read_source(source, os.environ)[0]), "", written)
+        origins.append((f"'{source}'", written))
+    for text in sets:
+        written = {}
+        with contextlib.suppress(ConfigError):
+            _written_paths(parse_set(text), "", written)
+        origins.append((f"--set '{text}'", written))
+    return origins
+
+
+def _place(problem: str, origins: list[tuple[str, dict[str, int | None]]]) -> str | None:
+    """``LABEL[:LINE]`` of the last source writing the problem's key, else its nearest
+    written parent: the merge took the value from there."""
+    if (written := _AT_LINE.match(problem)) is not None and origins:
+        return f"{origins[-1][0]}:{written.group(1)}"
+    key = problem.partition(": ")[0]
+    while key:
+        for label, paths in reversed(origins):
+            if key in paths:
+                line = paths[key]
+                return f"{label}:{line}" if line is not None else label
+        key = key.rpartition(PATH_SEPARATOR)[0]
+    return None
+
+
+def problem_lines(path: Sources, error: ConfigError, sets: typing.Sequence[str] = ()
+                  ) -> list[str]:
     """One ``FILE[:LINE]: problem`` line per problem of ``error`` (as compilers print it, so
-    editors and CI annotations jump to the key)."""
-    lines = key_lines(path)
+    editors and CI annotations jump to the key).
+
+    With several sources (``--config`` repeated, ``--set``), a problem is placed where the
+    merge took its key from: the last source writing it, or its nearest parent; a source
+    that is not a file is named instead (``--set processors::batch::timeout=2: ...``).
+    """
+    sources = _source_list(path)
+    origins = _origins(sources, sets)
+    labels = [str(s) for s in sources]
+    first = labels[0] if labels else "config"
     out = []
     for problem in error.problems:
-        line = problem_line(problem, lines)
-        out.append(f"{path}:{line}: {problem}" if line is not None else f"{path}: {problem}")
+        own = next((i for i, label in enumerate(labels) if problem.startswith(f"{label}: ")),
+                   None)
+        if own is not None:  # a problem of reading that source (YAML syntax, duplicate key)
+            problem = problem[len(labels[own]) + 2:]
+            where = _place(problem, [origins[own]]) or origins[own][0]
+        else:
+            where = _place(problem, origins) or first
+        out.append(f"{where}: {problem}")
     return out
 
 

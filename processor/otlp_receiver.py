@@ -4,8 +4,11 @@ every pipeline it feeds.
 After the collector's ``receiver/otlpreceiver``. ``protocols`` names the servers to run:
 ``grpc`` (OTLP/gRPC) and ``http`` (OTLP/HTTP: ``POST /v1/metrics``, ``/v1/traces`` and
 ``/v1/logs`` with ``application/x-protobuf`` or ``application/json`` bodies, optionally
-gzip- or deflate-compressed). Without ``protocols`` the receiver serves gRPC on its default
-endpoint, as before OTLP/HTTP existed here.
+compressed with any encoding the collector's confighttp reads). Without ``protocols`` the
+receiver serves gRPC on its default endpoint, as before OTLP/HTTP existed here.
+
+The collector's ``max_concurrent_streams`` and ``keepalive`` are the gRPC server's options;
+``include_metadata`` and ``cors`` are accepted with a warning (nothing here uses them).
 
 A consumer that raises is reported to the client as bad data (``ValueError``/``TypeError``:
 gRPC ``INVALID_ARGUMENT``, HTTP 400, not retryable), as a refusal to retry later
@@ -38,6 +41,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
+from driftline.durations import non_negative_duration_problem, parse_duration
 from driftline.processor import _otlp_grpc, _otlp_http
 from driftline.processor._otlp_grpc import (
     AuthInterceptor,
@@ -65,6 +69,7 @@ from driftline.processor.component import (
     PartialRejection,
     ServerAuthenticator,
     TracesConsumer,
+    not_honoured,
 )
 from driftline.processor.registry import SIGNAL_LOGS, SIGNAL_METRICS, SIGNAL_TRACES
 
@@ -84,6 +89,13 @@ SHUTDOWN_GRACE_S = 5.0
 # While a pipeline refuses data (memory limit), one warning per this many seconds.
 REFUSAL_LOG_INTERVAL_S = 10.0
 _MAX_PORT = 65535
+_MS_PER_S = 1000
+# 0: no limit of the server's own (gRPC's default), as in the collector.
+DEFAULT_MAX_CONCURRENT_STREAMS = 0
+_NO_METADATA = ("requests reach the pipelines without their client's metadata (no "
+                "processor here reads it)")
+_NO_CORS = ("OTLP/HTTP answers no CORS preflight here; put a proxy in front to serve "
+            "browsers")
 
 
 def endpoint_problem(key: str, endpoint: object) -> str | None:
@@ -121,17 +133,98 @@ def _security_problems(tls: TlsConfig | None, auth: AuthConfig | None) -> list[s
 
 
 @dataclass(frozen=True, slots=True)
+class ServerParametersConfig:
+    """``keepalive::server_parameters`` (the collector's configgrpc keys): connection ages and
+    the server's own pings. A duration of 0 (the default) leaves gRPC's own behaviour."""
+
+    max_connection_idle: str | float = 0
+    max_connection_age: str | float = 0
+    max_connection_age_grace: str | float = 0
+    time: str | float = 0
+    timeout: str | float = 0
+
+    def options(self) -> list[tuple[str, int]]:
+        names = (("max_connection_idle", "grpc.max_connection_idle_ms"),
+                 ("max_connection_age", "grpc.max_connection_age_ms"),
+                 ("max_connection_age_grace", "grpc.max_connection_age_grace_ms"),
+                 ("time", "grpc.keepalive_time_ms"),
+                 ("timeout", "grpc.keepalive_timeout_ms"))
+        return [(option, round(parse_duration(getattr(self, key)) * _MS_PER_S))
+                for key, option in names if parse_duration(getattr(self, key)) > 0]
+
+    def validate(self) -> list[str]:
+        return [p for key in ("max_connection_idle", "max_connection_age",
+                              "max_connection_age_grace", "time", "timeout")
+                if (p := non_negative_duration_problem(key, getattr(self, key)))]
+
+
+@dataclass(frozen=True, slots=True)
+class EnforcementPolicyConfig:
+    """``keepalive::enforcement_policy``: how often a client may ping."""
+
+    min_time: str | float = 0
+    permit_without_stream: bool = False
+
+    def options(self) -> list[tuple[str, int]]:
+        options = [("grpc.keepalive_permit_without_calls", int(self.permit_without_stream))]
+        if (min_time_s := parse_duration(self.min_time)) > 0:
+            options.append(("grpc.http2.min_ping_interval_without_data_ms",
+                            round(min_time_s * _MS_PER_S)))
+        return options
+
+    def validate(self) -> list[str]:
+        problem = non_negative_duration_problem("min_time", self.min_time)
+        return [problem] if problem else []
+
+
+@dataclass(frozen=True, slots=True)
+class KeepaliveConfig:
+    """``protocols::grpc::keepalive``, as the collector's configgrpc reads it; honoured as
+    the gRPC server's keepalive and connection-age options."""
+
+    server_parameters: ServerParametersConfig | None = None
+    enforcement_policy: EnforcementPolicyConfig | None = None
+
+    def options(self) -> list[tuple[str, int]]:
+        return [*(self.server_parameters.options() if self.server_parameters else []),
+                *(self.enforcement_policy.options() if self.enforcement_policy else [])]
+
+    def validate(self) -> list[str]:
+        return [*(f"server_parameters::{p}" for p in (
+                    self.server_parameters.validate() if self.server_parameters else [])),
+                *(f"enforcement_policy::{p}" for p in (
+                    self.enforcement_policy.validate() if self.enforcement_policy else []))]
+
+
+@dataclass(frozen=True, slots=True)
 class GrpcConfig:
-    """``protocols::grpc``: where the gRPC server listens, how big a message may be, TLS and
-    authentication."""
+    """``protocols::grpc``: where the gRPC server listens, how big a message may be, how many
+    concurrent streams a connection may have, keepalive, TLS and authentication."""
 
     endpoint: str = DEFAULT_GRPC_ENDPOINT
     max_recv_msg_size_mib: int = DEFAULT_MAX_RECV_MSG_SIZE_MIB
+    max_concurrent_streams: int = DEFAULT_MAX_CONCURRENT_STREAMS
+    keepalive: KeepaliveConfig | None = None
+    include_metadata: bool = field(default=False, metadata=not_honoured(
+        _NO_METADATA, honoured=(False,)))
     tls: TlsConfig | None = None
     auth: AuthConfig | None = None
 
+    def server_options(self) -> list[tuple[str, int]]:
+        """The gRPC server options these settings stand for."""
+        options = [("grpc.max_receive_message_length", self.max_recv_msg_size_mib * _MIB)]
+        if self.max_concurrent_streams > 0:
+            options.append(("grpc.max_concurrent_streams", self.max_concurrent_streams))
+        return options + (self.keepalive.options() if self.keepalive else [])
+
     def validate(self) -> list[str]:
         problems = []
+        streams = self.max_concurrent_streams
+        if isinstance(streams, bool) or not isinstance(streams, int) or streams < 0:
+            problems.append("max_concurrent_streams: must be 0 (no limit) or a positive "
+                            f"number of streams, got {streams!r}")
+        if self.keepalive is not None:
+            problems.extend(f"keepalive::{p}" for p in self.keepalive.validate())
         if (problem := endpoint_problem("endpoint", self.endpoint)) is not None:
             problems.append(problem)
         size = self.max_recv_msg_size_mib
@@ -148,6 +241,10 @@ class HttpConfig:
     endpoint: str = DEFAULT_HTTP_ENDPOINT
     # Bytes, compressed and decompressed alike (the collector's confighttp key).
     max_request_body_size: int = DEFAULT_MAX_REQUEST_BODY_SIZE
+    include_metadata: bool = field(default=False, metadata=not_honoured(
+        _NO_METADATA, honoured=(False,)))
+    # allowed_origins, allowed_headers, max_age, as the collector's confighttp reads them.
+    cors: dict[str, Any] | None = field(default=None, metadata=not_honoured(_NO_CORS))
     tls: TlsConfig | None = None
     auth: AuthConfig | None = None
 
@@ -359,7 +456,6 @@ class OtlpReceiver:
         if grpc_config.tls is not None:
             server_ssl_context(grpc_config.tls, f"{where}::tls")  # clear errors for bad PEM
             credentials = grpc_server_credentials(grpc_config.tls, f"{where}::tls")
-        max_bytes = grpc_config.max_recv_msg_size_mib * _MIB
         interceptors = ([] if authenticator is None
                         else [AuthInterceptor(authenticator, self.count_unauthenticated)])
         server = grpc.server(
@@ -370,7 +466,7 @@ class OtlpReceiver:
                 # gRPC sets SO_REUSEPORT by default, which would let two processors share a
                 # port silently; a port in use must be an error instead.
                 ("grpc.so_reuseport", 0),
-                ("grpc.max_receive_message_length", max_bytes),
+                *grpc_config.server_options(),
             ],
         )
         signals = self.signals

@@ -182,7 +182,7 @@ class Pipelines:
         if not settings.enabled or not metrics_entries:
             return
         self.self_telemetry = SelfTelemetry(stats_sources(list(self.nodes())), metrics_entries,
-                                            settings.interval_s)
+                                            settings.interval_s, resource=settings.resource)
         self.self_telemetry.start()
 
     def shutdown(self) -> None:

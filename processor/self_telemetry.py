@@ -94,6 +94,8 @@ class TelemetrySettings:
 
     level: str = DEFAULT_LEVEL
     interval_s: float = DEFAULT_INTERVAL_S
+    # service::telemetry::resource: (attribute, value or None to remove a default one).
+    resource: tuple[tuple[str, str | None], ...] = ()
 
     @property
     def enabled(self) -> bool:
@@ -103,10 +105,11 @@ class TelemetrySettings:
     def of(cls, config: Any) -> TelemetrySettings:
         """The settings of a loaded ``Config``; defaults where it has no ``telemetry_metrics``."""
         node = getattr(config, "telemetry_metrics", None)
+        resource = tuple(getattr(config, "telemetry_resource", ()))
         if node is None:
-            return cls()
+            return cls(resource=resource)
         return cls(str(getattr(node, "level", DEFAULT_LEVEL)).lower(),
-                   float(getattr(node, "interval_s", DEFAULT_INTERVAL_S)))
+                   float(getattr(node, "interval_s", DEFAULT_INTERVAL_S)), resource)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,8 +161,12 @@ Sample = tuple[StatsSource, Sequence[tuple[str, int | float]]]
 
 
 def build_metrics(samples: Sequence[Sample], start_time_unix_nano: int,
-                  time_unix_nano: int) -> ResourceMetrics:
-    """One ``ResourceMetrics`` holding a metric per stats field, a point per component."""
+                  time_unix_nano: int,
+                  resource_attributes: Sequence[tuple[str, str | None]] = ()
+                  ) -> ResourceMetrics:
+    """One ``ResourceMetrics`` holding a metric per stats field, a point per component;
+    ``resource_attributes`` (``service::telemetry::resource``) are laid over the default
+    ``service.name``, a ``None`` value removing one."""
     metrics: dict[str, Metric] = {}
     for source, fields in samples:
         attributes = _source_attributes(source)
@@ -183,7 +190,7 @@ def build_metrics(samples: Sequence[Sample], start_time_unix_nano: int,
                 point.as_int = value
             else:
                 point.as_double = value
-    resource = processor_resource()
+    resource = processor_resource(resource_attributes)
     scope = InstrumentationScope(name=semconv.PROCESSOR_SELF_TELEMETRY_SCOPE)
     return ResourceMetrics(resource=resource, scope_metrics=[
         ScopeMetrics(scope=scope, metrics=list(metrics.values()))])
@@ -198,9 +205,11 @@ class SelfTelemetry:
 
     def __init__(self, sources: Sequence[StatsSource], consumers: Sequence[Any],
                  interval_s: float = DEFAULT_INTERVAL_S,
-                 clock_ns: Callable[[], int] = time.time_ns) -> None:
+                 clock_ns: Callable[[], int] = time.time_ns,
+                 resource: Sequence[tuple[str, str | None]] = ()) -> None:
         if interval_s <= 0:
             raise ValueError(f"interval_s must be positive, got {interval_s!r}")
+        self._resource = tuple(resource)
         self._sources = tuple(sources)
         self._consumers = tuple(consumers)
         self._interval_s = interval_s
@@ -245,7 +254,7 @@ class SelfTelemetry:
                     self._warn_once(("stats", source.kind, source.id, source.pipeline),
                                     "self-telemetry: stats() of %s '%s' failed, skipped: %s",
                                     source.kind, source.id, exc)
-            batch = [build_metrics(samples, self._start_ns, self._clock_ns())]
+            batch = [build_metrics(samples, self._start_ns, self._clock_ns(), self._resource)]
             for consumer in self._consumers:
                 try:
                     consumer.consume_metrics(batch)

@@ -11,23 +11,43 @@ stop, 1 when the config is invalid or a component cannot start or stop.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TextIO
 
 from driftline.processor.component import ComponentError
-from driftline.processor.config import ConfigError, load_config, problem_lines
+from driftline.processor.config import (
+    LOG_ENCODING_JSON,
+    ConfigError,
+    Sources,
+    load_config,
+    problem_lines,
+)
 from driftline.processor.pipeline import Node, Pipelines, build
 
 _log = logging.getLogger(__name__)
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per log line, with the collector's JSON log keys (``level``, ``ts``
+    in seconds, ``logger``, ``msg``; ``error`` when an exception is logged), for
+    ``service::telemetry::logs::encoding: json``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {"level": record.levelname.lower(), "ts": record.created,
+                "logger": record.name, "msg": record.getMessage()}
+        if record.exc_info:
+            line["error"] = self.formatException(record.exc_info)
+        return json.dumps(line)
 # The main thread wakes this often to let Python run signal handlers promptly.
 _WAIT_SLICE_S = 0.5
 _LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
@@ -81,23 +101,31 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[Callable[[], None]]:
         restore()
 
 
-def run_collector(config_path: str | os.PathLike[str], *,
+def run_collector(config_path: Sources, *, sets: Sequence[str] = (),
                   stop: threading.Event | None = None) -> int:
     """Run the processor described by ``config_path`` until SIGTERM/SIGINT (or ``stop``).
 
-    Prints every config problem to stderr and returns 1 when the config is invalid or a
-    component cannot start; prints one stdout line per listening endpoint once serving.
+    ``config_path`` is one ``--config`` source or several (merged in order), ``sets`` the
+    ``--set`` items. Prints every config problem to stderr and returns 1 when the config is
+    invalid or a component cannot start; prints one stdout line per listening endpoint once
+    serving.
     """
     try:
-        config = load_config(config_path)
+        config = load_config(config_path, sets=sets)
     except ConfigError as exc:
-        for line in problem_lines(config_path, exc):
+        for line in problem_lines(config_path, exc, sets):
             print(line, file=sys.stderr)
-        print(f"{config_path}: invalid config ({len(exc.problems)} problem(s)); fix it and "
+        named = config_path if isinstance(config_path, str | os.PathLike) else " + ".join(
+            map(str, config_path))
+        print(f"{named}: invalid config ({len(exc.problems)} problem(s)); fix it and "
               "check with `driftline validate`", file=sys.stderr)
         return 1
-    logging.basicConfig(level=_LOG_LEVELS[config.log_level], format=LOG_FORMAT,
-                        stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLogFormatter() if config.log_encoding == LOG_ENCODING_JSON
+                         else logging.Formatter(LOG_FORMAT))
+    logging.basicConfig(level=_LOG_LEVELS[config.log_level], handlers=[handler])
+    for warning in config.warnings:
+        _log.warning("%s", warning)
     stop = stop or threading.Event()
     with _stop_on_signals(stop) as restore_signals:
         try:

@@ -122,3 +122,16 @@ def post_metrics(endpoint: str, resource_metrics: Any) -> None:
                                      headers={"Content-Type": "application/x-protobuf"})
     with urllib.request.urlopen(request, timeout=POST_TIMEOUT_S) as response:
         assert response.status == 200
+
+
+def spawn_cli(args: list[str], workdir: Path) -> Collector:
+    """Start ``driftline collector ARGS`` (e.g. several ``--config`` and ``--set``); its
+    stdout lines are pumped into ``lines``, its stderr kept in ``collector.log``."""
+    stderr_path = workdir / "collector.log"
+    with stderr_path.open("w") as stderr:
+        process = subprocess.Popen([sys.executable, "-m", "driftline.cli", "collector", *args],
+                                   stdout=subprocess.PIPE, stderr=stderr, text=True,
+                                   cwd=workdir)
+    collector = Collector(process, stderr_path)
+    threading.Thread(target=_pump, args=(process.stdout, collector.lines), daemon=True).start()
+    return collector

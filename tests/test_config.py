@@ -170,10 +170,13 @@ def test_env_substitution_edge_cases(environ: dict[str, str], written: str,
 
 
 @pytest.mark.parametrize(("written", "problem"), [
-    ("${NAME}", "unsupported reference '${NAME}'; write ${env:NAME} or ${env:NAME:-default} "
-                "(and $$ for a literal $)"),
-    ("${file:/etc/x}", "unsupported reference '${file:/etc/x}'; write ${env:NAME} or "
-                       "${env:NAME:-default} (and $$ for a literal $)"),
+    # The collector's default scheme is env: ${NAME} is ${env:NAME}.
+    ("${NAME}", "environment variable NAME is not set; set it or give a default with "
+                "${env:NAME:-default}"),
+    ("${file:/no/such/x}", "cannot read the file of '${file:/no/such/x}': No such file or "
+                           "directory (looked for '/no/such/x')"),
+    ("${http:x}", "unsupported reference '${http:x}'; write ${NAME}, ${env:NAME}, "
+                  "${env:NAME:-default} or ${file:PATH} (and $$ for a literal $)"),
     ("${env:1BAD}", "invalid environment variable name '1BAD' in '${env:1BAD}'"),
     ("${env:A}${env:B}", "environment variable A is not set; set it or give a default with "
                          "${env:A:-default}"),
@@ -286,7 +289,7 @@ def test_telemetry_metrics_defaults(environ: dict[str, str]) -> None:
 @pytest.mark.parametrize(("metrics", "expected"), [
     ({"level": "none"}, TelemetryMetricsConfig("none", 10.0)),
     ({"level": "Normal", "interval": "500ms"}, TelemetryMetricsConfig("normal", 0.5)),
-    ({"interval": 2}, TelemetryMetricsConfig("basic", 2.0)),
+    ({"interval": "2s"}, TelemetryMetricsConfig("basic", 2.0)),
     (None, TelemetryMetricsConfig("basic", 10.0)),
 ])
 def test_telemetry_metrics_settings(environ: dict[str, str], metrics: object,
@@ -303,7 +306,8 @@ def test_telemetry_metrics_settings(environ: dict[str, str], metrics: object,
 
 def test_bad_telemetry_metrics(environ: dict[str, str]) -> None:
     assert problems_of("bad_telemetry_metrics.yaml", environ) == [
-        "service::telemetry::metrics::adress: unknown key 'adress' (known: interval, level)",
+        "service::telemetry::metrics::adress: unknown key 'adress'; did you mean 'address'? "
+        "(known: address, interval, level, readers, views)",
         "service::telemetry::metrics::level: must be one of none, basic, normal, detailed, "
         "got 'verbose'",
         "service::telemetry::metrics::interval: must be a positive duration, got '0s'",
@@ -415,7 +419,7 @@ def test_misplaced_sections_are_pointed_to_their_parent(environ: dict[str, str])
                                                   "exporters": ["file"]}}},
         }, environ=environ)
 
-    known_top = "(known: exporters, extensions, processors, receivers, service)"
+    known_top = "(known: connectors, exporters, extensions, processors, receivers, service)"
     known_service = "(known: extensions, pipelines, telemetry)"
     assert caught.value.problems == [
         f"prometheus: unknown top-level key 'prometheus'; 'prometheus' is an exporter type: "
