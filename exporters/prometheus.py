@@ -33,13 +33,13 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 )
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
-from driftline import exphist, semconv
+from driftline import semconv
 from driftline._attribute_bytes import AttributeKey, attribute_bytes, has_attribute_key
 from driftline.durations import parse_non_negative_duration
 from driftline.exphist import ExpHistogram
 from driftline.exporters import _classic_bins as classic_bins
 from driftline.exporters import _prometheus_text as text
-from driftline.processor._ml_points import histogram_from_point
+from driftline.processor._ml_points import check_header, histogram_from_point
 from driftline.processor.component import ComponentError
 from driftline.profile import Profile, ProfileError, load_directory
 
@@ -608,7 +608,9 @@ class PrometheusExporter:
         order: list[_Route | None] = []
         for position, point in enumerate(points):
             scale = point.scale
-            if not exphist.MIN_SCALE <= scale <= exphist.MAX_SCALE:
+            try:
+                check_header(point)
+            except ValueError:  # beyond sane limits (ml_drift rejects it as partial success)
                 self._dropped[REASON_EXPONENTIAL_HISTOGRAM] += 1
                 order.append(None)
                 continue

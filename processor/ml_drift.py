@@ -81,7 +81,12 @@ from driftline.processor._window_store import (
     WindowStore,
     WindowStoreError,
 )
-from driftline.processor.component import ComponentError, DataRefusedError, Host
+from driftline.processor.component import (
+    ComponentError,
+    DataRefusedError,
+    Host,
+    PartialRejection,
+)
 from driftline.processor.registry import SIGNAL_LOGS, SIGNAL_METRICS
 from driftline.profile import KIND_NUMERIC, Profile, ProfileError
 
@@ -124,6 +129,9 @@ _ATTRIBUTES_FIRST = ("exponential_histogram",)
 # Attribute sets remembered with what they determine (``_PointAttributes``); at this many the
 # memory is cleared. The same few sets repeat request after request.
 MAX_KNOWN_ATTRIBUTE_SETS = 8192
+# Rows one window may count: its ``ml.window.rows`` gauge is an int64; points that would
+# take it past this are rejected (each point holds at most ``exphist.MAX_COUNT``).
+MAX_WINDOW_ROWS = 2**62
 # Attribute keys of the last request's points kept as guesses for the next (``attribute_key``);
 # past this many the memory is cleared.
 MAX_KEPT_ATTRIBUTE_KEYS = 65_536
@@ -143,6 +151,7 @@ class MlDriftStats:
     unprofiled_windows: int = 0
     discarded_windows: int = 0
     emit_failures: int = 0
+    failed_windows: int = 0
     cumulative_resets: int = 0
     cumulative_out_of_order: int = 0
     cumulative_initial_dropped: int = 0
@@ -295,6 +304,7 @@ class MlDriftProcessor:
         self._host = Host()
         self._counts: Counter[str] = Counter()
         self._warned: set[Any] = set()
+        self._last_invalid = ""
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
         self._shut_down = False
@@ -365,12 +375,22 @@ class MlDriftProcessor:
         """Load the checkpoint. ``ingest_only``: undo a failed batch, reloading just these
         open windows and the cumulative table (what a batch changes)."""
         snapshot = store.load()
+        damaged = Changes()
         for (stream, index), (closed, state) in snapshot.windows.items():
-            key = StreamKey.from_text(stream)
-            if ingest_only is not None and (closed or (key, index) not in ingest_only):
+            try:
+                key = StreamKey.from_text(stream)
+                if ingest_only is not None and (closed or (key, index) not in ingest_only):
+                    continue
+                window = Window.from_dict(key, index, state)
+                window.add_parts(snapshot.parts.get((stream, index), ()))
+                window.check()
+            except (ValueError, KeyError, TypeError) as exc:
+                damaged.windows[(stream, index)] = None
+                self._counts["discarded_windows"] += 1
+                _log.error("ml_drift: checkpoint %s: window %d of stream %s is damaged and "
+                           "dropped (counted in discarded_windows): %s: %s", store.path,
+                           index, _safe(stream), type(exc).__name__, exc)
                 continue
-            window = Window.from_dict(key, index, state)
-            window.add_parts(snapshot.parts.get((stream, index), ()))
             if closed:
                 self._history.setdefault(key, []).append(window)
             else:
@@ -378,6 +398,8 @@ class MlDriftProcessor:
                 if ingest_only is None:
                     self._counts["restored_windows"] += 1
             self._streams[key] = max(self._streams.get(key, index), index)
+        if damaged:  # out of the file, so the next start does not meet them again
+            store.commit(damaged)
         for stream, entry in snapshot.temporality.items():
             self._deltas.load_entry(stream, entry)
         if ingest_only is not None:
@@ -444,8 +466,9 @@ class MlDriftProcessor:
             try:
                 self._maybe_reload()
                 self.evaluate_due()
-            except Exception:
-                _log.exception("ml_drift: evaluating windows failed; will retry next tick")
+            except Exception:  # a bug: windows already failed are logged and dropped
+                _log.exception("ml_drift: the evaluation tick failed; the next tick runs as "
+                               "usual")
 
     def _maybe_reload(self) -> None:
         if self._watcher is None or self._clock() < self._next_reload_ns:
@@ -487,6 +510,7 @@ class MlDriftProcessor:
             self._inflight += 1
         try:
             with self._lock:
+                invalid_before = self._counts["invalid_points"]
                 try:
                     self._window_batch(batch, now_ns)
                 except Exception:
@@ -498,10 +522,12 @@ class MlDriftProcessor:
                                       "failed and the group was undone; retry later")
                         self._tickets = []
                     raise
+                rejected = self._counts["invalid_points"] - invalid_before
                 if self._store is None:
                     self._dirty.clear()
                     self._deltas.touched.clear()
                     self._deltas.forgotten.clear()
+                    self._reject_points(rejected)
                     return
                 ticket = _Ticket()
                 self._tickets.append(ticket)
@@ -518,6 +544,20 @@ class MlDriftProcessor:
                 self._resolved.wait()
         if ticket.error is not None:
             raise DataRefusedError(ticket.error)
+        self._reject_points(rejected)
+
+    def _reject_points(self, rejected: int) -> None:
+        """Tell the sender (OTLP ``partial_success``) how many points of its batch were
+        invalid here, so it does not send them again; the rest was accepted."""
+        if rejected:
+            raise PartialRejection(rejected, f"ml_drift: {rejected} invalid point(s) not "
+                                   f"windowed (first: {self._last_invalid})")
+
+    def _invalid(self, reason: str, warn_key: Any) -> None:
+        """Count a point this processor cannot use (under lock), warn once per kind."""
+        self._counts["invalid_points"] += 1
+        self._last_invalid = reason
+        self._warn_once(warn_key, "ml_drift: invalid point skipped: %s", reason)
 
     def _window_batch(self, batch: Sequence[ResourceMetrics], now_ns: int) -> None:
         first_open = (now_ns - self._grace_ns) // self._window_ns
@@ -697,9 +737,7 @@ class MlDriftProcessor:
             try:
                 value: Value | Part | None = read(point)
             except ValueError as exc:
-                self._counts["invalid_points"] += 1
-                self._warn_once(("bad", metric.name), "ml_drift: bad %s point: %s",
-                                metric.name, exc)
+                self._invalid(f"{metric.name}: {exc}", ("bad", metric.name))
                 continue
             if cumulative:
                 stream = json.dumps([stream_prefix, metric.name, data_kind,
@@ -748,9 +786,7 @@ class MlDriftProcessor:
         stream = attributes.stream
         time_ns = point.time_unix_nano
         if not stream[0] or time_ns <= 0:
-            self._counts["invalid_points"] += 1
-            self._warn_once("invalid", "ml_drift: skipping points without %s or a time",
-                            semconv.ML_MODEL_NAME)
+            self._invalid(f"a point without {semconv.ML_MODEL_NAME} or a time", "invalid")
             return None
         index = time_ns // self._window_ns
         if index < self._first_open:
@@ -890,9 +926,18 @@ class MlDriftProcessor:
     def _rows(self, resource: Sequence[KeyValue], prefix: str, metric: Metric,
               now_ns: int) -> None:
         for point, attributes, value in self._values(prefix, metric, ("sum",)):
+            if value != int(value):  # type: ignore[arg-type]
+                self._invalid(f"{metric.name}: {value!r} is not a whole number of rows",
+                              ("rows", "fraction"))
+                continue
             memo = self._window_for(resource, point, attributes, now_ns)
-            if memo is not None:
-                memo.window.rows += int(value)  # type: ignore[arg-type]
+            if memo is None:
+                continue
+            if memo.window.rows + int(value) > MAX_WINDOW_ROWS:  # type: ignore[arg-type]
+                self._invalid(f"{metric.name}: the window would count more than "
+                              f"{MAX_WINDOW_ROWS} rows", ("rows", "window"))
+                continue
+            memo.window.rows += int(value)  # type: ignore[arg-type]
 
     # --- evaluation -----------------------------------------------------------------------
 
@@ -917,26 +962,51 @@ class MlDriftProcessor:
             changes = Changes()
             output: list[ResourceMetrics] = []
             logs: list[ResourceLogs] = []
+            evaluated = 0
             for window in windows:
-                metrics, alerts = self._evaluate(window, changes, now_ns)
+                try:
+                    metrics, alerts = self._evaluate(window, changes, now_ns)
+                except Exception as exc:  # one window's failure must not cost the others
+                    self._drop_failed(window, changes, exc)
+                    continue
+                evaluated += 1
                 output.append(metrics)
                 if alerts is not None:
                     logs.append(alerts)
             with self._lock:
-                self._counts["evaluated_windows"] += len(windows)
+                self._counts["evaluated_windows"] += evaluated
                 self._counts["window_evaluation_nanoseconds_total"] += \
                     time.perf_counter_ns() - started
                 self._prune_streams(first_open, changes)
             try:
-                self._next.consume_metrics(output)
+                if output:
+                    self._next.consume_metrics(output)
             except Exception:
                 with self._lock:
                     self._counts["emit_failures"] += 1
-                raise
+                _log.exception("ml_drift: the next consumer refused the verdicts of %d "
+                               "window(s); they are dropped (counted in emit_failures)",
+                               len(output))
             finally:
                 self._emit_alerts(logs)
                 self._commit_evaluation(changes)
             return output
+
+    def _drop_failed(self, window: Window, changes: Changes, exc: Exception) -> None:
+        """Log, count and forget a window whose evaluation failed: it leaves the checkpoint
+        and the history later windows merge, so it cannot fail them too."""
+        key = window.key
+        with self._lock:
+            self._counts["failed_windows"] += 1
+        history = self._history.get(key)
+        if history is not None:
+            self._history[key] = [w for w in history if w is not window]
+        changes.windows[(key.text(), window.index)] = None
+        _log.error("ml_drift: cannot evaluate the window of model=%s version=%s operation=%s "
+                   "window_start=%s (%s: %s); the window is dropped, counted in "
+                   "failed_windows", _safe(key.model_name), _safe(key.model_version),
+                   _safe(key.operation), _iso(window.index * self._window_ns),
+                   type(exc).__name__, exc, exc_info=exc)
 
     def _prune_streams(self, first_open: int, changes: Changes) -> None:
         """Forget streams with no open window and no history still needed (under lock):
@@ -1153,6 +1223,12 @@ def _verdicts(scores: Sequence[drift.DriftScore]) -> list[drift.DriftScore]:
     for score in scores:
         first.setdefault(score.column, score)
     return list(first.values())
+
+
+def _safe(text: str) -> str:
+    """``text`` quoted for a log line: newlines, NUL and terminal escapes spelled out, so a
+    model name cannot forge a line or colour a terminal."""
+    return repr(text)
 
 
 def _iso(time_ns: int) -> str:
