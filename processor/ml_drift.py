@@ -1205,8 +1205,9 @@ class MlDriftProcessor:
             drifted = [s.column for s in verdicts if s.drifted]
             verdict = f"drifted columns: {', '.join(drifted) or 'none'}"
         _log.info("ml_drift: model=%s version=%s operation=%s window_start=%s rows=%d %s",
-                  key.model_name, key.model_version or "-", key.operation or "-",
-                  _iso(start_ns), window.row_count(), verdict)
+                  _safe(key.model_name), _safe(key.model_version or "-"),
+                  _safe(key.operation or "-"), _iso(start_ns), window.row_count(),
+                  _safe(verdict))
         resource = evaluated.resource or []
         metrics = ResourceMetrics(
             resource=Resource(attributes=resource),
@@ -1226,9 +1227,10 @@ def _verdicts(scores: Sequence[drift.DriftScore]) -> list[drift.DriftScore]:
 
 
 def _safe(text: str) -> str:
-    """``text`` quoted for a log line: newlines, NUL and terminal escapes spelled out, so a
-    model name cannot forge a line or colour a terminal."""
-    return repr(text)
+    """``text`` (names from the wire) for a log line: as it is when printable, else quoted
+    with newlines, NUL and terminal escapes spelled out, so it cannot forge a line or colour
+    a terminal."""
+    return text if text.isprintable() else repr(text)
 
 
 def _iso(time_ns: int) -> str:

@@ -184,7 +184,7 @@ def test_one_window_failing_evaluation_leaves_the_others_emitted(
     assert proc.stats().failed_windows == 1
     assert proc.stats().evaluated_windows == 1
     [record] = [r for r in caplog.records if "cannot evaluate" in r.getMessage()]
-    assert "model='churn'" in record.getMessage()
+    assert "model=churn " in record.getMessage()
     assert "Value out of range" in record.getMessage()
     assert "dropped" in record.getMessage()
     clock.at(13)
@@ -234,3 +234,21 @@ def test_a_checkpointed_poison_window_is_dropped_at_start_and_logged(
             assert stats.discarded_windows == 0
         assert stats.restored_windows == 1  # the healthy window of the other model
         caplog.clear()
+
+
+def test_model_names_are_escaped_in_the_verdict_log_line(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A newline in a model name once forged a log line; NUL and terminal escapes passed."""
+    rng = np.random.default_rng(7)
+    evil = "churn\nml_drift: model=forged rows=1\x00\x1b[31m"
+    clock, capture = Clock(T0), Capture()
+    proc = processor({}, clock, capture)
+    clock.at(3)
+    proc.consume_metrics(app_batch(T0 + 2 * NS, {"age": rng.normal(40, 10, 30)},
+                                   model={**MODEL, semconv.ML_MODEL_NAME: evil}))
+    clock.at(12)
+    with caplog.at_level(logging.INFO):
+        proc.evaluate_due()
+    [line] = [r.getMessage() for r in caplog.records if "window_start=" in r.getMessage()]
+    assert "\n" not in line and "\x00" not in line and "\x1b" not in line
+    assert "churn\\nml_drift: model=forged rows=1\\x00\\x1b[31m" in line
