@@ -656,8 +656,13 @@ class PrometheusExporter:
             if series is None:
                 if not self._admit():
                     return None
-                series = self._exponential[(name, key)] = self._new_series(
-                    metric, name, key, point, now)
+                try:
+                    series = self._new_series(metric, name, key, point, now)
+                except ValueError:  # counts past sane limits: never exportable, dropped
+                    self._series_total -= 1
+                    self._dropped[REASON_EXPONENTIAL_HISTOGRAM] += 1
+                    return None
+                self._exponential[(name, key)] = series
             if attributes is not None:
                 self._remember_route(routes, route_key, attributes, series)
         if attributes is None:

@@ -10,7 +10,7 @@ leave as gauges (``ml.drift.*``, ``ml.window.rows``) and flips to drifted as ``m
 log records into the logs pipelines. With ``checkpoint::path`` set, every accepted batch is
 committed to SQLite before it is acknowledged (``_window_store``): batches arriving together
 are committed as one group by a writer thread, and a failed group commit refuses every batch
-of the group. Incoming metrics pass through unchanged.
+of the group. Incoming metrics pass through unchanged, after the commit (docs/delivery.md).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import dataclasses
 import datetime
 import json
 import logging
+import math
 import sqlite3
 import threading
 import time
@@ -115,6 +116,9 @@ GROUP_POLL_S = 0.0005
 # Commits are at least this far apart, so under load each one (which holds the processor's
 # lock for a SQLite write) covers many batches; the wait adds at most this to a reply.
 GROUP_MIN_INTERVAL_S = 0.005
+# A refusal by the next consumer is logged at ERROR at most this often (the rest at DEBUG,
+# all counted in forward_failures).
+FORWARD_LOG_INTERVAL_S = 10.0
 NS_PER_S = 1_000_000_000
 
 _KEY_ATTRIBUTES = (semconv.ML_MODEL_NAME, semconv.ML_MODEL_VERSION, semconv.ML_OPERATION)
@@ -151,6 +155,7 @@ class MlDriftStats:
     unprofiled_windows: int = 0
     discarded_windows: int = 0
     emit_failures: int = 0
+    forward_failures: int = 0
     failed_windows: int = 0
     cumulative_resets: int = 0
     cumulative_out_of_order: int = 0
@@ -305,6 +310,8 @@ class MlDriftProcessor:
         self._counts: Counter[str] = Counter()
         self._warned: set[Any] = set()
         self._last_invalid = ""
+        # When a refusal by the next consumer was last logged at ERROR.
+        self._forward_logged_s = -math.inf
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
         self._shut_down = False
@@ -501,10 +508,38 @@ class MlDriftProcessor:
     # --- ingestion ------------------------------------------------------------------------
 
     def consume_metrics(self, batch: Sequence[ResourceMetrics]) -> None:
-        """Pass ``batch`` on unchanged, then window its ``ml.*`` points; with a checkpoint this
-        returns (the batch is acknowledged) once the group holding the batch is committed,
-        and raises ``DataRefusedError`` when that commit failed (the batch is undone)."""
-        self._next.consume_metrics(batch)
+        """Window ``batch``'s ``ml.*`` points, then pass the batch on unchanged.
+
+        With a checkpoint the batch is passed on (and acknowledged) once the group holding
+        it is committed; when that commit fails it raises ``DataRefusedError`` (the batch
+        is undone) before anything was passed on, so the sender's retry is no duplicate.
+        Once windowed, a refusal by the next consumer is logged and counted in
+        ``forward_failures``, not handed to the sender: a retry would window it twice.
+        """
+        rejected = self._window_and_commit(batch)
+        try:
+            self._next.consume_metrics(batch)
+        except PartialRejection:
+            raise
+        except Exception as exc:
+            self._forward_failed(exc)
+        self._reject_points(rejected)
+
+    def _forward_failed(self, exc: Exception) -> None:
+        with self._lock:
+            self._counts["forward_failures"] += 1
+            now = time.monotonic()
+            loud = now - self._forward_logged_s >= FORWARD_LOG_INTERVAL_S
+            if loud:
+                self._forward_logged_s = now
+        _log.log(logging.ERROR if loud else logging.DEBUG,
+                 "ml_drift: the next consumer refused a batch ml_drift had already windowed "
+                 "(%s: %s); it is dropped there, not handed back for a retry that would "
+                 "window it twice (counted in forward_failures)", type(exc).__name__, exc)
+
+    def _window_and_commit(self, batch: Sequence[ResourceMetrics]) -> int:
+        """Window ``batch``; with a checkpoint, wait for its group commit (see above).
+        Returns how many of its points were invalid (not windowed)."""
         now_ns = self._clock()
         with self._inflight_lock:
             self._inflight += 1
@@ -527,8 +562,7 @@ class MlDriftProcessor:
                     self._dirty.clear()
                     self._deltas.touched.clear()
                     self._deltas.forgotten.clear()
-                    self._reject_points(rejected)
-                    return
+                    return rejected
                 ticket = _Ticket()
                 self._tickets.append(ticket)
                 self._last_apply_s = time.monotonic()
@@ -544,7 +578,7 @@ class MlDriftProcessor:
                 self._resolved.wait()
         if ticket.error is not None:
             raise DataRefusedError(ticket.error)
-        self._reject_points(rejected)
+        return rejected
 
     def _reject_points(self, rejected: int) -> None:
         """Tell the sender (OTLP ``partial_success``) how many points of its batch were
