@@ -462,6 +462,9 @@ def load(path: str | os.PathLike[str]) -> Profile:
         raise ProfileError(f"{path}: cannot read profile: {exc}") from exc
     except json.JSONDecodeError as exc:
         raise ProfileError(f"{path}: not valid JSON (line {exc.lineno}): {exc.msg}") from exc
+    except RecursionError:
+        raise ProfileError(f"{path}: not a profile: JSON nested deeper than Python can "
+                           "read") from None
     return from_dict(data, source=str(path))
 
 

@@ -26,6 +26,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from opentelemetry.proto.common.v1.common_pb2 import (
@@ -79,6 +80,8 @@ from driftline.processor._profile_watch import ProfileWatcher
 from driftline.processor._temporality import CumulativeToDelta, Value
 from driftline.processor._window_store import (
     Changes,
+    CheckpointInUseError,
+    CheckpointVersionError,
     WindowStore,
     WindowStoreError,
 )
@@ -175,6 +178,7 @@ class MlDriftStats:
     checkpoint_commits: int = 0
     checkpoint_failures: int = 0
     restored_windows: int = 0
+    damaged_checkpoints: int = 0
     current_open_windows: int = 0
     window_evaluation_nanoseconds_total: int = 0
     checkpoint_nanoseconds_total: int = 0
@@ -351,10 +355,8 @@ class MlDriftProcessor:
             SIGNAL_LOGS, self._config.alerts.pipelines, "ml_drift: alerts::pipelines")
         if self._config.checkpoint.path:
             try:
-                self._store = WindowStore(self._config.checkpoint.path)
-                self._check_window_size(self._store)
-                self._restore(self._store)
-            except (WindowStoreError, sqlite3.Error) as exc:
+                self._store = self._open_checkpoint(Path(self._config.checkpoint.path))
+            except (WindowStoreError, sqlite3.Error, OSError) as exc:
                 raise ComponentError(f"ml_drift: checkpoint::path: {exc}") from exc
         self._stop.clear()
         if self._store is not None:
@@ -364,6 +366,54 @@ class MlDriftProcessor:
             self._writer.start()
         self._ticker = threading.Thread(target=self._tick, name="ml-drift-ticker", daemon=True)
         self._ticker.start()
+
+    def _open_checkpoint(self, path: Path) -> WindowStore:
+        """The checkpoint, restored. A damaged one (not a database, unreadable rows) is
+        moved aside with its name and the reason logged, and an empty one started, so one
+        damaged file never keeps the collector down; a file another processor holds or of
+        another schema version stays an error (the operator decides)."""
+        empty = path.exists() and path.stat().st_size == 0
+        store: WindowStore | None = None
+        try:
+            store = WindowStore(path)
+            self._check_window_size(store)
+            self._restore(store)
+        except (CheckpointInUseError, CheckpointVersionError):
+            raise
+        except (WindowStoreError, sqlite3.Error, ValueError, KeyError, TypeError) as exc:
+            if store is not None:
+                store.close()
+            self._forget_restored()
+            aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
+            for suffix in ("", "-wal", "-shm"):
+                source = Path(f"{path}{suffix}")
+                if source.exists():
+                    source.replace(f"{aside}{suffix}")
+            self._counts["damaged_checkpoints"] += 1
+            _log.error("ml_drift: checkpoint %s is damaged (%s: %s); moved aside to %s, "
+                       "starting with empty windows (counted in damaged_checkpoints)", path,
+                       type(exc).__name__, exc, aside.name)
+            store = WindowStore(path)
+            self._check_window_size(store)
+            return store
+        if empty:
+            _log.warning("ml_drift: checkpoint %s was an empty (0-byte) file: truncated or "
+                         "created by hand; starting with empty windows", path)
+        if store.recreated_tables:
+            _log.warning("ml_drift: checkpoint %s lacked its table(s) %s (damaged); they are "
+                         "recreated empty and what they held is lost", path,
+                         ", ".join(store.recreated_tables))
+        return store
+
+    def _forget_restored(self) -> None:
+        """Drop what a failed restore put in memory."""
+        self._windows.clear()
+        self._history.clear()
+        self._baselines.clear()
+        self._verdicts.clear()
+        self._streams.clear()
+        self._deltas.clear()
+        self._counts["restored_windows"] = 0
 
     def _check_window_size(self, store: WindowStore) -> None:
         """Windows are stored by index; with another ``window`` size those indexes mean other
