@@ -309,6 +309,7 @@ class MlDriftProcessor:
         self._last_keys: dict[tuple[str, str, str], list[AttributeKey | None]] = {}
         self._kept_keys = 0
         self._first_open = 0
+        self._now_index = 0
         self._alert_targets: list[Any] = []
         self._host = Host()
         self._counts: Counter[str] = Counter()
@@ -648,6 +649,7 @@ class MlDriftProcessor:
         if first_open != self._first_open:
             self._forget_window_memos(first_open)
         self._first_open = first_open
+        self._now_index = now_ns // self._window_ns
         try:
             for resource_metrics in batch:
                 resource = resource_metrics.resource.attributes
@@ -873,6 +875,11 @@ class MlDriftProcessor:
             self._invalid(f"a point without {semconv.ML_MODEL_NAME} or a time", "invalid")
             return None
         index = time_ns // self._window_ns
+        if index > self._now_index + self._limits.max_future_windows:
+            self._invalid(f"a point {index - self._now_index} windows ahead of the clock "
+                          f"(limits::max_future_windows={self._limits.max_future_windows})",
+                          "future")
+            return None
         if index < self._first_open:
             self._counts["late_points"] += 1
         # Points of one resource mostly share a model and a window: looked up once per batch.

@@ -252,3 +252,27 @@ def test_model_names_are_escaped_in_the_verdict_log_line(
     [line] = [r.getMessage() for r in caplog.records if "window_start=" in r.getMessage()]
     assert "\n" not in line and "\x00" not in line and "\x1b" not in line
     assert "churn\\nml_drift: model=forged rows=1\\x00\\x1b[31m" in line
+
+
+def test_future_dated_points_cannot_open_windows_without_end() -> None:
+    """50 000 future-dated points opened 50 000 windows, never evaluated nor expired, all
+    kept in the checkpoint. Points more than ``limits::max_future_windows`` windows ahead
+    of the clock are rejected (partial success) and open nothing."""
+    clock, capture = Clock(T0), Capture()
+    proc = processor({}, clock, capture)
+    clock.at(3)
+    rejected = 0
+    for step in range(200):
+        time_ns = T0 + (step + 1) * 10 * NS  # one point per future window
+        point = NumberDataPoint(attributes=_kv(MODEL), time_unix_nano=time_ns, as_int=1)
+        metric = Metric(name=semconv.ML_PREDICT_ROWS, sum=Sum(
+            data_points=[point], aggregation_temporality=AGGREGATION_TEMPORALITY_DELTA,
+            is_monotonic=True))
+        try:
+            proc.consume_metrics(_request(metric))
+        except PartialRejection as exc:
+            rejected += exc.rejected
+    open_windows = proc.stats().current_open_windows
+    assert open_windows <= 3  # the default max_future_windows: 2 ahead of the current one
+    assert rejected == 200 - open_windows
+    assert proc.stats().invalid_points == 200 - open_windows
