@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint prometheus system-packages clean
+.PHONY: demo test lint prometheus system-packages clean fuzz
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,3 +46,9 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) driftline-demo .pytest_cache .ruff_cache
+
+# The long structured fuzz (tests/test_fuzz.py with LONG_EXAMPLES examples, a few minutes);
+# the test suite runs its short version.
+FUZZ_EXAMPLES ?= 3000
+fuzz: $(STAMP)
+	DRIFTLINE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q -s tests/test_fuzz.py

@@ -5,6 +5,7 @@ for good; what is accepted and later cannot be exported is counted, not re-emitt
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -133,3 +134,17 @@ def test_prometheus_exporter_drops_counts_past_int64_and_keeps_the_rest(
     assert "poison" not in text
     assert any(line.startswith("healthy{") and line.endswith(" 4")
                for line in text.splitlines())
+
+
+def test_default_bounds_of_a_point_without_max_do_not_raise() -> None:
+    """Found by tests/test_fuzz.py: a point with a negative min and no max made the exporter
+    raise OverflowError (log2 of infinity) on every attempt."""
+    from driftline.exporters import _classic_bins
+    from driftline.processor._ml_points import histogram_from_point
+
+    point = ExponentialHistogramDataPoint(count=3, scale=0, min=-5.0)
+    point.negative.offset = 1
+    point.negative.bucket_counts.extend([2, 1])
+    bounds = _classic_bins.default_bounds(histogram_from_point(point))
+    assert list(bounds) == sorted(bounds) and all(map(math.isfinite, bounds))
+    assert -8.0 in bounds  # the top power of two over |-5|
