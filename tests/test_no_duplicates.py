@@ -148,3 +148,18 @@ def test_default_bounds_of_a_point_without_max_do_not_raise() -> None:
     bounds = _classic_bins.default_bounds(histogram_from_point(point))
     assert list(bounds) == sorted(bounds) and all(map(math.isfinite, bounds))
     assert -8.0 in bounds  # the top power of two over |-5|
+
+
+def test_arithmetic_failures_on_data_are_answered_for_good_not_retried() -> None:
+    """OverflowError from a value no consumer can hold (the issue: 2**63 bucket counts,
+    int64 columns) was answered UNAVAILABLE / 503: the sender retried it for ever."""
+    import grpc
+
+    from driftline.processor._otlp_grpc import status_for
+
+    for exc in (OverflowError("Python int too large to convert to C long"),
+                ZeroDivisionError("division by zero"), ValueError("bad"),
+                RecursionError("maximum recursion depth exceeded")):
+        assert status_for(exc) == grpc.StatusCode.INVALID_ARGUMENT, exc
+    assert status_for(DataRefusedError("full")) == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert status_for(OSError("disk")) == grpc.StatusCode.UNAVAILABLE
