@@ -258,6 +258,8 @@ class _OtlpHttpHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         super().handle_one_request()
+        if self.server.stopping.is_set():
+            self.close_connection = True
 
     def _wait_for_request(self) -> bool:
         """Wait until the next request's bytes arrive; False when stopping or idle too long.
@@ -266,6 +268,11 @@ class _OtlpHttpHandler(BaseHTTPRequestHandler):
         keep-alive connections at once. HTTP clients here do not pipeline, so nothing
         waits in the read buffer unseen.
         """
+        if self.server.stopping.is_set():
+            # Draining: only a request whose bytes have already arrived is served (it may
+            # have been sent before the signal), then the connection closes (``_send``);
+            # a kept-alive connection of a flooding client takes no more.
+            return self._buffered() or bool(select.select([self.connection], [], [], 0)[0])
         idle_deadline = time.monotonic() + HTTP_IDLE_TIMEOUT_S
         pending = getattr(self.connection, "pending", None)
         if pending is not None and pending():
@@ -500,6 +507,8 @@ class _OtlpHttpHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         for name, value in headers:
             self.send_header(name, value)
+        if self.server.stopping.is_set():
+            self.close_connection = True  # draining: no further request on this connection
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
