@@ -16,7 +16,7 @@ DEMO_VENV := .venv
 TEST_VENV := .venv-test
 DEV_VENV := .venv-dev
 
-.PHONY: demo test wheel smoke suite dev lint prometheus system-packages js-sdk clean
+.PHONY: demo test wheel smoke suite dev fuzz lint prometheus system-packages js-sdk clean
 
 $(WHEEL_STAMP): $(SOURCES)
 	rm -rf $(WHEEL_DIR)
@@ -97,6 +97,12 @@ dev:
 	test -x $(DEV_VENV)/bin/python || $(PYTHON) -m venv $(DEV_VENV)
 	$(DEV_VENV)/bin/pip install --quiet --upgrade pip
 	$(DEV_VENV)/bin/pip install --quiet -e ".[dev]"
+
+# The long structured fuzz (tests/test_fuzz.py with FUZZ_EXAMPLES examples, a few minutes);
+# the suite runs its short version.
+FUZZ_EXAMPLES ?= 3000
+fuzz: dev
+	DRIFTLINE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(DEV_VENV)/bin/python -m pytest -q -s tests/test_fuzz.py
 
 lint: $(TEST_VENV)/.installed
 	$(TEST_VENV)/bin/ruff check .

@@ -19,6 +19,13 @@ from driftline._indexing import count_buckets, map_to_index
 MAX_SCALE = 20
 MIN_SCALE = -10
 DEFAULT_MAX_SIZE = 160  # the SDK's default bucket count per sign
+# Largest count one arriving histogram may carry (its count, zero count, each bucket):
+# counts are summed as float64 when merged, exact up to here, and many can be summed in an
+# int64 window before it overflows.
+MAX_COUNT = 2**53
+# Binary exponents bounding every float64 magnitude: 2**-1075 rounds to 0, 2**1024 is inf.
+_MIN_EXPONENT = -1075
+_MAX_EXPONENT = 1024
 _EMPTY = np.zeros(0, dtype=np.int64)
 
 
@@ -88,6 +95,27 @@ def _buckets(offset: int, counts: Any) -> Buckets:
 
 def _trimmed(buckets: Buckets) -> list[int]:
     return [int(c) for c in buckets.counts]
+
+
+def index_limits(scale: int) -> tuple[int, int]:
+    """The lowest and highest bucket index at ``scale`` that a float64 magnitude can fall in:
+    a bucket past them holds no value, and a span reaching it would cost memory for
+    nothing (a comparison lays the union of spans on one grid)."""
+    return (math.floor(_MIN_EXPONENT * 2.0**scale), math.ceil(_MAX_EXPONENT * 2.0**scale) - 1)
+
+
+def check_buckets(scale: int, offset: int, size: int) -> None:
+    """Raise ``ValueError`` unless ``scale`` is supported and buckets ``offset`` to
+    ``offset + size - 1`` lie within ``index_limits(scale)``: what arrives from a sender or a
+    file is checked before anything is allocated for it."""
+    if not MIN_SCALE <= scale <= MAX_SCALE:
+        raise ValueError(f"scale {scale} outside {MIN_SCALE}..{MAX_SCALE}")
+    if size <= 0:
+        return
+    low, high = index_limits(scale)
+    if offset < low or offset + size - 1 > high:
+        raise ValueError(f"buckets {offset}..{offset + size - 1} at scale {scale} lie past "
+                         f"every float64 value (indexes {low}..{high} at that scale)")
 
 
 def lower_boundary(index: np.ndarray | int, scale: int) -> np.ndarray:
@@ -252,17 +280,16 @@ class Bins:
 
 
 def common_bins(hists: list[ExpHistogram]) -> Bins:
-    """Put ``hists`` on the grid of their smallest scale, so their bins line up exactly."""
+    """Put ``hists`` on the grid of their smallest scale, so their bins line up exactly.
+
+    Only the bins some histogram occupies are laid out: histograms far apart (1e-300 and
+    1e300 at scale 20 are 2**31 buckets apart) cost their buckets, not the span between."""
     scale = min(h.scale for h in hists)
     aligned = [downscale(h, scale) for h in hists]
-    rows: list[np.ndarray] = []
-    neg_span = _bucket_span([h.negative for h in aligned])
-    pos_span = _bucket_span([h.positive for h in aligned])
-    neg_index = np.arange(neg_span[1], neg_span[0] - 1, -1) if neg_span else _EMPTY
-    pos_index = np.arange(pos_span[0], pos_span[1] + 1) if pos_span else _EMPTY
-    for h in aligned:
-        rows.append(np.concatenate([
-            _dense(h.negative, neg_index), [h.zero_count], _dense(h.positive, pos_index)]))
+    neg_index = _occupied([h.negative for h in aligned])[::-1]
+    pos_index = _occupied([h.positive for h in aligned])
+    rows = [np.concatenate([_dense(h.negative, neg_index), [h.zero_count],
+                            _dense(h.positive, pos_index)]) for h in aligned]
     low = np.concatenate([-lower_boundary(neg_index + 1, scale), [0.0],
                           lower_boundary(pos_index, scale)])
     high = np.concatenate([-lower_boundary(neg_index, scale), [0.0],
@@ -270,6 +297,12 @@ def common_bins(hists: list[ExpHistogram]) -> Bins:
     counts = np.vstack(rows)
     keep = counts.sum(axis=0) > 0
     return Bins(low[keep], high[keep], counts[:, keep])
+
+
+def _occupied(buckets: list[Buckets]) -> np.ndarray:
+    """The sorted indexes holding a count in any of ``buckets``."""
+    found = [b.offset + np.flatnonzero(b.counts) for b in buckets if b.counts.size]
+    return np.unique(np.concatenate(found)).astype(np.int64) if found else _EMPTY
 
 
 def _dense(buckets: Buckets, index: np.ndarray) -> np.ndarray:

@@ -528,6 +528,9 @@ def load(path: str | os.PathLike[str]) -> Profile:
         raise ProfileError(f"{path}: cannot read profile: {exc}") from exc
     except json.JSONDecodeError as exc:
         raise ProfileError(f"{path}: not valid JSON (line {exc.lineno}): {exc.msg}") from exc
+    except RecursionError:
+        raise ProfileError(f"{path}: not a profile: JSON nested deeper than Python can "
+                           "read") from None
     return from_dict(data, source=str(path))
 
 
@@ -593,6 +596,17 @@ def _histogram(data: Any, where: str) -> ExpHistogram:
                 isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
             raise ProfileError(f"{where}.{sign}.counts: must be a list of non-negative "
                                f"integer bucket counts, got {json.dumps(counts)[:60]}")
+    scale, offsets = data.get("scale"), [data[s].get("offset") for s in ("positive", "negative")]
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (scale, *offsets)):
+        raise ProfileError(f"{where}: scale and offsets must be integers")
+    if not exphist.MIN_SCALE <= scale <= exphist.MAX_SCALE:
+        raise ProfileError(f"{where}.scale: {scale} outside "
+                           f"{exphist.MIN_SCALE}..{exphist.MAX_SCALE}")
+    for sign in ("positive", "negative"):
+        try:
+            exphist.check_buckets(scale, data[sign]["offset"], len(data[sign]["counts"]))
+        except ValueError as exc:
+            raise ProfileError(f"{where}.{sign}: {exc}") from exc
     return ExpHistogram.from_dict(data)
 
 

@@ -25,11 +25,13 @@ import functools
 import inspect
 import logging
 import os
+import socket
 import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from opentelemetry import _logs, metrics, trace
 
@@ -42,8 +44,11 @@ __all__ = [
     "capped_flush_timeout_s",
     "default_service_name",
     "flush",
+    "forget_probes",
     "handler",
     "is_serverless",
+    "nothing_listens",
+    "otlp_http_targets",
 ]
 
 # A flush to a local collector extension takes milliseconds; a few seconds leave room for a
@@ -51,6 +56,17 @@ __all__ = [
 DEFAULT_FLUSH_TIMEOUT_S = 5.0
 # Time kept back from what the invocation has left, so the handler still returns in time.
 INVOCATION_RESERVE_S = 0.1
+
+# Before a flush, each OTLP/HTTP endpoint is connected to once: a refusal (nothing listens)
+# answers in about a millisecond, where the exporters would retry until the flush budget is
+# spent (5 s per invocation). A connect slower than this is no refusal: the flush runs.
+PROBE_TIMEOUT_S = 0.05
+# A listening endpoint is not probed again for this long (an invocation costs no connect).
+PROBE_REMEMBER_S = 60.0
+DEFAULT_OTLP_HTTP_ENDPOINT = "http://localhost:4318"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_SIGNALS = ("traces", "metrics", "logs")
+_HTTP_PROTOCOLS = ("http/protobuf", "http/json")
 
 ENV_SERVERLESS = "DRIFTLINE_SERVERLESS"
 ENV_AWS_LAMBDA_FUNCTION_NAME = "AWS_LAMBDA_FUNCTION_NAME"
@@ -117,6 +133,79 @@ def apply_environment_defaults(environ: MutableMapping[str, str] | None = None) 
     name = default_service_name(environ)
     if name is not None:
         environ[ENV_OTEL_SERVICE_NAME] = name
+
+
+class _Probes:
+    """When each endpoint was last found listening (monotonic seconds), per process."""
+
+    def __init__(self) -> None:
+        self.listening: dict[tuple[str, int], float] = {}
+        self.warned = False
+
+
+_probes = _Probes()
+
+
+def forget_probes() -> None:
+    """Forget which endpoints were found listening (tests; a changed environment)."""
+    _probes.listening.clear()
+    _probes.warned = False
+
+
+def otlp_http_targets(environ: Mapping[str, str] | None = None
+                      ) -> set[tuple[str, int]] | None:
+    """The (host, port) every signal exports to, when serverless mode exports all of them
+    with OTLP/HTTP as the ``OTEL_*`` variables say (``driftline.auto``'s choice); None when
+    not serverless or some signal goes elsewhere (console, gRPC): nothing to probe then."""
+    environ = os.environ if environ is None else environ
+    if not is_serverless(environ):
+        return None
+    targets = set()
+    for signal in _SIGNALS:
+        upper = signal.upper()
+        names = [n.strip() for n in environ.get(f"OTEL_{upper}_EXPORTER", "otlp").split(",")
+                 if n.strip() and n.strip() != "none"]
+        if any(name != "otlp" for name in names):
+            return None
+        if not names:
+            continue
+        protocol = (environ.get(f"OTEL_EXPORTER_OTLP_{upper}_PROTOCOL")
+                    or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "http/protobuf").strip()
+        if protocol not in _HTTP_PROTOCOLS:
+            return None
+        endpoint = (environ.get(f"OTEL_EXPORTER_OTLP_{upper}_ENDPOINT")
+                    or environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or DEFAULT_OTLP_HTTP_ENDPOINT)
+        try:
+            url = urlsplit(endpoint.strip())
+            port = url.port or _DEFAULT_PORTS.get(url.scheme, 80)
+        except ValueError:
+            return None
+        if not url.hostname:
+            return None
+        targets.add((url.hostname, port))
+    return targets
+
+
+def nothing_listens(environ: Mapping[str, str] | None = None) -> list[str]:
+    """The OTLP/HTTP endpoints (``host:port``) when every one refuses a connection, else []:
+    a flush then cannot succeed and is skipped. A connect that times out is no refusal."""
+    targets = otlp_http_targets(environ)
+    if not targets:
+        return []
+    now = time.monotonic()
+    refused = []
+    for host, port in sorted(targets):
+        if now - _probes.listening.get((host, port), -PROBE_REMEMBER_S) < PROBE_REMEMBER_S:
+            return []
+        try:
+            with socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S):
+                _probes.listening[(host, port)] = now
+                return []
+        except ConnectionRefusedError:
+            refused.append(f"{host}:{port}")
+        except OSError:  # slow, unresolvable or unreachable: let the exporters try
+            return []
+    return refused
 
 
 def _recorders() -> list[Any]:
@@ -187,6 +276,15 @@ def flush(timeout_s: float = DEFAULT_FLUSH_TIMEOUT_S, *, tracer_provider: Any = 
     """
     if timeout_s <= 0:
         _logger.warning("driftline: no time left to flush telemetry (%.3fs)", timeout_s)
+        return False
+    refused = nothing_listens()
+    if refused:
+        # Every invocation would otherwise wait out its flush budget in retries. What is
+        # queued stays queued: a later invocation sends it once a collector listens.
+        _logger.log(logging.DEBUG if _probes.warned else logging.WARNING,
+                    "driftline: nothing listens at %s; telemetry is not flushed this "
+                    "invocation (kept for a later one)", ", ".join(refused))
+        _probes.warned = True
         return False
     if tracer_provider is None:
         tracer_provider = trace.get_tracer_provider()

@@ -57,7 +57,10 @@ def default_bounds(hist: ExpHistogram) -> tuple[float, ...]:
         if largest <= 0 or not math.isfinite(largest):
             continue
         top = math.ceil(math.log2(largest))
-        bottom = math.floor(math.log2(smallest)) if smallest > 0 else top - MAX_DEFAULT_BOUNDS
+        # An absent or inconsistent min (inf, NaN, above the max: found by tests/test_fuzz.py)
+        # gives the default depth below the top, as 0 does.
+        bottom = math.floor(math.log2(smallest)) if 0 < smallest <= largest \
+            else top - MAX_DEFAULT_BOUNDS
         step = max(1, math.ceil((top - bottom + 1) / (MAX_DEFAULT_BOUNDS // 2)))
         bounds.update(sign * 2.0 ** k for k in range(top, bottom - 1, -step))
     return tuple(sorted(bounds))

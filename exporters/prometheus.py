@@ -33,13 +33,13 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 )
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
-from driftline import exphist, semconv
+from driftline import semconv
 from driftline._attribute_bytes import AttributeKey, attribute_bytes, has_attribute_key
 from driftline.durations import parse_non_negative_duration
 from driftline.exphist import ExpHistogram
 from driftline.exporters import _classic_bins as classic_bins
 from driftline.exporters import _prometheus_text as text
-from driftline.processor._ml_points import histogram_from_point
+from driftline.processor._ml_points import check_header, histogram_from_point
 from driftline.processor.component import ComponentError
 from driftline.profile import Profile, ProfileError, load_directory
 
@@ -68,6 +68,11 @@ DEFAULT_ENABLE_OPEN_METRICS = False
 # Series exposed at most; beyond, points of new series are dropped and counted (reason
 # "series_limit") until old series expire.
 DEFAULT_MAX_SERIES = 50_000
+# The exposition's size bound, estimated per series when it is admitted (its label bytes
+# times its lines): a count alone let 300 series of 1 MB labels make a 300 MiB /metrics.
+DEFAULT_MAX_EXPOSITION_BYTES = 64 * 1024 * 1024
+# Bytes a sample line adds besides its labels (name, value, timestamp, punctuation).
+_LINE_OVERHEAD_BYTES = 64
 # OpenMetrics caps an exemplar's label set at 128 UTF-8 characters; trace and span IDs
 # (48 with their names) always fit, filtered attributes only while they do.
 EXEMPLAR_LABELS_MAX_CHARS = 128
@@ -88,11 +93,13 @@ REASON_DELTA_NON_MONOTONIC_SUM = "delta_non_monotonic_sum"
 REASON_TYPE_CONFLICT = "type_conflict"
 REASON_MALFORMED = "malformed"
 REASON_SERIES_LIMIT = "series_limit"
+REASON_SERIES_BYTES = "series_bytes"
 DROP_REASONS = (
     REASON_DELTA_NON_MONOTONIC_SUM,
     REASON_EXPONENTIAL_HISTOGRAM,
     REASON_MALFORMED,
     REASON_SERIES_LIMIT,
+    REASON_SERIES_BYTES,
     REASON_TYPE_CONFLICT,
 )
 
@@ -136,6 +143,7 @@ class PrometheusExporterConfig:
     reference_profiles: str = ""  # a directory of profiles: feature histograms on their bins
     enable_open_metrics: bool = DEFAULT_ENABLE_OPEN_METRICS  # with exemplars, when asked
     max_series: int = DEFAULT_MAX_SERIES
+    max_exposition_bytes: int = DEFAULT_MAX_EXPOSITION_BYTES
 
     def validate(self) -> list[str]:
         """Every problem as ``key: message``, relative to this exporter's node."""
@@ -167,6 +175,10 @@ class PrometheusExporterConfig:
                     problems.append(f"const_labels::{name}: must be a string, got {value!r}")
         if not isinstance(self.max_series, int) or self.max_series < 1:
             problems.append(f"max_series: must be a positive integer, got {self.max_series!r}")
+        if isinstance(self.max_exposition_bytes, bool) or not isinstance(
+                self.max_exposition_bytes, int) or self.max_exposition_bytes < 1:
+            problems.append(f"max_exposition_bytes: must be a positive integer, got "
+                            f"{self.max_exposition_bytes!r}")
         if not isinstance(self.add_ratio_suffix, bool):
             problems.append(
                 f"add_ratio_suffix: must be true or false, got {self.add_ratio_suffix!r}"
@@ -324,6 +336,8 @@ class PrometheusExporter:
         self._route_count = 0
         self._series_limit_logged = False
         self._series_total = 0  # admitted series; recounted exactly at every scrape
+        self._exposition_bytes = 0  # their estimated exposition size; recounted likewise
+        self._bytes_limit_logged = False
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -412,7 +426,7 @@ class PrometheusExporter:
         labels = {**text.labels_from_attributes(others), **target}
         family = self._family(TARGET_INFO, KIND_GAUGE, TARGET_INFO_HELP)
         key = _key(labels)
-        if family is not None and (key in family.series or self._admit()):
+        if family is not None and (key in family.series or self._admit(key)):
             family.series[key] = _Scalar(1, 0, now)
 
     def _family(self, name: str, kind: str, help_text: str) -> _Family | None:
@@ -517,7 +531,7 @@ class PrometheusExporter:
                 value = previous.value + value
             elif isinstance(previous, _Scalar) and point.time_unix_nano < previous.time_unix_nano:
                 continue  # an older point arriving late must not replace a newer one
-            if previous is None and not self._admit():
+            if previous is None and not self._admit(key):
                 continue
             exemplar = _latest_exemplar(point.exemplars) if kind == KIND_COUNTER else None
             if exemplar is None and isinstance(previous, _Scalar):
@@ -558,7 +572,7 @@ class PrometheusExporter:
                 and point.time_unix_nano < previous.time_unix_nano
             ):
                 continue
-            if previous is None and not self._admit():
+            if previous is None and not self._admit(key, len(bounds) + 3):
                 continue
             family.series[key] = _Histogram(
                 bounds, counts, count, total, point.time_unix_nano, now,
@@ -608,7 +622,9 @@ class PrometheusExporter:
         order: list[_Route | None] = []
         for position, point in enumerate(points):
             scale = point.scale
-            if not exphist.MIN_SCALE <= scale <= exphist.MAX_SCALE:
+            try:
+                check_header(point)
+            except ValueError:  # beyond sane limits (ml_drift rejects it as partial success)
                 self._dropped[REASON_EXPONENTIAL_HISTOGRAM] += 1
                 order.append(None)
                 continue
@@ -652,10 +668,17 @@ class PrometheusExporter:
             key = self._labels(point, base)
             series = self._exponential.get((name, key))
             if series is None:
-                if not self._admit():
+                lines = classic_bins.MAX_DEFAULT_BOUNDS + 3
+                if not self._admit(key, lines):
                     return None
-                series = self._exponential[(name, key)] = self._new_series(
-                    metric, name, key, point, now)
+                try:
+                    series = self._new_series(metric, name, key, point, now)
+                except ValueError:  # counts past sane limits: never exportable, dropped
+                    self._series_total -= 1
+                    self._exposition_bytes -= _exposition_cost(key, lines)
+                    self._dropped[REASON_EXPONENTIAL_HISTOGRAM] += 1
+                    return None
+                self._exponential[(name, key)] = series
             if attributes is not None:
                 self._remember_route(routes, route_key, attributes, series)
         if attributes is None:
@@ -680,11 +703,23 @@ class PrometheusExporter:
         self._routes = {}
         self._route_count = 0
 
-    def _admit(self) -> bool:
-        """Whether a new series fits under ``max_series``; if not its point is dropped and
-        counted, so a flood of distinct label values cannot grow memory without bound."""
+    def _admit(self, key: LabelKey, lines: int = 1) -> bool:
+        """Whether a new series fits under ``max_series`` and, with its ``lines`` sample lines
+        of labels ``key``, under ``max_exposition_bytes``; if not its point is dropped and
+        counted, so a flood of distinct (or huge) label values cannot grow memory without
+        bound."""
+        cost = _exposition_cost(key, lines)
+        if self._exposition_bytes + cost > self._config.max_exposition_bytes:
+            self._dropped[REASON_SERIES_BYTES] += 1
+            if not self._bytes_limit_logged:
+                self._bytes_limit_logged = True
+                _LOG.warning("prometheus exporter: the exposition would exceed "
+                             "max_exposition_bytes (%d); points of new series are dropped and "
+                             "counted until old ones expire", self._config.max_exposition_bytes)
+            return False
         if self._series_total < self._config.max_series:
             self._series_total += 1
+            self._exposition_bytes += cost
             return True
         self._dropped[REASON_SERIES_LIMIT] += 1
         if not self._series_limit_logged:
@@ -739,7 +774,7 @@ class PrometheusExporter:
             if point.flags & _NO_RECORDED_VALUE:
                 family.series.pop(key, None)
                 continue
-            if key not in family.series and not self._admit():
+            if key not in family.series and not self._admit(key, len(point.quantile_values) + 2):
                 continue
             quantiles = tuple(sorted((q.quantile, q.value) for q in point.quantile_values))
             family.series[key] = _Summary(
@@ -805,6 +840,27 @@ class PrometheusExporter:
         self._series_total = sum(len(f.series) for f in self._families.values()) + sum(
             1 for (name, key) in self._exponential
             if key not in getattr(self._families.get(name), "series", {}))
+        self._exposition_bytes = sum(
+            _exposition_cost(key, _lines(point)) for f in self._families.values()
+            for key, point in f.series.items()) + sum(
+            _exposition_cost(key, len(series.bounds) + 3)
+            for (name, key), series in self._exponential.items()
+            if key not in getattr(self._families.get(name), "series", {}))
+
+
+def _exposition_cost(key: LabelKey, lines: int) -> int:
+    """The estimated bytes ``lines`` sample lines of labels ``key`` take in the exposition."""
+    return lines * (sum(len(k) + len(v) + 4 for k, v in key) + _LINE_OVERHEAD_BYTES)
+
+
+def _lines(point: Any) -> int:
+    """Sample lines of one series: a histogram's buckets, sum and count; a summary's
+    quantiles, sum and count; else one."""
+    if isinstance(point, _Histogram):
+        return len(point.bounds) + 3
+    if isinstance(point, _Summary):
+        return len(point.quantiles) + 2
+    return 1
 
 
 def _family_header(name: str, kind: str, help_text: str, openmetrics: bool) -> list[str]:

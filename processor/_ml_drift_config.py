@@ -36,6 +36,7 @@ DEFAULT_BASELINE_WINDOWS = 0  # off: a model without a profile gets ml.window.ro
 DEFAULT_MAX_STREAMS = 1000
 DEFAULT_MAX_FEATURES = 1000
 DEFAULT_MAX_CATEGORIES = 1000
+DEFAULT_MAX_FUTURE_WINDOWS = 2
 ALL_METHODS = tuple(dict.fromkeys((*drift.NUMERIC_METHODS, *drift.CATEGORICAL_METHODS)))
 
 
@@ -131,9 +132,13 @@ class LimitsConfig:
     max_categories: int = DEFAULT_MAX_CATEGORIES
     max_cumulative_streams: int = DEFAULT_MAX_CUMULATIVE_STREAMS
     cumulative_staleness: str | float = f"{DEFAULT_STALENESS_S:g}s"
+    # Windows a point may lie ahead of the clock's current one (senders' clock skew); a
+    # point further ahead is invalid: it would open a window evaluated only in the future.
+    max_future_windows: int = DEFAULT_MAX_FUTURE_WINDOWS
 
     def validate(self) -> list[str]:
         return [p for p in (
+            _count_problem("max_future_windows", self.max_future_windows, 0),
             _count_problem("max_streams", self.max_streams, 1),
             _count_problem("max_features", self.max_features, 1),
             _count_problem("max_categories", self.max_categories, 1),

@@ -49,13 +49,14 @@ def histogram_from_point(point: Any) -> ExpHistogram:
     becomes NaN: drift statistics never use the current window's sum.
     """
     scale = point.scale
-    if not exphist.MIN_SCALE <= scale <= exphist.MAX_SCALE:
-        raise ValueError(f"scale {scale} outside {exphist.MIN_SCALE}..{exphist.MAX_SCALE}")
+    positive, negative = _buckets(point.positive), _buckets(point.negative)
+    _check(scale, point.zero_count, positive.offset, positive.counts, negative.offset,
+           negative.counts, point.count)
     return ExpHistogram(
         scale=scale,
         zero_count=point.zero_count,
-        positive=_buckets(point.positive),
-        negative=_buckets(point.negative),
+        positive=positive,
+        negative=negative,
         count=point.count,
         sum=point.sum if point.HasField("sum") else math.nan,
         min=point.min if point.HasField("min") else math.inf,
@@ -68,7 +69,42 @@ def _counts(buckets: Any) -> np.ndarray:
     that list is about 15% cheaper than ``np.fromiter`` over the field (and much cheaper
     than ``np.asarray`` on it); an empty one is not converted at all."""
     counts = buckets.bucket_counts[:]
-    return np.array(counts, dtype=np.int64) if counts else _EMPTY
+    if not counts:
+        return _EMPTY
+    try:
+        return np.array(counts, dtype=np.int64)
+    except OverflowError:  # a valid uint64 past int64: beyond MAX_COUNT anyway
+        raise ValueError(f"a bucket count is over {exphist.MAX_COUNT}") from None
+
+
+def check_header(point: Any) -> None:
+    """Raise ``ValueError`` when an ``ExponentialHistogramDataPoint`` is beyond sane limits
+    by its scalars alone: an unsupported scale, buckets no float64 can fall in
+    (``exphist.check_buckets``: they would cost memory over their whole span), or a count or
+    zero count past ``exphist.MAX_COUNT``. Cheap: no bucket count is read."""
+    _check_scalars(point.scale, point.zero_count, point.positive.offset,
+                   len(point.positive.bucket_counts), point.negative.offset,
+                   len(point.negative.bucket_counts), point.count)
+
+
+def _check_scalars(scale: int, zero_count: int, positive_offset: int, positive_size: int,
+                   negative_offset: int, negative_size: int, count: int) -> None:
+    exphist.check_buckets(scale, positive_offset, positive_size)
+    exphist.check_buckets(scale, negative_offset, negative_size)
+    if count > exphist.MAX_COUNT or zero_count > exphist.MAX_COUNT:
+        raise ValueError(f"count {count} or zero count {zero_count} is over "
+                         f"{exphist.MAX_COUNT}")
+
+
+def _check(scale: int, zero_count: int, positive_offset: int, positive: np.ndarray,
+           negative_offset: int, negative: np.ndarray, count: int) -> None:
+    """``check_header``, and every bucket count at most ``exphist.MAX_COUNT`` (past it the
+    sums would overflow)."""
+    _check_scalars(scale, zero_count, positive_offset, positive.size, negative_offset,
+                   negative.size, count)
+    for counts in (positive, negative):
+        if counts.size and int(counts.max()) > exphist.MAX_COUNT:
+            raise ValueError(f"a bucket count is over {exphist.MAX_COUNT}")
 
 
 def _buckets(buckets: Any) -> Buckets:
@@ -80,17 +116,19 @@ def part_from_point(point: Any) -> Part:
     ``histogram_from_point`` gives, without building its objects (the per-point hot path).
     An absent negative side is not read (its offset and counts are the defaults)."""
     scale = point.scale
-    if not exphist.MIN_SCALE <= scale <= exphist.MAX_SCALE:
-        raise ValueError(f"scale {scale} outside {exphist.MIN_SCALE}..{exphist.MAX_SCALE}")
     positive = point.positive
     if point.HasField("negative"):
         negative = point.negative
         negative_offset, negative_counts = negative.offset, _counts(negative)
     else:
         negative_offset, negative_counts = 0, _EMPTY
+    positive_offset, positive_counts = positive.offset, _counts(positive)
+    zero_count, count = point.zero_count, point.count
+    _check(scale, zero_count, positive_offset, positive_counts, negative_offset,
+           negative_counts, count)
     total, low, high = _sum_min_max(point)
-    return (scale, point.zero_count, positive.offset, _counts(positive), negative_offset,
-            negative_counts, point.count, total, low, high)
+    return (scale, zero_count, positive_offset, positive_counts, negative_offset,
+            negative_counts, count, total, low, high)
 
 
 def _sum_min_max(point: Any) -> tuple[float, float, float]:
@@ -113,8 +151,9 @@ def number(point: NumberDataPoint) -> float:
 
 def _rows_value(point: NumberDataPoint) -> float:
     value = number(point)
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"count {value!r} is not a finite number of rows, 0 or more")
+    if not math.isfinite(value) or not 0 <= value <= exphist.MAX_COUNT:
+        raise ValueError(f"count {value!r} is not a number of rows from 0 to "
+                         f"{exphist.MAX_COUNT}")
     return value
 
 

@@ -182,6 +182,17 @@ class Window:
         self._unwritten = []
         self._folded = True
 
+    def check(self) -> None:
+        """Raise ``ValueError`` when a histogram lies beyond the limits arriving points are
+        held to (``exphist.check_buckets``): a checkpoint written before they were checked,
+        or damaged, must not cost more memory than its buckets at the next evaluation."""
+        parts = [part_of(h) for h in self._numeric.values()]
+        parts += [p for pending in self._pending.values() for p in pending]
+        for part in parts:
+            scale = part[0]
+            for sign in (_POSITIVE, _NEGATIVE):
+                exphist.check_buckets(scale, part[sign], part[sign + 1].size)
+
     def add_explicit(self, column: str, histogram: ExplicitHistogram) -> None:
         """Raises ``ValueError`` when the bounds differ from the column's earlier points."""
         current = self.explicit.get(column)

@@ -78,7 +78,9 @@ def status_for(exc: Exception) -> grpc.StatusCode:
     """How a consumer's exception reaches the sender: refused for now, bad data, transient."""
     if isinstance(exc, DataRefusedError):
         return grpc.StatusCode.RESOURCE_EXHAUSTED
-    if isinstance(exc, ValueError | TypeError):
+    # Data a consumer cannot hold or compute with (a value out of range: OverflowError, a
+    # structure too deep: RecursionError) fails again on every retry: answered for good.
+    if isinstance(exc, ValueError | TypeError | ArithmeticError | RecursionError):
         return grpc.StatusCode.INVALID_ARGUMENT
     return grpc.StatusCode.UNAVAILABLE
 

@@ -51,6 +51,17 @@ HTTP_POLL_INTERVAL_S = 0.1
 # client reads the answer instead of a connection reset (as Go's net/http does).
 HTTP_DISCARD_LIMIT_BYTES = 256 * 1024
 _READ_CHUNK_BYTES = 64 * 1024
+# Compressed input is handed to zlib in pieces from this size up to the largest (``_inflate``).
+_INFLATE_FIRST_PIECE_BYTES = 32  # an empty gzip member is 20 bytes
+_INFLATE_MAX_PIECE_BYTES = 256 * 1024
+# Pending connections the kernel queues for accept (``listen``); http.server's default of 5
+# made a burst of 300 simultaneous connects wait a second and more.
+HTTP_LISTEN_BACKLOG = max(socket.SOMAXCONN, 128)
+# After a 413 on a declared length the server still reads (and drops) what the client
+# sends, up to this much or this long, before closing: a client that writes its whole body
+# before reading (the SDK's) then reads the 413 instead of a broken pipe.
+HTTP_LINGER_BYTES = 64 * 1024 * 1024
+HTTP_LINGER_S = 5.0
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
 # The first bytes of a framed snappy stream (its stream identifier chunk, "sNaPpY").
 _SNAPPY_FRAMED_HEADER = b"\xff\x06\x00\x00sNaPpY"
@@ -91,25 +102,36 @@ def _media_type(header: str | None) -> str:
 
 
 def _inflate(raw: bytes, wbits: int, limit: int) -> bytes:
-    """``raw`` decompressed, refusing (413) to produce more than ``limit`` bytes."""
+    """``raw`` decompressed, refusing (413) to produce more than ``limit`` bytes.
+
+    Gzip bodies may hold several members. Input is fed in pieces that start small and grow
+    within a member, so what zlib copies back past a member's end (``unused_data``) is at
+    most about the member's own size: the work stays linear in the body however many
+    members it holds (handing zlib the whole rest of the body per member was quadratic).
+    """
     out = bytearray()
-    data = raw
-    while data:
+    view = memoryview(raw)
+    position = 0
+    while position < len(raw):
         decompressor = zlib.decompressobj(wbits)
-        try:
-            out += decompressor.decompress(data, limit + 1 - len(out))
-        except zlib.error as exc:
-            raise _HttpError(400, grpc.StatusCode.INVALID_ARGUMENT,
-                             f"cannot decompress the body: {exc}") from exc
-        if len(out) > limit:
-            raise _HttpError(413, grpc.StatusCode.RESOURCE_EXHAUSTED,
-                             f"the decompressed body exceeds max_request_body_size ({limit} "
-                             "bytes)")
+        piece = _INFLATE_FIRST_PIECE_BYTES
+        while not decompressor.eof and position < len(raw):
+            data = view[position:position + piece]
+            try:
+                out += decompressor.decompress(data, limit + 1 - len(out))
+            except zlib.error as exc:
+                raise _HttpError(400, grpc.StatusCode.INVALID_ARGUMENT,
+                                 f"cannot decompress the body: {exc}") from exc
+            if len(out) > limit:
+                raise _HttpError(413, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                 f"the decompressed body exceeds max_request_body_size "
+                                 f"({limit} bytes)")
+            position += len(data) - len(decompressor.unused_data)
+            piece = min(piece * 2, _INFLATE_MAX_PIECE_BYTES)
         if not decompressor.eof:
             raise _HttpError(400, grpc.StatusCode.INVALID_ARGUMENT,
                              "cannot decompress the body: it is truncated")
-        data = decompressor.unused_data
-        if data and wbits != _GZIP_WBITS:
+        if position < len(raw) and wbits != _GZIP_WBITS:
             raise _HttpError(400, grpc.StatusCode.INVALID_ARGUMENT,
                              "cannot decompress the body: data after the end of the stream")
     return bytes(out)
@@ -202,7 +224,8 @@ def _decode(body: bytes, media_type: str, message_type: type[Message]) -> Messag
         if not isinstance(data, dict):
             raise _otlp_json.OtlpJsonError(f"expected a JSON object, got {type(data).__name__}")
         return _otlp_json.decode_dict(data, message_type, ignore_unknown_fields=True)
-    except (DecodeError, UnicodeDecodeError, ValueError, TypeError) as exc:
+    except (DecodeError, UnicodeDecodeError, ValueError, TypeError, RecursionError) as exc:
+        # RecursionError: JSON nested deeper than the decoders recurse (a few hundred levels).
         raise _HttpError(400, grpc.StatusCode.INVALID_ARGUMENT,
                          f"cannot decode the body as {media_type} "
                          f"{message_type.__name__}: {exc}") from exc
@@ -219,6 +242,7 @@ class HttpServer(ThreadingHTTPServer):
     joins the connection threads with a deadline (ThreadingMixIn's own join has none)."""
 
     block_on_close = False
+    request_queue_size = HTTP_LISTEN_BACKLOG
 
     def __init__(self, address: tuple[str, int], receiver: Receiving,
                  max_body_bytes: int, ssl_context: ssl.SSLContext | None = None,
@@ -316,6 +340,8 @@ class _OtlpHttpHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         super().handle_one_request()
+        if self.server.stopping.is_set():
+            self.close_connection = True
 
     def _wait_for_request(self) -> bool:
         """Wait until the next request's bytes arrive; False when stopping or idle too long.
@@ -324,16 +350,75 @@ class _OtlpHttpHandler(BaseHTTPRequestHandler):
         keep-alive connections at once. HTTP clients here do not pipeline, so nothing
         waits in the read buffer unseen.
         """
+        if self.server.stopping.is_set():
+            # Draining: only a request whose bytes have already arrived is served (it may
+            # have been sent before the signal), then the connection closes (``_send``);
+            # a kept-alive connection of a flooding client takes no more.
+            return self._buffered() or bool(select.select([self.connection], [], [], 0)[0])
         idle_deadline = time.monotonic() + HTTP_IDLE_TIMEOUT_S
         pending = getattr(self.connection, "pending", None)
         if pending is not None and pending():
             return True  # already decrypted by the TLS layer, invisible to select()
+        if self._buffered():
+            return True  # a pipelined request read along with the last one
         while True:
             readable, _, _ = select.select([self.connection], [], [], HTTP_POLL_INTERVAL_S)
             if readable:
                 return True
             if self.server.stopping.is_set() or time.monotonic() >= idle_deadline:
                 return False
+
+    def _buffered(self) -> bool:
+        """Whether the next request's bytes already wait in ``rfile``'s buffer (a client
+        that pipelines: select() does not see them), looked at without blocking."""
+        sock = self.connection
+        timeout = sock.gettimeout()
+        sock.settimeout(0.0)
+        try:
+            return bool(self.rfile.peek(1))
+        except (OSError, ValueError):  # would block (ssl.SSLWantReadError included)
+            return False
+        finally:
+            sock.settimeout(timeout)
+
+    def handle_expect_100(self) -> bool:
+        """``Expect: 100-continue``: a declared body over the limit gets its 413 instead of
+        the go-ahead, so the client never sends it."""
+        try:
+            length = self._content_length()
+        except _HttpError:
+            return super().handle_expect_100()  # do_POST answers the bad length
+        limit = self.server.max_body_bytes
+        if length <= limit:
+            return super().handle_expect_100()
+        self.server.receiver.count_rejected()
+        self.close_connection = True
+        self._send_status(413, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                          f"the body ({length} bytes) exceeds max_request_body_size ({limit} "
+                          "bytes)", _media_type(self.headers.get("Content-Type")))
+        return False
+
+    def finish(self) -> None:
+        """Send what is buffered; then, when the body was refused unread, read and drop what
+        the client still sends (bounded) so it gets to read the answer."""
+        super().finish()
+        if getattr(self, "_linger_bytes", 0):
+            self._linger(self._linger_bytes)
+
+    def _linger(self, length: int) -> None:
+        sock = self.connection
+        try:
+            sock.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + HTTP_LINGER_S
+            remaining = min(length, HTTP_LINGER_BYTES)
+            while remaining > 0 and time.monotonic() < deadline:
+                sock.settimeout(max(deadline - time.monotonic(), 0.001))
+                chunk = sock.recv(min(remaining, _READ_CHUNK_BYTES))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
+        except OSError:
+            pass  # the client went away: nothing left to protect
 
     # --- methods -----------------------------------------------------------------------------
 
@@ -479,6 +564,7 @@ class _OtlpHttpHandler(BaseHTTPRequestHandler):
         """Drop a small unread body so the connection stays usable; close it otherwise."""
         if length > HTTP_DISCARD_LIMIT_BYTES:
             self.close_connection = True
+            self._linger_bytes = length  # read after the answer is sent (``finish``)
             return
         remaining = length
         while remaining > 0:
@@ -503,6 +589,8 @@ class _OtlpHttpHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         for name, value in headers:
             self.send_header(name, value)
+        if self.server.stopping.is_set():
+            self.close_connection = True  # draining: no further request on this connection
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()

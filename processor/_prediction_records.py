@@ -19,6 +19,8 @@ from driftline import semconv
 from driftline.labels import class_label
 from driftline.processor._prediction_store import GroundTruth, ModelKey, Prediction
 
+# Record times are stored as SQLite INTEGER (int64); later ones are invalid records.
+MAX_TIME_NS = 2**63 - 1
 _EVENT_NAME_ATTRIBUTE = "event.name"
 _MODEL_ATTRIBUTES = (semconv.ML_MODEL_NAME, semconv.ML_MODEL_VERSION,
                      semconv.ML_MODEL_FRAMEWORK, semconv.ML_OPERATION)
@@ -114,6 +116,9 @@ def prediction(record: LogRecord, resource: tuple[tuple[str, str], ...] = ()) ->
     time_ns = record.time_unix_nano or record.observed_time_unix_nano
     if time_ns <= 0:
         raise RecordError(f"ml.prediction record {prediction_id!r} without a time")
+    if time_ns > MAX_TIME_NS:  # a valid uint64 the store's int64 column cannot hold
+        raise RecordError(f"ml.prediction record {prediction_id!r}: time {time_ns} is past "
+                          f"{MAX_TIME_NS} (the year 2262)")
     key = ModelKey(*(m or "" for m in model))
     label_value = attributes.get(semconv.ML_PREDICTION_LABEL)
     if label_value is not None:

@@ -34,11 +34,19 @@ class ProfileWatcher:
         self.reload_failures = 0
 
     def load_all(self) -> dict[tuple[str, str], Profile]:
-        """The first load: a damaged file raises ``ProfileError`` (start fails clearly)."""
+        """The first load. A damaged file is logged with its name and the bad key, counted
+        in ``reload_failures`` and skipped: its model gets no verdicts until the file is
+        fixed (the next poll reads it again), every other model is served."""
         for path in sorted(self._directory.glob("*.json")):
-            stat = path.stat()
-            self._by_file[path] = load(path)
-            self._seen[path] = _Seen(stat.st_mtime_ns, stat.st_size)
+            try:
+                stat = path.stat()
+                self._seen[path] = _Seen(stat.st_mtime_ns, stat.st_size)
+                self._by_file[path] = load(path)
+            except (ProfileError, OSError) as exc:
+                self.reload_failures += 1
+                _log.error("ml_drift: profile %s cannot be used (%s); its model gets no "
+                           "drift verdicts until the file is fixed, the other profiles "
+                           "serve", path, exc)
         return self.profiles()
 
     def profiles(self) -> dict[tuple[str, str], Profile]:

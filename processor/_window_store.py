@@ -53,6 +53,14 @@ class WindowStoreError(RuntimeError):
     """The checkpoint file cannot be opened or written; the message names it."""
 
 
+class CheckpointInUseError(WindowStoreError):
+    """Another processor holds the checkpoint: not damage, the file must stay where it is."""
+
+
+class CheckpointVersionError(WindowStoreError):
+    """The file was written by another schema version: not damage, the operator decides."""
+
+
 @dataclass
 class Changes:
     """What one transaction writes: rows to upsert (None deletes) per table."""
@@ -88,9 +96,10 @@ class WindowStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._lock_file: IO[bytes] | None = None
+        self.recreated_tables: list[str] = []
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._lock_file = exclusive_lock(self.path, WindowStoreError(
+            self._lock_file = exclusive_lock(self.path, CheckpointInUseError(
                 f"checkpoint '{self.path}' is in use by another ml_drift processor (in this "
                 "or another process); give each ml_drift instance its own checkpoint::path "
                 "(a processor listed in two pipelines runs twice: declare ml_drift/NAME for "
@@ -104,9 +113,15 @@ class WindowStore:
             self._db.execute(_SCHEMA[0])  # meta: the version is checked before any change
             row = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
             if row is not None and row[0] != str(SCHEMA_VERSION):
-                raise WindowStoreError(f"checkpoint '{self.path}': schema version {row[0]}, "
-                                       f"this Driftline writes {SCHEMA_VERSION}; move the "
-                                       "file away to start with empty windows")
+                raise CheckpointVersionError(
+                    f"checkpoint '{self.path}': schema version {row[0]}, this Driftline "
+                    f"writes {SCHEMA_VERSION}; move the file away to start with empty windows")
+            existing = {name for (name,) in self._db.execute(
+                "SELECT name FROM sqlite_master WHERE type IN ('table', 'index')")}
+            # Tables a checkpoint of this schema had but lost (damage): recreated empty here,
+            # named so that the start says so rather than starting empty in silence.
+            self.recreated_tables = [] if row is None else sorted(
+                name for name in _names(_SCHEMA[1:]) if name not in existing)
             for statement in _SCHEMA[1:]:
                 self._db.execute(statement)
             if row is None:
@@ -195,6 +210,11 @@ class WindowStore:
         if self._lock_file is not None:
             self._lock_file.close()  # closing drops the lock (the kernel drops it on a kill)
             self._lock_file = None
+
+
+def _names(statements: Iterable[str]) -> list[str]:
+    """The table and index names ``statements`` create."""
+    return [statement.split(" IF NOT EXISTS ", 1)[1].split()[0] for statement in statements]
 
 
 def _write_open(db: sqlite3.Connection,

@@ -10,7 +10,7 @@ leave as gauges (``ml.drift.*``, ``ml.window.rows``) and flips to drifted as ``m
 log records into the logs pipelines. With ``checkpoint::path`` set, every accepted batch is
 committed to SQLite before it is acknowledged (``_window_store``): batches arriving together
 are committed as one group by a writer thread, and a failed group commit refuses every batch
-of the group. Incoming metrics pass through unchanged.
+of the group. Incoming metrics pass through unchanged, after the commit (docs/delivery.md).
 """
 
 from __future__ import annotations
@@ -19,12 +19,14 @@ import dataclasses
 import datetime
 import json
 import logging
+import math
 import sqlite3
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from opentelemetry.proto.common.v1.common_pb2 import (
@@ -75,10 +77,17 @@ from driftline.processor._profile_watch import ProfileWatcher
 from driftline.processor._temporality import CumulativeToDelta, Value
 from driftline.processor._window_store import (
     Changes,
+    CheckpointInUseError,
+    CheckpointVersionError,
     WindowStore,
     WindowStoreError,
 )
-from driftline.processor.component import ComponentError, DataRefusedError, Host
+from driftline.processor.component import (
+    ComponentError,
+    DataRefusedError,
+    Host,
+    PartialRejection,
+)
 from driftline.processor.registry import SIGNAL_LOGS, SIGNAL_METRICS
 from driftline.profile import KIND_NUMERIC, ROLE_PREDICTION, Profile, ProfileError
 
@@ -107,6 +116,9 @@ GROUP_POLL_S = 0.0005
 # Commits are at least this far apart, so under load each one (which holds the processor's
 # lock for a SQLite write) covers many batches; the wait adds at most this to a reply.
 GROUP_MIN_INTERVAL_S = 0.005
+# A refusal by the next consumer is logged at ERROR at most this often (the rest at DEBUG,
+# all counted in forward_failures).
+FORWARD_LOG_INTERVAL_S = 10.0
 NS_PER_S = 1_000_000_000
 
 _KEY_ATTRIBUTES = (semconv.ML_MODEL_NAME, semconv.ML_MODEL_VERSION, semconv.ML_OPERATION)
@@ -121,6 +133,9 @@ _ATTRIBUTES_FIRST = ("exponential_histogram",)
 # Attribute sets remembered with what they determine (``_PointAttributes``); at this many the
 # memory is cleared. The same few sets repeat request after request.
 MAX_KNOWN_ATTRIBUTE_SETS = 8192
+# Rows one window may count: its ``ml.window.rows`` gauge is an int64; points that would
+# take it past this are rejected (each point holds at most ``exphist.MAX_COUNT``).
+MAX_WINDOW_ROWS = 2**62
 # Attribute keys of the last request's points kept as guesses for the next (``attribute_key``);
 # past this many the memory is cleared.
 MAX_KEPT_ATTRIBUTE_KEYS = 65_536
@@ -140,6 +155,8 @@ class MlDriftStats:
     unprofiled_windows: int = 0
     discarded_windows: int = 0
     emit_failures: int = 0
+    forward_failures: int = 0
+    failed_windows: int = 0
     cumulative_resets: int = 0
     cumulative_out_of_order: int = 0
     cumulative_initial_dropped: int = 0
@@ -158,6 +175,7 @@ class MlDriftStats:
     checkpoint_commits: int = 0
     checkpoint_failures: int = 0
     restored_windows: int = 0
+    damaged_checkpoints: int = 0
     current_open_windows: int = 0
     window_evaluation_nanoseconds_total: int = 0
     checkpoint_nanoseconds_total: int = 0
@@ -288,10 +306,14 @@ class MlDriftProcessor:
         self._last_keys: dict[tuple[str, str, str], list[AttributeKey | None]] = {}
         self._kept_keys = 0
         self._first_open = 0
+        self._now_index = 0
         self._alert_targets: list[Any] = []
         self._host = Host()
         self._counts: Counter[str] = Counter()
         self._warned: set[Any] = set()
+        self._last_invalid = ""
+        # When a refusal by the next consumer was last logged at ERROR.
+        self._forward_logged_s = -math.inf
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
         self._shut_down = False
@@ -331,10 +353,8 @@ class MlDriftProcessor:
             SIGNAL_LOGS, self._config.alerts.pipelines, "ml_drift: alerts::pipelines")
         if self._config.checkpoint.path:
             try:
-                self._store = WindowStore(self._config.checkpoint.path)
-                self._check_window_size(self._store)
-                self._restore(self._store)
-            except (WindowStoreError, sqlite3.Error) as exc:
+                self._store = self._open_checkpoint(Path(self._config.checkpoint.path))
+            except (WindowStoreError, sqlite3.Error, OSError) as exc:
                 raise ComponentError(f"ml_drift: checkpoint::path: {exc}") from exc
         self._stop.clear()
         if self._store is not None:
@@ -344,6 +364,54 @@ class MlDriftProcessor:
             self._writer.start()
         self._ticker = threading.Thread(target=self._tick, name="ml-drift-ticker", daemon=True)
         self._ticker.start()
+
+    def _open_checkpoint(self, path: Path) -> WindowStore:
+        """The checkpoint, restored. A damaged one (not a database, unreadable rows) is
+        moved aside with its name and the reason logged, and an empty one started, so one
+        damaged file never keeps the collector down; a file another processor holds or of
+        another schema version stays an error (the operator decides)."""
+        empty = path.exists() and path.stat().st_size == 0
+        store: WindowStore | None = None
+        try:
+            store = WindowStore(path)
+            self._check_window_size(store)
+            self._restore(store)
+        except (CheckpointInUseError, CheckpointVersionError):
+            raise
+        except (WindowStoreError, sqlite3.Error, ValueError, KeyError, TypeError) as exc:
+            if store is not None:
+                store.close()
+            self._forget_restored()
+            aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
+            for suffix in ("", "-wal", "-shm"):
+                source = Path(f"{path}{suffix}")
+                if source.exists():
+                    source.replace(f"{aside}{suffix}")
+            self._counts["damaged_checkpoints"] += 1
+            _log.error("ml_drift: checkpoint %s is damaged (%s: %s); moved aside to %s, "
+                       "starting with empty windows (counted in damaged_checkpoints)", path,
+                       type(exc).__name__, exc, aside.name)
+            store = WindowStore(path)
+            self._check_window_size(store)
+            return store
+        if empty:
+            _log.warning("ml_drift: checkpoint %s was an empty (0-byte) file: truncated or "
+                         "created by hand; starting with empty windows", path)
+        if store.recreated_tables:
+            _log.warning("ml_drift: checkpoint %s lacked its table(s) %s (damaged); they are "
+                         "recreated empty and what they held is lost", path,
+                         ", ".join(store.recreated_tables))
+        return store
+
+    def _forget_restored(self) -> None:
+        """Drop what a failed restore put in memory."""
+        self._windows.clear()
+        self._history.clear()
+        self._baselines.clear()
+        self._verdicts.clear()
+        self._streams.clear()
+        self._deltas.clear()
+        self._counts["restored_windows"] = 0
 
     def _check_window_size(self, store: WindowStore) -> None:
         """Windows are stored by index; with another ``window`` size those indexes mean other
@@ -362,12 +430,22 @@ class MlDriftProcessor:
         """Load the checkpoint. ``ingest_only``: undo a failed batch, reloading just these
         open windows and the cumulative table (what a batch changes)."""
         snapshot = store.load()
+        damaged = Changes()
         for (stream, index), (closed, state) in snapshot.windows.items():
-            key = StreamKey.from_text(stream)
-            if ingest_only is not None and (closed or (key, index) not in ingest_only):
+            try:
+                key = StreamKey.from_text(stream)
+                if ingest_only is not None and (closed or (key, index) not in ingest_only):
+                    continue
+                window = Window.from_dict(key, index, state)
+                window.add_parts(snapshot.parts.get((stream, index), ()))
+                window.check()
+            except (ValueError, KeyError, TypeError) as exc:
+                damaged.windows[(stream, index)] = None
+                self._counts["discarded_windows"] += 1
+                _log.error("ml_drift: checkpoint %s: window %d of stream %s is damaged and "
+                           "dropped (counted in discarded_windows): %s: %s", store.path,
+                           index, _safe(stream), type(exc).__name__, exc)
                 continue
-            window = Window.from_dict(key, index, state)
-            window.add_parts(snapshot.parts.get((stream, index), ()))
             if closed:
                 self._history.setdefault(key, []).append(window)
             else:
@@ -375,6 +453,8 @@ class MlDriftProcessor:
                 if ingest_only is None:
                     self._counts["restored_windows"] += 1
             self._streams[key] = max(self._streams.get(key, index), index)
+        if damaged:  # out of the file, so the next start does not meet them again
+            store.commit(damaged)
         for stream, entry in snapshot.temporality.items():
             self._deltas.load_entry(stream, entry)
         if ingest_only is not None:
@@ -441,8 +521,9 @@ class MlDriftProcessor:
             try:
                 self._maybe_reload()
                 self.evaluate_due()
-            except Exception:
-                _log.exception("ml_drift: evaluating windows failed; will retry next tick")
+            except Exception:  # a bug: windows already failed are logged and dropped
+                _log.exception("ml_drift: the evaluation tick failed; the next tick runs as "
+                               "usual")
 
     def _maybe_reload(self) -> None:
         if self._watcher is None or self._clock() < self._next_reload_ns:
@@ -475,15 +556,44 @@ class MlDriftProcessor:
     # --- ingestion ------------------------------------------------------------------------
 
     def consume_metrics(self, batch: Sequence[ResourceMetrics]) -> None:
-        """Pass ``batch`` on unchanged, then window its ``ml.*`` points; with a checkpoint this
-        returns (the batch is acknowledged) once the group holding the batch is committed,
-        and raises ``DataRefusedError`` when that commit failed (the batch is undone)."""
-        self._next.consume_metrics(batch)
+        """Window ``batch``'s ``ml.*`` points, then pass the batch on unchanged.
+
+        With a checkpoint the batch is passed on (and acknowledged) once the group holding
+        it is committed; when that commit fails it raises ``DataRefusedError`` (the batch
+        is undone) before anything was passed on, so the sender's retry is no duplicate.
+        Once windowed, a refusal by the next consumer is logged and counted in
+        ``forward_failures``, not handed to the sender: a retry would window it twice.
+        """
+        rejected = self._window_and_commit(batch)
+        try:
+            self._next.consume_metrics(batch)
+        except PartialRejection:
+            raise
+        except Exception as exc:
+            self._forward_failed(exc)
+        self._reject_points(rejected)
+
+    def _forward_failed(self, exc: Exception) -> None:
+        with self._lock:
+            self._counts["forward_failures"] += 1
+            now = time.monotonic()
+            loud = now - self._forward_logged_s >= FORWARD_LOG_INTERVAL_S
+            if loud:
+                self._forward_logged_s = now
+        _log.log(logging.ERROR if loud else logging.DEBUG,
+                 "ml_drift: the next consumer refused a batch ml_drift had already windowed "
+                 "(%s: %s); it is dropped there, not handed back for a retry that would "
+                 "window it twice (counted in forward_failures)", type(exc).__name__, exc)
+
+    def _window_and_commit(self, batch: Sequence[ResourceMetrics]) -> int:
+        """Window ``batch``; with a checkpoint, wait for its group commit (see above).
+        Returns how many of its points were invalid (not windowed)."""
         now_ns = self._clock()
         with self._inflight_lock:
             self._inflight += 1
         try:
             with self._lock:
+                invalid_before = self._counts["invalid_points"]
                 try:
                     self._window_batch(batch, now_ns)
                 except Exception:
@@ -495,11 +605,12 @@ class MlDriftProcessor:
                                       "failed and the group was undone; retry later")
                         self._tickets = []
                     raise
+                rejected = self._counts["invalid_points"] - invalid_before
                 if self._store is None:
                     self._dirty.clear()
                     self._deltas.touched.clear()
                     self._deltas.forgotten.clear()
-                    return
+                    return rejected
                 ticket = _Ticket()
                 self._tickets.append(ticket)
                 self._last_apply_s = time.monotonic()
@@ -515,12 +626,27 @@ class MlDriftProcessor:
                 self._resolved.wait()
         if ticket.error is not None:
             raise DataRefusedError(ticket.error)
+        return rejected
+
+    def _reject_points(self, rejected: int) -> None:
+        """Tell the sender (OTLP ``partial_success``) how many points of its batch were
+        invalid here, so it does not send them again; the rest was accepted."""
+        if rejected:
+            raise PartialRejection(rejected, f"ml_drift: {rejected} invalid point(s) not "
+                                   f"windowed (first: {self._last_invalid})")
+
+    def _invalid(self, reason: str, warn_key: Any) -> None:
+        """Count a point this processor cannot use (under lock), warn once per kind."""
+        self._counts["invalid_points"] += 1
+        self._last_invalid = reason
+        self._warn_once(warn_key, "ml_drift: invalid point skipped: %s", reason)
 
     def _window_batch(self, batch: Sequence[ResourceMetrics], now_ns: int) -> None:
         first_open = (now_ns - self._grace_ns) // self._window_ns
         if first_open != self._first_open:
             self._forget_window_memos(first_open)
         self._first_open = first_open
+        self._now_index = now_ns // self._window_ns
         try:
             for resource_metrics in batch:
                 resource = resource_metrics.resource.attributes
@@ -694,9 +820,7 @@ class MlDriftProcessor:
             try:
                 value: Value | Part | None = read(point)
             except ValueError as exc:
-                self._counts["invalid_points"] += 1
-                self._warn_once(("bad", metric.name), "ml_drift: bad %s point: %s",
-                                metric.name, exc)
+                self._invalid(f"{metric.name}: {exc}", ("bad", metric.name))
                 continue
             if cumulative:
                 stream = json.dumps([stream_prefix, metric.name, data_kind,
@@ -745,11 +869,14 @@ class MlDriftProcessor:
         stream = attributes.stream
         time_ns = point.time_unix_nano
         if not stream[0] or time_ns <= 0:
-            self._counts["invalid_points"] += 1
-            self._warn_once("invalid", "ml_drift: skipping points without %s or a time",
-                            semconv.ML_MODEL_NAME)
+            self._invalid(f"a point without {semconv.ML_MODEL_NAME} or a time", "invalid")
             return None
         index = time_ns // self._window_ns
+        if index > self._now_index + self._limits.max_future_windows:
+            self._invalid(f"a point {index - self._now_index} windows ahead of the clock "
+                          f"(limits::max_future_windows={self._limits.max_future_windows})",
+                          "future")
+            return None
         if index < self._first_open:
             self._counts["late_points"] += 1
         # Points of one resource mostly share a model and a window: looked up once per batch.
@@ -890,9 +1017,18 @@ class MlDriftProcessor:
     def _rows(self, resource: Sequence[KeyValue], prefix: str, metric: Metric,
               now_ns: int) -> None:
         for point, attributes, value in self._values(prefix, metric, ("sum",)):
+            if value != int(value):  # type: ignore[arg-type]
+                self._invalid(f"{metric.name}: {value!r} is not a whole number of rows",
+                              ("rows", "fraction"))
+                continue
             memo = self._window_for(resource, point, attributes, now_ns)
-            if memo is not None:
-                memo.window.rows += int(value)  # type: ignore[arg-type]
+            if memo is None:
+                continue
+            if memo.window.rows + int(value) > MAX_WINDOW_ROWS:  # type: ignore[arg-type]
+                self._invalid(f"{metric.name}: the window would count more than "
+                              f"{MAX_WINDOW_ROWS} rows", ("rows", "window"))
+                continue
+            memo.window.rows += int(value)  # type: ignore[arg-type]
 
     # --- evaluation -----------------------------------------------------------------------
 
@@ -917,26 +1053,51 @@ class MlDriftProcessor:
             changes = Changes()
             output: list[ResourceMetrics] = []
             logs: list[ResourceLogs] = []
+            evaluated = 0
             for window in windows:
-                metrics, alerts = self._evaluate(window, changes, now_ns)
+                try:
+                    metrics, alerts = self._evaluate(window, changes, now_ns)
+                except Exception as exc:  # one window's failure must not cost the others
+                    self._drop_failed(window, changes, exc)
+                    continue
+                evaluated += 1
                 output.append(metrics)
                 if alerts is not None:
                     logs.append(alerts)
             with self._lock:
-                self._counts["evaluated_windows"] += len(windows)
+                self._counts["evaluated_windows"] += evaluated
                 self._counts["window_evaluation_nanoseconds_total"] += \
                     time.perf_counter_ns() - started
                 self._prune_streams(first_open, changes)
             try:
-                self._next.consume_metrics(output)
+                if output:
+                    self._next.consume_metrics(output)
             except Exception:
                 with self._lock:
                     self._counts["emit_failures"] += 1
-                raise
+                _log.exception("ml_drift: the next consumer refused the verdicts of %d "
+                               "window(s); they are dropped (counted in emit_failures)",
+                               len(output))
             finally:
                 self._emit_alerts(logs)
                 self._commit_evaluation(changes)
             return output
+
+    def _drop_failed(self, window: Window, changes: Changes, exc: Exception) -> None:
+        """Log, count and forget a window whose evaluation failed: it leaves the checkpoint
+        and the history later windows merge, so it cannot fail them too."""
+        key = window.key
+        with self._lock:
+            self._counts["failed_windows"] += 1
+        history = self._history.get(key)
+        if history is not None:
+            self._history[key] = [w for w in history if w is not window]
+        changes.windows[(key.text(), window.index)] = None
+        _log.error("ml_drift: cannot evaluate the window of model=%s version=%s operation=%s "
+                   "window_start=%s (%s: %s); the window is dropped, counted in "
+                   "failed_windows", _safe(key.model_name), _safe(key.model_version),
+                   _safe(key.operation), _iso(window.index * self._window_ns),
+                   type(exc).__name__, exc, exc_info=exc)
 
     def _prune_streams(self, first_open: int, changes: Changes) -> None:
         """Forget streams with no open window and no history still needed (under lock):
@@ -1171,8 +1332,9 @@ class MlDriftProcessor:
             drifted = [s.column for s in verdicts if s.drifted]
             verdict = f"drifted columns: {', '.join(drifted) or 'none'}"
         _log.info("ml_drift: model=%s version=%s operation=%s window_start=%s rows=%d %s",
-                  key.model_name, key.model_version or "-", key.operation or "-",
-                  _iso(start_ns), window.row_count(), verdict)
+                  _safe(key.model_name), _safe(key.model_version or "-"),
+                  _safe(key.operation or "-"), _iso(start_ns), window.row_count(),
+                  _safe(verdict))
         metrics = gauges.resource_metrics(semconv.PROCESSOR_SCOPE)
         logs = alert_logs(alerts, model, evaluated.resource or [], start_ns, end_ns, now_ns) \
             if alerts else None
@@ -1189,6 +1351,13 @@ def _verdicts(scores: Sequence[drift.DriftScore]) -> list[drift.DriftScore]:
     for score in scores:
         first.setdefault(score.column, score)
     return list(first.values())
+
+
+def _safe(text: str) -> str:
+    """``text`` (names from the wire) for a log line: as it is when printable, else quoted
+    with newlines, NUL and terminal escapes spelled out, so it cannot forge a line or colour
+    a terminal."""
+    return text if text.isprintable() else repr(text)
 
 
 def _iso(time_ns: int) -> str:

@@ -17,7 +17,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from driftline.processor.component import ComponentError, Host, PipelineWatcher
+from driftline.processor.component import (
+    ComponentError,
+    Host,
+    PartialRejection,
+    PipelineWatcher,
+)
 from driftline.processor.config import ComponentID, Config, PipelineID
 from driftline.processor.registry import (
     KIND_EXPORTER,
@@ -39,14 +44,17 @@ _log = logging.getLogger(__name__)
 class FanOut:
     """Hands each batch to every consumer of its signal; consumers must not modify it.
 
-    Every consumer gets the batch even when an earlier one raises; the first error is then
-    re-raised so the sender learns the data was not fully accepted.
+    Every consumer gets the batch even when an earlier one raises. When none took it, the
+    first error is re-raised (the sender retries: nobody has a copy). When some took it, a
+    retry would give them a second copy: the others' refusals are logged and counted in
+    ``dropped_batches`` instead, and a partial rejection is passed on.
     """
 
     def __init__(self, metrics: Sequence[Any] = (), traces: Sequence[Any] = (),
                  logs: Sequence[Any] = ()) -> None:
         self._consumers = {SIGNAL_METRICS: tuple(metrics), SIGNAL_TRACES: tuple(traces),
                            SIGNAL_LOGS: tuple(logs)}
+        self.dropped_batches = 0
 
     @property
     def signals(self) -> tuple[str, ...]:
@@ -65,17 +73,29 @@ class FanOut:
         consumers = self._consumers[signal]
         if not consumers:
             raise ComponentError(f"no pipeline consumes {signal} here")
-        first_error: Exception | None = None
+        errors: list[Exception] = []
+        partial: PartialRejection | None = None
+        took = 0
         for consumer in consumers:
             try:
                 getattr(consumer, method)(batch)
+                took += 1
+            except PartialRejection as exc:  # it kept the rest
+                took += 1
+                partial = partial or exc
             except Exception as exc:
-                if first_error is None:
-                    first_error = exc
-                else:
-                    _log.error("fan-out: another consumer also failed: %s", exc, exc_info=True)
-        if first_error is not None:
-            raise first_error
+                errors.append(exc)
+        if errors and not took:
+            for exc in errors[1:]:
+                _log.error("fan-out: another consumer also failed: %s", exc, exc_info=exc)
+            raise errors[0]
+        for exc in errors:
+            self.dropped_batches += 1
+            _log.error("fan-out: a consumer of %s refused a batch another one took (%s: %s); "
+                       "it is dropped there, not handed back for a retry that would "
+                       "duplicate it elsewhere", signal, type(exc).__name__, exc)
+        if partial is not None:
+            raise partial
 
 
 @dataclass(frozen=True, slots=True)

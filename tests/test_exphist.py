@@ -211,3 +211,67 @@ def test_histogram_of_a_column_keeps_every_value() -> None:
     assert hist.total == hist.count == values.size
     assert hist.zero_count == np.count_nonzero(values == 0)
     assert hist.negative.counts.sum() == np.count_nonzero(values < 0)
+
+
+# --- bounds: what one histogram may cost ----------------------------------------------------
+
+# Address-space cap for the child that puts far-apart histograms on one grid: the grid of
+# their whole index span at scale 20 (1e-300 to 1e300: about 2**31 bins) would need 16 GiB.
+COMMON_BINS_ADDRESS_SPACE_BYTES = 1536 << 20
+_FAR_APART_CHILD = """
+import numpy as np
+from driftline import exphist
+low = exphist.from_values(np.array([1e-300]))
+high = exphist.from_values(np.array([1e300]))
+bins = exphist.common_bins([low, high])
+print(bins.counts.tolist(), bins.low.tolist() == sorted(bins.low.tolist()))
+"""
+
+
+def test_common_bins_of_far_apart_histograms_costs_their_buckets_not_their_span() -> None:
+    import resource
+    import subprocess
+    import sys
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (COMMON_BINS_ADDRESS_SPACE_BYTES,) * 2)
+
+    done = subprocess.run([sys.executable, "-c", _FAR_APART_CHILD], capture_output=True,
+                          text=True, preexec_fn=cap, timeout=120,
+                          env={"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["[[1,", "0],", "[0,", "1]]", "True"]
+
+
+def test_common_bins_keeps_the_occupied_bins_with_their_edges() -> None:
+    a = exphist.from_values(np.array([-3.0, 0.0, 1.0, 1e6]))
+    b = exphist.from_values(np.array([-1e-3, 2.0, 2.0]))
+    bins = exphist.common_bins([a, b])
+    scale = min(a.scale, b.scale)
+    values = np.array([-3.0, 0.0, 1.0, 1e6, -1e-3, 2.0, 2.0])
+    # Every value lies in the bin whose row counts it, edges ordered along the real line.
+    for row, data in ((0, values[:4]), (1, values[4:])):
+        assert bins.counts[row].sum() == data.size
+    assert np.all(np.diff(bins.low) > 0)
+    for value in values:
+        inside = np.flatnonzero(((bins.low < value) & (value <= bins.high))
+                                | ((bins.low == value) & (bins.high == value)))
+        assert inside.size == 1, value
+    assert bins.counts.shape[1] == np.count_nonzero(bins.counts.sum(axis=0))
+    assert scale == min(a.scale, b.scale)
+
+
+@pytest.mark.parametrize("scale", [exphist.MIN_SCALE, -1, 0, 3, exphist.MAX_SCALE])
+def test_index_limits_hold_every_float_and_nothing_past_it(scale: int) -> None:
+    low, high = exphist.index_limits(scale)
+    extremes = np.array([np.nextafter(0, 1), np.finfo(np.float64).max])
+    index = _indexing.map_to_index(extremes, scale)
+    assert low <= int(index[0]) and int(index[1]) <= high
+    # Beyond the limits no float64 could lie: the bucket's lower edge is past the largest.
+    with np.errstate(over="ignore"):
+        assert exphist.lower_boundary(high + 1, scale) == np.inf
+    assert exphist.lower_boundary(low, scale) == 0.0
+    exphist.check_buckets(scale, low, high - low + 1)
+    for offset, size in ((high + 1, 1), (low - 1, 1), (low, high - low + 2)):
+        with pytest.raises(ValueError, match=f"scale {scale}"):
+            exphist.check_buckets(scale, offset, size)

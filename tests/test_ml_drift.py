@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -25,7 +24,6 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from driftline import drift, exphist, semconv
 from driftline.exphist import ExpHistogram
-from driftline.processor.component import ComponentError
 from driftline.processor.ml_drift import (
     DEFAULT_MIN_ROWS,
     DEFAULT_WINDOW,
@@ -515,12 +513,18 @@ def test_start_loads_profiles_from_the_directory(rng: np.random.Generator,
     assert proc.stats().unprofiled_windows == 0
 
 
-def test_start_fails_clearly_on_a_damaged_profile(tmp_path: Path) -> None:
+def test_a_damaged_profile_is_logged_clearly_and_the_processor_starts(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 14: one damaged profile no longer stops the collector (every pipeline with it);
+    it is logged with its name and reason, and only its model goes without verdicts."""
     (tmp_path / "bad.json").write_text("[]")
     proc = Factory().create(MlDriftConfig(profiles=str(tmp_path)), Capture())
 
-    with pytest.raises(ComponentError, match=re.escape("bad.json: not a Driftline profile")):
+    with caplog.at_level("ERROR"):
         proc.start()
+    proc.shutdown()
+    assert any("bad.json: not a Driftline profile" in r.getMessage() for r in caplog.records)
+    assert proc.stats().profile_reload_failures == 1
 
 
 def test_config_defaults_and_validation(tmp_path: Path) -> None:

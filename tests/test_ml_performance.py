@@ -600,3 +600,12 @@ def test_float_classes_match_labels_sent_as_numbers_or_integers(rig: Rig) -> Non
                                                         semconv.ML_CLASS: "1"}) == \
         pytest.approx(skm.roc_auc_score(y_true, [s for _, s, _ in rows]))
     assert rig.value(semconv.ML_PERFORMANCE_LABELS, **{semconv.ML_CLASS: "1"}) == 3
+
+
+def test_a_prediction_time_past_int64_is_a_bad_record_not_a_retry_for_ever(rig: Rig) -> None:
+    """Found by tests/test_fuzz.py: a record time of 2**64-1 (a valid uint64) made the store
+    raise OverflowError (SQLite INTEGER), answered 503 on every attempt."""
+    rig.processor.consume_logs(batch([prediction_record("far", 2**64 - 1, label="yes"),
+                                      prediction_record("ok", T0, label="yes")]))
+    stats = rig.processor.stats()
+    assert (stats.invalid_records, stats.stored_predictions) == (1, 1)

@@ -279,3 +279,24 @@ def test_progress_knows_the_rows_of_a_parquet_directory(tmp_path: Path) -> None:
     assert expected_rows(tmp_path / "part-0.parquet") == 400
     (tmp_path / "train.csv").write_text("a\n1\n")
     assert expected_rows(tmp_path / "train.csv") is None
+
+
+def test_bucket_offsets_past_every_float_are_refused_with_the_column(tmp_path: Path) -> None:
+    """A bucket no float64 can fall in (scale 0, offset near 2**31) would make a comparison
+    allocate over its whole index span: the profile is refused, naming the column."""
+    text = json.dumps(profile.capture(_frame(50), model="m").to_dict())
+    for sign, scale, offset in (("positive", 0, 2**31 - 2), ("negative", 0, -(2**31)),
+                                ("positive", 20, 1024 << 20)):
+        damaged = json.loads(text)
+        histogram = damaged["columns"][0]["histogram"]
+        histogram["scale"] = scale
+        histogram[sign] = {"offset": offset, "counts": [5]}
+        (tmp_path / "offset.json").write_text(json.dumps(damaged))
+        with pytest.raises(profile.ProfileError,
+                           match=rf"columns\[0\]\.histogram\.{sign}: .*scale {scale}"):
+            profile.load(tmp_path / "offset.json")
+    damaged = json.loads(text)
+    damaged["columns"][0]["histogram"]["scale"] = 100
+    (tmp_path / "scale.json").write_text(json.dumps(damaged))
+    with pytest.raises(profile.ProfileError, match=r"columns\[0\]\.histogram\.scale"):
+        profile.load(tmp_path / "scale.json")
