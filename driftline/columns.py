@@ -105,16 +105,31 @@ def _distinct_values(values: np.ndarray) -> Counter[Any]:
     return counts
 
 
+# A profile keeps a numeric column's exact value counts while it has at most this many
+# distinct values, so columns of codes and flags can be judged as categories.
+MAX_DISTINCT_VALUES = 20
+
+
 class NumericColumn:
-    """A numeric column's distribution so far: rows, missing and an exponential histogram."""
+    """A numeric column's distribution so far: rows, missing and an exponential histogram.
 
-    __slots__ = ("count", "histogram", "max_size", "missing")
+    With ``exact`` (profiles, which see the raw data once) it also keeps the exact mean and
+    sum of squared deviations (``m2``, merged by Chan's formula, stable far from zero) and
+    the exact value counts while there are at most ``MAX_DISTINCT_VALUES`` of them.
+    """
 
-    def __init__(self, max_size: int = exphist.DEFAULT_MAX_SIZE) -> None:
+    __slots__ = ("count", "distinct", "exact", "histogram", "m2", "max_size", "mean",
+                 "missing")
+
+    def __init__(self, max_size: int = exphist.DEFAULT_MAX_SIZE, exact: bool = False) -> None:
         self.max_size = max_size
+        self.exact = exact
         self.count = 0
         self.missing = 0
         self.histogram = exphist.empty()
+        self.mean = 0.0
+        self.m2 = 0.0
+        self.distinct: Counter[float] | None = Counter() if exact else None
 
     def add(self, values: np.ndarray) -> None:
         numeric = np.asarray(values, dtype=np.float64)
@@ -124,9 +139,42 @@ class NumericColumn:
         self.count += numeric.size
         self.missing += numeric.size - finite.size
         if finite.size:
+            before = self.histogram.count
             chunk = exphist.from_values(finite, self.max_size)
             self.histogram = (chunk if not self.histogram.count
                               else exphist.merge([self.histogram, chunk], self.max_size))
+            if self.exact:
+                chunk_mean = float(finite.mean())
+                chunk_m2 = float(np.square(finite - chunk_mean).sum())
+                self.mean, self.m2 = merge_moments(before, self.mean, self.m2, finite.size,
+                                                   chunk_mean, chunk_m2)
+                self._count_values(finite, chunk)
+
+    def _count_values(self, finite: np.ndarray, chunk: exphist.ExpHistogram) -> None:
+        """Exact value counts while few; a chunk occupying more buckets than the cap has
+        more distinct values, and is rejected without sorting it."""
+        if self.distinct is None:
+            return
+        occupied = (np.count_nonzero(chunk.positive.counts)
+                    + np.count_nonzero(chunk.negative.counts) + bool(chunk.zero_count))
+        if occupied > MAX_DISTINCT_VALUES:
+            self.distinct = None
+            return
+        values, counts = np.unique(finite, return_counts=True)
+        self.distinct.update(dict(zip(values.tolist(), counts.tolist(), strict=True)))
+        if len(self.distinct) > MAX_DISTINCT_VALUES:
+            self.distinct = None
+
+
+def merge_moments(n_a: int, mean_a: float, m2_a: float, n_b: int, mean_b: float, m2_b: float
+                  ) -> tuple[float, float]:
+    """Mean and sum of squared deviations of two parts (Chan et al.): no squares of raw
+    values are subtracted, so a column at 1e9 with unit spread keeps its variance."""
+    n = n_a + n_b
+    if n == 0:
+        return 0.0, 0.0
+    delta = mean_b - mean_a
+    return mean_a + delta * n_b / n, m2_a + m2_b + delta * delta * n_a * n_b / n
 
 
 class CategoryColumn:

@@ -13,6 +13,7 @@ is projected the same way. Files without the key are profiles of plain columns.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import time
@@ -26,7 +27,14 @@ from typing import Any
 import numpy as np
 
 from driftline import exphist, semconv
-from driftline.columns import CategoryColumn, NumericColumn, is_numeric, table_columns
+from driftline.columns import (
+    MAX_DISTINCT_VALUES,
+    CategoryColumn,
+    NumericColumn,
+    is_numeric,
+    merge_moments,
+    table_columns,
+)
 from driftline.exphist import ExpHistogram
 from driftline.projection import Projection, ProjectionError
 
@@ -63,7 +71,13 @@ class ProfileError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class ColumnProfile:
-    """One column's distribution. ``histogram`` for numeric, ``frequencies`` for categorical."""
+    """One column's distribution. ``histogram`` for numeric, ``frequencies`` for categorical.
+
+    Numeric columns profiled from raw data also carry the exact ``mean`` and ``m2`` (sum of
+    squared deviations from the mean) of their finite values, and ``values`` (exact counts
+    per value) while they have at most ``MAX_DISTINCT_VALUES`` distinct values. Profiles
+    written before these existed, and baselines built from histograms, have None.
+    """
 
     name: str
     role: str
@@ -73,6 +87,16 @@ class ColumnProfile:
     histogram: ExpHistogram | None = None
     frequencies: Mapping[str, int] = field(default_factory=dict)
     other: int = 0
+    mean: float | None = None
+    m2: float | None = None
+    values: Mapping[float, int] | None = None
+
+    @property
+    def std(self) -> float | None:
+        """The exact (population) standard deviation of the finite values, when known."""
+        if self.m2 is None or self.histogram is None or not self.histogram.count:
+            return None
+        return math.sqrt(max(self.m2, 0.0) / self.histogram.count)
 
     def category_counts(self) -> dict[str, int]:
         """Rows per category, the values past the top-K counted as ``__other__``."""
@@ -86,6 +110,10 @@ class ColumnProfile:
                                 "count": self.count, "missing": self.missing}
         if self.kind == KIND_NUMERIC:
             data["histogram"] = (self.histogram or exphist.empty()).to_dict()
+            if self.mean is not None and self.m2 is not None:
+                data["moments"] = {"mean": self.mean, "m2": self.m2}
+            if self.values is not None:
+                data["values"] = [[v, int(c)] for v, c in sorted(self.values.items())]
         else:
             data["frequencies"] = dict(self.frequencies)
             data["other"] = self.other
@@ -127,7 +155,8 @@ class _ColumnBuilder:
 
     def __init__(self, name: str, role: str, kind: str, max_size: int, top_k: int) -> None:
         self.name, self.role, self.kind = name, role, kind
-        self.values = NumericColumn(max_size) if kind == KIND_NUMERIC else CategoryColumn(top_k)
+        self.values = NumericColumn(max_size, exact=True) if kind == KIND_NUMERIC \
+            else CategoryColumn(top_k)
 
     def add(self, values: np.ndarray) -> None:
         self.values.add(values)
@@ -135,8 +164,13 @@ class _ColumnBuilder:
     def build(self) -> ColumnProfile:
         column = self.values
         if isinstance(column, NumericColumn):
+            finite = column.histogram.count
             return ColumnProfile(self.name, self.role, self.kind, column.count, column.missing,
-                                 histogram=column.histogram)
+                                 histogram=column.histogram,
+                                 mean=column.mean if finite else None,
+                                 m2=column.m2 if finite else None,
+                                 values=None if column.distinct is None
+                                 else dict(sorted(column.distinct.items())))
         kept, other = column.top()
         return ColumnProfile(self.name, self.role, self.kind, column.count, column.missing,
                              frequencies=kept, other=other)
@@ -431,7 +465,8 @@ def _merge_columns(a: ColumnProfile, b: ColumnProfile) -> ColumnProfile:
     if a.kind == KIND_NUMERIC:
         assert a.histogram is not None and b.histogram is not None
         return replace(a, count=a.count + b.count, missing=a.missing + b.missing,
-                       histogram=exphist.merge([a.histogram, b.histogram]))
+                       histogram=exphist.merge([a.histogram, b.histogram]),
+                       **_merged_exact(a, b))
     freq = Counter(a.frequencies)
     freq.update(b.frequencies)
     top_k = max(len(a.frequencies), len(b.frequencies))
@@ -439,6 +474,26 @@ def _merge_columns(a: ColumnProfile, b: ColumnProfile) -> ColumnProfile:
     other = a.other + b.other + sum(freq.values()) - sum(kept.values())
     return replace(a, count=a.count + b.count, missing=a.missing + b.missing,
                    frequencies=kept, other=other)
+
+
+def _merged_exact(a: ColumnProfile, b: ColumnProfile) -> dict[str, Any]:
+    """The exact moments and value counts of two numeric columns' union; None where a side
+    lacks them (an old profile) or the values are no longer few."""
+    assert a.histogram is not None and b.histogram is not None
+    n_a, n_b = a.histogram.count, b.histogram.count
+    mean, m2 = None, None
+    if (a.mean is None or a.m2 is None) and n_a == 0:
+        mean, m2 = b.mean, b.m2
+    elif (b.mean is None or b.m2 is None) and n_b == 0:
+        mean, m2 = a.mean, a.m2
+    elif None not in (a.mean, a.m2, b.mean, b.m2):
+        mean, m2 = merge_moments(n_a, a.mean, a.m2, n_b, b.mean, b.m2)  # type: ignore[arg-type]
+    values = None
+    if a.values is not None and b.values is not None:
+        counts = Counter(a.values)
+        counts.update(b.values)
+        values = dict(sorted(counts.items())) if len(counts) <= MAX_DISTINCT_VALUES else None
+    return {"mean": mean, "m2": m2, "values": values}
 
 
 def save(profile: Profile, path: str | os.PathLike[str]) -> None:
@@ -487,7 +542,8 @@ def from_dict(data: Any, source: str = "profile") -> Profile:
                 histogram=_histogram(col["histogram"], f"{where}.histogram") if numeric
                 else None,
                 frequencies={str(k): int(v) for k, v in col.get("frequencies", {}).items()},
-                other=int(col.get("other", 0)))
+                other=int(col.get("other", 0)),
+                **(_exact(col, where) if numeric else {}))
         projection = (Projection.from_dict(data["projection"], f"{source}: projection")
                       if data.get("projection") is not None else None)
         return Profile(str(data["model"]["name"]), str(data["model"].get("version", "")),
@@ -499,6 +555,28 @@ def from_dict(data: Any, source: str = "profile") -> Profile:
         raise
     except (KeyError, TypeError, ValueError) as exc:
         raise ProfileError(f"{source}: damaged profile, missing or invalid field: {exc}") from exc
+
+
+def _exact(col: dict[str, Any], where: str) -> dict[str, Any]:
+    """A numeric column's optional exact moments and value counts (absent in old profiles)."""
+    found: dict[str, Any] = {}
+    moments = col.get("moments")
+    if moments is not None:
+        if not isinstance(moments, dict) or not all(
+                isinstance(moments.get(k), int | float) and math.isfinite(moments[k])
+                for k in ("mean", "m2")):
+            raise ProfileError(f"{where}.moments: must be an object with finite numbers "
+                               f"'mean' and 'm2', got {json.dumps(moments)[:60]}")
+        found.update(mean=float(moments["mean"]), m2=float(moments["m2"]))
+    values = col.get("values")
+    if values is not None:
+        if not isinstance(values, list) or not all(
+                isinstance(p, list) and len(p) == 2 and isinstance(p[0], int | float)
+                and isinstance(p[1], int) and p[1] >= 0 for p in values):
+            raise ProfileError(f"{where}.values: must be a list of [value, count] pairs, "
+                               f"got {json.dumps(values)[:60]}")
+        found["values"] = {float(v): int(c) for v, c in values}
+    return found
 
 
 def _histogram(data: Any, where: str) -> ExpHistogram:

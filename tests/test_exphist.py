@@ -127,9 +127,10 @@ def test_dict_round_trip() -> None:
 def test_moments_from_buckets_are_close_to_raw_ones() -> None:
     # Values are taken as uniform within a bucket; buckets at scale >= 2 are at most 19 %
     # wide relative to their position, so the standard deviation is within a few percent.
+    # Both moments come from the buckets (see test_drift_exactness for far-off columns).
     for values in (RNG.normal(3, 2, 50000), RNG.lognormal(0, 0.7, 50000)):
         mean, std = exphist.bin_moments(exphist.from_values(values))
-        assert mean == pytest.approx(values.mean(), rel=1e-9)
+        assert abs(mean - values.mean()) <= 0.01 * values.std()
         assert std == pytest.approx(values.std(), rel=0.03)
 
 
