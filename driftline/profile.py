@@ -41,6 +41,11 @@ from driftline.projection import Projection, ProjectionError
 FORMAT_NAME = "driftline.profile"
 FORMAT_VERSION = 1
 DEFAULT_TOP_K = 50
+# Buckets per sign of a profile's histograms: eight times the SDK's 160 (three scales finer),
+# since a profile is written once from the raw data. ``compare`` of two profiles then reads
+# Wasserstein and KS from buckets an eighth as wide; against the processor's windows the
+# comparison happens at the window's (coarser) scale anyway.
+DEFAULT_MAX_BUCKETS = 8 * exphist.DEFAULT_MAX_SIZE
 DEFAULT_CHUNK_ROWS = 100_000
 # A target given as an array (not a column of X) is profiled under its Series name, else this.
 DEFAULT_TARGET_NAME = "target"
@@ -187,7 +192,7 @@ class ProfileBuilder:
     """
 
     def __init__(self, model_name: str, model_version: str = "",
-                 max_size: int = exphist.DEFAULT_MAX_SIZE, top_k: int = DEFAULT_TOP_K,
+                 max_size: int = DEFAULT_MAX_BUCKETS, top_k: int = DEFAULT_TOP_K,
                  projection: Projection | None = None) -> None:
         self.model_name, self.model_version = model_name, model_version
         self.max_size, self.top_k = max_size, top_k
@@ -465,7 +470,8 @@ def _merge_columns(a: ColumnProfile, b: ColumnProfile) -> ColumnProfile:
     if a.kind == KIND_NUMERIC:
         assert a.histogram is not None and b.histogram is not None
         return replace(a, count=a.count + b.count, missing=a.missing + b.missing,
-                       histogram=exphist.merge([a.histogram, b.histogram]),
+                       histogram=exphist.merge([a.histogram, b.histogram],
+                                               DEFAULT_MAX_BUCKETS),
                        **_merged_exact(a, b))
     freq = Counter(a.frequencies)
     freq.update(b.frequencies)
