@@ -3,10 +3,11 @@
 
 Tolerances, and why:
 
-* Normed Wasserstein: within 2 % (3 % from histograms alone, where the norm is the
-  buckets' standard deviation) of ``wasserstein_distance / std`` on the raw values, plus
-  ``WASSERSTEIN_ABS`` (0.002, a fiftieth of the 0.1 threshold) for the near-zero scores of
-  unshifted columns, where a few hundredths of a bucket's smear is all there is. Families:
+* Normed Wasserstein: from profiles (``compare``) within 2 % of ``wasserstein_distance /
+  std`` on the raw values. From histograms of the SDK's 160 buckets alone (the processor's
+  baseline windows, old profiles), where the norm is the buckets' standard deviation,
+  within 3 %, plus ``WASSERSTEIN_ABS`` (0.002, a fiftieth of the 0.1 threshold) for the
+  near-zero scores of unshifted columns, where a bucket's smear is all there is. Families:
   unit spread at offsets 0, 1e3 and 1e5, codes 1/2 with 2 % twos, 0/1 flags, integer codes
   0..9, heavy tails (Pareto 1.5, Student t3), lognormal, and two rows moved to a new extreme.
   Offsets beyond about 1e5 spreads are past what a base-2 exponential histogram resolves at
@@ -31,6 +32,7 @@ from driftline import compare, drift, exphist, profile
 
 WASSERSTEIN_REL = 0.02
 WASSERSTEIN_ABS = 0.002
+WASSERSTEIN_EXACT_ABS = 1e-9  # profiles: 2 % and nothing more (rounding only)
 # Histograms only: the norm is the buckets' standard deviation, up to 1.5 % off on heavy
 # tails at scale 2 (buckets 19 % wide), measured; see docs/ml_drift.md.
 WASSERSTEIN_REL_BUCKET_NORM = 0.03
@@ -94,19 +96,21 @@ def _profile(values: np.ndarray) -> profile.Profile:
     return builder.build()
 
 
-def _misses(estimate: Callable[[np.ndarray, np.ndarray], float],
-            relative: float = WASSERSTEIN_REL) -> list[tuple[str, float, float]]:
+def _misses(estimate: Callable[[np.ndarray, np.ndarray], float], relative: float,
+            absolute: float) -> list[tuple[str, float, float]]:
     misses = []
     for name, reference, current in CASES:
         exact = _exact_normed(reference, current)
         got = estimate(reference, current)
-        if abs(got - exact) > relative * exact + WASSERSTEIN_ABS:
+        if abs(got - exact) > relative * exact + absolute:
             misses.append((name, got, exact))
     return misses
 
 
 def test_normed_wasserstein_of_profiles_within_2_percent_of_scipy() -> None:
-    """Profiles saw the raw data: the norm is the reference's exact standard deviation."""
+    """Profiles saw the raw data: the norm is the reference's exact standard deviation, and
+    their 1280 buckets per sign are fine enough for 2 % even on unshifted columns (with the
+    SDK's 160 the smear left up to 0.0017 on scores near 0.003)."""
     wasserstein = drift.Thresholds(overrides={"x": ("wasserstein", 0.1)})
 
     def from_profiles(reference: np.ndarray, current: np.ndarray) -> float:
@@ -114,13 +118,14 @@ def test_normed_wasserstein_of_profiles_within_2_percent_of_scipy() -> None:
         assert result.columns[0].method == "wasserstein"
         return result.columns[0].score
 
-    assert not _misses(from_profiles)
+    assert not _misses(from_profiles, WASSERSTEIN_REL, WASSERSTEIN_EXACT_ABS)
 
 
 def test_normed_wasserstein_of_histograms_within_2_percent_of_scipy() -> None:
     """Histograms only (baseline windows, old profiles): both moments from the buckets."""
     assert not _misses(lambda r, c: drift.wasserstein_normed(
-        exphist.from_values(r), exphist.from_values(c)), WASSERSTEIN_REL_BUCKET_NORM)
+        exphist.from_values(r), exphist.from_values(c)), WASSERSTEIN_REL_BUCKET_NORM,
+        WASSERSTEIN_ABS)
 
 
 @pytest.mark.parametrize(("offset", "spread"), [(1e4, 1.0), (1e6, 1.0), (1e9, 1e4)])
