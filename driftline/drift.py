@@ -52,6 +52,9 @@ MIN_NORM_STD = 1e-3
 # the number of exact value counts a profile keeps.
 DEFAULT_LOW_CARDINALITY_VALUES = 5
 MAX_LOW_CARDINALITY_VALUES = MAX_DISTINCT_VALUES
+# Where a bucket is wider than this many reference spreads (unit spread at 1e7 and beyond),
+# the normed Wasserstein is the exact mean gap over the spread instead of the buckets' one.
+UNRESOLVED_SPREADS = 1.0
 
 # The column kinds of driftline.profile (not imported from there: it pulls in the readers).
 KIND_NUMERIC = "numeric"
@@ -108,7 +111,22 @@ def wasserstein_normed(reference: ExpHistogram, current: ExpHistogram,
     """
     if reference_std is None or not math.isfinite(reference_std):
         _, reference_std = bin_moments(reference)
-    return wasserstein(reference, current) / max(reference_std, MIN_NORM_STD)
+    distance = _mean_gap(reference, current) if _unresolved(reference, current, reference_std) \
+        else wasserstein(reference, current)
+    return distance / max(reference_std, MIN_NORM_STD)
+
+
+def _unresolved(reference: ExpHistogram, current: ExpHistogram, spread: float) -> bool:
+    """Whether a bucket at the common scale is wider than ``UNRESOLVED_SPREADS`` reference
+    spreads where the values are: the finest scale (20) makes buckets 6.6e-7 of their
+    position, so unit spread at 1e7 or more sits in a bucket or two, and the buckets say
+    nothing of the shape (the uniform model then reads noise in min and max as drift)."""
+    if not (reference.count and current.count):
+        return False
+    scale = min(reference.scale, current.scale)
+    # Where the mass is (the means), not the extremes: a heavy tail is resolved near zero.
+    magnitude = max(abs(reference.sum / reference.count), abs(current.sum / current.count))
+    return magnitude * (2.0 ** 2.0 ** -scale - 1) > UNRESOLVED_SPREADS * spread
 
 
 def _mean_gap(reference: ExpHistogram, current: ExpHistogram) -> float:

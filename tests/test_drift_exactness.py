@@ -128,6 +128,27 @@ def test_normed_wasserstein_of_histograms_within_2_percent_of_scipy() -> None:
         WASSERSTEIN_ABS)
 
 
+@pytest.mark.parametrize("offset", [1e7, 1e9])
+def test_unit_spread_past_the_finest_buckets_uses_the_exact_mean_gap(offset: float) -> None:
+    """At 1e7 and beyond, unit spread sits in a bucket or two even at scale 20: profiles
+    score a location shift by the exact mean gap over the exact spread (within 2 % of
+    SciPy), and unshifted draws stay far below the threshold (the bucket model read the
+    noise of min and max as drift: 0.26 at 1e9)."""
+    rng = np.random.default_rng(12)
+    wasserstein = drift.Thresholds(overrides={"x": ("wasserstein", 0.1)})
+    for shift in (0.0, 0.3, 1.0):
+        for _ in range(5):
+            reference, current = rng.normal(offset, 1, 5000), rng.normal(offset + shift, 1, 5000)
+            [result] = compare.compare(_profile(reference), _profile(current),
+                                       wasserstein).columns
+            exact = _exact_normed(reference, current)
+            if shift:
+                assert result.score == pytest.approx(exact, rel=WASSERSTEIN_REL)
+                assert result.drifted
+            else:
+                assert result.score < exact + 0.01 and not result.drifted
+
+
 @pytest.mark.parametrize(("offset", "spread"), [(1e4, 1.0), (1e6, 1.0), (1e9, 1e4)])
 def test_bucket_moments_are_stable_far_from_zero(offset: float, spread: float) -> None:
     """Mean and spread from the same buckets, the spread summed around their mean: the exact
