@@ -22,9 +22,14 @@ Tolerances, and why:
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.stats import ks_2samp, wasserstein_distance
 
@@ -350,3 +355,23 @@ def test_config_takes_and_checks_low_cardinality_values() -> None:
     assert problem.startswith("low_cardinality_values:")
     [problem] = ThresholdsConfig(low_cardinality_values=1000).validate()
     assert "20" in problem
+
+
+def test_compare_cli_takes_the_low_cardinality_threshold(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    for side in ("ref", "cur"):
+        pd.DataFrame({"code": 1 + (rng.random(2000) < 0.3).astype(int)}).to_csv(
+            tmp_path / f"{side}.csv", index=False)
+
+    def method(*options: str) -> tuple[int, str]:
+        run = subprocess.run([sys.executable, "-m", "driftline.cli", "compare",
+                              str(tmp_path / "ref.csv"), str(tmp_path / "cur.csv"), "--json",
+                              *options], capture_output=True, text=True, check=False)
+        if run.returncode:
+            return run.returncode, run.stderr
+        return 0, json.loads(run.stdout)["columns"][0]["method"]
+
+    assert method() == (0, "jensenshannon")
+    assert method("--low-cardinality-values", "0") == (0, "wasserstein")
+    code, message = method("--low-cardinality-values", "99")
+    assert code == 2 and "--low-cardinality-values must be from 0 (off) to 20" in message
