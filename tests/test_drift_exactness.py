@@ -375,3 +375,19 @@ def test_compare_cli_takes_the_low_cardinality_threshold(tmp_path: Path) -> None
     assert method("--low-cardinality-values", "0") == (0, "wasserstein")
     code, message = method("--low-cardinality-values", "99")
     assert code == 2 and "--low-cardinality-values must be from 0 (off) to 20" in message
+
+
+def test_profiles_count_few_values_exactly_and_drop_them_past_the_cap() -> None:
+    from collections import Counter
+
+    from driftline.columns import MAX_DISTINCT_VALUES
+
+    rng = np.random.default_rng(10)
+    late = np.concatenate([np.ones(2000), rng.choice([1.0, 2.0, 7.5], 3000)])  # 2, 7.5 late
+    assert _profile(late).columns["x"].values == dict(sorted(Counter(late.tolist()).items()))
+    wide = np.arange(MAX_DISTINCT_VALUES + 1, dtype=np.float64).repeat(10)
+    assert _profile(wide).columns["x"].values is None
+    left, right = np.arange(12.0).repeat(3), np.arange(10.0, 22.0).repeat(2)
+    assert profile.merge(_profile(left), _profile(left)).columns["x"].values == {
+        float(v): 6 for v in range(12)}
+    assert profile.merge(_profile(left), _profile(right)).columns["x"].values is None
