@@ -212,3 +212,12 @@ def test_histogram_of_a_column_keeps_every_value() -> None:
     assert hist.total == hist.count == values.size
     assert hist.zero_count == np.count_nonzero(values == 0)
     assert hist.negative.counts.sum() == np.count_nonzero(values < 0)
+
+
+@pytest.mark.parametrize("values", [[-3.0, -3.0], [-3.0, 0.0, -3.0], [-2.5], [4.0, 4.0]])
+def test_a_constant_column_of_one_sign_keeps_its_counts(values: list[float]) -> None:
+    """One bucket per sign takes a shortcut; a constant negative column came out of it with
+    a count of 0 (two rows recorded, none in any bucket)."""
+    hist = exphist.from_values(np.array(values))
+    assert hist.total == hist.count == len(values)
+    assert int(hist.negative.counts.sum()) == sum(v < 0 for v in values)
