@@ -113,12 +113,14 @@ def count_buckets(values: np.ndarray, scale: int, positive: tuple[int, int] | No
     if has_zeros and negative is None and values.view(np.int64).min() < 0:
         values = np.abs(values)  # -0.0 would sit in a cell far above the positives
     grid = _cell_grid(values, scale, positive, negative, has_zeros)
-    if grid is None and positive is not None and negative is not None and scale > 0:
-        # One grid for both signs spans the sign bit's 2048 octaves, too many cells at the
-        # finer scales of profiles: two selections and a grid per sign cost less than a
-        # log per value.
-        pos, _ = count_buckets(values[values > 0], scale, positive, None, 0)
-        _, neg = count_buckets(values[values < 0], scale, None, negative, 0)
+    if grid is None and scale > 0 and (has_zeros or (positive and negative)):
+        # One grid over both signs spans the sign bit's 2048 octaves, and one over zeros
+        # reaches down to exponent 0: too many cells at the finer scales of profiles. A
+        # selection and a grid per sign cost less than a log per value.
+        pos = count_buckets(values[values > 0], scale, positive, None, 0)[0] \
+            if positive else np.zeros(0, dtype=np.int64)
+        neg = count_buckets(values[values < 0], scale, None, negative, 0)[1] \
+            if negative else np.zeros(0, dtype=np.int64)
         return pos, neg
     if grid is None:
         counts = _exact_counts(values, scale, layout, has_zeros)
