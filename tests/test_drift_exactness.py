@@ -4,8 +4,9 @@
 Tolerances, and why:
 
 * Normed Wasserstein: from profiles (``compare``) within 2 % of ``wasserstein_distance /
-  std`` on the raw values, plus 0.0005 on near-zero scores. From histograms of the SDK's 160 buckets alone (the processor's
-  baseline windows, old profiles), where the norm is the buckets' standard deviation,
+  std`` on the raw values, plus 0.0005 on near-zero scores. From histograms of the SDK's
+  160 buckets alone (the processor's baseline windows, old profiles), where the norm is
+  the buckets' standard deviation,
   within 3 %, plus ``WASSERSTEIN_ABS`` (0.002, a fiftieth of the 0.1 threshold) for the
   near-zero scores of unshifted columns, where a bucket's smear is all there is. Families:
   unit spread at offsets 0, 1e3 and 1e5, codes 1/2 with 2 % twos, 0/1 flags, integer codes
