@@ -4,6 +4,14 @@ Run: ``.venv-bench/bin/python benchmarks/drift_peers.py`` (peers come from the `
 extra: ``pip install -e '.[bench]'`` into a separate venv). Options: ``--rows 100000``
 (repeatable), ``--tools driftline,scipy``.
 
+Accuracy against SciPy on the raw values (needs only SciPy): ``--accuracy-json OUT.json``
+measures, on the 20 numeric shapes, the relative error of Driftline's normed Wasserstein
+and KS statistic (from profiles, as ``compare`` computes them, and from histograms alone,
+as the processor does for baseline windows) against ``scipy.stats`` on the raw arrays, and
+the false-alarm rate of the small-reference verdict on same-distribution draws of
+``NULL_ROWS`` against ``NULL_ROWS`` rows; ``--accuracy-table BEFORE.json AFTER.json`` prints
+two such runs (two versions of Driftline) side by side as Markdown.
+
 The data set has 25 columns (20 numeric of mixed shapes, 5 categorical) and the same number
 of rows on each side; 7 columns are shifted (location, scale or category mix), the other 18
 are independent draws of the same distribution. Each tool runs in its own process, which
@@ -27,6 +35,7 @@ import sys
 import time
 from collections.abc import Callable
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,8 +48,19 @@ P_VALUE = 0.05  # SciPy tests: a column drifts when p < this
 PSI_THRESHOLD = 0.1  # the NumPy baseline: a column drifts when PSI >= this
 PSI_FLOOR = 1e-4  # empty-bin floor of the PSI baseline, as Evidently's
 DECILES = 10
+ACCURACY_ROWS = (1_000, 100_000)
+NULL_ROWS = 500
+NULL_DRAWS = 200
+NULL_SEED = 20_241_313
 
 Generator = Callable[[np.random.Generator, int, bool], np.ndarray]
+# Null draws of shapes issue 13 found miscalibrated, beside the 20 benchmark shapes.
+EXTRA_NULL: dict[str, Generator] = {
+    "extra_poisson_12": lambda r, n, s: r.poisson(12.0, n).astype(np.float64),
+    "extra_geometric_ints": lambda r, n, s: r.geometric(0.05, n).astype(np.float64),
+    "extra_codes_1_2": lambda r, n, s: 1.0 + (r.random(n) < 0.02),
+    "extra_unit_at_1e4": lambda r, n, s: r.normal(1e4, 1.0, n),
+}
 
 
 def _numeric_columns() -> dict[str, Generator]:
@@ -270,6 +290,107 @@ RUNNERS: dict[str, Callable[[dict[str, np.ndarray], dict[str, np.ndarray]], dict
 }
 
 
+# --- accuracy against SciPy on the raw values ---------------------------------------------
+
+
+def _one_column_profile(values: np.ndarray) -> Any:
+    from driftline import profile
+
+    builder = profile.ProfileBuilder("bench")
+    builder.add_column("x", values)
+    builder.add_rows(values.size)
+    return builder.build()
+
+
+def _driftline_statistics(ref: np.ndarray, cur: np.ndarray) -> dict[str, float]:
+    """Normed Wasserstein and KS statistic as ``compare`` computes them from two profiles
+    (the method forced, whatever the default verdict), and from the histograms alone."""
+    from driftline import compare, drift, exphist
+
+    sides = _one_column_profile(ref), _one_column_profile(cur)
+    found = {}
+    for method, threshold in (("wasserstein", 0.1), ("ks", 0.05)):
+        forced = drift.Thresholds(overrides={"x": (method, threshold)})
+        found[f"{method} profile"] = compare.compare(*sides, forced).columns[0].score
+    hists = exphist.from_values(ref), exphist.from_values(cur)
+    found["wasserstein histogram"] = drift.wasserstein_normed(*hists)
+    found["ks histogram"] = drift.ks(*hists)[0]
+    return found
+
+
+def accuracy() -> dict[str, Any]:
+    """Relative errors per statistic and size, and null false-alarm rates per shape."""
+    from scipy import stats
+
+    # statistic and size -> column -> [Driftline's value, SciPy's on the raw values]
+    errors: dict[str, dict[str, list[float]]] = {}
+    for rows in ACCURACY_ROWS:
+        ref, cur = generate(rows, current=False), generate(rows, current=True)
+        for name in NUMERIC:
+            r, c = ref[name], cur[name]
+            exact = {"wasserstein": stats.wasserstein_distance(r, c) / max(r.std(), 1e-3),
+                     "ks": stats.ks_2samp(r, c, method="asymp").statistic}
+            for key, value in _driftline_statistics(r, c).items():
+                truth = exact[key.split()[0]]
+                errors.setdefault(f"{key} n={rows}", {})[name] = [float(value), float(truth)]
+    from driftline import compare, drift, exphist
+
+    rng = np.random.default_rng(NULL_SEED)
+    alarms: dict[str, dict[str, Any]] = {}
+    for name, draw in {**NUMERIC, **EXTRA_NULL}.items():
+        ours = windows = scipy_ks = 0
+        methods = set()
+        for _ in range(NULL_DRAWS):
+            a, b = draw(rng, NULL_ROWS, False), draw(rng, NULL_ROWS, False)
+            verdict = compare.compare(_one_column_profile(a), _one_column_profile(b)).columns[0]
+            methods.add(verdict.method)
+            ours += verdict.drifted
+            # The processor's path without a profile's exact values: SDK-sized histograms.
+            windows += drift.numeric_scores("x", exphist.from_values(a), exphist.from_values(b),
+                                            drift.Thresholds())[0].drifted
+            scipy_ks += stats.ks_2samp(a, b).pvalue < P_VALUE
+        alarms[name] = {"driftline": ours / NULL_DRAWS, "histogram": windows / NULL_DRAWS,
+                        "scipy": scipy_ks / NULL_DRAWS, "method": "/".join(sorted(methods))}
+    return {"errors": errors, "alarms": alarms}
+
+
+def accuracy_table(before_path: str, after_path: str) -> str:
+    """Two ``accuracy()`` runs side by side as Markdown."""
+    before, after = (json.loads(Path(p).read_text()) for p in (before_path, after_path))
+    def relative(run: dict[str, Any], key: str) -> dict[str, float]:
+        return {c: abs(v - t) / t * 100 if t else 0.0 for c, (v, t) in run["errors"][key].items()}
+
+    lines = ["| statistic | rows per side | median before | p90 before | max before "
+             "| median after | p90 after | max after | max abs. error before / after |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for key in after["errors"]:
+        cells = []
+        for run in (before, after):
+            values = np.array(list(relative(run, key).values()))
+            cells += [f"{np.median(values):.2f} %", f"{np.quantile(values, 0.9):.2f} %",
+                      f"{values.max():.2f} %"]
+        absolute = [max(abs(v - t) for v, t in run["errors"][key].values())
+                    for run in (before, after)]
+        statistic, rows = key.split(" n=")
+        lines.append(f"| {statistic} | {int(rows):,} | {' | '.join(cells)} "
+                     f"| {absolute[0]:.4f} / {absolute[1]:.4f} |")
+    worst = {k: max(relative(after, k).items(), key=lambda item: item[1])
+             for k in after["errors"]}
+    lines += ["", "Largest relative error after, per statistic (column, error, SciPy's value): "
+              + "; ".join(f"{k}: {c} {e:.2f} % of {after['errors'][k][c][1]:.4f}"
+                          for k, (c, e) in worst.items()), ""]
+    lines += ["| column | verdict before | false alarms before (profiles / histograms) "
+              "| verdict after | false alarms after (profiles / histograms) | scipy ks_2samp |",
+              "|---|---|---:|---|---:|---:|"]
+    for name in after["alarms"]:
+        b, a = before["alarms"][name], after["alarms"][name]
+        lines.append(f"| {name} | {b['method']} | {b['driftline'] * 100:.1f} % / "
+                     f"{b['histogram'] * 100:.1f} % | {a['method']} | "
+                     f"{a['driftline'] * 100:.1f} % / {a['histogram'] * 100:.1f} % "
+                     f"| {a['scipy'] * 100:.1f} % |")
+    return "\n".join(lines)
+
+
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
 
@@ -334,7 +455,17 @@ def main() -> None:
     parser.add_argument("--tools", default=",".join(TOOLS),
                         help=f"comma-separated subset of {', '.join(TOOLS)}")
     parser.add_argument("--tool", help=argparse.SUPPRESS)  # internal: one measurement
+    parser.add_argument("--accuracy-json", metavar="OUT",
+                        help="measure accuracy against SciPy and write it to OUT (JSON)")
+    parser.add_argument("--accuracy-table", nargs=2, metavar=("BEFORE", "AFTER"),
+                        help="print two --accuracy-json runs side by side")
     args = parser.parse_args()
+    if args.accuracy_json:
+        Path(args.accuracy_json).write_text(json.dumps(accuracy(), indent=1))
+        return
+    if args.accuracy_table:
+        print(accuracy_table(*args.accuracy_table))
+        return
     if args.tool:
         print(json.dumps(measure(args.tool, args.rows[0])))
         return

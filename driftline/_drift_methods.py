@@ -60,20 +60,29 @@ def _merge_sparse_bins(counts: np.ndarray, min_share: float) -> np.ndarray:
 
 
 def _cdf(grid: np.ndarray, bins: Bins, hist: ExpHistogram) -> tuple[np.ndarray, np.ndarray]:
-    """Left and right limits of the CDF at each grid point (they differ at the zero bucket)."""
+    """Left and right limits of the CDF at each grid point (they differ at point masses:
+    the zero bucket, a bucket narrowed to one value).
+
+    Bins are ordered along the line and disjoint, so each grid point needs only the bin
+    just below it: two binary searches, not a grid x bins matrix (1280-bucket profiles).
+    """
     counts = bins.counts[0].astype(np.float64)
     low, high = clipped_edges(bins.low, bins.high, bins.counts[0], hist.min, hist.max)
     total = counts.sum()
+    before = np.concatenate([[0.0], np.cumsum(counts)])  # mass of the bins below bin i
     width = high - low
-    point_mass = width == 0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        fraction = np.clip((grid[:, None] - low[None, :]) / width[None, :], 0.0, 1.0)
-    spread = np.where(point_mass[None, :], 0.0, fraction) @ counts
-    below = (grid[:, None] > low[None, :]) & point_mass[None, :]
-    at_or_below = (grid[:, None] >= low[None, :]) & point_mass[None, :]
-    left = (spread + below @ counts) / total
-    right = (spread + at_or_below @ counts) / total
-    return left, right
+
+    def limit(side: str) -> np.ndarray:
+        # The last bin starting below (left) or at (right) each grid point, and its share.
+        last = np.searchsorted(low, grid, side=side) - 1  # type: ignore[call-overload]
+        inside = np.maximum(last, 0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            fraction = np.where(width[inside] > 0,
+                                np.clip((grid - low[inside]) / width[inside], 0.0, 1.0), 1.0)
+        mass = before[inside] + counts[inside] * fraction
+        return np.where(last >= 0, mass, 0.0) / total
+
+    return limit("left"), limit("right")
 
 
 def psi(reference: np.ndarray, current: np.ndarray) -> float:

@@ -102,7 +102,10 @@ def count_buckets(values: np.ndarray, scale: int, positive: tuple[int, int] | No
     neg_low, neg_size = _range(negative)
     if pos_size <= 1 and neg_size <= 1:  # one bucket per sign (a constant, 0/1 flags)
         signed = values.size - zero_count
-        pos_count = int(np.count_nonzero(values > 0)) if pos_size and neg_size else signed
+        if pos_size and neg_size:
+            pos_count = int(np.count_nonzero(values > 0))
+        else:  # one sign: all of them, or none (a constant negative column)
+            pos_count = signed if pos_size else 0
         return (np.array([pos_count] if pos_size else [], dtype=np.int64),
                 np.array([signed - pos_count] if neg_size else [], dtype=np.int64))
     layout = (pos_low, pos_size, neg_low, neg_size)
@@ -110,6 +113,15 @@ def count_buckets(values: np.ndarray, scale: int, positive: tuple[int, int] | No
     if has_zeros and negative is None and values.view(np.int64).min() < 0:
         values = np.abs(values)  # -0.0 would sit in a cell far above the positives
     grid = _cell_grid(values, scale, positive, negative, has_zeros)
+    if grid is None and scale > 0 and (has_zeros or (positive and negative)):
+        # One grid over both signs spans the sign bit's 2048 octaves, and one over zeros
+        # reaches down to exponent 0: too many cells at the finer scales of profiles. A
+        # selection and a grid per sign cost less than a log per value.
+        pos = count_buckets(values[values > 0], scale, positive, None, 0)[0] \
+            if positive else np.zeros(0, dtype=np.int64)
+        neg = count_buckets(values[values < 0], scale, None, negative, 0)[1] \
+            if negative else np.zeros(0, dtype=np.int64)
+        return pos, neg
     if grid is None:
         counts = _exact_counts(values, scale, layout, has_zeros)
     else:

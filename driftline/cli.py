@@ -77,14 +77,22 @@ def _profile(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from driftline import compare, report
+    from driftline import compare, drift, report
     from driftline.profile import ProfileError
 
+    few = args.low_cardinality_values
+    if few is None:
+        few = drift.DEFAULT_LOW_CARDINALITY_VALUES
+    elif not 0 <= few <= drift.MAX_LOW_CARDINALITY_VALUES:
+        print(f"driftline compare: --low-cardinality-values must be from 0 (off) to "
+              f"{drift.MAX_LOW_CARDINALITY_VALUES}, got {few}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
         with _progress(args.progress) as start:
             reference, current = compare.load_pair(args.reference, args.current,
                                                    model=args.model or "", on_rows=start)
-        result = compare.compare(reference, current)
+        result = compare.compare(reference, current,
+                                 drift.Thresholds(low_cardinality_values=few))
     except ProfileError as exc:
         print(f"driftline compare: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -262,6 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "side's, else the file name)")
     m.add_argument("--progress", action="store_true",
                    help="show rows processed on stderr (default: only on a terminal)")
+    m.add_argument("--low-cardinality-values", type=int, metavar="N",
+                   help="judge numeric columns whose reference has at most N distinct "
+                        "values as categories (default 5, as Evidently; 0: never)")
     m.set_defaults(func=_compare)
 
     c = commands.add_parser("collector", help="run the processor service")

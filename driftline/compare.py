@@ -9,6 +9,7 @@ processor does.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Callable
@@ -106,8 +107,7 @@ def _with_roles_of(built: Profile, like: Profile) -> Profile:
 
 
 def _replace_role(column: ColumnProfile, role: str) -> ColumnProfile:
-    return ColumnProfile(column.name, role, column.kind, column.count, column.missing,
-                         column.histogram, column.frequencies, column.other)
+    return dataclasses.replace(column, role=role)
 
 
 def load_pair(reference: str | os.PathLike[str], current: str | os.PathLike[str], *,
@@ -143,7 +143,12 @@ def _column_scores(ref: ColumnProfile, cur: ColumnProfile,
             return "no values in reference"
         if cur.histogram is None or not cur.histogram.count:
             return "no values in current"
-        return drift.numeric_scores(ref.name, ref.histogram, cur.histogram, thresholds)
+        if thresholds.judges_as_categories(ref.name, ref.values):
+            assert ref.values is not None
+            counts = drift.value_categories(ref.values, cur.histogram, cur.values)
+            return drift.categorical_scores(ref.name, *counts, thresholds)
+        return drift.numeric_scores(ref.name, ref.histogram, cur.histogram, thresholds,
+                                    reference_std=ref.std)
     reference = ref.category_counts()
     current = cur.category_counts()
     if not sum(reference.values()):

@@ -21,7 +21,9 @@ import numpy as np
 from driftline import _drift_methods as methods
 from driftline import semconv
 from driftline._drift_methods import _cdf, _merge_sparse_bins
-from driftline.exphist import ExpHistogram, bin_moments, common_bins
+from driftline._indexing import map_to_index
+from driftline.columns import MAX_DISTINCT_VALUES
+from driftline.exphist import Buckets, ExpHistogram, bin_moments, common_bins, downscale
 
 # Floor for empty bins in PSI/KL, as in Evidently, so one empty bin cannot make a score infinite.
 PROBABILITY_FLOOR = methods.PROBABILITY_FLOOR
@@ -45,6 +47,14 @@ DEFAULT_MIN_BIN_SHARE = 0.1
 DEFAULT_PSI_MIN_BIN_SHARE = DEFAULT_MIN_BIN_SHARE
 # Floor for the reference standard deviation when norming Wasserstein (constant columns).
 MIN_NORM_STD = 1e-3
+# Numeric columns whose reference has at most this many distinct values (codes, flags) are
+# judged as categories, as Evidently does; 0 turns it off. At most MAX_DISTINCT_VALUES,
+# the number of exact value counts a profile keeps.
+DEFAULT_LOW_CARDINALITY_VALUES = 5
+MAX_LOW_CARDINALITY_VALUES = MAX_DISTINCT_VALUES
+# Where a bucket is wider than this many reference spreads (unit spread at 1e7 and beyond),
+# the normed Wasserstein is the exact mean gap over the spread instead of the buckets' one.
+UNRESOLVED_SPREADS = 1.0
 
 # The column kinds of driftline.profile (not imported from there: it pulls in the readers).
 KIND_NUMERIC = "numeric"
@@ -90,14 +100,40 @@ class DriftScore:
         return self.score >= self.threshold
 
 
-def wasserstein_normed(reference: ExpHistogram, current: ExpHistogram) -> float:
-    """Wasserstein-1 distance divided by the reference standard deviation.
+def wasserstein_normed(reference: ExpHistogram, current: ExpHistogram,
+                       reference_std: float | None = None) -> float:
+    """Wasserstein-1 distance divided by the reference standard deviation (as Evidently).
 
     Both CDFs are piecewise linear (values uniform within a bucket, buckets narrowed to the
     observed min and max), so the integral of their absolute difference is exact for them.
+    ``reference_std`` is the exact one where the raw reference was seen (a profile's
+    moments); without it, the standard deviation of the reference's buckets is used.
     """
-    _, ref_std = bin_moments(reference)
-    return wasserstein(reference, current) / max(ref_std, MIN_NORM_STD)
+    if reference_std is None or not math.isfinite(reference_std):
+        _, reference_std = bin_moments(reference)
+    distance = _mean_gap(reference, current) if _unresolved(reference, current, reference_std) \
+        else wasserstein(reference, current)
+    return distance / max(reference_std, MIN_NORM_STD)
+
+
+def _unresolved(reference: ExpHistogram, current: ExpHistogram, spread: float) -> bool:
+    """Whether a bucket at the common scale is wider than ``UNRESOLVED_SPREADS`` reference
+    spreads where the values are: the finest scale (20) makes buckets 6.6e-7 of their
+    position, so unit spread at 1e7 or more sits in a bucket or two, and the buckets say
+    nothing of the shape (the uniform model then reads noise in min and max as drift)."""
+    if not (reference.count and current.count):
+        return False
+    scale = min(reference.scale, current.scale)
+    # Where the mass is (the means), not the extremes: a heavy tail is resolved near zero.
+    magnitude = max(abs(reference.sum / reference.count), abs(current.sum / current.count))
+    return magnitude * (2.0 ** 2.0 ** -scale - 1) > UNRESOLVED_SPREADS * spread
+
+
+def _mean_gap(reference: ExpHistogram, current: ExpHistogram) -> float:
+    """|mean difference| from the exact sums: a lower bound of the Wasserstein-1 distance."""
+    if not (reference.count and current.count):
+        return 0.0
+    return abs(reference.sum / reference.count - current.sum / current.count)
 
 
 def wasserstein(reference: ExpHistogram, current: ExpHistogram) -> float:
@@ -112,18 +148,28 @@ def wasserstein(reference: ExpHistogram, current: ExpHistogram) -> float:
     with np.errstate(invalid="ignore", divide="ignore"):
         crossing = np.where(magnitude > 0, (start**2 + end**2) / (2 * magnitude), 0.0)
     area = np.where(same_sign, magnitude / 2, crossing) * width
-    return float(area.sum())
+    # W1 >= |mean difference|, and the sums are exact: where buckets are too coarse for the
+    # spread (unit spread at 1e9 fills one bucket), the exact bound is the better estimate.
+    return max(float(area.sum()), _mean_gap(reference, current))
 
 
 def ks(reference: ExpHistogram, current: ExpHistogram) -> tuple[float, float]:
-    """Two-sample Kolmogorov-Smirnov statistic and asymptotic p-value.
+    """Two-sample Kolmogorov-Smirnov statistic at the common bucket edges, and its p-value.
 
-    The statistic is max |F_ref - F_cur| over the piecewise-linear CDFs; both are linear
-    between grid points (every bucket edge, min and max), so the maximum sits on one of them.
+    Both histograms are put on their common scale; at each bucket edge there the cumulative
+    counts are both empirical CDFs at the same point, exactly. So the statistic never
+    exceeds the one on the raw values, and falls short of it by at most one bucket's mass
+    (both CDFs move by no more inside a bucket). Nothing is interpolated within a bucket or
+    clamped to min and max: those made jumps where the two sides differ in scale or extremes.
+    The asymptotic p-value of a statistic taken on a subset of points is conservative, as
+    it is for the exact statistic on tied (integer) values.
     """
-    _, (left_ref, right_ref), (left_cur, right_cur) = _cdfs(reference, current)
-    statistic = float(max(np.abs(left_ref - left_cur).max(),
-                          np.abs(right_ref - right_cur).max()))
+    counts = common_bins([reference, current]).counts.astype(np.float64)
+    totals = counts.sum(axis=1, keepdims=True)
+    if not (totals > 0).all():
+        return 0.0, 1.0
+    cdf = np.cumsum(counts, axis=1) / totals
+    statistic = float(np.abs(cdf[0] - cdf[1]).max())
     return statistic, methods.ks_p_value(statistic, reference.count, current.count)
 
 
@@ -133,8 +179,9 @@ def _cdfs(
     """The union grid of both histograms' own bucket edges, and each CDF's limits on it."""
     knots = []
     own = []
+    scale = min(reference.scale, current.scale)
     for hist in (reference, current):
-        bins = common_bins([hist])
+        bins = common_bins([downscale(hist, scale)])
         knots.append(np.concatenate([bins.low, bins.high, [hist.min, hist.max]]))
         own.append((bins, hist))
     grid = np.unique(np.concatenate(knots))
@@ -227,7 +274,18 @@ class Thresholds:
     hellinger: float = DEFAULT_HELLINGER_THRESHOLD
     total_variation: float = DEFAULT_TOTAL_VARIATION_THRESHOLD
     small_reference_rows: int = DEFAULT_SMALL_REFERENCE_ROWS
+    low_cardinality_values: int = DEFAULT_LOW_CARDINALITY_VALUES
     overrides: Mapping[str, tuple[str, float]] = field(default_factory=dict)
+
+    def judges_as_categories(self, column: str, reference_values: Mapping[float, int] | None
+                             ) -> bool:
+        """Whether a numeric column is judged as categories: its reference has at most
+        ``low_cardinality_values`` distinct values, and no numeric method is forced on it."""
+        if reference_values is None or not 0 < len(reference_values) \
+                <= self.low_cardinality_values:
+            return False
+        override = self.overrides.get(column)
+        return override is None or override[0] in CATEGORICAL_METHODS
 
     def threshold(self, method: str) -> float:
         """The threshold of ``method`` (its semconv name)."""
@@ -321,18 +379,76 @@ def numeric_scores(
     thresholds: Thresholds,
     small_reference_rows: int | None = None,
     context: Sequence[str] = DEFAULT_NUMERIC_CONTEXT,
+    reference_std: float | None = None,
 ) -> list[DriftScore]:
     """The verdict statistic first (see ``Thresholds.method_for``), then ``context`` scores.
 
     ``small_reference_rows`` (None: the one in ``thresholds``) picks a test or a distance.
+    ``reference_std`` is the reference's exact standard deviation when known (profiles):
+    the normed Wasserstein divides by it instead of the buckets' one.
     """
     verdict, verdict_threshold = thresholds.method_for(
         column, KIND_NUMERIC, reference.count, small_reference_rows)
+
+    def value(method: str) -> float | tuple[float, float]:
+        if method == semconv.DRIFT_METHOD_WASSERSTEIN:
+            return wasserstein_normed(reference, current, reference_std)
+        return _NUMERIC[method](reference, current)
+
     return [
-        _score(column, KIND_NUMERIC, method, _NUMERIC[method](reference, current),
+        _score(column, KIND_NUMERIC, method, value(method),
                verdict_threshold if i == 0 else thresholds.threshold(method))
         for i, method in enumerate(_ordered(verdict, context, NUMERIC_METHODS))
     ]
+
+
+def value_label(value: float) -> str:
+    """A numeric value as a category name: whole numbers without a decimal point."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def value_categories(
+    reference_values: Mapping[float, int],
+    current: ExpHistogram | None,
+    current_values: Mapping[float, int] | None = None,
+) -> tuple[dict[str, int], dict[str, int]]:
+    """A low-cardinality numeric column as category counts on both sides.
+
+    The reference's exact values are the categories. The current side is counted exactly
+    from ``current_values`` when known (a profile), else from its histogram: the bucket
+    holding a reference value (at the histogram's scale; integer codes keep buckets of
+    their own) counts as that value, reference values sharing a bucket are joined into one
+    category (``"1|2"``), and every other bucket counts as ``__other__``.
+    """
+    reference = {value_label(v): int(c) for v, c in sorted(reference_values.items())}
+    if current_values is not None:
+        counts = {value_label(v): int(c) for v, c in current_values.items()}
+        return reference, fold_unknown(counts, reference)
+    if current is None:
+        return reference, {}
+    groups: dict[tuple[int, int], list[float]] = {}
+    for value in sorted(reference_values):
+        sign = (value > 0) - (value < 0)
+        index = int(map_to_index(abs(value), current.scale)) if sign else 0
+        groups.setdefault((sign, index), []).append(value)
+    ref_counts: dict[str, int] = {}
+    cur_counts: dict[str, int] = {}
+    assigned = 0
+    for (sign, index), values in groups.items():
+        label = "|".join(value_label(v) for v in values)
+        ref_counts[label] = sum(int(reference_values[v]) for v in values)
+        count = current.zero_count if sign == 0 else _bucket_count(
+            current.positive if sign > 0 else current.negative, index)
+        cur_counts[label] = int(count)
+        assigned += int(count)
+    if current.total > assigned:
+        cur_counts[semconv.OVERFLOW_VALUE] = current.total - assigned
+    return ref_counts, cur_counts
+
+
+def _bucket_count(buckets: Buckets, index: int) -> int:
+    position = index - buckets.offset
+    return int(buckets.counts[position]) if 0 <= position < buckets.counts.size else 0
 
 
 def fold_unknown(current: Mapping[str, float], reference: Mapping[str, float]

@@ -62,8 +62,8 @@ class ExpHistogram:
         return {
             "scale": self.scale,
             "zero_count": int(self.zero_count),
-            "positive": {"offset": self.positive.offset, "counts": _trimmed(self.positive)},
-            "negative": {"offset": self.negative.offset, "counts": _trimmed(self.negative)},
+            "positive": {"offset": self.positive.offset, "counts": _as_list(self.positive)},
+            "negative": {"offset": self.negative.offset, "counts": _as_list(self.negative)},
             "count": int(self.count),
             "sum": float(self.sum),
             "min": float(self.min),
@@ -93,7 +93,7 @@ def _buckets(offset: int, counts: Any) -> Buckets:
     return Buckets(int(offset), np.asarray(counts, dtype=np.int64))
 
 
-def _trimmed(buckets: Buckets) -> list[int]:
+def _as_list(buckets: Buckets) -> list[int]:
     return [int(c) for c in buckets.counts]
 
 
@@ -123,7 +123,7 @@ def lower_boundary(index: np.ndarray | int, scale: int) -> np.ndarray:
     return np.exp2(np.ldexp(np.asarray(index, dtype=np.float64), -scale))
 
 
-def _scale_reduction(low: int, high: int, max_size: int) -> int:
+def scale_reduction(low: int, high: int, max_size: int) -> int:
     """How many halvings make indexes ``low..high`` fit into ``max_size`` buckets."""
     shift = 0
     while (high >> shift) - (low >> shift) + 1 > max_size:
@@ -189,7 +189,7 @@ def _scale_for(extremes: list[tuple[float, float]], max_size: int, max_scale: in
     found from their indexes at ``max_scale`` as the SDK does, then checked at the scale."""
     if not extremes:
         return max_scale
-    shift = max(_scale_reduction(int(map_to_index(low, max_scale)),
+    shift = max(scale_reduction(int(map_to_index(low, max_scale)),
                                  int(map_to_index(high, max_scale)), max_size)
                 for low, high in extremes)
     scale = max(max_scale - shift, MIN_SCALE)
@@ -220,14 +220,32 @@ def downscale(hist: ExpHistogram, scale: int) -> ExpHistogram:
                         hist.min, hist.max)
 
 
+def trimmed(buckets: Buckets) -> Buckets:
+    """``buckets`` without leading and trailing empty buckets.
+
+    The Python SDK pads delta exponential histograms with zeros up to its 160-bucket array;
+    a merge sized by the padding would downscale further than the counts need.
+    """
+    occupied = np.flatnonzero(buckets.counts)
+    if occupied.size == 0:
+        return Buckets(0, _EMPTY)
+    first, last = int(occupied[0]), int(occupied[-1])
+    if first == 0 and last == buckets.counts.size - 1:
+        return buckets
+    return Buckets(buckets.offset + first, buckets.counts[first : last + 1])
+
+
 def _bucket_span(buckets: list[Buckets]) -> tuple[int, int] | None:
-    spans = [(b.offset, b.offset + b.counts.size - 1) for b in buckets if b.counts.size]
+    """First and last index of the buckets that hold counts."""
+    spans = [(b.offset, b.offset + b.counts.size - 1) for b in map(trimmed, buckets)
+             if b.counts.size]
     if not spans:
         return None
     return min(s[0] for s in spans), max(s[1] for s in spans)
 
 
 def _add(buckets: list[Buckets]) -> Buckets:
+    buckets = [trimmed(b) for b in buckets]
     span = _bucket_span(buckets)
     if span is None:
         return Buckets(0, _EMPTY)
@@ -250,7 +268,7 @@ def merge(hists: list[ExpHistogram], max_size: int = DEFAULT_MAX_SIZE) -> ExpHis
     for sign in ("positive", "negative"):
         span = _bucket_span([getattr(h, sign) for h in aligned])
         if span is not None:
-            shift = max(shift, _scale_reduction(span[0], span[1], max_size))
+            shift = max(shift, scale_reduction(span[0], span[1], max_size))
     if shift:
         scale = max(scale - shift, MIN_SCALE)
         aligned = [downscale(h, scale) for h in aligned]
@@ -316,15 +334,24 @@ def _dense(buckets: Buckets, index: np.ndarray) -> np.ndarray:
 
 
 def bin_moments(hist: ExpHistogram) -> tuple[float, float]:
-    """Mean (exact, from the sum) and standard deviation (values uniform within a bucket)."""
-    if hist.count == 0:
+    """Mean and standard deviation of the bucket model (values uniform within a bucket,
+    the outermost buckets narrowed to min and max).
+
+    Both moments come from the same buckets, and the variance is summed around their mean
+    (bucket midpoints minus the mean, plus each bucket's own spread): mixing the exact mean
+    with a bucket second moment, or subtracting squares, cancels catastrophically on columns
+    far from zero (1e9 with unit spread) or nearly constant (codes 1/2 with 2 % ones).
+    """
+    if hist.count == 0 or hist.total == 0:
         return math.nan, math.nan
     bins = common_bins([hist])
+    counts = bins.counts[0].astype(np.float64)
     low, high = clipped_edges(bins.low, bins.high, bins.counts[0], hist.min, hist.max)
-    mean = hist.sum / hist.count
-    second_moment = float(np.sum(bins.counts[0] * (low * low + low * high + high * high) / 3.0))
-    variance = max(second_moment / hist.count - mean * mean, 0.0)
-    return mean, math.sqrt(variance)
+    middle = (low + high) / 2
+    total = counts.sum()
+    mean = float(np.dot(counts, middle) / total)
+    spread = (middle - mean) ** 2 + (high - low) ** 2 / 12
+    return mean, math.sqrt(float(np.dot(counts, spread) / total))
 
 
 def clipped_edges(

@@ -13,6 +13,7 @@ is projected the same way. Files without the key are profiles of plain columns.
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 import time
@@ -26,7 +27,14 @@ from typing import Any
 import numpy as np
 
 from driftline import exphist, semconv
-from driftline.columns import CategoryColumn, NumericColumn, is_numeric, table_columns
+from driftline.columns import (
+    MAX_DISTINCT_VALUES,
+    CategoryColumn,
+    NumericColumn,
+    is_numeric,
+    merge_moments,
+    table_columns,
+)
 from driftline.exphist import ExpHistogram
 from driftline.labels import (
     TASK_CLASSIFICATION,
@@ -40,6 +48,11 @@ from driftline.projection import Projection, ProjectionError
 FORMAT_NAME = "driftline.profile"
 FORMAT_VERSION = 1
 DEFAULT_TOP_K = 50
+# Buckets per sign of a profile's histograms: eight times the SDK's 160 (three scales finer),
+# since a profile is written once from the raw data. ``compare`` of two profiles then reads
+# Wasserstein and KS from buckets an eighth as wide; against the processor's windows the
+# comparison happens at the window's (coarser) scale anyway.
+DEFAULT_MAX_BUCKETS = 8 * exphist.DEFAULT_MAX_SIZE
 DEFAULT_CHUNK_ROWS = 100_000
 # A target given as an array (not a column of X) is profiled under its Series name, else this.
 DEFAULT_TARGET_NAME = "target"
@@ -72,7 +85,13 @@ class ProfileError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class ColumnProfile:
-    """One column's distribution. ``histogram`` for numeric, ``frequencies`` for categorical."""
+    """One column's distribution. ``histogram`` for numeric, ``frequencies`` for categorical.
+
+    Numeric columns profiled from raw data also carry the exact ``mean`` and ``m2`` (sum of
+    squared deviations from the mean) of their finite values, and ``values`` (exact counts
+    per value) while they have at most ``MAX_DISTINCT_VALUES`` distinct values. Profiles
+    written before these existed, and baselines built from histograms, have None.
+    """
 
     name: str
     role: str
@@ -82,6 +101,16 @@ class ColumnProfile:
     histogram: ExpHistogram | None = None
     frequencies: Mapping[str, int] = field(default_factory=dict)
     other: int = 0
+    mean: float | None = None
+    m2: float | None = None
+    values: Mapping[float, int] | None = None
+
+    @property
+    def std(self) -> float | None:
+        """The exact (population) standard deviation of the finite values, when known."""
+        if self.m2 is None or self.histogram is None or not self.histogram.count:
+            return None
+        return math.sqrt(max(self.m2, 0.0) / self.histogram.count)
 
     def category_counts(self) -> dict[str, int]:
         """Rows per category, the values past the top-K counted as ``__other__``."""
@@ -95,6 +124,10 @@ class ColumnProfile:
                                 "count": self.count, "missing": self.missing}
         if self.kind == KIND_NUMERIC:
             data["histogram"] = (self.histogram or exphist.empty()).to_dict()
+            if self.mean is not None and self.m2 is not None:
+                data["moments"] = {"mean": self.mean, "m2": self.m2}
+            if self.values is not None:
+                data["values"] = [[v, int(c)] for v, c in sorted(self.values.items())]
         else:
             data["frequencies"] = dict(self.frequencies)
             data["other"] = self.other
@@ -136,7 +169,8 @@ class _ColumnBuilder:
 
     def __init__(self, name: str, role: str, kind: str, max_size: int, top_k: int) -> None:
         self.name, self.role, self.kind = name, role, kind
-        self.values = NumericColumn(max_size) if kind == KIND_NUMERIC else CategoryColumn(top_k)
+        self.values = NumericColumn(max_size, exact=True) if kind == KIND_NUMERIC \
+            else CategoryColumn(top_k)
 
     def add(self, values: np.ndarray) -> None:
         self.values.add(values)
@@ -144,8 +178,13 @@ class _ColumnBuilder:
     def build(self) -> ColumnProfile:
         column = self.values
         if isinstance(column, NumericColumn):
+            finite = column.histogram.count
             return ColumnProfile(self.name, self.role, self.kind, column.count, column.missing,
-                                 histogram=column.histogram)
+                                 histogram=column.histogram,
+                                 mean=column.mean if finite else None,
+                                 m2=column.m2 if finite else None,
+                                 values=None if column.distinct is None
+                                 else dict(sorted(column.distinct.items())))
         kept, other = column.top()
         return ColumnProfile(self.name, self.role, self.kind, column.count, column.missing,
                              frequencies=kept, other=other)
@@ -162,7 +201,7 @@ class ProfileBuilder:
     """
 
     def __init__(self, model_name: str, model_version: str = "",
-                 max_size: int = exphist.DEFAULT_MAX_SIZE, top_k: int = DEFAULT_TOP_K,
+                 max_size: int = DEFAULT_MAX_BUCKETS, top_k: int = DEFAULT_TOP_K,
                  projection: Projection | None = None) -> None:
         self.model_name, self.model_version = model_name, model_version
         self.max_size, self.top_k = max_size, top_k
@@ -491,7 +530,9 @@ def _merge_columns(a: ColumnProfile, b: ColumnProfile) -> ColumnProfile:
     if a.kind == KIND_NUMERIC:
         assert a.histogram is not None and b.histogram is not None
         return replace(a, count=a.count + b.count, missing=a.missing + b.missing,
-                       histogram=exphist.merge([a.histogram, b.histogram]))
+                       histogram=exphist.merge([a.histogram, b.histogram],
+                                               DEFAULT_MAX_BUCKETS),
+                       **_merged_exact(a, b))
     freq = Counter(a.frequencies)
     freq.update(b.frequencies)
     top_k = max(len(a.frequencies), len(b.frequencies))
@@ -499,6 +540,26 @@ def _merge_columns(a: ColumnProfile, b: ColumnProfile) -> ColumnProfile:
     other = a.other + b.other + sum(freq.values()) - sum(kept.values())
     return replace(a, count=a.count + b.count, missing=a.missing + b.missing,
                    frequencies=kept, other=other)
+
+
+def _merged_exact(a: ColumnProfile, b: ColumnProfile) -> dict[str, Any]:
+    """The exact moments and value counts of two numeric columns' union; None where a side
+    lacks them (an old profile) or the values are no longer few."""
+    assert a.histogram is not None and b.histogram is not None
+    n_a, n_b = a.histogram.count, b.histogram.count
+    mean, m2 = None, None
+    if (a.mean is None or a.m2 is None) and n_a == 0:
+        mean, m2 = b.mean, b.m2
+    elif (b.mean is None or b.m2 is None) and n_b == 0:
+        mean, m2 = a.mean, a.m2
+    elif None not in (a.mean, a.m2, b.mean, b.m2):
+        mean, m2 = merge_moments(n_a, a.mean, a.m2, n_b, b.mean, b.m2)  # type: ignore[arg-type]
+    values = None
+    if a.values is not None and b.values is not None:
+        counts = Counter(a.values)
+        counts.update(b.values)
+        values = dict(sorted(counts.items())) if len(counts) <= MAX_DISTINCT_VALUES else None
+    return {"mean": mean, "m2": m2, "values": values}
 
 
 def save(profile: Profile, path: str | os.PathLike[str]) -> None:
@@ -556,7 +617,8 @@ def from_dict(data: Any, source: str = "profile") -> Profile:
                 histogram=_histogram(col["histogram"], f"{where}.histogram") if numeric
                 else None,
                 frequencies=_frequencies(col.get("frequencies", {}), col["role"]),
-                other=int(col.get("other", 0)))
+                other=int(col.get("other", 0)),
+                **(_exact(col, where) if numeric else {}))
         projection = (Projection.from_dict(data["projection"], f"{source}: projection")
                       if data.get("projection") is not None else None)
         return Profile(str(data["model"]["name"]), str(data["model"].get("version", "")),
@@ -579,6 +641,28 @@ def _frequencies(data: Mapping[str, Any], role: str) -> dict[str, int]:
     for key, value in data.items():
         counts[class_label(str(key)) or str(key)] += int(value)
     return dict(counts)
+
+
+def _exact(col: dict[str, Any], where: str) -> dict[str, Any]:
+    """A numeric column's optional exact moments and value counts (absent in old profiles)."""
+    found: dict[str, Any] = {}
+    moments = col.get("moments")
+    if moments is not None:
+        if not isinstance(moments, dict) or not all(
+                isinstance(moments.get(k), int | float) and math.isfinite(moments[k])
+                for k in ("mean", "m2")):
+            raise ProfileError(f"{where}.moments: must be an object with finite numbers "
+                               f"'mean' and 'm2', got {json.dumps(moments)[:60]}")
+        found.update(mean=float(moments["mean"]), m2=float(moments["m2"]))
+    values = col.get("values")
+    if values is not None:
+        if not isinstance(values, list) or not all(
+                isinstance(p, list) and len(p) == 2 and isinstance(p[0], int | float)
+                and isinstance(p[1], int) and p[1] >= 0 for p in values):
+            raise ProfileError(f"{where}.values: must be a list of [value, count] pairs, "
+                               f"got {json.dumps(values)[:60]}")
+        found["values"] = {float(v): int(c) for v, c in values}
+    return found
 
 
 def _histogram(data: Any, where: str) -> ExpHistogram:

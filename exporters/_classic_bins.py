@@ -31,9 +31,14 @@ _MIN_GRID_CELLS = 4096
 
 
 def reference_bounds(reference: ExpHistogram) -> tuple[float, ...]:
-    """The reference's deciles snapped to its bucket edges, distinct and sorted."""
+    """The reference's deciles snapped to its bucket edges, distinct and sorted.
+
+    Edges are those of the reference in the SDK's 160 buckets: profiles keep finer buckets,
+    whose edges production histograms would not have.
+    """
     if reference.total == 0:
         return ()
+    reference = exphist.merge([reference], exphist.DEFAULT_MAX_SIZE)
     deciles = np.atleast_1d(exphist.quantile(reference, list(REFERENCE_QUANTILES)))
     return tuple(sorted({_bucket_upper_edge(float(v), reference.scale) for v in deciles}))
 

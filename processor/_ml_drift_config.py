@@ -55,6 +55,8 @@ class ThresholdsConfig:
     ``ks`` and ``chisquare`` are significance levels instead: the column drifts when the test's
     p-value is below them. They are the verdict on references of at most
     ``small_reference_rows`` rows, normed Wasserstein and Jensen-Shannon on larger ones.
+    Numeric columns whose reference profile has at most ``low_cardinality_values`` distinct
+    values are judged as categories (0: never).
     """
 
     wasserstein: float = drift.DEFAULT_WASSERSTEIN_THRESHOLD
@@ -67,6 +69,7 @@ class ThresholdsConfig:
     hellinger: float = drift.DEFAULT_HELLINGER_THRESHOLD
     total_variation: float = drift.DEFAULT_TOTAL_VARIATION_THRESHOLD
     small_reference_rows: int = drift.DEFAULT_SMALL_REFERENCE_ROWS
+    low_cardinality_values: int = drift.DEFAULT_LOW_CARDINALITY_VALUES
 
     def validate(self) -> list[str]:
         found = [
@@ -84,6 +87,11 @@ class ThresholdsConfig:
         if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0:
             found.append(f"small_reference_rows: must be a whole number of rows, 0 or more "
                          f"(0: always a distance), got {rows!r}")
+        values = self.low_cardinality_values
+        if (not isinstance(values, int) or isinstance(values, bool)
+                or not 0 <= values <= drift.MAX_LOW_CARDINALITY_VALUES):
+            found.append(f"low_cardinality_values: must be a whole number from 0 (off) to "
+                         f"{drift.MAX_LOW_CARDINALITY_VALUES}, got {values!r}")
         return [p for p in found if p]
 
     def to_thresholds(self) -> drift.Thresholds:
@@ -92,7 +100,8 @@ class ThresholdsConfig:
                                 dataset_share=self.dataset_share, ks=self.ks,
                                 chisquare=self.chisquare, kl=self.kl, hellinger=self.hellinger,
                                 total_variation=self.total_variation,
-                                small_reference_rows=self.small_reference_rows)
+                                small_reference_rows=self.small_reference_rows,
+                                low_cardinality_values=self.low_cardinality_values)
 
 def _count_problem(key: str, value: object, minimum: int) -> str | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:

@@ -340,32 +340,34 @@ def merge_parts(parts: Sequence[Part], max_size: int = exphist.DEFAULT_MAX_SIZE
      sums, mins, maxs) = zip(*parts, strict=True)
     scales = np.array(scales_of, dtype=np.int64)
     base = int(scales.min())
-    found: dict[int, tuple[np.ndarray, np.ndarray, tuple[np.ndarray, ...]] | None] = {}
+    # Every bucket's index at the finest common scale, and which buckets hold counts: the
+    # span is sized by those, not by the zeros the SDK pads delta points with.
+    found: dict[int, tuple[np.ndarray, np.ndarray] | None] = {}
     shift = 0
     for sign, offsets_of, arrays in ((_POSITIVE, pos_offsets, pos_counts),
                                      (_NEGATIVE, neg_offsets, neg_counts)):
         lengths = np.array(list(map(len, arrays)), dtype=np.int64)
-        if not lengths.any():
+        counts = np.concatenate(arrays) if lengths.any() else _EMPTY
+        occupied = counts != 0
+        if not occupied.any():
             found[sign] = None
             continue
         offsets = np.array(offsets_of, dtype=np.int64)
-        used = lengths > 0
-        relative = scales[used] - base
-        low = int((offsets[used] >> relative).min())
-        high = int(((offsets[used] + lengths[used] - 1) >> relative).max())
-        shift = max(shift, _scale_reduction(low, high, max_size))
-        found[sign] = (lengths, offsets, arrays)
+        starts = np.cumsum(lengths) - lengths
+        index = np.arange(counts.size, dtype=np.int64) + np.repeat(offsets - starts, lengths)
+        index >>= np.repeat(scales - base, lengths)
+        index, counts = index[occupied], counts[occupied]
+        shift = max(shift, exphist.scale_reduction(int(index.min()), int(index.max()),
+                                                   max_size))
+        found[sign] = (index, counts)
     scale = max(base - shift, exphist.MIN_SCALE)
     summed: dict[int, Buckets] = {}
     for sign, entry in found.items():
         if entry is None:
             summed[sign] = Buckets(0, _EMPTY)
             continue
-        lengths, offsets, arrays = entry
-        counts = np.concatenate(arrays)
-        starts = np.cumsum(lengths) - lengths
-        index = np.arange(counts.size, dtype=np.int64) + np.repeat(offsets - starts, lengths)
-        index >>= np.repeat(scales - scale, lengths)
+        index, counts = entry
+        index >>= base - scale
         low = int(index.min())
         summed[sign] = Buckets(low, np.bincount(index - low, weights=counts).astype(np.int64))
     return ExpHistogram(
@@ -384,14 +386,6 @@ def merge_many(hists: Sequence[ExpHistogram],
                max_size: int = exphist.DEFAULT_MAX_SIZE) -> ExpHistogram:
     """``exphist.merge(hists)`` in one vectorised pass (see ``merge_parts``)."""
     return merge_parts([part_of(h) for h in hists], max_size)
-
-
-def _scale_reduction(low: int, high: int, max_size: int) -> int:
-    """How many halvings make indexes ``low..high`` fit into ``max_size`` buckets."""
-    shift = 0
-    while (high >> shift) - (low >> shift) + 1 > max_size:
-        shift += 1
-    return shift
 
 
 def histogram_dict(hist: ExpHistogram) -> dict[str, Any]:

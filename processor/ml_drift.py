@@ -1213,8 +1213,15 @@ class MlDriftProcessor:
                     continue
                 current = window.numeric.get(name)
                 if current is not None and current.count:
-                    scores += drift.numeric_scores(name, reference, current,
-                                                   self._thresholds_for(name, KIND_NUMERIC))
+                    if self._thresholds.judges_as_categories(name, column.values):
+                        assert column.values is not None
+                        scores += drift.categorical_scores(
+                            name, *drift.value_categories(column.values, current),
+                            self._thresholds_for(name, drift.KIND_CATEGORICAL))
+                    else:
+                        scores += drift.numeric_scores(
+                            name, reference, current, self._thresholds_for(name, KIND_NUMERIC),
+                            reference_std=column.std)
                     continue
                 explicit = window.explicit.get(name)
                 if explicit is not None and explicit.count:

@@ -7,14 +7,11 @@ diabetes, wine and breast-cancer tables, split in random halves, with synthetic 
 
 Tolerances, and why:
 
-* KS statistic: ``|D_hist - D_exact| <= share_ref + share_cur`` where ``share`` is the largest
-  share of one histogram's rows in a single bucket. This bound is rigorous: at bucket edges a
-  histogram's CDF is exact (counts are exact, buckets upper-inclusive); inside a bucket the
-  piecewise-uniform assumption replaces the empirical CDF by a chord, which is off by at most
-  that bucket's mass. It is loose, so we also require ``|D_hist - D_exact| <= max(0.01, 5 / n)``
-  (n the smaller sample): at the scales 160 buckets reach here (2 to 6, a bucket spans 1 % to
-  19 % of its position) the chord of a smooth CDF is off by far less than the bucket's mass,
-  and on small samples the chord smooths away the empirical CDF's jumps of a few rows.
+* KS statistic: ``0 <= D_exact - D_hist <= share`` where ``share`` is the largest share of
+  either side's rows in one bucket at the two histograms' common scale. This bound is
+  rigorous: the statistic is taken at the common bucket edges only, where both cumulative
+  counts are the empirical CDFs at the same point, exactly (counts are exact, buckets
+  upper-inclusive); inside a bucket neither CDF moves by more than that bucket's mass.
 * Normed Wasserstein: within 0.02 + 3 % of the exact value (``wasserstein_distance`` over the
   raw reference standard deviation). Uniform spreading within a bucket moves mass by at most
   half a bucket width; buckets are 1 % to 19 % wide relative to their position, and mass that
@@ -50,8 +47,6 @@ from sklearn.datasets import load_breast_cancer, load_diabetes, load_wine
 
 from driftline import drift, exphist
 
-KS_ABS = 0.01
-KS_ROWS = 5
 PSI_MIN_ROWS = 5000
 WASSERSTEIN_ABS = 0.02
 WASSERSTEIN_REL = 0.03
@@ -135,9 +130,10 @@ def _sklearn_cases() -> list[Case]:
     return cases
 
 
-def _max_bucket_share(hist: exphist.ExpHistogram) -> float:
-    counts = exphist.common_bins([hist]).counts[0]
-    return float(counts.max() / counts.sum())
+def _max_bucket_share(*hists: exphist.ExpHistogram) -> float:
+    """The largest share of one side's rows in one bucket at the common scale."""
+    counts = exphist.common_bins(list(hists)).counts
+    return float((counts / counts.sum(axis=1, keepdims=True)).max())
 
 
 def decile_psi(reference: np.ndarray, current: np.ndarray) -> float:
@@ -172,8 +168,7 @@ def _compare(case: Case) -> Comparison:
         rows=case.reference.size,
         ks_hist=ks_hist,
         ks_exact=float(ks_2samp(case.reference, case.current, method="asymp").statistic),
-        ks_bound=min(_max_bucket_share(ref_hist) + _max_bucket_share(cur_hist),
-                     max(KS_ABS, KS_ROWS / min(case.reference.size, case.current.size))),
+        ks_bound=_max_bucket_share(ref_hist, cur_hist),
         wasserstein_hist=drift.wasserstein_normed(ref_hist, cur_hist),
         wasserstein_exact=float(wasserstein_distance(case.reference, case.current)
                                 / max(case.reference.std(), drift.MIN_NORM_STD)),
@@ -196,7 +191,7 @@ SUITES = ["generated", "sklearn"]
 @pytest.mark.parametrize("suite", SUITES)
 def test_ks_statistic_within_bucket_mass_of_ks_2samp(suite: str) -> None:
     misses = [(c.name, c.ks_hist, c.ks_exact, c.ks_bound) for c in _comparisons(suite)
-              if abs(c.ks_hist - c.ks_exact) > c.ks_bound]
+              if not -1e-12 <= c.ks_exact - c.ks_hist <= c.ks_bound]
     assert not misses
 
 

@@ -209,9 +209,10 @@ def test_shifted_feature_is_detected_and_unshifted_is_not(rng: np.random.Generat
     merged_age = exphist.merge([exphist.from_values(age_a), exphist.from_values(age_b)])
     merged_income = exphist.merge([exphist.from_values(income_a),
                                    exphist.from_values(income_b)])
-    expected_age = drift.wasserstein_normed(profile.columns["age"].histogram, merged_age)
+    expected_age = drift.wasserstein_normed(profile.columns["age"].histogram, merged_age,
+                                            profile.columns["age"].std)
     expected_income = drift.wasserstein_normed(profile.columns["income"].histogram,
-                                               merged_income)
+                                               merged_income, profile.columns["income"].std)
     score = semconv.ML_DRIFT_SCORE, semconv.DRIFT_METHOD_WASSERSTEIN
     detected = semconv.ML_DRIFT_DETECTED, semconv.DRIFT_METHOD_WASSERSTEIN
     assert values[(score[0], "age", score[1])] == pytest.approx(expected_age, rel=1e-12)

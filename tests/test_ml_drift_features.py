@@ -198,7 +198,8 @@ def test_evaluation_over_the_last_n_windows(rng: np.random.Generator) -> None:
     reference_age = profile.columns["age"].histogram
     for values, pair in ((second, parts[0:2]), (third, parts[1:3])):
         expected = drift.wasserstein_normed(
-            reference_age, exphist.merge([exphist.from_values(p) for p in pair]))
+            reference_age, exphist.merge([exphist.from_values(p) for p in pair]),
+            profile.columns["age"].std)
         assert values[(semconv.ML_DRIFT_SCORE, "age", WASSERSTEIN)] == \
             pytest.approx(expected, rel=1e-12)
         assert values[(semconv.ML_WINDOW_ROWS, "", "")] == 200  # this window's own rows

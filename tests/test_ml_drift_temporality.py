@@ -137,7 +137,8 @@ def test_exponential_points_with_cumulative_temporality_are_windowed(
     clock.at(12)
     values_out = gauges(proc.evaluate_due())
 
-    expected = drift.wasserstein_normed(profile.columns["age"].histogram, cumulative[1])
+    expected = drift.wasserstein_normed(profile.columns["age"].histogram, cumulative[1],
+                                        profile.columns["age"].std)
     assert values_out[(semconv.ML_DRIFT_SCORE, "age", semconv.DRIFT_METHOD_WASSERSTEIN)] == \
         pytest.approx(expected, rel=1e-9)
 

@@ -112,7 +112,7 @@ def test_capture_with_a_projection_profiles_the_projected_columns(tmp_path: Path
     assert built.projection == projection
     assert list(built.columns)[:17] == NAMES
     for name, values in projection.apply(images):
-        expected = exphist.from_values(values)
+        expected = exphist.from_values(values, profile.DEFAULT_MAX_BUCKETS)
         assert built.columns[name].histogram.to_dict() == expected.to_dict()
     assert built.to_dict()["projection"] == projection.to_dict()
     profile.save(built, tmp_path / "vision.json")
