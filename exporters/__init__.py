@@ -9,16 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from driftline.exporters import file, prometheus
-from driftline.exporters._otlp_json import OtlpJsonError
-from driftline.exporters.file import (
+from driftline.exporters.file import exporter as file
+from driftline.exporters.file.exporter import (
     FileExporter,
     FileExporterConfig,
     read_logs,
     read_metrics,
     read_traces,
 )
-from driftline.exporters.prometheus import PrometheusExporter, PrometheusExporterConfig
+from driftline.exporters.prometheus import exporter as prometheus
+from driftline.exporters.prometheus.exporter import PrometheusExporter, PrometheusExporterConfig
+from driftline.processor.component.otlp_json import OtlpJsonError
 
 __all__ = [
     "FileExporter",

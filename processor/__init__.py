@@ -8,8 +8,8 @@ config without starting anything. Components live in their own modules (``otlp_r
 from __future__ import annotations
 
 from driftline.processor.component import ComponentError
-from driftline.processor.config import Config, ConfigError, load_config, validate_file
-from driftline.processor.service import run_collector
+from driftline.processor.service.config import Config, ConfigError, load_config, validate_file
+from driftline.processor.service.service import run_collector
 
 __all__ = [
     "ComponentError",

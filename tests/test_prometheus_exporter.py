@@ -22,9 +22,13 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 import driftline.exporters
 from driftline import semconv
-from driftline.exporters import prometheus
-from driftline.exporters._prometheus_text import metric_name
-from driftline.exporters.prometheus import Factory, PrometheusExporter, PrometheusExporterConfig
+from driftline.exporters.prometheus import exporter as prometheus
+from driftline.exporters.prometheus.exporter import (
+    Factory,
+    PrometheusExporter,
+    PrometheusExporterConfig,
+)
+from driftline.exporters.prometheus.text import metric_name
 from driftline.processor.component import ComponentError
 
 DELTA = AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
