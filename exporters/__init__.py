@@ -1,13 +1,14 @@
 """Exporters: where Driftline's metrics, traces and logs leave the processor.
 
-Each module holds one exporter and its collector-style ``Factory`` (``TYPE``, ``CONFIG``,
-``SIGNALS``, ``default_config()``, ``create(config, next_consumer)``); ``factories()`` lists
-them by type for the processor's config loader.
+Each folder holds one exporter: its config, its collector-style ``Factory`` (``TYPE``,
+``CONFIG``, ``SIGNALS``, ``default_config()``, ``create(config, next_consumer)``) and the
+component, in ``exporter.py``. ``sending/`` and ``prometheus_series/`` are libraries the
+exporters share. The service's registry (``driftline.processor.service.registry``) is the
+one list of component types. This package re-exports the file and Prometheus exporters'
+public names.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from driftline.exporters.file import exporter as file
 from driftline.exporters.file.exporter import (
@@ -27,15 +28,9 @@ __all__ = [
     "OtlpJsonError",
     "PrometheusExporter",
     "PrometheusExporterConfig",
-    "factories",
     "file",
     "prometheus",
     "read_logs",
     "read_metrics",
     "read_traces",
 ]
-
-
-def factories() -> dict[str, Any]:
-    """The exporter factories by their YAML ``type``; a new dict per call, nothing global."""
-    return {factory.TYPE: factory for factory in (prometheus.Factory, file.Factory)}

@@ -31,8 +31,9 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from driftline import semconv
 from driftline.processor.component import PartialRejection
 from driftline.processor.component.attribute_bytes import attribute_bytes, attribute_key
-from driftline.processor.component.ml_points import histogram_from_point, part_from_point
+from driftline.processor.component.ml_points import histogram_from_point
 from driftline.processor.ml_drift.config import LimitsConfig, MlDriftConfig
+from driftline.processor.ml_drift.points import part_from_point
 from driftline.processor.ml_drift.processor import MlDriftProcessor
 from driftline.processor.ml_drift.window import part_of
 

@@ -13,8 +13,9 @@ import pytest
 
 from driftline import exphist
 from driftline.exphist import ExpHistogram
-from driftline.processor.component.ml_points import histogram_from_point, part_from_point
+from driftline.processor.component.ml_points import histogram_from_point
 from driftline.processor.ml_drift.part_blob import parts_from_blob
+from driftline.processor.ml_drift.points import part_from_point
 from driftline.processor.ml_drift.window import (
     PENDING_MERGE_LIMIT,
     StreamKey,

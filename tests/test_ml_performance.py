@@ -23,6 +23,7 @@ from sklearn import metrics as skm
 
 from driftline import semconv
 from driftline.processor.component import ComponentError, Host
+from driftline.processor.component.predictions import GroundTruth, ModelKey, Prediction
 from driftline.processor.ml_performance.processor import (
     MlPerformanceConfig,
     MlPerformanceProcessor,
@@ -31,9 +32,6 @@ from driftline.processor.ml_performance.processor import (
     StoreConfig,
 )
 from driftline.processor.ml_performance.store import (
-    GroundTruth,
-    ModelKey,
-    Prediction,
     PredictionStore,
 )
 from driftline.processor.service.config import ConfigError, parse_config

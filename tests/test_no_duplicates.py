@@ -16,11 +16,8 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
     Metric,
 )
 
-from driftline.exporters.prometheus.exporter import (
-    REASON_EXPONENTIAL_HISTOGRAM,
-    Factory,
-    PrometheusExporterConfig,
-)
+from driftline.exporters.prometheus.exporter import Factory, PrometheusExporterConfig
+from driftline.exporters.prometheus_series.series import REASON_EXPONENTIAL_HISTOGRAM
 from driftline.processor.component import DataRefusedError
 from driftline.processor.ml_drift import window_store as _window_store
 from driftline.processor.ml_drift.processor import CheckpointConfig
@@ -139,7 +136,7 @@ def test_prometheus_exporter_drops_counts_past_int64_and_keeps_the_rest(
 def test_default_bounds_of_a_point_without_max_do_not_raise() -> None:
     """Found by tests/test_fuzz.py: a point with a negative min and no max made the exporter
     raise OverflowError (log2 of infinity) on every attempt."""
-    from driftline.exporters.prometheus import classic_bins as _classic_bins
+    from driftline.exporters.prometheus_series import classic_bins as _classic_bins
     from driftline.processor.component.ml_points import histogram_from_point
 
     point = ExponentialHistogramDataPoint(count=3, scale=0, min=-5.0)

@@ -16,9 +16,9 @@ import pytest
 from opentelemetry.proto.metrics.v1.metrics_pb2 import ExponentialHistogramDataPoint, Metric
 
 from driftline import semconv
-from driftline.exporters.prometheus import classic_bins
-from driftline.exporters.prometheus import exporter as prometheus
 from driftline.exporters.prometheus.exporter import PrometheusExporter, PrometheusExporterConfig
+from driftline.exporters.prometheus_series import classic_bins
+from driftline.exporters.prometheus_series import series as prometheus
 from tests.test_prometheus_exporter import CUMULATIVE, DELTA, attrs, batch, samples
 
 Buckets = ExponentialHistogramDataPoint.Buckets

@@ -26,7 +26,7 @@ from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
 
-from driftline.exporters.prometheus.exporter import Sample
+from driftline.exporters.prometheus_series.series import Sample
 from driftline.exporters.prometheusremotewrite.exporter import (
     RemoteWriteExporter,
     RemoteWriteExporterConfig,

@@ -23,7 +23,7 @@ from driftline.exporters.sending.otlp_forward import (
     ForwardingExporter,
     rejected_of,
 )
-from driftline.exporters.sending.push import ClientTlsConfig, client_problems
+from driftline.exporters.sending.push import client_problems
 from driftline.exporters.sending.queue import (
     DEFAULT_TIMEOUT,
     Item,
@@ -31,7 +31,8 @@ from driftline.exporters.sending.queue import (
     RetryConfig,
     SendError,
 )
-from driftline.processor.service.registry import SIGNALS
+from driftline.processor.component.signals import SIGNALS
+from driftline.processor.component.tls import ClientTlsConfig
 
 _log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from driftline.exporters.sending.otlp_forward import (
     ForwardingExporter,
     rejected_of,
 )
-from driftline.exporters.sending.push import ClientTlsConfig, client_problems
+from driftline.exporters.sending.push import client_problems
 from driftline.exporters.sending.queue import (
     DEFAULT_TIMEOUT,
     Item,
@@ -41,7 +41,13 @@ from driftline.exporters.sending.queue import (
     RetryConfig,
 )
 from driftline.processor.component import otlp_json as _otlp_json
-from driftline.processor.service.registry import SIGNAL_LOGS, SIGNAL_METRICS, SIGNAL_TRACES, SIGNALS
+from driftline.processor.component.signals import (
+    SIGNAL_LOGS,
+    SIGNAL_METRICS,
+    SIGNAL_TRACES,
+    SIGNALS,
+)
+from driftline.processor.component.tls import ClientTlsConfig
 
 _log = logging.getLogger(__name__)
 

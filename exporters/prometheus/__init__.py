@@ -1,5 +1,4 @@
 """The ``prometheus`` exporter (a scrape endpoint): config, factory and component in
-``exporter``, the text format in ``text``, classic bins for reference profiles in
-``classic_bins``."""
+``exporter``; the series it serves are built by ``driftline.exporters.prometheus_series``."""
 
 from __future__ import annotations

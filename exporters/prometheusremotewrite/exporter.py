@@ -21,17 +21,17 @@ from typing import Any
 
 import cramjam
 
-from driftline.exporters.prometheus.exporter import (
+from driftline.exporters.prometheus_series.series import (
     DEFAULT_ADD_RATIO_SUFFIX,
     DEFAULT_METRIC_EXPIRATION,
     DEFAULT_NAMESPACE,
-    PrometheusExporter,
     PrometheusExporterConfig,
+    PrometheusSeries,
     Sample,
 )
 from driftline.exporters.prometheusremotewrite.proto import write_request_class
 from driftline.exporters.sending.http import post
-from driftline.exporters.sending.push import ClientTlsConfig, PushExporter, client_problems
+from driftline.exporters.sending.push import PushExporter, client_problems
 from driftline.exporters.sending.queue import (
     DEFAULT_TIMEOUT,
     Item,
@@ -39,7 +39,8 @@ from driftline.exporters.sending.queue import (
     RetryConfig,
 )
 from driftline.processor.component import DataRefusedError
-from driftline.processor.service.registry import SIGNAL_METRICS
+from driftline.processor.component.signals import SIGNAL_METRICS
+from driftline.processor.component.tls import ClientTlsConfig
 
 _log = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ class RemoteWriteExporter(PushExporter):
     def __init__(self, name: str, config: RemoteWriteExporterConfig) -> None:
         super().__init__(name, config)
         self._config = config
-        self._state = PrometheusExporter(config.naming())
+        self._state = PrometheusSeries(config.naming())
         self._ssl = config.tls.ssl_context() if config.endpoint.startswith("https") else None
         self._unsent_lock = threading.Lock()
         # When the queue refused a request: the state clock at the start of its batch.

@@ -15,7 +15,7 @@ from driftline import semconv
 from driftline.exporters.sending.http import post
 from driftline.exporters.sending.push import PushExporter
 from driftline.exporters.sending.queue import Item
-from driftline.processor.service.registry import SIGNAL_LOGS
+from driftline.processor.component.signals import SIGNAL_LOGS
 
 ALERT_EVENTS = (semconv.EVENT_DRIFT_ALERT,)
 CONTENT_TYPE = "application/json"

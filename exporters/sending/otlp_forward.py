@@ -21,8 +21,12 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from driftline.exporters.sending.push import PushExporter
 from driftline.exporters.sending.queue import Item
-from driftline.processor.batch.processor import item_count
-from driftline.processor.service.registry import SIGNAL_LOGS, SIGNAL_METRICS, SIGNAL_TRACES
+from driftline.processor.component.signals import (
+    SIGNAL_LOGS,
+    SIGNAL_METRICS,
+    SIGNAL_TRACES,
+    item_count,
+)
 
 COMPRESSIONS = ("none", "gzip")
 RESPONSES = {SIGNAL_METRICS: ExportMetricsServiceResponse,

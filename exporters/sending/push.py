@@ -1,45 +1,14 @@
-"""What every push exporter shares: client TLS settings, the checks of the sending keys, and
+"""What every push exporter shares: the checks of the sending keys (client TLS settings are
+``driftline.processor.component.tls.ClientTlsConfig``), and
 the component base that feeds each request through the sending chain (``_sending.Sender``):
 ``set_host`` (for a ``file_storage`` queue), ``start``, ``shutdown``, ``stats``."""
 
 from __future__ import annotations
 
-import ssl
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from driftline.exporters.sending.queue import Item, Sender, SendingConfig, storage_directory
 from driftline.processor.component import Host
-
-
-@dataclass(slots=True)
-class ClientTlsConfig:
-    """``tls`` of an exporter, as the collector's ``configtls`` client settings."""
-
-    insecure: bool = False  # gRPC: plaintext (an http:// endpoint is plaintext anyway)
-    ca_file: str = ""
-    cert_file: str = ""
-    key_file: str = ""
-    insecure_skip_verify: bool = False
-
-    def validate(self) -> list[str]:
-        problems = [f"{key}: file {value} does not exist"
-                    for key, value in (("ca_file", self.ca_file), ("cert_file", self.cert_file),
-                                       ("key_file", self.key_file))
-                    if value and not Path(value).is_file()]
-        if bool(self.cert_file) != bool(self.key_file):
-            problems.append("cert_file: a client certificate needs both cert_file and key_file")
-        return problems
-
-    def ssl_context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context(cafile=self.ca_file or None)
-        if self.cert_file:
-            context.load_cert_chain(self.cert_file, self.key_file)
-        if self.insecure_skip_verify:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        return context
 
 
 def sending_of(config: Any) -> SendingConfig:

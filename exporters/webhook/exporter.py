@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from driftline.exporters.sending.alerts import JsonPoster, iso_time, text_of, url_problems
-from driftline.exporters.sending.push import ClientTlsConfig, client_problems
+from driftline.exporters.sending.push import client_problems
 from driftline.exporters.sending.queue import DEFAULT_TIMEOUT, QueueConfig, RetryConfig
-from driftline.processor.service.registry import SIGNAL_LOGS
+from driftline.processor.component.signals import SIGNAL_LOGS
+from driftline.processor.component.tls import ClientTlsConfig
 
 TYPE = "webhook"
 

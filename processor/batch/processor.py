@@ -22,7 +22,15 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans
 
 from driftline.durations import non_negative_duration_problem, parse_duration
 from driftline.processor.component import ComponentError, not_honoured
-from driftline.processor.service.registry import SIGNAL_LOGS, SIGNAL_METRICS, SIGNAL_TRACES
+from driftline.processor.component.signals import (
+    ITEMS_FIELD,
+    SCOPES_FIELD,
+    SIGNAL_LOGS,
+    SIGNAL_METRICS,
+    SIGNAL_TRACES,
+    item_count,
+    points_of,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -32,9 +40,6 @@ DEFAULT_SEND_BATCH_SIZE = 8192
 DEFAULT_SEND_BATCH_MAX_SIZE = 0  # no limit
 JOIN_TIMEOUT_S = 10.0
 
-_SCOPES = {SIGNAL_METRICS: "scope_metrics", SIGNAL_TRACES: "scope_spans",
-           SIGNAL_LOGS: "scope_logs"}
-_ITEMS = {SIGNAL_TRACES: "spans", SIGNAL_LOGS: "log_records"}
 _METHODS = {SIGNAL_METRICS: "consume_metrics", SIGNAL_TRACES: "consume_traces",
             SIGNAL_LOGS: "consume_logs"}
 
@@ -95,25 +100,6 @@ class BatchStats:
 # --- counting and cutting OTLP resources ---------------------------------------------------
 
 
-def _points(metric: Any) -> Any:
-    """The repeated data points of ``metric``, whatever its type; ``()`` if it has none."""
-    kind = metric.WhichOneof("data")
-    return getattr(metric, kind).data_points if kind else ()
-
-
-def _leaves(signal: str, scope: Any) -> list[Any]:
-    """The repeated fields holding the items of ``scope`` (one per metric for metrics)."""
-    if signal == SIGNAL_METRICS:
-        return [_points(metric) for metric in scope.metrics]
-    return [getattr(scope, _ITEMS[signal])]
-
-
-def item_count(signal: str, batch: Sequence[Any]) -> int:
-    """Data points (metrics), spans (traces) or log records (logs) in ``batch``."""
-    return sum(len(leaf) for resource in batch for scope in getattr(resource, _SCOPES[signal])
-               for leaf in _leaves(signal, scope))
-
-
 def _trim(signal: str, resource: Any, cut: int, head: bool) -> None:
     """Keep in ``resource`` (a copy) the items before ``cut`` (``head``) or from ``cut`` on.
 
@@ -121,14 +107,14 @@ def _trim(signal: str, resource: Any, cut: int, head: bool) -> None:
     at or before the cut, so every container ends up in exactly one of the two parts.
     """
     offset = 0
-    scopes = getattr(resource, _SCOPES[signal])
+    scopes = getattr(resource, SCOPES_FIELD[signal])
     drop_scopes: list[int] = []
     for s, scope in enumerate(scopes):
         scope_start = offset
         if signal == SIGNAL_METRICS:
             drop_metrics: list[int] = []
             for m, metric in enumerate(scope.metrics):
-                points = _points(metric)
+                points = points_of(metric)
                 kept, offset = _trim_leaf(points, offset, cut, head)
                 if not kept:
                     drop_metrics.append(m)
@@ -136,7 +122,7 @@ def _trim(signal: str, resource: Any, cut: int, head: bool) -> None:
                 del scope.metrics[m]
             remaining = len(scope.metrics)
         else:
-            kept, offset = _trim_leaf(getattr(scope, _ITEMS[signal]), offset, cut, head)
+            kept, offset = _trim_leaf(getattr(scope, ITEMS_FIELD[signal]), offset, cut, head)
             remaining = int(kept)
         if remaining == 0 and (offset > scope_start or (scope_start <= cut) != head):
             drop_scopes.append(s)
@@ -217,7 +203,7 @@ class BatchProcessor:
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._send_lock = threading.Lock()
-        self._pending = {signal: _Pending([]) for signal in _SCOPES}
+        self._pending = {signal: _Pending([]) for signal in SCOPES_FIELD}
         self._counts = dict.fromkeys(BatchStats.__dataclass_fields__, 0)
         self._closed = False
         self._timer: threading.Thread | None = None
@@ -240,7 +226,7 @@ class BatchProcessor:
         if self._timer is not None:
             self._timer.join(JOIN_TIMEOUT_S)
             self._timer = None
-        for signal in _SCOPES:
+        for signal in SCOPES_FIELD:
             self._send_due(signal, "shutdown_sends", everything=True)
 
     def stats(self) -> BatchStats:

@@ -1,4 +1,4 @@
-"""OTLP data points as the values ml_drift windows: histograms, explicit buckets, counts.
+"""OTLP metric data points read and checked: exponential histograms, numbers, attributes.
 
 Malformed points raise ``ValueError`` with the reason, so the processor counts and skips them.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -16,11 +16,8 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import NumberDataPoint
 
 from driftline import exphist
 from driftline.exphist import Buckets, ExpHistogram
-from driftline.processor.ml_drift import explicit as _explicit
-from driftline.processor.ml_drift.temporality import Value
-from driftline.processor.ml_drift.window import Part
 
-_EMPTY = np.zeros(0, dtype=np.int64)
+EMPTY_COUNTS = np.zeros(0, dtype=np.int64)
 
 
 def _attribute_text(value: AnyValue) -> str:
@@ -50,7 +47,7 @@ def histogram_from_point(point: Any) -> ExpHistogram:
     """
     scale = point.scale
     positive, negative = _buckets(point.positive), _buckets(point.negative)
-    _check(scale, point.zero_count, positive.offset, positive.counts, negative.offset,
+    check_point(scale, point.zero_count, positive.offset, positive.counts, negative.offset,
            negative.counts, point.count)
     return ExpHistogram(
         scale=scale,
@@ -64,13 +61,13 @@ def histogram_from_point(point: Any) -> ExpHistogram:
     )
 
 
-def _counts(buckets: Any) -> np.ndarray:
+def bucket_counts(buckets: Any) -> np.ndarray:
     """One sign's bucket counts. Slicing the repeated field to a list in C and converting
     that list is about 15% cheaper than ``np.fromiter`` over the field (and much cheaper
     than ``np.asarray`` on it); an empty one is not converted at all."""
     counts = buckets.bucket_counts[:]
     if not counts:
-        return _EMPTY
+        return EMPTY_COUNTS
     try:
         return np.array(counts, dtype=np.int64)
     except OverflowError:  # a valid uint64 past int64: beyond MAX_COUNT anyway
@@ -96,7 +93,7 @@ def _check_scalars(scale: int, zero_count: int, positive_offset: int, positive_s
                          f"{exphist.MAX_COUNT}")
 
 
-def _check(scale: int, zero_count: int, positive_offset: int, positive: np.ndarray,
+def check_point(scale: int, zero_count: int, positive_offset: int, positive: np.ndarray,
            negative_offset: int, negative: np.ndarray, count: int) -> None:
     """``check_header``, and every bucket count at most ``exphist.MAX_COUNT`` (past it the
     sums would overflow)."""
@@ -108,64 +105,12 @@ def _check(scale: int, zero_count: int, positive_offset: int, positive: np.ndarr
 
 
 def _buckets(buckets: Any) -> Buckets:
-    return Buckets(buckets.offset, _counts(buckets))
-
-
-def part_from_point(point: Any) -> Part:
-    """An OTLP ``ExponentialHistogramDataPoint`` as the ``Part`` a window queues: what
-    ``histogram_from_point`` gives, without building its objects (the per-point hot path).
-    An absent negative side is not read (its offset and counts are the defaults)."""
-    scale = point.scale
-    positive = point.positive
-    if point.HasField("negative"):
-        negative = point.negative
-        negative_offset, negative_counts = negative.offset, _counts(negative)
-    else:
-        negative_offset, negative_counts = 0, _EMPTY
-    positive_offset, positive_counts = positive.offset, _counts(positive)
-    zero_count, count = point.zero_count, point.count
-    _check(scale, zero_count, positive_offset, positive_counts, negative_offset,
-           negative_counts, count)
-    total, low, high = _sum_min_max(point)
-    return (scale, zero_count, positive_offset, positive_counts, negative_offset,
-            negative_counts, count, total, low, high)
-
-
-def _sum_min_max(point: Any) -> tuple[float, float, float]:
-    """The optional ``sum``, ``min`` and ``max`` of ``point`` (NaN, inf and -inf when unset).
-    A value other than 0.0 can only have been set, so ``HasField`` is asked only about 0.0."""
-    total, low, high = point.sum, point.min, point.max
-    if not total and not point.HasField("sum"):
-        total = math.nan
-    if not low and not point.HasField("min"):
-        low = math.inf
-    if not high and not point.HasField("max"):
-        high = -math.inf
-    return total, low, high
+    return Buckets(buckets.offset, bucket_counts(buckets))
 
 
 def number(point: NumberDataPoint) -> float:
     """A sum point's value, int or double."""
     return point.as_int if point.WhichOneof("value") == "as_int" else point.as_double
-
-
-def _rows_value(point: NumberDataPoint) -> float:
-    value = number(point)
-    if not math.isfinite(value) or not 0 <= value <= exphist.MAX_COUNT:
-        raise ValueError(f"count {value!r} is not a number of rows from 0 to "
-                         f"{exphist.MAX_COUNT}")
-    return value
-
-
-def point_reader(kind: str, cumulative: bool = True) -> Callable[[Any], Value | Part]:
-    """What reads the value of a point of data ``kind`` (chosen once per metric, not per
-    point); it raises ``ValueError`` on a malformed point. A delta exponential histogram
-    (``cumulative`` False) comes as a ``Part``, the form windows queue."""
-    if kind == "exponential_histogram":
-        return histogram_from_point if cumulative else part_from_point
-    if kind == "histogram":
-        return _explicit.from_point
-    return _rows_value
 
 
 def resource_text(attributes: Sequence[KeyValue]) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
@@ -17,13 +18,46 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs
 
 from driftline import semconv
 from driftline.labels import class_label
-from driftline.processor.ml_performance.store import GroundTruth, ModelKey, Prediction
 
 # Record times are stored as SQLite INTEGER (int64); later ones are invalid records.
 MAX_TIME_NS = 2**63 - 1
 _EVENT_NAME_ATTRIBUTE = "event.name"
 _MODEL_ATTRIBUTES = (semconv.ML_MODEL_NAME, semconv.ML_MODEL_VERSION,
                      semconv.ML_MODEL_FRAMEWORK, semconv.ML_OPERATION)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelKey:
+    """What a performance window belongs to: the model's attributes on its predictions."""
+
+    name: str
+    version: str = ""
+    framework: str = ""
+    operation: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """One ``ml.prediction`` record's output: ``label`` (+ ``scores`` over ``classes``) for a
+    classifier, ``value`` for a regressor. ``resource``: the sender's resource attributes."""
+
+    id: str
+    model: ModelKey
+    time_ns: int
+    label: str | None = None
+    scores: tuple[float, ...] | None = None
+    classes: tuple[str, ...] = ()
+    value: float | None = None
+    resource: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class GroundTruth:
+    """One ``ml.ground_truth`` record: the true label (text) or value of prediction ``id``."""
+
+    id: str
+    label: str | None = None
+    value: float | None = None
 
 
 class RecordError(ValueError):

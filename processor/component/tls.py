@@ -1,6 +1,10 @@
-"""TLS settings of a server, as the collector's ``configtls.ServerConfig``: ``cert_file`` and
-``key_file`` (PEM) turn TLS on; ``client_ca_file`` also requires every client to present a
-certificate signed by that CA (mutual TLS).
+"""TLS settings, as the collector's ``configtls``: a server's (``TlsConfig``, the
+collector's ``ServerConfig``) and a client's (``ClientTlsConfig``, its ``ClientConfig``).
+
+A server's ``cert_file`` and ``key_file`` (PEM) turn TLS on; ``client_ca_file`` also requires
+every client to present a certificate signed by that CA (mutual TLS). A client (an exporter)
+verifies its server with ``ca_file`` (the system roots by default) and presents
+``cert_file``/``key_file`` when both are set.
 
 Files are checked at config time (they must exist and be readable) and read at start, so a
 certificate renewed on disk is picked up by a restart.
@@ -95,3 +99,32 @@ def server_ssl_context(config: TlsConfig, where: str) -> ssl.SSLContext:
                                  f"from {config.client_ca_file!r}: {exc}") from exc
         context.verify_mode = ssl.CERT_REQUIRED
     return context
+
+
+@dataclass(slots=True)
+class ClientTlsConfig:
+    """``tls`` of an exporter, as the collector's ``configtls`` client settings."""
+
+    insecure: bool = False  # gRPC: plaintext (an http:// endpoint is plaintext anyway)
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    insecure_skip_verify: bool = False
+
+    def validate(self) -> list[str]:
+        problems = [f"{key}: file {value} does not exist"
+                    for key, value in (("ca_file", self.ca_file), ("cert_file", self.cert_file),
+                                       ("key_file", self.key_file))
+                    if value and not Path(value).is_file()]
+        if bool(self.cert_file) != bool(self.key_file):
+            problems.append("cert_file: a client certificate needs both cert_file and key_file")
+        return problems
+
+    def ssl_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=self.ca_file or None)
+        if self.cert_file:
+            context.load_cert_chain(self.cert_file, self.key_file)
+        if self.insecure_skip_verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context

@@ -30,9 +30,13 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import ResourceMetrics
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans
 
 from driftline.durations import parse_duration, positive_duration_problem
-from driftline.processor.batch.processor import item_count
 from driftline.processor.component import ComponentError, DataRefusedError
-from driftline.processor.service.registry import SIGNAL_LOGS, SIGNAL_METRICS, SIGNAL_TRACES
+from driftline.processor.component.signals import (
+    SIGNAL_LOGS,
+    SIGNAL_METRICS,
+    SIGNAL_TRACES,
+    item_count,
+)
 
 _log = logging.getLogger(__name__)
 

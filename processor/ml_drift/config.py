@@ -19,12 +19,12 @@ from driftline.durations import (
     parse_duration,
     positive_duration_problem,
 )
+from driftline.processor.component.signals import SIGNAL_LOGS
 from driftline.processor.ml_drift.profile_watch import DEFAULT_RELOAD_INTERVAL
 from driftline.processor.ml_drift.temporality import (
     DEFAULT_MAX_STREAMS as DEFAULT_MAX_CUMULATIVE_STREAMS,
 )
 from driftline.processor.ml_drift.temporality import DEFAULT_STALENESS_S
-from driftline.processor.service.registry import SIGNAL_LOGS
 from driftline.profile import ProfileError, load_directory
 
 DEFAULT_PROFILES = ""  # required: there is no sensible default directory

@@ -53,10 +53,10 @@ from driftline.processor.component.attribute_bytes import AttributeKey, attribut
 from driftline.processor.component.ml_points import (
     attributes_of,
     histogram_from_point,
-    point_reader,
     resource_text,
 )
 from driftline.processor.component.otlp_build import WindowGauges
+from driftline.processor.component.signals import SIGNAL_LOGS, SIGNAL_METRICS
 from driftline.processor.ml_drift import explicit as _explicit
 from driftline.processor.ml_drift.alerts import Alert, alert_logs
 from driftline.processor.ml_drift.config import (
@@ -78,6 +78,7 @@ from driftline.processor.ml_drift.config import (
     ThresholdsConfig,
 )
 from driftline.processor.ml_drift.explicit import ExplicitHistogram
+from driftline.processor.ml_drift.points import point_reader
 from driftline.processor.ml_drift.profile_watch import ProfileWatcher
 from driftline.processor.ml_drift.temporality import CumulativeToDelta, Value
 from driftline.processor.ml_drift.window import Part, StreamKey, Window, as_profile, merged
@@ -88,7 +89,6 @@ from driftline.processor.ml_drift.window_store import (
     WindowStore,
     WindowStoreError,
 )
-from driftline.processor.service.registry import SIGNAL_LOGS, SIGNAL_METRICS
 from driftline.profile import KIND_NUMERIC, ROLE_PREDICTION, Profile, ProfileError
 
 # The config lives in _ml_drift_config; its names are part of this module's API.

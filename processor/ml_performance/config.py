@@ -12,7 +12,7 @@ from driftline.durations import (
     parse_duration,
     positive_duration_problem,
 )
-from driftline.processor.service.registry import SIGNAL_LOGS, SIGNAL_METRICS
+from driftline.processor.component.signals import SIGNAL_LOGS, SIGNAL_METRICS
 
 DEFAULT_STORE_PATH = ""  # "": in memory, lost at restart (a warning says so at start)
 DEFAULT_TTL = "168h"  # 7 days: labels may come days after their prediction

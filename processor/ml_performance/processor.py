@@ -32,12 +32,15 @@ from driftline.labels import class_label
 from driftline.processor.component import ComponentError, DataRefusedError, Host
 from driftline.processor.component.otlp_build import WindowGauges
 from driftline.processor.component.predictions import (
+    GroundTruth,
+    Prediction,
     RecordError,
     event_name,
     ground_truth,
     prediction,
     resource_pairs,
 )
+from driftline.processor.component.signals import SIGNAL_LOGS, SIGNAL_METRICS
 from driftline.processor.ml_performance import metrics as quality
 from driftline.processor.ml_performance.alerts import PerformanceAlert, alert_logs
 from driftline.processor.ml_performance.config import (
@@ -60,14 +63,11 @@ from driftline.processor.ml_performance.config import (
 from driftline.processor.ml_performance.store import (
     MEMORY,
     BatchResult,
-    GroundTruth,
-    Prediction,
     PredictionStore,
     PredictionStoreError,
     WindowRows,
     decode_scores,
 )
-from driftline.processor.service.registry import SIGNAL_LOGS, SIGNAL_METRICS
 
 __all__ = [
     "DEFAULT_GRACE", "DEFAULT_MAX_CLASSES", "DEFAULT_MAX_MODELS", "DEFAULT_MIN_LABELS",

@@ -21,6 +21,7 @@ from typing import IO, Any
 import numpy as np
 
 from driftline.processor.component.file_lock import exclusive_lock
+from driftline.processor.component.predictions import GroundTruth, ModelKey, Prediction
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 5.0
@@ -59,40 +60,6 @@ _SCHEMA = (
 
 class PredictionStoreError(RuntimeError):
     """The store cannot be opened, read or written; the message names the file."""
-
-
-@dataclass(frozen=True, slots=True)
-class ModelKey:
-    """What a performance window belongs to: the model's attributes on its predictions."""
-
-    name: str
-    version: str = ""
-    framework: str = ""
-    operation: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Prediction:
-    """One ``ml.prediction`` record's output: ``label`` (+ ``scores`` over ``classes``) for a
-    classifier, ``value`` for a regressor. ``resource``: the sender's resource attributes."""
-
-    id: str
-    model: ModelKey
-    time_ns: int
-    label: str | None = None
-    scores: tuple[float, ...] | None = None
-    classes: tuple[str, ...] = ()
-    value: float | None = None
-    resource: tuple[tuple[str, str], ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class GroundTruth:
-    """One ``ml.ground_truth`` record: the true label (text) or value of prediction ``id``."""
-
-    id: str
-    label: str | None = None
-    value: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

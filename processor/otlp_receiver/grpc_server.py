@@ -27,7 +27,7 @@ from driftline.processor.component import (
     DataRefusedError,
     ServerAuthenticator,
 )
-from driftline.processor.service.registry import SIGNAL_LOGS, SIGNAL_METRICS, SIGNAL_TRACES
+from driftline.processor.component.signals import SIGNAL_LOGS, SIGNAL_METRICS, SIGNAL_TRACES
 
 # A refused-for-now request (memory limit) tells the sender when to try again: OTLP/gRPC
 # clients retry RESOURCE_EXHAUSTED only when RetryInfo says recovery is possible.

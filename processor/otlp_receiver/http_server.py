@@ -30,13 +30,13 @@ from google.rpc import status_pb2
 
 from driftline.processor.component import AuthenticationError, ServerAuthenticator
 from driftline.processor.component import otlp_json as _otlp_json
+from driftline.processor.component.signals import SIGNAL_LOGS, SIGNAL_METRICS, SIGNAL_TRACES
 from driftline.processor.otlp_receiver.grpc_server import (
     OTLP_SIGNALS,
     RETRY_AFTER_S,
     Refused,
     Signal,
 )
-from driftline.processor.service.registry import SIGNAL_LOGS, SIGNAL_METRICS, SIGNAL_TRACES
 
 _log = logging.getLogger(__name__)
 

@@ -42,7 +42,6 @@ import grpc
 from google.protobuf.message import Message
 
 from driftline.durations import non_negative_duration_problem, parse_duration
-from driftline.processor.batch.processor import item_count
 from driftline.processor.component import (
     ComponentError,
     DataRefusedError,
@@ -52,6 +51,13 @@ from driftline.processor.component import (
     ServerAuthenticator,
     TracesConsumer,
     not_honoured,
+)
+from driftline.processor.component.endpoints import endpoint_problem
+from driftline.processor.component.signals import (
+    SIGNAL_LOGS,
+    SIGNAL_METRICS,
+    SIGNAL_TRACES,
+    item_count,
 )
 from driftline.processor.component.tls import TlsConfig, grpc_server_credentials, server_ssl_context
 from driftline.processor.otlp_receiver import grpc_server as _otlp_grpc
@@ -72,7 +78,6 @@ from driftline.processor.otlp_receiver.http_server import (  # noqa: F401  (re-e
     PATH_TRACES,
     HttpServer,
 )
-from driftline.processor.service.registry import SIGNAL_LOGS, SIGNAL_METRICS, SIGNAL_TRACES
 
 _log = logging.getLogger(__name__)
 
@@ -89,7 +94,6 @@ DEFAULT_MAX_WORKERS = 8
 SHUTDOWN_GRACE_S = 5.0
 # While a pipeline refuses data (memory limit), one warning per this many seconds.
 REFUSAL_LOG_INTERVAL_S = 10.0
-_MAX_PORT = 65535
 _MS_PER_S = 1000
 # 0: no limit of the server's own (gRPC's default), as in the collector.
 DEFAULT_MAX_CONCURRENT_STREAMS = 0
@@ -97,17 +101,6 @@ _NO_METADATA = ("requests reach the pipelines without their client's metadata (n
                 "processor here reads it)")
 _NO_CORS = ("OTLP/HTTP answers no CORS preflight here; put a proxy in front to serve "
             "browsers")
-
-
-def endpoint_problem(key: str, endpoint: object) -> str | None:
-    """``"key: message"`` when ``endpoint`` is not ``host:port`` with a port 0-65535."""
-    if not isinstance(endpoint, str):
-        return f"{key}: must be a string 'host:port', got {endpoint!r}"
-    host, colon, port = endpoint.rpartition(":")
-    if not colon or not host or not port.isdigit() or int(port) > _MAX_PORT:
-        return (f"{key}: must be 'host:port' with a port from 0 to {_MAX_PORT} "
-                f"(0 picks a free port), got {endpoint!r}")
-    return None
 
 
 @dataclass(frozen=True, slots=True)

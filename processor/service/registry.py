@@ -21,6 +21,14 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
+from driftline.processor.component.signals import (  # noqa: F401  (the service re-exports them)
+    DEFAULT_SIGNALS,
+    SIGNAL_LOGS,
+    SIGNAL_METRICS,
+    SIGNAL_TRACES,
+    SIGNALS,
+)
+
 _log = logging.getLogger(__name__)
 
 KIND_RECEIVER = "receiver"
@@ -28,11 +36,6 @@ KIND_PROCESSOR = "processor"
 KIND_EXPORTER = "exporter"
 KIND_EXTENSION = "extension"
 
-SIGNAL_METRICS = "metrics"
-SIGNAL_TRACES = "traces"
-SIGNAL_LOGS = "logs"
-SIGNALS = (SIGNAL_METRICS, SIGNAL_TRACES, SIGNAL_LOGS)
-DEFAULT_SIGNALS = (SIGNAL_METRICS,)
 
 PLUGIN_GROUP_PREFIX = "driftline."
 # Component modules, each with a ``Factory``; optional ones may be missing from an install.
