@@ -240,3 +240,41 @@ def test_a_broken_rule_is_reported_with_its_file_and_line() -> None:
     assert is_component(unit_of(bad[0])) and is_component(unit_of(bad[2]))
     assert unit_of(bad[0]) != unit_of(bad[2])
     assert _where(*bad).startswith("processor/ml_drift/processor.py:1 imports")
+
+
+def test_consumers_are_called_by_signal_never_by_a_method_name_string() -> None:
+    """The typed contract: a consumer's method is picked in code (``consumer_of``), not by
+    ``getattr(consumer, name)`` with a computed name, which no type checker can follow."""
+    found = []
+    for path in MODULES.values():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                    and node.func.id == "getattr" and len(node.args) >= 2
+                    and not isinstance(node.args[1], ast.Constant)
+                    and any(word in ast.unparse(node.args[0]) for word in ("next", "consumer"))):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno} {ast.unparse(node)}")
+    assert found == []
+
+
+@pytest.mark.parametrize("signal", ["metrics", "traces", "logs"])
+def test_consumer_of_hands_each_signal_to_its_method(signal: str) -> None:
+    from driftline.processor.component import consumer_of
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.calls: list[tuple[str, list[int]]] = []
+
+        def consume_metrics(self, batch: list[int]) -> None:
+            self.calls.append(("metrics", batch))
+
+        def consume_traces(self, batch: list[int]) -> None:
+            self.calls.append(("traces", batch))
+
+        def consume_logs(self, batch: list[int]) -> None:
+            self.calls.append(("logs", batch))
+
+    recorder = Recorder()
+    consumer_of(signal, recorder)([7])
+    assert recorder.calls == [(signal, [7])]
+    with pytest.raises(ValueError, match="unknown signal 'profiles'"):
+        consumer_of("profiles", recorder)

@@ -21,7 +21,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import ResourceMetrics
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans
 
 from driftline.durations import non_negative_duration_problem, parse_duration
-from driftline.processor.component import ComponentError, not_honoured
+from driftline.processor.component import ComponentError, consumer_of, not_honoured
 from driftline.processor.component.signals import (
     ITEMS_FIELD,
     SCOPES_FIELD,
@@ -40,8 +40,6 @@ DEFAULT_SEND_BATCH_SIZE = 8192
 DEFAULT_SEND_BATCH_MAX_SIZE = 0  # no limit
 JOIN_TIMEOUT_S = 10.0
 
-_METHODS = {SIGNAL_METRICS: "consume_metrics", SIGNAL_TRACES: "consume_traces",
-            SIGNAL_LOGS: "consume_logs"}
 
 
 def _is_count(value: object) -> bool:
@@ -296,7 +294,7 @@ class BatchProcessor:
     def _send(self, signal: str, batch: list[Any], trigger: str) -> None:
         items = item_count(signal, batch)
         try:
-            getattr(self._next, _METHODS[signal])(batch)
+            consumer_of(signal, self._next)(batch)
         except Exception as exc:
             with self._lock:
                 self._counts["items_failed"] += items

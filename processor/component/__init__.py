@@ -7,13 +7,15 @@ validated config dataclass into a component wired to the next consumer(s) of its
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from opentelemetry.proto.logs.v1.logs_pb2 import ResourceLogs
 from opentelemetry.proto.metrics.v1.metrics_pb2 import ResourceMetrics
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans
+
+from driftline.processor.component.signals import SIGNAL_LOGS, SIGNAL_METRICS, SIGNAL_TRACES
 
 
 class Component(Protocol):
@@ -37,6 +39,21 @@ class TracesConsumer(Protocol):
 @runtime_checkable
 class LogsConsumer(Protocol):
     def consume_logs(self, batch: Sequence[ResourceLogs]) -> None: ...
+
+
+Consumer = MetricsConsumer | TracesConsumer | LogsConsumer
+
+
+def consumer_of(signal: str, consumer: Any) -> Callable[[Sequence[Any]], None]:
+    """The method of ``consumer`` that takes batches of ``signal``: named in code, as the
+    protocols above declare it, so a consumer is never looked up by a method-name string."""
+    if signal == SIGNAL_METRICS:
+        return consumer.consume_metrics
+    if signal == SIGNAL_TRACES:
+        return consumer.consume_traces
+    if signal == SIGNAL_LOGS:
+        return consumer.consume_logs
+    raise ValueError(f"unknown signal {signal!r}; one of metrics, traces, logs")
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import ResourceMetrics
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans
 
 from driftline.durations import parse_duration, positive_duration_problem
-from driftline.processor.component import ComponentError, DataRefusedError
+from driftline.processor.component import ComponentError, DataRefusedError, consumer_of
 from driftline.processor.component.signals import (
     SIGNAL_LOGS,
     SIGNAL_METRICS,
@@ -58,8 +58,6 @@ CGROUP_V2_MEMORY_MAX = Path("/sys/fs/cgroup/memory.max")
 CGROUP_V1_MEMORY_LIMIT = Path("/sys/fs/cgroup/memory/memory.limit_in_bytes")
 _KIB = 1024
 
-_METHODS = {SIGNAL_METRICS: "consume_metrics", SIGNAL_TRACES: "consume_traces",
-            SIGNAL_LOGS: "consume_logs"}
 _ITEM_NAMES = {SIGNAL_METRICS: "metric_points", SIGNAL_TRACES: "spans",
                SIGNAL_LOGS: "log_records"}
 
@@ -330,7 +328,7 @@ class MemoryLimiter:
             soft = self._limits.soft_bytes if self._limits else 0
             raise DataRefusedError(f"memory_limiter: {used // MIB} MiB in use is above the "
                                    f"soft limit of {soft // MIB} MiB; retry later")
-        getattr(self._next, _METHODS[signal])(batch)
+        consumer_of(signal, self._next)(batch)
 
 
 class Factory:

@@ -50,6 +50,7 @@ from driftline.processor.component import (
     PartialRejection,
     ServerAuthenticator,
     TracesConsumer,
+    consumer_of,
     not_honoured,
 )
 from driftline.processor.component.endpoints import endpoint_problem
@@ -534,7 +535,7 @@ class OtlpReceiver:
             return signal.response_type()
         items = item_count(signal.name, batch)
         try:
-            getattr(self._next, signal.method)(batch)
+            consumer_of(signal.name, self._next)(batch)
         except PartialRejection as partial:
             with self._lock:
                 first = self._partial == 0

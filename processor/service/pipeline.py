@@ -22,6 +22,7 @@ from driftline.processor.component import (
     Host,
     PartialRejection,
     PipelineWatcher,
+    consumer_of,
 )
 from driftline.processor.service.config import ComponentID, Config, PipelineID
 from driftline.processor.service.registry import (
@@ -65,15 +66,15 @@ class FanOut:
         return tuple(signal for signal, consumers in self._consumers.items() if consumers)
 
     def consume_metrics(self, batch: Sequence[Any]) -> None:
-        self._fan(SIGNAL_METRICS, "consume_metrics", batch)
+        self._fan(SIGNAL_METRICS, batch)
 
     def consume_traces(self, batch: Sequence[Any]) -> None:
-        self._fan(SIGNAL_TRACES, "consume_traces", batch)
+        self._fan(SIGNAL_TRACES, batch)
 
     def consume_logs(self, batch: Sequence[Any]) -> None:
-        self._fan(SIGNAL_LOGS, "consume_logs", batch)
+        self._fan(SIGNAL_LOGS, batch)
 
-    def _fan(self, signal: str, method: str, batch: Sequence[Any]) -> None:
+    def _fan(self, signal: str, batch: Sequence[Any]) -> None:
         consumers = self._consumers[signal]
         if not consumers:
             raise ComponentError(f"no pipeline consumes {signal} here")
@@ -82,7 +83,7 @@ class FanOut:
         took = 0
         for consumer in consumers:
             try:
-                getattr(consumer, method)(batch)
+                consumer_of(signal, consumer)(batch)
                 took += 1
             except PartialRejection as exc:  # it kept the rest
                 took += 1
@@ -187,17 +188,22 @@ class Pipelines:
                 raise ComponentError(f"cannot start {node}: {exc}") from exc
             self._started.append(node)
         self._start_self_telemetry()
-        self._tell_watchers("ready")
+        self._tell_watchers(ready=True)
 
-    def _tell_watchers(self, method: str) -> None:
+    def _tell_watchers(self, ready: bool) -> None:
         """``ready()`` once everything runs, ``not_ready()`` as shutdown begins, to every
         ``PipelineWatcher`` extension (``health_check``), as the collector does."""
         for node in self._extensions:
-            if isinstance(node.component, PipelineWatcher):
+            watcher = node.component
+            if isinstance(watcher, PipelineWatcher):
                 try:
-                    getattr(node.component, method)()
+                    if ready:
+                        watcher.ready()
+                    else:
+                        watcher.not_ready()
                 except Exception as exc:
-                    _log.error("extension %s failed in %s(): %s", node.id, method, exc)
+                    _log.error("extension %s failed in %s(): %s", node.id,
+                               "ready" if ready else "not_ready", exc)
 
     def _start_self_telemetry(self) -> None:
         settings = self._telemetry_settings
@@ -214,7 +220,7 @@ class Pipelines:
 
         Every component is shut down even if one fails; the first failure is raised after.
         """
-        self._tell_watchers("not_ready")
+        self._tell_watchers(ready=False)
         telemetry, self.self_telemetry = self.self_telemetry, None
         if telemetry is not None:
             telemetry.shutdown()
