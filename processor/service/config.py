@@ -27,6 +27,18 @@ import yaml
 
 from driftline.durations import bare_number_problem, parse_duration, positive_duration_problem
 from driftline.processor.component import NOT_HONOURED
+from driftline.processor.service.expand import (
+    PATH_SEPARATOR,
+    SCHEME_ENV,
+    SCHEME_FILE,
+    EnvFloat,
+    EnvInt,
+    EnvList,
+    EnvMap,
+    EnvWord,
+    substitute,
+)
+from driftline.processor.service.expand import join_path as _join
 from driftline.processor.service.registry import (
     KIND_EXPORTER,
     KIND_EXTENSION,
@@ -54,7 +66,6 @@ __all__ = [
     "validate_file",
 ]
 
-PATH_SEPARATOR = "::"
 LOG_LEVELS = ("debug", "info", "warn", "warning", "error")
 DEFAULT_LOG_LEVEL = "info"
 # service::telemetry::logs::encoding, the collector's two: text lines or one JSON object each.
@@ -91,21 +102,11 @@ _TELEMETRY_METRICS_KEYS = ("level", "interval")
 _TELEMETRY_METRICS_COLLECTOR_KEYS = ("readers", "views", "address")
 _NOT_USED = "accepted as the collector reads it, but not used by Driftline"
 # Config sources as the collector's --config takes them: a path, or a provider URI.
-SCHEME_FILE = "file"
-SCHEME_YAML = "yaml"
-SCHEME_ENV = "env"
 _SOURCE = re.compile(r"(file|yaml|env):(.*)", re.DOTALL)
-# ${NAME} and ${NAME:-default}: the collector's default scheme is env.
-_SHORTHAND = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?::-.*)?", re.DOTALL)
 _AUTHENTICATOR_KEY = "authenticator"
 _TYPE_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
-_ENV_NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-# ``$$``, a whole ``${...}``, or a ``${`` that is never closed (reported, not kept as text).
-_REFERENCE = re.compile(r"\$\$|\$\{([^}]*)\}|\$\{")
 _SUGGESTION_CUTOFF = 0.6
 _AT_LINE = re.compile(r"YAML [^:]* at line (\d+)")
-_INTEGER = re.compile(r"[+-]?\d+")
-_FLOAT = re.compile(r"[+-]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][+-]?\d+)?")
 
 
 class ConfigError(ValueError):
@@ -197,10 +198,6 @@ class Config:
     log_encoding: str = LOG_ENCODING_CONSOLE
 
 
-def _join(*parts: object) -> str:
-    return PATH_SEPARATOR.join(str(p) for p in parts if p != "")
-
-
 def _closest(word: str, known: typing.Iterable[str]) -> str | None:
     matches = difflib.get_close_matches(word, list(known), n=1, cutoff=_SUGGESTION_CUTOFF)
     return matches[0] if matches else None
@@ -252,143 +249,6 @@ def _setting_paths(config: Any, prefix: str = "") -> dict[str, str]:
         for name, path in _setting_paths(child, where).items():
             found.setdefault(name, path)
     return found
-
-
-# --- environment substitution -------------------------------------------------------------
-
-
-def _substitute(node: Any, environ: Mapping[str, str], path: str, problems: list[str]) -> Any:
-    """Replace ``${env:VAR}`` and ``${env:VAR:-default}`` in every string value; ``$$`` is ``$``.
-
-    A value that is exactly one reference is re-read as YAML, so ``port: ${env:PORT}`` gives
-    an integer as the collector does; inside a longer string the text is inserted as is.
-    """
-    if isinstance(node, dict):
-        return {k: _substitute(v, environ, _join(path, k), problems) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_substitute(v, environ, path, problems) for v in node]
-    if not isinstance(node, str) or "$" not in node:
-        return node
-
-    def replace(match: re.Match[str]) -> str:
-        if match.group(0) == "$$":
-            return "$"
-        if match.group(1) is None:
-            problems.append(f"{path}: '${{' is never closed with '}}' in {node!r}; write "
-                            "${env:NAME} or ${env:NAME:-default}, or $$ for a literal $")
-            return ""
-        return _resolve(match.group(1), environ, path, problems)
-
-    whole = _REFERENCE.fullmatch(node)
-    text = _REFERENCE.sub(replace, node)
-    if whole is not None and whole.group(1) is not None:
-        return _typed(text)
-    return text
-
-
-class _EnvInt(int):
-    """An integer read from the environment; ``text`` is how it was written there."""
-
-    text: str
-
-
-class _EnvFloat(float):
-    """A number read from the environment; ``text`` is how it was written there."""
-
-    text: str
-
-
-def _remembering(number: _EnvInt | _EnvFloat, text: str) -> _EnvInt | _EnvFloat:
-    number.text = text
-    return number
-
-
-class _EnvList(list[Any]):
-    """A YAML list read from the environment or a file; ``text`` is how it was written."""
-
-    text: str
-
-
-class _EnvMap(dict[Any, Any]):
-    """A YAML map read from the environment or a file; ``text`` is how it was written."""
-
-    text: str
-
-
-def _holding(decoded: list[Any] | dict[Any, Any], text: str) -> _EnvList | _EnvMap:
-    held = _EnvList(decoded) if isinstance(decoded, list) else _EnvMap(decoded)
-    held.text = text
-    return held
-
-
-class _EnvWord(str):
-    """``true`` or ``false`` read from the environment: a bool where a setting wants one."""
-
-    @property
-    def truth(self) -> bool:
-        return self.strip() == "true"
-
-
-def _typed(text: str) -> Any:
-    """A list or map when ``text`` is YAML holding one; an integer, number or
-    ``true``/``false`` when it spells one; else ``text``.
-
-    Deliberately narrower than YAML 1.1, which would read "on" as true and "0123" as octal.
-    Numbers and words remember their text, so a string setting gets exactly what was written
-    (``_coerce`` turns them into what the setting's type asks for).
-    """
-    stripped = text.strip()
-    if stripped.startswith(("[", "{")) or "\n" in stripped:
-        # A list or map, decoded as the collector decodes a value holding YAML.
-        with contextlib.suppress(yaml.YAMLError):
-            decoded = yaml.safe_load(text)
-            if isinstance(decoded, list | dict):
-                return _holding(decoded, text)
-    if _INTEGER.fullmatch(stripped):
-        return _remembering(_EnvInt(stripped), text)
-    if _FLOAT.fullmatch(stripped):
-        return _remembering(_EnvFloat(stripped), text)
-    if stripped in ("true", "false"):
-        return _EnvWord(text)
-    return text
-
-
-def _read_reference_file(name: str, reference: str, path: str, problems: list[str]) -> str:
-    """The text of the file ``${file:NAME}`` names, as is (relative to the working directory,
-    as the collector's file provider reads it)."""
-    try:
-        return Path(name).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        problems.append(f"{path}: cannot read the file of '${{{reference}}}': {reason} "
-                        f"(looked for '{Path(name).absolute()}')")
-        return ""
-
-
-def _resolve(reference: str, environ: Mapping[str, str], path: str,
-             problems: list[str]) -> str:
-    if _SHORTHAND.fullmatch(reference) and not reference.startswith(("env:", "file:")):
-        reference = f"{SCHEME_ENV}:{reference}"
-    scheme, colon, rest = reference.partition(":")
-    if colon and scheme == SCHEME_FILE:
-        return _read_reference_file(rest, reference, path, problems)
-    if not colon or scheme != SCHEME_ENV:
-        problems.append(f"{path}: unsupported reference '${{{reference}}}'; write "
-                        "${NAME}, ${env:NAME}, ${env:NAME:-default} or ${file:PATH} (and $$ "
-                        "for a literal $)")
-        return ""
-    name, has_default, default = rest.partition(":-")
-    if not _ENV_NAME_PATTERN.fullmatch(name):
-        problems.append(f"{path}: invalid environment variable name {name!r} in "
-                        f"'${{{reference}}}'")
-        return ""
-    if name in environ:
-        return environ[name]
-    if has_default:
-        return default
-    problems.append(f"{path}: environment variable {name} is not set; set it or give a "
-                    f"default with ${{env:{name}:-default}}")
-    return ""
 
 
 # --- component configs --------------------------------------------------------------------
@@ -448,9 +308,9 @@ def _wants_bool(hint: Any) -> bool:
 
 def _coerce(hint: Any, value: Any) -> Any:
     # An int stays an int where a float is expected, so messages quote what was written.
-    if hint is str and isinstance(value, _EnvInt | _EnvFloat | _EnvList | _EnvMap):
+    if hint is str and isinstance(value, EnvInt | EnvFloat | EnvList | EnvMap):
         return value.text  # a string setting gets the text, as the collector gives it
-    if isinstance(value, _EnvWord):
+    if isinstance(value, EnvWord):
         return value.truth if _wants_bool(hint) else str(value)
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin is dict and isinstance(value, dict) and len(args) == 2:
@@ -919,7 +779,7 @@ def parse_config(data: Any, *, environ: Mapping[str, str] | None = None,
         raise ConfigError([f"the config must be a mapping at the top level, got {data!r}"])
     env_problems: list[str] = []
     warnings: list[str] = []
-    data = _substitute(data, environ, "", env_problems)
+    data = substitute(data, environ, "", env_problems)
     for key in data:
         if key not in _TOP_LEVEL_KEYS:
             hint = _misplaced_top_level(str(key), factories)
