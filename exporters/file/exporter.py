@@ -13,7 +13,7 @@ shared by several pipelines writes their lines to one file, told apart by their 
 
 With ``format: records`` the exporter (in a logs pipeline) writes ``ml.prediction`` records
 instead, one flat JSON object per prediction, and ``<name>.schema.json`` beside the file
-(``_records``); rotation and compression apply alike.
+(``records``); rotation and compression apply alike.
 """
 
 from __future__ import annotations

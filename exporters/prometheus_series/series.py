@@ -302,7 +302,7 @@ class PrometheusSeries:
     """Keeps the latest state of every series and serves it on ``GET /metrics``.
 
     Exponential histograms (feature and prediction distributions) are exposed as classic
-    histograms (``_classic_bins``): on the reference profile's deciles when
+    histograms (``classic_bins``): on the reference profile's deciles when
     ``reference_profiles`` names the profiles' directory, the reference's own counts next to
     them as ``<name>_reference``, else on powers of two. A point that cannot be read (a
     scale out of range) is counted in ``dropped_points``.

@@ -3,12 +3,12 @@
 Metrics from the app side (``ml.feature.value``, ``ml.feature.category``, ``ml.prediction.*``,
 ``ml.predict.rows``) are merged per stream (model name, model version, operation) into
 tumbling windows aligned to the clock; cumulative streams are turned into deltas first
-(``_temporality``), explicit-bucket histograms are kept as such (``_explicit``). Once a
+(``temporality``), explicit-bucket histograms are kept as such (``explicit``). Once a
 window's end plus ``grace`` has passed, the merge of the last ``evaluation::windows`` windows
 is compared with the model's reference profile (or its production ``baseline``); verdicts
 leave as gauges (``ml.drift.*``, ``ml.window.rows``) and flips to drifted as ``ml.drift.alert``
 log records into the logs pipelines. With ``checkpoint::path`` set, every accepted batch is
-committed to SQLite before it is acknowledged (``_window_store``): batches arriving together
+committed to SQLite before it is acknowledged (``window_store``): batches arriving together
 are committed as one group by a writer thread, and a failed group commit refuses every batch
 of the group. Incoming metrics pass through unchanged, after the commit (docs/delivery.md).
 """
@@ -236,7 +236,7 @@ class MlDriftProcessor:
     """Windows production metrics per stream and emits drift verdicts per closed window.
 
     Delta points go into their window as they are; cumulative ones are first turned into
-    deltas per stream (see ``_temporality``). A point belongs to window
+    deltas per stream (see ``temporality``). A point belongs to window
     ``time_unix_nano // window``; the window is evaluated once the clock passes its end plus
     ``grace``. A point for a window already past that goes into the stream's oldest open
     window and is counted in ``late_points``.

@@ -3,7 +3,7 @@ quality per window of prediction time.
 
 It sits in a logs pipeline. ``ml.prediction`` records (from the app's instrumentation) and
 ``ml.ground_truth`` records (from the app or any OTLP sender, e.g. a nightly batch job) are
-joined by ``ml.prediction.id`` in a SQLite store (``_prediction_store``), committed before
+joined by ``ml.prediction.id`` in a SQLite store (``store``), committed before
 the batch is acknowledged; every record then passes on unchanged. A window (by prediction
 time) is evaluated once its end plus ``grace`` has passed and it has new labels, and again
 each time more of its labels arrive, until its predictions expire (``store::ttl``). The

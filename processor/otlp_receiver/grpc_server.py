@@ -2,7 +2,7 @@
 the export services, the authentication interceptor and the standard health service.
 
 gRPC status codes are the receiver's common language for outcomes; OTLP/HTTP maps them to
-HTTP statuses (``_otlp_http``).
+HTTP statuses (``http_server``).
 """
 
 from __future__ import annotations
