@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import difflib
 import os
 import re
-import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,16 +24,16 @@ from typing import Any
 import yaml
 
 from driftline.durations import bare_number_problem, parse_duration, positive_duration_problem
-from driftline.processor.component import NOT_HONOURED
+from driftline.processor.service.decode import (
+    NOT_USED,
+    component_config,
+    setting_paths,
+    unknown_problem,
+)
 from driftline.processor.service.expand import (
     PATH_SEPARATOR,
     SCHEME_ENV,
     SCHEME_FILE,
-    EnvFloat,
-    EnvInt,
-    EnvList,
-    EnvMap,
-    EnvWord,
     substitute,
 )
 from driftline.processor.service.expand import join_path as _join
@@ -100,12 +98,10 @@ _TELEMETRY_LOGS_COLLECTOR_KEYS = ("development", "disable_caller",
                                   "error_output_paths", "initial_fields", "processors")
 _TELEMETRY_METRICS_KEYS = ("level", "interval")
 _TELEMETRY_METRICS_COLLECTOR_KEYS = ("readers", "views", "address")
-_NOT_USED = "accepted as the collector reads it, but not used by Driftline"
 # Config sources as the collector's --config takes them: a path, or a provider URI.
 _SOURCE = re.compile(r"(file|yaml|env):(.*)", re.DOTALL)
 _AUTHENTICATOR_KEY = "authenticator"
 _TYPE_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
-_SUGGESTION_CUTOFF = 0.6
 _AT_LINE = re.compile(r"YAML [^:]* at line (\d+)")
 
 
@@ -198,232 +194,6 @@ class Config:
     log_encoding: str = LOG_ENCODING_CONSOLE
 
 
-def _closest(word: str, known: typing.Iterable[str]) -> str | None:
-    matches = difflib.get_close_matches(word, list(known), n=1, cutoff=_SUGGESTION_CUTOFF)
-    return matches[0] if matches else None
-
-
-def _unknown(word: str, what: str, known: typing.Iterable[str], hint: str | None = None) -> str:
-    """``unknown <what> '<word>'; <hint or closest known> (known: ...)``.
-
-    ``hint`` (e.g. "indent it under service") replaces the spelling suggestion: a key in the
-    wrong place is usually mis-indented, not misspelt.
-    """
-    known = sorted(known)
-    suggestion = _closest(word, known)
-    if hint:
-        advice = f"; {hint}"
-    elif suggestion:
-        advice = f"; did you mean '{suggestion}'?"
-    else:
-        advice = ""
-    listing = ", ".join(known) if known else "none"
-    return f"unknown {what} '{word}'{advice} (known: {listing})"
-
-
-def _setting_paths(config: Any, prefix: str = "") -> dict[str, str]:
-    """Every setting name of a config dataclass, nested ones too, with its path inside it.
-
-    Lets a misplaced key be answered with where it belongs (``grpc`` → ``protocols::grpc``).
-    The first (shallowest) path wins for a name used at several depths.
-    """
-    found: dict[str, str] = {}
-    nested: list[tuple[Any, str]] = []
-    if isinstance(config, type):
-        # Without complete defaults its own settings are still known, not nested ones.
-        with contextlib.suppress(TypeError):
-            config = config()
-    hints = _hints(config if isinstance(config, type) else type(config))
-    for f in dataclasses.fields(config):
-        if not f.init:
-            continue
-        where = _join(prefix, f.name)
-        found.setdefault(f.name, where)
-        section = _optional_section(hints.get(f.name))
-        current = None if isinstance(config, type) else getattr(config, f.name, None)
-        if dataclasses.is_dataclass(current):
-            nested.append((current, where))
-        elif section is not None:
-            nested.append((section, where))
-    for child, where in nested:
-        for name, path in _setting_paths(child, where).items():
-            found.setdefault(name, path)
-    return found
-
-
-# --- component configs --------------------------------------------------------------------
-
-_SIMPLE_TYPES: dict[type, str] = {
-    bool: "true or false",
-    int: "an integer",
-    float: "a number",
-    str: "a string",
-}
-
-
-def _accepts(hint: Any, value: Any) -> bool | None:
-    """Whether ``value`` fits a simple annotation; ``None`` when the hint is not simple."""
-    if hint is type(None):
-        return value is None
-    if hint in _SIMPLE_TYPES:
-        if hint is float:
-            return isinstance(value, int | float) and not isinstance(value, bool)
-        if hint is int:
-            return isinstance(value, int) and not isinstance(value, bool)
-        return isinstance(value, hint)
-    origin = typing.get_origin(hint)
-    if origin in (types.UnionType, typing.Union):
-        verdicts = [_accepts(arg, value) for arg in typing.get_args(hint)]
-        if any(v is None for v in verdicts):
-            return None
-        return any(verdicts)
-    if origin in (list, tuple):
-        if not isinstance(value, list | tuple):
-            return False
-        args = [a for a in typing.get_args(hint) if a is not Ellipsis]
-        if len(args) == 1 and args[0] in _SIMPLE_TYPES:
-            return all(_accepts(args[0], v) for v in value)
-        return True
-    return None
-
-
-def _describe(hint: Any) -> str:
-    if hint in _SIMPLE_TYPES:
-        return _SIMPLE_TYPES[hint]
-    origin = typing.get_origin(hint)
-    if origin in (types.UnionType, typing.Union):
-        return " or ".join(_describe(a) for a in typing.get_args(hint) if a is not type(None))
-    if origin in (list, tuple):
-        return "a list"
-    return str(hint)
-
-
-def _wants_bool(hint: Any) -> bool:
-    if hint is bool:
-        return True
-    args = typing.get_args(hint) if typing.get_origin(hint) in (types.UnionType,
-                                                               typing.Union) else ()
-    return bool in args and str not in args
-
-
-def _coerce(hint: Any, value: Any) -> Any:
-    # An int stays an int where a float is expected, so messages quote what was written.
-    if hint is str and isinstance(value, EnvInt | EnvFloat | EnvList | EnvMap):
-        return value.text  # a string setting gets the text, as the collector gives it
-    if isinstance(value, EnvWord):
-        return value.truth if _wants_bool(hint) else str(value)
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is dict and isinstance(value, dict) and len(args) == 2:
-        return {k: _coerce(args[1], v) for k, v in value.items()}
-    if origin in (list, tuple) and isinstance(value, list):
-        items = [a for a in args if a is not Ellipsis]
-        if len(items) == 1:
-            value = [_coerce(items[0], v) for v in value]
-        return tuple(value) if origin is tuple else value
-    return value
-
-
-def _hints(cls: type) -> dict[str, Any]:
-    try:
-        return typing.get_type_hints(cls)
-    except (NameError, TypeError):
-        return {}  # unresolvable annotations: leave type checks to the config's validate()
-
-
-def _optional_section(hint: Any) -> type | None:
-    """The dataclass ``X`` when ``hint`` is ``X | None``: a section enabled by being written."""
-    if typing.get_origin(hint) not in (types.UnionType, typing.Union):
-        return None
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if len(args) == 1 and len(typing.get_args(hint)) == 2 and dataclasses.is_dataclass(args[0]):
-        return args[0]
-    return None
-
-
-_DURATION = str | float  # a config field of this type is a duration (driftline.durations)
-
-
-def _not_honoured_warning(f: dataclasses.Field[Any], where: str, value: Any) -> str | None:
-    """The warning for a collector setting written but not acted on here, if ``f`` is one."""
-    marked = f.metadata.get(NOT_HONOURED)
-    if marked is None:
-        return None
-    reason, honoured = marked
-    if value in honoured:
-        return None
-    return f"{where}: {_NOT_USED}: {reason}"
-
-
-def _overlay(default: Any, node: Any, path: str, problems: list[str],
-             warnings: list[str] | None = None) -> Any:
-    """``default`` (a dataclass instance) with the settings of YAML mapping ``node`` laid over.
-
-    Unknown keys and values of the wrong simple type are reported and left at their default,
-    so ``validate()`` still runs on the rest and every problem is reported in one pass.
-
-    A field typed ``SomeConfig | None`` is an optional section, as the collector's OTLP
-    receiver treats ``protocols::grpc``/``http``: once its parent mapping is written, the
-    section is on when its key is written (even empty, then with its defaults) and off when
-    it is left out.
-    """
-    if node is None:
-        return default
-    if not isinstance(node, dict):
-        problems.append(f"{path}: must be a mapping of settings, got {node!r}")
-        return default
-    fields = {f.name: f for f in dataclasses.fields(default) if f.init}
-    hints = _hints(type(default))
-    sections = {name: cls for name in fields
-                if (cls := _optional_section(hints.get(name))) is not None}
-    values: dict[str, Any] = {name: None for name in sections if name not in node}
-    nested = _setting_paths(default)
-    for key, value in node.items():
-        where = _join(path, key)
-        if key not in fields:
-            belongs = nested.get(key) if isinstance(key, str) else None
-            hint = f"it belongs at {_join(path, belongs)}: indent it there" if belongs else None
-            problems.append(f"{where}: {_unknown(str(key), 'key', fields, hint)}")
-            continue
-        current = getattr(default, key)
-        if key in sections and current is None:
-            current = sections[key]()
-        if dataclasses.is_dataclass(current):
-            values[key] = _overlay(current, value, where, problems, warnings)
-            continue
-        hint = hints.get(key)
-        value = _coerce(hint, value)
-        if _accepts(hint, value) is False:
-            problems.append(f"{where}: must be {_describe(hint)}, got {value!r}")
-            continue
-        if hint == _DURATION and (problem := bare_number_problem(where, value)) is not None:
-            problems.append(problem)  # kept, so validate() does not report it again
-        if warnings is not None and (
-                warning := _not_honoured_warning(fields[key], where, value)) is not None:
-            warnings.append(warning)
-        values[key] = value
-    try:
-        return dataclasses.replace(default, **values)
-    except (TypeError, ValueError) as exc:
-        problems.append(f"{path}: {exc}")
-        return default
-
-
-def _component_config(factory: Any, node: Any, path: str, problems: list[str],
-                      warnings: list[str]) -> Any:
-    try:
-        defaults = factory.CONFIG()
-    except TypeError as exc:  # a factory bug, but the operator should still see the rest
-        problems.append(f"{path}: the component has no complete default config: {exc}")
-        return None
-    config = _overlay(defaults, node, path, problems, warnings)
-    try:
-        found = config.validate()
-    except Exception as exc:  # a validate() bug must not hide the other problems
-        found = [f"cannot validate: {type(exc).__name__}: {exc}"]
-    problems.extend(_join(path, p) for p in found)
-    return config
-
-
 def _components(section: str, node: Any, factories: Factories, declared: set[ComponentID],
                 problems: list[str], warnings: list[str]) -> dict[ComponentID, Any]:
     """Valid-typed component configs of one section; ``declared`` gets every ID written."""
@@ -451,7 +221,7 @@ def _components(section: str, node: Any, factories: Factories, declared: set[Com
             declared.add(cid)
             hint = (_setting_of_above(str(key), above, kind)
                      or _other_kind(cid.type, kind, factories))
-            problems.append(f"{path}: {_unknown(cid.type, f'{kind} type', known, hint)}")
+            problems.append(f"{path}: {unknown_problem(cid.type, f'{kind} type', known, hint)}")
             continue
         above.append((str(key), factory))
         canonical = ComponentID(factory.TYPE, cid.name)
@@ -461,7 +231,7 @@ def _components(section: str, node: Any, factories: Factories, declared: set[Com
                             f"{kind} '{canonical}'); keep one of them")
             continue
         spelled[canonical] = str(key)
-        configs[canonical] = _component_config(factory, settings, path, problems, warnings)
+        configs[canonical] = component_config(factory, settings, path, problems, warnings)
     return configs
 
 
@@ -469,7 +239,7 @@ def _setting_of_above(key: str, above: list[tuple[str, Any]], kind: str) -> str 
     """A hint when ``key``, taken for a component ID, is a setting of a component above it."""
     for written, factory in reversed(above):
         try:
-            belongs = _setting_paths(factory.CONFIG()).get(key)
+            belongs = setting_paths(factory.CONFIG()).get(key)
         except TypeError:
             continue
         if belongs is not None:
@@ -605,7 +375,7 @@ def _pipeline_id(key: Any, path: str, problems: list[str]) -> PipelineID | None:
     text = str(key)
     signal, slash, name = text.partition("/")
     if signal not in SIGNALS:
-        problems.append(f"{path}: {_unknown(signal, 'signal', SIGNALS)}; a pipeline ID is "
+        problems.append(f"{path}: {unknown_problem(signal, 'signal', SIGNALS)}; a pipeline ID is "
                         "signal[/name]")
         return None
     if slash and not name.strip():
@@ -636,7 +406,7 @@ def _pipelines(node: Any, sections: Mapping[str, Mapping[ComponentID, Any]],
                             "exporters")
             continue
         for unknown in sorted(set(body) - set(_PIPELINE_KEYS), key=str):
-            message = _unknown(str(unknown), "key", _PIPELINE_KEYS)
+            message = unknown_problem(str(unknown), "key", _PIPELINE_KEYS)
             problems.append(f"{_join(where, unknown)}: {message}")
         refs = {}
         for section in _PIPELINE_KEYS:
@@ -666,10 +436,10 @@ def _settings(node: Any, path: str, known: tuple[str, ...], example: str,
         return {}
     for key in node:
         if key in collector_keys and warnings is not None:
-            warnings.append(f"{_join(path, key)}: {_NOT_USED}")
+            warnings.append(f"{_join(path, key)}: {NOT_USED}")
         elif key not in known:
             listed = known + collector_keys
-            problems.append(f"{_join(path, key)}: {_unknown(str(key), 'key', listed)}")
+            problems.append(f"{_join(path, key)}: {unknown_problem(str(key), 'key', listed)}")
     return node
 
 
@@ -784,7 +554,7 @@ def parse_config(data: Any, *, environ: Mapping[str, str] | None = None,
         if key not in _TOP_LEVEL_KEYS:
             hint = _misplaced_top_level(str(key), factories)
             problems.append(f"{key}: "
-                            f"{_unknown(str(key), 'top-level key', _TOP_LEVEL_KEYS, hint)}")
+                            f"{unknown_problem(str(key), 'top-level key', _TOP_LEVEL_KEYS, hint)}")
     declared: dict[str, set[ComponentID]] = {s: set() for s in _SECTIONS}
     sections = {s: _components(s, data.get(s), factories, declared[s], problems, warnings)
                 for s in _SECTIONS}
@@ -804,7 +574,7 @@ def parse_config(data: Any, *, environ: Mapping[str, str] | None = None,
             if key not in _SERVICE_KEYS:
                 hint = _misplaced_in_service(str(key))
                 problems.append(f"{_join('service', key)}: "
-                                f"{_unknown(str(key), 'key', _SERVICE_KEYS, hint)}")
+                                f"{unknown_problem(str(key), 'key', _SERVICE_KEYS, hint)}")
         pipelines = _pipelines(service.get("pipelines"), sections, declared, factories,
                                problems)
         service_extensions = _references(service.get("extensions"),
