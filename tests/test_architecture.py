@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import ast
 import importlib
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -293,3 +295,23 @@ def test_consumer_of_hands_each_signal_to_its_method(signal: str) -> None:
     assert recorder.calls == [(signal, [7])]
     with pytest.raises(ValueError, match="unknown signal 'profiles'"):
         consumer_of("profiles", recorder)
+
+
+@pytest.mark.parametrize("module", [
+    "driftline.processor.otlp_receiver.receiver",
+    "driftline.processor.ml_drift.processor",
+    "driftline.exporters.prometheus.exporter",
+    "driftline.exporters.file.exporter",
+])
+def test_importing_a_component_loads_no_other_component(module: str) -> None:
+    """At run time too: importing the OTLP receiver used to load the Prometheus and file
+    exporters and ml_performance's SQLite store (38 modules)."""
+    code = (f"import sys, {module}\n"
+            "print('\\n'.join(m for m in sys.modules if m.startswith('driftline.')))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True).stdout.split()
+    own = unit_of(module)
+    others = sorted(m for m in loaded if m in MODULES and is_component(unit_of(m))
+                    and unit_of(m) != own)
+    assert module in loaded
+    assert others == []
