@@ -29,18 +29,18 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 
 from driftline import semconv
-from driftline.processor._prediction_store import (
-    GroundTruth,
-    ModelKey,
-    Prediction,
-    PredictionStore,
-)
-from driftline.processor.ml_performance import (
+from driftline.processor.ml_performance.processor import (
     MetricsTargetConfig,
     MlPerformanceConfig,
     MlPerformanceProcessor,
     PerformanceAlertsConfig,
     StoreConfig,
+)
+from driftline.processor.ml_performance.store import (
+    GroundTruth,
+    ModelKey,
+    Prediction,
+    PredictionStore,
 )
 
 BATCH = 1_000

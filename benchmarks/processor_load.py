@@ -585,12 +585,12 @@ def stage_costs(workdir: Path, models: int, features: int) -> list[tuple[str, fl
         ExportMetricsServiceRequest,
     )
 
-    from driftline.exporters.file import Factory as FileFactory
-    from driftline.exporters.file import FileExporterConfig
-    from driftline.exporters.prometheus import Factory as PrometheusFactory
-    from driftline.exporters.prometheus import PrometheusExporterConfig
-    from driftline.processor.ml_drift import CheckpointConfig, MlDriftConfig
-    from driftline.processor.ml_drift import Factory as MlDriftFactory
+    from driftline.exporters.file.exporter import Factory as FileFactory
+    from driftline.exporters.file.exporter import FileExporterConfig
+    from driftline.exporters.prometheus.exporter import Factory as PrometheusFactory
+    from driftline.exporters.prometheus.exporter import PrometheusExporterConfig
+    from driftline.processor.ml_drift.processor import CheckpointConfig, MlDriftConfig
+    from driftline.processor.ml_drift.processor import Factory as MlDriftFactory
 
     batches = Batches(0, models, features, seed=100)
     body = encode_metrics(batches.build(time.time_ns())).SerializeToString()

@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from driftline import serverless
-from driftline.processor.otlp_receiver import (
+from driftline.processor.otlp_receiver.receiver import (
     HttpConfig,
     OtlpReceiver,
     OtlpReceiverConfig,

@@ -15,7 +15,7 @@ from driftline.labels import TASKS
 
 if TYPE_CHECKING:
     from driftline.compare import Comparison
-    from driftline.processor.config import Config
+    from driftline.processor.service.config import Config
 
 # Exit statuses: drift found or not is a result, not a failure; bad input is a usage error.
 EXIT_OK = 0
@@ -143,7 +143,7 @@ def _table(result: Comparison) -> str:
 
 
 def _collector(args: argparse.Namespace) -> int:
-    from driftline.processor.service import run_collector
+    from driftline.processor.service.service import run_collector
 
     return run_collector(args.config, sets=args.set)
 
@@ -193,7 +193,7 @@ def _validate(args: argparse.Namespace) -> int:
     """Exit 0 with one OK line on stdout (and a ``warning:`` line on stderr per collector
     setting written but not used), or 1 with one ``FILE[:LINE]: problem`` line per problem on
     stderr."""
-    from driftline.processor.config import ConfigError, load_config, problem_lines
+    from driftline.processor.service.config import ConfigError, load_config, problem_lines
 
     sources = [*args.files, *args.config]
     if not sources:

@@ -265,7 +265,7 @@ def _await_verdicts(path: Path, windows: list[tuple[int, str]],
 
 
 def _read_verdicts(path: Path) -> dict[int, WindowVerdict]:
-    from driftline.exporters.file import read_metrics
+    from driftline.exporters.file.exporter import read_metrics
 
     if not path.exists():
         return {}

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from driftline.exporters._alerts import label_name
+from driftline.exporters.sending.alerts import label_name
 from driftline.profile import save
 from tests._collector import LOOPBACK, PROTOCOL_HTTP, post_metrics, running_collector
 from tests.conftest import free_port, require_binary

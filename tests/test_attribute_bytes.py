@@ -10,7 +10,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
     NumberDataPoint,
 )
 
-from driftline._attribute_bytes import attribute_bytes
+from driftline.processor.component.attribute_bytes import attribute_bytes
 
 
 def _kv(key: str, value: AnyValue) -> KeyValue:

@@ -51,7 +51,7 @@ from opentelemetry.sdk.resources import Resource as SdkResource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from driftline import semconv
-from driftline.exporters import _otlp_json
+from driftline.processor.component import otlp_json as _otlp_json
 from tests._collector import PROTOCOL_GRPC, PROTOCOL_HTTP, Collector, running_collector
 
 pytestmark = pytest.mark.integration

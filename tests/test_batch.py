@@ -26,7 +26,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
-from driftline.processor.batch import (
+from driftline.processor.batch.processor import (
     BatchConfig,
     BatchProcessor,
     Factory,
@@ -34,8 +34,8 @@ from driftline.processor.batch import (
     split,
 )
 from driftline.processor.component import ComponentError
-from driftline.processor.config import ConfigError, parse_config
-from driftline.processor.pipeline import build
+from driftline.processor.service.config import ConfigError, parse_config
+from driftline.processor.service.pipeline import build
 from tests._consumers import Recorder
 
 WAIT_S = 10.0

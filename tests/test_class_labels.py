@@ -16,7 +16,7 @@ from sklearn.linear_model import LogisticRegression
 from driftline import labels, profile, semconv
 from driftline.instrumentation import Recorder
 from driftline.instrumentation.sklearn import SklearnInstrumentor
-from driftline.processor.ml_drift import MlDriftConfig, MlDriftProcessor
+from driftline.processor.ml_drift.processor import MlDriftConfig, MlDriftProcessor
 from tests._otel import InMemoryMetricExporter
 from tests.test_ml_drift import Capture, app_batch, gauges
 
@@ -174,7 +174,7 @@ def test_profile_and_traffic_without_a_shared_prediction_column_are_logged_once(
     now_ns = [1_700_000_000 * NS]
     capture = Capture()
     proc = _processor(built, now_ns, capture)
-    caplog.set_level(logging.WARNING, logger="driftline.processor.ml_drift")
+    caplog.set_level(logging.WARNING, logger="driftline.processor.ml_drift.processor")
     for window in range(3):
         start = now_ns[0] + window * 10 * NS
         proc.consume_metrics(app_batch(start + NS, {"age": rng.normal(40, 10, 300)},
@@ -195,7 +195,7 @@ def test_profile_and_traffic_with_disjoint_classes_are_logged_once(
                             rng.choice(["no", "yes"], 2000), model="churn", version="3")
     now_ns = [1_700_000_000 * NS]
     proc = _processor(built, now_ns, Capture())
-    caplog.set_level(logging.WARNING, logger="driftline.processor.ml_drift")
+    caplog.set_level(logging.WARNING, logger="driftline.processor.ml_drift.processor")
     for window in range(2):
         start = now_ns[0] + window * 10 * NS
         proc.consume_metrics(app_batch(start + NS, {"age": rng.normal(40, 10, 300)},

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from driftline.exporters.file import read_logs
+from driftline.exporters.file.exporter import read_logs
 from tests._collector import LOOPBACK, PROTOCOL_HTTP, running_collector
 from tests.test_collector_compat import collector_binary
 

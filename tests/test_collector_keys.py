@@ -31,12 +31,12 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.sdk.metrics.export import MetricExportResult
 
 from driftline import cli
-from driftline.exporters import _otlp_json
-from driftline.exporters.file import read_metrics
-from driftline.exporters.otlp_http import Factory as OtlpHttpFactory
-from driftline.processor.config import ConfigError, load_config, parse_config
-from driftline.processor.otlp_receiver import OtlpReceiver
-from driftline.processor.pipeline import build
+from driftline.exporters.file.exporter import read_metrics
+from driftline.exporters.otlp_http.exporter import Factory as OtlpHttpFactory
+from driftline.processor.component import otlp_json as _otlp_json
+from driftline.processor.otlp_receiver.receiver import OtlpReceiver
+from driftline.processor.service.config import ConfigError, load_config, parse_config
+from driftline.processor.service.pipeline import build
 from tests._collector import (
     LOOPBACK,
     PROTOCOL_GRPC,

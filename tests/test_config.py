@@ -11,7 +11,9 @@ import yaml
 
 import driftline.processor
 from driftline import cli
-from driftline.processor.config import (
+from driftline.processor.ml_drift.processor import DEFAULT_GRACE, DEFAULT_MIN_ROWS, MlDriftConfig
+from driftline.processor.otlp_receiver.receiver import OtlpReceiverConfig
+from driftline.processor.service.config import (
     DEFAULT_TELEMETRY_METRICS_INTERVAL_S,
     DEFAULT_TELEMETRY_METRICS_LEVEL,
     ComponentID,
@@ -26,9 +28,7 @@ from driftline.processor.config import (
     problem_line,
     validate_file,
 )
-from driftline.processor.ml_drift import DEFAULT_GRACE, DEFAULT_MIN_ROWS, MlDriftConfig
-from driftline.processor.otlp_receiver import OtlpReceiverConfig
-from driftline.processor.registry import KIND_EXPORTER, KIND_PROCESSOR, default_factories
+from driftline.processor.service.registry import KIND_EXPORTER, KIND_PROCESSOR, default_factories
 
 DATA = Path(__file__).parent / "data"
 

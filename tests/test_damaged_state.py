@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from driftline import profile, semconv
-from driftline.processor.ml_drift import CheckpointConfig, MlDriftConfig, MlDriftProcessor
+from driftline.processor.ml_drift.processor import CheckpointConfig, MlDriftConfig, MlDriftProcessor
 from tests.test_ml_drift import NS, T0, Capture, Clock, app_batch, gauges, reference
 
 MODEL_FRAUD = {semconv.ML_MODEL_NAME: "fraud", semconv.ML_MODEL_VERSION: "3",

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from driftline.collector_config import __file__ as _collector_config_init
-from driftline.processor.config import ComponentID, load_config
+from driftline.processor.service.config import ComponentID, load_config
 
 DEFAULT_YAML = Path(_collector_config_init).parent / "default.yaml"
 # A small container: 1 GiB of memory, of which the limiter must leave headroom.

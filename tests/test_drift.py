@@ -245,7 +245,7 @@ def test_context_scores_are_configurable_and_checked() -> None:
 
 
 def test_processor_thresholds_config_carries_every_method() -> None:
-    from driftline.processor.ml_drift import ThresholdsConfig
+    from driftline.processor.ml_drift.processor import ThresholdsConfig
 
     assert ThresholdsConfig().to_thresholds() == drift.Thresholds()
     config = ThresholdsConfig(ks=0.01, small_reference_rows=5000)

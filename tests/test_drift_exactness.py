@@ -362,7 +362,7 @@ def test_histogram_buckets_map_to_the_reference_values() -> None:
 
 
 def test_config_takes_and_checks_low_cardinality_values() -> None:
-    from driftline.processor._ml_drift_config import ThresholdsConfig
+    from driftline.processor.ml_drift.config import ThresholdsConfig
 
     assert ThresholdsConfig().to_thresholds().low_cardinality_values == 5
     assert ThresholdsConfig(low_cardinality_values=8).to_thresholds().low_cardinality_values \

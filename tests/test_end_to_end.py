@@ -14,7 +14,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from driftline import profile, semconv
-from driftline.exporters.file import read_traces
+from driftline.exporters.file.exporter import read_traces
 from tests.apps import fraud_data
 from tests.conftest import free_port, run_prometheus
 

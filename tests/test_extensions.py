@@ -27,12 +27,12 @@ from driftline.processor.component import (
     PipelineWatcher,
     ServerAuthenticator,
 )
-from driftline.processor.config import ConfigError, parse_config
 from driftline.processor.extensions import bearertokenauth, health_check
 from driftline.processor.extensions.bearertokenauth import BearerTokenAuth, BearerTokenAuthConfig
 from driftline.processor.extensions.health_check import HealthCheck, HealthCheckConfig
-from driftline.processor.pipeline import build
-from driftline.processor.registry import default_factories
+from driftline.processor.service.config import ConfigError, parse_config
+from driftline.processor.service.pipeline import build
+from driftline.processor.service.registry import default_factories
 from tests._collector import (
     LOOPBACK,
     PROTOCOL_GRPC,

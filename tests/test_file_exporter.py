@@ -36,8 +36,13 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 from driftline import semconv
 from driftline.durations import parse_non_negative_duration
 from driftline.exporters import OtlpJsonError, read_metrics, read_traces
-from driftline.exporters._rotating_file import GZIP_MAGIC, ZSTD_MAGIC, RotationConfig, backups_of
-from driftline.exporters.file import Factory, FileExporter, FileExporterConfig, read_logs
+from driftline.exporters.file.exporter import Factory, FileExporter, FileExporterConfig, read_logs
+from driftline.exporters.file.rotating_file import (
+    GZIP_MAGIC,
+    ZSTD_MAGIC,
+    RotationConfig,
+    backups_of,
+)
 from driftline.processor.component import ComponentError
 
 TRACE_ID = bytes.fromhex("5b8efff798038103d269b633813fc60c")

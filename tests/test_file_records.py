@@ -13,11 +13,11 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
 from driftline import semconv
-from driftline.exporters._records import SCHEMA, read_records, schema_path
-from driftline.exporters._rotating_file import RotationConfig, backups_of
-from driftline.exporters.file import FileExporter, FileExporterConfig
+from driftline.exporters.file.exporter import FileExporter, FileExporterConfig
+from driftline.exporters.file.records import SCHEMA, read_records, schema_path
+from driftline.exporters.file.rotating_file import RotationConfig, backups_of
 from driftline.processor.component import ComponentError
-from driftline.processor.config import parse_config
+from driftline.processor.service.config import parse_config
 from tests.test_ml_performance import MODEL, batch, label_record, prediction_record
 
 T = 1_800_000_000_123_456_789

@@ -60,7 +60,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
 from driftline import semconv
-from driftline.exporters import _otlp_json
+from driftline.processor.component import otlp_json as _otlp_json
 from tests._collector import PROTOCOL_GRPC, PROTOCOL_HTTP, Collector, running_collector
 
 pytestmark = pytest.mark.integration

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from driftline.exporters.file import read_logs, read_metrics, read_traces
+from driftline.exporters.file.exporter import read_logs, read_metrics, read_traces
 from tests._collector import LOOPBACK, PROTOCOL_GRPC, PROTOCOL_HTTP, running_collector
 
 JS_DIR = Path(__file__).parent / "js"

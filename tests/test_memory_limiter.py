@@ -38,10 +38,9 @@ from opentelemetry.sdk.metrics import export as sdk_export
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from driftline.exporters.file import read_metrics
+from driftline.exporters.file.exporter import read_metrics
 from driftline.processor.component import ComponentError, DataRefusedError
-from driftline.processor.config import ConfigError, parse_config
-from driftline.processor.memory_limiter import (
+from driftline.processor.memory_limiter.processor import (
     MIB,
     Factory,
     Limits,
@@ -51,6 +50,7 @@ from driftline.processor.memory_limiter import (
     read_rss_bytes,
     total_memory_bytes,
 )
+from driftline.processor.service.config import ConfigError, parse_config
 from tests._collector import LOOPBACK, PROTOCOL_GRPC, PROTOCOL_HTTP, running_collector
 from tests._consumers import Recorder
 

@@ -24,7 +24,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from driftline import drift, exphist, semconv
 from driftline.exphist import ExpHistogram
-from driftline.processor.ml_drift import (
+from driftline.processor.ml_drift.processor import (
     DEFAULT_MIN_ROWS,
     DEFAULT_WINDOW,
     Factory,

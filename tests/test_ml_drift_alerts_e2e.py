@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from driftline import semconv
-from driftline.exporters.file import read_logs
+from driftline.exporters.file.exporter import read_logs
 from driftline.profile import save
 from tests._collector import LOOPBACK, PROTOCOL_HTTP, post_metrics, running_collector
 from tests.test_ml_drift import app_batch, reference

@@ -24,8 +24,8 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from driftline import semconv
-from driftline.exporters.file import read_metrics
-from driftline.processor._window_store import WindowStore
+from driftline.exporters.file.exporter import read_metrics
+from driftline.processor.ml_drift.window_store import WindowStore
 from driftline.profile import ProfileBuilder, save
 from tests._collector import LOOPBACK, PROTOCOL_HTTP, STOP_TIMEOUT_S, spawn
 from tests.test_ml_drift import APP, MODEL, _kv

@@ -14,7 +14,7 @@ from scipy.stats import wasserstein_distance
 
 from driftline import drift, exphist, semconv
 from driftline.exphist import Buckets, ExpHistogram
-from driftline.processor._ml_window import StreamKey, Window
+from driftline.processor.ml_drift.window import StreamKey, Window
 from driftline.profile import ProfileBuilder
 from tests.test_ml_drift import NS, T0, Capture, Clock, app_batch, gauges, processor
 

@@ -19,7 +19,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import ResourceLogs
 
 from driftline import drift, exphist, semconv
 from driftline.processor.component import ComponentError, Host
-from driftline.processor.ml_drift import (
+from driftline.processor.ml_drift.processor import (
     AlertsConfig,
     BaselineConfig,
     EvaluationConfig,

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from driftline.processor import _window_store
 from driftline.processor.component import DataRefusedError
+from driftline.processor.ml_drift import window_store as _window_store
 from tests.test_ml_drift import NS, T0, Capture, Clock, app_batch, rows_point
 from tests.test_ml_drift_store import started
 

@@ -29,12 +29,13 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from driftline import semconv
-from driftline._attribute_bytes import attribute_bytes, attribute_key
-from driftline.processor._ml_drift_config import LimitsConfig, MlDriftConfig
-from driftline.processor._ml_points import histogram_from_point, part_from_point
-from driftline.processor._ml_window import part_of
 from driftline.processor.component import PartialRejection
-from driftline.processor.ml_drift import MlDriftProcessor
+from driftline.processor.component.attribute_bytes import attribute_bytes, attribute_key
+from driftline.processor.component.ml_points import histogram_from_point
+from driftline.processor.ml_drift.config import LimitsConfig, MlDriftConfig
+from driftline.processor.ml_drift.points import part_from_point
+from driftline.processor.ml_drift.processor import MlDriftProcessor
+from driftline.processor.ml_drift.window import part_of
 
 NS = 1_000_000_000
 WINDOW_S = 10

@@ -13,15 +13,16 @@ import pytest
 
 from driftline import exphist
 from driftline.exphist import ExpHistogram
-from driftline.processor._ml_points import histogram_from_point, part_from_point
-from driftline.processor._ml_window import (
+from driftline.processor.component.ml_points import histogram_from_point
+from driftline.processor.ml_drift.part_blob import parts_from_blob
+from driftline.processor.ml_drift.points import part_from_point
+from driftline.processor.ml_drift.window import (
     PENDING_MERGE_LIMIT,
     StreamKey,
     Window,
     merge_many,
 )
-from driftline.processor._part_blob import parts_from_blob
-from driftline.processor._window_store import WindowStore
+from driftline.processor.ml_drift.window_store import WindowStore
 from tests.test_ml_drift import MODEL, NS, T0, Capture, Clock, app_batch, exp_point, rows_point
 from tests.test_ml_drift_store import started
 

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from driftline import exphist
-from driftline.processor import _ml_window
-from driftline.processor._ml_window import Part, StreamKey, Window
-from driftline.processor._part_blob import parts_blob, parts_from_blob
-from driftline.processor._window_store import (
+from driftline.processor.ml_drift import window as _ml_window
+from driftline.processor.ml_drift.part_blob import parts_blob, parts_from_blob
+from driftline.processor.ml_drift.window import Part, StreamKey, Window
+from driftline.processor.ml_drift.window_store import (
     SCHEMA_VERSION,
     Changes,
     WindowStore,

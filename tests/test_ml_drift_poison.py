@@ -21,7 +21,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from driftline import exphist, semconv
 from driftline.processor.component import PartialRejection
-from driftline.processor.ml_drift import CheckpointConfig
+from driftline.processor.ml_drift.processor import CheckpointConfig
 from tests.test_ml_drift import (
     APP,
     MODEL,
@@ -204,8 +204,8 @@ def _poison_state() -> dict:
 
 def test_a_checkpointed_poison_window_is_dropped_at_start_and_logged(
         tmp_path, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
-    from driftline.processor._ml_window import StreamKey
-    from driftline.processor._window_store import Changes, WindowStore
+    from driftline.processor.ml_drift.window import StreamKey
+    from driftline.processor.ml_drift.window_store import Changes, WindowStore
 
     path = tmp_path / "ml_drift.sqlite"
     store = WindowStore(path)

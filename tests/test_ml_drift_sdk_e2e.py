@@ -19,7 +19,7 @@ from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, V
 from opentelemetry.sdk.resources import Resource as SdkResource
 
 from driftline import semconv
-from driftline.exporters.file import read_metrics
+from driftline.exporters.file.exporter import read_metrics
 from driftline.profile import save
 from tests._collector import LOOPBACK, PROTOCOL_HTTP, running_collector
 from tests.test_ml_drift import APP, MODEL, reference

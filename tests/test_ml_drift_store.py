@@ -11,16 +11,16 @@ import numpy as np
 import pytest
 
 from driftline import semconv
-from driftline.processor import _window_store
 from driftline.processor.component import ComponentError, DataRefusedError, Host
-from driftline.processor.config import ComponentID, ConfigError, parse_config
-from driftline.processor.ml_drift import (
+from driftline.processor.ml_drift import window_store as _window_store
+from driftline.processor.ml_drift.processor import (
     BaselineConfig,
     CheckpointConfig,
     EvaluationConfig,
     MlDriftConfig,
     MlDriftProcessor,
 )
+from driftline.processor.service.config import ComponentID, ConfigError, parse_config
 from tests.test_ml_drift import (
     NS,
     T0,

@@ -28,8 +28,8 @@ from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, V
 from opentelemetry.sdk.resources import Resource as SdkResource
 
 from driftline import drift, exphist, semconv
-from driftline.processor import _explicit
-from driftline.processor._temporality import CumulativeToDelta
+from driftline.processor.ml_drift import explicit as _explicit
+from driftline.processor.ml_drift.temporality import CumulativeToDelta
 from driftline.profile import KIND_CATEGORICAL, ProfileBuilder
 from tests.test_ml_drift import (
     APP,

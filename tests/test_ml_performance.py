@@ -22,16 +22,19 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from sklearn import metrics as skm
 
 from driftline import semconv
-from driftline.processor._prediction_store import GroundTruth, ModelKey, Prediction, PredictionStore
 from driftline.processor.component import ComponentError, Host
-from driftline.processor.config import ConfigError, parse_config
-from driftline.processor.ml_performance import (
+from driftline.processor.component.predictions import GroundTruth, ModelKey, Prediction
+from driftline.processor.ml_performance.processor import (
     MlPerformanceConfig,
     MlPerformanceProcessor,
     PerformanceLimitsConfig,
     PerformanceThresholdsConfig,
     StoreConfig,
 )
+from driftline.processor.ml_performance.store import (
+    PredictionStore,
+)
+from driftline.processor.service.config import ConfigError, parse_config
 
 NS = 1_000_000_000
 WINDOW_S = 60

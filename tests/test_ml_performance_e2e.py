@@ -20,7 +20,7 @@ from opentelemetry.sdk.resources import Resource
 from sklearn import metrics as skm
 
 from driftline import semconv
-from driftline.exporters.file import read_logs, read_metrics
+from driftline.exporters.file.exporter import read_logs, read_metrics
 from tests._collector import LOOPBACK, PROTOCOL_HTTP, STOP_TIMEOUT_S, running_collector, spawn
 
 pytestmark = pytest.mark.integration

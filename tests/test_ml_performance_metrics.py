@@ -7,7 +7,7 @@ import pytest
 from sklearn import metrics as skm
 from sklearn.exceptions import UndefinedMetricWarning
 
-from driftline.processor._performance_metrics import classification, regression, roc_auc
+from driftline.processor.ml_performance.metrics import classification, regression, roc_auc
 
 
 def _probabilities(rng: np.random.Generator, rows: int, classes: int) -> np.ndarray:

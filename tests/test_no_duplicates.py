@@ -16,15 +16,12 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
     Metric,
 )
 
-from driftline.exporters.prometheus import (
-    REASON_EXPONENTIAL_HISTOGRAM,
-    Factory,
-    PrometheusExporterConfig,
-)
-from driftline.processor import _window_store
+from driftline.exporters.prometheus.exporter import Factory, PrometheusExporterConfig
+from driftline.exporters.prometheus_series.series import REASON_EXPONENTIAL_HISTOGRAM
 from driftline.processor.component import DataRefusedError
-from driftline.processor.ml_drift import CheckpointConfig
-from driftline.processor.pipeline import FanOut
+from driftline.processor.ml_drift import window_store as _window_store
+from driftline.processor.ml_drift.processor import CheckpointConfig
+from driftline.processor.service.pipeline import FanOut
 from tests._consumers import Recorder
 from tests.test_ml_drift import NS, T0, Capture, Clock, app_batch, processor
 from tests.test_prometheus_exporter import attrs, batch, gauge, scrape
@@ -139,8 +136,8 @@ def test_prometheus_exporter_drops_counts_past_int64_and_keeps_the_rest(
 def test_default_bounds_of_a_point_without_max_do_not_raise() -> None:
     """Found by tests/test_fuzz.py: a point with a negative min and no max made the exporter
     raise OverflowError (log2 of infinity) on every attempt."""
-    from driftline.exporters import _classic_bins
-    from driftline.processor._ml_points import histogram_from_point
+    from driftline.exporters.prometheus_series import classic_bins as _classic_bins
+    from driftline.processor.component.ml_points import histogram_from_point
 
     point = ExponentialHistogramDataPoint(count=3, scale=0, min=-5.0)
     point.negative.offset = 1
@@ -155,7 +152,7 @@ def test_arithmetic_failures_on_data_are_answered_for_good_not_retried() -> None
     int64 columns) was answered UNAVAILABLE / 503: the sender retried it for ever."""
     import grpc
 
-    from driftline.processor._otlp_grpc import status_for
+    from driftline.processor.otlp_receiver.grpc_server import status_for
 
     for exc in (OverflowError("Python int too large to convert to C long"),
                 ZeroDivisionError("division by zero"), ValueError("bad"),

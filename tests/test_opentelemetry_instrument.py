@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from driftline import semconv
-from driftline.exporters.file import read_metrics, read_traces
+from driftline.exporters.file.exporter import read_metrics, read_traces
 from tests.apps import plain_app
 from tests.conftest import free_port
 

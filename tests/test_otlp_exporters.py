@@ -44,13 +44,13 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from driftline.collector_config import shipped
-from driftline.exporters import _sending
-from driftline.exporters._http import retry_after_s
-from driftline.exporters._sending import Backoff, RetryConfig
-from driftline.exporters.file import read_metrics
+from driftline.exporters.file.exporter import read_metrics
+from driftline.exporters.sending import queue as _sending
+from driftline.exporters.sending.http import retry_after_s
+from driftline.exporters.sending.queue import Backoff, RetryConfig
 from driftline.processor.component import DataRefusedError
-from driftline.processor.config import load_config, parse_config
-from driftline.processor.pipeline import build
+from driftline.processor.service.config import load_config, parse_config
+from driftline.processor.service.pipeline import build
 from tests._collector import PROTOCOL_HTTP, running_collector, spawn
 from tests._pki import make_pki
 from tests.conftest import free_port
@@ -495,8 +495,8 @@ def test_storage_needs_the_queue() -> None:
 
 
 def test_skipping_verification_is_refused_where_grpc_cannot_do_it() -> None:
-    from driftline.exporters.otlp_grpc import OtlpGrpcExporterConfig
-    from driftline.exporters.otlp_http import OtlpHttpExporterConfig
+    from driftline.exporters.otlp_grpc.exporter import OtlpGrpcExporterConfig
+    from driftline.exporters.otlp_http.exporter import OtlpHttpExporterConfig
 
     grpc_config = OtlpGrpcExporterConfig(endpoint="collector:4317")
     grpc_config.tls.insecure_skip_verify = True

@@ -11,7 +11,7 @@ import zlib
 
 import pytest
 
-from driftline.processor import _otlp_http
+from driftline.processor.otlp_receiver import http_server as _otlp_http
 from tests._consumers import Recorder
 from tests.test_otlp_http_receiver import (
     HTTP_TEST_SIGNALS,

@@ -52,11 +52,10 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from driftline import semconv
 from driftline.collector_config import shipped
-from driftline.exporters import _otlp_json
-from driftline.exporters.file import read_logs, read_metrics, read_traces
+from driftline.exporters.file.exporter import read_logs, read_metrics, read_traces
 from driftline.processor.component import ComponentError, DataRefusedError, PartialRejection
-from driftline.processor.config import ComponentID, load_config, parse_config
-from driftline.processor.otlp_receiver import (
+from driftline.processor.component import otlp_json as _otlp_json
+from driftline.processor.otlp_receiver.receiver import (
     DEFAULT_HTTP_ENDPOINT,
     DEFAULT_MAX_REQUEST_BODY_SIZE,
     GrpcConfig,
@@ -65,6 +64,7 @@ from driftline.processor.otlp_receiver import (
     OtlpReceiverConfig,
     ProtocolsConfig,
 )
+from driftline.processor.service.config import ComponentID, load_config, parse_config
 from tests._collector import (
     LOOPBACK,
     PROTOCOL_GRPC,

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from driftline.processor.component import Host
-from driftline.processor.config import parse_config
-from driftline.processor.pipeline import build
-from driftline.processor.registry import Factories
+from driftline.processor.service.config import parse_config
+from driftline.processor.service.pipeline import build
+from driftline.processor.service.registry import Factories
 
 EVENTS: list[str] = []
 

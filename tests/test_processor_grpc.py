@@ -54,18 +54,18 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from driftline import exphist, semconv
-from driftline.exporters.file import read_logs, read_metrics, read_traces
+from driftline.exporters.file.exporter import read_logs, read_metrics, read_traces
 from driftline.processor.component import ComponentError, DataRefusedError, PartialRejection
-from driftline.processor.config import parse_config
-from driftline.processor.otlp_receiver import Factory as OtlpFactory
-from driftline.processor.otlp_receiver import (
+from driftline.processor.otlp_receiver.receiver import Factory as OtlpFactory
+from driftline.processor.otlp_receiver.receiver import (
     GrpcConfig,
     OtlpReceiver,
     OtlpReceiverConfig,
     ProtocolsConfig,
 )
-from driftline.processor.pipeline import build
-from driftline.processor.registry import Factories
+from driftline.processor.service.config import parse_config
+from driftline.processor.service.pipeline import build
+from driftline.processor.service.registry import Factories
 from driftline.profile import ProfileBuilder, save
 from tests._collector import PROTOCOL_GRPC, START_TIMEOUT_S, running_collector, spawn
 from tests._consumers import Recorder, RefusesOnce

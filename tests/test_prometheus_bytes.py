@@ -6,8 +6,8 @@ from __future__ import annotations
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
-from driftline.exporters import prometheus
-from driftline.exporters.prometheus import Factory, PrometheusExporterConfig
+from driftline.exporters.prometheus.exporter import Factory, PrometheusExporterConfig
+from driftline.exporters.prometheus_series import series as prometheus
 from tests.test_prometheus_exporter import batch, gauge
 
 MIB = 1 << 20

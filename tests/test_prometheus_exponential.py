@@ -16,9 +16,9 @@ import pytest
 from opentelemetry.proto.metrics.v1.metrics_pb2 import ExponentialHistogramDataPoint, Metric
 
 from driftline import semconv
-from driftline.exporters import _classic_bins as classic_bins
-from driftline.exporters import prometheus
-from driftline.exporters.prometheus import PrometheusExporter, PrometheusExporterConfig
+from driftline.exporters.prometheus.exporter import PrometheusExporter, PrometheusExporterConfig
+from driftline.exporters.prometheus_series import classic_bins
+from driftline.exporters.prometheus_series import series as prometheus
 from tests.test_prometheus_exporter import CUMULATIVE, DELTA, attrs, batch, samples
 
 Buckets = ExponentialHistogramDataPoint.Buckets

@@ -22,10 +22,15 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 import driftline.exporters
 from driftline import semconv
-from driftline.exporters import prometheus
-from driftline.exporters._prometheus_text import metric_name
-from driftline.exporters.prometheus import Factory, PrometheusExporter, PrometheusExporterConfig
+from driftline.exporters.prometheus.exporter import (
+    Factory,
+    PrometheusExporter,
+    PrometheusExporterConfig,
+)
+from driftline.exporters.prometheus_series import series as prometheus
+from driftline.exporters.prometheus_series.text import metric_name
 from driftline.processor.component import ComponentError
+from driftline.processor.service.registry import default_factories
 
 DELTA = AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
 CUMULATIVE = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
@@ -384,14 +389,21 @@ def test_public_names_are_pinned() -> None:
         "OtlpJsonError",
         "PrometheusExporter",
         "PrometheusExporterConfig",
-        "factories",
         "file",
         "prometheus",
         "read_logs",
         "read_metrics",
         "read_traces",
     ]
-    assert set(driftline.exporters.factories()) == {"prometheus", "file"}
+
+
+def test_the_registry_is_the_only_list_of_exporters() -> None:
+    """``exporters.factories()`` listed 2 of the 7 exporters and nothing used it: the
+    service's registry is the one list, with every exporter in it (issue 15)."""
+    assert not hasattr(driftline.exporters, "factories")
+    assert set(default_factories().exporters) >= {
+        "prometheus", "prometheusremotewrite", "file", "otlp", "otlphttp", "alertmanager",
+        "webhook"}
 
 
 def test_ratio_suffix_is_opt_in_and_only_for_gauges() -> None:

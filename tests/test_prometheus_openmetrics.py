@@ -18,7 +18,7 @@ from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, V
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
-from driftline.exporters.prometheus import PrometheusExporter, PrometheusExporterConfig
+from driftline.exporters.prometheus.exporter import PrometheusExporter, PrometheusExporterConfig
 from tests._collector import LOOPBACK, PROTOCOL_HTTP, running_collector
 from tests.conftest import free_port, run_prometheus
 

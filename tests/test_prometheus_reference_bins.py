@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from driftline import exphist
-from driftline.exporters import _classic_bins as classic_bins
+from driftline.exporters.prometheus_series import classic_bins
 from driftline.profile import save
 from tests._collector import LOOPBACK, PROTOCOL_HTTP, post_metrics, running_collector
 from tests.conftest import free_port, run_prometheus

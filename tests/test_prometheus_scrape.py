@@ -18,7 +18,11 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from driftline import semconv
-from driftline.exporters.prometheus import Factory, PrometheusExporter, PrometheusExporterConfig
+from driftline.exporters.prometheus.exporter import (
+    Factory,
+    PrometheusExporter,
+    PrometheusExporterConfig,
+)
 
 if TYPE_CHECKING:
     from conftest import PrometheusServer

@@ -43,11 +43,10 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from driftline import semconv
-from driftline.exporters.file import read_metrics
+from driftline.exporters.file.exporter import read_metrics
 from driftline.processor.component import ComponentError, Host
-from driftline.processor.config import ConfigError, parse_config
 from driftline.processor.extensions.bearertokenauth import BearerTokenAuth, BearerTokenAuthConfig
-from driftline.processor.otlp_receiver import (
+from driftline.processor.otlp_receiver.receiver import (
     AuthConfig,
     GrpcConfig,
     HttpConfig,
@@ -55,7 +54,8 @@ from driftline.processor.otlp_receiver import (
     OtlpReceiverConfig,
     ProtocolsConfig,
 )
-from driftline.processor.pipeline import build
+from driftline.processor.service.config import ConfigError, parse_config
+from driftline.processor.service.pipeline import build
 from tests._collector import PROTOCOL_GRPC, PROTOCOL_HTTP, running_collector
 from tests._pki import Pki, make_pki
 

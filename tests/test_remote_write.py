@@ -26,13 +26,13 @@ from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
 
-from driftline.exporters._remote_write_proto import write_request_class
-from driftline.exporters.prometheus import Sample
-from driftline.exporters.prometheusremotewrite import (
+from driftline.exporters.prometheus_series.series import Sample
+from driftline.exporters.prometheusremotewrite.exporter import (
     RemoteWriteExporter,
     RemoteWriteExporterConfig,
     write_request,
 )
+from driftline.exporters.prometheusremotewrite.proto import write_request_class
 from tests._collector import PROTOCOL_HTTP, running_collector
 from tests.conftest import LOOPBACK, run_prometheus
 

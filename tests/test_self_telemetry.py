@@ -22,10 +22,10 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality, M
 from opentelemetry.sdk.metrics.export import MetricExportResult
 
 from driftline import semconv
-from driftline.exporters.file import read_metrics
-from driftline.processor.config import parse_config
-from driftline.processor.pipeline import build
-from driftline.processor.self_telemetry import (
+from driftline.exporters.file.exporter import read_metrics
+from driftline.processor.service.config import parse_config
+from driftline.processor.service.pipeline import build
+from driftline.processor.service.self_telemetry import (
     LEVEL_NONE,
     SelfTelemetry,
     StatsSource,

@@ -55,7 +55,7 @@ from sklearn.linear_model import LogisticRegression
 
 import driftline
 from driftline import semconv, serverless
-from driftline.exporters.file import read_metrics, read_traces
+from driftline.exporters.file.exporter import read_metrics, read_traces
 from driftline.instrumentation import _env
 from driftline.instrumentation.recorder import Recorder
 from driftline.instrumentation.sklearn import SklearnInstrumentor

@@ -33,7 +33,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-from driftline.exporters.file import read_metrics, read_traces
+from driftline.exporters.file.exporter import read_metrics, read_traces
 from tests._collector import LOOPBACK, PROTOCOL_HTTP, STOP_TIMEOUT_S, spawn
 
 POINTS = 300

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from driftline.collector_config import shipped
-from driftline.processor.registry import default_factories
+from driftline.processor.service.registry import default_factories
 
 DATA = Path(__file__).parent / "data"
 DEFAULT_CONFIG = shipped("default.yaml")

@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from driftline.processor.component import ComponentError
-from driftline.processor.otlp_receiver import endpoint_problem
+from driftline.processor.component.endpoints import endpoint_problem
 
 _log = logging.getLogger(__name__)
 

@@ -1,0 +1,3 @@
+"""The ``alertmanager`` exporter: config, factory and component in ``exporter``."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""The ``batch`` processor: config, factory and component in ``processor``."""
+
+from __future__ import annotations

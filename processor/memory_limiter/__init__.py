@@ -1,0 +1,3 @@
+"""The ``memory_limiter`` processor: config, factory and component in ``processor``."""
+
+from __future__ import annotations
