@@ -18,8 +18,10 @@ DEV_VENV := .venv-dev
 
 .PHONY: demo test wheel smoke suite dev fuzz lint prometheus system-packages js-sdk clean
 
+# setuptools stages the package in build/lib and keeps what it staged before: a module
+# deleted or moved in the source would still ship, so the staging goes too.
 $(WHEEL_STAMP): $(SOURCES)
-	rm -rf $(WHEEL_DIR)
+	rm -rf $(WHEEL_DIR) build/lib build/bdist.*
 	$(PYTHON) -m pip wheel --quiet --no-deps --wheel-dir $(WHEEL_DIR) .
 	touch $@
 

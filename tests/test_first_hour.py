@@ -210,6 +210,10 @@ def test_the_wheel_holds_every_module_and_data_file(tmp_path: Path) -> None:
     assert any(name.endswith(".yaml") for name in expected)  # data files are looked for too
     assert "driftline/processor/extensions/file_storage.py" in expected
     assert sorted(expected - inside) == []
+    # Nothing else either: a module deleted or moved in the source must not ship from a stale
+    # build folder.
+    shipped = {name for name in inside if name.startswith("driftline/")}
+    assert sorted(shipped - expected) == []
 
 
 def test_under_make_test_the_suite_runs_the_installed_wheel() -> None:
