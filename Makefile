@@ -6,7 +6,7 @@
 # source tree. Contributors who want an editable install for quick runs: `make dev`.
 PYTHON ?= python3
 WHEEL_DIR := build/wheel
-SOURCES := pyproject.toml setup.py $(shell find driftline instrumentation processor exporters \
+SOURCES := Makefile pyproject.toml setup.py $(shell find driftline instrumentation processor exporters \
 	collector-config -type f -not -path '*/__pycache__/*' 2>/dev/null)
 WHEEL_STAMP := $(WHEEL_DIR)/.built
 # The wheel's file name, found by the shell once it is built.
