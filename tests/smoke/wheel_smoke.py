@@ -180,7 +180,15 @@ def main(wheel_arg: str) -> int:
             check_missing_extra(venv / "bin", here, env)
             check_collector(venv / "bin", here, env)
             run("pip install 'driftline[demo]'", [*pip, f"{wheel}[demo]"], here, env)
-            demo = run("driftline demo", [str(venv / "bin" / "driftline"), "demo"], here, env)
+            try:
+                demo = run("driftline demo", [str(venv / "bin" / "driftline"), "demo"], here,
+                           env)
+            except SmokeFailure:
+                log = here / "driftline-demo" / "output" / "processor.log"
+                if log.exists():
+                    print("the demo's processor log, last lines:", file=sys.stderr)
+                    print("\n".join(log.read_text().splitlines()[-40:]), file=sys.stderr)
+                raise
             print(textwrap.indent(demo.stdout.strip().splitlines()[-1], "    "))
         except (SmokeFailure, subprocess.TimeoutExpired) as exc:
             print(f"FAILED {exc}", file=sys.stderr)
