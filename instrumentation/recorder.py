@@ -17,8 +17,7 @@ import time
 import weakref
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from opentelemetry.sdk.metrics.export import (
@@ -53,12 +52,12 @@ Attributes = tuple[tuple[str, Any], ...]
 StreamKey = tuple[str, Attributes]
 
 
-@dataclass(frozen=True, slots=True)
-class PredictCall:
+class PredictCall(NamedTuple):
     """What one wrapped call hands over. Inputs and outputs are references, never copies.
 
-    ``traits`` is called in the recorder thread, not in ``predict``: asking scikit-learn
-    whether a pipeline is a classifier costs about 20 us.
+    A plain (named) tuple: built in ``predict``, where a frozen dataclass's ``__init__``
+    costs several times more. ``traits`` is called in the recorder thread, not in
+    ``predict``: asking scikit-learn whether a pipeline is a classifier costs about 20 us.
     """
 
     scope: str
@@ -141,7 +140,7 @@ class Recorder:
             self.dropped_value_rows += call.rows
             return
         if self._pending_rows + call.rows > self._max_pending_rows:
-            call = replace(call, model=None, inputs=None, outputs=None)
+            call = call._replace(model=None, inputs=None, outputs=None)
             self.dropped_value_rows += call.rows
         else:
             self._pending_rows += call.rows

@@ -29,10 +29,9 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwrap
 
 from driftline import semconv
-from driftline.identity import identity_of
 from driftline.instrumentation import _env
 from driftline.instrumentation._aggregation import ModelTraits
-from driftline.instrumentation._observe import model_attributes, observe
+from driftline.instrumentation._observe import CallSite, CallSites, SpanGate, observe
 from driftline.instrumentation.recorder import PredictCall, Recorder
 
 OPERATIONS = (
@@ -60,7 +59,9 @@ class SklearnInstrumentor(BaseInstrumentor):
     def _instrument(self, **kwargs: Any) -> None:
         from sklearn.base import BaseEstimator
 
-        self._tracer = trace.get_tracer(SCOPE, tracer_provider=kwargs.get("tracer_provider"))
+        self._spans = SpanGate(trace.get_tracer(SCOPE,
+                                                tracer_provider=kwargs.get("tracer_provider")))
+        self._sites = CallSites(semconv.FRAMEWORK_SKLEARN)
         self._recorder, self._owns_recorder = _env.recorder_from_kwargs(kwargs)
         self._wrapped: list[tuple[type, str]] = []
         self._wrapped_owners: set[type] = set()
@@ -125,20 +126,17 @@ class SklearnInstrumentor(BaseInstrumentor):
                        args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         inputs = args[0] if args else kwargs.get("X")
         rows, feature_count = _shape(inputs)
-        attributes = model_attributes(identity_of(instance), semconv.FRAMEWORK_SKLEARN,
-                                      operation)
-
+        site = self._sites.get(instance, operation, decision_traits
+                               if operation == semconv.OPERATION_DECISION_FUNCTION
+                               else model_traits)
         ids, time_ns = self._recorder.call_ids(rows)
-        traits = decision_traits if operation == semconv.OPERATION_DECISION_FUNCTION \
-            else model_traits
+        return observe(self._spans, site, rows, feature_count, wrapped, args, kwargs,
+                       self._submit, instance, inputs, ids, time_ns)
 
-        def submit(outputs: Any, duration_s: float, error_type: str | None) -> None:
-            self._recorder.submit(PredictCall(SCOPE, instance, traits, attributes,
-                                              inputs, outputs, rows, duration_s, error_type,
-                                              ids, time_ns))
-
-        return observe(self._tracer, attributes, rows, feature_count,
-                       lambda: wrapped(*args, **kwargs), submit)
+    def _submit(self, site: CallSite, model: Any, inputs: Any, outputs: Any, rows: int,
+                duration_s: float, error_type: str | None, ids: Any, time_ns: int) -> None:
+        self._recorder.submit(PredictCall(SCOPE, model, site.traits, site.attributes, inputs,
+                                          outputs, rows, duration_s, error_type, ids, time_ns))
 
 
 def _silenced(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],

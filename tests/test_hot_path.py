@@ -1,0 +1,165 @@
+"""What a wrapped call does inside ``predict`` (issue 17): no span work when the tracer cannot
+sample, a model's attributes built once, and the recorder's per-drain mechanics (one 2-D
+array per call, a row-consistent sample, the counting grid only for large drains)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from opentelemetry import context as context_api
+from opentelemetry import trace
+from opentelemetry.sdk.trace import Tracer, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+from sklearn.linear_model import LogisticRegression
+
+import driftline
+from driftline import _indexing, exphist, identity, semconv
+from driftline.instrumentation import Limits, ModelTraits
+from driftline.instrumentation._aggregation import StreamAggregate
+from driftline.instrumentation.sklearn import SklearnInstrumentor
+from tests._otel import InMemoryMetricExporter
+
+RNG = np.random.default_rng(17)
+CALLS = 7
+
+
+def _model() -> LogisticRegression:
+    X = RNG.normal(size=(200, 3))
+    return LogisticRegression().fit(X, (X[:, 0] > 0).astype(int))
+
+
+def _spans_started(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Names of the spans the SDK tracer is asked to start, by any of its methods."""
+    started: list[str] = []
+    for method in ("start_span", "start_as_current_span"):
+        original = getattr(Tracer, method)
+
+        def spy(self, name, *args, _original=original, **kwargs):
+            started.append(name)
+            return _original(self, name, *args, **kwargs)
+        monkeypatch.setattr(Tracer, method, spy)
+    return started
+
+
+@pytest.mark.parametrize("sampler", [ALWAYS_OFF, ParentBased(ALWAYS_OFF)],
+                         ids=["always_off", "parentbased_always_off"])
+def test_a_tracer_that_cannot_sample_starts_no_span_and_metrics_still_count(
+        sampler, monkeypatch) -> None:
+    started = _spans_started(monkeypatch)
+    metrics = InMemoryMetricExporter()
+    instrumentor = SklearnInstrumentor()
+    instrumentor.instrument(tracer_provider=TracerProvider(sampler=sampler),
+                            metric_exporter=metrics)
+    model = _model()
+    try:
+        for _ in range(CALLS):
+            model.predict_proba(RNG.normal(size=(3, 3)))
+        assert instrumentor.recorder.force_flush()
+    finally:
+        instrumentor.uninstrument()
+    assert started == []
+    assert sum(p.value for p in metrics.points(semconv.ML_PREDICT_ROWS)) == 3 * CALLS
+
+
+def test_a_sampled_remote_parent_still_gets_its_child_span_under_parentbased_off() -> None:
+    spans = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ParentBased(ALWAYS_OFF))
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    instrumentor = SklearnInstrumentor()
+    instrumentor.instrument(tracer_provider=provider, metric_exporter=InMemoryMetricExporter())
+    model = _model()
+    parent = SpanContext(0x1234, 0x5678, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    try:
+        model.predict(RNG.normal(size=(2, 3)))  # no parent: dropped
+        token = context_api.attach(trace.set_span_in_context(NonRecordingSpan(parent)))
+        try:
+            model.predict(RNG.normal(size=(2, 3)))
+        finally:
+            context_api.detach(token)
+    finally:
+        instrumentor.uninstrument()
+    [span] = spans.get_finished_spans()
+    assert span.name == "predict LogisticRegression"
+    assert (span.context.trace_id, span.parent.span_id) == (0x1234, 0x5678)
+    assert span.attributes[semconv.ML_BATCH_SIZE] == 2
+
+
+def test_a_models_identity_is_read_once_not_per_call(monkeypatch) -> None:
+    reads: list[object] = []
+    original = identity.identity_of
+
+    def counting(model):
+        reads.append(model)
+        return original(model)
+    monkeypatch.setattr(identity, "identity_of", counting)
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    instrumentor = SklearnInstrumentor()
+    instrumentor.instrument(tracer_provider=provider, metric_exporter=InMemoryMetricExporter())
+    first, second = _model(), _model()
+    try:
+        for _ in range(CALLS):
+            first.predict(RNG.normal(size=(1, 3)))
+            second.predict(RNG.normal(size=(1, 3)))
+        assert reads == [first, second]
+        driftline.register(first, name="churn", version="3")  # registered later: seen
+        first.predict(RNG.normal(size=(1, 3)))
+    finally:
+        instrumentor.uninstrument()
+    assert spans.get_finished_spans()[-1].name == "predict churn"
+    assert spans.get_finished_spans()[-1].attributes[semconv.ML_MODEL_VERSION] == "3"
+
+
+def test_an_array_call_is_staged_as_one_array_and_aggregates_to_every_value() -> None:
+    stream = StreamAggregate(Limits())
+    traits = ModelTraits(False, feature_names=np.array(["a", "b", "c"], dtype=object))
+    chunks = [RNG.normal(size=(rows, 3)) for rows in (1, 5, 1, 40)]
+    for chunk in chunks:
+        stream.stage_inputs(chunk, traits)
+    assert sum(len(staged) for staged in stream._staged_inputs.values()) == len(chunks)
+    stream.aggregate_staged()
+    whole = np.concatenate(chunks)
+    for i, name in enumerate("abc"):
+        hist = stream.numeric[name].histogram
+        expected = exphist.from_values(whole[:, i])
+        assert (hist.count, hist.scale, hist.min, hist.max) == \
+            (expected.count, expected.scale, expected.min, expected.max)
+        assert np.array_equal(exphist.downscale(hist, expected.scale).positive.counts,
+                              expected.positive.counts)
+
+
+def test_a_sample_keeps_the_same_rows_of_every_column() -> None:
+    """Two identical features stay identical in a sampled interval: rows are kept or
+    dropped whole, so joint distributions survive sampling."""
+    stream = StreamAggregate(Limits(), sample_rate=0.3, rng=np.random.default_rng(5))
+    traits = ModelTraits(False)
+    for _ in range(50):
+        column = RNG.normal(size=(200, 1))
+        stream.stage_inputs(np.hstack([column, column]), traits)
+    stream.aggregate_staged()
+    first, second = stream.numeric["f0"].histogram, stream.numeric["f1"].histogram
+    assert 0.25 * 10_000 < first.count < 0.35 * 10_000
+    assert (first.count, first.sum, first.min, first.max) == \
+        (second.count, second.sum, second.min, second.max)
+
+
+def test_the_counting_grid_is_used_for_large_columns_only(monkeypatch) -> None:
+    """A small drain maps its values one by one: the grid's bincount spans up to 2**21
+    cells whatever the number of values. Counts are the same either way (test_exphist)."""
+    grids: list[int] = []
+    original = _indexing._grid_counts
+
+    def spy(values, *args):
+        grids.append(values.size)
+        return original(values, *args)
+    monkeypatch.setattr(_indexing, "_grid_counts", spy)
+    small = RNG.normal(size=100)
+    large = RNG.normal(size=1_000_000)
+    for values in (small, large):
+        hist = exphist.from_values(values)
+        assert hist.count == values.size
+    assert grids == [large.size]
