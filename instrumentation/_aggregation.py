@@ -25,7 +25,13 @@ from opentelemetry.sdk.metrics.export import (
 )
 
 from driftline import semconv
-from driftline.columns import CategoryColumn, NumericColumn, is_numeric, table_columns
+from driftline.columns import (
+    NUMERIC_KINDS,
+    CategoryColumn,
+    NumericColumn,
+    is_numeric,
+    table_columns,
+)
 from driftline.exphist import ExpHistogram
 
 DEFAULT_MAX_FEATURES = 256
@@ -37,6 +43,10 @@ DEFAULT_MAX_STREAMS = 100  # distinct (model, version, operation) per recorder
 DEFAULT_MAX_SAMPLED_ROWS = 100_000
 # Within an interval, a burst beyond this many times the budget lowers the rate at once.
 BURST_FACTOR = 2
+# Sampled calls averaging at least this many rows are sampled one by one before they are
+# concatenated (no copy of dropped rows); smaller ones are concatenated first (one selection
+# instead of one per call).
+SAMPLE_EACH_CALL_ROWS = 64
 # Explicit buckets for ml.predict.duration: model calls range from microseconds to seconds.
 DURATION_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                       0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -77,8 +87,9 @@ class ModelTraits:
 class StreamAggregate:
     """Delta aggregates of one stream (one model, version and operation).
 
-    Calls are *staged* (their columns and outputs appended to lists) and aggregated in one
-    vectorised pass per drain: a thousand one-row calls cost one histogram per column, not a
+    Calls are *staged* (a call's numeric 2-D array as it is, other inputs as columns, and
+    its outputs, appended to lists) and aggregated in one vectorised pass per drain: a
+    thousand one-row calls cost one concatenation and one histogram per column, not a
     thousand, which keeps the recorder thread from competing with ``predict`` for the GIL.
     """
 
@@ -97,6 +108,8 @@ class StreamAggregate:
         self.values = NumericColumn()
         self.overflow: Counter[str] = Counter()
         self._staged_inputs: dict[str, list[np.ndarray]] = {}
+        self._staged_arrays: dict[tuple[str, ...], list[np.ndarray]] = {}
+        self._array_names: dict[tuple[int, int], tuple[Any, tuple[str, ...]]] = {}
         self._staged_outputs: list[tuple[ModelTraits, np.ndarray]] = []
 
     def add_call(self, rows: int, duration_s: float, error_type: str | None) -> None:
@@ -104,6 +117,11 @@ class StreamAggregate:
         self.durations.setdefault(error_type, []).append(duration_s)
 
     def stage_inputs(self, inputs: Any, traits: ModelTraits) -> None:
+        if traits.read_inputs is None and type(inputs) is np.ndarray and inputs.ndim == 2 \
+                and inputs.dtype.kind in NUMERIC_KINDS:
+            names = self._names(traits.feature_names, inputs.shape[1])
+            self._staged_arrays.setdefault(names, []).append(inputs)
+            return
         columns = (traits.read_inputs(inputs) if traits.read_inputs is not None
                    else table_columns(inputs, traits.feature_names))
         for name, values in columns:
@@ -114,11 +132,30 @@ class StreamAggregate:
                    else np.asarray(raw_outputs))
         self._staged_outputs.append((traits, outputs))
 
+    def _names(self, feature_names: Sequence[str] | None, width: int) -> tuple[str, ...]:
+        """Column names of a ``width``-column array, as ``table_columns`` names them; kept
+        per names object, which a model holds for its life."""
+        key = (id(feature_names), width)
+        found = self._array_names.get(key)
+        if found is not None and found[0] is feature_names:
+            return found[1]
+        names = tuple(str(name) for name in feature_names) \
+            if feature_names is not None and len(feature_names) == width \
+            else tuple(f"f{i}" for i in range(width))
+        self._array_names[key] = (feature_names, names)
+        return names
+
     def aggregate_staged(self) -> None:
-        """Fold everything staged into the distributions, one concatenation per column,
-        keeping each row with probability ``sample_rate`` (a uniform random sample)."""
+        """Fold everything staged into the distributions, one concatenation per array shape
+        or column, keeping each row with probability ``sample_rate`` (a uniform random
+        sample; a staged array's row is kept or dropped whole)."""
         if self.rows * self.sample_rate > BURST_FACTOR * self.limits.max_sampled_rows:
             self.sample_rate = self.limits.max_sampled_rows / self.rows
+        for names, arrays in self._staged_arrays.items():
+            columns = self._sampled_rows(arrays)
+            for i, name in enumerate(names):
+                self._column(name, columns[:, i]).add(columns[:, i])
+        self._staged_arrays.clear()
         for name, chunks in self._staged_inputs.items():
             values = self._sampled(chunks[0] if len(chunks) == 1 else np.concatenate(chunks))
             self._column(name, values).add(values)
@@ -134,6 +171,22 @@ class StreamAggregate:
                                   traits)
                 group = []
         self._staged_outputs.clear()
+
+    def _sampled_rows(self, arrays: list[np.ndarray]) -> np.ndarray:
+        """The staged arrays' rows (a sample of them below rate 1) as one float64 array in
+        column-major order, so each column is contiguous for the histogram's counting."""
+        if self.sample_rate < 1.0:
+            sizes = [array.shape[0] for array in arrays]
+            keep = self._rng.random(sum(sizes)) < self.sample_rate
+            if len(arrays) > 1 and sum(sizes) < SAMPLE_EACH_CALL_ROWS * len(arrays):
+                arrays = [np.concatenate(arrays)[keep]]
+            else:
+                ends = np.cumsum(sizes).tolist()
+                arrays = [array[keep[end - size:end]]
+                          for array, size, end in zip(arrays, sizes, ends, strict=True)]
+        columns = np.empty((sum(array.shape[0] for array in arrays), arrays[0].shape[1]),
+                           dtype=np.float64, order="F")
+        return np.concatenate(arrays, out=columns)
 
     def _sampled(self, values: np.ndarray) -> np.ndarray:
         if self.sample_rate >= 1.0 or values.ndim == 0:

@@ -20,6 +20,7 @@ from driftline import _indexing, exphist, identity, semconv
 from driftline.instrumentation import Limits, ModelTraits
 from driftline.instrumentation._aggregation import StreamAggregate
 from driftline.instrumentation.sklearn import SklearnInstrumentor
+from tests import test_exphist
 from tests._otel import InMemoryMetricExporter
 
 RNG = np.random.default_rng(17)
@@ -120,7 +121,8 @@ def test_an_array_call_is_staged_as_one_array_and_aggregates_to_every_value() ->
     chunks = [RNG.normal(size=(rows, 3)) for rows in (1, 5, 1, 40)]
     for chunk in chunks:
         stream.stage_inputs(chunk, traits)
-    assert sum(len(staged) for staged in stream._staged_inputs.values()) == len(chunks)
+    assert [len(staged) for staged in stream._staged_arrays.values()] == [len(chunks)]
+    assert not stream._staged_inputs
     stream.aggregate_staged()
     whole = np.concatenate(chunks)
     for i, name in enumerate("abc"):
@@ -163,3 +165,21 @@ def test_the_counting_grid_is_used_for_large_columns_only(monkeypatch) -> None:
         hist = exphist.from_values(values)
         assert hist.count == values.size
     assert grids == [large.size]
+
+
+@pytest.mark.parametrize("case", sorted(test_exphist.GRID_CASES))
+def test_the_grid_still_counts_exactly_when_forced_on_smaller_columns(case, monkeypatch) -> None:
+    """``test_exphist``'s grid cases, with the size thresholds lowered so the grid (not the
+    exact path the thresholds now choose for them) is what gets checked."""
+    monkeypatch.setattr(_indexing, "GRID_MIN_VALUES", 0)
+    monkeypatch.setattr(_indexing, "GRID_CELLS_PER_VALUE", 1 << 30)
+    used: list[int] = []
+    original = _indexing._grid_counts
+
+    def spy(values, *args):
+        used.append(values.size)
+        return original(values, *args)
+    monkeypatch.setattr(_indexing, "_grid_counts", spy)
+    test_exphist.test_column_counts_equal_mapping_each_value(case)
+    if case != "subnormal":  # subnormals always take the exact path
+        assert used
