@@ -110,7 +110,8 @@ class StreamAggregate:
         self._staged_inputs: dict[str, list[np.ndarray]] = {}
         self._staged_arrays: dict[tuple[str, ...], list[np.ndarray]] = {}
         self._array_names: dict[tuple[int, int], tuple[Any, tuple[str, ...]]] = {}
-        self._staged_outputs: list[tuple[ModelTraits, np.ndarray]] = []
+        # Consecutive calls with the same traits and output width share one list.
+        self._staged_outputs: list[tuple[ModelTraits, list[np.ndarray]]] = []
 
     def add_call(self, rows: int, duration_s: float, error_type: str | None) -> None:
         self.rows += rows
@@ -130,7 +131,12 @@ class StreamAggregate:
     def stage_outputs(self, raw_outputs: Any, traits: ModelTraits) -> None:
         outputs = (traits.read_outputs(raw_outputs) if traits.read_outputs is not None
                    else np.asarray(raw_outputs))
-        self._staged_outputs.append((traits, outputs))
+        last = self._staged_outputs[-1] if self._staged_outputs else None
+        if last is not None and last[0] is traits and outputs.ndim \
+                and last[1][0].shape[1:] == outputs.shape[1:]:
+            last[1].append(outputs)
+        else:
+            self._staged_outputs.append((traits, [outputs]))
 
     def _names(self, feature_names: Sequence[str] | None, width: int) -> tuple[str, ...]:
         """Column names of a ``width``-column array, as ``table_columns`` names them; kept
@@ -160,16 +166,9 @@ class StreamAggregate:
             values = self._sampled(chunks[0] if len(chunks) == 1 else np.concatenate(chunks))
             self._column(name, values).add(values)
         self._staged_inputs.clear()
-        group: list[np.ndarray] = []
-        for i, (traits, outputs) in enumerate(self._staged_outputs):
-            group.append(self._sampled(outputs))
-            following = self._staged_outputs[i + 1] if i + 1 < len(self._staged_outputs) \
-                else None
-            if following is None or following[0] is not traits or \
-                    following[1].shape[1:] != outputs.shape[1:]:
-                self._add_outputs(group[0] if len(group) == 1 else np.concatenate(group),
-                                  traits)
-                group = []
+        for traits, outputs in self._staged_outputs:
+            self._add_outputs(self._sampled(outputs[0] if len(outputs) == 1
+                                            else np.concatenate(outputs)), traits)
         self._staged_outputs.clear()
 
     def _sampled_rows(self, arrays: list[np.ndarray]) -> np.ndarray:
