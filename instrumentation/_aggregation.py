@@ -6,6 +6,7 @@ into one ``__other__`` series and ``ml.cardinality.overflow`` says how many did.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -131,9 +132,10 @@ class StreamAggregate:
     def stage_outputs(self, raw_outputs: Any, traits: ModelTraits) -> None:
         outputs = (traits.read_outputs(raw_outputs) if traits.read_outputs is not None
                    else np.asarray(raw_outputs))
+        if outputs.ndim == 0:  # one value: a column of one row
+            outputs = outputs.reshape(1)
         last = self._staged_outputs[-1] if self._staged_outputs else None
-        if last is not None and last[0] is traits and outputs.ndim \
-                and last[1][0].shape[1:] == outputs.shape[1:]:
+        if last is not None and last[0] is traits and last[1][0].shape[1:] == outputs.shape[1:]:
             last[1].append(outputs)
         else:
             self._staged_outputs.append((traits, [outputs]))
@@ -163,34 +165,47 @@ class StreamAggregate:
                 self._column(name, columns[:, i]).add(columns[:, i])
         self._staged_arrays.clear()
         for name, chunks in self._staged_inputs.items():
-            values = self._sampled(chunks[0] if len(chunks) == 1 else np.concatenate(chunks))
+            values = _concatenated(self._sampled(chunks))
             self._column(name, values).add(values)
         self._staged_inputs.clear()
         for traits, outputs in self._staged_outputs:
-            self._add_outputs(self._sampled(outputs[0] if len(outputs) == 1
-                                            else np.concatenate(outputs)), traits)
+            self._add_outputs(_concatenated(self._sampled(outputs)), traits)
         self._staged_outputs.clear()
 
     def _sampled_rows(self, arrays: list[np.ndarray]) -> np.ndarray:
         """The staged arrays' rows (a sample of them below rate 1) as one float64 array in
         column-major order, so each column is contiguous for the histogram's counting."""
-        if self.sample_rate < 1.0:
-            sizes = [array.shape[0] for array in arrays]
-            keep = self._rng.random(sum(sizes)) < self.sample_rate
-            if len(arrays) > 1 and sum(sizes) < SAMPLE_EACH_CALL_ROWS * len(arrays):
-                arrays = [np.concatenate(arrays)[keep]]
-            else:
-                ends = np.cumsum(sizes).tolist()
-                arrays = [array[keep[end - size:end]]
-                          for array, size, end in zip(arrays, sizes, ends, strict=True)]
+        arrays = self._sampled(arrays)
         columns = np.empty((sum(array.shape[0] for array in arrays), arrays[0].shape[1]),
                            dtype=np.float64, order="F")
         return np.concatenate(arrays, out=columns)
 
-    def _sampled(self, values: np.ndarray) -> np.ndarray:
-        if self.sample_rate >= 1.0 or values.ndim == 0:
-            return values
-        return values[self._rng.random(values.shape[0]) < self.sample_rate]
+    def _sampled(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        """The staged arrays, or below rate 1 the rows sampled from them: sampled before
+        they are concatenated, so dropped rows of large calls are never copied."""
+        if self.sample_rate >= 1.0:
+            return arrays
+        sizes = [array.shape[0] for array in arrays]
+        kept = self._kept_rows(sum(sizes))
+        if len(arrays) > 1 and sum(sizes) < SAMPLE_EACH_CALL_ROWS * len(arrays):
+            return [np.concatenate(arrays)[kept]]  # many small calls: one selection
+        ends = np.cumsum(sizes)
+        bounds = np.searchsorted(kept, ends).tolist()
+        starts = (ends - sizes).tolist()
+        return [array[kept[low:high] - start] for array, start, low, high
+                in zip(arrays, starts, [0, *bounds[:-1]], bounds, strict=True)]
+
+    def _kept_rows(self, rows: int) -> np.ndarray:
+        """Sorted positions of the rows kept, each with probability ``sample_rate``: drawn
+        as geometric gaps between kept rows, so the cost follows the sample, not the rows."""
+        rate = self.sample_rate
+        expected = rows * rate
+        gaps = self._rng.geometric(rate, int(expected + 8 * math.sqrt(expected) + 16))
+        positions = np.cumsum(gaps) - 1
+        while positions[-1] < rows - 1:  # rarely: the draw ran short of the last row
+            more = np.cumsum(self._rng.geometric(rate, positions.size)) + positions[-1]
+            positions = np.concatenate([positions, more])
+        return positions[:np.searchsorted(positions, rows)]
 
     def _column(self, name: str, values: np.ndarray) -> NumericColumn | CategoryColumn:
         numeric = is_numeric(values)
@@ -280,6 +295,10 @@ class StreamAggregate:
                                   "Values folded into __other__ by a cardinality cap",
                                   semconv.UNIT_VALUES, Sum(overflow, _DELTA, True)))
         return metrics
+
+
+def _concatenated(arrays: list[np.ndarray]) -> np.ndarray:
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
 
 
 class _Points:
