@@ -106,17 +106,20 @@ class SpanGate:
     """
 
     def __init__(self, tracer: Tracer) -> None:
-        self.tracer = tracer
+        self._tracer = tracer
+        self._proxy = isinstance(tracer, trace.ProxyTracer)
         self._resolved: Any = None
-        self._mode = _ASK
+        self._resolved_mode = _ASK
+        self.mode = "" if self._proxy else _sampling_mode(tracer)
+        self.tracer: Any = tracer
 
-    def mode(self) -> tuple[str, Any]:
-        tracer = self.tracer
-        if isinstance(tracer, trace.ProxyTracer):
-            tracer = getattr(tracer, "_tracer", tracer)
+    def resolve(self) -> str:
+        """The mode of the tracer a ``ProxyTracer`` delegates to now (``self.tracer``)."""
+        tracer = getattr(self._tracer, "_tracer", self._tracer)
         if tracer is not self._resolved:
-            self._mode, self._resolved = _sampling_mode(tracer), tracer
-        return self._mode, tracer
+            self._resolved, self.tracer = tracer, tracer
+            self._resolved_mode = _sampling_mode(tracer)
+        return self._resolved_mode
 
 
 def _sampling_mode(tracer: Any) -> str:
@@ -147,7 +150,7 @@ def observe(gate: SpanGate, site: CallSite, rows: int, feature_count: int,
             submit: Submit, model: Any, inputs: Any, ids: Any, time_ns: int) -> Any:
     """Run ``wrapped`` inside the model span (if one can be sampled) and hand the outcome
     to ``submit``."""
-    mode, tracer = gate.mode()
+    mode = gate.mode or gate.resolve()
     if mode == _NEVER or (mode == _WITH_SAMPLED_PARENT
                           and not trace.get_current_span().get_span_context().trace_flags.sampled):
         start = time.perf_counter()
@@ -160,7 +163,7 @@ def observe(gate: SpanGate, site: CallSite, rows: int, feature_count: int,
         submit(site, model, inputs, outputs, rows, time.perf_counter() - start, None, ids,
                time_ns)
         return outputs
-    span = tracer.start_span(site.span_name, kind=SpanKind.INTERNAL, record_exception=False,
+    span = gate.tracer.start_span(site.span_name, kind=SpanKind.INTERNAL, record_exception=False,
                              set_status_on_exception=False)
     recording = span.is_recording()
     if recording:

@@ -62,9 +62,10 @@ StreamKey = tuple[str, Attributes]
 class PredictCall(NamedTuple):
     """What one wrapped call hands over. Inputs and outputs are references, never copies.
 
-    A plain (named) tuple: built in ``predict``, where a frozen dataclass's ``__init__``
-    costs several times more. ``traits`` is called in the recorder thread, not in
-    ``predict``: asking scikit-learn whether a pipeline is a classifier costs about 20 us.
+    Instrumentors hand over a plain tuple of these fields, which the recorder names in its
+    thread: in ``predict`` even a named tuple's ``__new__`` costs 0.7 us. ``traits`` is
+    called in the recorder thread, not in ``predict``: asking scikit-learn whether a
+    pipeline is a classifier costs about 20 us.
     """
 
     scope: str
@@ -78,6 +79,10 @@ class PredictCall(NamedTuple):
     error_type: str | None
     prediction_ids: Sequence[str] = ()  # one per row (driftline.predictions)
     time_unix_nano: int = 0  # when the call was made
+
+
+# Positions of PredictCall's fields that submit() reads from a plain tuple.
+_SCOPE, _ATTRIBUTES, _ROWS, _ERROR = 0, 3, 6, 8
 
 
 class Recorder:
@@ -104,7 +109,7 @@ class Recorder:
         self._max_pending_calls = max_pending_calls
         self._limits = limits or Limits()
         self._clock_ns = clock_ns
-        self._pending: deque[PredictCall] = deque()
+        self._pending: deque[PredictCall | tuple[Any, ...]] = deque()
         self._pending_rows = 0  # approximate under races; only a memory guard
         self._overflow_lock = threading.Lock()  # taken on the hot path only when overloaded
         self._overflow_rows: Counter[tuple[StreamKey, str | None]] = Counter()
@@ -138,19 +143,23 @@ class Recorder:
             return (), 0
         return ids_for_call(rows), time.time_ns()
 
-    def submit(self, call: PredictCall) -> None:
-        """Hand over one call: a deque append, whatever the batch size. Never raises."""
+    def submit(self, call: PredictCall | tuple[Any, ...]) -> None:
+        """Hand over one call: a deque append, whatever the batch size. Never raises.
+
+        ``call`` is a ``PredictCall`` or a plain tuple of its fields in order (what the
+        instrumentors hand over: building the named tuple waits for the recorder thread).
+        """
+        rows = call[_ROWS]
         if len(self._pending) >= self._max_pending_calls:
             with self._overflow_lock:
-                self._overflow_rows[((call.scope, call.model_attributes), call.error_type)] += \
-                    call.rows
-            self.dropped_value_rows += call.rows
+                self._overflow_rows[((call[_SCOPE], call[_ATTRIBUTES]), call[_ERROR])] += rows
+            self.dropped_value_rows += rows
             return
-        if self._pending_rows + call.rows > self._max_pending_rows:
-            call = call._replace(model=None, inputs=None, outputs=None)
-            self.dropped_value_rows += call.rows
+        if self._pending_rows + rows > self._max_pending_rows:
+            call = PredictCall._make(call)._replace(model=None, inputs=None, outputs=None)
+            self.dropped_value_rows += rows
         else:
-            self._pending_rows += call.rows
+            self._pending_rows += rows
         self._pending.append(call)
 
     # --- background ---------------------------------------------------------------------------
@@ -185,6 +194,8 @@ class Recorder:
             with self._lock:
                 for _ in range(len(self._pending)):
                     call = self._pending.popleft()
+                    if type(call) is not PredictCall:
+                        call = PredictCall._make(call)
                     if call.inputs is not None:
                         self._pending_rows -= call.rows
                     try:

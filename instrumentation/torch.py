@@ -59,7 +59,7 @@ from driftline.identity import identity_of
 from driftline.instrumentation import _env
 from driftline.instrumentation._aggregation import ModelTraits
 from driftline.instrumentation._observe import CallSite, CallSites, SpanGate, observe
-from driftline.instrumentation.recorder import PredictCall, Recorder
+from driftline.instrumentation.recorder import Recorder
 from driftline.projection import DEFAULT_COMPONENTS, DEFAULT_MAX_FEATURES, DEFAULT_SEED
 
 if TYPE_CHECKING:
@@ -162,9 +162,8 @@ class TorchInstrumentor(BaseInstrumentor):
         if output is not None and output.requires_grad:
             output = output.detach()
         # The traits depend on the output's shape, so the output travels with them.
-        self._recorder.submit(PredictCall(SCOPE, model, partial(self._traits, output),
-                                          site.attributes, inputs, output, rows, duration_s,
-                                          error_type, ids, time_ns))
+        self._recorder.submit((SCOPE, model, partial(self._traits, output), site.attributes,
+                               inputs, output, rows, duration_s, error_type, ids, time_ns))
 
     def _traits(self, output: torch.Tensor | None, module: Any) -> ModelTraits:
         return output_traits(output, self._task, self._inputs)
