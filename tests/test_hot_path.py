@@ -4,6 +4,11 @@ array per call, a row-consistent sample, the counting grid only for large drains
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import threading
+
 import numpy as np
 import pytest
 from opentelemetry import context as context_api
@@ -17,7 +22,7 @@ from sklearn.linear_model import LogisticRegression
 
 import driftline
 from driftline import _indexing, exphist, identity, semconv
-from driftline.instrumentation import Limits, ModelTraits
+from driftline.instrumentation import Limits, ModelTraits, _env
 from driftline.instrumentation._aggregation import StreamAggregate
 from driftline.instrumentation.sklearn import SklearnInstrumentor
 from tests import test_exphist
@@ -183,3 +188,40 @@ def test_the_grid_still_counts_exactly_when_forced_on_smaller_columns(case, monk
     test_exphist.test_column_counts_equal_mapping_each_value(case)
     if case != "subnormal":  # subnormals always take the exact path
         assert used
+
+
+def test_import_auto_leaves_the_otlp_exporters_for_their_first_export() -> None:
+    """``import driftline.auto`` in a scikit-learn app (default OTLP settings) imports no
+    gRPC, protobuf encoder or OTLP exporter module: those load at the first export."""
+    code = ("import sys, sklearn.linear_model, driftline.auto; "
+            "print(sorted(m for m in sys.modules if m.startswith(("
+            "'grpc', 'opentelemetry.exporter', 'opentelemetry.proto', 'requests'))))")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "AWS_"))}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True, env=env, timeout=120)
+    assert result.stdout.strip() == "[]"
+
+
+def test_a_deferred_exporter_is_built_once_at_its_first_export() -> None:
+    built: list[object] = []
+
+    class Exporter:
+        def __init__(self) -> None:
+            built.append(self)
+            self.exported: list[object] = []
+
+        def export(self, data, timeout_millis=10_000):
+            self.exported.append((data, timeout_millis))
+            return "done"
+
+    exporter = _env.DeferredExporter(lambda: Exporter)
+    assert exporter.force_flush() and not exporter.loaded and built == []
+    threads = [threading.Thread(target=exporter.export, args=(n,), kwargs={"timeout_millis": 5})
+               for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(built) == 1 and exporter.loaded
+    assert sorted(built[0].exported) == [(n, 5) for n in range(8)]
+    assert exporter.export("x") == "done"
