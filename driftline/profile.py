@@ -41,6 +41,8 @@ FORMAT_NAME = "driftline.profile"
 FORMAT_VERSION = 1
 DEFAULT_TOP_K = 50
 DEFAULT_CHUNK_ROWS = 100_000
+# Parquet batches are whole row groups up to this many rows (memory: a batch at a time).
+MAX_ALIGNED_CHUNK_ROWS = 1_000_000
 # A target given as an array (not a column of X) is profiled under its Series name, else this.
 DEFAULT_TARGET_NAME = "target"
 # Arrow datasets read ahead this many batches and files: enough to overlap I/O with the
@@ -470,7 +472,8 @@ def iter_file_chunks(path: str | os.PathLike[str],
         # closed, so memory grew with the file size (see _dataset_batches).
         reader = pq.ParquetFile(path, pre_buffer=False,
                                 read_dictionary=_text_columns(pq.read_schema(path)))
-        yield from reader.iter_batches(batch_size=chunk_rows)
+        yield from reader.iter_batches(batch_size=_whole_row_groups(reader.metadata,
+                                                                    chunk_rows))
     elif suffix in CSV_SUFFIXES:
         import pandas as pd
 
@@ -478,6 +481,17 @@ def iter_file_chunks(path: str | os.PathLike[str],
     else:
         raise ProfileError(f"{path}: unsupported data file type '{suffix}' "
                            "(expected .csv, .parquet or a directory of .parquet files)")
+
+
+def _whole_row_groups(metadata: Any, chunk_rows: int) -> int:
+    """``chunk_rows`` rounded up to whole row groups (up to ``MAX_ALIGNED_CHUNK_ROWS``):
+    batches that cut row groups are read about twice as slowly (0.53 s instead of 0.18 s
+    for 1M rows x 25 columns in row groups of 250 000, batches of 100 000)."""
+    if not metadata.num_row_groups:
+        return chunk_rows
+    group_rows = metadata.row_group(0).num_rows
+    aligned = group_rows * math.ceil(chunk_rows / group_rows) if group_rows else chunk_rows
+    return aligned if aligned <= MAX_ALIGNED_CHUNK_ROWS else chunk_rows
 
 
 def profile_file(path: str | os.PathLike[str], *, model: str, version: str = "",

@@ -54,8 +54,10 @@ def test_a_parquet_file_profiles_as_its_values_do(tmp_path: Path) -> None:
                                                        expected.missing), name
         assert got.frequencies == expected.frequencies, name
         assert got.other == expected.other, name
-        if expected.histogram is not None:
-            assert got.histogram.to_dict() == expected.histogram.to_dict(), name
+        if expected.histogram is not None:  # sums differ by rounding: added per chunk
+            got_hist, expected_hist = got.histogram.to_dict(), expected.histogram.to_dict()
+            assert got_hist.pop("sum") == pytest.approx(expected_hist.pop("sum"), rel=1e-12)
+            assert got_hist == expected_hist, name
     colour = from_file.columns["colour"]
     assert colour.missing == int(frame["colour"].isna().sum())
     assert colour.frequencies["nul"] == int((frame["colour"] == "nul\x00").sum())
