@@ -483,6 +483,17 @@ def iter_file_chunks(path: str | os.PathLike[str],
                            "(expected .csv, .parquet or a directory of .parquet files)")
 
 
+def _read_ahead(chunks: Iterator[Any]) -> Iterator[Any]:
+    """``chunks``, the next one read in a thread while the caller profiles this one: Arrow
+    decodes Parquet without the GIL, so reading overlaps the histograms (one more chunk in
+    memory)."""
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(next, chunks, None)
+        while (chunk := pending.result()) is not None:
+            pending = pool.submit(next, chunks, None)
+            yield chunk
+
+
 def _whole_row_groups(metadata: Any, chunk_rows: int) -> int:
     """``chunk_rows`` rounded up to whole row groups (up to ``MAX_ALIGNED_CHUNK_ROWS``):
     batches that cut row groups are read about twice as slowly (0.53 s instead of 0.18 s
@@ -507,7 +518,7 @@ def profile_file(path: str | os.PathLike[str], *, model: str, version: str = "",
     the rows read so far after each chunk (progress bars).
     """
     builder = ProfileBuilder(model, version, top_k=top_k)
-    for chunk in iter_file_chunks(path, chunk_rows):
+    for chunk in _read_ahead(iter_file_chunks(path, chunk_rows)):
         try:
             add_chunk(builder, chunk, prediction_column, target=target_column, task=task)
         except ProfileError as exc:
