@@ -82,7 +82,7 @@ class PredictCall(NamedTuple):
 
 
 # Positions of PredictCall's fields that submit() reads from a plain tuple.
-_SCOPE, _ATTRIBUTES, _ROWS, _ERROR = 0, 3, 6, 8
+_SCOPE, _ATTRIBUTES, _INPUTS, _ROWS, _ERROR = 0, 3, 4, 6, 8
 
 
 class Recorder:
@@ -194,16 +194,14 @@ class Recorder:
             with self._lock:
                 for _ in range(len(self._pending)):
                     call = self._pending.popleft()
-                    if type(call) is not PredictCall:
-                        call = PredictCall._make(call)
-                    if call.inputs is not None:
-                        self._pending_rows -= call.rows
+                    if call[_INPUTS] is not None:
+                        self._pending_rows -= call[_ROWS]
                     try:
                         self._stage(call, traits, touched)
                     except Exception:  # a bad input must never stop the recorder
                         self.failed_aggregations += 1
                         _logger.exception("driftline: could not aggregate a %s call",
-                                          call.scope)
+                                          call[_SCOPE])
             with self._overflow_lock:
                 overflow, self._overflow_rows = self._overflow_rows, Counter()
             with self._lock:
@@ -212,29 +210,32 @@ class Recorder:
                 for key in touched:
                     self._aggregate_staged(key)
 
-    def _stage(self, call: PredictCall, traits: dict[tuple[int, Any], ModelTraits],
-               touched: set[StreamKey]) -> None:
+    def _stage(self, call: PredictCall | tuple[Any, ...],
+               traits: dict[tuple[int, Any], ModelTraits], touched: set[StreamKey]) -> None:
+        # Unpacked, not named: the instrumentors hand over plain tuples.
+        scope, model, read_traits, attributes, inputs, outputs, rows, duration_s, \
+            error_type, _, _ = call
         model_traits = None
-        if call.inputs is not None:
-            model_traits = traits.get((id(call.model), call.traits))
+        if inputs is not None:
+            model_traits = traits.get((id(model), read_traits))
             if model_traits is None:
-                model_traits = traits[(id(call.model), call.traits)] = call.traits(call.model)
-        key = (call.scope, call.model_attributes)
-        stream = self._stream(key)  # the caller holds self._lock
-        stream.add_call(call.rows, call.duration_s, call.error_type)
+                model_traits = traits[(id(model), read_traits)] = read_traits(model)
+        key = (scope, attributes)
+        stream = self._streams.get(key) or self._stream(key)  # the caller holds self._lock
+        stream.add_call(rows, duration_s, error_type)
         if model_traits is None:
             return
         touched.add(key)
-        stream.stage_inputs(call.inputs, model_traits)
-        if call.outputs is not None and call.error_type is None:
-            stream.stage_outputs(call.outputs, model_traits)
-        if self._records is not None and call.outputs is not None and call.error_type is None:
-            try:
-                self._records.emit(call, model_traits)
-            except Exception:  # records are best effort; metrics must go on
-                self.failed_records += 1
-                _logger.exception("driftline: could not emit prediction records of a %s call",
-                                  call.scope)
+        stream.stage_inputs(inputs, model_traits)
+        if outputs is not None and error_type is None:
+            stream.stage_outputs(outputs, model_traits)
+            if self._records is not None:
+                try:
+                    self._records.emit(PredictCall._make(call), model_traits)
+                except Exception:  # records are best effort; metrics must go on
+                    self.failed_records += 1
+                    _logger.exception("driftline: could not emit prediction records of a "
+                                      "%s call", scope)
 
     def _aggregate_staged(self, key: StreamKey) -> None:
         stream = self._streams.get(key)
