@@ -44,6 +44,9 @@ DEFAULT_MAX_STREAMS = 100  # distinct (model, version, operation) per recorder
 DEFAULT_MAX_SAMPLED_ROWS = 100_000
 # Within an interval, a burst beyond this many times the budget lowers the rate at once.
 BURST_FACTOR = 2
+# Sampled rows of a stream's array inputs histogrammed together: a drain with fewer keeps
+# them (as float64) for the next drain or the export.
+HISTOGRAM_BATCH_ROWS = 8192
 # Sampled calls averaging at least this many rows are sampled one by one before they are
 # concatenated (no copy of dropped rows); smaller ones are concatenated first (one selection
 # instead of one per call).
@@ -110,6 +113,8 @@ class StreamAggregate:
         self.overflow: Counter[str] = Counter()
         self._staged_inputs: dict[str, list[np.ndarray]] = {}
         self._staged_arrays: dict[tuple[str, ...], list[np.ndarray]] = {}
+        # Sampled rows of staged arrays, column-major float64, waiting to be histogrammed.
+        self._compacted: dict[tuple[str, ...], list[np.ndarray]] = {}
         self._array_names: dict[tuple[int, int], tuple[Any, tuple[str, ...]]] = {}
         # Consecutive calls with the same traits and output width share one list.
         self._staged_outputs: list[tuple[ModelTraits, list[np.ndarray]]] = []
@@ -153,17 +158,27 @@ class StreamAggregate:
         self._array_names[key] = (feature_names, names)
         return names
 
-    def aggregate_staged(self) -> None:
+    def aggregate_staged(self, final: bool = True) -> None:
         """Fold everything staged into the distributions, one concatenation per array shape
         or column, keeping each row with probability ``sample_rate`` (a uniform random
-        sample; a staged array's row is kept or dropped whole)."""
+        sample; a staged array's row is kept or dropped whole).
+
+        Not ``final`` (a drain), array rows are only sampled and copied into one float64
+        block, releasing the callers' arrays; the blocks are histogrammed once they hold
+        ``HISTOGRAM_BATCH_ROWS`` rows or at the export, as a drain's histograms cost the
+        same for a few sampled rows as for thousands.
+        """
         if self.rows * self.sample_rate > BURST_FACTOR * self.limits.max_sampled_rows:
             self.sample_rate = self.limits.max_sampled_rows / self.rows
         for names, arrays in self._staged_arrays.items():
-            columns = self._sampled_rows(arrays)
-            for i, name in enumerate(names):
-                self._column(name, columns[:, i]).add(columns[:, i])
+            self._compacted.setdefault(names, []).append(self._sampled_rows(arrays))
         self._staged_arrays.clear()
+        for names, blocks in list(self._compacted.items()):
+            if final or sum(block.shape[0] for block in blocks) >= HISTOGRAM_BATCH_ROWS:
+                columns = _stacked(blocks)
+                for i, name in enumerate(names):
+                    self._column(name, columns[:, i]).add(columns[:, i])
+                del self._compacted[names]
         for name, chunks in self._staged_inputs.items():
             values = _concatenated(self._sampled(chunks))
             self._column(name, values).add(values)
@@ -185,15 +200,19 @@ class StreamAggregate:
         they are concatenated, so dropped rows of large calls are never copied."""
         if self.sample_rate >= 1.0:
             return arrays
-        sizes = [array.shape[0] for array in arrays]
-        kept = self._kept_rows(sum(sizes))
-        if len(arrays) > 1 and sum(sizes) < SAMPLE_EACH_CALL_ROWS * len(arrays):
-            return [np.concatenate(arrays)[kept]]  # many small calls: one selection
+        sizes = np.array([array.shape[0] for array in arrays])
+        kept = self._kept_rows(int(sizes.sum()))
+        if len(arrays) == 1:
+            return [arrays[0][kept]]
         ends = np.cumsum(sizes)
-        bounds = np.searchsorted(kept, ends).tolist()
-        starts = (ends - sizes).tolist()
-        return [array[kept[low:high] - start] for array, start, low, high
-                in zip(arrays, starts, [0, *bounds[:-1]], bounds, strict=True)]
+        highs = np.searchsorted(kept, ends)
+        lows = np.concatenate(([0], highs[:-1]))
+        hit = np.flatnonzero(highs > lows)  # the calls with a kept row
+        if hit.size > 1 and ends[-1] < SAMPLE_EACH_CALL_ROWS * hit.size:
+            return [np.concatenate(arrays)[kept]]  # many small calls: one selection
+        starts = ends - sizes
+        return [arrays[c][kept[lows[c]:highs[c]] - starts[c]] for c in hit.tolist()] \
+            or [arrays[0][:0]]
 
     def _kept_rows(self, rows: int) -> np.ndarray:
         """Sorted positions of the rows kept, each with probability ``sample_rate``: drawn
@@ -295,6 +314,15 @@ class StreamAggregate:
                                   "Values folded into __other__ by a cardinality cap",
                                   semconv.UNIT_VALUES, Sum(overflow, _DELTA, True)))
         return metrics
+
+
+def _stacked(blocks: list[np.ndarray]) -> np.ndarray:
+    """Column-major blocks of the same width as one column-major block."""
+    if len(blocks) == 1:
+        return blocks[0]
+    out = np.empty((sum(block.shape[0] for block in blocks), blocks[0].shape[1]),
+                   dtype=np.float64, order="F")
+    return np.concatenate(blocks, out=out)
 
 
 def _concatenated(arrays: list[np.ndarray]) -> np.ndarray:

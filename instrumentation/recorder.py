@@ -242,7 +242,7 @@ class Recorder:
         if stream is None:  # exported meanwhile: metrics() aggregated what was staged
             return
         try:
-            stream.aggregate_staged()
+            stream.aggregate_staged(final=False)
         except Exception:
             self.failed_aggregations += 1
             _logger.exception("driftline: could not aggregate the calls of %s", key[0])
