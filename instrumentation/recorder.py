@@ -161,6 +161,11 @@ class Recorder:
         else:
             self._pending_rows += rows
         self._pending.append(call)
+        # A full drain batch wakes the thread now rather than at its next look (0.2 s), by
+        # when large calls would have passed max_pending_rows and lost their values.
+        if (self._pending_rows >= DRAIN_BATCH_ROWS or len(self._pending) >= DRAIN_BATCH_CALLS) \
+                and not self._wakeup.is_set():
+            self._wakeup.set()
 
     # --- background ---------------------------------------------------------------------------
 
