@@ -7,9 +7,9 @@ real CLI in a subprocess, and prints a Markdown row: file size, rows, seconds, t
 peak resident memory and whether that is under 1 GB (issue 4: "A 10 GB Parquet file
 profiles in under 1 GB of resident memory"). The file is deleted afterwards.
 
-Peak RSS comes from ``resource.getrusage(RUSAGE_CHILDREN).ru_maxrss`` (KiB on Linux), the
-largest resident set of any child waited for, so the writer runs in this process and only
-the profiler is a child.
+Peak RSS is the profiler child's own ``ru_maxrss`` (``os.wait4``, KiB on Linux).
+``--runs N`` profiles the file N times; ``--before PYTHON`` (with ``--before-path`` for its
+dependencies) alternates with an earlier install on the same file, for a side-by-side row.
 """
 
 from __future__ import annotations
