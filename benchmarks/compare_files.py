@@ -78,10 +78,12 @@ def psi_script(reference: str, current: str) -> None:
     print(json.dumps(sorted(flagged)))
 
 
-def _run_with_rss(command: list[str]) -> tuple[float, float, str]:
+def _run_with_rss(command: list[str], env: dict[str, str] | None = None
+                  ) -> tuple[float, float, str]:
     start = time.perf_counter()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        process = subprocess.Popen(command, stdout=out, stderr=err)
+        process = subprocess.Popen(command, stdout=out, stderr=err, env=env,
+                                   cwd=tempfile.gettempdir())
         _, status, usage = os.wait4(process.pid, 0)
         seconds = time.perf_counter() - start
         code = os.waitstatus_to_exitcode(status)
@@ -102,6 +104,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=DEFAULT_ROWS)
     parser.add_argument("--runs", type=int, default=DEFAULT_RUNS)
+    parser.add_argument("--before", help="a driftline command of an earlier install, run "
+                        "alongside")
+    parser.add_argument("--before-path", default="", help="PYTHONPATH for --before")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="driftline-compare-") as folder:
         ref, cur = Path(folder) / "reference.parquet", Path(folder) / "current.parquet"
@@ -109,18 +114,25 @@ def main() -> None:
         write_side(cur, args.rows, current=True)
         commands = {
             "driftline compare": [str(DRIFTLINE), "compare", str(ref), str(cur), "--json"],
-            "NumPy/pandas decile PSI": [sys.executable, __file__, "psi", str(ref), str(cur)],
+            "NumPy/pandas decile PSI": [sys.executable, str(Path(__file__).resolve()), "psi",
+                                        str(ref), str(cur)],
         }
+        envs: dict[str, dict[str, str] | None] = {name: None for name in commands}
+        if args.before:
+            commands["driftline compare, before"] = [args.before, "compare", str(ref),
+                                                     str(cur), "--json"]
+            envs["driftline compare, before"] = {**os.environ,
+                                                 "PYTHONPATH": args.before_path}
         times: dict[str, list[float]] = {name: [] for name in commands}
         rss: dict[str, list[float]] = {name: [] for name in commands}
         flagged: dict[str, list[str]] = {}
         for run in range(args.runs):
             order = list(commands) if run % 2 == 0 else list(reversed(commands))
             for name in order:
-                seconds, peak_mb, out = _run_with_rss(commands[name])
+                seconds, peak_mb, out = _run_with_rss(commands[name], envs[name])
                 times[name].append(seconds)
                 rss[name].append(peak_mb)
-                flagged[name] = (_flagged_driftline(out) if name == "driftline compare"
+                flagged[name] = (_flagged_driftline(out) if name.startswith("driftline")
                                  else json.loads(out))
         size_mb = (ref.stat().st_size + cur.stat().st_size) / 2 / 1e6
     ratios = [d / s for d, s in zip(times["driftline compare"],

@@ -163,13 +163,13 @@ def observe(gate: SpanGate, site: CallSite, rows: int, feature_count: int,
         submit(site, model, inputs, outputs, rows, time.perf_counter() - start, None, ids,
                time_ns)
         return outputs
-    span = gate.tracer.start_span(site.span_name, kind=SpanKind.INTERNAL, record_exception=False,
-                             set_status_on_exception=False)
+    # Attributes at the start, as samplers expect them (and cheaper than setting them after).
+    attributes = dict(site.span_attributes)
+    attributes[semconv.ML_BATCH_SIZE] = rows
+    attributes[semconv.ML_FEATURE_COUNT] = feature_count
+    span = gate.tracer.start_span(site.span_name, kind=SpanKind.INTERNAL, attributes=attributes,
+                                  record_exception=False, set_status_on_exception=False)
     recording = span.is_recording()
-    if recording:
-        span.set_attributes(site.span_attributes)
-        span.set_attributes({semconv.ML_BATCH_SIZE: rows,
-                             semconv.ML_FEATURE_COUNT: feature_count})
     token = context_api.attach(trace.set_span_in_context(span))
     try:
         start = time.perf_counter()
