@@ -107,10 +107,10 @@ class SpanGate:
 
     def __init__(self, tracer: Tracer) -> None:
         self._tracer = tracer
-        self._proxy = isinstance(tracer, trace.ProxyTracer)
         self._resolved: Any = None
         self._resolved_mode = _ASK
-        self.mode = "" if self._proxy else _sampling_mode(tracer)
+        # "" for a proxy: observe() then asks resolve() at each call.
+        self.mode = "" if isinstance(tracer, trace.ProxyTracer) else _sampling_mode(tracer)
         self.tracer: Any = tracer
 
     def resolve(self) -> str:
@@ -139,10 +139,8 @@ def _sampling_mode(tracer: Any) -> str:
 
 
 def _always_off(sampler: Any) -> bool:
-    try:
-        return sampler.get_description() == _ALWAYS_OFF
-    except Exception:  # a custom sampler: ask it per span
-        return False
+    describe = getattr(sampler, "get_description", None)
+    return callable(describe) and describe() == _ALWAYS_OFF
 
 
 def observe(gate: SpanGate, site: CallSite, rows: int, feature_count: int,
