@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -245,3 +246,32 @@ def test_a_call_that_fills_a_drain_batch_wakes_the_recorder() -> None:
     recorder.submit(call)
     assert recorder._wakeup.is_set()
     assert recorder.dropped_value_rows == 0
+
+
+def test_a_tracer_provider_set_after_instrumenting_gets_the_spans() -> None:
+    """Instrumented before the application sets its provider, the tracer is a proxy: calls
+    before get no span (and no error), calls after get theirs."""
+    code = """
+import numpy as np
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from sklearn.linear_model import LogisticRegression
+from driftline.instrumentation.sklearn import SklearnInstrumentor
+from tests._otel import InMemoryMetricExporter
+
+X = np.random.default_rng(0).normal(size=(50, 3))
+model = LogisticRegression().fit(X, X[:, 0] > 0)
+SklearnInstrumentor().instrument(metric_exporter=InMemoryMetricExporter())
+model.predict(X)
+spans = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(spans))
+trace.set_tracer_provider(provider)
+model.predict(X)
+print([span.name for span in spans.get_finished_spans()])
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True, timeout=120, cwd=Path(__file__).parent.parent)
+    assert result.stdout.strip() == "['predict LogisticRegression']"
