@@ -44,7 +44,7 @@ from opentelemetry.trace import SpanKind
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
-from driftline.instrumentation import PredictCall, Recorder
+from driftline.instrumentation import Limits, PredictCall, Recorder
 from driftline.instrumentation.sklearn import SklearnInstrumentor, model_traits
 
 FEATURES = 20
@@ -52,8 +52,9 @@ POOL_ROWS = 200_000  # varied inputs: calls walk through this many random rows
 DEFAULT_ROUNDS = 5
 DEFAULT_ROUND_S = 3.0
 # OTEL_METRIC_EXPORT_INTERVAL's default. Each instrumented round ends with uninstrument(),
-# which flushes and exports, so an interval is one round here: the recorder's sample budget
-# (100 000 rows per interval) is spent per round, 20 times as often as with 60 s intervals.
+# which flushes and exports, so an interval is one round here; the recorder's sample budget
+# (Limits.max_sampled_rows, 100 000 rows per interval) is scaled to the round's length so
+# that rows aggregated per second are a service's with the defaults (1 667 per second).
 EXPORT_INTERVAL_S = 60.0
 HANDOFF_CALLS = 20_000
 ARMS = ("plain", "sampled out", "one SDK span", "recorded")
@@ -124,7 +125,9 @@ def case_arms(model: Any, batch: int, pool: np.ndarray, rounds: int, round_s: fl
     on = TracerProvider(sampler=ALWAYS_ON)
     on.add_span_processor(BatchSpanProcessor(_Discard()))
     bare_tracer = on.get_tracer("bench")
-    recorders = {arm: Recorder(_Discard(), export_interval_s=EXPORT_INTERVAL_S)
+    budget = max(1, int(Limits().max_sampled_rows * round_s / EXPORT_INTERVAL_S))
+    recorders = {arm: Recorder(_Discard(), export_interval_s=EXPORT_INTERVAL_S,
+                               limits=Limits(max_sampled_rows=budget))
                  for arm in ("sampled out", "recorded")}
     instrumentor = SklearnInstrumentor()
     name = f"predict_proba {type(model).__name__}"
