@@ -1,23 +1,32 @@
-"""Cost of Driftline on the hot path, side by side with the uninstrumented baseline.
+"""Cost of Driftline on the hot path, side by side with its baselines in one process.
 
-Run: ``.venv-dev/bin/python benchmarks/hot_path.py``. Everything runs in one process; rounds
-alternate plain and instrumented calls so machine noise hits both alike, and the table
-reports medians and ratios. Three questions:
+Run: ``.venv-dev/bin/python benchmarks/hot_path.py`` (about 5 minutes with the defaults;
+``--rounds 3 --round-s 1`` for a quick look). Per case (a model, ``predict_proba`` on 20
+features, a batch size), four arms run in alternating rounds so machine noise hits them
+alike; each round lasts several seconds, so the recorder's drains (at 4096 calls, 262 144 rows
+or each second) happen inside it, and ends with the flush and export of ``uninstrument``:
 
-1. What does instrumentation add to a ``predict_proba`` call, for a fast and a slow model,
-   at batch sizes 1, 100 and 10 000 rows?
-2. Does the hand-off (``Recorder.submit``) cost the same at any batch size?
-3. What would recording each feature value through the SDK's Histogram API cost instead
-   (DESIGN.md: "about 10 us per histogram.record call")?
+* ``plain``: the uninstrumented call;
+* ``sampled out``: Driftline with an SDK tracer whose sampler is ``ALWAYS_OFF`` (metrics on);
+* ``one SDK span``: the uninstrumented call inside one bare SDK span, batch processor and
+  discarding exporter: what any traced call pays;
+* ``recorded``: Driftline with the same SDK tracer sampling every span (metrics on).
+
+Inputs are varied: each call takes the next slice of a pool of random rows, never one
+repeated row. The recorder's CPU per call is its thread's CPU clock over the round
+(``pthread_getcpuclockid``), plus the final drain and export that ``uninstrument`` runs in
+the calling thread, divided by the round's calls.
 """
 
 from __future__ import annotations
 
+import argparse
 import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -30,17 +39,29 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON
+from opentelemetry.trace import SpanKind
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
-from driftline.instrumentation import PredictCall, Recorder
+from driftline.instrumentation import Limits, PredictCall, Recorder
 from driftline.instrumentation.sklearn import SklearnInstrumentor, model_traits
 
 FEATURES = 20
-BATCH_SIZES = (1, 100, 10_000)
-ROUNDS = 5
-TARGET_ROUND_S = 0.3  # calls per round are sized so a round takes about this long
+POOL_ROWS = 200_000  # varied inputs: calls walk through this many random rows
+DEFAULT_ROUNDS = 5
+DEFAULT_ROUND_S = 3.0
+# OTEL_METRIC_EXPORT_INTERVAL's default. Each instrumented round ends with uninstrument(),
+# which flushes and exports, so an interval is one round here; the recorder's sample budget
+# (Limits.max_sampled_rows, 100 000 rows per interval) is scaled to the round's length so
+# that rows aggregated per second are a service's with the defaults (1 667 per second).
+EXPORT_INTERVAL_S = 60.0
 HANDOFF_CALLS = 20_000
+ARMS = ("plain", "sampled out", "one SDK span", "recorded")
+# (model, rows per call); the targets of issue 17 per case: sampled out / plain.
+CASES = (("LogisticRegression", 1, 1.10), ("LogisticRegression", 100, 1.10),
+         ("LogisticRegression", 10_000, 1.05), ("RandomForest(50 trees)", 1, 1.10))
+RECORDED_TARGET_US = 10.0  # recorded minus one SDK span
 
 
 class _Discard(SpanExporter, MetricExporter):
@@ -60,49 +81,139 @@ class _Discard(SpanExporter, MetricExporter):
         pass
 
 
-def _per_call_us(call: Callable[[], Any], calls: int) -> float:
+@dataclass
+class _Arm:
+    per_call_us: list[float] = field(default_factory=list)
+    recorder_us: list[float] = field(default_factory=list)
+
+
+def _inputs(pool: np.ndarray, batch: int) -> list[np.ndarray]:
+    """Distinct views of the pool, ``batch`` rows each, cycled through by the calls."""
+    starts = range(0, pool.shape[0] - batch + 1, max(batch, 1))
+    return [pool[s:s + batch] for s in starts][:4096]
+
+
+def _run(call: Callable[[np.ndarray], Any], inputs: Sequence[np.ndarray], calls: int) -> float:
+    n = len(inputs)
     start = time.perf_counter_ns()
-    for _ in range(calls):
-        call()
+    for i in range(calls):
+        call(inputs[i % n])
     return (time.perf_counter_ns() - start) / calls / 1e3
 
 
-def _calls_per_round(call: Callable[[], Any]) -> int:
-    once = _per_call_us(call, 3)
-    return max(3, int(TARGET_ROUND_S * 1e6 / max(once, 1.0)))
+def _thread_cpu_ns(recorder: Recorder) -> int:
+    return time.clock_gettime_ns(time.pthread_getcpuclockid(recorder._thread.ident))
 
 
-def overhead_rows() -> list[tuple[str, int, float, float]]:
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(20_000, FEATURES))
+def _instrumented_round(instrumentor: SklearnInstrumentor, provider: TracerProvider,
+                        recorder: Recorder, call: Callable[[np.ndarray], Any],
+                        inputs: Sequence[np.ndarray], calls: int) -> tuple[float, float]:
+    instrumentor.instrument(tracer_provider=provider, recorder=recorder)
+    cpu_start = _thread_cpu_ns(recorder)
+    per_call = _run(call, inputs, calls)
+    cpu = _thread_cpu_ns(recorder) - cpu_start
+    flush_start = time.thread_time_ns()
+    instrumentor.uninstrument()  # flushes the recorder in this thread: its work counts too
+    cpu += time.thread_time_ns() - flush_start
+    return per_call, cpu / calls / 1e3
+
+
+def case_arms(model: Any, batch: int, pool: np.ndarray, rounds: int, round_s: float
+              ) -> dict[str, _Arm]:
+    inputs = _inputs(pool, batch)
+    off = TracerProvider(sampler=ALWAYS_OFF)
+    on = TracerProvider(sampler=ALWAYS_ON)
+    on.add_span_processor(BatchSpanProcessor(_Discard()))
+    bare_tracer = on.get_tracer("bench")
+    budget = max(1, int(Limits().max_sampled_rows * round_s / EXPORT_INTERVAL_S))
+    recorders = {arm: Recorder(_Discard(), export_interval_s=EXPORT_INTERVAL_S,
+                               limits=Limits(max_sampled_rows=budget))
+                 for arm in ("sampled out", "recorded")}
+    instrumentor = SklearnInstrumentor()
+    name = f"predict_proba {type(model).__name__}"
+
+    def plain(x: np.ndarray) -> Any:
+        return model.predict_proba(x)
+
+    def spanned(x: np.ndarray) -> Any:
+        with bare_tracer.start_as_current_span(name, kind=SpanKind.INTERNAL):
+            return model.predict_proba(x)
+
+    _run(plain, inputs, 20)
+    estimate_us = _run(plain, inputs, max(3, int(2e5 / max(_run(plain, inputs, 3), 1.0))))
+    calls = max(5, int(round_s * 1e6 / estimate_us))
+    arms = {arm: _Arm() for arm in ARMS}
+    for r in range(rounds):
+        order = ARMS if r % 2 == 0 else tuple(reversed(ARMS))
+        for arm in order:
+            if arm == "plain":
+                arms[arm].per_call_us.append(_run(plain, inputs, calls))
+            elif arm == "one SDK span":
+                arms[arm].per_call_us.append(_run(spanned, inputs, calls))
+            else:
+                per_call, recorder_us = _instrumented_round(
+                    instrumentor, off if arm == "sampled out" else on, recorders[arm], plain,
+                    inputs, calls)
+                arms[arm].per_call_us.append(per_call)
+                arms[arm].recorder_us.append(recorder_us)
+    for recorder in recorders.values():
+        recorder.shutdown()
+    on.shutdown()
+    return arms
+
+
+def models(pool: np.ndarray) -> dict[str, Any]:
+    X = pool[:20_000]
     y = (X[:, 0] + X[:, 1] > 0).astype(int)
-    models = {
+    return {
         "LogisticRegression": LogisticRegression().fit(X, y),
         "RandomForest(50 trees)": RandomForestClassifier(n_estimators=50, max_depth=8,
                                                          random_state=0).fit(X, y),
     }
-    provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(_Discard()))
-    recorder = Recorder(_Discard(), export_interval_s=1.0)
-    instrumentor = SklearnInstrumentor()
-    rows = []
-    for name, model in models.items():
-        for batch in BATCH_SIZES:
-            inputs = X[:batch]
-            call = lambda model=model, inputs=inputs: model.predict_proba(inputs)  # noqa: E731
-            calls = _calls_per_round(call)
-            plain, instrumented = [], []
-            for _ in range(ROUNDS):
-                plain.append(_per_call_us(call, calls))
-                instrumentor.instrument(tracer_provider=provider, recorder=recorder)
-                instrumented.append(_per_call_us(call, calls))
-                instrumentor.uninstrument()
-            rows.append((name, batch, statistics.median(plain), statistics.median(instrumented)))
-    recorder.shutdown()
-    return rows
 
 
-def handoff_rows() -> list[tuple[int, float]]:
+def _spread(values: Sequence[float]) -> str:
+    return f"{min(values):.1f}-{max(values):.1f}"
+
+
+def overhead_tables(rounds: int, round_s: float, cases: Iterator[tuple[str, int, float]]
+                    ) -> None:
+    pool = np.random.default_rng(0).normal(size=(POOL_ROWS, FEATURES))
+    fitted = models(pool)
+    off_rows, on_rows = [], []
+    for name, batch, target in cases:
+        arms = case_arms(fitted[name], batch, pool, rounds, round_s)
+        plain, off = arms["plain"], arms["sampled out"]
+        bare, on = arms["one SDK span"], arms["recorded"]
+        ratios = [o / p for o, p in zip(off.per_call_us, plain.per_call_us, strict=True)]
+        added = [o - b for o, b in zip(on.per_call_us, bare.per_call_us, strict=True)]
+        off_rows.append(
+            f"| {name} | {batch} | {statistics.median(plain.per_call_us):.1f} "
+            f"({_spread(plain.per_call_us)}) | {statistics.median(off.per_call_us):.1f} "
+            f"({_spread(off.per_call_us)}) | {statistics.median(ratios):.3f} "
+            f"({min(ratios):.3f}-{max(ratios):.3f}) | {target:.2f} | "
+            f"{statistics.median(off.recorder_us):.1f} |")
+        on_rows.append(
+            f"| {name} | {batch} | {statistics.median(bare.per_call_us):.1f} "
+            f"({_spread(bare.per_call_us)}) | {statistics.median(on.per_call_us):.1f} "
+            f"({_spread(on.per_call_us)}) | {statistics.median(added):.1f} "
+            f"({_spread(added)}) | {RECORDED_TARGET_US:.0f} | "
+            f"{statistics.median(on.recorder_us):.1f} |")
+        print(f"  done: {name}, {batch} rows", file=sys.stderr, flush=True)
+    print(f"\n### Spans sampled out (ALWAYS_OFF) vs uninstrumented: us per call, median "
+          f"(min-max) of {rounds} alternating rounds of {round_s:g} s\n")
+    print("| model | rows per call | plain | Driftline, sampled out | ratio | target | "
+          "recorder CPU per call (us) |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("\n".join(off_rows))
+    print("\n### Spans recorded vs one bare SDK span (batch processor, same exporter)\n")
+    print("| model | rows per call | one SDK span | Driftline, recorded | added (us) | "
+          "target (us) | recorder CPU per call (us) |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("\n".join(on_rows))
+
+
+def handoff_rows(rounds: int) -> list[tuple[int, float]]:
     """``submit`` alone. The recorder's thread is stopped first, so the numbers are the
     hand-off itself and not the background aggregation of a million-row batch."""
     model = LogisticRegression()
@@ -113,19 +224,23 @@ def handoff_rows() -> list[tuple[int, float]]:
         inputs = np.zeros((batch, FEATURES))
         call = PredictCall("bench", model, model_traits, (("ml.model.name", "bench"),),
                            inputs, None, batch, 0.0, None)
-        samples = [_per_call_us(lambda call=call, r=recorder: r.submit(call), 1000)
-                   for _ in range(ROUNDS)]
+        samples = []
+        for _ in range(rounds):
+            start = time.perf_counter_ns()
+            for _ in range(1000):
+                recorder.submit(call)
+            samples.append((time.perf_counter_ns() - start) / 1000 / 1e3)
         rows.append((batch, statistics.median(samples)))
     return rows
 
 
-def sdk_record_us_per_value() -> float:
+def sdk_record_us_per_value(rounds: int) -> float:
     """One ``Histogram.record`` through the SDK, as a naive instrumentation would do."""
     provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
     histogram = provider.get_meter("bench").create_histogram("feature")
     attributes = [{"ml.feature.name": f"f{i}"} for i in range(FEATURES)]
     samples = []
-    for _ in range(ROUNDS):
+    for _ in range(rounds):
         start = time.perf_counter_ns()
         for _ in range(HANDOFF_CALLS // FEATURES):
             for attrs in attributes:
@@ -136,27 +251,27 @@ def sdk_record_us_per_value() -> float:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS)
+    parser.add_argument("--round-s", type=float, default=DEFAULT_ROUND_S)
+    parser.add_argument("--case", type=int, action="append",
+                        help="index into the cases (0-3); default all")
+    args = parser.parse_args()
+    cases = [CASES[i] for i in args.case] if args.case else list(CASES)
     print(f"python {platform.python_version()}, scikit-learn {sklearn.__version__}, "
-          f"numpy {np.__version__}, {platform.machine()}, {platform.processor() or ''}")
-    print(f"\n### predict_proba on {FEATURES} features: median us per call over {ROUNDS} "
-          "alternating rounds\n")
-    print("| model | rows per call | plain (us) | instrumented (us) | added (us) | ratio |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for name, batch, plain, instrumented in overhead_rows():
-        print(f"| {name} | {batch} | {plain:.1f} | {instrumented:.1f} | "
-              f"{instrumented - plain:.1f} | {instrumented / plain:.3f} |")
+          f"numpy {np.__version__}, {platform.machine()}")
+    overhead_tables(args.rounds, args.round_s, iter(cases))
     print("\n### Hand-off alone (Recorder.submit), median us per call\n")
     print("| rows per call | submit (us) |")
     print("|---:|---:|")
-    for batch, us in handoff_rows():
+    for batch, us in handoff_rows(args.rounds):
         print(f"| {batch} | {us:.2f} |")
-    per_value = sdk_record_us_per_value()
+    per_value = sdk_record_us_per_value(args.rounds)
     print("\n### The alternative DESIGN.md rules out: the SDK's Histogram.record per value\n")
     print("| what | us |")
     print("|---|---:|")
     print(f"| one Histogram.record | {per_value:.2f} |")
     print(f"| one row of {FEATURES} features | {per_value * FEATURES:.1f} |")
-    print(f"| a batch of 100 rows | {per_value * FEATURES * 100:.0f} |")
     sys.stdout.flush()
 
 

@@ -7,17 +7,17 @@ real CLI in a subprocess, and prints a Markdown row: file size, rows, seconds, t
 peak resident memory and whether that is under 1 GB (issue 4: "A 10 GB Parquet file
 profiles in under 1 GB of resident memory"). The file is deleted afterwards.
 
-Peak RSS comes from ``resource.getrusage(RUSAGE_CHILDREN).ru_maxrss`` (KiB on Linux), the
-largest resident set of any child waited for, so the writer runs in this process and only
-the profiler is a child.
+Peak RSS is the profiler child's own ``ru_maxrss`` (``os.wait4``, KiB on Linux).
+``--runs N`` profiles the file N times; ``--before PYTHON`` (with ``--before-path`` for its
+dependencies) alternates with an earlier install on the same file, for a side-by-side row.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -68,15 +68,21 @@ def write_parquet(path: Path, size_bytes: int, seed: int = SEED) -> int:
     return rows
 
 
-def profile_child(data: Path, output: Path) -> tuple[float, float]:
-    """Run ``driftline profile`` as a child; returns (seconds, peak RSS in MB)."""
-    command = [sys.executable, "-m", "driftline.cli", "profile", str(data), "-o", str(output),
+def profile_child(data: Path, output: Path, python: str = sys.executable,
+                  pythonpath: str | None = None) -> tuple[float, float]:
+    """Run ``driftline profile`` as a child; returns (seconds, its peak RSS in MB)."""
+    command = [python, "-m", "driftline.cli", "profile", str(data), "-o", str(output),
                "--model", "benchmark"]
+    env = dict(os.environ) if pythonpath is None else {**os.environ, "PYTHONPATH": pythonpath}
     start = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    # From a neutral folder, so ``-m`` finds the installed driftline, not a checkout.
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, env=env,
+                               cwd=tempfile.gettempdir())
+    _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - start
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return seconds, peak_kib / KIB
+    if os.waitstatus_to_exitcode(status):
+        raise SystemExit(f"driftline profile failed with {python}")
+    return seconds, usage.ru_maxrss / KIB
 
 
 def main() -> int:
@@ -84,6 +90,10 @@ def main() -> int:
     parser.add_argument("--size-gb", type=float, default=DEFAULT_SIZE_GB)
     parser.add_argument("--dir", default=tempfile.gettempdir(), help="where to write the file")
     parser.add_argument("--keep", action="store_true", help="keep the generated file")
+    parser.add_argument("--runs", type=int, default=1, help="profile runs per interpreter")
+    parser.add_argument("--before", help="interpreter with an earlier driftline installed, "
+                        "run alternately on the same file")
+    parser.add_argument("--before-path", default=None, help="PYTHONPATH for --before")
     args = parser.parse_args()
     size_bytes = int(args.size_gb * BYTES_PER_GB)
     directory = Path(args.dir)
@@ -100,11 +110,25 @@ def main() -> int:
         rows = write_parquet(data, size_bytes)
         print(f"wrote {data} ({data.stat().st_size / BYTES_PER_GB:.2f} GB, {rows:,} rows) in "
               f"{time.perf_counter() - start:.0f} s", file=sys.stderr)
-        seconds, peak_mb = profile_child(data, output)
-        print("| file size (GB) | rows | seconds | peak RSS (MB) | under 1 GB |")
-        print("|---:|---:|---:|---:|---|")
-        print(f"| {data.stat().st_size / BYTES_PER_GB:.2f} | {rows:,} | {seconds:.0f} | "
-              f"{peak_mb:.0f} | {'yes' if peak_mb < RSS_LIMIT_MB else 'no'} |")
+        children = {"this checkout": (sys.executable, None)}
+        if args.before:
+            children["before"] = (args.before, args.before_path)
+        results: dict[str, list[tuple[float, float]]] = {name: [] for name in children}
+        for run in range(args.runs):
+            order = list(children) if run % 2 == 0 else list(reversed(children))
+            for name in order:
+                results[name].append(profile_child(data, output, *children[name]))
+        print("| driftline | file size (GB) | rows | seconds, median (min-max) | rows/s | "
+              "peak RSS (MB), max | under 1 GB |")
+        print("|---|---:|---:|---:|---:|---:|---|")
+        for name, runs in results.items():
+            seconds = [s for s, _ in runs]
+            peak_mb = max(m for _, m in runs)
+            middle = statistics.median(seconds)
+            print(f"| {name} | {data.stat().st_size / BYTES_PER_GB:.2f} | {rows:,} | "
+                  f"{middle:.1f} ({min(seconds):.1f}-{max(seconds):.1f}) | "
+                  f"{rows / middle:,.0f} | {peak_mb:.0f} | "
+                  f"{'yes' if peak_mb < RSS_LIMIT_MB else 'no'} |")
     finally:
         if not args.keep:
             data.unlink(missing_ok=True)

@@ -53,7 +53,7 @@ def configure_logger_provider(resource: Resource) -> None:
         from opentelemetry.sdk._logs import LoggerProvider
         from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 
-        exporters = _env.exporters_from_env(SIGNAL_LOGS)
+        exporters = _env.exporters_from_env(SIGNAL_LOGS, deferred=True)
         if not exporters:
             return
         provider = LoggerProvider(resource=resource)
@@ -73,10 +73,11 @@ def configure_providers_from_env() -> None:
     resource = Resource.create()
     if not _tracer_provider_is_set():
         provider = TracerProvider(resource=resource)
-        for exporter in _env.exporters_from_env("traces"):
+        for exporter in _env.exporters_from_env("traces", deferred=True):
             provider.add_span_processor(BatchSpanProcessor(exporter))
         trace.set_tracer_provider(provider)
     if not _meter_provider_is_set():
-        readers = [PeriodicExportingMetricReader(e) for e in _env.exporters_from_env("metrics")]
+        readers = [PeriodicExportingMetricReader(e)
+                   for e in _env.exporters_from_env("metrics", deferred=True)]
         metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=readers))
     configure_logger_provider(resource)

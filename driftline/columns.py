@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -210,6 +211,22 @@ def merge_moments(n_a: int, mean_a: float, m2_a: float, n_b: int, mean_b: float,
     return mean_a + delta * n_b / n, m2_a + m2_b + delta * delta * n_a * n_b / n
 
 
+@dataclass(frozen=True, slots=True)
+class ValueCounts:
+    """A categorical chunk already counted: rows per label, missing rows and all rows.
+
+    What a Parquet dictionary column becomes: its indices are counted, so its rows never
+    turn into Python strings.
+    """
+
+    counts: dict[str, int]
+    missing: int
+    rows: int
+
+    def __len__(self) -> int:
+        return self.rows
+
+
 class CategoryColumn:
     """Value counts with memory bounded by ``top_k``: at most ``4 * top_k`` candidates are
     held while streaming; rarer values are folded into ``other`` and counted as overflow."""
@@ -223,7 +240,13 @@ class CategoryColumn:
         self.counts: Counter[str] = Counter()
         self.other = 0
 
-    def add(self, values: np.ndarray) -> None:
+    def add(self, values: np.ndarray | ValueCounts) -> None:
+        if isinstance(values, ValueCounts):
+            self.count += values.rows
+            self.missing += values.missing
+            if values.counts:
+                self.add_counts(dict(sorted(values.counts.items())))
+            return
         values = np.asarray(values, dtype=object)
         if not self._add_strings(values):
             self._add_any(values)

@@ -144,9 +144,9 @@ def from_values(
     lowest, highest = float(values.min()), float(values.max())
     zero_count = int(np.count_nonzero(values == 0)) if lowest <= 0 <= highest else 0
     extremes = _magnitude_extremes(values, lowest, highest, zero_count)
-    scale = _scale_for(list(extremes.values()), max_size, max_scale)
-    spans = {sign: (int(map_to_index(low, scale)), int(map_to_index(high, scale)))
-             for sign, (low, high) in extremes.items()}
+    scale, indexes = _scale_for(list(extremes.values()), max_size, max_scale)
+    spans = {sign: (int(low), int(high)) for sign, (low, high)
+             in zip(extremes, indexes, strict=True)}
     positive, negative = count_buckets(values, scale, spans.get("positive"),
                                        spans.get("negative"), zero_count)
     return ExpHistogram(
@@ -184,22 +184,23 @@ def _magnitude_extremes(values: np.ndarray, lowest: float, highest: float, zero_
     return found
 
 
-def _scale_for(extremes: list[tuple[float, float]], max_size: int, max_scale: int) -> int:
+def _scale_for(extremes: list[tuple[float, float]], max_size: int, max_scale: int
+               ) -> tuple[int, list[list[int]]]:
     """The finest scale at which each sign's extremes are at most ``max_size`` buckets apart:
-    found from their indexes at ``max_scale`` as the SDK does, then checked at the scale."""
+    found from their indexes at ``max_scale`` as the SDK does, then checked at the scale.
+    Returns the scale and the extremes' indexes at it (one mapping call per scale tried:
+    this runs for every column of every recorder drain)."""
     if not extremes:
-        return max_scale
-    shift = max(scale_reduction(int(map_to_index(low, max_scale)),
-                                 int(map_to_index(high, max_scale)), max_size)
-                for low, high in extremes)
-    scale = max(max_scale - shift, MIN_SCALE)
+        return max_scale, []
     bounds = np.array(extremes)
-    while scale > MIN_SCALE:
+    finest = map_to_index(bounds, max_scale).tolist()
+    shift = max(scale_reduction(low, high, max_size) for low, high in finest)
+    scale = max(max_scale - shift, MIN_SCALE)
+    while True:
         index = map_to_index(bounds, scale)
-        if int((index[:, 1] - index[:, 0]).max()) < max_size:
-            break
+        if scale == MIN_SCALE or int((index[:, 1] - index[:, 0]).max()) < max_size:
+            return scale, index.tolist()
         scale -= 1
-    return scale
 
 
 def downscale_buckets(buckets: Buckets, shift: int) -> Buckets:

@@ -18,7 +18,7 @@ import os
 import secrets
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -31,6 +31,7 @@ from driftline.columns import (
     MAX_DISTINCT_VALUES,
     CategoryColumn,
     NumericColumn,
+    ValueCounts,
     is_numeric,
     merge_moments,
     table_columns,
@@ -54,6 +55,8 @@ DEFAULT_TOP_K = 50
 # comparison happens at the window's (coarser) scale anyway.
 DEFAULT_MAX_BUCKETS = 8 * exphist.DEFAULT_MAX_SIZE
 DEFAULT_CHUNK_ROWS = 100_000
+# Parquet batches are whole row groups up to this many rows (memory: a batch at a time).
+MAX_ALIGNED_CHUNK_ROWS = 1_000_000
 # A target given as an array (not a column of X) is profiled under its Series name, else this.
 DEFAULT_TARGET_NAME = "target"
 # Arrow datasets read ahead this many batches and files: enough to overlap I/O with the
@@ -172,7 +175,7 @@ class _ColumnBuilder:
         self.values = NumericColumn(max_size, exact=True) if kind == KIND_NUMERIC \
             else CategoryColumn(top_k)
 
-    def add(self, values: np.ndarray) -> None:
+    def add(self, values: np.ndarray | ValueCounts) -> None:
         self.values.add(values)
 
     def build(self) -> ColumnProfile:
@@ -190,7 +193,9 @@ class _ColumnBuilder:
                              frequencies=kept, other=other)
 
 
-def _kind_of(values: np.ndarray) -> str:
+def _kind_of(values: np.ndarray | ValueCounts) -> str:
+    if isinstance(values, ValueCounts):
+        return KIND_CATEGORICAL
     return KIND_NUMERIC if is_numeric(np.asarray(values)) else KIND_CATEGORICAL
 
 
@@ -216,7 +221,8 @@ class ProfileBuilder:
 
     def add_columns(self, columns: Iterable[tuple[str, Any]], role: str = ROLE_FEATURE) -> None:
         """Add one chunk of several columns, profiled in parallel threads."""
-        arrays = [(name, np.asarray(values)) for name, values in columns]
+        arrays = [(name, values if isinstance(values, ValueCounts) else np.asarray(values))
+                  for name, values in columns]
         work = [(self._column(name, values, role, None), values) for name, values in arrays]
         if len(work) < 2 or PROFILE_THREADS < 2:
             for builder, values in work:
@@ -248,19 +254,97 @@ class ProfileBuilder:
                        self.projection)
 
 
-def _feature_columns(data: Any) -> Iterator[tuple[str, np.ndarray]]:
-    """(name, values) per column of a DataFrame, Arrow table or batch, or 2-D array."""
+def _feature_columns(data: Any, decoded: Collection[str] = ()
+                     ) -> Iterator[tuple[str, np.ndarray | ValueCounts]]:
+    """(name, values) per column of a DataFrame, Arrow table or batch, or 2-D array.
+
+    Arrow string dictionary columns come out counted (``ValueCounts``) unless named in
+    ``decoded`` (a prediction or target column, read as values).
+    """
     if hasattr(data, "column_names") and hasattr(data, "column"):  # pyarrow Table/RecordBatch
         for name in data.column_names:
-            column = data.column(name)
-            if hasattr(column.type, "value_type") and hasattr(column.type, "index_type"):
-                # Dictionary columns are decoded first: a chunked dictionary column's
-                # to_numpy() can turn nulls into the first category (pyarrow 26).
-                column = column.cast(column.type.value_type)
-            values = column.to_numpy(zero_copy_only=False)
-            yield str(name), values if is_numeric(values) else values.astype(object)
+            yield str(name), _arrow_values(data.column(name), counted=name not in decoded)
         return
     yield from table_columns(data)
+
+
+def _arrow_values(column: Any, counted: bool) -> np.ndarray | ValueCounts:
+    """An Arrow column without pandas: a string dictionary counted from its indices, a
+    numeric column as a NumPy view of its buffer (a float64 copy with NaN for nulls)."""
+    import pyarrow as pa
+
+    kind = column.type
+    if pa.types.is_dictionary(kind):
+        if counted and _is_text(kind.value_type):
+            return _dictionary_counts(column)
+        # Other dictionary columns are decoded first: a chunked dictionary column's
+        # to_numpy() can turn nulls into the first category (pyarrow 26).
+        column = column.cast(kind.value_type)
+        kind = column.type
+    if pa.types.is_floating(kind) or pa.types.is_integer(kind):
+        chunks = [_buffer_view(chunk) if not chunk.null_count else _with_nan(chunk)
+                  for chunk in getattr(column, "chunks", [column])]
+        return chunks[0] if len(chunks) == 1 else np.concatenate(chunks or [np.empty(0)])
+    values = column.to_numpy(zero_copy_only=False)
+    return values if is_numeric(values) else values.astype(object)
+
+
+def _buffer_view(array: Any) -> np.ndarray:
+    """A null-free numeric Arrow array's values, read in place from its data buffer
+    (``to_numpy`` imports pandas, even when it copies nothing)."""
+    import pyarrow as pa
+
+    kind = array.type
+    code = "f" if pa.types.is_floating(kind) else \
+        "i" if pa.types.is_signed_integer(kind) else "u"
+    dtype = np.dtype(f"{code}{kind.bit_width // 8}")
+    return np.frombuffer(array.buffers()[1], dtype=dtype, count=len(array),
+                         offset=array.offset * dtype.itemsize)
+
+
+def _with_nan(array: Any) -> np.ndarray:
+    """A numeric Arrow array with nulls as float64, NaN where null (from its validity bits;
+    ``fill_null`` would import pandas)."""
+    import pyarrow as pa
+
+    values = _buffer_view(array.cast(pa.float64())).copy()
+    bits = np.unpackbits(np.frombuffer(array.buffers()[0], dtype=np.uint8), bitorder="little")
+    values[bits[array.offset:array.offset + len(array)] == 0] = math.nan
+    return values
+
+
+def _is_text(kind: Any) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
+def _dictionary_counts(column: Any) -> ValueCounts:
+    """Rows per label of a string dictionary column, from a ``bincount`` of its indices."""
+    counts: Counter[str] = Counter()
+    missing = rows = 0
+    for chunk in getattr(column, "chunks", [column]):
+        rows += len(chunk)
+        indices = chunk.indices
+        if chunk.null_count:
+            missing += chunk.null_count
+            indices = indices.drop_null()
+        dictionary = chunk.dictionary.to_pylist()
+        per_label = np.bincount(_buffer_view(indices), minlength=len(dictionary))
+        for label, count in zip(dictionary, per_label.tolist(), strict=True):
+            if not count:
+                continue
+            if label is None:
+                missing += count
+            else:  # as NumPy's str conversion reads the decoded labels
+                counts[label.rstrip("\x00")] += count
+    return ValueCounts(dict(counts), missing, rows)
+
+
+def _text_columns(schema: Any) -> list[str]:
+    """Plain string columns of a Parquet file, to read as dictionaries (``read_dictionary``):
+    their dictionary pages become Arrow dictionaries instead of a string per row."""
+    return [field.name for field in schema if _is_text(field.type)]
 
 
 def _is_arrow_dataset(data: Any) -> bool:
@@ -354,7 +438,8 @@ def add_chunk(builder: ProfileBuilder, X: Any, predictions: Any = None, *,
         raise ProfileError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
     target_name = getattr(target, "name", None) or DEFAULT_TARGET_NAME
     if builder.projection is None:
-        columns = dict(_feature_columns(X))
+        columns = dict(_feature_columns(X, decoded=[name for name in (predictions, target)
+                                                     if isinstance(name, str)]))
         if isinstance(predictions, str):
             _take_column(columns, predictions)
             predictions = _own_dtype_column(X, predictions)
@@ -467,13 +552,19 @@ def iter_file_chunks(path: str | os.PathLike[str],
     if path.is_dir():
         import pyarrow.dataset as ds
 
-        yield from _dataset_batches(ds.dataset(path, format="parquet"), chunk_rows)
+        text = _text_columns(ds.dataset(path, format="parquet").schema)
+        parquet = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(
+            dictionary_columns=text))
+        yield from _dataset_batches(ds.dataset(path, format=parquet), chunk_rows)
     elif suffix in PARQUET_SUFFIXES:
         import pyarrow.parquet as pq
 
         # No pre-buffering: its cache holds each row group's bytes until the reader is
         # closed, so memory grew with the file size (see _dataset_batches).
-        yield from pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=chunk_rows)
+        reader = pq.ParquetFile(path, pre_buffer=False,
+                                read_dictionary=_text_columns(pq.read_schema(path)))
+        yield from reader.iter_batches(batch_size=_whole_row_groups(reader.metadata,
+                                                                    chunk_rows))
     elif suffix in CSV_SUFFIXES:
         import pandas as pd
 
@@ -481,6 +572,28 @@ def iter_file_chunks(path: str | os.PathLike[str],
     else:
         raise ProfileError(f"{path}: unsupported data file type '{suffix}' "
                            "(expected .csv, .parquet or a directory of .parquet files)")
+
+
+def _read_ahead(chunks: Iterator[Any]) -> Iterator[Any]:
+    """``chunks``, the next one read in a thread while the caller profiles this one: Arrow
+    decodes Parquet without the GIL, so reading overlaps the histograms (one more chunk in
+    memory)."""
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(next, chunks, None)
+        while (chunk := pending.result()) is not None:
+            pending = pool.submit(next, chunks, None)
+            yield chunk
+
+
+def _whole_row_groups(metadata: Any, chunk_rows: int) -> int:
+    """``chunk_rows`` rounded up to whole row groups (up to ``MAX_ALIGNED_CHUNK_ROWS``):
+    batches that cut row groups are read about twice as slowly (0.53 s instead of 0.18 s
+    for 1M rows x 25 columns in row groups of 250 000, batches of 100 000)."""
+    if not metadata.num_row_groups:
+        return chunk_rows
+    group_rows = metadata.row_group(0).num_rows
+    aligned = group_rows * math.ceil(chunk_rows / group_rows) if group_rows else chunk_rows
+    return aligned if aligned <= MAX_ALIGNED_CHUNK_ROWS else chunk_rows
 
 
 def profile_file(path: str | os.PathLike[str], *, model: str, version: str = "",
@@ -496,7 +609,7 @@ def profile_file(path: str | os.PathLike[str], *, model: str, version: str = "",
     the rows read so far after each chunk (progress bars).
     """
     builder = ProfileBuilder(model, version, top_k=top_k)
-    for chunk in iter_file_chunks(path, chunk_rows):
+    for chunk in _read_ahead(iter_file_chunks(path, chunk_rows)):
         try:
             add_chunk(builder, chunk, prediction_column, target=target_column, task=task)
         except ProfileError as exc:

@@ -6,6 +6,7 @@ into one ``__other__`` series and ``ml.cardinality.overflow`` says how many did.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -25,7 +26,13 @@ from opentelemetry.sdk.metrics.export import (
 )
 
 from driftline import semconv
-from driftline.columns import CategoryColumn, NumericColumn, is_numeric, table_columns
+from driftline.columns import (
+    NUMERIC_KINDS,
+    CategoryColumn,
+    NumericColumn,
+    is_numeric,
+    table_columns,
+)
 from driftline.exphist import ExpHistogram
 from driftline.labels import class_labels, is_label_dtype
 
@@ -38,6 +45,13 @@ DEFAULT_MAX_STREAMS = 100  # distinct (model, version, operation) per recorder
 DEFAULT_MAX_SAMPLED_ROWS = 100_000
 # Within an interval, a burst beyond this many times the budget lowers the rate at once.
 BURST_FACTOR = 2
+# Sampled rows of a stream's array inputs histogrammed together: a drain with fewer keeps
+# them (as float64) for the next drain or the export.
+HISTOGRAM_BATCH_ROWS = 8192
+# Sampled calls averaging at least this many rows are sampled one by one before they are
+# concatenated (no copy of dropped rows); smaller ones are concatenated first (one selection
+# instead of one per call).
+SAMPLE_EACH_CALL_ROWS = 64
 # Explicit buckets for ml.predict.duration: model calls range from microseconds to seconds.
 DURATION_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                       0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -78,8 +92,9 @@ class ModelTraits:
 class StreamAggregate:
     """Delta aggregates of one stream (one model, version and operation).
 
-    Calls are *staged* (their columns and outputs appended to lists) and aggregated in one
-    vectorised pass per drain: a thousand one-row calls cost one histogram per column, not a
+    Calls are *staged* (a call's numeric 2-D array as it is, other inputs as columns, and
+    its outputs, appended to lists) and aggregated in one vectorised pass per drain: a
+    thousand one-row calls cost one concatenation and one histogram per column, not a
     thousand, which keeps the recorder thread from competing with ``predict`` for the GIL.
     """
 
@@ -99,13 +114,23 @@ class StreamAggregate:
         self.overflow: Counter[str] = Counter()
         self.records_dropped: Counter[str] = Counter()  # ml.prediction records, by reason
         self._staged_inputs: dict[str, list[np.ndarray]] = {}
-        self._staged_outputs: list[tuple[ModelTraits, np.ndarray]] = []
+        self._staged_arrays: dict[tuple[str, ...], list[np.ndarray]] = {}
+        # Sampled rows of staged arrays, column-major float64, waiting to be histogrammed.
+        self._compacted: dict[tuple[str, ...], list[np.ndarray]] = {}
+        self._array_names: dict[tuple[int, int], tuple[Any, tuple[str, ...]]] = {}
+        # Consecutive calls with the same traits and output width share one list.
+        self._staged_outputs: list[tuple[ModelTraits, list[np.ndarray]]] = []
 
     def add_call(self, rows: int, duration_s: float, error_type: str | None) -> None:
         self.rows += rows
         self.durations.setdefault(error_type, []).append(duration_s)
 
     def stage_inputs(self, inputs: Any, traits: ModelTraits) -> None:
+        if traits.read_inputs is None and type(inputs) is np.ndarray and inputs.ndim == 2 \
+                and inputs.dtype.kind in NUMERIC_KINDS:
+            names = self._names(traits.feature_names, inputs.shape[1])
+            self._staged_arrays.setdefault(names, []).append(inputs)
+            return
         columns = (traits.read_inputs(inputs) if traits.read_inputs is not None
                    else table_columns(inputs, traits.feature_names))
         for name, values in columns:
@@ -114,33 +139,94 @@ class StreamAggregate:
     def stage_outputs(self, raw_outputs: Any, traits: ModelTraits) -> None:
         outputs = (traits.read_outputs(raw_outputs) if traits.read_outputs is not None
                    else np.asarray(raw_outputs))
-        self._staged_outputs.append((traits, outputs))
+        if outputs.ndim == 0:  # one value: a column of one row
+            outputs = outputs.reshape(1)
+        last = self._staged_outputs[-1] if self._staged_outputs else None
+        if last is not None and last[0] is traits and last[1][0].shape[1:] == outputs.shape[1:]:
+            last[1].append(outputs)
+        else:
+            self._staged_outputs.append((traits, [outputs]))
 
-    def aggregate_staged(self) -> None:
-        """Fold everything staged into the distributions, one concatenation per column,
-        keeping each row with probability ``sample_rate`` (a uniform random sample)."""
+    def _names(self, feature_names: Sequence[str] | None, width: int) -> tuple[str, ...]:
+        """Column names of a ``width``-column array, as ``table_columns`` names them; kept
+        per names object, which a model holds for its life."""
+        key = (id(feature_names), width)
+        found = self._array_names.get(key)
+        if found is not None and found[0] is feature_names:
+            return found[1]
+        names = tuple(str(name) for name in feature_names) \
+            if feature_names is not None and len(feature_names) == width \
+            else tuple(f"f{i}" for i in range(width))
+        self._array_names[key] = (feature_names, names)
+        return names
+
+    def aggregate_staged(self, final: bool = True) -> None:
+        """Fold everything staged into the distributions, one concatenation per array shape
+        or column, keeping each row with probability ``sample_rate`` (a uniform random
+        sample; a staged array's row is kept or dropped whole).
+
+        Not ``final`` (a drain), array rows are only sampled and copied into one float64
+        block, releasing the callers' arrays; the blocks are histogrammed once they hold
+        ``HISTOGRAM_BATCH_ROWS`` rows or at the export, as a drain's histograms cost the
+        same for a few sampled rows as for thousands.
+        """
         if self.rows * self.sample_rate > BURST_FACTOR * self.limits.max_sampled_rows:
             self.sample_rate = self.limits.max_sampled_rows / self.rows
+        for names, arrays in self._staged_arrays.items():
+            self._compacted.setdefault(names, []).append(self._sampled_rows(arrays))
+        self._staged_arrays.clear()
+        for names, blocks in list(self._compacted.items()):
+            if final or sum(block.shape[0] for block in blocks) >= HISTOGRAM_BATCH_ROWS:
+                columns = _stacked(blocks)
+                for i, name in enumerate(names):
+                    self._column(name, columns[:, i]).add(columns[:, i])
+                del self._compacted[names]
         for name, chunks in self._staged_inputs.items():
-            values = self._sampled(chunks[0] if len(chunks) == 1 else np.concatenate(chunks))
+            values = _concatenated(self._sampled(chunks))
             self._column(name, values).add(values)
         self._staged_inputs.clear()
-        group: list[np.ndarray] = []
-        for i, (traits, outputs) in enumerate(self._staged_outputs):
-            group.append(self._sampled(outputs))
-            following = self._staged_outputs[i + 1] if i + 1 < len(self._staged_outputs) \
-                else None
-            if following is None or following[0] is not traits or \
-                    following[1].shape[1:] != outputs.shape[1:]:
-                self._add_outputs(group[0] if len(group) == 1 else np.concatenate(group),
-                                  traits)
-                group = []
+        for traits, outputs in self._staged_outputs:
+            self._add_outputs(_concatenated(self._sampled(outputs)), traits)
         self._staged_outputs.clear()
 
-    def _sampled(self, values: np.ndarray) -> np.ndarray:
-        if self.sample_rate >= 1.0 or values.ndim == 0:
-            return values
-        return values[self._rng.random(values.shape[0]) < self.sample_rate]
+    def _sampled_rows(self, arrays: list[np.ndarray]) -> np.ndarray:
+        """The staged arrays' rows (a sample of them below rate 1) as one float64 array in
+        column-major order, so each column is contiguous for the histogram's counting."""
+        arrays = self._sampled(arrays)
+        columns = np.empty((sum(array.shape[0] for array in arrays), arrays[0].shape[1]),
+                           dtype=np.float64, order="F")
+        return np.concatenate(arrays, out=columns)
+
+    def _sampled(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        """The staged arrays, or below rate 1 the rows sampled from them: sampled before
+        they are concatenated, so dropped rows of large calls are never copied."""
+        if self.sample_rate >= 1.0:
+            return arrays
+        sizes = np.array([array.shape[0] for array in arrays])
+        kept = self._kept_rows(int(sizes.sum()))
+        if len(arrays) == 1:
+            return [arrays[0][kept]]
+        ends = np.cumsum(sizes)
+        highs = np.searchsorted(kept, ends)
+        lows = np.concatenate(([0], highs[:-1]))
+        hit = np.flatnonzero(highs > lows)  # the calls with a kept row
+        if hit.size > 1 and ends[-1] < SAMPLE_EACH_CALL_ROWS * hit.size:
+            return [np.concatenate(arrays)[kept]]  # many small calls: one selection
+        starts = ends - sizes
+        return [arrays[c][kept[lows[c]:highs[c]] - starts[c]] for c in hit.tolist()] \
+            or [arrays[0][:0]]
+
+    def _kept_rows(self, rows: int) -> np.ndarray:
+        """Sorted positions of the rows kept, each with probability ``sample_rate``: drawn
+        as geometric gaps between kept rows, so the cost follows the sample, not the rows."""
+        rate = self.sample_rate
+        expected = rows * rate
+        gaps = self._rng.geometric(rate, int(expected + 8 * math.sqrt(expected) + 16))
+        positions = np.cumsum(gaps) - 1
+        while positions[-1] < rows - 1:  # rarely: the draw ran short of the last row
+            more = np.cumsum(self._rng.geometric(rate, positions.size)) + positions[-1]
+            positions = np.concatenate([positions, more])
+        return positions[:np.searchsorted(positions, rows)]
 
     def _column(self, name: str, values: np.ndarray) -> NumericColumn | CategoryColumn:
         numeric = is_numeric(values)
@@ -238,6 +324,19 @@ class StreamAggregate:
                                   "lost with a call the full recorder queue dropped",
                                   semconv.UNIT_RECORDS, Sum(dropped, _DELTA, True)))
         return metrics
+
+
+def _stacked(blocks: list[np.ndarray]) -> np.ndarray:
+    """Column-major blocks of the same width as one column-major block."""
+    if len(blocks) == 1:
+        return blocks[0]
+    out = np.empty((sum(block.shape[0] for block in blocks), blocks[0].shape[1]),
+                   dtype=np.float64, order="F")
+    return np.concatenate(blocks, out=out)
+
+
+def _concatenated(arrays: list[np.ndarray]) -> np.ndarray:
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
 
 
 class _Points:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from importlib.metadata import entry_points
 from typing import Any
 
 from opentelemetry import _logs
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
+from opentelemetry.sdk.trace.export import SpanExporter
 
 from driftline.instrumentation._records import RECORDS_SCOPE, PredictionRecords, RecordSettings
 from driftline.instrumentation.recorder import (
@@ -23,6 +25,11 @@ from driftline.serverless import is_serverless
 _logger = logging.getLogger(__name__)
 
 _OTLP = "otlp"
+_METRICS = "metrics"
+_DEFERRED_ENTRY_POINTS = ("otlp_proto_grpc", "otlp_proto_http")
+# Read by the OTLP metric exporters when built; unset, they prefer the SDK's defaults.
+_METRIC_PREFERENCES = ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
+                       "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION")
 _NONE = "none"
 _HTTP_PROTOCOLS = ("http/protobuf", "http/json")
 _GRPC = "grpc"
@@ -50,18 +57,65 @@ def _entry_point_name(name: str, signal: str) -> str:
     return "otlp_proto_http" if protocol.strip() in _HTTP_PROTOCOLS else "otlp_proto_grpc"
 
 
-def exporters_from_env(signal: str) -> list[Any]:
+def exporters_from_env(signal: str, deferred: bool = False) -> list[Any]:
     """Instances of the exporters ``OTEL_<SIGNAL>_EXPORTER`` names (``traces``, ``metrics``,
-    ``logs``); ``otlp`` is gRPC unless the protocol variables or serverless mode say HTTP."""
+    ``logs``); ``otlp`` is gRPC unless the protocol variables or serverless mode say HTTP.
+
+    ``deferred``: OTLP exporters are ``DeferredExporter``s, imported and built at their
+    first export (in the exporting thread), not in the application's start.
+    """
     group = f"opentelemetry_{signal}_exporter"
     exporters = []
     for name in _exporter_names(signal):
-        found = entry_points(group=group, name=_entry_point_name(name, signal))
+        entry_point_name = _entry_point_name(name, signal)
+        found = entry_points(group=group, name=entry_point_name)
         if not found:
             _logger.warning("driftline: no %s exporter named %r is installed", signal, name)
             continue
-        exporters.append(next(iter(found)).load()())
+        entry_point = next(iter(found))
+        if deferred and entry_point_name in _DEFERRED_ENTRY_POINTS and not (
+                signal == _METRICS and any(os.environ.get(v) for v in _METRIC_PREFERENCES)):
+            exporters.append(DeferredExporter(entry_point.load))
+        else:
+            exporters.append(entry_point.load()())
     return exporters
+
+
+class DeferredExporter(MetricExporter, SpanExporter):
+    """An exporter imported and built at its first export, by the thread exporting.
+
+    The OTLP exporters import gRPC or protobuf and requests, about half of what
+    ``import driftline.auto`` cost a scikit-learn application's start. As a metric exporter
+    it prefers the SDK's defaults (cumulative, explicit buckets), which is what the OTLP
+    metric exporters prefer unless the two ``OTEL_EXPORTER_OTLP_METRICS_*`` preference
+    variables are set; then they are built at once instead.
+    """
+
+    def __init__(self, load: Callable[[], Callable[[], Any]]) -> None:
+        MetricExporter.__init__(self)
+        self._load = load
+        self._exporter: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._exporter is not None
+
+    def _built(self) -> Any:
+        with self._lock:
+            if self._exporter is None:
+                self._exporter = self._load()()
+            return self._exporter
+
+    def export(self, data: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._built().export(data, *args, **kwargs)
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return self._exporter is None or self._exporter.force_flush(timeout_millis)
+
+    def shutdown(self, *args: Any, **kwargs: Any) -> None:
+        if self._exporter is not None:
+            self._exporter.shutdown(*args, **kwargs)
 
 
 class FanOutMetricExporter(MetricExporter):
@@ -87,7 +141,7 @@ class FanOutMetricExporter(MetricExporter):
 
 
 def metric_exporter_from_env() -> MetricExporter:
-    exporters = exporters_from_env("metrics")
+    exporters = exporters_from_env(_METRICS, deferred=True)
     return exporters[0] if len(exporters) == 1 else FanOutMetricExporter(exporters)
 
 

@@ -4,54 +4,187 @@ Span ``"{operation} {model}"``, kind INTERNAL, the model attributes, ``ml.batch.
 ``ml.feature.count``; on failure status ERROR, ``error.type`` and the exception recorded,
 then re-raised unchanged. Either way the call is handed to ``submit`` with its outputs (None
 on failure), duration and error type.
+
+This runs inside every ``predict``, so it does as little as it can: what a model's calls
+share (attributes, span name) is computed once per model object (``CallSites``), and when
+the tracer cannot sample the span (``ALWAYS_OFF``, a parent-based sampler without a sampled
+parent, no SDK) no span is started at all (``SpanGate``).
 """
 
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from opentelemetry import context as context_api
+from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
-from driftline import semconv
-from driftline.identity import ModelIdentity
+from driftline import identity, semconv
 from driftline.instrumentation.recorder import Attributes
 
-Submit = Callable[[Any, float, "str | None"], None]
+# A span whose sampler always drops it, or drops it unless its parent was sampled.
+_ALWAYS_OFF = "AlwaysOffSampler"
+_NEVER, _WITH_SAMPLED_PARENT, _ASK = "never", "with sampled parent", "ask"
 
 
-def model_attributes(identity: ModelIdentity, framework: str, operation: str) -> Attributes:
+@dataclass(frozen=True, slots=True)
+class CallSite:
+    """What every call of one model object and operation shares."""
+
+    attributes: Attributes  # the recorder's stream key
+    span_name: str
+    span_attributes: dict[str, Any]
+    traits: Any  # Callable[[model], ModelTraits], called in the recorder thread
+
+
+# Hands one call to the recorder: (site, model, inputs, outputs, rows, duration_s,
+# error_type, prediction ids, time_unix_nano).
+Submit = Callable[[CallSite, Any, Any, Any, int, float, "str | None", Any, int], None]
+
+
+def model_attributes(model_identity: identity.ModelIdentity, framework: str,
+                     operation: str) -> Attributes:
     return (
-        (semconv.ML_MODEL_NAME, identity.name),
-        (semconv.ML_MODEL_VERSION, identity.version),
+        (semconv.ML_MODEL_NAME, model_identity.name),
+        (semconv.ML_MODEL_VERSION, model_identity.version),
         (semconv.ML_MODEL_FRAMEWORK, framework),
         (semconv.ML_OPERATION, operation),
     )
 
 
-def observe(tracer: Tracer, attributes: Attributes, rows: int, feature_count: int,
-            call: Callable[[], Any], submit: Submit) -> Any:
-    """Run ``call`` inside the model span and hand the outcome to ``submit``."""
-    values = dict(attributes)
-    name = f"{values[semconv.ML_OPERATION]} {values[semconv.ML_MODEL_NAME]}"
-    with tracer.start_as_current_span(name, kind=SpanKind.INTERNAL, record_exception=False,
-                                      set_status_on_exception=False) as span:
-        if span.is_recording():
-            span.set_attributes(values)
-            span.set_attribute(semconv.ML_BATCH_SIZE, rows)
-            span.set_attribute(semconv.ML_FEATURE_COUNT, feature_count)
+class CallSites:
+    """``CallSite`` per (model object, operation), built at the model's first call.
+
+    Keyed by the object's id and checked through a weak reference, so a model collected and
+    a new one at its address do not share an entry; ``driftline.register`` after the first
+    call is seen (the registered identity is part of the check).
+    """
+
+    def __init__(self, framework: str) -> None:
+        self._framework = framework
+        self._sites: dict[tuple[int, str], tuple[Any, Any, CallSite]] = {}
+
+    def get(self, model: Any, operation: str, traits: Any, named: Any = None) -> CallSite:
+        """The site of ``model``'s ``operation``; ``named`` is the object holding the
+        identity when it is not the model itself (a compiled torch module)."""
+        named = model if named is None else named
+        registered = getattr(named, identity.IDENTITY_ATTRIBUTE, None)
+        key = (id(model), operation)
+        entry = self._sites.get(key)
+        if entry is not None and entry[0]() is model and entry[1] is registered:
+            return entry[2]
+        attributes = model_attributes(identity.identity_of(named), self._framework, operation)
+        values = dict(attributes)
+        site = CallSite(attributes, f"{operation} {values[semconv.ML_MODEL_NAME]}", values,
+                        traits)
+        try:
+            ref = weakref.ref(model, self._forget(key))
+        except TypeError:  # not weakly referenceable: built again at each call
+            return site
+        self._sites[key] = (ref, registered, site)
+        return site
+
+    def _forget(self, key: tuple[int, str]) -> Callable[[Any], None]:
+        sites = self._sites
+
+        def forget(ref: Any) -> None:
+            entry = sites.get(key)
+            if entry is not None and entry[0] is ref:
+                del sites[key]
+        return forget
+
+
+class SpanGate:
+    """Whether a call needs a span at all, decided once per tracer from its sampler.
+
+    A ``ProxyTracer`` (no provider set when instrumenting) is resolved again at each call
+    until the application sets one.
+    """
+
+    def __init__(self, tracer: Tracer) -> None:
+        self._tracer = tracer
+        self._resolved: Any = None
+        self._resolved_mode = _ASK
+        # "" for a proxy: observe() then asks resolve() at each call.
+        self.mode = "" if isinstance(tracer, trace.ProxyTracer) else _sampling_mode(tracer)
+        self.tracer: Any = tracer
+
+    def resolve(self) -> str:
+        """The mode of the tracer a ``ProxyTracer`` delegates to now (``self.tracer``)."""
+        tracer = getattr(self._tracer, "_tracer", self._tracer)
+        if tracer is not self._resolved:
+            self._resolved, self.tracer = tracer, tracer
+            self._resolved_mode = _sampling_mode(tracer)
+        return self._resolved_mode
+
+
+def _sampling_mode(tracer: Any) -> str:
+    if isinstance(tracer, trace.NoOpTracer):
+        return _NEVER
+    sampler = getattr(tracer, "sampler", None)  # the SDK's Tracer
+    if sampler is None:
+        return _ASK
+    if _always_off(sampler):
+        return _NEVER
+    parent_based = [getattr(sampler, name, None)
+                    for name in ("_root", "_remote_parent_not_sampled",
+                                 "_local_parent_not_sampled")]
+    if all(s is not None and _always_off(s) for s in parent_based):
+        return _WITH_SAMPLED_PARENT
+    return _ASK
+
+
+def _always_off(sampler: Any) -> bool:
+    describe = getattr(sampler, "get_description", None)
+    return callable(describe) and describe() == _ALWAYS_OFF
+
+
+def observe(gate: SpanGate, site: CallSite, rows: int, feature_count: int,
+            wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+            submit: Submit, model: Any, inputs: Any, ids: Any, time_ns: int) -> Any:
+    """Run ``wrapped`` inside the model span (if one can be sampled) and hand the outcome
+    to ``submit``."""
+    mode = gate.mode or gate.resolve()
+    if mode == _NEVER or (mode == _WITH_SAMPLED_PARENT
+                          and not trace.get_current_span().get_span_context().trace_flags.sampled):
         start = time.perf_counter()
         try:
-            outputs = call()
+            outputs = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            submit(site, model, inputs, None, rows, time.perf_counter() - start,
+                   type(exc).__qualname__, ids, time_ns)
+            raise
+        submit(site, model, inputs, outputs, rows, time.perf_counter() - start, None, ids,
+               time_ns)
+        return outputs
+    # Attributes at the start, as samplers expect them (and cheaper than setting them after).
+    attributes = dict(site.span_attributes)
+    attributes[semconv.ML_BATCH_SIZE] = rows
+    attributes[semconv.ML_FEATURE_COUNT] = feature_count
+    span = gate.tracer.start_span(site.span_name, kind=SpanKind.INTERNAL, attributes=attributes,
+                                  record_exception=False, set_status_on_exception=False)
+    recording = span.is_recording()
+    token = context_api.attach(trace.set_span_in_context(span))
+    try:
+        start = time.perf_counter()
+        try:
+            outputs = wrapped(*args, **kwargs)
         except BaseException as exc:
             duration_s = time.perf_counter() - start
             error_type = type(exc).__qualname__
-            if span.is_recording():
+            if recording:
                 span.record_exception(exc)
                 span.set_status(Status(StatusCode.ERROR, str(exc)))
                 span.set_attribute(semconv.ERROR_TYPE, error_type)
-            submit(None, duration_s, error_type)
+            submit(site, model, inputs, None, rows, duration_s, error_type, ids, time_ns)
             raise
-        submit(outputs, time.perf_counter() - start, None)
+        submit(site, model, inputs, outputs, rows, time.perf_counter() - start, None, ids,
+               time_ns)
         return outputs
+    finally:
+        context_api.detach(token)
+        span.end()

@@ -17,8 +17,7 @@ import time
 import weakref
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from opentelemetry.sdk.metrics.export import (
@@ -42,7 +41,14 @@ _logger = logging.getLogger(__name__)
 
 DEFAULT_EXPORT_INTERVAL_S = 60.0  # OTEL_METRIC_EXPORT_INTERVAL's default
 DEFAULT_EXPORT_TIMEOUT_S = 30.0  # OTEL_METRIC_EXPORT_TIMEOUT's default
-DEFAULT_DRAIN_INTERVAL_S = 0.2
+DEFAULT_DRAIN_INTERVAL_S = 0.2  # how often the thread looks at what is pending
+# A drain costs a histogram per column whatever the number of calls (about 0.2 ms each), so
+# the thread drains when this many calls or rows are pending, at an export, or
+# MAX_DRAIN_DELAY_S after its last drain: a slow model's few calls per second do not pay a
+# drain each.
+DRAIN_BATCH_CALLS = 4096
+DRAIN_BATCH_ROWS = 1 << 18
+MAX_DRAIN_DELAY_S = 1.0
 # Rows waiting for aggregation beyond which a call's values are dropped (its rows, duration
 # and error still count): memory stays bounded while the recorder or the backend is slow.
 DEFAULT_MAX_PENDING_ROWS = 1_000_000
@@ -61,12 +67,13 @@ Attributes = tuple[tuple[str, Any], ...]
 StreamKey = tuple[str, Attributes]
 
 
-@dataclass(frozen=True, slots=True)
-class PredictCall:
+class PredictCall(NamedTuple):
     """What one wrapped call hands over. Inputs and outputs are references, never copies.
 
-    ``traits`` is called in the recorder thread, not in ``predict``: asking scikit-learn
-    whether a pipeline is a classifier costs about 20 us.
+    Instrumentors hand over a plain tuple of these fields, which the recorder names in its
+    thread: in ``predict`` even a named tuple's ``__new__`` costs 0.7 us. ``traits`` is
+    called in the recorder thread, not in ``predict``: asking scikit-learn whether a
+    pipeline is a classifier costs about 20 us.
     """
 
     scope: str
@@ -80,6 +87,10 @@ class PredictCall:
     error_type: str | None
     prediction_ids: Sequence[str] = ()  # one per row (driftline.predictions)
     time_unix_nano: int = 0  # when the call was made
+
+
+# Positions of PredictCall's fields that submit() reads from a plain tuple.
+_SCOPE, _ATTRIBUTES, _INPUTS, _ROWS, _ERROR = 0, 3, 4, 6, 8
 
 
 class Recorder:
@@ -106,7 +117,7 @@ class Recorder:
         self._max_pending_calls = max_pending_calls
         self._limits = limits or Limits()
         self._clock_ns = clock_ns
-        self._pending: deque[PredictCall] = deque()
+        self._pending: deque[PredictCall | tuple[Any, ...]] = deque()
         self._pending_rows = 0  # approximate under races; only a memory guard
         self._overflow_lock = threading.Lock()  # taken on the hot path only when overloaded
         self._overflow_rows: Counter[tuple[StreamKey, str | None]] = Counter()
@@ -141,31 +152,47 @@ class Recorder:
             return (), 0
         return ids_for_call(rows), time.time_ns()
 
-    def submit(self, call: PredictCall) -> None:
-        """Hand over one call: a deque append, whatever the batch size. Never raises."""
+    def submit(self, call: PredictCall | tuple[Any, ...]) -> None:
+        """Hand over one call: a deque append, whatever the batch size. Never raises.
+
+        ``call`` is a ``PredictCall`` or a plain tuple of its fields in order (what the
+        instrumentors hand over: building the named tuple waits for the recorder thread).
+        """
+        rows = call[_ROWS]
         if len(self._pending) >= self._max_pending_calls:
             with self._overflow_lock:
-                self._overflow_rows[((call.scope, call.model_attributes), call.error_type)] += \
-                    call.rows
-            self.dropped_value_rows += call.rows
+                self._overflow_rows[((call[_SCOPE], call[_ATTRIBUTES]), call[_ERROR])] += rows
+            self.dropped_value_rows += rows
             return
-        if self._pending_rows + call.rows > self._max_pending_rows:
-            call = replace(call, model=None, inputs=None, outputs=None)
-            self.dropped_value_rows += call.rows
+        if self._pending_rows + rows > self._max_pending_rows:
+            call = PredictCall._make(call)._replace(model=None, inputs=None, outputs=None)
+            self.dropped_value_rows += rows
         else:
-            self._pending_rows += call.rows
+            self._pending_rows += rows
         self._pending.append(call)
+        # A full drain batch wakes the thread now rather than at its next look (0.2 s), by
+        # when large calls would have passed max_pending_rows and lost their values.
+        if (self._pending_rows >= DRAIN_BATCH_ROWS or len(self._pending) >= DRAIN_BATCH_CALLS) \
+                and not self._wakeup.is_set():
+            self._wakeup.set()
 
     # --- background ---------------------------------------------------------------------------
 
     def _run(self) -> None:
         next_export = time.monotonic() + self._export_interval_s
+        last_drain = time.monotonic()
         while not self._stopped.is_set():
             self._wakeup.wait(min(DEFAULT_DRAIN_INTERVAL_S,
                                   max(next_export - time.monotonic(), 0.0)))
             self._wakeup.clear()
-            self._drain()
-            if time.monotonic() >= next_export:
+            now = time.monotonic()
+            export_due = now >= next_export
+            if export_due or len(self._pending) >= DRAIN_BATCH_CALLS \
+                    or self._pending_rows >= DRAIN_BATCH_ROWS \
+                    or now - last_drain >= MAX_DRAIN_DELAY_S:
+                self._drain()
+                last_drain = now
+            if export_due:
                 self._collect_and_export()
                 next_export = time.monotonic() + self._export_interval_s
 
@@ -176,15 +203,19 @@ class Recorder:
             # One lookup per model (and way of reading it) per drain.
             traits: dict[tuple[int, Any], ModelTraits] = {}
             touched: set[StreamKey] = set()
-            while self._pending:
-                call = self._pending.popleft()
-                if call.inputs is not None:
-                    self._pending_rows -= call.rows
-                try:
-                    self._stage(call, traits, touched)
-                except Exception:  # a bad input must never stop the recorder
-                    self.failed_aggregations += 1
-                    _logger.exception("driftline: could not aggregate a %s call", call.scope)
+            # The calls pending now, under one lock: calls handed over meanwhile wait for
+            # the next drain, so a steady stream cannot keep a drain going.
+            with self._lock:
+                for _ in range(len(self._pending)):
+                    call = self._pending.popleft()
+                    if call[_INPUTS] is not None:
+                        self._pending_rows -= call[_ROWS]
+                    try:
+                        self._stage(call, traits, touched)
+                    except Exception:  # a bad input must never stop the recorder
+                        self.failed_aggregations += 1
+                        _logger.exception("driftline: could not aggregate a %s call",
+                                          call[_SCOPE])
             with self._overflow_lock:
                 overflow, self._overflow_rows = self._overflow_rows, Counter()
             with self._lock:
@@ -195,35 +226,36 @@ class Recorder:
                 for key in touched:
                     self._aggregate_staged(key)
 
-    def _stage(self, call: PredictCall, traits: dict[tuple[int, Any], ModelTraits],
-               touched: set[StreamKey]) -> None:
+    def _stage(self, call: PredictCall | tuple[Any, ...],
+               traits: dict[tuple[int, Any], ModelTraits], touched: set[StreamKey]) -> None:
+        # Unpacked, not named: the instrumentors hand over plain tuples.
+        scope, model, read_traits, attributes, inputs, outputs, rows, duration_s, \
+            error_type, _, _ = call
         model_traits = None
-        if call.inputs is not None:
-            model_traits = traits.get((id(call.model), call.traits))
+        if inputs is not None:
+            model_traits = traits.get((id(model), read_traits))
             if model_traits is None:
-                model_traits = traits[(id(call.model), call.traits)] = call.traits(call.model)
-        key = (call.scope, call.model_attributes)
-        with self._lock:
-            stream = self._stream(key)
-            stream.add_call(call.rows, call.duration_s, call.error_type)
-            if model_traits is None:
-                if call.error_type is None:  # its values were dropped: the queue was full
-                    self._records_dropped(key, semconv.DROP_REASON_QUEUE_FULL, call.rows)
-                return
-            touched.add(key)
-            stream.stage_inputs(call.inputs, model_traits)
-            if call.outputs is not None and call.error_type is None:
-                stream.stage_outputs(call.outputs, model_traits)
-        if self._records is not None and call.outputs is not None and call.error_type is None:
-            capped = self._records.capped
-            try:
-                self._records.emit(call, model_traits)
-            except Exception:  # records are best effort; metrics must go on
-                self.failed_records += 1
-                _logger.exception("driftline: could not emit prediction records of a %s call",
-                                  call.scope)
-            if self._records.capped > capped:
-                with self._lock:
+                model_traits = traits[(id(model), read_traits)] = read_traits(model)
+        key = (scope, attributes)
+        stream = self._streams.get(key) or self._stream(key)  # the caller holds self._lock
+        stream.add_call(rows, duration_s, error_type)
+        if model_traits is None:
+            if error_type is None:  # its values were dropped: the queue was full
+                self._records_dropped(key, semconv.DROP_REASON_QUEUE_FULL, rows)
+            return
+        touched.add(key)
+        stream.stage_inputs(inputs, model_traits)
+        if outputs is not None and error_type is None:
+            stream.stage_outputs(outputs, model_traits)
+            if self._records is not None:
+                capped = self._records.capped
+                try:
+                    self._records.emit(PredictCall._make(call), model_traits)
+                except Exception:  # records are best effort; metrics must go on
+                    self.failed_records += 1
+                    _logger.exception("driftline: could not emit prediction records of a "
+                                      "%s call", scope)
+                if self._records.capped > capped:
                     self._records_dropped(key, semconv.DROP_REASON_RATE_LIMITED,
                                           self._records.capped - capped, sampled=True)
 
@@ -250,7 +282,7 @@ class Recorder:
         if stream is None:  # exported meanwhile: metrics() aggregated what was staged
             return
         try:
-            stream.aggregate_staged()
+            stream.aggregate_staged(final=False)
         except Exception:
             self.failed_aggregations += 1
             _logger.exception("driftline: could not aggregate the calls of %s", key[0])

@@ -29,11 +29,10 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwrap
 
 from driftline import semconv
-from driftline.identity import identity_of
 from driftline.instrumentation import _env
 from driftline.instrumentation._aggregation import ModelTraits
-from driftline.instrumentation._observe import model_attributes, observe
-from driftline.instrumentation.recorder import PredictCall, Recorder
+from driftline.instrumentation._observe import CallSite, CallSites, SpanGate, observe
+from driftline.instrumentation.recorder import Recorder
 
 OPERATIONS = (
     semconv.OPERATION_PREDICT,
@@ -60,7 +59,9 @@ class SklearnInstrumentor(BaseInstrumentor):
     def _instrument(self, **kwargs: Any) -> None:
         from sklearn.base import BaseEstimator
 
-        self._tracer = trace.get_tracer(SCOPE, tracer_provider=kwargs.get("tracer_provider"))
+        self._spans = SpanGate(trace.get_tracer(SCOPE,
+                                                tracer_provider=kwargs.get("tracer_provider")))
+        self._sites = CallSites(semconv.FRAMEWORK_SKLEARN)
         self._recorder, self._owns_recorder = _env.recorder_from_kwargs(kwargs)
         self._wrapped: list[tuple[type, str]] = []
         self._wrapped_owners: set[type] = set()
@@ -117,28 +118,22 @@ class SklearnInstrumentor(BaseInstrumentor):
             return wrapped(*args, **kwargs)
         token = _inside_model_call.set(True)
         try:
-            return self._observed_call(operation, wrapped, instance, args, kwargs)
+            inputs = args[0] if args else kwargs.get("X")
+            rows, feature_count = _shape(inputs)
+            site = self._sites.get(instance, operation, decision_traits
+                                   if operation == semconv.OPERATION_DECISION_FUNCTION
+                                   else model_traits)
+            ids, time_ns = self._recorder.call_ids(rows)
+            return observe(self._spans, site, rows, feature_count, wrapped, args, kwargs,
+                           self._submit, instance, inputs, ids, time_ns)
         finally:
             _inside_model_call.reset(token)
 
-    def _observed_call(self, operation: str, wrapped: Callable[..., Any], instance: Any,
-                       args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        inputs = args[0] if args else kwargs.get("X")
-        rows, feature_count = _shape(inputs)
-        attributes = model_attributes(identity_of(instance), semconv.FRAMEWORK_SKLEARN,
-                                      operation)
-
-        ids, time_ns = self._recorder.call_ids(rows)
-        traits = decision_traits if operation == semconv.OPERATION_DECISION_FUNCTION \
-            else model_traits
-
-        def submit(outputs: Any, duration_s: float, error_type: str | None) -> None:
-            self._recorder.submit(PredictCall(SCOPE, instance, traits, attributes,
-                                              inputs, outputs, rows, duration_s, error_type,
-                                              ids, time_ns))
-
-        return observe(self._tracer, attributes, rows, feature_count,
-                       lambda: wrapped(*args, **kwargs), submit)
+    def _submit(self, site: CallSite, model: Any, inputs: Any, outputs: Any, rows: int,
+                duration_s: float, error_type: str | None, ids: Any, time_ns: int) -> None:
+        # PredictCall's fields as a plain tuple: the recorder names them in its thread.
+        self._recorder.submit((SCOPE, model, site.traits, site.attributes, inputs, outputs,
+                               rows, duration_s, error_type, ids, time_ns))
 
 
 def _silenced(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
@@ -178,6 +173,8 @@ def _binary_scores(raw: Any) -> np.ndarray:
 
 
 def _shape(inputs: Any) -> tuple[int, int]:
+    if type(inputs) is np.ndarray and inputs.ndim == 2:
+        return inputs.shape
     shape = getattr(inputs, "shape", None)
     if shape is not None and len(shape) >= 1:
         return int(shape[0]), int(shape[1]) if len(shape) > 1 else 1

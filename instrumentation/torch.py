@@ -58,8 +58,8 @@ from driftline.columns import table_columns
 from driftline.identity import identity_of
 from driftline.instrumentation import _env
 from driftline.instrumentation._aggregation import ModelTraits
-from driftline.instrumentation._observe import model_attributes, observe
-from driftline.instrumentation.recorder import PredictCall, Recorder
+from driftline.instrumentation._observe import CallSite, CallSites, SpanGate, observe
+from driftline.instrumentation.recorder import Recorder
 from driftline.labels import TASK_CLASSIFICATION, TASK_REGRESSION, TASKS
 from driftline.projection import DEFAULT_COMPONENTS, DEFAULT_MAX_FEATURES, DEFAULT_SEED
 
@@ -109,7 +109,9 @@ class TorchInstrumentor(BaseInstrumentor):
         self._tensor_type = torch.Tensor
         self._is_compiling = torch.compiler.is_compiling
         self._is_tracing = torch.jit.is_tracing
-        self._tracer = trace.get_tracer(SCOPE, tracer_provider=kwargs.get("tracer_provider"))
+        self._spans = SpanGate(trace.get_tracer(SCOPE,
+                                                tracer_provider=kwargs.get("tracer_provider")))
+        self._sites = CallSites(semconv.FRAMEWORK_TORCH)
         self._recorder, self._owns_recorder = _env.recorder_from_kwargs(kwargs)
         wrapt.wrap_function_wrapper(torch.nn.Module, _CALL, self._observe)
 
@@ -143,26 +145,23 @@ class TorchInstrumentor(BaseInstrumentor):
                        args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         inputs = _input_tensor(args, kwargs, self._tensor_type)
         rows, feature_count = _shape(inputs)
-        attributes = model_attributes(identity_of(_unwrapped(instance)),
-                                      semconv.FRAMEWORK_TORCH, semconv.OPERATION_FORWARD)
+        site = self._sites.get(instance, semconv.OPERATION_FORWARD, None,
+                               named=_unwrapped(instance))
         # Detached views (no copy) so the recorder does not keep an autograd graph alive.
         if inputs is not None and inputs.requires_grad:
             inputs = inputs.detach()
-
         ids, time_ns = self._recorder.call_ids(rows)
+        return observe(self._spans, site, rows, feature_count, wrapped, args, kwargs,
+                       self._submit, instance, inputs, ids, time_ns)
 
-        def submit(outputs: Any, duration_s: float, error_type: str | None) -> None:
-            output = _output_tensor(outputs, self._tensor_type) if outputs is not None else None
-            if output is not None and output.requires_grad:
-                output = output.detach()
-            self._recorder.submit(PredictCall(
-                SCOPE, instance,
-                # The traits depend on the output's shape, so the output travels with them.
-                partial(self._traits, output),
-                attributes, inputs, output, rows, duration_s, error_type, ids, time_ns))
-
-        return observe(self._tracer, attributes, rows, feature_count,
-                       lambda: wrapped(*args, **kwargs), submit)
+    def _submit(self, site: CallSite, model: Any, inputs: Any, outputs: Any, rows: int,
+                duration_s: float, error_type: str | None, ids: Any, time_ns: int) -> None:
+        output = _output_tensor(outputs, self._tensor_type) if outputs is not None else None
+        if output is not None and output.requires_grad:
+            output = output.detach()
+        # The traits depend on the output's shape, so the output travels with them.
+        self._recorder.submit((SCOPE, model, partial(self._traits, output), site.attributes,
+                               inputs, output, rows, duration_s, error_type, ids, time_ns))
 
     def _traits(self, output: torch.Tensor | None, module: Any) -> ModelTraits:
         return output_traits(output, self._task, self._inputs)

@@ -1,0 +1,277 @@
+"""What a wrapped call does inside ``predict`` (issue 17): no span work when the tracer cannot
+sample, a model's attributes built once, and the recorder's per-drain mechanics (one 2-D
+array per call, a row-consistent sample, the counting grid only for large drains)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from opentelemetry import context as context_api
+from opentelemetry import trace
+from opentelemetry.sdk.trace import Tracer, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+from sklearn.linear_model import LogisticRegression
+
+import driftline
+from driftline import _indexing, exphist, identity, semconv
+from driftline.instrumentation import Limits, ModelTraits, Recorder, _env
+from driftline.instrumentation import recorder as recorder_module
+from driftline.instrumentation._aggregation import StreamAggregate
+from driftline.instrumentation.sklearn import SklearnInstrumentor
+from tests import test_exphist
+from tests._otel import InMemoryMetricExporter
+
+RNG = np.random.default_rng(17)
+CALLS = 7
+
+
+def _model() -> LogisticRegression:
+    X = RNG.normal(size=(200, 3))
+    return LogisticRegression().fit(X, (X[:, 0] > 0).astype(int))
+
+
+def _spans_started(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Names of the spans the SDK tracer is asked to start, by any of its methods."""
+    started: list[str] = []
+    for method in ("start_span", "start_as_current_span"):
+        original = getattr(Tracer, method)
+
+        def spy(self, name, *args, _original=original, **kwargs):
+            started.append(name)
+            return _original(self, name, *args, **kwargs)
+        monkeypatch.setattr(Tracer, method, spy)
+    return started
+
+
+@pytest.mark.parametrize("sampler", [ALWAYS_OFF, ParentBased(ALWAYS_OFF)],
+                         ids=["always_off", "parentbased_always_off"])
+def test_a_tracer_that_cannot_sample_starts_no_span_and_metrics_still_count(
+        sampler, monkeypatch) -> None:
+    started = _spans_started(monkeypatch)
+    metrics = InMemoryMetricExporter()
+    instrumentor = SklearnInstrumentor()
+    instrumentor.instrument(tracer_provider=TracerProvider(sampler=sampler),
+                            metric_exporter=metrics)
+    model = _model()
+    try:
+        for _ in range(CALLS):
+            model.predict_proba(RNG.normal(size=(3, 3)))
+        assert instrumentor.recorder.force_flush()
+    finally:
+        instrumentor.uninstrument()
+    assert started == []
+    assert sum(p.value for p in metrics.points(semconv.ML_PREDICT_ROWS)) == 3 * CALLS
+
+
+def test_a_sampled_remote_parent_still_gets_its_child_span_under_parentbased_off() -> None:
+    spans = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ParentBased(ALWAYS_OFF))
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    instrumentor = SklearnInstrumentor()
+    instrumentor.instrument(tracer_provider=provider, metric_exporter=InMemoryMetricExporter())
+    model = _model()
+    parent = SpanContext(0x1234, 0x5678, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    try:
+        model.predict(RNG.normal(size=(2, 3)))  # no parent: dropped
+        token = context_api.attach(trace.set_span_in_context(NonRecordingSpan(parent)))
+        try:
+            model.predict(RNG.normal(size=(2, 3)))
+        finally:
+            context_api.detach(token)
+    finally:
+        instrumentor.uninstrument()
+    [span] = spans.get_finished_spans()
+    assert span.name == "predict LogisticRegression"
+    assert (span.context.trace_id, span.parent.span_id) == (0x1234, 0x5678)
+    assert span.attributes[semconv.ML_BATCH_SIZE] == 2
+
+
+def test_a_models_identity_is_read_once_not_per_call(monkeypatch) -> None:
+    reads: list[object] = []
+    original = identity.identity_of
+
+    def counting(model):
+        reads.append(model)
+        return original(model)
+    monkeypatch.setattr(identity, "identity_of", counting)
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    instrumentor = SklearnInstrumentor()
+    instrumentor.instrument(tracer_provider=provider, metric_exporter=InMemoryMetricExporter())
+    first, second = _model(), _model()
+    try:
+        for _ in range(CALLS):
+            first.predict(RNG.normal(size=(1, 3)))
+            second.predict(RNG.normal(size=(1, 3)))
+        assert reads == [first, second]
+        driftline.register(first, name="churn", version="3")  # registered later: seen
+        first.predict(RNG.normal(size=(1, 3)))
+    finally:
+        instrumentor.uninstrument()
+    assert spans.get_finished_spans()[-1].name == "predict churn"
+    assert spans.get_finished_spans()[-1].attributes[semconv.ML_MODEL_VERSION] == "3"
+
+
+def test_an_array_call_is_staged_as_one_array_and_aggregates_to_every_value() -> None:
+    stream = StreamAggregate(Limits())
+    traits = ModelTraits(False, feature_names=np.array(["a", "b", "c"], dtype=object))
+    chunks = [RNG.normal(size=(rows, 3)) for rows in (1, 5, 1, 40)]
+    for chunk in chunks:
+        stream.stage_inputs(chunk, traits)
+    assert [len(staged) for staged in stream._staged_arrays.values()] == [len(chunks)]
+    assert not stream._staged_inputs
+    stream.aggregate_staged()
+    whole = np.concatenate(chunks)
+    for i, name in enumerate("abc"):
+        hist = stream.numeric[name].histogram
+        expected = exphist.from_values(whole[:, i])
+        assert (hist.count, hist.scale, hist.min, hist.max) == \
+            (expected.count, expected.scale, expected.min, expected.max)
+        assert np.array_equal(exphist.downscale(hist, expected.scale).positive.counts,
+                              expected.positive.counts)
+
+
+def test_a_sample_keeps_the_same_rows_of_every_column() -> None:
+    """Two identical features stay identical in a sampled interval: rows are kept or
+    dropped whole, so joint distributions survive sampling."""
+    stream = StreamAggregate(Limits(), sample_rate=0.3, rng=np.random.default_rng(5))
+    traits = ModelTraits(False)
+    for _ in range(50):
+        column = RNG.normal(size=(200, 1))
+        stream.stage_inputs(np.hstack([column, column]), traits)
+    stream.aggregate_staged()
+    first, second = stream.numeric["f0"].histogram, stream.numeric["f1"].histogram
+    assert 0.25 * 10_000 < first.count < 0.35 * 10_000
+    assert (first.count, first.sum, first.min, first.max) == \
+        (second.count, second.sum, second.min, second.max)
+
+
+def test_the_counting_grid_is_used_for_large_columns_only(monkeypatch) -> None:
+    """A small drain maps its values one by one: the grid's bincount spans up to 2**21
+    cells whatever the number of values. Counts are the same either way (test_exphist)."""
+    grids: list[int] = []
+    original = _indexing._grid_counts
+
+    def spy(values, *args):
+        grids.append(values.size)
+        return original(values, *args)
+    monkeypatch.setattr(_indexing, "_grid_counts", spy)
+    small = RNG.normal(size=100)
+    large = RNG.normal(size=1_000_000)
+    for values in (small, large):
+        hist = exphist.from_values(values)
+        assert hist.count == values.size
+    assert grids == [large.size]
+
+
+@pytest.mark.parametrize("case", sorted(test_exphist.GRID_CASES))
+def test_the_grid_still_counts_exactly_when_forced_on_smaller_columns(case, monkeypatch) -> None:
+    """``test_exphist``'s grid cases, with the size thresholds lowered so the grid (not the
+    exact path the thresholds now choose for them) is what gets checked."""
+    monkeypatch.setattr(_indexing, "GRID_MIN_VALUES", 0)
+    monkeypatch.setattr(_indexing, "GRID_CELLS_PER_VALUE", 1 << 30)
+    used: list[int] = []
+    original = _indexing._grid_counts
+
+    def spy(values, *args):
+        used.append(values.size)
+        return original(values, *args)
+    monkeypatch.setattr(_indexing, "_grid_counts", spy)
+    test_exphist.test_column_counts_equal_mapping_each_value(case)
+    if case != "subnormal":  # subnormals always take the exact path
+        assert used
+
+
+def test_import_auto_leaves_the_otlp_exporters_for_their_first_export() -> None:
+    """``import driftline.auto`` in a scikit-learn app (default OTLP settings) imports no
+    gRPC, protobuf encoder or OTLP exporter module: those load at the first export."""
+    code = ("import sys, sklearn.linear_model, driftline.auto; "
+            "print(sorted(m for m in sys.modules if m.startswith(("
+            "'grpc', 'opentelemetry.exporter', 'opentelemetry.proto', 'requests'))))")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "AWS_"))}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True, env=env, timeout=120)
+    assert result.stdout.strip() == "[]"
+
+
+def test_a_deferred_exporter_is_built_once_at_its_first_export() -> None:
+    built: list[object] = []
+
+    class Exporter:
+        def __init__(self) -> None:
+            built.append(self)
+            self.exported: list[object] = []
+
+        def export(self, data, timeout_millis=10_000):
+            self.exported.append((data, timeout_millis))
+            return "done"
+
+    exporter = _env.DeferredExporter(lambda: Exporter)
+    assert exporter.force_flush() and not exporter.loaded and built == []
+    threads = [threading.Thread(target=exporter.export, args=(n,), kwargs={"timeout_millis": 5})
+               for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(built) == 1 and exporter.loaded
+    assert sorted(built[0].exported) == [(n, 5) for n in range(8)]
+    assert exporter.export("x") == "done"
+
+
+def test_a_call_that_fills_a_drain_batch_wakes_the_recorder() -> None:
+    """Large calls must not wait for the recorder's next look (every 0.2 s): by then a
+    service calling with 10 000 rows at 2 000 calls/s passes the pending-rows guard and
+    drops values. The call that fills a drain batch wakes the recorder thread."""
+    recorder = Recorder(InMemoryMetricExporter())
+    recorder._stopped.set()
+    recorder._wakeup.set()
+    recorder._thread.join()
+    recorder._wakeup.clear()
+    rows = 10_000
+    call = ("scope", None, None, (), np.zeros((rows, 2)), None, rows, 0.0, None, (), 0)
+    for _ in range(recorder_module.DRAIN_BATCH_ROWS // rows):
+        recorder.submit(call)
+    assert not recorder._wakeup.is_set()
+    recorder.submit(call)
+    assert recorder._wakeup.is_set()
+    assert recorder.dropped_value_rows == 0
+
+
+def test_a_tracer_provider_set_after_instrumenting_gets_the_spans() -> None:
+    """Instrumented before the application sets its provider, the tracer is a proxy: calls
+    before get no span (and no error), calls after get theirs."""
+    code = """
+import numpy as np
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from sklearn.linear_model import LogisticRegression
+from driftline.instrumentation.sklearn import SklearnInstrumentor
+from tests._otel import InMemoryMetricExporter
+
+X = np.random.default_rng(0).normal(size=(50, 3))
+model = LogisticRegression().fit(X, X[:, 0] > 0)
+SklearnInstrumentor().instrument(metric_exporter=InMemoryMetricExporter())
+model.predict(X)
+spans = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(spans))
+trace.set_tracer_provider(provider)
+model.predict(X)
+print([span.name for span in spans.get_finished_spans()])
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True, timeout=120, cwd=Path(__file__).parent.parent)
+    assert result.stdout.strip() == "['predict LogisticRegression']"
