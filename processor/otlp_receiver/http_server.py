@@ -272,9 +272,9 @@ class HttpServer(ThreadingHTTPServer):
         _log.warning("OTLP/HTTP receiver: serving %s failed", client_address, exc_info=True)
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        if self.stopping.is_set():
-            self.shutdown_request(request)
-            return
+        # Also while stopping: a connection accepted then may carry a request sent before
+        # the signal; its handler serves it only if its bytes have arrived, else closes
+        # (``_wait_for_request``), so a flooding client gets nothing more.
         thread = threading.Thread(target=self._serve_connection,
                                   args=(request, client_address),
                                   name="driftline-otlp-http-conn", daemon=True)
