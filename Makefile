@@ -83,13 +83,18 @@ smoke: $(WHEEL_STAMP)
 	$(PYTHON) tests/smoke/wheel_smoke.py "$(WHEEL)"
 
 # The whole suite against the installed wheel, from a copy of the tests outside the checkout.
+# Most of its time is spent waiting on real processes (windows closing, servers draining), so
+# it runs on several workers, one test file per worker at a time so that module fixtures (a
+# processor, a Prometheus) start once: TEST_WORKERS=1 runs it in one process.
+TEST_WORKERS ?= 4
 suite: $(WHEEL_STAMP) $(TEST_VENV)/.installed system-packages js-sdk
 	$(TEST_VENV)/bin/pip install --quiet --force-reinstall --no-deps "$(WHEEL)"
 	$(TEST_VENV)/bin/ruff check .
 	run=$$(mktemp -d -t driftline-test-XXXXXX) && cp -r tests docs pyproject.toml "$$run/" && \
 	  wheel="$(CURDIR)/$(WHEEL)" && cd "$$run" && \
 	  DRIFTLINE_CHECKOUT="$(CURDIR)" DRIFTLINE_WHEEL="$$wheel" \
-	  "$(CURDIR)/$(TEST_VENV)/bin/python" -m pytest -q -rs -p no:cacheprovider; \
+	  "$(CURDIR)/$(TEST_VENV)/bin/python" -m pytest -q -rs -p no:cacheprovider \
+	    -n $(TEST_WORKERS) --dist loadfile --durations=15; \
 	  status=$$?; rm -rf "$$run"; exit $$status
 
 test: smoke suite
