@@ -210,17 +210,25 @@ def _rules() -> dict[str, dict[str, Any]]:
 
 
 _GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
-_MATCHERS = re.compile(r"\{[^}]*\}")
-_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
-_NAME = re.compile(r"\b[a-zA-Z_:][a-zA-Z0-9_:]*\b")
-_METRIC_PREFIXES = ("ml_", "driftline_")
+# A brace block on its own (skipped) or a metric name with its optional matchers.
+_SELECTOR = re.compile(r"(\{[^}]*\})|\b((?:ml|driftline)_[a-zA-Z0-9_:]*)\s*(\{[^}]*\})?")
 
 
-def _metric_names(expr: str) -> set[str]:
-    """The metric names an expression selects (label names live in braces and grouping
-    clauses, which are taken out first)."""
-    bare = _MATCHERS.sub("", _GROUPING.sub("", _STRINGS.sub('""', expr)))
-    return {name for name in _NAME.findall(bare) if name.startswith(_METRIC_PREFIXES)}
+def _selectors(expr: str) -> set[str]:
+    """The instant vector selectors (name and matchers) of an expression's metrics: label
+    names live in braces and grouping clauses, which are not taken for metric names."""
+    found = set()
+    for match in _SELECTOR.finditer(_GROUPING.sub("", expr)):
+        if match.group(2):
+            found.add(match.group(2) + (match.group(3) or ""))
+    return found
+
+
+def _empty_selectors(server: PrometheusServer, expr: str) -> list[str]:
+    """The selectors of ``expr`` that select no series now: a misspelt name, label or
+    value, which an expression that is empty on healthy data would otherwise hide."""
+    return [selector for selector in sorted(_selectors(expr))
+            if not server.query(f"count({selector})")]
 
 
 # --- promtool ------------------------------------------------------------------------------
@@ -352,9 +360,8 @@ def test_every_dashboard_expression_returns_the_models_series(live: Live) -> Non
             live.prometheus.wait_for(expr, WAIT_S, predicate=good)
         except AssertionError as err:
             failures.append(f"{title} [{ref_id}]: {err}"[:2000])
-        for name in _metric_names(expr):
-            if not live.prometheus.query(f"count({name})"):
-                failures.append(f"{title} [{ref_id}]: no series named {name}")
+        failures += [f"{title} [{ref_id}]: {selector} selects nothing"
+                     for selector in _empty_selectors(live.prometheus, expr)]
     assert not failures, "\n".join(failures)
     # The expectations name panels that exist: renaming one cannot silently skip its check.
     assert set(PANEL_EXPECTATIONS) <= {(t, r) for t, r, _ in _dashboard_targets()}
@@ -414,19 +421,18 @@ def test_every_rule_expression_returns_the_expected_series(live: Live) -> None:
                 expr, WAIT_S, predicate=lambda r, e=expected, k=label: _labels_of(r, k) == e)
         except AssertionError as err:
             failures.append(f"{name}: {err}"[:2000])
-        for metric in _metric_names(expr):
-            if not live.prometheus.query(f"count({metric})"):
-                failures.append(f"{name}: no series named {metric}")
+        failures += [f"{name}: {selector} selects nothing"
+                     for selector in _empty_selectors(live.prometheus, expr)]
     assert not failures, "\n".join(failures)
     share = live.prometheus.query(rules["MLDatasetDrift"]["expr"])
     assert [_value(s) for s in share] == [len(SHIFTED) / len(FEATURES)]
 
 
-def test_metric_names_are_found_in_expressions() -> None:
-    """The name extraction the checks above rely on: metrics, not labels or functions."""
+def test_selectors_are_found_in_expressions() -> None:
+    """The extraction the checks above rely on: metrics with their matchers, not labels."""
     expr = ('sum by (ml_model_name) (rate(ml_predict_rows_total{ml_operation="x"}[5m])) '
             '/ ignoring (ml_class) group_left ml_window_rows and on (job) '
-            'histogram_quantile(0.5, driftline_processor_queue_size)')
-    assert _metric_names(expr) == {"ml_predict_rows_total", "ml_window_rows",
-                                   "driftline_processor_queue_size"}
-
+            'histogram_quantile(0.5, driftline_processor_queue_size {a="{"}) '
+            '+ max_over_time(ml_drift_score[50m] offset 10m)')
+    assert _selectors(expr) == {'ml_predict_rows_total{ml_operation="x"}', "ml_window_rows",
+                                'driftline_processor_queue_size{a="{"}', "ml_drift_score"}
