@@ -231,6 +231,28 @@ def _empty_selectors(server: PrometheusServer, expr: str) -> list[str]:
             if not server.query(f"count({selector})")]
 
 
+def test_dashboard_layout_and_data_source() -> None:
+    """What Grafana needs to import the file as is: unique panel ids, panels inside the
+    24-column grid without overlapping, and every query on the data source variable (so the
+    importer picks the Prometheus, no uid is baked in)."""
+    dashboard = _dashboard()
+    panels = list(_panels(dashboard["panels"]))
+    ids = [panel["id"] for panel in panels]
+    assert len(ids) == len(set(ids))
+    cells: dict[tuple[int, int], str] = {}
+    for panel in panels:
+        grid = panel["gridPos"]
+        assert grid["x"] >= 0 and grid["w"] > 0 and grid["x"] + grid["w"] <= 24, panel["title"]
+        for x in range(grid["x"], grid["x"] + grid["w"]):
+            for y in range(grid["y"], grid["y"] + grid["h"]):
+                assert (x, y) not in cells, (panel["title"], cells.get((x, y)))
+                cells[(x, y)] = panel["title"]
+        for target in panel.get("targets", []):
+            assert target["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+    names = [variable["name"] for variable in dashboard["templating"]["list"]]
+    assert names[0] == "datasource" and {"model", "version"} <= set(names)
+
+
 # --- promtool ------------------------------------------------------------------------------
 
 
