@@ -31,7 +31,7 @@ from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 from scipy import stats
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LinearRegression, LogisticRegression
 
 import driftline
 from driftline import collector_config, profile, semconv
@@ -54,6 +54,9 @@ WAIT_S = 30.0
 
 MODEL, VERSION = "churn", "1"
 OTHER_MODEL = "fraud"  # sends too, so the dashboard's model filter has something to leave out
+REGRESSOR = "price"  # a regressor with labelled values: MAE, RMSE and R² series
+REGRESSION_ROWS = 100
+REGRESSION_NOISE = 2.0  # the labels' distance from the predictions: R² < 1
 FEATURES = ("f0", "f1", "f2")
 SHIFTED = ("f1", "f2")
 SHIFT = 3.0
@@ -62,8 +65,9 @@ BATCH_ROWS = 300
 BATCH_PAUSE_S = 0.5  # > the scrape interval: counters grow between scrapes, so rates are > 0
 DEAD_EXPORTER = "otlphttp/down"  # a push exporter whose backend is down: its drops are real
 # Dashboard variables as Grafana would expand them for this test's model.
-VARIABLES = {"model": MODEL, "version": VERSION, "__rate_interval": "5m", "__interval": "15s",
-             "__range": "1h", "datasource": "prometheus"}
+# Two models chosen: Grafana expands a multi-value variable to a regex alternation.
+VARIABLES = {"model": f"({MODEL}|{REGRESSOR})", "version": VERSION, "__rate_interval": "5m",
+             "__interval": "15s", "__range": "1h", "datasource": "prometheus"}
 # Expressions that are empty on healthy data: their metric names must still exist.
 QUIET_PANELS = {"Models that stopped sending"}
 
@@ -104,9 +108,10 @@ def _config(workdir: Path) -> dict[str, Any]:
 
 
 def _serve(endpoint: str, model: LogisticRegression, other: LogisticRegression,
-           rng: np.random.Generator) -> None:
+           regressor: LinearRegression, rng: np.random.Generator) -> None:
     """The app: batches over a few seconds with SHIFTED moved by SHIFT, labels that are the
-    opposite of the truth (accuracy near 0), one failing call, and OTHER_MODEL once."""
+    opposite of the truth (accuracy near 0), one failing call, OTHER_MODEL once, and
+    REGRESSOR with true values off its predictions by noise."""
     resource = Resource.create({semconv.SERVICE_NAME: "churn-api",
                                 semconv.SERVICE_INSTANCE_ID: "pod-1"})
     logs = LoggerProvider(resource=resource)
@@ -137,6 +142,12 @@ def _serve(endpoint: str, model: LogisticRegression, other: LogisticRegression,
             assert logs.force_flush()
             driftline.record_ground_truth(ids, 1 - (X[:, 0] > 0).astype(int),
                                           logger_provider=logs)
+            values = regressor.predict(X[:REGRESSION_ROWS])
+            ids = list(driftline.last_prediction_ids())
+            assert recorder.force_flush()
+            driftline.record_ground_truth(
+                ids, values + rng.normal(0, REGRESSION_NOISE, len(values)),
+                logger_provider=logs)
             time.sleep(BATCH_PAUSE_S)
         assert recorder.force_flush()
         assert logs.force_flush()
@@ -161,10 +172,13 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
                                 probabilities=model.predict_proba(X_train), model=MODEL,
                                 version=VERSION)
     profile.save(reference, workdir / "profiles" / f"{MODEL}.json")
+    regressor = driftline.register(
+        LinearRegression().fit(X_train, X_train @ np.arange(1.0, len(FEATURES) + 1)),
+        name=REGRESSOR, version=VERSION)
     with running_collector(_config(workdir), workdir, (PROTOCOL_HTTP,)) as collector:
         exposition = _exporter_endpoint(collector)
         with run_prometheus([exposition], workdir) as server:
-            _serve(collector.endpoints[PROTOCOL_HTTP], model, other, rng)
+            _serve(collector.endpoints[PROTOCOL_HTTP], model, other, regressor, rng)
             # Both models' series are in before any test reads the dashboard's filter.
             server.wait_for(f'ml_predict_rows_total{{ml_model_name="{OTHER_MODEL}"}}', WAIT_S)
             yield Live(server, collector, exposition)
@@ -353,7 +367,14 @@ PANEL_EXPECTATIONS: dict[tuple[str, str], PanelCheck] = {
         <= _labels_of(r, "ml_feature_name")),
     ("Latency percentiles", "A"): lambda r: _has_finite(r) and all(
         _value(s) > 0 for s in r if math.isfinite(_value(s))),
-    ("Throughput", "A"): lambda r: len(r) == 1 and _value(r[0]) > 0,
+    ("Throughput", "A"): lambda r: (
+        _labels_of(r, "ml_model_name") == {MODEL, REGRESSOR} and all(_value(s) > 0 for s in r)),
+    ("Regression errors", "A"): lambda r: (
+        _labels_of(r, "ml_model_name") == {REGRESSOR} and all(_value(s) > 0 for s in r)),
+    ("Regression errors", "B"): lambda r: (
+        _labels_of(r, "ml_model_name") == {REGRESSOR} and all(_value(s) > 0 for s in r)),
+    ("Regression R²", "A"): lambda r: (
+        _labels_of(r, "ml_model_name") == {REGRESSOR} and all(_value(s) < 1 for s in r)),
     ("Failed calls", "A"): lambda r: _labels_of(r, "error_type") == {"ValueError"},
     ("Exporters", "B"): lambda r: (
         _labels_of(r, "driftline_component_id") == {DEAD_EXPORTER} and _value(r[0]) > 0),
@@ -374,7 +395,7 @@ def test_every_dashboard_expression_returns_the_models_series(live: Live) -> Non
             # The model and version variables filter: no other model's series.
             models = _labels_of(result, "ml_model_name") - {""}
             versions = _labels_of(result, "ml_model_version") - {""}
-            if models - {MODEL} or versions - {VERSION}:
+            if models - {MODEL, REGRESSOR} or versions - {VERSION}:
                 return False
             return expected is None or expected(result)
 
