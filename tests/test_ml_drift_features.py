@@ -141,13 +141,19 @@ def test_profiles_reload_when_a_file_changes_and_bad_files_keep_the_old(
         shifted_age = exphist.from_values(np.random.default_rng(3).normal(70, 10, 5000))
         columns = dict(shifted.columns)
         columns["age"] = type(columns["age"])("age", "feature", "numeric", 5000, 0, shifted_age)
-        save(type(shifted)("churn", "3", 0, 5000, columns), path)
-        os.utime(path, ns=(T0, T0 + 1))  # a new mtime even on coarse file systems
-        assert proc.reload_profiles() is True
+        # Each new version appears at once with its final mtime (a new mtime even on coarse
+        # file systems), so the processor's own ticker, which polls too, sees one change.
+        staged = tmp_path / "staged.tmp"
+        save(type(shifted)("churn", "3", 0, 5000, columns), staged)
+        os.utime(staged, ns=(T0, T0 + 1))
+        os.replace(staged, path)
+        proc.reload_profiles()  # or the ticker was first: either way, one reload
+        assert proc.stats().profile_reloads == 1
         assert window(proc, clock, 1, data)[(semconv.ML_DRIFT_DETECTED, "age", WASSERSTEIN)] == 0
 
-        path.write_text("{not json")
-        os.utime(path, ns=(T0, T0 + 2))
+        staged.write_text("{not json")
+        os.utime(staged, ns=(T0, T0 + 2))
+        os.replace(staged, path)
         assert proc.reload_profiles() is False
         assert window(proc, clock, 2, data)[(semconv.ML_DRIFT_DETECTED, "age", WASSERSTEIN)] == 0
         stats = proc.stats()

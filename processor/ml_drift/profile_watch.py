@@ -7,6 +7,7 @@ failure is logged and counted, so a half-copied file never turns drift detection
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,9 +25,13 @@ class _Seen:
 
 
 class ProfileWatcher:
-    """``poll()`` returns the profiles by (model name, version) when they changed, else None."""
+    """``poll()`` returns the profiles by (model name, version) when they changed, else None.
+
+    The processor's ticker polls and ``reload_profiles()`` may poll at the same moment: one
+    lock makes each poll see and count a file's change once."""
 
     def __init__(self, directory: str | Path) -> None:
+        self._lock = threading.Lock()
         self._directory = Path(directory)
         self._seen: dict[Path, _Seen] = {}
         self._by_file: dict[Path, Profile] = {}
@@ -54,6 +59,10 @@ class ProfileWatcher:
                 for _, p in sorted(self._by_file.items())}
 
     def poll(self) -> dict[tuple[str, str], Profile] | None:
+        with self._lock:
+            return self._poll()
+
+    def _poll(self) -> dict[tuple[str, str], Profile] | None:
         if not self._directory.is_dir():  # unmounted or being replaced: keep what we have
             self.reload_failures += 1
             _log.error("ml_drift: profile directory %s is gone; keeping the %d loaded "
