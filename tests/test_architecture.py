@@ -315,3 +315,76 @@ def test_importing_a_component_loads_no_other_component(module: str) -> None:
                     and unit_of(m) != own)
     assert module in loaded
     assert others == []
+
+
+def test_no_component_contract_decided_by_signature_inspection() -> None:
+    """The service hands every factory the same ``(config, next_consumer, settings)``; it
+    used to call ``inspect.signature`` to decide whether a factory got its ID."""
+    found = [f"{shown(path)}:{node.lineno}"
+             for module, path in MODULES.items() if unit_of(module) != KERNEL
+             for node in ast.walk(ast.parse(path.read_text(), str(path)))
+             if isinstance(node, ast.Attribute) and node.attr == "signature"
+             and isinstance(node.value, ast.Name) and node.value.id == "inspect"]
+    assert found == []
+
+
+class _InvalidConfig:
+    def validate(self) -> list[str]:
+        return ["endpoint: bad on purpose"]
+
+
+class _Sink:
+    def consume_metrics(self, batch: object) -> None: ...
+
+    def consume_traces(self, batch: object) -> None: ...
+
+    def consume_logs(self, batch: object) -> None: ...
+
+
+def _builtin_factories() -> list[tuple[str, object]]:
+    from driftline.processor.service.registry import default_factories
+
+    factories = default_factories()
+    return sorted({(kind, factory.TYPE): factory
+                   for kind in ("receiver", "processor", "exporter", "extension")
+                   for factory in factories.of_kind(kind).values()}.items())
+
+
+@pytest.mark.parametrize("kind_type, factory", _builtin_factories(),
+                         ids=lambda v: "/".join(v) if isinstance(v, tuple) else "")
+def test_every_factory_validates_its_config_in_create(kind_type: tuple[str, str],
+                                                      factory: object) -> None:
+    """``create()`` always validates, so a config built in code (tests, embedding, the
+    benchmark) cannot start a component the loader would have refused; the error names the
+    component's ID from the settings the service hands every factory."""
+    from driftline.processor.component import ComponentError, Settings
+
+    kind, type_ = kind_type
+    settings = Settings.of(kind, f"{type_}/mine")
+    with pytest.raises(ComponentError, match=rf"^{type_}/mine: invalid config: "
+                                             r"endpoint: bad on purpose$"):
+        factory.create(_InvalidConfig(), _Sink(), settings)  # type: ignore[attr-defined]
+
+
+def test_one_tls_config_type_for_receivers_and_exporters() -> None:
+    """The receiver's and the exporters' ``tls`` are one type; each side refuses the keys
+    of the other, naming its own."""
+    import dataclasses
+    import typing
+
+    from driftline.exporters.otlp_grpc.exporter import OtlpGrpcExporterConfig
+    from driftline.processor.component.tls import TlsConfig
+    from driftline.processor.otlp_receiver.receiver import GrpcConfig
+
+    def tls_type(config: type) -> object:
+        hints = typing.get_type_hints(config)
+        return next(hints[f.name] for f in dataclasses.fields(config) if f.name == "tls")
+
+    assert tls_type(OtlpGrpcExporterConfig) is TlsConfig
+    assert tls_type(GrpcConfig) == TlsConfig | None
+    assert TlsConfig(insecure=True, cert_file="c", key_file="k").server_problems()[0] == (
+        "insecure: not a receiver setting; a receiver's tls takes cert_file, key_file, "
+        "client_ca_file")
+    assert TlsConfig(client_ca_file="ca.pem").client_problems() == [
+        "client_ca_file: not an exporter setting; an exporter's tls takes insecure, ca_file, "
+        "cert_file, key_file, insecure_skip_verify"]

@@ -65,7 +65,10 @@ PLUGIN = textwrap.dedent('''
         def default_config(self):
             return CountingExporterConfig()
 
-        def create(self, config, next_consumer=None):
+        def create(self, config, next_consumer=None, settings=None):
+            problems = config.validate()
+            if problems:
+                raise ValueError("; ".join(problems))
             return CountingExporter(config)
 ''')
 

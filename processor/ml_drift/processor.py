@@ -45,9 +45,13 @@ from driftline.durations import parse_duration
 from driftline.labels import TASK_CLASSIFICATION, TASK_REGRESSION, class_label
 from driftline.processor.component import (
     ComponentError,
+    Consumer,
     DataRefusedError,
     Host,
     PartialRejection,
+    Settings,
+    require_next,
+    validated,
 )
 from driftline.processor.component.attribute_bytes import AttributeKey, attribute_key
 from driftline.processor.component.ml_points import (
@@ -56,6 +60,7 @@ from driftline.processor.component.ml_points import (
     resource_text,
 )
 from driftline.processor.component.otlp_build import WindowGauges
+from driftline.processor.component.settings import KIND_PROCESSOR
 from driftline.processor.component.signals import SIGNAL_LOGS, SIGNAL_METRICS
 from driftline.processor.ml_drift import explicit as _explicit
 from driftline.processor.ml_drift.alerts import Alert, alert_logs
@@ -1382,7 +1387,7 @@ class Factory:
     def default_config(self) -> MlDriftConfig:
         return MlDriftConfig()
 
-    def create(self, config: MlDriftConfig, next_consumer: Any = None) -> MlDriftProcessor:
-        if next_consumer is None:
-            raise ComponentError("ml_drift: needs a next consumer (an exporter or processor)")
-        return MlDriftProcessor(config, next_consumer)
+    def create(self, config: MlDriftConfig, next_consumer: Consumer | None = None,
+               settings: Settings | None = None) -> MlDriftProcessor:
+        settings = settings or Settings.of(KIND_PROCESSOR, TYPE)
+        return MlDriftProcessor(validated(config, settings), require_next(next_consumer, settings))
