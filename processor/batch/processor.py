@@ -200,7 +200,7 @@ class BatchProcessor:
     consumer is logged and counted: the sender was already told its data was accepted.
     """
 
-    def __init__(self, config: BatchConfig, next_consumer: Any,
+    def __init__(self, config: BatchConfig, next_consumer: Consumer,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._timeout_s = config.timeout_s
         self._size = config.send_batch_size

@@ -220,7 +220,7 @@ class MemoryLimiter:
     unit tests pass their own to drive the state without allocating real memory.
     """
 
-    def __init__(self, config: MemoryLimiterConfig, next_consumer: Any, *,
+    def __init__(self, config: MemoryLimiterConfig, next_consumer: Consumer, *,
                  read_memory: Callable[[], int] = read_rss_bytes,
                  total_memory: Callable[[], int] = total_memory_bytes,
                  release: Callable[[], None] = release_memory) -> None:

@@ -48,6 +48,7 @@ from driftline.processor.component import (
     Consumer,
     DataRefusedError,
     Host,
+    MetricsConsumer,
     PartialRejection,
     Settings,
     require_next,
@@ -250,7 +251,7 @@ class MlDriftProcessor:
     def __init__(
         self,
         config: MlDriftConfig,
-        next_consumer: Any,
+        next_consumer: MetricsConsumer,
         *,
         clock: Callable[[], int] = time.time_ns,
         profiles: Mapping[tuple[str, str], Profile] | None = None,

@@ -34,6 +34,7 @@ from driftline.processor.component import (
     Consumer,
     DataRefusedError,
     Host,
+    LogsConsumer,
     Settings,
     require_next,
     validated,
@@ -135,7 +136,7 @@ class MlPerformanceProcessor:
     labels so far, with the same start and end times.
     """
 
-    def __init__(self, config: MlPerformanceConfig, next_consumer: Any, *,
+    def __init__(self, config: MlPerformanceConfig, next_consumer: LogsConsumer, *,
                  clock: Callable[[], int] = time.time_ns,
                  tick_interval_s: float = TICK_INTERVAL_S) -> None:
         """``clock`` returns Unix time in nanoseconds (tests pass their own)."""

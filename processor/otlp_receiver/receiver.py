@@ -351,7 +351,7 @@ class OtlpReceiver:
     receiver belongs to; it may declare ``signals`` to say which services to serve.
     """
 
-    def __init__(self, config: OtlpReceiverConfig, next_consumer: Any) -> None:
+    def __init__(self, config: OtlpReceiverConfig, next_consumer: Consumer) -> None:
         self._config = config
         self._next = next_consumer
         self._lock = threading.Lock()
