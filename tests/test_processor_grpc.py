@@ -360,7 +360,8 @@ class _CaptureFactory:
         self.events: list[str] = []
         self.created: dict[str, _CaptureExporter] = {}
 
-    def create(self, config: _CaptureConfig, next_consumer: Any = None) -> _CaptureExporter:
+    def create(self, config: _CaptureConfig, next_consumer: Any = None,
+               settings: Any = None) -> _CaptureExporter:
         exporter = _CaptureExporter(config.label, self.events)
         self.created[config.label] = exporter
         return exporter
@@ -372,7 +373,8 @@ class _RecordingOtlpFactory(OtlpFactory):
     def __init__(self, events: list[str]) -> None:
         self.events = events
 
-    def create(self, config: OtlpReceiverConfig, next_consumer: Any = None) -> OtlpReceiver:
+    def create(self, config: OtlpReceiverConfig, next_consumer: Any = None,
+               settings: Any = None) -> OtlpReceiver:
         events = self.events
 
         class Recording(OtlpReceiver):
