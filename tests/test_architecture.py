@@ -111,11 +111,15 @@ def _resolve(name: str) -> str | None:
     return name or None
 
 
-def imports_of(module: str) -> Iterator[tuple[int, str]]:
-    """``(line, imported Driftline module)`` for every import in ``module``."""
+def imports_of(module: str, *, run_time_only: bool = False) -> Iterator[tuple[int, str]]:
+    """``(line, imported Driftline module)`` for every import in ``module``; with
+    ``run_time_only``, those run when the module is imported (its top level, outside
+    ``if TYPE_CHECKING``), not those in functions or for type checkers only."""
     path = MODULES[module]
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    tree = ast.parse(path.read_text(), str(path))
+    nodes = tree.body if run_time_only else ast.walk(tree)
+    for node in nodes:
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -240,6 +244,38 @@ def test_no_cycle_between_packages() -> None:
             graph.setdefault(unit, set()).add(other)
     assert APP in graph and ENTRY in graph  # the graph is not vacuous
     assert _cycle(graph) == []
+
+
+def test_no_import_cycle_between_modules() -> None:
+    """Module by module too, the imports run at import time form no cycle, so every module
+    can be imported first (a cycle works or breaks by import order). Imports for type
+    checkers only, or inside functions, are left out: they run after every module loaded."""
+    graph = {module: {target for _, target in imports_of(module, run_time_only=True)}
+             for module in MODULES}
+    assert sum(map(len, graph.values())) > len(MODULES)  # the graph is not vacuous
+    assert _cycle(graph) == []
+
+
+# As a guide no module of processor/ or exporters/ is above this many lines (issue 15): a
+# bigger one does several jobs. The exceptions are listed with why they stay.
+MAX_MODULE_LINES = 500
+LARGER_MODULES = {
+    # Another branch optimises the OTLP receiver; it is split once that work has landed.
+    "processor/otlp_receiver/receiver.py": 650,
+    "processor/otlp_receiver/http_server.py": 650,
+    # Another branch adds estimated performance here; split once that work has landed.
+    "processor/ml_performance/processor.py": 650,
+}
+
+
+def test_no_collector_module_above_the_size_guide() -> None:
+    roots = {"driftline.processor", "driftline.exporters"}
+    sizes = {shown(path): len(path.read_text().splitlines()) for module, path in MODULES.items()
+             if any(module == root or module.startswith(f"{root}.") for root in roots)}
+    assert "processor/ml_drift/processor.py" in sizes  # the walk sees the source
+    too_big = {name: lines for name, lines in sizes.items()
+               if lines > LARGER_MODULES.get(name, MAX_MODULE_LINES)}
+    assert too_big == {}
 
 
 @pytest.mark.parametrize("graph, expected", [
