@@ -67,8 +67,8 @@ system-packages:
 # Kept for existing habits and CI scripts: installs whatever of the above is missing.
 prometheus: system-packages
 
-# The OpenTelemetry JavaScript SDK for tests/test_js_sdk_interop.py, exactly as pinned by
-# tests/js/package-lock.json (node and npm must be on PATH).
+# The OpenTelemetry JavaScript SDK for tests/processor/otlp_receiver/test_js_sdk_interop.py,
+# exactly as pinned by tests/js/package-lock.json (node and npm must be on PATH).
 JS_STAMP := tests/js/node_modules/.installed
 
 $(JS_STAMP): tests/js/package.json tests/js/package-lock.json

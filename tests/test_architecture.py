@@ -111,11 +111,15 @@ def _resolve(name: str) -> str | None:
     return name or None
 
 
-def imports_of(module: str) -> Iterator[tuple[int, str]]:
-    """``(line, imported Driftline module)`` for every import in ``module``."""
+def imports_of(module: str, *, run_time_only: bool = False) -> Iterator[tuple[int, str]]:
+    """``(line, imported Driftline module)`` for every import in ``module``; with
+    ``run_time_only``, those run when the module is imported (its top level, outside
+    ``if TYPE_CHECKING``), not those in functions or for type checkers only."""
     path = MODULES[module]
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    tree = ast.parse(path.read_text(), str(path))
+    nodes = tree.body if run_time_only else ast.walk(tree)
+    for node in nodes:
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -242,6 +246,38 @@ def test_no_cycle_between_packages() -> None:
     assert _cycle(graph) == []
 
 
+def test_no_import_cycle_between_modules() -> None:
+    """Module by module too, the imports run at import time form no cycle, so every module
+    can be imported first (a cycle works or breaks by import order). Imports for type
+    checkers only, or inside functions, are left out: they run after every module loaded."""
+    graph = {module: {target for _, target in imports_of(module, run_time_only=True)}
+             for module in MODULES}
+    assert sum(map(len, graph.values())) > len(MODULES)  # the graph is not vacuous
+    assert _cycle(graph) == []
+
+
+# As a guide no module of processor/ or exporters/ is above this many lines (issue 15): a
+# bigger one does several jobs. The exceptions are listed with why they stay.
+MAX_MODULE_LINES = 500
+LARGER_MODULES = {
+    # Another branch optimises the OTLP receiver; it is split once that work has landed.
+    "processor/otlp_receiver/receiver.py": 650,
+    "processor/otlp_receiver/http_server.py": 650,
+    # Another branch adds estimated performance here; split once that work has landed.
+    "processor/ml_performance/processor.py": 650,
+}
+
+
+def test_no_collector_module_above_the_size_guide() -> None:
+    roots = {"driftline.processor", "driftline.exporters"}
+    sizes = {shown(path): len(path.read_text().splitlines()) for module, path in MODULES.items()
+             if any(module == root or module.startswith(f"{root}.") for root in roots)}
+    assert "processor/ml_drift/processor.py" in sizes  # the walk sees the source
+    too_big = {name: lines for name, lines in sizes.items()
+               if lines > LARGER_MODULES.get(name, MAX_MODULE_LINES)}
+    assert too_big == {}
+
+
 @pytest.mark.parametrize("graph, expected", [
     ({"a": {"b"}, "b": {"c"}, "c": {"a"}}, ["a", "b", "c", "a"]),
     ({"a": {"b"}, "b": {"c"}, "c": set()}, []),
@@ -315,3 +351,76 @@ def test_importing_a_component_loads_no_other_component(module: str) -> None:
                     and unit_of(m) != own)
     assert module in loaded
     assert others == []
+
+
+def test_no_component_contract_decided_by_signature_inspection() -> None:
+    """The service hands every factory the same ``(config, next_consumer, settings)``; it
+    used to call ``inspect.signature`` to decide whether a factory got its ID."""
+    found = [f"{shown(path)}:{node.lineno}"
+             for module, path in MODULES.items() if unit_of(module) != KERNEL
+             for node in ast.walk(ast.parse(path.read_text(), str(path)))
+             if isinstance(node, ast.Attribute) and node.attr == "signature"
+             and isinstance(node.value, ast.Name) and node.value.id == "inspect"]
+    assert found == []
+
+
+class _InvalidConfig:
+    def validate(self) -> list[str]:
+        return ["endpoint: bad on purpose"]
+
+
+class _Sink:
+    def consume_metrics(self, batch: object) -> None: ...
+
+    def consume_traces(self, batch: object) -> None: ...
+
+    def consume_logs(self, batch: object) -> None: ...
+
+
+def _builtin_factories() -> list[tuple[str, object]]:
+    from driftline.processor.service.registry import default_factories
+
+    factories = default_factories()
+    return sorted({(kind, factory.TYPE): factory
+                   for kind in ("receiver", "processor", "exporter", "extension")
+                   for factory in factories.of_kind(kind).values()}.items())
+
+
+@pytest.mark.parametrize("kind_type, factory", _builtin_factories(),
+                         ids=lambda v: "/".join(v) if isinstance(v, tuple) else "")
+def test_every_factory_validates_its_config_in_create(kind_type: tuple[str, str],
+                                                      factory: object) -> None:
+    """``create()`` always validates, so a config built in code (tests, embedding, the
+    benchmark) cannot start a component the loader would have refused; the error names the
+    component's ID from the settings the service hands every factory."""
+    from driftline.processor.component import ComponentError, Settings
+
+    kind, type_ = kind_type
+    settings = Settings.of(kind, f"{type_}/mine")
+    with pytest.raises(ComponentError, match=rf"^{type_}/mine: invalid config: "
+                                             r"endpoint: bad on purpose$"):
+        factory.create(_InvalidConfig(), _Sink(), settings)  # type: ignore[attr-defined]
+
+
+def test_one_tls_config_type_for_receivers_and_exporters() -> None:
+    """The receiver's and the exporters' ``tls`` are one type; each side refuses the keys
+    of the other, naming its own."""
+    import dataclasses
+    import typing
+
+    from driftline.exporters.otlp_grpc.exporter import OtlpGrpcExporterConfig
+    from driftline.processor.component.tls import TlsConfig
+    from driftline.processor.otlp_receiver.receiver import GrpcConfig
+
+    def tls_type(config: type) -> object:
+        hints = typing.get_type_hints(config)
+        return next(hints[f.name] for f in dataclasses.fields(config) if f.name == "tls")
+
+    assert tls_type(OtlpGrpcExporterConfig) is TlsConfig
+    assert tls_type(GrpcConfig) == TlsConfig | None
+    assert TlsConfig(insecure=True, cert_file="c", key_file="k").server_problems()[0] == (
+        "insecure: not a receiver setting; a receiver's tls takes cert_file, key_file, "
+        "client_ca_file")
+    assert TlsConfig(client_ca_file="ca.pem").client_problems() == [
+        "client_ca_file: not an exporter setting; an exporter's tls takes insecure, ca_file, "
+        "cert_file, key_file, insecure_skip_verify"]

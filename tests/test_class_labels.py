@@ -18,7 +18,7 @@ from driftline.instrumentation import Recorder
 from driftline.instrumentation.sklearn import SklearnInstrumentor
 from driftline.processor.ml_drift.processor import MlDriftConfig, MlDriftProcessor
 from tests._otel import InMemoryMetricExporter
-from tests.test_ml_drift import Capture, app_batch, gauges
+from tests.processor.ml_drift.test_ml_drift import Capture, app_batch, gauges
 
 NS = 1_000_000_000
 CLASS = semconv.PROFILE_COLUMN_PREDICTION_CLASS

@@ -23,8 +23,8 @@ from driftline.processor.ml_drift import window_store as _window_store
 from driftline.processor.ml_drift.processor import CheckpointConfig
 from driftline.processor.service.pipeline import FanOut
 from tests._consumers import Recorder
-from tests.test_ml_drift import NS, T0, Capture, Clock, app_batch, processor
-from tests.test_prometheus_exporter import attrs, batch, gauge, scrape
+from tests.exporters.prometheus.test_prometheus_exporter import attrs, batch, gauge, scrape
+from tests.processor.ml_drift.test_ml_drift import NS, T0, Capture, Clock, app_batch, processor
 
 
 def _failing_commits(failures: int):  # type: ignore[no-untyped-def]

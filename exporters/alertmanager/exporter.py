@@ -24,8 +24,10 @@ from driftline.exporters.sending.alerts import (
 )
 from driftline.exporters.sending.push import client_problems
 from driftline.exporters.sending.queue import DEFAULT_TIMEOUT, QueueConfig, RetryConfig
+from driftline.processor.component import Consumer, Settings, validated
+from driftline.processor.component.settings import KIND_EXPORTER
 from driftline.processor.component.signals import SIGNAL_LOGS
-from driftline.processor.component.tls import ClientTlsConfig
+from driftline.processor.component.tls import TlsConfig
 
 TYPE = "alertmanager"
 ALERTNAME = "MLDrift"
@@ -41,7 +43,7 @@ class AlertmanagerExporterConfig:
     severity: str = DEFAULT_SEVERITY
     generator_url: str = ""
     headers: dict[str, str] = field(default_factory=dict)
-    tls: ClientTlsConfig = field(default_factory=ClientTlsConfig)
+    tls: TlsConfig = field(default_factory=TlsConfig)
     timeout: str | float = DEFAULT_TIMEOUT
     retry_on_failure: RetryConfig = field(default_factory=RetryConfig)
     sending_queue: QueueConfig = field(default_factory=QueueConfig)
@@ -87,8 +89,7 @@ class Factory:
     def default_config(self) -> AlertmanagerExporterConfig:
         return AlertmanagerExporterConfig()
 
-    def create(self, config: AlertmanagerExporterConfig, next_consumer: Any = None,
-               component_id: str = TYPE) -> AlertmanagerExporter:
-        return AlertmanagerExporter(component_id, config)
-
-
+    def create(self, config: AlertmanagerExporterConfig, next_consumer: Consumer | None = None,
+               settings: Settings | None = None) -> AlertmanagerExporter:
+        settings = settings or Settings.of(KIND_EXPORTER, TYPE)
+        return AlertmanagerExporter(settings.id, validated(config, settings))

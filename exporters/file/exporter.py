@@ -25,7 +25,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
@@ -45,9 +45,10 @@ from driftline.exporters.file.rotating_file import (
     all_files,
     decompress,
 )
-from driftline.processor.component import ComponentError
+from driftline.processor.component import ComponentError, Consumer, Settings, validated
 from driftline.processor.component import otlp_json as _otlp_json
 from driftline.processor.component.otlp_json import OtlpJsonError
+from driftline.processor.component.settings import KIND_EXPORTER
 
 _LOG = logging.getLogger(__name__)
 
@@ -320,6 +321,8 @@ class Factory:
         return FileExporterConfig()
 
     @staticmethod
-    def create(config: FileExporterConfig, next_consumer: Any = None) -> FileExporter:
+    def create(config: FileExporterConfig, next_consumer: Consumer | None = None,
+               settings: Settings | None = None) -> FileExporter:
         """A new, unstarted exporter; exporters end a pipeline, so ``next_consumer`` is unused."""
-        return FileExporter(config)
+        settings = settings or Settings.of(KIND_EXPORTER, TYPE)
+        return FileExporter(validated(config, settings))

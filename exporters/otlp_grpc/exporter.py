@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -31,8 +30,10 @@ from driftline.exporters.sending.queue import (
     RetryConfig,
     SendError,
 )
+from driftline.processor.component import Consumer, Settings, validated
+from driftline.processor.component.settings import KIND_EXPORTER
 from driftline.processor.component.signals import SIGNALS
-from driftline.processor.component.tls import ClientTlsConfig
+from driftline.processor.component.tls import TlsConfig
 
 _log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ class OtlpGrpcExporterConfig:
     endpoint: str = DEFAULT_ENDPOINT  # host:port
     headers: dict[str, str] = field(default_factory=dict)
     compression: str = DEFAULT_COMPRESSION
-    tls: ClientTlsConfig = field(default_factory=ClientTlsConfig)
+    tls: TlsConfig = field(default_factory=TlsConfig)
     timeout: str | float = DEFAULT_TIMEOUT
     retry_on_failure: RetryConfig = field(default_factory=RetryConfig)
     sending_queue: QueueConfig = field(default_factory=QueueConfig)
@@ -157,6 +158,7 @@ class Factory:
     def default_config(self) -> OtlpGrpcExporterConfig:
         return OtlpGrpcExporterConfig()
 
-    def create(self, config: OtlpGrpcExporterConfig, next_consumer: Any = None,
-               component_id: str = TYPE) -> OtlpGrpcExporter:
-        return OtlpGrpcExporter(component_id, config)
+    def create(self, config: OtlpGrpcExporterConfig, next_consumer: Consumer | None = None,
+               settings: Settings | None = None) -> OtlpGrpcExporter:
+        settings = settings or Settings.of(KIND_EXPORTER, TYPE)
+        return OtlpGrpcExporter(settings.id, validated(config, settings))

@@ -17,7 +17,6 @@ import logging
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import cramjam
 from google.protobuf.message import DecodeError
@@ -40,14 +39,16 @@ from driftline.exporters.sending.queue import (
     QueueConfig,
     RetryConfig,
 )
+from driftline.processor.component import Consumer, Settings, validated
 from driftline.processor.component import otlp_json as _otlp_json
+from driftline.processor.component.settings import KIND_EXPORTER
 from driftline.processor.component.signals import (
     SIGNAL_LOGS,
     SIGNAL_METRICS,
     SIGNAL_TRACES,
     SIGNALS,
 )
-from driftline.processor.component.tls import ClientTlsConfig
+from driftline.processor.component.tls import TlsConfig
 
 _log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ class OtlpHttpExporterConfig:
     headers: dict[str, str] = field(default_factory=dict)
     compression: str = DEFAULT_COMPRESSION
     encoding: str = ENCODING_PROTO
-    tls: ClientTlsConfig = field(default_factory=ClientTlsConfig)
+    tls: TlsConfig = field(default_factory=TlsConfig)
     timeout: str | float = DEFAULT_TIMEOUT
     retry_on_failure: RetryConfig = field(default_factory=RetryConfig)
     sending_queue: QueueConfig = field(default_factory=QueueConfig)
@@ -164,6 +165,7 @@ class Factory:
     def default_config(self) -> OtlpHttpExporterConfig:
         return OtlpHttpExporterConfig()
 
-    def create(self, config: OtlpHttpExporterConfig, next_consumer: Any = None,
-               component_id: str = TYPE) -> OtlpHttpExporter:
-        return OtlpHttpExporter(component_id, config)
+    def create(self, config: OtlpHttpExporterConfig, next_consumer: Consumer | None = None,
+               settings: Settings | None = None) -> OtlpHttpExporter:
+        settings = settings or Settings.of(KIND_EXPORTER, TYPE)
+        return OtlpHttpExporter(settings.id, validated(config, settings))

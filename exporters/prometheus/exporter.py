@@ -24,7 +24,8 @@ from driftline.exporters.prometheus_series.series import (
     PrometheusSeries,
     split_endpoint,
 )
-from driftline.processor.component import ComponentError
+from driftline.processor.component import ComponentError, Consumer, Settings, validated
+from driftline.processor.component.settings import KIND_EXPORTER
 
 _LOG = logging.getLogger(__name__)
 
@@ -150,6 +151,8 @@ class Factory:
         return PrometheusExporterConfig()
 
     @staticmethod
-    def create(config: PrometheusExporterConfig, next_consumer: Any = None) -> PrometheusExporter:
+    def create(config: PrometheusExporterConfig, next_consumer: Consumer | None = None,
+               settings: Settings | None = None) -> PrometheusExporter:
         """A new, unstarted exporter; exporters end a pipeline, so ``next_consumer`` is unused."""
-        return PrometheusExporter(config)
+        settings = settings or Settings.of(KIND_EXPORTER, TYPE)
+        return PrometheusExporter(validated(config, settings))

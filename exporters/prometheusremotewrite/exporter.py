@@ -38,9 +38,10 @@ from driftline.exporters.sending.queue import (
     QueueConfig,
     RetryConfig,
 )
-from driftline.processor.component import DataRefusedError
+from driftline.processor.component import Consumer, DataRefusedError, Settings, validated
+from driftline.processor.component.settings import KIND_EXPORTER
 from driftline.processor.component.signals import SIGNAL_METRICS
-from driftline.processor.component.tls import ClientTlsConfig
+from driftline.processor.component.tls import TlsConfig
 
 _log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ class RemoteWriteExporterConfig:
     metric_expiration: str | float = DEFAULT_METRIC_EXPIRATION
     add_ratio_suffix: bool = DEFAULT_ADD_RATIO_SUFFIX
     headers: dict[str, str] = field(default_factory=dict)
-    tls: ClientTlsConfig = field(default_factory=ClientTlsConfig)
+    tls: TlsConfig = field(default_factory=TlsConfig)
     timeout: str | float = DEFAULT_TIMEOUT
     retry_on_failure: RetryConfig = field(default_factory=RetryConfig)
     sending_queue: QueueConfig = field(default_factory=QueueConfig)
@@ -137,6 +138,7 @@ class Factory:
     def default_config(self) -> RemoteWriteExporterConfig:
         return RemoteWriteExporterConfig()
 
-    def create(self, config: RemoteWriteExporterConfig, next_consumer: Any = None,
-               component_id: str = TYPE) -> RemoteWriteExporter:
-        return RemoteWriteExporter(component_id, config)
+    def create(self, config: RemoteWriteExporterConfig, next_consumer: Consumer | None = None,
+               settings: Settings | None = None) -> RemoteWriteExporter:
+        settings = settings or Settings.of(KIND_EXPORTER, TYPE)
+        return RemoteWriteExporter(settings.id, validated(config, settings))

@@ -1,5 +1,5 @@
 """What every push exporter shares: the checks of the sending keys (client TLS settings are
-``driftline.processor.component.tls.ClientTlsConfig``), and
+``driftline.processor.component.tls.TlsConfig``), and
 the component base that feeds each request through the sending chain (``_sending.Sender``):
 ``set_host`` (for a ``file_storage`` queue), ``start``, ``shutdown``, ``stats``."""
 
@@ -22,7 +22,7 @@ def client_problems(config: Any) -> list[str]:
     problems = []
     if not isinstance(config.headers, dict):
         problems.append("headers: a mapping of header names to values")
-    problems += [f"tls::{p}" for p in config.tls.validate()]
+    problems += [f"tls::{p}" for p in config.tls.client_problems()]
     return problems + sending_of(config).validate()
 
 

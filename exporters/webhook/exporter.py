@@ -14,8 +14,10 @@ from typing import Any
 from driftline.exporters.sending.alerts import JsonPoster, iso_time, text_of, url_problems
 from driftline.exporters.sending.push import client_problems
 from driftline.exporters.sending.queue import DEFAULT_TIMEOUT, QueueConfig, RetryConfig
+from driftline.processor.component import Consumer, Settings, validated
+from driftline.processor.component.settings import KIND_EXPORTER
 from driftline.processor.component.signals import SIGNAL_LOGS
-from driftline.processor.component.tls import ClientTlsConfig
+from driftline.processor.component.tls import TlsConfig
 
 TYPE = "webhook"
 
@@ -24,7 +26,7 @@ TYPE = "webhook"
 class WebhookExporterConfig:
     endpoint: str = ""  # the URL each batch of alerts is POSTed to
     headers: dict[str, str] = field(default_factory=dict)
-    tls: ClientTlsConfig = field(default_factory=ClientTlsConfig)
+    tls: TlsConfig = field(default_factory=TlsConfig)
     timeout: str | float = DEFAULT_TIMEOUT
     retry_on_failure: RetryConfig = field(default_factory=RetryConfig)
     sending_queue: QueueConfig = field(default_factory=QueueConfig)
@@ -56,6 +58,7 @@ class Factory:
     def default_config(self) -> WebhookExporterConfig:
         return WebhookExporterConfig()
 
-    def create(self, config: WebhookExporterConfig, next_consumer: Any = None,
-               component_id: str = TYPE) -> WebhookExporter:
-        return WebhookExporter(component_id, config)
+    def create(self, config: WebhookExporterConfig, next_consumer: Consumer | None = None,
+               settings: Settings | None = None) -> WebhookExporter:
+        settings = settings or Settings.of(KIND_EXPORTER, TYPE)
+        return WebhookExporter(settings.id, validated(config, settings))

@@ -21,7 +21,16 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import ResourceMetrics
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans
 
 from driftline.durations import non_negative_duration_problem, parse_duration
-from driftline.processor.component import ComponentError, consumer_of, not_honoured
+from driftline.processor.component import (
+    ComponentError,
+    Consumer,
+    Settings,
+    consumer_of,
+    not_honoured,
+    require_next,
+    validated,
+)
+from driftline.processor.component.settings import KIND_PROCESSOR
 from driftline.processor.component.signals import (
     ITEMS_FIELD,
     SCOPES_FIELD,
@@ -191,7 +200,7 @@ class BatchProcessor:
     consumer is logged and counted: the sender was already told its data was accepted.
     """
 
-    def __init__(self, config: BatchConfig, next_consumer: Any,
+    def __init__(self, config: BatchConfig, next_consumer: Consumer,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._timeout_s = config.timeout_s
         self._size = config.send_batch_size
@@ -332,10 +341,7 @@ class Factory:
     def default_config(self) -> BatchConfig:
         return BatchConfig()
 
-    def create(self, config: BatchConfig, next_consumer: Any = None) -> BatchProcessor:
-        if next_consumer is None:
-            raise ComponentError("batch: needs a next consumer (an exporter or processor)")
-        problems = config.validate()
-        if problems:
-            raise ComponentError("batch: invalid config: " + "; ".join(problems))
-        return BatchProcessor(config, next_consumer)
+    def create(self, config: BatchConfig, next_consumer: Consumer | None = None,
+               settings: Settings | None = None) -> BatchProcessor:
+        settings = settings or Settings.of(KIND_PROCESSOR, TYPE)
+        return BatchProcessor(validated(config, settings), require_next(next_consumer, settings))

@@ -1,8 +1,10 @@
 """The component model every pipeline part follows, after the OpenTelemetry Collector's.
 
 Data moves between components as OTLP protobuf messages (``ResourceMetrics``,
-``ResourceSpans``), the processor's equivalent of the collector's pdata. A factory turns a
-validated config dataclass into a component wired to the next consumer(s) of its pipeline.
+``ResourceSpans``, ``ResourceLogs``), the processor's equivalent of the collector's pdata. A
+factory turns a config dataclass, which its ``create`` validates, and the ``Settings`` the
+service hands it (ID, logger, telemetry) into a component wired to the next consumer of its
+pipeline.
 """
 
 from __future__ import annotations
@@ -15,7 +17,34 @@ from opentelemetry.proto.logs.v1.logs_pb2 import ResourceLogs
 from opentelemetry.proto.metrics.v1.metrics_pb2 import ResourceMetrics
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans
 
+from driftline.processor.component.settings import Settings, TelemetrySettings
 from driftline.processor.component.signals import SIGNAL_LOGS, SIGNAL_METRICS, SIGNAL_TRACES
+
+__all__ = [
+    "NOT_HONOURED",
+    "AuthenticationError",
+    "Component",
+    "ComponentConfig",
+    "ComponentError",
+    "Consumer",
+    "DataRefusedError",
+    "Factory",
+    "Host",
+    "HostAware",
+    "LogsConsumer",
+    "MetricsConsumer",
+    "PartialRejection",
+    "PipelineFeeder",
+    "PipelineWatcher",
+    "ServerAuthenticator",
+    "Settings",
+    "TelemetrySettings",
+    "TracesConsumer",
+    "consumer_of",
+    "not_honoured",
+    "require_next",
+    "validated",
+]
 
 
 class Component(Protocol):
@@ -44,7 +73,7 @@ class LogsConsumer(Protocol):
 Consumer = MetricsConsumer | TracesConsumer | LogsConsumer
 
 
-def consumer_of(signal: str, consumer: Any) -> Callable[[Sequence[Any]], None]:
+def consumer_of(signal: str, consumer: Consumer) -> Callable[[Sequence[Any]], None]:
     """The method of ``consumer`` that takes batches of ``signal``: named in code, as the
     protocols above declare it, so a consumer is never looked up by a method-name string."""
     if signal == SIGNAL_METRICS:
@@ -60,7 +89,7 @@ def consumer_of(signal: str, consumer: Any) -> Callable[[Sequence[Any]], None]:
 class Host:
     """What the running service offers its components (the collector's ``component.Host``):
     the started extensions by their ID text (``bearertokenauth/clients``). A component that
-    needs it defines ``set_host(host)``, called before anything starts."""
+    needs it is ``HostAware``: ``set_host(host)`` is called before anything starts."""
 
     extensions: Mapping[str, Any] = field(default_factory=dict)
     # The first consumer of each pipeline by its ID text (``logs``, ``metrics/drift``), so a
@@ -89,16 +118,54 @@ class Host:
                                  f"service::extensions (enabled: {known})") from None
 
 
+@runtime_checkable
+class HostAware(Protocol):
+    """A component that reaches extensions or other pipelines through the ``Host``."""
+
+    def set_host(self, host: Host) -> None: ...
+
+
 class ComponentConfig(Protocol):
     def validate(self) -> list[str]:
         """Problems as ``"key::sub_key: message"`` relative to the component's own YAML node."""
+
+
+@runtime_checkable
+class PipelineFeeder(Protocol):
+    """A config whose component sends into other pipelines (``ml_drift``'s alerts into the
+    logs pipelines): the service adds these edges to the pipeline graph, which orders
+    shutdown (a pipeline stops before the pipelines it feeds)."""
+
+    def fed_pipelines(self) -> Mapping[str, Sequence[str] | None]:
+        """Pipeline IDs fed, per signal; None for every pipeline of that signal."""
 
 
 class Factory(Protocol):
     TYPE: str
     CONFIG: type[Any]  # a dataclass; YAML keys are its field names, nested dataclasses nest
 
-    def create(self, config: Any, next_consumer: Any) -> Component: ...
+    def default_config(self) -> Any: ...
+
+    def create(self, config: Any, next_consumer: Consumer | None,
+               settings: Settings | None = None) -> Component:
+        """A new, unstarted component; ``validated(config, settings)`` first, always."""
+
+
+def validated(config: ComponentConfig, settings: Settings) -> Any:
+    """``config`` if its ``validate()`` finds no problem, else ``ComponentError`` listing
+    them: every ``create()`` calls it, so a component never runs on a config the loader
+    would have refused (tests and embedders build configs in code)."""
+    problems = config.validate()
+    if problems:
+        raise ComponentError(f"{settings.id}: invalid config: " + "; ".join(problems))
+    return config
+
+
+def require_next(next_consumer: Consumer | None, settings: Settings) -> Consumer:
+    """The next consumer of a processor or receiver; ``ComponentError`` if there is none."""
+    if next_consumer is None:
+        raise ComponentError(f"{settings.id}: needs a next consumer (an exporter or processor)")
+    return next_consumer
 
 
 class ComponentError(RuntimeError):

@@ -1,5 +1,6 @@
-"""TLS settings, as the collector's ``configtls``: a server's (``TlsConfig``, the
-collector's ``ServerConfig``) and a client's (``ClientTlsConfig``, its ``ClientConfig``).
+"""TLS settings, as the collector's ``configtls``: one ``TlsConfig`` for a receiver's
+``tls`` (the collector's ``ServerConfig``) and an exporter's (its ``ClientConfig``), each
+side checking the keys it takes (``server_problems``, ``client_problems``).
 
 A server's ``cert_file`` and ``key_file`` (PEM) turn TLS on; ``client_ca_file`` also requires
 every client to present a certificate signed by that CA (mutual TLS). A client (an exporter)
@@ -36,16 +37,33 @@ def _file_problem(key: str, path: object) -> str | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
+# Keys only one side takes: the other side refuses them, naming the side's keys.
+SERVER_KEYS = ("cert_file", "key_file", "client_ca_file")
+CLIENT_KEYS = ("insecure", "ca_file", "cert_file", "key_file", "insecure_skip_verify")
+
+
+@dataclass(slots=True)
 class TlsConfig:
-    """``tls``: the server's certificate and key; ``client_ca_file`` for mutual TLS."""
+    """``tls``: a receiver's certificate and key (``client_ca_file`` for mutual TLS), or an
+    exporter's CA to verify its server with and optional client certificate."""
 
     cert_file: str = ""
     key_file: str = ""
-    client_ca_file: str = ""
+    client_ca_file: str = ""  # server: clients must present a certificate signed by it
+    ca_file: str = ""  # client: verify the server with it (the system roots by default)
+    insecure: bool = False  # client, gRPC: plaintext (an http:// endpoint is plaintext anyway)
+    insecure_skip_verify: bool = False  # client: do not verify the server
 
-    def validate(self) -> list[str]:
-        problems = []
+    def _foreign(self, keys: tuple[str, ...], side: str) -> list[str]:
+        """Problems for keys set that ``side`` (``a receiver``) does not take."""
+        defaults = TlsConfig()
+        return [f"{key}: not {side} setting; {side}'s tls takes {', '.join(keys)}"
+                for key in self.__slots__
+                if key not in keys and getattr(self, key) != getattr(defaults, key)]
+
+    def server_problems(self) -> list[str]:
+        """Problems of a receiver's ``tls``: cert and key required, files readable."""
+        problems = self._foreign(SERVER_KEYS, "a receiver")
         for key in ("cert_file", "key_file"):
             value = getattr(self, key)
             if value == "":
@@ -58,10 +76,31 @@ class TlsConfig:
             problems.append(problem)
         return problems
 
+    def client_problems(self) -> list[str]:
+        """Problems of an exporter's ``tls``: files that exist, a certificate with its key."""
+        problems = self._foreign(CLIENT_KEYS, "an exporter")
+        problems += [f"{key}: file {value} does not exist"
+                     for key, value in (("ca_file", self.ca_file), ("cert_file", self.cert_file),
+                                        ("key_file", self.key_file))
+                     if value and not Path(value).is_file()]
+        if bool(self.cert_file) != bool(self.key_file):
+            problems.append("cert_file: a client certificate needs both cert_file and key_file")
+        return problems
+
     @property
     def mutual(self) -> bool:
         """Whether clients must present a certificate signed by ``client_ca_file``."""
         return bool(self.client_ca_file)
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A client ``ssl`` context: verify the server, present a certificate if set."""
+        context = ssl.create_default_context(cafile=self.ca_file or None)
+        if self.cert_file:
+            context.load_cert_chain(self.cert_file, self.key_file)
+        if self.insecure_skip_verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
 
 
 def _read(path: str, where: str) -> bytes:
@@ -99,32 +138,3 @@ def server_ssl_context(config: TlsConfig, where: str) -> ssl.SSLContext:
                                  f"from {config.client_ca_file!r}: {exc}") from exc
         context.verify_mode = ssl.CERT_REQUIRED
     return context
-
-
-@dataclass(slots=True)
-class ClientTlsConfig:
-    """``tls`` of an exporter, as the collector's ``configtls`` client settings."""
-
-    insecure: bool = False  # gRPC: plaintext (an http:// endpoint is plaintext anyway)
-    ca_file: str = ""
-    cert_file: str = ""
-    key_file: str = ""
-    insecure_skip_verify: bool = False
-
-    def validate(self) -> list[str]:
-        problems = [f"{key}: file {value} does not exist"
-                    for key, value in (("ca_file", self.ca_file), ("cert_file", self.cert_file),
-                                       ("key_file", self.key_file))
-                    if value and not Path(value).is_file()]
-        if bool(self.cert_file) != bool(self.key_file):
-            problems.append("cert_file: a client certificate needs both cert_file and key_file")
-        return problems
-
-    def ssl_context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context(cafile=self.ca_file or None)
-        if self.cert_file:
-            context.load_cert_chain(self.cert_file, self.key_file)
-        if self.insecure_skip_verify:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        return context

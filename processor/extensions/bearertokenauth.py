@@ -16,7 +16,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from driftline.processor.component import AuthenticationError, ComponentError
+from driftline.processor.component import (
+    AuthenticationError,
+    ComponentError,
+    Consumer,
+    Settings,
+    validated,
+)
+from driftline.processor.component.settings import KIND_EXTENSION
 
 _log = logging.getLogger(__name__)
 
@@ -131,6 +138,7 @@ class Factory:
     def default_config(self) -> BearerTokenAuthConfig:
         return BearerTokenAuthConfig()
 
-    def create(self, config: BearerTokenAuthConfig, next_consumer: object = None
-               ) -> BearerTokenAuth:
-        return BearerTokenAuth(config)
+    def create(self, config: BearerTokenAuthConfig, next_consumer: Consumer | None = None,
+               settings: Settings | None = None) -> BearerTokenAuth:
+        settings = settings or Settings.of(KIND_EXTENSION, TYPE)
+        return BearerTokenAuth(validated(config, settings))

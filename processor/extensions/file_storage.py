@@ -10,9 +10,9 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from driftline.processor.component import ComponentError
+from driftline.processor.component import ComponentError, Consumer, Settings, validated
+from driftline.processor.component.settings import KIND_EXTENSION
 
 TYPE = "file_storage"
 DEFAULT_DIRECTORY = ""
@@ -62,5 +62,7 @@ class Factory:
     def default_config(self) -> FileStorageConfig:
         return FileStorageConfig()
 
-    def create(self, config: FileStorageConfig, next_consumer: Any = None) -> FileStorage:
-        return FileStorage(config)
+    def create(self, config: FileStorageConfig, next_consumer: Consumer | None = None,
+               settings: Settings | None = None) -> FileStorage:
+        settings = settings or Settings.of(KIND_EXTENSION, TYPE)
+        return FileStorage(validated(config, settings))

@@ -21,8 +21,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from driftline.processor.component import ComponentError
+from driftline.processor.component import ComponentError, Consumer, Settings, validated
 from driftline.processor.component.endpoints import endpoint_problem
+from driftline.processor.component.settings import KIND_EXTENSION
 
 _log = logging.getLogger(__name__)
 
@@ -213,5 +214,7 @@ class Factory:
     def default_config(self) -> HealthCheckConfig:
         return HealthCheckConfig()
 
-    def create(self, config: HealthCheckConfig, next_consumer: object = None) -> HealthCheck:
-        return HealthCheck(config)
+    def create(self, config: HealthCheckConfig, next_consumer: Consumer | None = None,
+               settings: Settings | None = None) -> HealthCheck:
+        settings = settings or Settings.of(KIND_EXTENSION, TYPE)
+        return HealthCheck(validated(config, settings))

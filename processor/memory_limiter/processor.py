@@ -30,7 +30,16 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import ResourceMetrics
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans
 
 from driftline.durations import parse_duration, positive_duration_problem
-from driftline.processor.component import ComponentError, DataRefusedError, consumer_of
+from driftline.processor.component import (
+    ComponentError,
+    Consumer,
+    DataRefusedError,
+    Settings,
+    consumer_of,
+    require_next,
+    validated,
+)
+from driftline.processor.component.settings import KIND_PROCESSOR
 from driftline.processor.component.signals import (
     SIGNAL_LOGS,
     SIGNAL_METRICS,
@@ -211,7 +220,7 @@ class MemoryLimiter:
     unit tests pass their own to drive the state without allocating real memory.
     """
 
-    def __init__(self, config: MemoryLimiterConfig, next_consumer: Any, *,
+    def __init__(self, config: MemoryLimiterConfig, next_consumer: Consumer, *,
                  read_memory: Callable[[], int] = read_rss_bytes,
                  total_memory: Callable[[], int] = total_memory_bytes,
                  release: Callable[[], None] = release_memory) -> None:
@@ -341,11 +350,7 @@ class Factory:
     def default_config(self) -> MemoryLimiterConfig:
         return MemoryLimiterConfig()
 
-    def create(self, config: MemoryLimiterConfig, next_consumer: Any = None) -> MemoryLimiter:
-        if next_consumer is None:
-            raise ComponentError("memory_limiter: needs a next consumer (an exporter or "
-                                 "processor)")
-        problems = config.validate()
-        if problems:
-            raise ComponentError("memory_limiter: invalid config: " + "; ".join(problems))
-        return MemoryLimiter(config, next_consumer)
+    def create(self, config: MemoryLimiterConfig, next_consumer: Consumer | None = None,
+               settings: Settings | None = None) -> MemoryLimiter:
+        settings = settings or Settings.of(KIND_PROCESSOR, TYPE)
+        return MemoryLimiter(validated(config, settings), require_next(next_consumer, settings))

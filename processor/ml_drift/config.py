@@ -235,6 +235,10 @@ class MlDriftConfig:
     def grace_s(self) -> float:
         return parse_duration(self.grace)
 
+    def fed_pipelines(self) -> dict[str, list[str] | None]:
+        """Alerts go to logs pipelines (the pipeline graph orders shutdown by this)."""
+        return {SIGNAL_LOGS: self.alerts.pipelines}
+
     def validate(self) -> list[str]:
         problems = [p for p in (_profiles_problem(self.profiles),
                                 positive_duration_problem("window", self.window),

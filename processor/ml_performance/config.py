@@ -162,6 +162,11 @@ class MlPerformanceConfig:
     def grace_s(self) -> float:
         return parse_duration(self.grace)
 
+    def fed_pipelines(self) -> dict[str, list[str] | None]:
+        """Gauges go to metrics pipelines, alerts to logs ones (the pipeline graph orders
+        shutdown by this)."""
+        return {SIGNAL_METRICS: self.metrics.pipelines, SIGNAL_LOGS: self.alerts.pipelines}
+
     def validate(self) -> list[str]:
         problems = [p for p in (positive_duration_problem("window", self.window),
                                 non_negative_duration_problem("grace", self.grace)) if p]

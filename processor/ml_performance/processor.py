@@ -29,7 +29,16 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 
 from driftline import semconv
 from driftline.labels import class_label
-from driftline.processor.component import ComponentError, DataRefusedError, Host
+from driftline.processor.component import (
+    ComponentError,
+    Consumer,
+    DataRefusedError,
+    Host,
+    LogsConsumer,
+    Settings,
+    require_next,
+    validated,
+)
 from driftline.processor.component.otlp_build import WindowGauges
 from driftline.processor.component.predictions import (
     GroundTruth,
@@ -40,6 +49,7 @@ from driftline.processor.component.predictions import (
     prediction,
     resource_pairs,
 )
+from driftline.processor.component.settings import KIND_PROCESSOR
 from driftline.processor.component.signals import SIGNAL_LOGS, SIGNAL_METRICS
 from driftline.processor.ml_performance import metrics as quality
 from driftline.processor.ml_performance.alerts import PerformanceAlert, alert_logs
@@ -126,7 +136,7 @@ class MlPerformanceProcessor:
     labels so far, with the same start and end times.
     """
 
-    def __init__(self, config: MlPerformanceConfig, next_consumer: Any, *,
+    def __init__(self, config: MlPerformanceConfig, next_consumer: LogsConsumer, *,
                  clock: Callable[[], int] = time.time_ns,
                  tick_interval_s: float = TICK_INTERVAL_S) -> None:
         """``clock`` returns Unix time in nanoseconds (tests pass their own)."""
@@ -594,9 +604,8 @@ class Factory:
     def default_config(self) -> MlPerformanceConfig:
         return MlPerformanceConfig()
 
-    def create(self, config: MlPerformanceConfig, next_consumer: Any = None
-               ) -> MlPerformanceProcessor:
-        if next_consumer is None:
-            raise ComponentError("ml_performance: needs a next consumer (an exporter or "
-                                 "processor)")
-        return MlPerformanceProcessor(config, next_consumer)
+    def create(self, config: MlPerformanceConfig, next_consumer: Consumer | None = None,
+               settings: Settings | None = None) -> MlPerformanceProcessor:
+        settings = settings or Settings.of(KIND_PROCESSOR, TYPE)
+        return MlPerformanceProcessor(validated(config, settings),
+                                      require_next(next_consumer, settings))

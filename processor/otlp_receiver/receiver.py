@@ -44,16 +44,20 @@ from google.protobuf.message import Message
 from driftline.durations import non_negative_duration_problem, parse_duration
 from driftline.processor.component import (
     ComponentError,
+    Consumer,
     DataRefusedError,
     Host,
     MetricsConsumer,
     PartialRejection,
     ServerAuthenticator,
+    Settings,
     TracesConsumer,
     consumer_of,
     not_honoured,
+    validated,
 )
 from driftline.processor.component.endpoints import endpoint_problem
+from driftline.processor.component.settings import KIND_RECEIVER
 from driftline.processor.component.signals import (
     SIGNAL_LOGS,
     SIGNAL_METRICS,
@@ -121,7 +125,7 @@ class AuthConfig:
 def _security_problems(tls: TlsConfig | None, auth: AuthConfig | None) -> list[str]:
     problems = []
     if tls is not None:
-        problems.extend(f"tls::{p}" for p in tls.validate())
+        problems.extend(f"tls::{p}" for p in tls.server_problems())
     if auth is not None:
         problems.extend(f"auth::{p}" for p in auth.validate())
     return problems
@@ -347,7 +351,7 @@ class OtlpReceiver:
     receiver belongs to; it may declare ``signals`` to say which services to serve.
     """
 
-    def __init__(self, config: OtlpReceiverConfig, next_consumer: Any) -> None:
+    def __init__(self, config: OtlpReceiverConfig, next_consumer: Consumer) -> None:
         self._config = config
         self._next = next_consumer
         self._lock = threading.Lock()
@@ -612,5 +616,7 @@ class Factory:
     def default_config(self) -> OtlpReceiverConfig:
         return OtlpReceiverConfig()
 
-    def create(self, config: OtlpReceiverConfig, next_consumer: Any = None) -> OtlpReceiver:
-        return OtlpReceiver(config, next_consumer)
+    def create(self, config: OtlpReceiverConfig, next_consumer: Consumer | None = None,
+               settings: Settings | None = None) -> OtlpReceiver:
+        settings = settings or Settings.of(KIND_RECEIVER, TYPE)
+        return OtlpReceiver(validated(config, settings), next_consumer)

@@ -4,14 +4,15 @@ As in the collector's ``service/internal/graph``: exporters are created first (s
 every pipeline naming them), then each pipeline's processors back to front (one instance per
 pipeline), then receivers, which fan out to the first processor of every pipeline they feed
 (or straight to its exporters). Start goes against the data flow, shutdown with it, so no
-component ever hands data to one that is not running. The processor's own metrics
-(``self_telemetry``) start after every component and stop before any.
+component ever hands data to one that is not running. A processor whose config is a
+``PipelineFeeder`` (``ml_drift``'s alerts, ``ml_performance``'s gauges) adds edges from its
+pipeline to the pipelines it feeds; pipelines stop in the order of that graph. The
+processor's own metrics (``self_telemetry``) start after every component and stop before any.
 """
 
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -19,9 +20,13 @@ from typing import Any
 
 from driftline.processor.component import (
     ComponentError,
+    Consumer,
     Host,
+    HostAware,
     PartialRejection,
+    PipelineFeeder,
     PipelineWatcher,
+    Settings,
     consumer_of,
 )
 from driftline.processor.service.config import ComponentID, Config, PipelineID
@@ -55,8 +60,8 @@ class FanOut:
     ``dropped_batches`` instead, and a partial rejection is passed on.
     """
 
-    def __init__(self, metrics: Sequence[Any] = (), traces: Sequence[Any] = (),
-                 logs: Sequence[Any] = ()) -> None:
+    def __init__(self, metrics: Sequence[Consumer] = (), traces: Sequence[Consumer] = (),
+                 logs: Sequence[Consumer] = ()) -> None:
         self._consumers = {SIGNAL_METRICS: tuple(metrics), SIGNAL_TRACES: tuple(traces),
                            SIGNAL_LOGS: tuple(logs)}
         self.dropped_batches = 0
@@ -121,9 +126,9 @@ class Node:
 class Pipelines:
     """The running graph: ``start()`` then ``shutdown()``, each in dependency order.
 
-    Extensions start first and stop last; every component that defines ``set_host`` gets
-    the ``Host`` (the extensions) before anything starts. The self-telemetry thread, unless
-    ``telemetry.level`` is ``none``, starts last and stops first.
+    Extensions start first and stop last; every ``HostAware`` component gets the ``Host``
+    (the extensions, the pipelines) before anything starts. The self-telemetry thread,
+    unless ``telemetry.level`` is ``none``, starts last and stops first.
     """
 
     def __init__(self, exporters: list[Node], processors: list[list[Node]],
@@ -145,18 +150,13 @@ class Pipelines:
         """Every component in shutdown order: receivers, processors, exporters, extensions.
 
         Each pipeline's processors stop front to back, so what one flushes while stopping
-        (a ``batch``'s held items) reaches the next while it still runs. Pipelines with a
-        processor that feeds other pipelines (it defines ``set_host``: ``ml_drift``'s
-        alerts, ``ml_performance``'s gauges) stop first, so what it sends while stopping
-        still finds the other pipelines' processors and exporters running.
+        (a ``batch``'s held items) reaches the next while it still runs. A pipeline stops
+        before the pipelines it feeds (``feed_order``), so what a processor sends while
+        stopping still finds the other pipelines' processors and exporters running.
         """
         yield from self._receivers
-        feeding = [any(callable(getattr(n.component, "set_host", None)) for n in chain)
-                   for chain in self._processors]
-        for feeds in (True, False):
-            for chain, chain_feeds in zip(self._processors, feeding, strict=True):
-                if chain_feeds is feeds:
-                    yield from chain
+        for chain in feed_order(self._processors, list(self._entries)):
+            yield from chain
         yield from self._exporters
         yield from self._extensions
 
@@ -175,9 +175,8 @@ class Pipelines:
         names the component that failed.
         """
         for node in self._start_order():
-            set_host = getattr(node.component, "set_host", None)
-            if callable(set_host):
-                set_host(self.host)
+            if isinstance(node.component, HostAware):
+                node.component.set_host(self.host)
         for node in self._start_order():
             try:
                 node.component.start()
@@ -239,17 +238,42 @@ class Pipelines:
             raise first_error
 
 
+def fed_pipelines(config: Any, pipelines: Sequence[PipelineID]) -> list[PipelineID]:
+    """The pipelines a processor with ``config`` feeds besides its own: none unless the
+    config is a ``PipelineFeeder``; a signal's None means every pipeline of that signal."""
+    if not isinstance(config, PipelineFeeder):
+        return []
+    fed: list[PipelineID] = []
+    for signal, wanted in config.fed_pipelines().items():
+        fed += [pid for pid in pipelines if pid.signal == signal
+                and (wanted is None or str(pid) in wanted)]
+    return fed
+
+
+def feed_order(chains: Sequence[list[Node]], pipelines: Sequence[PipelineID]) -> list[list[Node]]:
+    """``chains`` (one per pipeline, in config order) ordered so a pipeline comes before
+    every pipeline its processors feed: a topological order of the feed edges, ties and
+    cycles (two pipelines feeding each other) left in config order."""
+    ids = [chain[0].pipeline if chain else None for chain in chains]
+    feeds = {i: {ids.index(pid) for node in chain
+                 for pid in fed_pipelines(node.config, pipelines) if pid in ids} - {i}
+             for i, chain in enumerate(chains)}
+    fed_by = {i: {j for j, targets in feeds.items() if i in targets} for i in feeds}
+    order: list[int] = []
+    while len(order) < len(chains):
+        left = [i for i in feeds if i not in order]
+        ready = [i for i in left if not (fed_by[i] - set(order))]
+        order.append(ready[0] if ready else left[0])  # a cycle: config order breaks it
+    return [chains[i] for i in order]
+
+
 def _create(factories: Factories, kind: str, cid: ComponentID, config: Any,
-            next_consumer: Any, pipeline: PipelineID | None = None) -> Node:
+            next_consumer: Consumer | None, telemetry: TelemetrySettings,
+            pipeline: PipelineID | None = None) -> Node:
     factory = factories.of_kind(kind)[cid.type]
     where = f"{kind} '{cid}'" + (f" in pipeline '{pipeline}'" if pipeline else "")
     try:
-        # A factory that names its components' state (a persistent queue's directory) after
-        # their ID takes it as ``component_id``.
-        if "component_id" in inspect.signature(factory.create).parameters:
-            component = factory.create(config, next_consumer, component_id=str(cid))
-        else:
-            component = factory.create(config, next_consumer)
+        component = factory.create(config, next_consumer, Settings.of(kind, str(cid), telemetry))
     except Exception as exc:
         raise ComponentError(f"cannot create {where}: {exc}") from exc
     return Node(kind, cid, pipeline, component, config)
@@ -269,14 +293,16 @@ def build(config: Config, factories: Factories | None = None,
     ``telemetry`` replaces the config's ``service::telemetry::metrics`` (tests, embedding).
     """
     factories = default_factories() if factories is None else factories
-    extensions = [_create(factories, KIND_EXTENSION, cid, config.extensions[cid], None)
+    telemetry = telemetry or TelemetrySettings.of(config)
+    extensions = [_create(factories, KIND_EXTENSION, cid, config.extensions[cid], None,
+                          telemetry)
                   for cid in config.service_extensions]
     exporters: dict[ComponentID, Node] = {}
     for pipeline in config.pipelines.values():
         for cid in pipeline.exporters:
             if cid not in exporters:
                 exporters[cid] = _create(factories, KIND_EXPORTER, cid, config.exporters[cid],
-                                         None)
+                                         None, telemetry)
 
     chains: list[list[Node]] = []
     entries: dict[PipelineID, Any] = {}
@@ -286,7 +312,7 @@ def build(config: Config, factories: Factories | None = None,
         chain: list[Node] = []
         for cid in reversed(pipeline.processors):
             node = _create(factories, KIND_PROCESSOR, cid, config.processors[cid],
-                           next_consumer, pid)
+                           next_consumer, telemetry, pid)
             chain.insert(0, node)
             next_consumer = node.component
         chains.append(chain)
@@ -299,6 +325,6 @@ def build(config: Config, factories: Factories | None = None,
                         if pid.signal == signal and cid in p.receivers]
                for signal in SIGNALS}
         receivers.append(_create(factories, KIND_RECEIVER, cid, config.receivers[cid],
-                                 FanOut(**fed)))
+                                 FanOut(**fed), telemetry))
     return Pipelines(list(exporters.values()), chains, receivers, extensions, entries,
-                     telemetry or TelemetrySettings.of(config))
+                     telemetry)

@@ -21,6 +21,12 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
+from driftline.processor.component.settings import (
+    KIND_EXPORTER,
+    KIND_EXTENSION,
+    KIND_PROCESSOR,
+    KIND_RECEIVER,
+)
 from driftline.processor.component.signals import (  # noqa: F401  (the service re-exports them)
     DEFAULT_SIGNALS,
     SIGNAL_LOGS,
@@ -30,11 +36,6 @@ from driftline.processor.component.signals import (  # noqa: F401  (the service 
 )
 
 _log = logging.getLogger(__name__)
-
-KIND_RECEIVER = "receiver"
-KIND_PROCESSOR = "processor"
-KIND_EXPORTER = "exporter"
-KIND_EXTENSION = "extension"
 
 
 PLUGIN_GROUP_PREFIX = "driftline."

@@ -32,17 +32,19 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 
 from driftline import semconv
 from driftline.processor.component.otlp_build import processor_resource
+from driftline.processor.component.settings import (  # noqa: F401  (re-exported)
+    DEFAULT_INTERVAL_S,
+    DEFAULT_LEVEL,
+    LEVEL_BASIC,
+    LEVEL_DETAILED,
+    LEVEL_NONE,
+    LEVEL_NORMAL,
+    LEVELS,
+    TelemetrySettings,
+)
 
 _log = logging.getLogger(__name__)
 
-LEVEL_NONE = "none"
-LEVEL_BASIC = "basic"
-LEVEL_NORMAL = "normal"
-LEVEL_DETAILED = "detailed"
-# The collector's levels; every level but "none" exports every stats() field today.
-LEVELS = (LEVEL_NONE, LEVEL_BASIC, LEVEL_NORMAL, LEVEL_DETAILED)
-DEFAULT_LEVEL = LEVEL_BASIC
-DEFAULT_INTERVAL_S = 10.0
 # How long shutdown waits for a collection in progress to finish.
 STOP_TIMEOUT_S = 5.0
 
@@ -86,30 +88,6 @@ def metric_help(field_name: str) -> str:
 
 def _sample_value(field_name: str, value: int | float) -> int | float:
     return value / NS_PER_S if field_name.endswith(NANOSECONDS_SUFFIX) else value
-
-
-@dataclass(frozen=True, slots=True)
-class TelemetrySettings:
-    """``service::telemetry::metrics``: ``level`` (``none`` turns it off) and how often."""
-
-    level: str = DEFAULT_LEVEL
-    interval_s: float = DEFAULT_INTERVAL_S
-    # service::telemetry::resource: (attribute, value or None to remove a default one).
-    resource: tuple[tuple[str, str | None], ...] = ()
-
-    @property
-    def enabled(self) -> bool:
-        return self.level != LEVEL_NONE
-
-    @classmethod
-    def of(cls, config: Any) -> TelemetrySettings:
-        """The settings of a loaded ``Config``; defaults where it has no ``telemetry_metrics``."""
-        node = getattr(config, "telemetry_metrics", None)
-        resource = tuple(getattr(config, "telemetry_resource", ()))
-        if node is None:
-            return cls(resource=resource)
-        return cls(str(getattr(node, "level", DEFAULT_LEVEL)).lower(),
-                   float(getattr(node, "interval_s", DEFAULT_INTERVAL_S)), resource)
 
 
 @dataclass(frozen=True, slots=True)
