@@ -42,7 +42,7 @@ from driftline.instrumentation._records import RecordSettings
 from driftline.instrumentation.sklearn import SklearnInstrumentor
 from tests._collector import LOOPBACK, PROTOCOL_HTTP, Collector, running_collector
 from tests.conftest import PrometheusServer, free_port, require_binary, run_prometheus
-from tests.test_prometheus_promtool import PROMTOOL_MISSING, _exporter_endpoint
+from tests.exporters.prometheus.test_prometheus_promtool import PROMTOOL_MISSING, _exporter_endpoint
 
 pytestmark = pytest.mark.integration
 
