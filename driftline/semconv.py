@@ -50,6 +50,10 @@ ML_PREDICTION_VALUE: Final = "ml.prediction.value"
 ML_PREDICTION_CLASS_METRIC: Final = "ml.prediction.class"
 ML_PREDICTION_CONFIDENCE: Final = "ml.prediction.confidence"
 ML_PREDICTION_MARGIN: Final = "ml.prediction.margin"
+# 1 - top class probability, per predicted class (ML_PREDICTION_CLASS), 0 below 2**-10
+# (driftline.calibration.UNCERTAINTY_FLOOR): with the profile's calibration, the processor
+# estimates performance from it without labels (docs/estimation.md).
+ML_PREDICTION_UNCERTAINTY: Final = "ml.prediction.uncertainty"
 
 UNIT_SECONDS: Final = "s"
 UNIT_ROWS: Final = "{row}"
@@ -112,6 +116,14 @@ ML_PERFORMANCE_RMSE: Final = ML_PERFORMANCE_PREFIX + "rmse"
 ML_PERFORMANCE_R2: Final = ML_PERFORMANCE_PREFIX + "r2"
 ML_PERFORMANCE_LABELS: Final = ML_PERFORMANCE_PREFIX + "labels"
 UNIT_LABELS: Final = "{label}"
+# Estimated (without labels, from calibrated confidence; docs/estimation.md) by ml_drift:
+# ML_PERFORMANCE_ESTIMATED_PREFIX + metric (accuracy; precision, recall, f1, roc_auc of a
+# binary model's positive class), and the band where the realised value falls with
+# probability ml_drift::estimation::level if the calibration holds: the same name + ".lower"
+# and + ".upper". An estimate's ml.performance.alert names the estimated gauge.
+ML_PERFORMANCE_ESTIMATED_PREFIX: Final = ML_PERFORMANCE_PREFIX + "estimated."
+ML_PERFORMANCE_LOWER_SUFFIX: Final = ".lower"
+ML_PERFORMANCE_UPPER_SUFFIX: Final = ".upper"
 # How a classification gauge is averaged: "macro" (unweighted mean over classes), "class"
 # (one class, named by ML_CLASS) or "binary" (two-class ROC AUC; ML_CLASS = the positive class).
 ML_PERFORMANCE_AVERAGE: Final = "ml.performance.average"

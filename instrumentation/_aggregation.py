@@ -26,6 +26,7 @@ from opentelemetry.sdk.metrics.export import (
 )
 
 from driftline import semconv
+from driftline.calibration import uncertainty
 from driftline.columns import (
     NUMERIC_KINDS,
     CategoryColumn,
@@ -111,6 +112,8 @@ class StreamAggregate:
         self.confidence = NumericColumn()
         self.margin = NumericColumn()
         self.values = NumericColumn()
+        # 1 - confidence per predicted class (ml.prediction.uncertainty), for estimation.
+        self.uncertainty: dict[str, NumericColumn] = {}
         self.overflow: Counter[str] = Counter()
         self.records_dropped: Counter[str] = Counter()  # ml.prediction records, by reason
         self._staged_inputs: dict[str, list[np.ndarray]] = {}
@@ -244,16 +247,28 @@ class StreamAggregate:
         classes = traits.classes
         if outputs.ndim == 2 and classes is not None and outputs.shape[1] == len(classes):
             scores = outputs.astype(np.float64, copy=False)
+            labels = class_labels(np.asarray(classes, dtype=object))
+            top = np.argmax(scores, axis=1)
             if traits.is_classifier and scores.shape[1] >= 2:
                 ordered = np.sort(scores, axis=1)
                 self.confidence.add(ordered[:, -1])
                 self.margin.add(ordered[:, -1] - ordered[:, -2])
-            self.classes.add(class_labels(np.asarray(classes, dtype=object))[
-                np.argmax(scores, axis=1)])
+                self._add_uncertainty(labels, top, uncertainty(ordered[:, -1]))
+            self.classes.add(labels[top])
         elif traits.is_classifier or is_label_dtype(outputs):
             self.classes.add(class_labels(outputs.ravel()))
         elif is_numeric(outputs):
             self.values.add(outputs.ravel())
+
+    def _add_uncertainty(self, labels: np.ndarray, top: np.ndarray, doubt: np.ndarray) -> None:
+        """``1 - confidence`` per predicted class; classes past ``max_classes`` fold into
+        ``__other__`` (counted with the predicted labels' overflow)."""
+        for j in np.unique(top).tolist():
+            label = str(labels[j])
+            if label not in self.uncertainty and \
+                    len(self.uncertainty) >= self.limits.max_classes:
+                label = semconv.OVERFLOW_VALUE
+            self.uncertainty.setdefault(label, NumericColumn()).add(doubt[top == j])
 
     def metrics(self, attributes: dict[str, Any], start_ns: int, end_ns: int) -> list[Metric]:
         self.aggregate_staged()
@@ -310,6 +325,13 @@ class StreamAggregate:
                 metrics.append(Metric(name, description, semconv.UNIT_DIMENSIONLESS,
                                       ExponentialHistogram([points.histogram(column.histogram)],
                                                            _DELTA)))
+        doubt = [points.histogram(column.histogram, {semconv.ML_PREDICTION_CLASS: label})
+                 for label, column in self.uncertainty.items() if column.histogram.count]
+        if doubt:
+            metrics.append(Metric(semconv.ML_PREDICTION_UNCERTAINTY,
+                                  "1 - top class probability, per predicted class",
+                                  semconv.UNIT_DIMENSIONLESS,
+                                  ExponentialHistogram(doubt, _DELTA)))
         overflow = [points.number(count, {semconv.ML_CARDINALITY_ATTRIBUTE: attribute})
                     for attribute, count in self.overflow.items() if count]
         if overflow:
