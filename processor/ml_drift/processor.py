@@ -56,7 +56,12 @@ from driftline.processor.component.ml_points import (
     resource_text,
 )
 from driftline.processor.component.otlp_build import WindowGauges
+from driftline.processor.component.performance_alerts import PerformanceAlert
+from driftline.processor.component.performance_alerts import (
+    alert_logs as performance_alert_logs,
+)
 from driftline.processor.component.signals import SIGNAL_LOGS, SIGNAL_METRICS
+from driftline.processor.ml_drift import estimation
 from driftline.processor.ml_drift import explicit as _explicit
 from driftline.processor.ml_drift.alerts import Alert, alert_logs
 from driftline.processor.ml_drift.config import (
@@ -324,6 +329,7 @@ class MlDriftProcessor:
             semconv.ML_PREDICTION_CLASS_METRIC: self._prediction_classes,
             semconv.ML_FEATURE_CATEGORY_METRIC: self._feature_categories,
             semconv.ML_PREDICT_ROWS: self._rows,
+            semconv.ML_PREDICTION_UNCERTAINTY: self._uncertainties,
         }
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -1003,6 +1009,10 @@ class MlDriftProcessor:
             resource, prefix, metric, now,
             lambda a: None if a.get(semconv.ML_PREDICTION_CLASS) else semconv.ML_PREDICTION_VALUE)
 
+    def _uncertainties(self, resource: Sequence[KeyValue], prefix: str, metric: Metric,
+                       now: int) -> None:
+        self._add_histograms(resource, prefix, metric, now, estimation.column_of)
+
     def _prediction_classes(self, resource: Sequence[KeyValue], prefix: str, metric: Metric,
                             now: int) -> None:
         self._add_counts(resource, prefix, metric, now,
@@ -1313,6 +1323,7 @@ class MlDriftProcessor:
         gauges.add(semconv.ML_WINDOW_ROWS, semconv.UNIT_ROWS, window.row_count())
         profile, verdict = self._reference(key, evaluated, changes)
         alerts: list[Alert] = []
+        estimated_alerts: list[PerformanceAlert] = []
         if profile is not None and evaluated.row_count() < self._min_rows:
             verdict = f"below min_rows={self._min_rows}, no verdict"
         elif profile is not None:
@@ -1336,6 +1347,9 @@ class MlDriftProcessor:
                 gauges.add(semconv.ML_DRIFT_DATASET_DETECTED, semconv.UNIT_DIMENSIONLESS,
                            int(share >= self._thresholds.dataset_share))
             alerts = self._alerts(key, verdicts, share, changes)
+            estimated_alerts = estimation.add_estimates(
+                self._config.estimation, profile.calibration, evaluated.numeric, gauges,
+                evaluated.row_count())
             drifted = [s.column for s in verdicts if s.drifted]
             verdict = f"drifted columns: {', '.join(drifted) or 'none'}"
         _log.info("ml_drift: model=%s version=%s operation=%s window_start=%s rows=%d %s",
@@ -1345,6 +1359,14 @@ class MlDriftProcessor:
         metrics = gauges.resource_metrics(semconv.PROCESSOR_SCOPE)
         logs = alert_logs(alerts, model, evaluated.resource or [], start_ns, end_ns, now_ns) \
             if alerts else None
+        if estimated_alerts:
+            performance = performance_alert_logs(estimated_alerts, model,
+                                                 evaluated.resource or [], start_ns, end_ns,
+                                                 now_ns)
+            if logs is None:
+                logs = performance
+            else:
+                logs.scope_logs.extend(performance.scope_logs)
         return metrics, logs
 
 

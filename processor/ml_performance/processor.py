@@ -31,6 +31,7 @@ from driftline import semconv
 from driftline.labels import class_label
 from driftline.processor.component import ComponentError, DataRefusedError, Host
 from driftline.processor.component.otlp_build import WindowGauges
+from driftline.processor.component.performance_alerts import PerformanceAlert, alert_logs
 from driftline.processor.component.predictions import (
     GroundTruth,
     Prediction,
@@ -42,7 +43,6 @@ from driftline.processor.component.predictions import (
 )
 from driftline.processor.component.signals import SIGNAL_LOGS, SIGNAL_METRICS
 from driftline.processor.ml_performance import metrics as quality
-from driftline.processor.ml_performance.alerts import PerformanceAlert, alert_logs
 from driftline.processor.ml_performance.config import (
     DEFAULT_GRACE,
     DEFAULT_MAX_CLASSES,
