@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -44,13 +45,23 @@ import pandas as pd
 import nannyml as nml
 work = Path(sys.argv[1])
 spec = json.loads((work / "spec.json").read_text())
+
+
+def canon(column):
+    """Labels as text, 1.0 as "1" (a CSV column of labels with gaps reads as floats)."""
+    try:
+        return column.astype(float).astype(int).astype(str)
+    except ValueError:
+        return column.astype(str)
+
+
 out = {}
 for name, s in spec.items():
     reference = pd.read_csv(work / f"{name}.reference.csv")
     analysis = pd.read_csv(work / f"{name}.analysis.csv").drop(columns=[s["target"]])
     for frame in (reference, analysis):
-        frame[s["prediction"]] = frame[s["prediction"]].astype(str)
-    reference[s["target"]] = reference[s["target"]].astype(str)
+        frame[s["prediction"]] = canon(frame[s["prediction"]])
+    reference[s["target"]] = canon(reference[s["target"]])
     binary = len(s["probabilities"]) == 2
     if binary:
         # NannyML's binary CBPE takes the positive class's probability and 0/1 labels.
@@ -100,6 +111,11 @@ def _scored(model: LogisticRegression, x: np.ndarray, y: np.ndarray) -> pd.DataF
     return frame
 
 
+def _quiet() -> dict[str, str]:
+    """NannyML's environment without its usage analytics (no network here)."""
+    return {**os.environ, "NML_DISABLE_USAGE_LOGGING": "1"}
+
+
 def generated_set(classes: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     rng = np.random.default_rng(seed)
     x, y = _generated(2 * REFERENCE_ROWS, 0.0, rng, classes)
@@ -123,15 +139,18 @@ ref.to_csv(work / "car_loan.ref.raw.csv", index=False)
 ana.merge(tgt, on="id").to_csv(work / "car_loan.ana.raw.csv", index=False)
 ref, ana, tgt = nml.load_synthetic_multiclass_classification_dataset()
 ref.to_csv(work / "credit_card.ref.raw.csv", index=False)
-ana.merge(tgt, on="identifier").to_csv(work / "credit_card.ana.raw.csv", index=False)
+ana.merge(tgt, on="id").to_csv(work / "credit_card.ana.raw.csv", index=False)
 '''
-    subprocess.run([python, "-c", script, str(work)], check=True)
+    subprocess.run([python, "-c", script, str(work)], check=True, env=_quiet())
     sets = {}
     ref = pd.read_csv(work / "car_loan.ref.raw.csv")
     ana = pd.read_csv(work / "car_loan.ana.raw.csv")
     for frame in (ref, ana):
         frame["p1"] = frame["y_pred_proba"]
         frame["p0"] = 1.0 - frame["y_pred_proba"]
+        # The data set's y_pred is not the argmax on 2.7 % of the rows (a noisy threshold);
+        # both tools estimate the argmax here, as the app reads predict_proba.
+        frame["y_pred"] = (frame["p1"] > frame["p0"]).astype(int)
     sets["nannyml car loan (binary, public)"] = (
         ref[["p0", "p1", "y_pred", "repaid"]], ana[["p0", "p1", "y_pred", "repaid"]],
         {"probabilities": ["p0", "p1"], "prediction": "y_pred", "target": "repaid",
@@ -140,6 +159,8 @@ ana.merge(tgt, on="identifier").to_csv(work / "credit_card.ana.raw.csv", index=F
     ana = pd.read_csv(work / "credit_card.ana.raw.csv")
     classes = ["highstreet_card", "prepaid_card", "upmarket_card"]
     columns = [f"y_pred_proba_{c}" for c in classes]
+    ref["y_pred"] = np.asarray(classes)[ref[columns].to_numpy().argmax(axis=1)]
+    ana["y_pred"] = np.asarray(classes)[ana[columns].to_numpy().argmax(axis=1)]
     sets["nannyml credit card (3 classes, public)"] = (
         ref[[*columns, "y_pred", "y_true"]], ana[[*columns, "y_pred", "y_true"]],
         {"probabilities": columns, "prediction": "y_pred", "target": "y_true",
@@ -219,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     theirs: dict = {}
     if have_nannyml:
         (work / "spec.json").write_text(json.dumps(spec_out))
-        subprocess.run([args.nannyml_python, "-c", NANNYML_SCRIPT, str(work)], check=True)
+        subprocess.run([args.nannyml_python, "-c", NANNYML_SCRIPT, str(work)], check=True,
+                       env=_quiet())
         theirs = json.loads((work / "nannyml.json").read_text())
     for i, (name, (estimated, realised, seconds)) in enumerate(ours.items()):
         nanny = theirs.get(f"set{i}", {})
