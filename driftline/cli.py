@@ -64,7 +64,8 @@ def _profile(args: argparse.Namespace) -> int:
                                          prediction_column=args.prediction_column,
                                          target_column=args.target_column,
                                          task=args.task, on_rows=start(args.data),
-                                         probability_columns=args.probability_columns)
+                                         probability_columns=args.probability_columns,
+                                         multivariate=args.multivariate)
     except FileNotFoundError as exc:
         print(f"driftline profile: {args.data}: no such file ({exc})", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -262,6 +263,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "order: with --prediction-column and --target-column the profile "
                         "holds a calibration, and the processor and compare estimate "
                         "performance without labels (docs/estimation.md)")
+    p.add_argument("--multivariate", action="store_true",
+                   help="also store a PCA of the numeric features and the reference's "
+                        "per-row reconstruction errors: multivariate drift, a change in the "
+                        "features' correlations no single column shows (docs/ml_drift.md)")
     p.add_argument("--task", choices=TASKS,
                    help="how to read the prediction column (default: classes when it holds "
                         "integers, booleans or text, values when it holds floats)")

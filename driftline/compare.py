@@ -106,15 +106,19 @@ def load_side(path: str | os.PathLike[str], *, model: str = DEFAULT_MODEL,
 def _output_columns(path: Path, like: Profile | None) -> dict[str, Any]:
     """How to read the model's outputs from a data file, as the other side's calibration
     names them: its probability columns when the file has them all, its prediction and
-    target columns when the file has them, and its classes."""
-    calibration = like.calibration if like is not None else None
-    if calibration is None:
+    target columns when the file has them, and its classes; and its multivariate PCA when
+    the file has its columns."""
+    if like is None:
         return {}
     names = set(_file_columns(path))
-    if not set(calibration.probability_columns) <= names:
-        return {}
-    found: dict[str, Any] = {"probability_columns": list(calibration.probability_columns),
-                             "classes": [c.label for c in calibration.classes]}
+    found: dict[str, Any] = {}
+    if like.multivariate is not None and set(like.multivariate.columns) <= names:
+        found["multivariate"] = like.multivariate
+    calibration = like.calibration
+    if calibration is None or not set(calibration.probability_columns) <= names:
+        return found
+    found.update(probability_columns=list(calibration.probability_columns),
+                 classes=[c.label for c in calibration.classes])
     if calibration.prediction_column in names:
         found["prediction_column"] = calibration.prediction_column
     if calibration.target_column in names:

@@ -52,6 +52,13 @@ from driftline.labels import (
     class_labels,
     is_label_dtype,
 )
+from driftline.multivariate import (
+    RECONSTRUCTION_ERROR_COLUMN,
+    CovarianceBuilder,
+    MultivariateError,
+    Pca,
+    numeric_columns,
+)
 from driftline.projection import Projection, ProjectionError
 
 FORMAT_NAME = "driftline.profile"
@@ -161,6 +168,8 @@ class Profile:
     projection: Projection | None = None
     # Set when captured with class probabilities (see driftline.calibration).
     calibration: Calibration | None = None
+    # Set when captured with multivariate=True (see driftline.multivariate).
+    multivariate: Pca | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -175,6 +184,8 @@ class Profile:
             data["projection"] = self.projection.to_dict()
         if self.calibration is not None:
             data["calibration"] = self.calibration.to_dict()
+        if self.multivariate is not None:
+            data["multivariate"] = self.multivariate.to_dict()
         return data
 
     def features(self) -> list[ColumnProfile]:
@@ -234,6 +245,10 @@ class ProfileBuilder:
         # Probability columns named by the caller: a calibration that cannot be built is an
         # error. From arrays (capture), it is left out with a warning instead.
         self.calibration_required = False
+        # Multivariate drift: the PCA whose reconstruction errors are profiled per chunk, or
+        # the sums a PCA is being fitted from (the errors then need a second pass).
+        self.pca: Pca | None = None
+        self.covariance: CovarianceBuilder | None = None
         # The classes of the probability columns, in order, when the caller knows them.
         self.classes: Sequence[Any] | None = None
 
@@ -296,7 +311,16 @@ class ProfileBuilder:
                              "estimate: %s", self.model_name, exc)
         return Profile(self.model_name, self.model_version, time.time_ns(), self.row_count,
                        {name: b.build() for name, b in self._columns.items()},
-                       self.projection, calibration)
+                       self.projection, calibration, self.pca)
+
+    def add_reconstruction_errors(self, columns: Mapping[str, Any]) -> None:
+        """Profile one chunk's reconstruction errors by ``pca`` (a column like any)."""
+        assert self.pca is not None
+        errors = self.pca.column_errors(columns)
+        if errors is None:
+            raise ProfileError(f"multivariate: the profile's PCA needs the numeric columns "
+                               f"{', '.join(self.pca.columns)}; the data lacks some")
+        self.add_column(RECONSTRUCTION_ERROR_COLUMN, errors, ROLE_FEATURE, KIND_NUMERIC)
 
 
 def _feature_columns(data: Any, decoded: Collection[str] = ()
@@ -435,6 +459,7 @@ def capture(
     projection: Projection | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     classes: Sequence[Any] | None = None,
+    multivariate: bool | Pca = False,
 ) -> Profile:
     """Profile features ``X`` and the model's outputs on them.
 
@@ -458,9 +483,12 @@ def capture(
     """
     builder = ProfileBuilder(model, version, top_k=top_k, projection=projection)
     builder.classes = classes
+    _start_multivariate(builder, multivariate)
     if not _is_arrow_dataset(X):
         add_chunk(builder, X, predictions, probabilities=probabilities, target=target,
                   task=task)
+        if _fit_multivariate(builder):
+            builder.add_reconstruction_errors(dict(_feature_columns(X)))
         return builder.build()
     if _names_columns(probabilities):
         raise ProfileError("for a dataset, probabilities must be an array, not column names")
@@ -471,7 +499,36 @@ def capture(
                   probabilities=_row_slice(probabilities, start, stop),
                   target=_row_slice(target, start, stop), task=task)
         start = stop
+    if _fit_multivariate(builder):
+        for batch in _dataset_batches(X, chunk_rows):
+            builder.add_reconstruction_errors(dict(_feature_columns(batch)))
     return builder.build()
+
+
+def _start_multivariate(builder: ProfileBuilder, multivariate: bool | Pca) -> None:
+    """``True``: fit a PCA over this data; a ``Pca`` (another profile's): profile the
+    reconstruction errors by it."""
+    if isinstance(multivariate, Pca):
+        builder.pca = multivariate
+    elif multivariate:
+        if builder.projection is not None:
+            raise ProfileError("multivariate drift of projected inputs is not supported")
+        builder.covariance = CovarianceBuilder()
+
+
+def _fit_multivariate(builder: ProfileBuilder) -> bool:
+    """Fit the PCA after the first pass; True when the errors need a second one."""
+    if builder.covariance is None:
+        return False
+    try:
+        builder.pca = builder.covariance.fit()
+    except MultivariateError as exc:
+        raise ProfileError(f"multivariate: {exc}") from exc
+    builder.covariance = None
+    if builder.pca is None:
+        _log.warning("profile of model %r: fewer than two varying numeric features, so no "
+                     "multivariate drift", builder.model_name)
+    return builder.pca is not None
 
 
 def _take_column(columns: dict[str, np.ndarray], name: str) -> np.ndarray:
@@ -513,6 +570,10 @@ def add_chunk(builder: ProfileBuilder, X: Any, predictions: Any = None, *,
                                "must be arrays, not column names")
         columns = dict(builder.projection.apply(np.asarray(X)))
     builder.add_columns(columns.items())
+    if builder.pca is not None:
+        builder.add_reconstruction_errors(columns)
+    elif builder.covariance is not None:
+        builder.covariance.add(numeric_columns(columns))
     rows = len(next(iter(columns.values()))) if columns else 0
     classifies = _classifies(builder, task, predictions, probabilities)
     output_rows = _add_outputs(builder, predictions, probabilities, classifies)
@@ -679,7 +740,8 @@ def profile_file(path: str | os.PathLike[str], *, model: str, version: str = "",
                  chunk_rows: int = DEFAULT_CHUNK_ROWS,
                  on_rows: Callable[[int], None] | None = None,
                  probability_columns: Sequence[str] | None = None,
-                 classes: Sequence[Any] | None = None) -> Profile:
+                 classes: Sequence[Any] | None = None,
+                 multivariate: bool | Pca = False) -> Profile:
     """Profile a CSV or Parquet file, or a directory of Parquet files, in one streaming pass.
 
     ``prediction_column`` and ``target_column`` name the model's output and the true label
@@ -690,6 +752,7 @@ def profile_file(path: str | os.PathLike[str], *, model: str, version: str = "",
     """
     builder = ProfileBuilder(model, version, top_k=top_k)
     builder.classes = classes
+    _start_multivariate(builder, multivariate)
     for chunk in _read_ahead(iter_file_chunks(path, chunk_rows)):
         try:
             add_chunk(builder, chunk, prediction_column, target=target_column, task=task,
@@ -699,6 +762,9 @@ def profile_file(path: str | os.PathLike[str], *, model: str, version: str = "",
             raise ProfileError(f"{path}: {exc}") from exc
         if on_rows is not None:
             on_rows(builder.row_count)
+    if _fit_multivariate(builder):  # a second pass: each row's error by the fitted PCA
+        for chunk in _read_ahead(iter_file_chunks(path, chunk_rows)):
+            builder.add_reconstruction_errors(dict(_feature_columns(chunk)))
     return builder.build()
 
 
@@ -708,6 +774,9 @@ def merge(left: Profile, right: Profile) -> Profile:
         raise ProfileError(f"cannot merge profiles of different models: "
                            f"{left.model_name}:{left.model_version} and "
                            f"{right.model_name}:{right.model_version}")
+    if left.multivariate != right.multivariate:
+        raise ProfileError("cannot merge profiles with different multivariate PCAs: capture "
+                           "the parts with the same one (capture(..., multivariate=pca))")
     if left.projection != right.projection:
         raise ProfileError(f"cannot merge profiles projected differently: {left.projection} "
                            f"and {right.projection}")
@@ -825,10 +894,12 @@ def from_dict(data: Any, source: str = "profile") -> Profile:
                       if data.get("projection") is not None else None)
         calibration = (Calibration.from_dict(data["calibration"], f"{source}: calibration")
                        if data.get("calibration") is not None else None)
+        pca = (Pca.from_dict(data["multivariate"], f"{source}: multivariate")
+               if data.get("multivariate") is not None else None)
         return Profile(str(data["model"]["name"]), str(data["model"].get("version", "")),
                        int(data["created_time_unix_nano"]), int(data["row_count"]), columns,
-                       projection, calibration)
-    except (ProjectionError, CalibrationError) as exc:
+                       projection, calibration, pca)
+    except (ProjectionError, CalibrationError, MultivariateError) as exc:
         raise ProfileError(str(exc)) from exc
     except ProfileError:
         raise

@@ -170,6 +170,9 @@ ENV_TORCH_TASK: Final = "DRIFTLINE_TORCH_TASK"
 # Wide inputs are monitored as proj0..proj{k-1} (a seeded random projection) and l2_norm.
 FEATURE_PROJECTION_PREFIX: Final = "proj"
 FEATURE_L2_NORM: Final = "l2_norm"
+# A row's reconstruction error by the profile's PCA of the numeric features, monitored as
+# one more numeric feature (driftline.multivariate): multivariate drift.
+FEATURE_RECONSTRUCTION_ERROR: Final = "ml.multivariate.reconstruction_error"
 
 # --- reference profile column names for predictions ---------------------------------------
 # A profile names its prediction columns after the metric that carries them in production,
