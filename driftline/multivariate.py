@@ -133,6 +133,26 @@ class Pca:
                    tuple(tuple(row) for row in components), share, explained)
 
 
+PCA_ATTRIBUTE = "_driftline_pca"
+
+
+def attach(model: Any, pca: Pca | Any) -> Any:
+    """Have the instrumentation record ``model``'s rows' reconstruction errors by ``pca`` (a
+    ``Pca``, or a profile holding one): multivariate drift in production. Stored on the
+    model object, as ``driftline.register`` stores its name; returns the model."""
+    found = pca if isinstance(pca, Pca) else getattr(pca, "multivariate", None)
+    if not isinstance(found, Pca):
+        raise MultivariateError("attach: give a Pca or a profile captured with "
+                                "multivariate=True")
+    object.__setattr__(model, PCA_ATTRIBUTE, found)
+    return model
+
+
+def attached(model: Any) -> Pca | None:
+    found = getattr(model, PCA_ATTRIBUTE, None)
+    return found if isinstance(found, Pca) else None
+
+
 def numeric_columns(columns: Mapping[str, Any], exclude: Sequence[str] = ()) -> dict[str, Any]:
     """The numeric arrays among a chunk's columns (categorical counts are left out)."""
     return {name: values for name, values in columns.items()

@@ -67,3 +67,60 @@ def test_correlation_flip_fires_only_the_multivariate_verdict(tmp_path: Path,
                                    RECONSTRUCTION_ERROR_COLUMN: True}
     assert not any(verdicts["same"].values())
     assert set(verdicts["same"]) == set(verdicts["flipped"])
+
+
+@pytest.mark.integration
+def test_the_recorder_sends_errors_and_the_processor_judges_them(tmp_path: Path) -> None:
+    """An instrumented model with the profile's PCA attached sends each row's reconstruction
+    error (OTLP/HTTP, the SDK's exporter) to a real collector; ml_drift flags that column
+    alone when the correlation flips."""
+    import time
+
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.sdk.trace import TracerProvider
+    from sklearn.linear_model import LinearRegression
+
+    import driftline
+    from driftline.instrumentation.recorder import Recorder
+    from driftline.instrumentation.sklearn import SklearnInstrumentor
+    from driftline.multivariate import attach
+    from tests._collector import LOOPBACK, PROTOCOL_HTTP, running_collector
+    from tests.test_ml_drift_sdk_e2e import verdicts
+
+    rng = np.random.default_rng(3)
+    train = _frame(rng, 0.9)[["a", "b", "c"]]
+    captured = profile.capture(train, model="mv", multivariate=True)
+    profile.save(captured, tmp_path / "profiles" / "mv.json")
+    model = LinearRegression().fit(train, train["a"] + train["c"])
+    attach(driftline.register(model, name="mv"), captured)
+    output = tmp_path / "metrics.jsonl"
+    config = {
+        "receivers": {"otlp": {"protocols": {"http": {"endpoint": f"{LOOPBACK}:0"}}}},
+        "processors": {"ml_drift": {"profiles": str(tmp_path / "profiles"), "window": "2s",
+                                    "grace": "0.5s", "min_rows": 100}},
+        "exporters": {"file": {"path": str(output), "flush_interval": 0}},
+        "service": {"pipelines": {"metrics": {
+            "receivers": ["otlp"], "processors": ["ml_drift"], "exporters": ["file"]}}},
+    }
+    flipped = _frame(rng, -0.9, 3000)[["a", "b", "c"]]
+    with running_collector(config, tmp_path) as collector:
+        recorder = Recorder(OTLPMetricExporter(
+            endpoint=f"http://{collector.endpoints[PROTOCOL_HTTP]}/v1/metrics"),
+            export_interval_s=3600.0)
+        instrumentor = SklearnInstrumentor()
+        instrumentor.instrument(tracer_provider=TracerProvider(), recorder=recorder)
+        try:
+            model.predict(flipped)
+            assert recorder.force_flush()
+        finally:
+            instrumentor.uninstrument()
+            recorder.shutdown()
+        deadline = time.monotonic() + 30.0
+        while verdicts(output)[0] < len(flipped) and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+    rows, detected = verdicts(output)
+    assert rows == len(flipped), collector.stderr()
+    by_column = {column: values for (column, _), values in detected.items()}
+    assert by_column[RECONSTRUCTION_ERROR_COLUMN] == [1]
+    assert by_column["a"] == by_column["b"] == by_column["c"] == [0]
