@@ -239,3 +239,32 @@ def test_compare_module_reads_no_performance_without_probability_columns(tmp_pat
     reference, current = compare.load_pair(path, tmp_path / "x.csv")
     result = compare.compare(reference, current)
     assert result.estimated_performance == () and result.realised_performance == ()
+
+
+def test_estimates_on_a_public_data_set() -> None:
+    """NannyML's synthetic car loan data set (shipped in the nannyml package, Apache-2.0;
+    here its score, label and period columns): estimated from the reference's calibration
+    over the analysis period's ten chunks of 5 000 rows, accuracy within 0.005 on average
+    and 0.015 at most, ROC AUC within 0.01 on average, of sklearn's realised values."""
+    data = pd.read_parquet(DATA / "nannyml_car_loan.parquet")
+    scores = np.column_stack([1.0 - data["y_pred_proba"], data["y_pred_proba"]])
+    predicted = scores.argmax(axis=1)
+    reference = (data["period"] == "reference").to_numpy()
+    captured = profile.capture(scores[reference], predicted[reference],
+                               probabilities=scores[reference],
+                               target=data["repaid"].to_numpy()[reference], model="car_loan",
+                               classes=[0, 1])
+    cal = captured.calibration
+    analysis = np.flatnonzero(~reference)
+    errors: dict[str, list[float]] = {"accuracy": [], "roc_auc": []}
+    for start in range(0, analysis.size, CHUNK_ROWS):
+        rows = analysis[start:start + CHUNK_ROWS]
+        found, _ = estimate(cal, _window_points(cal, scores[rows]))
+        got = {e.metric: e.value for e in found}
+        truth = data["repaid"].to_numpy()[rows]
+        errors["accuracy"].append(got["accuracy"] - accuracy_score(truth, predicted[rows]))
+        errors["roc_auc"].append(got["roc_auc"] - roc_auc_score(truth, scores[rows, 1]))
+    assert len(errors["accuracy"]) == 10
+    assert np.mean(np.abs(errors["accuracy"])) <= 0.005, errors
+    assert np.max(np.abs(errors["accuracy"])) <= 0.015, errors
+    assert np.mean(np.abs(errors["roc_auc"])) <= 0.01, errors
