@@ -46,7 +46,10 @@ class CovarianceBuilder:
     def add(self, columns: Mapping[str, np.ndarray]) -> None:
         if self.names is None:
             self.names = tuple(columns)
-        if not self.names or any(name not in columns for name in self.names):
+        if not self.names:
+            return
+        if any(name not in columns for name in self.names):  # a column turned to text
+            self.skipped += len(next(iter(columns.values()), ()))
             return
         block = np.column_stack([np.asarray(columns[n], dtype=np.float64) for n in self.names])
         kept = np.isfinite(block).all(axis=1)
