@@ -115,11 +115,6 @@ class ClassCalibration:
         """The mean confidence of the reference rows counted as certain (bin 0)."""
         return float(self.confidence_sum[0] / self.rows[0]) if self.rows[0] else 1.0
 
-    def probability_correct(self, confidence: np.ndarray, knots: tuple[np.ndarray, np.ndarray]
-                            ) -> np.ndarray:
-        xs, ys = knots
-        return np.interp(confidence, xs, ys)
-
     def to_dict(self) -> dict[str, Any]:
         used = np.flatnonzero(self.rows)
         data: dict[str, Any] = {"label": self.label, "column": self.column,

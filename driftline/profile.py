@@ -13,6 +13,8 @@ A profile captured with the class probabilities holds, under the optional top-le
 ``calibration``, per class the bins and isotonic map of correctness on confidence
 (``driftline.calibration``, docs/estimation.md) with the names of the probability, prediction
 and target columns. Files without it (older ones) work as before, without estimation.
+Likewise the optional key ``multivariate`` holds a PCA of the numeric features whose per-row
+reconstruction errors are profiled as one more column (``driftline.multivariate``).
 """
 
 from __future__ import annotations
@@ -480,6 +482,8 @@ def capture(
     often each predicted class is right at each confidence. ``probabilities`` may name
     columns of ``X`` (in class order, then not profiled as features); ``classes`` (the
     model's ``classes_``) name the class of each, else the predictions do.
+    ``multivariate=True`` also fits a PCA of the numeric features and profiles each row's
+    reconstruction error (a second pass over ``X``); a ``Pca`` profiles the errors by it.
     """
     builder = ProfileBuilder(model, version, top_k=top_k, projection=projection)
     builder.classes = classes
