@@ -268,3 +268,41 @@ def test_estimates_on_a_public_data_set() -> None:
     assert np.mean(np.abs(errors["accuracy"])) <= 0.005, errors
     assert np.max(np.abs(errors["accuracy"])) <= 0.015, errors
     assert np.mean(np.abs(errors["roc_auc"])) <= 0.01, errors
+
+
+def test_the_app_exports_uncertainty_per_predicted_class() -> None:
+    """``ml.prediction.uncertainty``: per predicted class (the argmax), the count of its
+    rows and the sum of 1 - confidence (0 below the floor), as NumPy computes them."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from driftline import semconv
+    from driftline.instrumentation.recorder import Recorder
+    from driftline.instrumentation.sklearn import SklearnInstrumentor
+    from tests._otel import InMemoryMetricExporter
+
+    rng = np.random.default_rng(4)
+    x, y = _three(rng, 3000, 0.0)
+    model = LogisticRegression(max_iter=500).fit(x, y)
+    x[:5] *= 50  # a few rows certain past the floor: the zero bucket
+    exported = InMemoryMetricExporter()
+    recorder = Recorder(exported, export_interval_s=3600.0)
+    instrumentor = SklearnInstrumentor()
+    instrumentor.instrument(tracer_provider=TracerProvider(), recorder=recorder)
+    try:
+        scores = model.predict_proba(x)
+        assert recorder.force_flush()
+    finally:
+        instrumentor.uninstrument()
+        recorder.shutdown()
+    points = {p.attributes[semconv.ML_PREDICTION_CLASS]: p
+              for p in exported.points(semconv.ML_PREDICTION_UNCERTAINTY)}
+    top = scores.argmax(axis=1)
+    doubt = 1.0 - scores.max(axis=1)
+    doubt[doubt < calibration.UNCERTAINTY_FLOOR] = 0.0
+    assert set(points) == {str(c) for c in model.classes_}
+    assert sum(p.zero_count for p in points.values()) == int((doubt == 0).sum()) > 0
+    for j, label in enumerate(model.classes_):
+        point = points[str(label)]
+        assert point.count == int((top == j).sum())
+        assert point.sum == pytest.approx(doubt[top == j].sum(), rel=1e-12)
+        assert point.max <= 1 - 1 / len(model.classes_)
