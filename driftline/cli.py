@@ -63,7 +63,9 @@ def _profile(args: argparse.Namespace) -> int:
             built = profile.profile_file(args.data, model=args.model, version=args.version,
                                          prediction_column=args.prediction_column,
                                          target_column=args.target_column,
-                                         task=args.task, on_rows=start(args.data))
+                                         task=args.task, on_rows=start(args.data),
+                                         probability_columns=args.probability_columns,
+                                         multivariate=args.multivariate)
     except FileNotFoundError as exc:
         print(f"driftline profile: {args.data}: no such file ({exc})", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -74,6 +76,15 @@ def _profile(args: argparse.Namespace) -> int:
     print(f"wrote {args.output}: {built.row_count} rows, {len(built.columns)} columns "
           f"for model {built.model_name!r} version {built.model_version!r}")
     return 0
+
+
+def _names(text: str) -> list[str]:
+    """A comma-separated list of column names."""
+    names = [name.strip() for name in text.split(",")]
+    if len(names) < 2 or not all(names):
+        raise argparse.ArgumentTypeError(f"expected two or more column names separated by "
+                                         f"commas, got {text!r}")
+    return names
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -247,6 +258,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prediction-column", help="the column holding the model's predictions")
     p.add_argument("--target-column",
                    help="the column holding the true labels or values (role 'target')")
+    p.add_argument("--probability-columns", type=_names, metavar="P0,P1,...",
+                   help="the columns holding the class probabilities, in the model's class "
+                        "order: with --prediction-column and --target-column the profile "
+                        "holds a calibration, and the processor and compare estimate "
+                        "performance without labels (docs/estimation.md)")
+    p.add_argument("--multivariate", action="store_true",
+                   help="also store a PCA of the numeric features and the reference's "
+                        "per-row reconstruction errors: multivariate drift, a change in the "
+                        "features' correlations no single column shows (docs/ml_drift.md)")
     p.add_argument("--task", choices=TASKS,
                    help="how to read the prediction column (default: classes when it holds "
                         "integers, booleans or text, values when it holds floats)")

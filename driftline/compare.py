@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from driftline import drift, profile
+from driftline import calibration as calib
+from driftline import drift, estimation, profile
 from driftline.profile import KIND_NUMERIC, ROLE_FEATURE, ColumnProfile, Profile, ProfileError
 
 PROFILE_SUFFIXES = (".json",)
@@ -54,6 +55,11 @@ class Comparison:
     share_threshold: float
     # (column, reason) for columns present on one side only, of different kinds, or empty.
     skipped: tuple[tuple[str, str], ...] = ()
+    # Performance of the current side estimated from the reference's calibration (when the
+    # reference has one and the current side has the probability columns), and realised
+    # (when the current side also has the labels). See docs/estimation.md.
+    estimated_performance: tuple[estimation.Estimate, ...] = ()
+    realised_performance: tuple[tuple[str, float], ...] = ()
 
     def features(self) -> list[ColumnResult]:
         return [c for c in self.columns if c.role == ROLE_FEATURE]
@@ -85,7 +91,8 @@ def load_side(path: str | os.PathLike[str], *, model: str = DEFAULT_MODEL,
     name = model or (like.model_name if like is not None else path.stem)
     version = like.model_version if like is not None else ""
     try:
-        built = profile.profile_file(path, model=name, version=version, on_rows=on_rows)
+        built = profile.profile_file(path, model=name, version=version, on_rows=on_rows,
+                                     **_output_columns(path, like))
     except ProfileError:
         raise
     except (OSError, ValueError, UnicodeDecodeError) as exc:
@@ -96,6 +103,52 @@ def load_side(path: str | os.PathLike[str], *, model: str = DEFAULT_MODEL,
     return _with_roles_of(built, like) if like is not None else built
 
 
+def _output_columns(path: Path, like: Profile | None) -> dict[str, Any]:
+    """How to read the model's outputs from a data file, as the other side's calibration
+    names them: its probability columns when the file has them all, its prediction and
+    target columns when the file has them, and its classes; and its multivariate PCA when
+    the file has its columns."""
+    if like is None:
+        return {}
+    names = set(_file_columns(path))
+    found: dict[str, Any] = {}
+    if like.multivariate is not None and set(like.multivariate.columns) <= names:
+        found["multivariate"] = like.multivariate
+    calibration = like.calibration
+    if calibration is None or not set(calibration.probability_columns) <= names:
+        return found
+    found.update(probability_columns=list(calibration.probability_columns),
+                 classes=[c.label for c in calibration.classes])
+    if calibration.prediction_column in names:
+        found["prediction_column"] = calibration.prediction_column
+    if calibration.target_column in names:
+        found["target_column"] = calibration.target_column
+    return found
+
+
+def _file_columns(path: Path) -> list[str]:
+    """The column names of a CSV or Parquet file (or directory), without reading rows."""
+    if path.suffix.lower() in profile.CSV_SUFFIXES:
+        import pandas as pd
+
+        return [str(c) for c in pd.read_csv(path, nrows=0).columns]
+    import pyarrow.parquet as pq
+
+    return list(pq.read_schema(path).names)
+
+
+def _performance(reference: Profile, current: Profile
+                 ) -> tuple[tuple[estimation.Estimate, ...], tuple[tuple[str, float], ...]]:
+    """The current side's estimated and realised performance, where they can be had."""
+    if reference.calibration is None or current.calibration is None:
+        return (), ()
+    estimated: list[estimation.Estimate] = []
+    if reference.calibration.labelled:
+        estimated, _ = estimation.estimate(reference.calibration,
+                                           estimation.calibration_points(current.calibration))
+    return tuple(estimated), tuple(calib.realised(current.calibration).items())
+
+
 def _with_roles_of(built: Profile, like: Profile) -> Profile:
     columns = {}
     for name, column in built.columns.items():
@@ -103,7 +156,7 @@ def _with_roles_of(built: Profile, like: Profile) -> Profile:
         role = known.role if known is not None else column.role
         columns[name] = column if role == column.role else _replace_role(column, role)
     return Profile(built.model_name, built.model_version, built.created_time_unix_nano,
-                   built.row_count, columns, like.projection)
+                   built.row_count, columns, like.projection, built.calibration)
 
 
 def _replace_role(column: ColumnProfile, role: str) -> ColumnProfile:
@@ -194,7 +247,8 @@ def compare(reference: Profile, current: Profile,
     share = sum(r.drifted for r in features) / len(features) if features else 0.0
     # No compared feature gives no dataset drift rather than a share that reads as "fine".
     drifted = bool(features) and share >= thresholds.dataset_share
-    return Comparison(tuple(results), share, drifted, thresholds.dataset_share, tuple(skipped))
+    return Comparison(tuple(results), share, drifted, thresholds.dataset_share, tuple(skipped),
+                      *_performance(reference, current))
 
 
 # --- output -------------------------------------------------------------------------------
@@ -225,10 +279,18 @@ def to_json(comparison: Comparison) -> dict[str, Any]:
         item["context"] = [_score_dict(s.method, s.score, s.threshold, s.drifted, p_value(s))
                            for s in result.context]
         columns.append(item)
-    return {
+    document: dict[str, Any] = {
         "columns": columns,
         "dataset_drifted": comparison.dataset_drifted,
         "drift_share": comparison.drift_share,
         "drift_share_threshold": comparison.share_threshold,
         "skipped": [{"column": name, "reason": reason} for name, reason in comparison.skipped],
     }
+    if comparison.estimated_performance:
+        document["estimated_performance"] = {
+            e.metric: {"value": _number(e.value), "lower": _number(e.lower),
+                       "upper": _number(e.upper)} for e in comparison.estimated_performance}
+    if comparison.realised_performance:
+        document["realised_performance"] = {
+            metric: _number(value) for metric, value in comparison.realised_performance}
+    return document

@@ -8,17 +8,25 @@ memory, and two profiles of parts of a data set merge into the profile of the wh
 Wide inputs (images, embeddings) are profiled through a ``driftline.projection.Projection``;
 its seed and shape are stored under the optional top-level key ``projection`` so production
 is projected the same way. Files without the key are profiles of plain columns.
+
+A profile captured with the class probabilities holds, under the optional top-level key
+``calibration``, per class the bins and isotonic map of correctness on confidence
+(``driftline.calibration``, docs/estimation.md) with the names of the probability, prediction
+and target columns. Files without it (older ones) work as before, without estimation.
+Likewise the optional key ``multivariate`` holds a PCA of the numeric features whose per-row
+reconstruction errors are profiled as one more column (``driftline.multivariate``).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import secrets
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,7 +34,9 @@ from typing import Any
 
 import numpy as np
 
+from driftline import calibration as calib
 from driftline import exphist, semconv
+from driftline.calibration import Calibration, CalibrationBuilder, CalibrationError
 from driftline.columns import (
     MAX_DISTINCT_VALUES,
     CategoryColumn,
@@ -44,6 +54,13 @@ from driftline.labels import (
     class_labels,
     is_label_dtype,
 )
+from driftline.multivariate import (
+    RECONSTRUCTION_ERROR_COLUMN,
+    CovarianceBuilder,
+    MultivariateError,
+    Pca,
+    numeric_columns,
+)
 from driftline.projection import Projection, ProjectionError
 
 FORMAT_NAME = "driftline.profile"
@@ -59,6 +76,8 @@ DEFAULT_CHUNK_ROWS = 100_000
 MAX_ALIGNED_CHUNK_ROWS = 1_000_000
 # A target given as an array (not a column of X) is profiled under its Series name, else this.
 DEFAULT_TARGET_NAME = "target"
+# Probabilities given as an array are named this + the column index in the calibration.
+PROBABILITY_COLUMN_PREFIX = "proba_"
 # Arrow datasets read ahead this many batches and files: enough to overlap I/O with the
 # NumPy work on two cores, and the resident set stays a few batches whatever the data size.
 DATASET_BATCH_READAHEAD = 1
@@ -80,6 +99,9 @@ KIND_NUMERIC = "numeric"
 KIND_CATEGORICAL = "categorical"
 _ROLES = (ROLE_FEATURE, ROLE_PREDICTION, ROLE_TARGET)
 _KINDS = (KIND_NUMERIC, KIND_CATEGORICAL)
+
+
+_log = logging.getLogger(__name__)
 
 
 class ProfileError(ValueError):
@@ -146,6 +168,10 @@ class Profile:
     columns: Mapping[str, ColumnProfile]
     # Set when the features are a projection of wide inputs (see driftline.projection).
     projection: Projection | None = None
+    # Set when captured with class probabilities (see driftline.calibration).
+    calibration: Calibration | None = None
+    # Set when captured with multivariate=True (see driftline.multivariate).
+    multivariate: Pca | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -158,6 +184,10 @@ class Profile:
         }
         if self.projection is not None:
             data["projection"] = self.projection.to_dict()
+        if self.calibration is not None:
+            data["calibration"] = self.calibration.to_dict()
+        if self.multivariate is not None:
+            data["multivariate"] = self.multivariate.to_dict()
         return data
 
     def features(self) -> list[ColumnProfile]:
@@ -213,6 +243,16 @@ class ProfileBuilder:
         self.projection = projection
         self._columns: dict[str, _ColumnBuilder] = {}
         self.row_count = 0
+        self.calibration: CalibrationBuilder | None = None
+        # Probability columns named by the caller: a calibration that cannot be built is an
+        # error. From arrays (capture), it is left out with a warning instead.
+        self.calibration_required = False
+        # Multivariate drift: the PCA whose reconstruction errors are profiled per chunk, or
+        # the sums a PCA is being fitted from (the errors then need a second pass).
+        self.pca: Pca | None = None
+        self.covariance: CovarianceBuilder | None = None
+        # The classes of the probability columns, in order, when the caller knows them.
+        self.classes: Sequence[Any] | None = None
 
     def add_column(self, name: str, values: Any, role: str = ROLE_FEATURE,
                    kind: str | None = None) -> None:
@@ -248,10 +288,41 @@ class ProfileBuilder:
         """The kind of each column added so far."""
         return {name: b.kind for name, b in self._columns.items()}
 
+    def add_probabilities(self, probabilities: np.ndarray, names: Sequence[str],
+                          predictions: Any, target: Any, prediction_column: str | None,
+                          target_column: str | None) -> None:
+        """Bin one chunk's class probabilities for the calibration (docs/estimation.md)."""
+        if self.calibration is None:
+            self.calibration = CalibrationBuilder(names, prediction_column, target_column)
+        try:
+            self.calibration.add(probabilities, predictions, target)
+        except CalibrationError as exc:
+            raise ProfileError(str(exc)) from exc
+
     def build(self) -> Profile:
+        calibration = None
+        if self.calibration is not None:
+            labels = None if self.classes is None else \
+                [str(c) for c in class_labels(np.asarray(self.classes, dtype=object))]
+            try:
+                calibration = self.calibration.build(labels)
+            except CalibrationError as exc:
+                if self.calibration_required:
+                    raise ProfileError(f"calibration: {exc}") from exc
+                _log.warning("profile of model %r: no calibration, so no performance "
+                             "estimate: %s", self.model_name, exc)
         return Profile(self.model_name, self.model_version, time.time_ns(), self.row_count,
                        {name: b.build() for name, b in self._columns.items()},
-                       self.projection)
+                       self.projection, calibration, self.pca)
+
+    def add_reconstruction_errors(self, columns: Mapping[str, Any]) -> None:
+        """Profile one chunk's reconstruction errors by ``pca`` (a column like any)."""
+        assert self.pca is not None
+        errors = self.pca.column_errors(columns)
+        if errors is None:
+            raise ProfileError(f"multivariate: the profile's PCA needs the numeric columns "
+                               f"{', '.join(self.pca.columns)}; the data lacks some")
+        self.add_column(RECONSTRUCTION_ERROR_COLUMN, errors, ROLE_FEATURE, KIND_NUMERIC)
 
 
 def _feature_columns(data: Any, decoded: Collection[str] = ()
@@ -389,6 +460,8 @@ def capture(
     top_k: int = DEFAULT_TOP_K,
     projection: Projection | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    classes: Sequence[Any] | None = None,
+    multivariate: bool | Pca = False,
 ) -> Profile:
     """Profile features ``X`` and the model's outputs on them.
 
@@ -405,12 +478,24 @@ def capture(
     profiled as features).
     With ``projection``, ``X`` (``[N, ...]``, flattened per row) is profiled as the
     projection's columns, as the PyTorch instrumentation monitors wide inputs.
+    ``probabilities`` also give the calibration (docs/estimation.md): with ``target``, how
+    often each predicted class is right at each confidence. ``probabilities`` may name
+    columns of ``X`` (in class order, then not profiled as features); ``classes`` (the
+    model's ``classes_``) name the class of each, else the predictions do.
+    ``multivariate=True`` also fits a PCA of the numeric features and profiles each row's
+    reconstruction error (a second pass over ``X``); a ``Pca`` profiles the errors by it.
     """
     builder = ProfileBuilder(model, version, top_k=top_k, projection=projection)
+    builder.classes = classes
+    _start_multivariate(builder, multivariate)
     if not _is_arrow_dataset(X):
         add_chunk(builder, X, predictions, probabilities=probabilities, target=target,
                   task=task)
+        if _fit_multivariate(builder):
+            builder.add_reconstruction_errors(dict(_feature_columns(X)))
         return builder.build()
+    if _names_columns(probabilities):
+        raise ProfileError("for a dataset, probabilities must be an array, not column names")
     start = 0
     for batch in _dataset_batches(X, chunk_rows):
         stop = start + batch.num_rows
@@ -418,7 +503,36 @@ def capture(
                   probabilities=_row_slice(probabilities, start, stop),
                   target=_row_slice(target, start, stop), task=task)
         start = stop
+    if _fit_multivariate(builder):
+        for batch in _dataset_batches(X, chunk_rows):
+            builder.add_reconstruction_errors(dict(_feature_columns(batch)))
     return builder.build()
+
+
+def _start_multivariate(builder: ProfileBuilder, multivariate: bool | Pca) -> None:
+    """``True``: fit a PCA over this data; a ``Pca`` (another profile's): profile the
+    reconstruction errors by it."""
+    if isinstance(multivariate, Pca):
+        builder.pca = multivariate
+    elif multivariate:
+        if builder.projection is not None:
+            raise ProfileError("multivariate drift of projected inputs is not supported")
+        builder.covariance = CovarianceBuilder()
+
+
+def _fit_multivariate(builder: ProfileBuilder) -> bool:
+    """Fit the PCA after the first pass; True when the errors need a second one."""
+    if builder.covariance is None:
+        return False
+    try:
+        builder.pca = builder.covariance.fit()
+    except MultivariateError as exc:
+        raise ProfileError(f"multivariate: {exc}") from exc
+    builder.covariance = None
+    if builder.pca is None:
+        _log.warning("profile of model %r: fewer than two varying numeric features, so no "
+                     "multivariate drift", builder.model_name)
+    return builder.pca is not None
 
 
 def _take_column(columns: dict[str, np.ndarray], name: str) -> np.ndarray:
@@ -437,6 +551,10 @@ def add_chunk(builder: ProfileBuilder, X: Any, predictions: Any = None, *,
     if task is not None and task not in TASKS:
         raise ProfileError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
     target_name = getattr(target, "name", None) or DEFAULT_TARGET_NAME
+    prediction_column = predictions if isinstance(predictions, str) else None
+    target_column = target if isinstance(target, str) else None
+    probability_names = [str(c) for c in probabilities] if _names_columns(probabilities) \
+        else None
     if builder.projection is None:
         columns = dict(_feature_columns(X, decoded=[name for name in (predictions, target)
                                                      if isinstance(name, str)]))
@@ -446,17 +564,40 @@ def add_chunk(builder: ProfileBuilder, X: Any, predictions: Any = None, *,
         if isinstance(target, str):
             _take_column(columns, target)
             target_name, target = target, _own_dtype_column(X, target)
+        if probability_names is not None:
+            probabilities = np.column_stack(
+                [np.asarray(_take_column(columns, name), dtype=np.float64)
+                 for name in probability_names])
     else:
-        if isinstance(predictions, str) or isinstance(target, str):
-            raise ProfileError("with a projection, predictions and target must be arrays, "
-                               "not column names")
+        if isinstance(predictions, str) or isinstance(target, str) or probability_names:
+            raise ProfileError("with a projection, predictions, probabilities and target "
+                               "must be arrays, not column names")
         columns = dict(builder.projection.apply(np.asarray(X)))
     builder.add_columns(columns.items())
+    if builder.pca is not None:
+        builder.add_reconstruction_errors(columns)
+    elif builder.covariance is not None:
+        builder.covariance.add(numeric_columns(columns))
     rows = len(next(iter(columns.values()))) if columns else 0
     classifies = _classifies(builder, task, predictions, probabilities)
     output_rows = _add_outputs(builder, predictions, probabilities, classifies)
     target_rows = _add_target(builder, str(target_name), target, task, classifies)
     builder.add_rows(rows or output_rows or target_rows)
+    # A calibration needs labels to learn from, or the classes (a current side in compare).
+    if probabilities is not None and (target is not None or builder.classes is not None
+                                      or probability_names is not None):
+        builder.calibration_required |= probability_names is not None
+        scores = np.asarray(probabilities, dtype=np.float64)
+        names = probability_names or [f"{PROBABILITY_COLUMN_PREFIX}{j}"
+                                      for j in range(scores.shape[-1])]
+        builder.add_probabilities(scores, names, predictions, target, prediction_column,
+                                  target_column)
+
+
+def _names_columns(probabilities: Any) -> bool:
+    """Whether ``probabilities`` is a list of column names rather than an array."""
+    return isinstance(probabilities, list | tuple) and bool(probabilities) \
+        and all(isinstance(name, str) for name in probabilities)
 
 
 def _own_dtype_column(data: Any, name: str) -> np.ndarray:
@@ -601,21 +742,33 @@ def profile_file(path: str | os.PathLike[str], *, model: str, version: str = "",
                  task: str | None = None,
                  top_k: int = DEFAULT_TOP_K,
                  chunk_rows: int = DEFAULT_CHUNK_ROWS,
-                 on_rows: Callable[[int], None] | None = None) -> Profile:
+                 on_rows: Callable[[int], None] | None = None,
+                 probability_columns: Sequence[str] | None = None,
+                 classes: Sequence[Any] | None = None,
+                 multivariate: bool | Pca = False) -> Profile:
     """Profile a CSV or Parquet file, or a directory of Parquet files, in one streaming pass.
 
     ``prediction_column`` and ``target_column`` name the model's output and the true label
     or value; both are profiled in their roles, not as features. ``on_rows`` is called with
-    the rows read so far after each chunk (progress bars).
+    the rows read so far after each chunk (progress bars). ``probability_columns`` (the
+    class probabilities, in class order) give the calibration; ``classes`` name their classes
+    (else the prediction column does).
     """
     builder = ProfileBuilder(model, version, top_k=top_k)
+    builder.classes = classes
+    _start_multivariate(builder, multivariate)
     for chunk in _read_ahead(iter_file_chunks(path, chunk_rows)):
         try:
-            add_chunk(builder, chunk, prediction_column, target=target_column, task=task)
+            add_chunk(builder, chunk, prediction_column, target=target_column, task=task,
+                      probabilities=list(probability_columns) if probability_columns
+                      else None)
         except ProfileError as exc:
             raise ProfileError(f"{path}: {exc}") from exc
         if on_rows is not None:
             on_rows(builder.row_count)
+    if _fit_multivariate(builder):  # a second pass: each row's error by the fitted PCA
+        for chunk in _read_ahead(iter_file_chunks(path, chunk_rows)):
+            builder.add_reconstruction_errors(dict(_feature_columns(chunk)))
     return builder.build()
 
 
@@ -625,6 +778,9 @@ def merge(left: Profile, right: Profile) -> Profile:
         raise ProfileError(f"cannot merge profiles of different models: "
                            f"{left.model_name}:{left.model_version} and "
                            f"{right.model_name}:{right.model_version}")
+    if left.multivariate != right.multivariate:
+        raise ProfileError("cannot merge profiles with different multivariate PCAs: capture "
+                           "the parts with the same one (capture(..., multivariate=pca))")
     if left.projection != right.projection:
         raise ProfileError(f"cannot merge profiles projected differently: {left.projection} "
                            f"and {right.projection}")
@@ -632,8 +788,14 @@ def merge(left: Profile, right: Profile) -> Profile:
     for name, col in right.columns.items():
         mine = columns.get(name)
         columns[name] = col if mine is None else _merge_columns(mine, col)
+    calibration = left.calibration or right.calibration
+    if left.calibration is not None and right.calibration is not None:
+        try:
+            calibration = calib.merge(left.calibration, right.calibration)
+        except CalibrationError as exc:
+            raise ProfileError(str(exc)) from exc
     return replace(left, row_count=left.row_count + right.row_count, columns=columns,
-                   created_time_unix_nano=time.time_ns())
+                   created_time_unix_nano=time.time_ns(), calibration=calibration)
 
 
 def _merge_columns(a: ColumnProfile, b: ColumnProfile) -> ColumnProfile:
@@ -734,10 +896,14 @@ def from_dict(data: Any, source: str = "profile") -> Profile:
                 **(_exact(col, where) if numeric else {}))
         projection = (Projection.from_dict(data["projection"], f"{source}: projection")
                       if data.get("projection") is not None else None)
+        calibration = (Calibration.from_dict(data["calibration"], f"{source}: calibration")
+                       if data.get("calibration") is not None else None)
+        pca = (Pca.from_dict(data["multivariate"], f"{source}: multivariate")
+               if data.get("multivariate") is not None else None)
         return Profile(str(data["model"]["name"]), str(data["model"].get("version", "")),
                        int(data["created_time_unix_nano"]), int(data["row_count"]), columns,
-                       projection)
-    except ProjectionError as exc:
+                       projection, calibration, pca)
+    except (ProjectionError, CalibrationError, MultivariateError) as exc:
         raise ProfileError(str(exc)) from exc
     except ProfileError:
         raise

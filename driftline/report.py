@@ -352,6 +352,26 @@ def _summary(comparison: Comparison) -> str:
             f'</tr></thead><tbody>{rows}</tbody></table></div>')
 
 
+def _performance(comparison: Comparison) -> str:
+    """Estimated (with its band) and realised performance side by side, when known."""
+    estimated = {e.metric: e for e in comparison.estimated_performance}
+    realised = dict(comparison.realised_performance)
+    metrics = list(dict.fromkeys([*estimated, *realised]))
+    if not metrics:
+        return ""
+    rows = "".join(
+        f'<tr data-metric="{_esc(m)}"><td>{_esc(m)}</td>'
+        f'<td class="num">{_esc(_fmt(estimated[m].value) if m in estimated else "-")}</td>'
+        f'<td class="num">{_esc(f"{_fmt(estimated[m].lower)} .. {_fmt(estimated[m].upper)}") if m in estimated else "-"}</td>'  # noqa: E501
+        f'<td class="num">{_esc(_fmt(realised.get(m)))}</td></tr>' for m in metrics)
+    return ('<div class="summary" id="performance"><h2>Performance of the current data</h2>'
+            '<p>Estimated from the reference\'s calibration without labels (band: where the '
+            'realised value falls with 95 % probability if the calibration holds); realised '
+            'from the labels where the data has them.</p><table><thead><tr><th>metric</th>'
+            '<th>estimated</th><th>band</th><th>realised</th></tr></thead>'
+            f'<tbody>{rows}</tbody></table></div>')
+
+
 def _side(label: str, side: Profile, source: str | None) -> str:
     version = f" version {side.model_version}" if side.model_version else ""
     where = f"{source} (" if source else ""
@@ -391,5 +411,6 @@ def render_html(comparison: Comparison, reference: Profile, current: Profile,
         f"<p>{_esc(_side('Reference', reference, ref_source))}<br>"
         f"{_esc(_side('Current', current, cur_source))}</p>"
         f"<p>Generated {_esc(created)} by driftline compare</p></header>"
-        f"<main>{_summary(comparison)}{sections}{skipped}</main></body></html>\n"
+        f"<main>{_performance(comparison)}{_summary(comparison)}{sections}{skipped}"
+        "</main></body></html>\n"
     )

@@ -50,6 +50,10 @@ ML_PREDICTION_VALUE: Final = "ml.prediction.value"
 ML_PREDICTION_CLASS_METRIC: Final = "ml.prediction.class"
 ML_PREDICTION_CONFIDENCE: Final = "ml.prediction.confidence"
 ML_PREDICTION_MARGIN: Final = "ml.prediction.margin"
+# 1 - top class probability, per predicted class (ML_PREDICTION_CLASS), 0 below 2**-10
+# (driftline.calibration.UNCERTAINTY_FLOOR): with the profile's calibration, the processor
+# estimates performance from it without labels (docs/estimation.md).
+ML_PREDICTION_UNCERTAINTY: Final = "ml.prediction.uncertainty"
 
 UNIT_SECONDS: Final = "s"
 UNIT_ROWS: Final = "{row}"
@@ -112,6 +116,14 @@ ML_PERFORMANCE_RMSE: Final = ML_PERFORMANCE_PREFIX + "rmse"
 ML_PERFORMANCE_R2: Final = ML_PERFORMANCE_PREFIX + "r2"
 ML_PERFORMANCE_LABELS: Final = ML_PERFORMANCE_PREFIX + "labels"
 UNIT_LABELS: Final = "{label}"
+# Estimated (without labels, from calibrated confidence; docs/estimation.md) by ml_drift:
+# ML_PERFORMANCE_ESTIMATED_PREFIX + metric (accuracy; precision, recall, f1, roc_auc of a
+# binary model's positive class), and the band where the realised value falls with
+# probability ml_drift::estimation::level if the calibration holds: the same name + ".lower"
+# and + ".upper". An estimate's ml.performance.alert names the estimated gauge.
+ML_PERFORMANCE_ESTIMATED_PREFIX: Final = ML_PERFORMANCE_PREFIX + "estimated."
+ML_PERFORMANCE_LOWER_SUFFIX: Final = ".lower"
+ML_PERFORMANCE_UPPER_SUFFIX: Final = ".upper"
 # How a classification gauge is averaged: "macro" (unweighted mean over classes), "class"
 # (one class, named by ML_CLASS) or "binary" (two-class ROC AUC; ML_CLASS = the positive class).
 ML_PERFORMANCE_AVERAGE: Final = "ml.performance.average"
@@ -158,6 +170,9 @@ ENV_TORCH_TASK: Final = "DRIFTLINE_TORCH_TASK"
 # Wide inputs are monitored as proj0..proj{k-1} (a seeded random projection) and l2_norm.
 FEATURE_PROJECTION_PREFIX: Final = "proj"
 FEATURE_L2_NORM: Final = "l2_norm"
+# A row's reconstruction error by the profile's PCA of the numeric features, monitored as
+# one more numeric feature (driftline.multivariate): multivariate drift.
+FEATURE_RECONSTRUCTION_ERROR: Final = "ml.multivariate.reconstruction_error"
 
 # --- reference profile column names for predictions ---------------------------------------
 # A profile names its prediction columns after the metric that carries them in production,

@@ -26,6 +26,7 @@ from opentelemetry.sdk.metrics.export import (
 )
 
 from driftline import semconv
+from driftline.calibration import uncertainty
 from driftline.columns import (
     NUMERIC_KINDS,
     CategoryColumn,
@@ -34,7 +35,9 @@ from driftline.columns import (
     table_columns,
 )
 from driftline.exphist import ExpHistogram
+from driftline.instrumentation._multivariate import reconstruction_errors
 from driftline.labels import class_labels, is_label_dtype
+from driftline.multivariate import RECONSTRUCTION_ERROR_COLUMN, Pca
 
 DEFAULT_MAX_FEATURES = 256
 DEFAULT_TOP_K_CATEGORIES = 50  # as many as a reference profile keeps per column
@@ -87,6 +90,8 @@ class ModelTraits:
     feature_names: Sequence[str] | None = None
     read_inputs: Callable[[Any], Iterable[tuple[str, np.ndarray]]] | None = None
     read_outputs: Callable[[Any], np.ndarray] | None = None
+    # The PCA whose reconstruction errors are recorded as one more feature (_multivariate).
+    pca: Pca | None = None
 
 
 class StreamAggregate:
@@ -111,6 +116,8 @@ class StreamAggregate:
         self.confidence = NumericColumn()
         self.margin = NumericColumn()
         self.values = NumericColumn()
+        # 1 - confidence per predicted class (ml.prediction.uncertainty), for estimation.
+        self.uncertainty: dict[str, NumericColumn] = {}
         self.overflow: Counter[str] = Counter()
         self.records_dropped: Counter[str] = Counter()  # ml.prediction records, by reason
         self._staged_inputs: dict[str, list[np.ndarray]] = {}
@@ -120,12 +127,16 @@ class StreamAggregate:
         self._array_names: dict[tuple[int, int], tuple[Any, tuple[str, ...]]] = {}
         # Consecutive calls with the same traits and output width share one list.
         self._staged_outputs: list[tuple[ModelTraits, list[np.ndarray]]] = []
+        # Inputs of models with a PCA attached, for their reconstruction errors.
+        self._staged_errors: list[tuple[ModelTraits, Any]] = []
 
     def add_call(self, rows: int, duration_s: float, error_type: str | None) -> None:
         self.rows += rows
         self.durations.setdefault(error_type, []).append(duration_s)
 
     def stage_inputs(self, inputs: Any, traits: ModelTraits) -> None:
+        if traits.pca is not None:
+            self._staged_errors.append((traits, inputs))
         if traits.read_inputs is None and type(inputs) is np.ndarray and inputs.ndim == 2 \
                 and inputs.dtype.kind in NUMERIC_KINDS:
             names = self._names(traits.feature_names, inputs.shape[1])
@@ -185,6 +196,13 @@ class StreamAggregate:
             values = _concatenated(self._sampled(chunks))
             self._column(name, values).add(values)
         self._staged_inputs.clear()
+        for traits, inputs in self._staged_errors:
+            assert traits.pca is not None
+            errors = reconstruction_errors(traits.pca, inputs, traits.feature_names)
+            if errors is not None:
+                values = _concatenated(self._sampled([errors]))
+                self._column(RECONSTRUCTION_ERROR_COLUMN, values).add(values)
+        self._staged_errors.clear()
         for traits, outputs in self._staged_outputs:
             self._add_outputs(_concatenated(self._sampled(outputs)), traits)
         self._staged_outputs.clear()
@@ -244,16 +262,30 @@ class StreamAggregate:
         classes = traits.classes
         if outputs.ndim == 2 and classes is not None and outputs.shape[1] == len(classes):
             scores = outputs.astype(np.float64, copy=False)
+            labels = class_labels(np.asarray(classes, dtype=object))
+            top = np.argmax(scores, axis=1)
             if traits.is_classifier and scores.shape[1] >= 2:
                 ordered = np.sort(scores, axis=1)
                 self.confidence.add(ordered[:, -1])
                 self.margin.add(ordered[:, -1] - ordered[:, -2])
-            self.classes.add(class_labels(np.asarray(classes, dtype=object))[
-                np.argmax(scores, axis=1)])
+                self._add_uncertainty(labels, top, uncertainty(ordered[:, -1]))
+            self.classes.add(labels[top])
         elif traits.is_classifier or is_label_dtype(outputs):
             self.classes.add(class_labels(outputs.ravel()))
         elif is_numeric(outputs):
             self.values.add(outputs.ravel())
+
+    def _add_uncertainty(self, labels: np.ndarray, top: np.ndarray, doubt: np.ndarray) -> None:
+        """``1 - confidence`` per predicted class; classes past ``max_classes`` fold into
+        ``__other__`` (counted with the predicted labels' overflow)."""
+        order = np.argsort(top, kind="stable")  # one pass, not one mask per class
+        present, starts = np.unique(top[order], return_index=True)
+        for j, values in zip(present.tolist(), np.split(doubt[order], starts[1:]), strict=True):
+            label = str(labels[j])
+            if label not in self.uncertainty and \
+                    len(self.uncertainty) >= self.limits.max_classes:
+                label = semconv.OVERFLOW_VALUE
+            self.uncertainty.setdefault(label, NumericColumn()).add(values)
 
     def metrics(self, attributes: dict[str, Any], start_ns: int, end_ns: int) -> list[Metric]:
         self.aggregate_staged()
@@ -310,6 +342,13 @@ class StreamAggregate:
                 metrics.append(Metric(name, description, semconv.UNIT_DIMENSIONLESS,
                                       ExponentialHistogram([points.histogram(column.histogram)],
                                                            _DELTA)))
+        doubt = [points.histogram(column.histogram, {semconv.ML_PREDICTION_CLASS: label})
+                 for label, column in self.uncertainty.items() if column.histogram.count]
+        if doubt:
+            metrics.append(Metric(semconv.ML_PREDICTION_UNCERTAINTY,
+                                  "1 - top class probability, per predicted class",
+                                  semconv.UNIT_DIMENSIONLESS,
+                                  ExponentialHistogram(doubt, _DELTA)))
         overflow = [points.number(count, {semconv.ML_CARDINALITY_ATTRIBUTE: attribute})
                     for attribute, count in self.overflow.items() if count]
         if overflow:

@@ -28,7 +28,7 @@ from opentelemetry import trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwrap
 
-from driftline import semconv
+from driftline import multivariate, semconv
 from driftline.instrumentation import _env
 from driftline.instrumentation._aggregation import ModelTraits
 from driftline.instrumentation._observe import CallSite, CallSites, SpanGate, observe
@@ -154,7 +154,8 @@ def model_traits(estimator: Any) -> ModelTraits:
     except Exception:  # an exotic estimator without tags: read its outputs as values
         classifier = False
     return ModelTraits(classifier, getattr(estimator, "classes_", None),
-                       getattr(estimator, "feature_names_in_", None))
+                       getattr(estimator, "feature_names_in_", None),
+                       pca=multivariate.attached(estimator))
 
 
 def decision_traits(estimator: Any) -> ModelTraits:

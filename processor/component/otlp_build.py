@@ -16,6 +16,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 import driftline
 from driftline import semconv
+from driftline.estimation import BINARY_METRICS
 
 # HELP text of every gauge a processor emits (Prometheus shows it; promtool requires it).
 GAUGE_HELP = {
@@ -39,6 +40,12 @@ GAUGE_HELP = {
     semconv.ML_PERFORMANCE_MAE: "Mean absolute error of a window's predictions",
     semconv.ML_PERFORMANCE_RMSE: "Root mean squared error of a window's predictions",
     semconv.ML_PERFORMANCE_R2: "Coefficient of determination of a window's predictions",
+    **{semconv.ML_PERFORMANCE_ESTIMATED_PREFIX + metric + suffix:
+       f"{metric} of a window's predictions estimated without labels from calibrated "
+       f"confidence{help_}" for metric in BINARY_METRICS
+       for suffix, help_ in (("", ""),
+                             (semconv.ML_PERFORMANCE_LOWER_SUFFIX, ": lower end of the band"),
+                             (semconv.ML_PERFORMANCE_UPPER_SUFFIX, ": upper end of the band"))},
     semconv.ML_PERFORMANCE_LABELS: "Labels joined with a window's predictions (per true "
                                    "class where given)",
 }

@@ -20,6 +20,7 @@ from driftline.durations import (
     positive_duration_problem,
 )
 from driftline.processor.component.signals import SIGNAL_LOGS
+from driftline.processor.ml_drift.estimation import EstimationConfig
 from driftline.processor.ml_drift.profile_watch import DEFAULT_RELOAD_INTERVAL
 from driftline.processor.ml_drift.temporality import (
     DEFAULT_MAX_STREAMS as DEFAULT_MAX_CUMULATIVE_STREAMS,
@@ -226,6 +227,8 @@ class MlDriftConfig:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    # Performance estimated without labels (processor/ml_drift/estimation.py).
+    estimation: EstimationConfig = field(default_factory=EstimationConfig)
 
     @property
     def window_s(self) -> float:
@@ -250,7 +253,7 @@ class MlDriftConfig:
             problems.append(f"min_rows: must be a positive integer, got {self.min_rows!r}")
         problems.extend(f"thresholds::{p}" for p in self.thresholds.validate())
         problems.extend(_column_problems(self.columns))
-        for name in ("evaluation", "baseline", "limits", "alerts", "checkpoint"):
+        for name in ("evaluation", "baseline", "limits", "alerts", "checkpoint", "estimation"):
             problems.extend(f"{name}::{p}" for p in getattr(self, name).validate())
         return problems
 

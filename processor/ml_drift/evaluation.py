@@ -32,6 +32,11 @@ from driftline.durations import parse_duration
 from driftline.labels import TASK_CLASSIFICATION, TASK_REGRESSION
 from driftline.processor.component import ComponentError
 from driftline.processor.component.otlp_build import WindowGauges
+from driftline.processor.component.performance_alerts import PerformanceAlert
+from driftline.processor.component.performance_alerts import (
+    alert_logs as performance_alert_logs,
+)
+from driftline.processor.ml_drift import estimation
 from driftline.processor.ml_drift import explicit as _explicit
 from driftline.processor.ml_drift.alerts import Alert, alert_logs
 from driftline.processor.ml_drift.config import MlDriftConfig
@@ -403,6 +408,7 @@ class Evaluation:
         gauges.add(semconv.ML_WINDOW_ROWS, semconv.UNIT_ROWS, window.row_count())
         profile, verdict = self._reference(key, evaluated, changes)
         alerts: list[Alert] = []
+        estimated_alerts: list[PerformanceAlert] = []
         if profile is not None and evaluated.row_count() < self._min_rows:
             verdict = f"below min_rows={self._min_rows}, no verdict"
         elif profile is not None:
@@ -426,6 +432,9 @@ class Evaluation:
                 gauges.add(semconv.ML_DRIFT_DATASET_DETECTED, semconv.UNIT_DIMENSIONLESS,
                            int(share >= self._thresholds.dataset_share))
             alerts = self._alerts(key, verdicts, share, changes)
+            estimated_alerts = estimation.add_estimates(
+                self._config.estimation, profile.calibration, evaluated.numeric, gauges,
+                evaluated.row_count())
             drifted = [s.column for s in verdicts if s.drifted]
             verdict = f"drifted columns: {', '.join(drifted) or 'none'}"
         _log.info("ml_drift: model=%s version=%s operation=%s window_start=%s rows=%d %s",
@@ -435,6 +444,14 @@ class Evaluation:
         metrics = gauges.resource_metrics(semconv.PROCESSOR_SCOPE)
         logs = alert_logs(alerts, model, evaluated.resource or [], start_ns, end_ns, now_ns) \
             if alerts else None
+        if estimated_alerts:
+            performance = performance_alert_logs(estimated_alerts, model,
+                                                 evaluated.resource or [], start_ns, end_ns,
+                                                 now_ns)
+            if logs is None:
+                logs = performance
+            else:
+                logs.scope_logs.extend(performance.scope_logs)
         return metrics, logs
 
 

@@ -34,6 +34,7 @@ from driftline import semconv
 from driftline.durations import parse_duration
 from driftline.labels import class_label
 from driftline.processor.component.attribute_bytes import AttributeKey, attribute_key
+from driftline.processor.ml_drift import estimation
 from driftline.processor.ml_drift.config import MlDriftConfig
 from driftline.processor.ml_drift.explicit import ExplicitHistogram
 from driftline.processor.ml_drift.memos import DecodingMemos, PointAttributes, WindowMemo
@@ -89,6 +90,7 @@ class Windowing:
             semconv.ML_PREDICTION_CLASS_METRIC: self._prediction_classes,
             semconv.ML_FEATURE_CATEGORY_METRIC: self._feature_categories,
             semconv.ML_PREDICT_ROWS: self._rows,
+            semconv.ML_PREDICTION_UNCERTAINTY: self._uncertainties,
         }
 
     # --- what the processor and the checkpoint ask (under ``lock``) -------------------------
@@ -381,6 +383,10 @@ class Windowing:
         self._add_histograms(
             resource, prefix, metric, now,
             lambda a: None if a.get(semconv.ML_PREDICTION_CLASS) else semconv.ML_PREDICTION_VALUE)
+
+    def _uncertainties(self, resource: Sequence[KeyValue], prefix: str, metric: Metric,
+                       now: int) -> None:
+        self._add_histograms(resource, prefix, metric, now, estimation.column_of)
 
     def _prediction_classes(self, resource: Sequence[KeyValue], prefix: str, metric: Metric,
                             now: int) -> None:

@@ -40,6 +40,7 @@ from driftline.processor.component import (
     validated,
 )
 from driftline.processor.component.otlp_build import WindowGauges
+from driftline.processor.component.performance_alerts import PerformanceAlert, alert_logs
 from driftline.processor.component.predictions import (
     GroundTruth,
     Prediction,
@@ -52,7 +53,6 @@ from driftline.processor.component.predictions import (
 from driftline.processor.component.settings import KIND_PROCESSOR
 from driftline.processor.component.signals import SIGNAL_LOGS, SIGNAL_METRICS
 from driftline.processor.ml_performance import metrics as quality
-from driftline.processor.ml_performance.alerts import PerformanceAlert, alert_logs
 from driftline.processor.ml_performance.config import (
     DEFAULT_GRACE,
     DEFAULT_MAX_CLASSES,

@@ -1,5 +1,8 @@
 """``ml.performance.alert`` log records: a window's metric past its threshold, sent into the
-logs pipelines so any logs exporter can page someone (as ``ml.drift.alert`` is)."""
+logs pipelines so any logs exporter can page someone (as ``ml.drift.alert`` is).
+
+Shared by ``ml_performance`` (realised metrics, from labels) and ``ml_drift`` (metrics
+estimated without labels, ``labels`` 0 and ``rows`` the window's rows)."""
 
 from __future__ import annotations
 
@@ -29,19 +32,23 @@ class PerformanceAlert:
     threshold: float
     below: bool  # True: alerts because value < threshold; False: value > threshold
     labels: int
+    # Set for an estimate: the rows it was estimated from (it has no labels).
+    estimated_rows: int | None = None
 
 
 def _body(alert: PerformanceAlert, model: Sequence[tuple[str, str]]) -> str:
     who = " ".join(f"{k}={v}" for k, v in model if v)
     side = "<" if alert.below else ">"
-    return (f"{alert.metric} {alert.value:.4g} {side} {alert.threshold:g} over "
-            f"{alert.labels} labels for {who}")
+    basis = f"{alert.labels} labels" if alert.estimated_rows is None \
+        else f"{alert.estimated_rows} rows without labels"
+    return f"{alert.metric} {alert.value:.4g} {side} {alert.threshold:g} over {basis} for {who}"
 
 
 def alert_logs(alerts: Sequence[PerformanceAlert], model: Sequence[tuple[str, str]],
-               resource: Sequence[tuple[str, str]], start_ns: int, end_ns: int,
-               observed_ns: int) -> ResourceLogs:
-    """The records of one window's alerts, under the model's app resource."""
+               resource: Sequence[tuple[str, str]] | Sequence[KeyValue], start_ns: int,
+               end_ns: int, observed_ns: int) -> ResourceLogs:
+    """The records of one window's alerts, under the model's app resource (text pairs, or
+    the app's own attributes as they came)."""
     records = []
     for alert in alerts:
         attributes: list[tuple[str, str | int | float]] = [
@@ -57,8 +64,10 @@ def alert_logs(alerts: Sequence[PerformanceAlert], model: Sequence[tuple[str, st
             body=AnyValue(string_value=_body(alert, model)),
             attributes=[attribute(k, v) for k, v in attributes]))
     return ResourceLogs(
-        resource=Resource(attributes=[KeyValue(key=k, value=AnyValue(string_value=v))
-                                      for k, v in resource]),
+        resource=Resource(attributes=[
+            item if isinstance(item, KeyValue)
+            else KeyValue(key=item[0], value=AnyValue(string_value=item[1]))
+            for item in resource]),
         scope_logs=[ScopeLogs(scope=InstrumentationScope(name=semconv.PERFORMANCE_SCOPE,
                                                          version=driftline.__version__),
                               log_records=records)])
