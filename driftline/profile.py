@@ -26,9 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from driftline import exphist, semconv
+from driftline import derived, exphist, semconv
 from driftline.columns import (
     MAX_DISTINCT_VALUES,
+    NUMERIC_KINDS,
     CategoryColumn,
     NumericColumn,
     ValueCounts,
@@ -45,6 +46,7 @@ from driftline.labels import (
     is_label_dtype,
 )
 from driftline.projection import Projection, ProjectionError
+from driftline.text import DEFAULT_MAX_VOCABULARY, TextProfiler, Vocabulary
 
 FORMAT_NAME = "driftline.profile"
 FORMAT_VERSION = 1
@@ -146,6 +148,10 @@ class Profile:
     columns: Mapping[str, ColumnProfile]
     # Set when the features are a projection of wide inputs (see driftline.projection).
     projection: Projection | None = None
+    # Per text column, its bounded vocabulary (its descriptors are columns, see text.py).
+    text: Mapping[str, Vocabulary] = field(default_factory=dict)
+    # Per column of sequences (embeddings), the projection its columns came through.
+    sequences: Mapping[str, Projection] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -158,7 +164,15 @@ class Profile:
         }
         if self.projection is not None:
             data["projection"] = self.projection.to_dict()
+        if self.text:
+            data["text"] = {name: vocabulary.to_dict() for name, vocabulary in self.text.items()}
+        if self.sequences:
+            data["sequences"] = {name: p.to_dict() for name, p in self.sequences.items()}
         return data
+
+    def vocabularies(self) -> dict[str, frozenset[str]]:
+        """Each text column's vocabulary as the app's recorder looks tokens up in it."""
+        return {name: frozenset(vocabulary.tokens) for name, vocabulary in self.text.items()}
 
     def features(self) -> list[ColumnProfile]:
         return [c for c in self.columns.values() if c.role == ROLE_FEATURE]
@@ -207,12 +221,62 @@ class ProfileBuilder:
 
     def __init__(self, model_name: str, model_version: str = "",
                  max_size: int = DEFAULT_MAX_BUCKETS, top_k: int = DEFAULT_TOP_K,
-                 projection: Projection | None = None) -> None:
+                 projection: Projection | None = None,
+                 data_types: Mapping[str, str] | None = None,
+                 max_vocabulary: int = DEFAULT_MAX_VOCABULARY) -> None:
         self.model_name, self.model_version = model_name, model_version
         self.max_size, self.top_k = max_size, top_k
         self.projection = projection
+        try:
+            self._reader = derived.ColumnReader(data_types)
+        except derived.LoggedDataError as exc:
+            raise ProfileError(str(exc)) from exc
+        self._max_vocabulary = max_vocabulary
+        self._text: dict[str, TextProfiler] = {}
+        self._sequences: dict[str, Projection] = {}
         self._columns: dict[str, _ColumnBuilder] = {}
         self.row_count = 0
+
+    def derived(self, columns: Iterable[tuple[str, Any]]) -> list[tuple[str, Any]]:
+        """The monitored columns of named input columns, read as ``driftline.derived``
+        reads production: text as descriptors (learning its vocabulary), sequences through
+        their projection (kept in the profile), declared types as declared."""
+        out: list[tuple[str, Any]] = []
+        for name, values in columns:
+            declared = self._reader.data_types.get(name)
+            if declared is None and name not in self._text and (
+                    (isinstance(values, np.ndarray) and values.ndim == 1
+                     and values.dtype.kind in NUMERIC_KINDS)
+                    or (isinstance(values, ValueCounts)
+                        and len(values.counts) < derived.TEXT_MIN_DISTINCT_SHARE
+                        * (values.rows - values.missing))):
+                out.append((name, values))  # the common case, as it is
+                continue
+            if isinstance(values, ValueCounts):
+                values = _rows_of_counts(values)
+            try:
+                values = derived.unnested(values)
+                data_type = self._reader.data_type(name, values, declared)
+                if data_type == derived.DATA_TYPE_TEXT:
+                    profiler = self._text.get(name)
+                    if profiler is None:
+                        profiler = self._text[name] = TextProfiler(name, self._max_vocabulary)
+                    out += profiler.add(values.ravel().tolist())
+                    continue
+                if data_type == derived.DATA_TYPE_SEQUENCE:
+                    self._sequence_projection(name, values)
+                out += self._reader.derive(name, values, data_type)
+            except (derived.LoggedDataError, ProjectionError) as exc:
+                raise ProfileError(f"column '{name}': {exc}") from exc
+        return out
+
+    def _sequence_projection(self, name: str, values: np.ndarray) -> None:
+        width = values.shape[1] if values.ndim == 2 else 1
+        projection = self._reader.projections.of_width(width)
+        known = self._sequences.setdefault(name, projection)
+        if known != projection:
+            raise ProfileError(f"column '{name}': sequences of {width} values, earlier rows "
+                               f"had {known.input_features}; give every row the same length")
 
     def add_column(self, name: str, values: Any, role: str = ROLE_FEATURE,
                    kind: str | None = None) -> None:
@@ -249,9 +313,25 @@ class ProfileBuilder:
         return {name: b.kind for name, b in self._columns.items()}
 
     def build(self) -> Profile:
+        vocabularies = {}
+        for name, profiler in self._text.items():
+            vocabulary, oov = profiler.finish()
+            vocabularies[name] = vocabulary
+            oov_name = derived.derived_name(name, semconv.TEXT_OOV_SHARE)
+            oov_column = _ColumnBuilder(oov_name, ROLE_FEATURE, KIND_NUMERIC, self.max_size,
+                                        self.top_k)
+            oov_column.add(oov)
+            self._columns[oov_name] = oov_column
         return Profile(self.model_name, self.model_version, time.time_ns(), self.row_count,
                        {name: b.build() for name, b in self._columns.items()},
-                       self.projection)
+                       self.projection, vocabularies, dict(self._sequences))
+
+
+def _rows_of_counts(counts: ValueCounts) -> np.ndarray:
+    """A counted string column as its rows again (in value order): text is read per row."""
+    labels = np.array(list(counts.counts), dtype=object)
+    rows = np.repeat(labels, list(counts.counts.values()))
+    return np.concatenate([rows, np.full(counts.missing, None, dtype=object)])
 
 
 def _feature_columns(data: Any, decoded: Collection[str] = ()
@@ -264,6 +344,10 @@ def _feature_columns(data: Any, decoded: Collection[str] = ()
     if hasattr(data, "column_names") and hasattr(data, "column"):  # pyarrow Table/RecordBatch
         for name in data.column_names:
             yield str(name), _arrow_values(data.column(name), counted=name not in decoded)
+        return
+    if isinstance(data, Mapping) or (isinstance(data, list | tuple) and data
+                                     and isinstance(data[0], Mapping)):
+        yield from derived.raw_columns(data)  # as driftline.monitor().log reads them
         return
     yield from table_columns(data)
 
@@ -389,6 +473,7 @@ def capture(
     top_k: int = DEFAULT_TOP_K,
     projection: Projection | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    data_types: Mapping[str, str] | None = None,
 ) -> Profile:
     """Profile features ``X`` and the model's outputs on them.
 
@@ -405,8 +490,15 @@ def capture(
     profiled as features).
     With ``projection``, ``X`` (``[N, ...]``, flattened per row) is profiled as the
     projection's columns, as the PyTorch instrumentation monitors wide inputs.
+
+    ``X`` may also be what ``driftline.monitor().log`` takes: a dict of columns or a list of
+    dicts (rows). Its columns are read as production reads them (``driftline.derived``):
+    ``data_types`` (column -> ``numerical``, ``categorical``, ``text``,
+    ``numerical_sequence``) declares them, text columns become descriptors with a bounded
+    vocabulary kept in the profile, sequences become their projection (kept too).
     """
-    builder = ProfileBuilder(model, version, top_k=top_k, projection=projection)
+    builder = ProfileBuilder(model, version, top_k=top_k, projection=projection,
+                             data_types=data_types)
     if not _is_arrow_dataset(X):
         add_chunk(builder, X, predictions, probabilities=probabilities, target=target,
                   task=task)
@@ -451,7 +543,8 @@ def add_chunk(builder: ProfileBuilder, X: Any, predictions: Any = None, *,
             raise ProfileError("with a projection, predictions and target must be arrays, "
                                "not column names")
         columns = dict(builder.projection.apply(np.asarray(X)))
-    builder.add_columns(columns.items())
+    builder.add_columns(builder.derived(columns.items()) if builder.projection is None
+                        else columns.items())
     rows = len(next(iter(columns.values()))) if columns else 0
     classifies = _classifies(builder, task, predictions, probabilities)
     output_rows = _add_outputs(builder, predictions, probabilities, classifies)
@@ -601,14 +694,16 @@ def profile_file(path: str | os.PathLike[str], *, model: str, version: str = "",
                  task: str | None = None,
                  top_k: int = DEFAULT_TOP_K,
                  chunk_rows: int = DEFAULT_CHUNK_ROWS,
-                 on_rows: Callable[[int], None] | None = None) -> Profile:
+                 on_rows: Callable[[int], None] | None = None,
+                 data_types: Mapping[str, str] | None = None) -> Profile:
     """Profile a CSV or Parquet file, or a directory of Parquet files, in one streaming pass.
 
     ``prediction_column`` and ``target_column`` name the model's output and the true label
     or value; both are profiled in their roles, not as features. ``on_rows`` is called with
-    the rows read so far after each chunk (progress bars).
+    the rows read so far after each chunk (progress bars). ``data_types`` declares columns
+    as in ``capture``.
     """
-    builder = ProfileBuilder(model, version, top_k=top_k)
+    builder = ProfileBuilder(model, version, top_k=top_k, data_types=data_types)
     for chunk in _read_ahead(iter_file_chunks(path, chunk_rows)):
         try:
             add_chunk(builder, chunk, prediction_column, target=target_column, task=task)
@@ -628,12 +723,23 @@ def merge(left: Profile, right: Profile) -> Profile:
     if left.projection != right.projection:
         raise ProfileError(f"cannot merge profiles projected differently: {left.projection} "
                            f"and {right.projection}")
+    for name in left.sequences.keys() & right.sequences.keys():
+        if left.sequences[name] != right.sequences[name]:
+            raise ProfileError(f"cannot merge profiles whose column '{name}' was projected "
+                               f"differently: {left.sequences[name]} and "
+                               f"{right.sequences[name]}")
     columns = dict(left.columns)
     for name, col in right.columns.items():
         mine = columns.get(name)
         columns[name] = col if mine is None else _merge_columns(mine, col)
+    text = dict(left.text)
+    for name, vocabulary in right.text.items():
+        mine_text = text.get(name)
+        text[name] = vocabulary if mine_text is None else mine_text.merged(
+            vocabulary, max(len(mine_text.tokens), len(vocabulary.tokens)))
     return replace(left, row_count=left.row_count + right.row_count, columns=columns,
-                   created_time_unix_nano=time.time_ns())
+                   created_time_unix_nano=time.time_ns(), text=text,
+                   sequences={**left.sequences, **right.sequences})
 
 
 def _merge_columns(a: ColumnProfile, b: ColumnProfile) -> ColumnProfile:
@@ -734,15 +840,30 @@ def from_dict(data: Any, source: str = "profile") -> Profile:
                 **(_exact(col, where) if numeric else {}))
         projection = (Projection.from_dict(data["projection"], f"{source}: projection")
                       if data.get("projection") is not None else None)
+        text = {str(name): Vocabulary.from_dict(vocabulary, f"{source}: text.{name}")
+                for name, vocabulary in _object(data, "text", source).items()}
+        sequences = {str(name): Projection.from_dict(p, f"{source}: sequences.{name}")
+                     for name, p in _object(data, "sequences", source).items()}
         return Profile(str(data["model"]["name"]), str(data["model"].get("version", "")),
                        int(data["created_time_unix_nano"]), int(data["row_count"]), columns,
-                       projection)
+                       projection, text, sequences)
     except ProjectionError as exc:
         raise ProfileError(str(exc)) from exc
     except ProfileError:
         raise
     except (KeyError, TypeError, ValueError) as exc:
         raise ProfileError(f"{source}: damaged profile, missing or invalid field: {exc}") from exc
+
+
+def _object(data: dict[str, Any], key: str, source: str) -> dict[str, Any]:
+    """An optional top-level object of a profile (absent in older files)."""
+    found = data.get(key)
+    if found is None:
+        return {}
+    if not isinstance(found, dict):
+        raise ProfileError(f"{source}: {key}: must be an object keyed by column name, got "
+                           f"{type(found).__name__}")
+    return found
 
 
 def _frequencies(data: Mapping[str, Any], role: str) -> dict[str, int]:

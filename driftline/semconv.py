@@ -23,6 +23,9 @@ ML_OPERATION: Final = "ml.operation"
 
 FRAMEWORK_SKLEARN: Final = "sklearn"
 FRAMEWORK_TORCH: Final = "torch"
+# Calls reported through the explicit API (driftline.monitor / driftline.observe) unless the
+# application names its framework.
+FRAMEWORK_CUSTOM: Final = "custom"
 
 OPERATION_PREDICT: Final = "predict"
 OPERATION_PREDICT_PROBA: Final = "predict_proba"
@@ -158,6 +161,17 @@ ENV_TORCH_TASK: Final = "DRIFTLINE_TORCH_TASK"
 # Wide inputs are monitored as proj0..proj{k-1} (a seeded random projection) and l2_norm.
 FEATURE_PROJECTION_PREFIX: Final = "proj"
 FEATURE_L2_NORM: Final = "l2_norm"
+
+# --- derived columns: numbers computed from a logged column in the recorder thread ---------
+# A derived column is named "<column><DERIVED_SEPARATOR><derivation>": review.chars,
+# embedding.proj0, embedding.l2_norm.
+DERIVED_SEPARATOR: Final = "."
+# Descriptors of a text column (driftline/text.py).
+TEXT_CHARS: Final = "chars"
+TEXT_TOKENS: Final = "tokens"
+TEXT_OOV_SHARE: Final = "oov_share"
+TEXT_EMPTY: Final = "empty"
+TEXT_NON_ASCII_SHARE: Final = "non_ascii_share"
 
 # --- reference profile column names for predictions ---------------------------------------
 # A profile names its prediction columns after the metric that carries them in production,

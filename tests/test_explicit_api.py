@@ -1,0 +1,381 @@
+"""The explicit API (issue 19): ``driftline.monitor(...).log`` and ``@driftline.observe``
+report through the instrumentors' recorder, wire format and names; text columns travel as
+descriptors, sequences as their projection; library calls inside report once."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
+from sklearn.linear_model import LogisticRegression
+
+import driftline
+from driftline import profile, semconv, text
+from driftline.derived import LoggedDataError
+from driftline.instrumentation import Limits, Recorder
+from driftline.instrumentation._records import PredictionRecords, RecordSettings
+from driftline.instrumentation.explicit import SCOPE, Explicit, MonitorError
+from driftline.instrumentation.sklearn import SklearnInstrumentor
+from driftline.projection import DEFAULT_COMPONENTS, DEFAULT_SEED, Projection
+from tests._otel import InMemoryMetricExporter
+
+RNG = np.random.default_rng(19)
+NEVER_S = 3600.0  # the tests flush by hand
+
+
+class App:
+    """An ``Explicit`` with in-memory spans and metrics (and records when asked)."""
+
+    def __init__(self, limits: Limits | None = None, records: bool = False) -> None:
+        self.spans = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(self.spans))
+        self.metrics = InMemoryMetricExporter()
+        self.logs = InMemoryLogRecordExporter()
+        prediction_records = None
+        if records:
+            logger_provider = LoggerProvider()
+            logger_provider.add_log_record_processor(SimpleLogRecordProcessor(self.logs))
+            prediction_records = PredictionRecords(logger_provider.get_logger("t"),
+                                                   RecordSettings(ratio=1.0, per_second=1e9))
+        self.recorder = Recorder(self.metrics, export_interval_s=NEVER_S, limits=limits,
+                                 records=prediction_records)
+        self.api = Explicit(tracer_provider=provider, recorder=self.recorder)
+
+    def flush(self) -> None:
+        assert self.recorder.force_flush()
+
+    def points(self, name: str) -> list[Any]:
+        return list(self.metrics.points(name))
+
+    def by_feature(self, name: str) -> dict[str, Any]:
+        return {p.attributes[semconv.ML_FEATURE_NAME]: p for p in self.points(name)}
+
+    def categories(self, feature: str) -> dict[str, int]:
+        return {p.attributes[semconv.ML_FEATURE_CATEGORY]: p.value
+                for p in self.points(semconv.ML_FEATURE_CATEGORY_METRIC)
+                if p.attributes[semconv.ML_FEATURE_NAME] == feature}
+
+
+@pytest.fixture
+def app() -> Iterator[App]:
+    built = App()
+    yield built
+    built.recorder.shutdown()
+
+
+def _model_attributes(name: str, version: str) -> dict[str, str]:
+    return {semconv.ML_MODEL_NAME: name, semconv.ML_MODEL_VERSION: version,
+            semconv.ML_MODEL_FRAMEWORK: semconv.FRAMEWORK_CUSTOM,
+            semconv.ML_OPERATION: semconv.OPERATION_PREDICT}
+
+
+def test_monitor_log_reports_a_batch_like_an_instrumented_call(app: App) -> None:
+    frame = pd.DataFrame({"age": RNG.normal(40, 5, 300),
+                          "plan": RNG.choice(["basic", "pro"], 300)})
+    labels = RNG.choice(["stay", "churn"], 300)
+    with app.api.monitor("churn", version="3") as mon:
+        mon.log(frame)
+        mon.log(labels, role="prediction")
+    app.flush()
+
+    [rows] = app.points(semconv.ML_PREDICT_ROWS)
+    assert rows.value == 300
+    assert dict(rows.attributes) == _model_attributes("churn", "3")
+    age = app.by_feature(semconv.ML_FEATURE_VALUE)["age"]
+    assert age.count == 300 and age.sum == pytest.approx(frame["age"].sum(), rel=1e-12)
+    assert age.min == frame["age"].min() and age.max == frame["age"].max()
+    assert app.categories("plan") == frame["plan"].value_counts().to_dict()
+    classes = {p.attributes[semconv.ML_PREDICTION_CLASS]: p.value
+               for p in app.points(semconv.ML_PREDICTION_CLASS_METRIC)}
+    assert classes == pd.Series(labels).value_counts().to_dict()
+    [span] = app.spans.get_finished_spans()
+    assert span.name == "predict churn"
+    assert span.instrumentation_scope.name == SCOPE
+    assert span.attributes[semconv.ML_BATCH_SIZE] == 300
+    assert span.attributes[semconv.ML_FEATURE_COUNT] == 2
+    assert span.attributes[semconv.ML_MODEL_FRAMEWORK] == semconv.FRAMEWORK_CUSTOM
+
+
+def test_scalars_logged_call_by_call_add_up(app: App) -> None:
+    values = RNG.normal(size=50)
+    for value in values:
+        with app.api.monitor("score", version="1") as mon:
+            mon.log(float(value), name="x")
+            mon.log(float(value) * 2, role="prediction")
+    app.flush()
+    [rows] = app.points(semconv.ML_PREDICT_ROWS)
+    assert rows.value == 50
+    x = app.by_feature(semconv.ML_FEATURE_VALUE)["x"]
+    assert x.count == 50 and x.sum == pytest.approx(values.sum(), abs=1e-9)
+    [prediction] = app.points(semconv.ML_PREDICTION_VALUE)
+    assert prediction.sum == pytest.approx(2 * values.sum(), abs=1e-9)
+    assert len(app.spans.get_finished_spans()) == 50
+
+
+class Watched:
+    """An array-like that counts how often it is read."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.values, self.reads = values, 0
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        self.reads += 1
+        return self.values if dtype is None else self.values.astype(dtype)
+
+
+def test_the_caller_only_hands_references_over(app: App) -> None:
+    watched = Watched(RNG.normal(size=100))
+    with app.api.monitor("lazy") as mon:
+        mon.log(watched, name="x")
+    assert watched.reads == 0  # nothing read in the caller
+    app.flush()
+    assert watched.reads >= 1
+    assert app.by_feature(semconv.ML_FEATURE_VALUE)["x"].count == 100
+
+
+def test_an_error_in_the_block_marks_the_span_and_the_duration_and_propagates(
+        app: App) -> None:
+    with pytest.raises(KeyError), app.api.monitor("broken") as mon:
+        mon.log([1.0, 2.0], name="x")
+        raise KeyError("missing")
+    app.flush()
+    [span] = app.spans.get_finished_spans()
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.attributes[semconv.ERROR_TYPE] == "KeyError"
+    [duration] = app.points(semconv.ML_PREDICT_DURATION)
+    assert duration.attributes[semconv.ERROR_TYPE] == "KeyError"
+
+
+@pytest.mark.parametrize("role, data_type, message", [
+    ("label", None, "unknown role 'label'"),
+    ("target", None, "record_ground_truth"),
+    ("feature", "image", "unknown data type 'image'"),
+])
+def test_a_bad_role_or_data_type_fails_in_the_caller(app: App, role: str,
+                                                     data_type: str | None,
+                                                     message: str) -> None:
+    with pytest.raises((MonitorError, LoggedDataError), match=message), \
+            app.api.monitor("m") as mon:
+        mon.log([1.0], name="x", role=role, data_type=data_type)
+
+
+def test_a_second_prediction_in_one_call_is_refused(app: App) -> None:
+    with pytest.raises(MonitorError, match="one prediction per call"), \
+            app.api.monitor("m") as mon:
+        mon.log([1], role="prediction")
+        mon.log([2], role="prediction")
+
+
+@pytest.mark.parametrize("inputs, expected", [
+    (pd.DataFrame({"a": [1.0, 3.0], "b": ["x", "y"]}), {"a": 4.0, "b": {"x": 1, "y": 1}}),
+    (np.array([[1.0, 5.0], [3.0, 7.0]]), {"f0": 4.0, "f1": 12.0}),
+    ({"a": 2.5, "b": "x"}, {"a": 2.5, "b": {"x": 1}}),
+    ([{"a": 1.0, "b": "x"}, {"a": 2.0, "b": "x"}], {"a": 3.0, "b": {"x": 2}}),
+], ids=["dataframe", "ndarray", "dict", "list_of_dicts"])
+def test_observe_reads_the_first_argument_as_features_and_the_result_as_prediction(
+        app: App, inputs: Any, expected: dict[str, Any]) -> None:
+    @app.api.observe(model="pricing", version="2")
+    def predict(x: Any) -> np.ndarray:
+        return np.full(len(x) if not isinstance(x, dict) else 1, 9.5)
+
+    assert list(predict(inputs)) == [9.5] * (1 if isinstance(inputs, dict) else 2)
+    app.flush()
+    numeric = app.by_feature(semconv.ML_FEATURE_VALUE)
+    for name, value in expected.items():
+        if isinstance(value, dict):
+            assert app.categories(name) == value
+        else:
+            assert numeric[name].sum == value
+    [prediction] = app.points(semconv.ML_PREDICTION_VALUE)
+    assert prediction.sum == 9.5 * prediction.count
+    [span] = app.spans.get_finished_spans()
+    assert span.name == "predict pricing"
+
+
+def test_observe_on_a_method_reads_its_first_argument_not_self(app: App) -> None:
+    class Service:
+        @app.api.observe(model="svc", prediction_type="categorical")
+        def predict(self, rows: np.ndarray) -> np.ndarray:
+            return (rows[:, 0] > 0).astype(float)
+
+    Service().predict(np.array([[1.0], [-1.0], [2.0]]))
+    app.flush()
+    assert app.by_feature(semconv.ML_FEATURE_VALUE)["f0"].sum == 2.0
+    classes = {p.attributes[semconv.ML_PREDICTION_CLASS]: p.value
+               for p in app.points(semconv.ML_PREDICTION_CLASS_METRIC)}
+    assert classes == {"1": 2, "0": 1}  # declared categorical: labels, not values
+
+
+def test_observe_around_an_instrumented_sklearn_predict_reports_once(app: App) -> None:
+    X = RNG.normal(size=(200, 3))
+    model = LogisticRegression().fit(X, (X[:, 0] > 0).astype(int))
+    inner = InMemoryMetricExporter()
+    inner_spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(inner_spans))
+    instrumentor = SklearnInstrumentor()
+    instrumentor.instrument(tracer_provider=provider, metric_exporter=inner)
+    try:
+        @app.api.observe(model="wrapped")
+        def predict(rows: np.ndarray) -> np.ndarray:
+            return model.predict(rows)
+
+        predict(X[:10])
+        model.predict(X[:5])  # outside: sklearn reports this one
+    finally:
+        instrumentor.uninstrument()
+    app.flush()
+    [outer] = app.points(semconv.ML_PREDICT_ROWS)
+    assert outer.value == 10
+    assert [p.value for p in inner.points(semconv.ML_PREDICT_ROWS)] == [5]
+    assert [s.name for s in inner_spans.get_finished_spans()] == ["predict LogisticRegression"]
+    assert [s.name for s in app.spans.get_finished_spans()] == ["predict wrapped"]
+
+
+def test_text_travels_as_descriptors_never_as_text() -> None:
+    app = App(records=True)
+    reviews = ["Great product, works well", "", "Très bien", "bad", None]
+    vocabulary = frozenset({"great", "product", "works", "well", "bad"})
+    reference = profile.Profile("shop", "1", 0, 0, {},
+                                text={"review": text.Vocabulary(tuple(vocabulary),
+                                                                (1,) * len(vocabulary))})
+    with app.api.monitor("shop", version="1", reference=reference) as mon:
+        mon.log(reviews, name="review", data_type="text")
+        mon.log([1, 0, 1, 0, 1], role="prediction")
+    app.flush()
+    numeric = app.by_feature(semconv.ML_FEATURE_VALUE)
+    expected = dict(text.descriptors("review", reviews, vocabulary))
+    # Checked by hand: the descriptors of the four present rows.
+    assert list(expected["review.chars"][:4]) == [25, 0, 9, 3]
+    assert list(expected["review.tokens"][:4]) == [4, 0, 2, 1]
+    assert list(expected["review.oov_share"][[0, 2, 3]]) == [0.0, 1.0, 0.0]
+    assert list(expected["review.empty"][:4]) == [0, 1, 0, 0]
+    assert expected["review.non_ascii_share"][2] == pytest.approx(1 / 9)
+    for name, values in expected.items():
+        present = values[np.isfinite(values)]
+        assert numeric[name].count == present.size, name
+        assert numeric[name].sum == pytest.approx(present.sum()), name
+    missing = {p.attributes[semconv.ML_FEATURE_NAME]: p.value
+               for p in app.points(semconv.ML_FEATURE_MISSING)}
+    # None is missing everywhere; "" has no tokens, so no share of unknown ones.
+    assert missing["review.chars"] == 1 and missing["review.oov_share"] == 2
+    assert not app.categories("review")
+    # The records carry the descriptors, and no text anywhere.
+    records = [r.log_record for r in app.logs.get_finished_logs()]
+    assert len(records) == 5
+    assert {r.attributes[semconv.ML_PREDICTION_ID] for r in records} == set(mon.prediction_ids)
+    for record in records:
+        assert "review" not in record.body and "review.chars" in record.body
+        assert not any(isinstance(v, str) and "bien" in v for v in record.body.values())
+    app.recorder.shutdown()
+
+
+def test_a_mostly_distinct_string_column_is_text_and_stays_text(app: App) -> None:
+    sentences = [f"order {i} arrived late" for i in range(40)]
+    plans = ["basic", "pro"] * 20
+    with app.api.monitor("support") as mon:
+        mon.log(pd.DataFrame({"message": sentences, "plan": plans}))
+    with app.api.monitor("support") as mon:  # one row: text because the column was text
+        mon.log({"message": "a new one", "plan": "pro"})
+    app.flush()
+    numeric = app.by_feature(semconv.ML_FEATURE_VALUE)
+    assert numeric["message.chars"].count == 41
+    assert numeric["message.tokens"].sum == 4 * 40 + 3
+    assert "message.oov_share" not in numeric  # no reference vocabulary given
+    assert not app.categories("message")
+    assert app.categories("plan") == {"basic": 20, "pro": 21}
+
+
+def test_a_logged_sequence_is_projected_like_a_wide_torch_input(app: App) -> None:
+    embeddings = RNG.normal(size=(64, 96))
+    with app.api.monitor("search") as mon:
+        mon.log(embeddings, name="query", data_type="numerical_sequence")
+    app.flush()
+    numeric = app.by_feature(semconv.ML_FEATURE_VALUE)
+    expected = dict(Projection(DEFAULT_SEED, 96, DEFAULT_COMPONENTS).apply(embeddings))
+    assert len(expected) == DEFAULT_COMPONENTS + 1
+    for name, values in expected.items():
+        column = numeric[f"query.{name}"]
+        assert column.sum == pytest.approx(values.sum(), rel=1e-9, abs=1e-9)
+        assert column.count == 64
+
+
+def test_cardinality_caps_fold_names_and_models(app: App) -> None:
+    capped = App(Limits(max_features=3, top_k_categories=2, max_streams=2))
+    for model in ("a", "b", "c", "d"):
+        with capped.api.monitor(model) as mon:
+            mon.log({f"x{i}": float(i) for i in range(5)})
+            mon.log(pd.Series(["p", "q", "r", "r"], name="cat"))
+    capped.flush()
+    models = {p.attributes[semconv.ML_MODEL_NAME]
+              for p in capped.points(semconv.ML_PREDICT_ROWS)}
+    assert models == {"a", "b", semconv.OVERFLOW_VALUE}
+    names = {p.attributes[semconv.ML_FEATURE_NAME]
+             for p in capped.points(semconv.ML_FEATURE_VALUE)}
+    assert names == {"x0", "x1", "x2", semconv.OVERFLOW_VALUE}
+    overflow = {p.attributes[semconv.ML_CARDINALITY_ATTRIBUTE]
+                for p in capped.points(semconv.ML_CARDINALITY_OVERFLOW)}
+    assert semconv.ML_FEATURE_NAME in overflow
+    capped.recorder.shutdown()
+
+
+def test_profile_capture_takes_what_log_takes_and_names_columns_alike(app: App) -> None:
+    rows = 400
+    data = {"age": RNG.normal(40, 5, rows),
+            "review": [f"item {i} was fine" for i in range(rows)],
+            "query": RNG.normal(size=(rows, 80))}
+    reference = profile.capture(data, RNG.choice(["a", "b"], rows), model="m",
+                                data_types={"review": "text"})
+    with app.api.monitor("m", reference=reference) as mon:
+        mon.log(data["age"], name="age")
+        mon.log(data["review"], name="review", data_type="text")
+        mon.log(data["query"], name="query")
+    app.flush()
+    logged = set(app.by_feature(semconv.ML_FEATURE_VALUE))
+    assert logged == {c.name for c in reference.features()}
+    assert reference.sequences == {"query": Projection(DEFAULT_SEED, 80)}
+    assert set(reference.text) == {"review"}
+    again = profile.from_dict(reference.to_dict())
+    assert again.text == reference.text and again.sequences == reference.sequences
+
+
+def test_the_reference_oov_share_is_measured_on_held_out_rows() -> None:
+    """Rare tokens: a vocabulary learned from rows that are then scored would call them
+    known; held-out rows score as unseen production text from the same source does."""
+    def corpus(rng: np.random.Generator, rows: int) -> list[str]:
+        common = [f"w{i}" for i in range(50)]
+        return [" ".join([*rng.choice(common, 6), f"rare{rng.integers(10**9)}"])
+                for _ in range(rows)]
+
+    reference = profile.capture({"t": corpus(np.random.default_rng(1), 3000)}, model="m")
+    vocabulary = reference.vocabularies()["t"]
+    production = dict(text.descriptors("t", corpus(np.random.default_rng(2), 1000),
+                                       vocabulary))["t.oov_share"]
+    column = reference.columns["t.oov_share"]
+    assert column.mean == pytest.approx(production.mean(), abs=0.01)  # 1/7 each
+    assert column.mean == pytest.approx(1 / 7, abs=0.01)
+
+
+def test_importing_driftline_loads_neither_the_sdk_nor_the_recorder() -> None:
+    code = ("import sys, driftline; "
+            "print(sorted(m for m in sys.modules if m.startswith(("
+            "'driftline.instrumentation', 'opentelemetry.sdk'))))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == "[]"
+    assert callable(driftline.monitor) and callable(driftline.observe)
