@@ -33,6 +33,7 @@ from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from driftline import derived, identity, semconv
+from driftline.columns import NUMERIC_KINDS
 from driftline.instrumentation import _env
 from driftline.instrumentation._aggregation import ModelTraits
 from driftline.instrumentation._observe import (
@@ -96,11 +97,11 @@ def _take(data: Any, rows: np.ndarray) -> Any:
 
 def rows_of(data: Any) -> int:
     """Rows of a logged item without reading it: a length or a shape, 1 for one row."""
-    if isinstance(data, str | bytes | Mapping):
-        return 1
-    shape = getattr(data, "shape", None)
+    shape = getattr(data, "shape", None)  # arrays and tables first: the common case
     if shape is not None:
         return int(shape[0]) if len(shape) else 1
+    if isinstance(data, str | bytes | dict | Mapping):
+        return 1
     try:
         return len(data)
     except TypeError:
@@ -136,6 +137,9 @@ class ModelState:
                                          self.read_logged, self.read_logged_outputs)
         self.raw_traits = ModelTraits(self.classes is not None, self.classes, None,
                                       self.reader.columns, self.read_outputs)
+        # A plain numeric 2-D array of features: staged as one array, as scikit-learn's are.
+        self.array_traits = ModelTraits(self.classes is not None, self.classes, None, None,
+                                        self.read_outputs)
 
     def read_logged(self, logged: Logged) -> derived.Columns:
         columns: derived.Columns = []
@@ -171,6 +175,15 @@ def _state_traits(state: ModelState) -> ModelTraits:
 
 def _raw_traits(state: ModelState) -> ModelTraits:
     return state.raw_traits
+
+
+def _array_traits(state: ModelState) -> ModelTraits:
+    return state.array_traits
+
+
+def _plain_array(data: Any) -> bool:
+    """A numeric 2-D NumPy array: the recorder stages it whole, with no reader."""
+    return type(data) is np.ndarray and data.ndim == 2 and data.dtype.kind in NUMERIC_KINDS
 
 
 class Monitor:
@@ -252,10 +265,17 @@ class Monitor:
             ids, time_ns = recorder.call_ids(rows)
             self.prediction_ids = ids
             state = self._state
-            prediction = [self._prediction] if self._prediction is not None else None
-            recorder.submit((SCOPE, state, _state_traits, state.site.attributes,
-                             Logged(self._features, rows),
-                             Logged(prediction, rows) if prediction else None,
+            features, prediction = self._features, self._prediction
+            if len(features) == 1 and features[0][1] is None and features[0][2] is None \
+                    and _plain_array(features[0][0]) \
+                    and (prediction is None or prediction[2] is None):
+                traits: Any = _array_traits
+                inputs: Any = features[0][0]
+                outputs = prediction[0] if prediction is not None else None
+            else:
+                traits, inputs = _state_traits, Logged(features, rows)
+                outputs = Logged([prediction], rows) if prediction is not None else None
+            recorder.submit((SCOPE, state, traits, state.site.attributes, inputs, outputs,
                              rows, duration_s, error_type, ids, time_ns))
             span = self._span
             if span is not None:
@@ -364,9 +384,10 @@ class Explicit:
     def _submit_observed(self, site: CallSite, state: Any, inputs: Any, outputs: Any,
                          rows: int, duration_s: float, error_type: str | None, ids: Any,
                          time_ns: int) -> None:
-        self.recorder.submit((SCOPE, state, _raw_traits, site.attributes,
-                              () if inputs is None else inputs, outputs, rows, duration_s,
-                              error_type, ids, time_ns))
+        self.recorder.submit((SCOPE, state,
+                              _array_traits if _plain_array(inputs) else _raw_traits,
+                              site.attributes, () if inputs is None else inputs, outputs, rows,
+                              duration_s, error_type, ids, time_ns))
 
 
 class Observed:
