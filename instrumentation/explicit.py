@@ -20,6 +20,7 @@ explicit call is the report. Explicit calls always report, nested or not.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -307,7 +308,7 @@ class Explicit:
         self.gate = SpanGate(trace.get_tracer(SCOPE,
                                               tracer_provider=kwargs.get("tracer_provider")))
         self.recorder, self._owns_recorder = _env.recorder_from_kwargs(kwargs)
-        self._models: dict[tuple[str, str, str, str], ModelState] = {}
+        self._models: dict[tuple[str, str, str, str, Any], ModelState] = {}
         self._lock = threading.Lock()
 
     def shutdown(self) -> None:
@@ -317,16 +318,18 @@ class Explicit:
     def state(self, model: Any, version: str | None, operation: str, framework: str | None,
               data_types: Mapping[str, str] | None, classes: Sequence[Any] | None,
               reference: Any, prediction_type: str | None) -> ModelState:
-        """The model's state, built at its first call (or when its settings change)."""
+        """The model's state, built at its first call with these settings (kept in the state,
+        so a reference profile's id stays its key while cached)."""
         name = model if isinstance(model, str) else None
         if name is None:
             found = identity.identity_of(model)
             name, version = found.name, found.version if version is None else version
-        key = (name, "" if version is None else str(version), operation,
-               framework or semconv.FRAMEWORK_CUSTOM)
         settings = (data_types, classes, reference, prediction_type)
+        key = (name, "" if version is None else str(version), operation,
+               framework or semconv.FRAMEWORK_CUSTOM,
+               None if settings == _NO_SETTINGS else _settings_key(settings))
         state = self._models.get(key)
-        if state is not None and (state.settings is settings or state.settings == settings):
+        if state is not None:
             return state
         if not name:
             raise MonitorError("driftline.monitor: the model name must be a non-empty string")
@@ -414,6 +417,20 @@ class Observed:
         if not is_instrumentation_enabled():
             return wrapped(*args, **kwargs)
         return self._explicit().call_observed(self, wrapped, args, kwargs)
+
+
+_NO_SETTINGS = (None, None, None, None)
+
+
+def _settings_key(settings: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A model's settings as a dict key: monitor() and observe() of one model with other
+    data types or another reference are read each their own way."""
+    data_types, classes, reference, prediction_type = settings
+    return (None if data_types is None else frozenset(data_types.items()),
+            None if classes is None else tuple(classes),
+            os.fspath(reference) if isinstance(reference, str | os.PathLike)
+            else None if reference is None else id(reference),
+            prediction_type)
 
 
 def _vocabularies(reference: Any) -> dict[str, frozenset[str]]:

@@ -379,3 +379,52 @@ def test_importing_driftline_loads_neither_the_sdk_nor_the_recorder() -> None:
                             check=True)
     assert result.stdout.strip() == "[]"
     assert callable(driftline.monitor) and callable(driftline.observe)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_the_profile_command_reads_declared_and_detected_text_columns(tmp_path: Any,
+                                                                       suffix: str) -> None:
+    from driftline.cli import main
+
+    rows = 300
+    frame = pd.DataFrame({"amount": RNG.normal(size=rows),
+                          "review": [f"review number {i} " + "x" * (i % 7) for i in range(rows)],
+                          "note": ["short"] * rows})
+    data = tmp_path / f"train{suffix}"
+    frame.to_csv(data, index=False) if suffix == ".csv" else frame.to_parquet(data)
+    out = tmp_path / "p.json"
+    assert main(["profile", str(data), "-o", str(out), "--model", "m",
+                 "--data-type", "note=text"]) == 0
+    built = profile.load(out)
+    expected = dict(text.descriptors("review", frame["review"]))
+    chars = built.columns["review.chars"]
+    assert chars.count == rows and chars.mean == pytest.approx(expected["review.chars"].mean())
+    assert set(built.text) == {"review", "note"}  # detected, and declared
+    assert built.columns["note.chars"].mean == 5.0
+    assert "review" not in built.columns and "note" not in built.columns
+    assert main(["profile", str(data), "-o", str(out), "--model", "m",
+                 "--data-type", "note=words"]) == 2
+    assert main(["profile", str(data), "-o", str(out), "--model", "m",
+                 "--data-type", "note"]) == 2
+
+
+def test_a_reference_path_is_read_once_per_model_not_per_call(app: App, tmp_path: Any,
+                                                              monkeypatch: Any) -> None:
+    path = tmp_path / "m.json"
+    profile.save(profile.capture({"t": [f"text {i}" for i in range(50)]}, model="m"), path)
+    loads = []
+    real_load = profile.load
+    monkeypatch.setattr(profile, "load", lambda p: loads.append(p) or real_load(p))
+
+    @app.api.observe(model="m", data_types={"t": "text"}, reference=path)
+    def predict(row: dict[str, str]) -> int:
+        return 1
+
+    for i in range(5):
+        with app.api.monitor("m", reference=path) as mon:
+            mon.log([f"text {i + 1}"], name="t", data_type="text")  # row 0 was held out
+        predict({"t": "text 1"})
+    assert len(loads) == 2  # one state for monitor(), one for the decorated function
+    app.flush()
+    numeric = app.by_feature(semconv.ML_FEATURE_VALUE)
+    assert numeric["t.oov_share"].count == 10 and numeric["t.oov_share"].sum == 0.0
