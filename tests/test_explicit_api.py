@@ -428,3 +428,34 @@ def test_a_reference_path_is_read_once_per_model_not_per_call(app: App, tmp_path
     app.flush()
     numeric = app.by_feature(semconv.ML_FEATURE_VALUE)
     assert numeric["t.oov_share"].count == 10 and numeric["t.oov_share"].sum == 0.0
+
+
+def test_a_text_column_of_an_instrumented_sklearn_pipeline_travels_as_descriptors() -> None:
+    """The profile of a DataFrame with a text column holds its descriptors, so production
+    through the scikit-learn instrumentor must send them too, never the text as categories."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import make_pipeline
+
+    rows = 60
+    frame = pd.DataFrame({"amount": RNG.normal(size=rows),
+                          "review": [f"parcel {i} came {'late' if i % 2 else 'early'}"
+                                     for i in range(rows)]})
+    model = make_pipeline(
+        ColumnTransformer([("text", TfidfVectorizer(), "review"),
+                           ("number", "passthrough", ["amount"])]),
+        LogisticRegression()).fit(frame, np.arange(rows) % 2)
+    reference = profile.capture(frame, model.predict(frame), model="m")
+    assert "review.chars" in reference.columns and "review" not in reference.columns
+    exporter = InMemoryMetricExporter()
+    instrumentor = SklearnInstrumentor()
+    instrumentor.instrument(metric_exporter=exporter)
+    try:
+        model.predict(frame)
+    finally:
+        instrumentor.uninstrument()
+    names = {p.attributes[semconv.ML_FEATURE_NAME]
+             for p in exporter.points(semconv.ML_FEATURE_VALUE)}
+    assert names == {c.name for c in reference.features()} - {"review.oov_share"}
+    assert not [p for p in exporter.points(semconv.ML_FEATURE_CATEGORY_METRIC)
+                if p.attributes[semconv.ML_FEATURE_NAME] == "review"]
