@@ -79,25 +79,28 @@ def descriptors(column: str, values: Iterable[Any],
     ``oov_share`` only with a ``vocabulary``: without the reference's there is nothing to
     be outside of.
     """
-    texts = [_text(v) for v in values]
+    texts = [v if type(v) is str else _text(v) for v in values]
     n = len(texts)
     chars = np.full(n, np.nan)
     counts = np.full(n, np.nan)
     empty = np.full(n, np.nan)
     non_ascii = np.full(n, np.nan)
     oov = np.full(n, np.nan) if vocabulary is not None else None
+    known = vocabulary.__contains__ if vocabulary is not None else None
+    find = _TOKEN.findall
     for i, text in enumerate(texts):
         if text is None:
             continue
         length = len(text)
-        found = tokens(text)
+        found = find(text.lower())
         chars[i] = length
         counts[i] = len(found)
-        empty[i] = 0.0 if text.strip() else 1.0
-        non_ascii[i] = (length - len(text.encode("ascii", "ignore"))) / length if length \
-            else 0.0
-        if oov is not None and found:
-            oov[i] = sum(token not in vocabulary for token in found) / len(found)
+        empty[i] = 0.0 if text and not text.isspace() else 1.0
+        # isascii() is O(1) for the usual all-ASCII string; encode only the others.
+        non_ascii[i] = 0.0 if text.isascii() \
+            else (length - len(text.encode("ascii", "ignore"))) / length
+        if known is not None and found:
+            oov[i] = (len(found) - sum(map(known, found))) / len(found)
     named = [(semconv.TEXT_CHARS, chars), (semconv.TEXT_TOKENS, counts),
              (semconv.TEXT_OOV_SHARE, oov), (semconv.TEXT_EMPTY, empty),
              (semconv.TEXT_NON_ASCII_SHARE, non_ascii)]
