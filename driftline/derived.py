@@ -19,14 +19,17 @@ column once read as text stays text for the reader's life.
 
 A *derivation* turns one logged column into numeric columns. Text and sequences are the
 built-in ones; ``ColumnReader(derivations={"my_type": fn})`` adds others (``fn(name,
-values, reader)`` returns ``(name, values)`` pairs), all run in the recorder thread in the
-app, never in the caller.
+values, reader)`` returns ``(name, values)`` pairs). A *table derivation* sees all the
+monitored columns of one call and adds columns computed across them (a reconstruction
+error, a row norm): ``ColumnReader(table_derivations=[fn])``, ``fn(columns)`` returning the
+added ``(name, values)`` pairs. All run in the recorder thread in the app, never in the
+caller, and in the profile builder on the training rows.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
@@ -54,6 +57,7 @@ MAX_REMEMBERED_TEXT_COLUMNS = 256
 
 Columns = list[tuple[str, np.ndarray]]
 Derivation = Callable[[str, np.ndarray, "ColumnReader"], Columns]
+TableDerivation = Callable[[Columns], Columns]
 
 
 class LoggedDataError(ValueError):
@@ -182,8 +186,10 @@ class ColumnReader:
     def __init__(self, data_types: Mapping[str, str] | None = None,
                  vocabularies: Mapping[str, frozenset[str]] | None = None,
                  projections: Projections | None = None,
-                 derivations: Mapping[str, Derivation] | None = None) -> None:
+                 derivations: Mapping[str, Derivation] | None = None,
+                 table_derivations: Sequence[TableDerivation] = ()) -> None:
         self.derivations = {**BUILT_IN_DERIVATIONS, **(derivations or {})}
+        self.table_derivations = tuple(table_derivations)
         self.data_types = dict(data_types or {})
         for column, data_type in self.data_types.items():
             check_data_type(data_type, self.derivations, f"data_types[{column!r}]")
@@ -225,11 +231,24 @@ class ColumnReader:
 
     def columns(self, data: Any, name: str | None = None,
                 data_type: str | None = None) -> Columns:
-        """The monitored columns of one ``log`` call (or an observed call's inputs)."""
+        """The monitored columns of one logged item, without table derivations."""
         out: Columns = []
         for column, values in raw_columns(data, name, whole=data_type == DATA_TYPE_SEQUENCE):
             out += self.derive(column, values, data_type)
         return out
+
+    def read(self, items: Iterable[tuple[Any, str | None, str | None]]) -> Columns:
+        """The monitored columns of one call: each ``(data, name, data_type)`` item's, then
+        the table derivations' over all of them."""
+        out: Columns = []
+        for data, name, data_type in items:
+            out += self.columns(data, name, data_type)
+        return self.with_table_derivations(out)
+
+    def with_table_derivations(self, columns: Columns) -> Columns:
+        for derivation in self.table_derivations:
+            columns = columns + derivation(columns)
+        return columns
 
 
 def check_data_type(data_type: str | None, derivations: Mapping[str, Any],

@@ -18,7 +18,7 @@ import os
 import secrets
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -223,12 +223,15 @@ class ProfileBuilder:
                  max_size: int = DEFAULT_MAX_BUCKETS, top_k: int = DEFAULT_TOP_K,
                  projection: Projection | None = None,
                  data_types: Mapping[str, str] | None = None,
-                 max_vocabulary: int = DEFAULT_MAX_VOCABULARY) -> None:
+                 max_vocabulary: int = DEFAULT_MAX_VOCABULARY,
+                 derivations: Mapping[str, derived.Derivation] | None = None,
+                 table_derivations: Sequence[derived.TableDerivation] = ()) -> None:
         self.model_name, self.model_version = model_name, model_version
         self.max_size, self.top_k = max_size, top_k
         self.projection = projection
         try:
-            self._reader = derived.ColumnReader(data_types)
+            self._reader = derived.ColumnReader(data_types, derivations=derivations,
+                                                table_derivations=table_derivations)
         except derived.LoggedDataError as exc:
             raise ProfileError(str(exc)) from exc
         self._max_vocabulary = max_vocabulary
@@ -268,7 +271,7 @@ class ProfileBuilder:
                 out += self._reader.derive(name, values, data_type)
             except (derived.LoggedDataError, ProjectionError) as exc:
                 raise ProfileError(f"column '{name}': {exc}") from exc
-        return out
+        return self._reader.with_table_derivations(out)
 
     def _sequence_projection(self, name: str, values: np.ndarray) -> None:
         width = values.shape[1] if values.ndim == 2 else 1

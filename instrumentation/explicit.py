@@ -137,16 +137,18 @@ class ModelState:
         self.logged_traits = ModelTraits(self.classes is not None, self.classes, None,
                                          self.read_logged, self.read_logged_outputs)
         self.raw_traits = ModelTraits(self.classes is not None, self.classes, None,
-                                      self.reader.columns, self.read_outputs)
+                                      self.read_raw, self.read_outputs)
+        # Table derivations need every column of a call read by the reader.
+        self.reads_arrays_whole = not self.reader.table_derivations
         # A plain numeric 2-D array of features: staged as one array, as scikit-learn's are.
         self.array_traits = ModelTraits(self.classes is not None, self.classes, None, None,
                                         self.read_outputs)
 
     def read_logged(self, logged: Logged) -> derived.Columns:
-        columns: derived.Columns = []
-        for data, name, data_type in logged.items:
-            columns += self.reader.columns(data, name, data_type)
-        return columns
+        return self.reader.read(logged.items)
+
+    def read_raw(self, inputs: Any) -> derived.Columns:
+        return self.reader.read(((inputs, None, None),))
 
     def read_logged_outputs(self, logged: Logged) -> np.ndarray:
         [(data, _, data_type)] = logged.items
@@ -268,7 +270,7 @@ class Monitor:
             state = self._state
             features, prediction = self._features, self._prediction
             if len(features) == 1 and features[0][1] is None and features[0][2] is None \
-                    and _plain_array(features[0][0]) \
+                    and _plain_array(features[0][0]) and state.reads_arrays_whole \
                     and (prediction is None or prediction[2] is None):
                 traits: Any = _array_traits
                 inputs: Any = features[0][0]
@@ -301,10 +303,13 @@ class Explicit:
     ``driftline.monitor``/``driftline.observe`` use a default one built at first use (the
     global tracer provider, the recorder ``OTEL_*`` describe); tests and applications that
     hand their own exporter build their own: ``Explicit(tracer_provider=...,
-    metric_exporter=...)`` or ``recorder=...``.
+    metric_exporter=...)`` or ``recorder=...``. ``derivations`` and ``table_derivations``
+    add derived columns (see ``driftline.derived.ColumnReader``) to every model's.
     """
 
     def __init__(self, **kwargs: Any) -> None:
+        self._derivations = dict(kwargs.get("derivations") or {})
+        self._table_derivations = tuple(kwargs.get("table_derivations") or ())
         self.gate = SpanGate(trace.get_tracer(SCOPE,
                                               tracer_provider=kwargs.get("tracer_provider")))
         self.recorder, self._owns_recorder = _env.recorder_from_kwargs(kwargs)
@@ -339,7 +344,9 @@ class Explicit:
         attributes = model_attributes(identity.ModelIdentity(*key[:2]), key[3], operation)
         site = CallSite(attributes, f"{operation} {name}", dict(attributes), _state_traits)
         try:
-            reader = derived.ColumnReader(data_types, vocabularies)
+            reader = derived.ColumnReader(data_types, vocabularies,
+                                          derivations=self._derivations,
+                                          table_derivations=self._table_derivations)
         except derived.LoggedDataError as exc:
             raise MonitorError(f"driftline.monitor: {exc}") from exc
         state = ModelState(site, reader, classes, prediction_type, settings)
@@ -388,7 +395,8 @@ class Explicit:
                          rows: int, duration_s: float, error_type: str | None, ids: Any,
                          time_ns: int) -> None:
         self.recorder.submit((SCOPE, state,
-                              _array_traits if _plain_array(inputs) else _raw_traits,
+                              _array_traits if state.reads_arrays_whole and _plain_array(inputs)
+                              else _raw_traits,
                               site.attributes, () if inputs is None else inputs, outputs, rows,
                               duration_s, error_type, ids, time_ns))
 

@@ -459,3 +459,27 @@ def test_a_text_column_of_an_instrumented_sklearn_pipeline_travels_as_descriptor
     assert names == {c.name for c in reference.features()} - {"review.oov_share"}
     assert not [p for p in exporter.points(semconv.ML_FEATURE_CATEGORY_METRIC)
                 if p.attributes[semconv.ML_FEATURE_NAME] == "review"]
+
+
+def test_a_table_derivation_adds_a_column_in_the_recorder_and_in_the_profile() -> None:
+    """The mechanism another derived column (a reconstruction error) plugs into: computed
+    over all of a call's columns, in the recorder thread, and alike in the profile."""
+    def row_norm(columns: list[tuple[str, np.ndarray]]) -> list[tuple[str, np.ndarray]]:
+        numeric = [v for _, v in columns if isinstance(v, np.ndarray) and v.dtype.kind == "f"]
+        return [("row_norm", np.sqrt(sum(v * v for v in numeric)))]
+
+    exporter = InMemoryMetricExporter()
+    recorder = Recorder(exporter, export_interval_s=NEVER_S)
+    api = Explicit(recorder=recorder, table_derivations=[row_norm])
+    X = RNG.normal(size=(30, 2))
+    with api.monitor("m") as mon:
+        mon.log(X)  # a plain array: read by the reader, not staged whole
+    assert recorder.force_flush()
+    recorder.shutdown()
+    norms = {p.attributes[semconv.ML_FEATURE_NAME]: p
+             for p in exporter.points(semconv.ML_FEATURE_VALUE)}["row_norm"]
+    assert norms.sum == pytest.approx(np.linalg.norm(X, axis=1).sum(), rel=1e-12)
+    builder = profile.ProfileBuilder("m", table_derivations=[row_norm])
+    profile.add_chunk(builder, X)
+    column = builder.build().columns["row_norm"]
+    assert column.mean == pytest.approx(np.linalg.norm(X, axis=1).mean(), rel=1e-12)
