@@ -314,6 +314,8 @@ class Explicit:
                                               tracer_provider=kwargs.get("tracer_provider")))
         self.recorder, self._owns_recorder = _env.recorder_from_kwargs(kwargs)
         self._models: dict[tuple[str, str, str, str, Any], ModelState] = {}
+        # monitor() of a model by name without settings, keyed by its arguments as given.
+        self._named: dict[tuple[str, str | None, str, str | None], ModelState] = {}
         self._lock = threading.Lock()
 
     def shutdown(self) -> None:
@@ -361,6 +363,15 @@ class Explicit:
                 classes: Sequence[Any] | None = None, reference: Any = None) -> Monitor:
         """A ``Monitor`` for one call of ``model`` (a name, or a model object whose
         ``driftline.register`` identity or class name names it)."""
+        if type(model) is str and data_types is None and classes is None \
+                and reference is None:  # the usual call: one lookup
+            state = self._named.get((model, version, operation, framework))
+            if state is None:
+                state = self._named[(model, version, operation, framework)] = self.state(
+                    model, version, operation, framework, None, None, None, None)
+                if len(self._named) > MAX_MODELS:
+                    self._named.clear()
+            return Monitor(self, state)
         return Monitor(self, self.state(model, version, operation, framework, data_types,
                                         classes, reference, None))
 
