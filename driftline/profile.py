@@ -225,12 +225,17 @@ class ProfileBuilder:
                  data_types: Mapping[str, str] | None = None,
                  max_vocabulary: int = DEFAULT_MAX_VOCABULARY,
                  derivations: Mapping[str, derived.Derivation] | None = None,
-                 table_derivations: Sequence[derived.TableDerivation] = ()) -> None:
+                 table_derivations: Sequence[derived.TableDerivation] = (),
+                 vocabularies: Mapping[str, frozenset[str]] | None = None) -> None:
+        """``vocabularies`` (a reference's, ``Profile.vocabularies()``) read those text
+        columns as production is read: ``oov_share`` of every row against the reference's
+        vocabulary, no vocabulary of their own (``driftline compare``'s current side)."""
         self.model_name, self.model_version = model_name, model_version
         self.max_size, self.top_k = max_size, top_k
         self.projection = projection
         try:
-            self._reader = derived.ColumnReader(data_types, derivations=derivations,
+            self._reader = derived.ColumnReader(data_types, vocabularies,
+                                                derivations=derivations,
                                                 table_derivations=table_derivations)
         except derived.LoggedDataError as exc:
             raise ProfileError(str(exc)) from exc
@@ -247,7 +252,8 @@ class ProfileBuilder:
         out: list[tuple[str, Any]] = []
         for name, values in columns:
             declared = self._reader.data_types.get(name)
-            if declared is None and name not in self._text and (
+            if declared is None and name not in self._text \
+                    and name not in self._reader.vocabularies and (
                     (isinstance(values, np.ndarray) and values.ndim == 1
                      and values.dtype.kind in NUMERIC_KINDS)
                     or (isinstance(values, ValueCounts)
@@ -260,7 +266,8 @@ class ProfileBuilder:
             try:
                 values = derived.unnested(values)
                 data_type = self._reader.data_type(name, values, declared)
-                if data_type == derived.DATA_TYPE_TEXT:
+                if data_type == derived.DATA_TYPE_TEXT \
+                        and name not in self._reader.vocabularies:
                     profiler = self._text.get(name)
                     if profiler is None:
                         profiler = self._text[name] = TextProfiler(name, self._max_vocabulary)
@@ -698,15 +705,17 @@ def profile_file(path: str | os.PathLike[str], *, model: str, version: str = "",
                  top_k: int = DEFAULT_TOP_K,
                  chunk_rows: int = DEFAULT_CHUNK_ROWS,
                  on_rows: Callable[[int], None] | None = None,
-                 data_types: Mapping[str, str] | None = None) -> Profile:
+                 data_types: Mapping[str, str] | None = None,
+                 vocabularies: Mapping[str, frozenset[str]] | None = None) -> Profile:
     """Profile a CSV or Parquet file, or a directory of Parquet files, in one streaming pass.
 
     ``prediction_column`` and ``target_column`` name the model's output and the true label
     or value; both are profiled in their roles, not as features. ``on_rows`` is called with
     the rows read so far after each chunk (progress bars). ``data_types`` declares columns
-    as in ``capture``.
+    as in ``capture``; ``vocabularies`` as in ``ProfileBuilder``.
     """
-    builder = ProfileBuilder(model, version, top_k=top_k, data_types=data_types)
+    builder = ProfileBuilder(model, version, top_k=top_k, data_types=data_types,
+                             vocabularies=vocabularies)
     for chunk in _read_ahead(iter_file_chunks(path, chunk_rows)):
         try:
             add_chunk(builder, chunk, prediction_column, target=target_column, task=task)

@@ -483,3 +483,26 @@ def test_a_table_derivation_adds_a_column_in_the_recorder_and_in_the_profile() -
     profile.add_chunk(builder, X)
     column = builder.build().columns["row_norm"]
     assert column.mean == pytest.approx(np.linalg.norm(X, axis=1).mean(), rel=1e-12)
+
+
+def test_compare_reads_the_current_files_text_against_the_references_vocabulary(
+        tmp_path: Any) -> None:
+    """Each side's own vocabulary would make a new vocabulary look familiar; production
+    is scored against the reference's, and so is the current side of a comparison."""
+    from driftline import compare
+
+    def reviews(words: list[str], rows: int) -> pd.DataFrame:
+        rng = np.random.default_rng(len(words))
+        return pd.DataFrame({"review": [" ".join(rng.choice(words, 8)) for _ in range(rows)]})
+
+    old = [f"old{i:02d}" for i in range(40)]  # one length: only the vocabulary changes
+    new = [f"new{i:02d}" for i in range(40)]
+    reviews(old, 2000).to_csv(tmp_path / "train.csv", index=False)
+    reviews(old[:20] + new[:20], 2000).to_csv(tmp_path / "live.csv", index=False)
+    reference, current = compare.load_pair(tmp_path / "train.csv", tmp_path / "live.csv")
+    oov = current.columns["review.oov_share"]
+    assert oov.count == 2000  # every row scored, none held out
+    assert oov.mean == pytest.approx(0.5, abs=0.03)  # half the words are not the reference's
+    assert reference.columns["review.oov_share"].mean == 0.0
+    verdicts = {r.column: r.drifted for r in compare.compare(reference, current).columns}
+    assert verdicts["review.oov_share"] and not verdicts["review.chars"]
