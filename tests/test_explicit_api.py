@@ -506,3 +506,27 @@ def test_compare_reads_the_current_files_text_against_the_references_vocabulary(
     assert reference.columns["review.oov_share"].mean == 0.0
     verdicts = {r.column: r.drifted for r in compare.compare(reference, current).columns}
     assert verdicts["review.oov_share"] and not verdicts["review.chars"]
+
+
+def test_a_monitored_block_around_an_instrumented_torch_model_reports_once(app: App) -> None:
+    import torch
+
+    from driftline.instrumentation.torch import TorchInstrumentor
+
+    module = torch.nn.Linear(4, 3).eval()
+    inner = InMemoryMetricExporter()
+    instrumentor = TorchInstrumentor()
+    instrumentor.instrument(metric_exporter=inner)
+    try:
+        x = torch.randn(8, 4)
+        with torch.no_grad(), app.api.monitor("classifier") as mon:
+            scores = module(x)
+            mon.log(x.numpy())
+            mon.log(scores.argmax(dim=1).numpy(), role="prediction")
+        with torch.no_grad():
+            module(x[:2])  # outside: the instrumentor reports this one
+    finally:
+        instrumentor.uninstrument()
+    app.flush()
+    assert [p.value for p in app.points(semconv.ML_PREDICT_ROWS)] == [8]
+    assert [p.value for p in inner.points(semconv.ML_PREDICT_ROWS)] == [2]
