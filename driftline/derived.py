@@ -237,12 +237,23 @@ class ColumnReader:
             out += self.derive(column, values, data_type)
         return out
 
-    def read(self, items: Iterable[tuple[Any, str | None, str | None]]) -> Columns:
+    def read(self, items: Iterable[tuple[Any, str | None, str | None]],
+             rows: int | None = None) -> Columns:
         """The monitored columns of one call: each ``(data, name, data_type)`` item's, then
-        the table derivations' over all of them."""
+        the table derivations' over all of them. With ``rows`` (the call's), a one-row item
+        (a scalar, a dict) holds for every row, and another count is refused."""
         out: Columns = []
         for data, name, data_type in items:
             out += self.columns(data, name, data_type)
+        if rows is not None:
+            for i, (name, values) in enumerate(out):
+                if len(values) == rows:
+                    continue
+                if len(values) != 1:
+                    raise LoggedDataError(
+                        f"column '{name}' has {len(values)} rows, the call has {rows} (its "
+                        "first logged item's): log items of one batch, or one value for all")
+                out[i] = (name, np.repeat(values, rows, axis=0))
         return self.with_table_derivations(out)
 
     def with_table_derivations(self, columns: Columns) -> Columns:

@@ -145,7 +145,7 @@ class ModelState:
                                         self.read_outputs)
 
     def read_logged(self, logged: Logged) -> derived.Columns:
-        return self.reader.read(logged.items)
+        return self.reader.read(logged.items, logged.rows)
 
     def read_raw(self, inputs: Any) -> derived.Columns:
         return self.reader.read(((inputs, None, None),))

@@ -319,18 +319,23 @@ def test_cardinality_caps_fold_names_and_models(app: App) -> None:
     capped = App(Limits(max_features=3, top_k_categories=2, max_streams=2))
     for model in ("a", "b", "c", "d"):
         with capped.api.monitor(model) as mon:
-            mon.log({f"x{i}": float(i) for i in range(5)})
             mon.log(pd.Series(["p", "q", "r", "r"], name="cat"))
+            mon.log({f"x{i}": float(i) for i in range(5)})  # one value for the 4 rows
     capped.flush()
     models = {p.attributes[semconv.ML_MODEL_NAME]
               for p in capped.points(semconv.ML_PREDICT_ROWS)}
     assert models == {"a", "b", semconv.OVERFLOW_VALUE}
     names = {p.attributes[semconv.ML_FEATURE_NAME]
              for p in capped.points(semconv.ML_FEATURE_VALUE)}
-    assert names == {"x0", "x1", "x2", semconv.OVERFLOW_VALUE}
+    assert names == {"x0", "x1", semconv.OVERFLOW_VALUE}  # cat, x0, x1: three names
+    categories = {p.attributes[semconv.ML_FEATURE_CATEGORY]: p.value
+                  for p in capped.points(semconv.ML_FEATURE_CATEGORY_METRIC)
+                  if p.attributes[semconv.ML_MODEL_NAME] == "a"}
+    assert categories["r"] == 2 and categories[semconv.OVERFLOW_VALUE] == 1
+    assert len(categories) == 3  # top 2 and the rest
     overflow = {p.attributes[semconv.ML_CARDINALITY_ATTRIBUTE]
                 for p in capped.points(semconv.ML_CARDINALITY_OVERFLOW)}
-    assert semconv.ML_FEATURE_NAME in overflow
+    assert {semconv.ML_FEATURE_NAME, semconv.ML_FEATURE_CATEGORY} <= overflow
     capped.recorder.shutdown()
 
 
@@ -530,3 +535,20 @@ def test_a_monitored_block_around_an_instrumented_torch_model_reports_once(app: 
     app.flush()
     assert [p.value for p in app.points(semconv.ML_PREDICT_ROWS)] == [8]
     assert [p.value for p in inner.points(semconv.ML_PREDICT_ROWS)] == [2]
+
+
+def test_a_scalar_logged_with_a_batch_holds_for_every_row_and_a_mismatch_is_counted(
+        app: App, caplog: Any) -> None:
+    with app.api.monitor("m") as mon:
+        mon.log(np.arange(4.0), name="x")
+        mon.log("eu-west", name="region")  # one value for the whole batch
+    with app.api.monitor("m") as mon:
+        mon.log(np.arange(4.0), name="x")
+        mon.log([1.0, 2.0], name="y")  # two rows for a call of four: refused, counted
+    app.flush()
+    assert app.categories("region") == {"eu-west": 4}
+    assert app.by_feature(semconv.ML_FEATURE_VALUE)["x"].count == 4
+    assert app.recorder.failed_aggregations == 1
+    assert "2 rows, the call has 4" in caplog.text
+    [rows] = app.points(semconv.ML_PREDICT_ROWS)
+    assert rows.value == 8  # the refused call's rows still count
