@@ -14,8 +14,9 @@ read by its data type:
 
 Undeclared columns are read from their values: numbers are numerical, 2-D numbers wider
 than ``max_features`` are sequences, strings are text when the batch has at least
-``TEXT_MIN_ROWS`` rows mostly distinct (``TEXT_MIN_DISTINCT_SHARE``), else categorical. A
-column once read as text stays text for the reader's life.
+``TEXT_MIN_ROWS`` rows, mostly distinct (``TEXT_MIN_DISTINCT_SHARE``) and mostly of several
+words (``TEXT_MIN_MULTIWORD_SHARE``), else categorical. A column once read as text stays
+text for the reader's life.
 
 A *derivation* turns one logged column into numeric columns. Text and sequences are the
 built-in ones; ``ColumnReader(derivations={"my_type": fn})`` adds others (``fn(name,
@@ -52,6 +53,9 @@ TEXT_MIN_ROWS = 20
 # TEXT_SAMPLE_ROWS, so a large categorical chunk is ruled out without hashing all of it).
 TEXT_MIN_DISTINCT_SHARE = 0.5
 TEXT_SAMPLE_ROWS = 1000
+# ... and at least this share of them hold several words: identifiers, codes, e-mail
+# addresses and URLs are distinct too, but single tokens, and stay categorical.
+TEXT_MIN_MULTIWORD_SHARE = 0.5
 # Text columns remembered per reader (sticky detection); more are judged batch by batch.
 MAX_REMEMBERED_TEXT_COLUMNS = 256
 
@@ -146,13 +150,15 @@ def unnested(values: Any) -> np.ndarray:
 
 
 def text_like(values: np.ndarray) -> bool:
-    """Strings mostly distinct over a batch large enough to tell."""
+    """Strings of several words, mostly distinct, over a batch large enough to tell."""
     if values.ndim != 1 or values.dtype.kind not in "OUS":
         return False
     present = [v for v in values[:TEXT_SAMPLE_ROWS].tolist() if isinstance(v, str)]
     if len(present) < TEXT_MIN_ROWS:
         return False
-    return len(set(present)) >= TEXT_MIN_DISTINCT_SHARE * len(present)
+    multiword = sum(1 for v in present if len(v.split(maxsplit=1)) > 1)
+    return multiword >= TEXT_MIN_MULTIWORD_SHARE * len(present) \
+        and len(set(present)) >= TEXT_MIN_DISTINCT_SHARE * len(present)
 
 
 def _text_columns(name: str, values: np.ndarray, reader: ColumnReader) -> Columns:

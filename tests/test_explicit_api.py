@@ -552,3 +552,15 @@ def test_a_scalar_logged_with_a_batch_holds_for_every_row_and_a_mismatch_is_coun
     assert "2 rows, the call has 4" in caplog.text
     [rows] = app.points(semconv.ML_PREDICT_ROWS)
     assert rows.value == 8  # the refused call's rows still count
+
+
+def test_distinct_single_token_strings_stay_categorical(app: App) -> None:
+    """Identifiers are distinct too; read as text they would cost a Python loop per row
+    in every profile and drift by their lengths."""
+    ids = [f"cust-{i:06d}" for i in range(100)]
+    built = profile.capture(pd.DataFrame({"customer_id": ids}), model="m")
+    assert built.columns["customer_id"].kind == profile.KIND_CATEGORICAL and not built.text
+    with app.api.monitor("m") as mon:
+        mon.log(ids, name="customer_id")
+    app.flush()
+    assert sum(app.categories("customer_id").values()) == 100
