@@ -122,15 +122,21 @@ def _one_row(value: Any) -> np.ndarray:
 
 
 def _typed(values: np.ndarray) -> np.ndarray:
-    """An object column of plain numbers as float64 (NaN for None); others as they are."""
+    """An object column of plain numbers as float64 (NaN for None); others as they are
+    (decided at the first value that is not a number: a text column costs one look)."""
     if values.dtype != object:
         return values
-    present = [v for v in values.tolist() if v is not None]
-    if present and all(isinstance(v, int | float | np.integer | np.floating)
-                       and not isinstance(v, bool) for v in present):
-        return np.array([np.nan if v is None else v for v in values.tolist()],
-                        dtype=np.float64)
-    return values
+    found = False
+    for value in values.flat:
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float | np.integer
+                                                     | np.floating):
+            return values
+        found = True
+    if not found:
+        return values
+    return np.array([np.nan if v is None else v for v in values.tolist()], dtype=np.float64)
 
 
 def unnested(values: Any) -> np.ndarray:
@@ -156,9 +162,10 @@ def text_like(values: np.ndarray) -> bool:
     present = [v for v in values[:TEXT_SAMPLE_ROWS].tolist() if isinstance(v, str)]
     if len(present) < TEXT_MIN_ROWS:
         return False
+    if len(set(present)) < TEXT_MIN_DISTINCT_SHARE * len(present):
+        return False  # the usual categorical column: decided by one set of the sample
     multiword = sum(1 for v in present if len(v.split(maxsplit=1)) > 1)
-    return multiword >= TEXT_MIN_MULTIWORD_SHARE * len(present) \
-        and len(set(present)) >= TEXT_MIN_DISTINCT_SHARE * len(present)
+    return multiword >= TEXT_MIN_MULTIWORD_SHARE * len(present)
 
 
 def _text_columns(name: str, values: np.ndarray, reader: ColumnReader) -> Columns:
@@ -233,7 +240,7 @@ class ColumnReader:
                     for i in range(values.shape[1])]
         if data_type == DATA_TYPE_NUMERICAL:
             return [(name, np.asarray(values, dtype=np.float64))]
-        return [(name, values.astype(object))]
+        return [(name, values if values.dtype == object else values.astype(object))]
 
     def columns(self, data: Any, name: str | None = None,
                 data_type: str | None = None) -> Columns:
