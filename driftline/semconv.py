@@ -142,6 +142,8 @@ ML_WINDOW_END: Final = "ml.window.end"
 
 # --- instrumentation scopes ---------------------------------------------------------------
 SCOPE_PREFIX: Final = "driftline.instrumentation."
+# Calls reported through the explicit API (driftline.monitor, driftline.observe).
+SCOPE_EXPLICIT: Final = SCOPE_PREFIX + "explicit"
 PROCESSOR_SCOPE: Final = "driftline.processor.ml_drift"
 
 # --- cardinality --------------------------------------------------------------------------

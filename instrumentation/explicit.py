@@ -48,7 +48,7 @@ from driftline.instrumentation._observe import (
 from driftline.instrumentation._observe import observe as observe_call
 from driftline.labels import class_labels
 
-SCOPE = semconv.SCOPE_PREFIX + "explicit"
+SCOPE = semconv.SCOPE_EXPLICIT
 ROLE_FEATURE = "feature"
 ROLE_PREDICTION = "prediction"
 ROLE_TARGET = "target"
