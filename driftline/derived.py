@@ -173,8 +173,9 @@ def _text_columns(name: str, values: np.ndarray, reader: ColumnReader) -> Column
 
 
 def _sequence_columns(name: str, values: np.ndarray, reader: ColumnReader) -> Columns:
+    """A ``[N, width]`` block (``[N, ...]`` flattened per row); 1-D values are one row."""
     rows = np.asarray(values, dtype=np.float64)
-    rows = rows.reshape(rows.shape[0], -1) if rows.ndim != 1 else rows.reshape(-1, 1)
+    rows = rows.reshape(rows.shape[0], -1) if rows.ndim > 1 else rows.reshape(1, -1)
     projected = reader.projections.of_width(rows.shape[1]).apply(rows)
     return [(derived_name(name, column), array) for column, array in projected]
 

@@ -96,9 +96,15 @@ def _take(data: Any, rows: np.ndarray) -> Any:
     return [data[i] for i in rows.tolist()]
 
 
-def rows_of(data: Any) -> int:
-    """Rows of a logged item without reading it: a length or a shape, 1 for one row."""
+def rows_of(data: Any, data_type: str | None = None) -> int:
+    """Rows of a logged item without reading it: a length or a shape, 1 for one row (a
+    sequence declared as such: one flat list or 1-D array is one row)."""
     shape = getattr(data, "shape", None)  # arrays and tables first: the common case
+    if data_type == derived.DATA_TYPE_SEQUENCE:
+        if shape is not None:
+            return int(shape[0]) if len(shape) > 1 else 1
+        return len(data) if isinstance(data, list | tuple) and data \
+            and isinstance(data[0], list | tuple | np.ndarray) else 1
     if shape is not None:
         return int(shape[0]) if len(shape) else 1
     if isinstance(data, str | bytes | dict | Mapping):
@@ -260,9 +266,8 @@ class Monitor:
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         duration_s = time.perf_counter() - self._start
         try:
-            first = self._features[0][0] if self._features else \
-                self._prediction[0] if self._prediction is not None else None
-            rows = 0 if first is None and self._prediction is None else rows_of(first)
+            first = self._features[0] if self._features else self._prediction
+            rows = 0 if first is None else rows_of(first[0], first[2])
             error_type = exc_type.__qualname__ if exc_type is not None else None
             recorder = self._explicit.recorder
             ids, time_ns = recorder.call_ids(rows)

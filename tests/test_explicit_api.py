@@ -564,3 +564,19 @@ def test_distinct_single_token_strings_stay_categorical(app: App) -> None:
         mon.log(ids, name="customer_id")
     app.flush()
     assert sum(app.categories("customer_id").values()) == 100
+
+
+def test_one_sequence_logged_for_a_one_row_call_is_one_row(app: App) -> None:
+    embedding = list(RNG.normal(size=96))
+    with app.api.monitor("search") as mon:
+        mon.log(embedding, name="query", data_type="numerical_sequence")
+        mon.log(0.5, name="score")
+    app.flush()
+    [rows] = app.points(semconv.ML_PREDICT_ROWS)
+    assert rows.value == 1
+    numeric = app.by_feature(semconv.ML_FEATURE_VALUE)
+    [(_, norm)] = [c for c in Projection(DEFAULT_SEED, 96).apply(np.array([embedding]))
+                   if c[0] == semconv.FEATURE_L2_NORM]
+    assert numeric["query.l2_norm"].count == 1
+    assert numeric["query.l2_norm"].sum == pytest.approx(norm[0])
+    assert numeric["score"].count == 1
