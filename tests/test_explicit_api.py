@@ -580,3 +580,19 @@ def test_one_sequence_logged_for_a_one_row_call_is_one_row(app: App) -> None:
     assert numeric["query.l2_norm"].count == 1
     assert numeric["query.l2_norm"].sum == pytest.approx(norm[0])
     assert numeric["score"].count == 1
+
+
+def test_records_of_an_observed_one_row_call_carry_its_row_and_label() -> None:
+    app = App(records=True)
+
+    @app.api.observe(model="refunds")
+    def predict_one(row: dict[str, Any]) -> str:
+        return "refund"
+
+    predict_one({"amount": 61.0, "region": "eu"})
+    app.flush()
+    [record] = [r.log_record for r in app.logs.get_finished_logs()]
+    assert record.attributes[semconv.ML_PREDICTION_LABEL] == "refund"
+    assert dict(record.body) == {"amount": 61.0, "region": "eu"}
+    assert app.recorder.failed_records == 0
+    app.recorder.shutdown()
