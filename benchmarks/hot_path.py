@@ -272,6 +272,9 @@ def main() -> None:
     print("|---|---:|")
     print(f"| one Histogram.record | {per_value:.2f} |")
     print(f"| one row of {FEATURES} features | {per_value * FEATURES:.1f} |")
+    from hot_path_explicit import explicit_tables  # issue 19: monitor().log, @observe, text
+
+    explicit_tables(args.rounds, args.round_s)
     sys.stdout.flush()
 
 

@@ -58,6 +58,14 @@ def _progress(enabled: bool) -> Iterator[Callable[[str], Callable[[int], None] |
 def _profile(args: argparse.Namespace) -> int:
     from driftline import profile
 
+    data_types = {}
+    for declared in args.data_type:
+        column, _, data_type = declared.partition("=")
+        if not column or not data_type:
+            print(f"driftline profile: --data-type {declared!r}: expected COLUMN=TYPE, e.g. "
+                  "review=text", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        data_types[column] = data_type
     try:
         with _progress(args.progress) as start:
             built = profile.profile_file(args.data, model=args.model, version=args.version,
@@ -65,7 +73,8 @@ def _profile(args: argparse.Namespace) -> int:
                                          target_column=args.target_column,
                                          task=args.task, on_rows=start(args.data),
                                          probability_columns=args.probability_columns,
-                                         multivariate=args.multivariate)
+                                         multivariate=args.multivariate,
+                                         data_types=data_types)
     except FileNotFoundError as exc:
         print(f"driftline profile: {args.data}: no such file ({exc})", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -270,6 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", choices=TASKS,
                    help="how to read the prediction column (default: classes when it holds "
                         "integers, booleans or text, values when it holds floats)")
+    p.add_argument("--data-type", action="append", default=[], metavar="COLUMN=TYPE",
+                   help="read COLUMN as TYPE: numerical, categorical, text (descriptors and "
+                        "a vocabulary) or numerical_sequence (a projection), as "
+                        "driftline.monitor().log(data_type=...) does; repeatable. Undeclared "
+                        "columns are read from their values")
     p.add_argument("--progress", action="store_true",
                    help="show rows processed on stderr (default: only on a terminal)")
     p.set_defaults(func=_profile)

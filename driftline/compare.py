@@ -19,6 +19,7 @@ from typing import Any
 
 from driftline import calibration as calib
 from driftline import drift, estimation, profile
+from driftline.derived import DATA_TYPE_SEQUENCE, DATA_TYPE_TEXT
 from driftline.profile import KIND_NUMERIC, ROLE_FEATURE, ColumnProfile, Profile, ProfileError
 
 PROFILE_SUFFIXES = (".json",)
@@ -73,12 +74,15 @@ def is_profile_path(path: str | os.PathLike[str]) -> bool:
 
 
 def load_side(path: str | os.PathLike[str], *, model: str = DEFAULT_MODEL,
-              like: Profile | None = None, on_rows: RowsCallback | None = None) -> Profile:
+              like: Profile | None = None, on_rows: RowsCallback | None = None,
+              reference: Profile | None = None) -> Profile:
     """A profile JSON as is, or the profile of a CSV/Parquet file built now.
 
     For a data file the column kinds come from the file itself (so a column that turned from
     numbers into text shows up as a kind change); roles and the model's name come from
-    ``like`` (the other side's profile) when given, so a prediction column stays one.
+    ``like`` (the other side's profile) when given, so a prediction column stays one. With
+    ``reference`` (the current side of a comparison), its text and sequence columns are read
+    as production is: text descriptors against the reference's vocabulary.
     """
     path = Path(path)
     if not path.is_file():
@@ -90,8 +94,14 @@ def load_side(path: str | os.PathLike[str], *, model: str = DEFAULT_MODEL,
                            ".json, or a .csv or .parquet data file)")
     name = model or (like.model_name if like is not None else path.stem)
     version = like.model_version if like is not None else ""
+    data_types = vocabularies = None
+    if reference is not None:
+        data_types = {**dict.fromkeys(reference.text, DATA_TYPE_TEXT),
+                      **dict.fromkeys(reference.sequences, DATA_TYPE_SEQUENCE)}
+        vocabularies = reference.vocabularies()
     try:
         built = profile.profile_file(path, model=name, version=version, on_rows=on_rows,
+                                     data_types=data_types, vocabularies=vocabularies,
                                      **_output_columns(path, like))
     except ProfileError:
         raise
@@ -155,8 +165,7 @@ def _with_roles_of(built: Profile, like: Profile) -> Profile:
         known = like.columns.get(name)
         role = known.role if known is not None else column.role
         columns[name] = column if role == column.role else _replace_role(column, role)
-    return Profile(built.model_name, built.model_version, built.created_time_unix_nano,
-                   built.row_count, columns, like.projection, built.calibration)
+    return dataclasses.replace(built, columns=columns, projection=like.projection)
 
 
 def _replace_role(column: ColumnProfile, role: str) -> ColumnProfile:
@@ -179,7 +188,7 @@ def load_pair(reference: str | os.PathLike[str], current: str | os.PathLike[str]
         ref = load_side(reference, model=model, like=cur, on_rows=callback(reference))
         return ref, cur
     ref = load_side(reference, model=model, on_rows=callback(reference))
-    cur = load_side(current, model=model, like=ref, on_rows=callback(current))
+    cur = load_side(current, model=model, like=ref, on_rows=callback(current), reference=ref)
     return ref, cur
 
 

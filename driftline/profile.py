@@ -35,10 +35,11 @@ from typing import Any
 import numpy as np
 
 from driftline import calibration as calib
-from driftline import exphist, semconv
+from driftline import derived, exphist, semconv
 from driftline.calibration import Calibration, CalibrationBuilder, CalibrationError
 from driftline.columns import (
     MAX_DISTINCT_VALUES,
+    NUMERIC_KINDS,
     CategoryColumn,
     NumericColumn,
     ValueCounts,
@@ -62,6 +63,7 @@ from driftline.multivariate import (
     numeric_columns,
 )
 from driftline.projection import Projection, ProjectionError
+from driftline.text import DEFAULT_MAX_VOCABULARY, TextProfiler, Vocabulary
 
 FORMAT_NAME = "driftline.profile"
 FORMAT_VERSION = 1
@@ -172,6 +174,10 @@ class Profile:
     calibration: Calibration | None = None
     # Set when captured with multivariate=True (see driftline.multivariate).
     multivariate: Pca | None = None
+    # Per text column, its bounded vocabulary (its descriptors are columns, see text.py).
+    text: Mapping[str, Vocabulary] = field(default_factory=dict)
+    # Per column of sequences (embeddings), the projection its columns came through.
+    sequences: Mapping[str, Projection] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -188,7 +194,15 @@ class Profile:
             data["calibration"] = self.calibration.to_dict()
         if self.multivariate is not None:
             data["multivariate"] = self.multivariate.to_dict()
+        if self.text:
+            data["text"] = {name: vocabulary.to_dict() for name, vocabulary in self.text.items()}
+        if self.sequences:
+            data["sequences"] = {name: p.to_dict() for name, p in self.sequences.items()}
         return data
+
+    def vocabularies(self) -> dict[str, frozenset[str]]:
+        """Each text column's vocabulary as the app's recorder looks tokens up in it."""
+        return {name: frozenset(vocabulary.tokens) for name, vocabulary in self.text.items()}
 
     def features(self) -> list[ColumnProfile]:
         return [c for c in self.columns.values() if c.role == ROLE_FEATURE]
@@ -237,10 +251,27 @@ class ProfileBuilder:
 
     def __init__(self, model_name: str, model_version: str = "",
                  max_size: int = DEFAULT_MAX_BUCKETS, top_k: int = DEFAULT_TOP_K,
-                 projection: Projection | None = None) -> None:
+                 projection: Projection | None = None,
+                 data_types: Mapping[str, str] | None = None,
+                 max_vocabulary: int = DEFAULT_MAX_VOCABULARY,
+                 derivations: Mapping[str, derived.Derivation] | None = None,
+                 table_derivations: Sequence[derived.TableDerivation] = (),
+                 vocabularies: Mapping[str, frozenset[str]] | None = None) -> None:
+        """``vocabularies`` (a reference's, ``Profile.vocabularies()``) read those text
+        columns as production is read: ``oov_share`` of every row against the reference's
+        vocabulary, no vocabulary of their own (``driftline compare``'s current side)."""
         self.model_name, self.model_version = model_name, model_version
         self.max_size, self.top_k = max_size, top_k
         self.projection = projection
+        try:
+            self._reader = derived.ColumnReader(data_types, vocabularies,
+                                                derivations=derivations,
+                                                table_derivations=table_derivations)
+        except derived.LoggedDataError as exc:
+            raise ProfileError(str(exc)) from exc
+        self._max_vocabulary = max_vocabulary
+        self._text: dict[str, TextProfiler] = {}
+        self._sequences: dict[str, Projection] = {}
         self._columns: dict[str, _ColumnBuilder] = {}
         self.row_count = 0
         self.calibration: CalibrationBuilder | None = None
@@ -253,6 +284,49 @@ class ProfileBuilder:
         self.covariance: CovarianceBuilder | None = None
         # The classes of the probability columns, in order, when the caller knows them.
         self.classes: Sequence[Any] | None = None
+
+    def derived(self, columns: Iterable[tuple[str, Any]]) -> list[tuple[str, Any]]:
+        """The monitored columns of named input columns, read as ``driftline.derived``
+        reads production: text as descriptors (learning its vocabulary), sequences through
+        their projection (kept in the profile), declared types as declared."""
+        out: list[tuple[str, Any]] = []
+        for name, values in columns:
+            declared = self._reader.data_types.get(name)
+            if declared is None and name not in self._text \
+                    and name not in self._reader.vocabularies and (
+                    (isinstance(values, np.ndarray) and values.ndim == 1
+                     and values.dtype.kind in NUMERIC_KINDS)
+                    or (isinstance(values, ValueCounts)
+                        and len(values.counts) < derived.TEXT_MIN_DISTINCT_SHARE
+                        * (values.rows - values.missing))):
+                out.append((name, values))  # the common case, as it is
+                continue
+            if isinstance(values, ValueCounts):
+                values = _rows_of_counts(values)
+            try:
+                values = derived.unnested(values)
+                data_type = self._reader.data_type(name, values, declared)
+                if data_type == derived.DATA_TYPE_TEXT \
+                        and name not in self._reader.vocabularies:
+                    profiler = self._text.get(name)
+                    if profiler is None:
+                        profiler = self._text[name] = TextProfiler(name, self._max_vocabulary)
+                    out += profiler.add(values.ravel().tolist())
+                    continue
+                if data_type == derived.DATA_TYPE_SEQUENCE:
+                    self._sequence_projection(name, values)
+                out += self._reader.derive(name, values, data_type)
+            except (derived.LoggedDataError, ProjectionError) as exc:
+                raise ProfileError(f"column '{name}': {exc}") from exc
+        return self._reader.with_table_derivations(out)
+
+    def _sequence_projection(self, name: str, values: np.ndarray) -> None:
+        width = values.shape[1] if values.ndim == 2 else 1
+        projection = self._reader.projections.of_width(width)
+        known = self._sequences.setdefault(name, projection)
+        if known != projection:
+            raise ProfileError(f"column '{name}': sequences of {width} values, earlier rows "
+                               f"had {known.input_features}; give every row the same length")
 
     def add_column(self, name: str, values: Any, role: str = ROLE_FEATURE,
                    kind: str | None = None) -> None:
@@ -311,9 +385,19 @@ class ProfileBuilder:
                     raise ProfileError(f"calibration: {exc}") from exc
                 _log.warning("profile of model %r: no calibration, so no performance "
                              "estimate: %s", self.model_name, exc)
+        vocabularies = {}
+        for name, profiler in self._text.items():
+            vocabulary, oov = profiler.finish()
+            vocabularies[name] = vocabulary
+            oov_name = derived.derived_name(name, semconv.TEXT_OOV_SHARE)
+            oov_column = _ColumnBuilder(oov_name, ROLE_FEATURE, KIND_NUMERIC, self.max_size,
+                                        self.top_k)
+            oov_column.add(oov)
+            self._columns[oov_name] = oov_column
         return Profile(self.model_name, self.model_version, time.time_ns(), self.row_count,
                        {name: b.build() for name, b in self._columns.items()},
-                       self.projection, calibration, self.pca)
+                       self.projection, calibration=calibration, multivariate=self.pca,
+                       text=vocabularies, sequences=dict(self._sequences))
 
     def add_reconstruction_errors(self, columns: Mapping[str, Any]) -> None:
         """Profile one chunk's reconstruction errors by ``pca`` (a column like any)."""
@@ -323,6 +407,13 @@ class ProfileBuilder:
             raise ProfileError(f"multivariate: the profile's PCA needs the numeric columns "
                                f"{', '.join(self.pca.columns)}; the data lacks some")
         self.add_column(RECONSTRUCTION_ERROR_COLUMN, errors, ROLE_FEATURE, KIND_NUMERIC)
+
+
+def _rows_of_counts(counts: ValueCounts) -> np.ndarray:
+    """A counted string column as its rows again (in value order): text is read per row."""
+    labels = np.array(list(counts.counts), dtype=object)
+    rows = np.repeat(labels, list(counts.counts.values()))
+    return np.concatenate([rows, np.full(counts.missing, None, dtype=object)])
 
 
 def _feature_columns(data: Any, decoded: Collection[str] = ()
@@ -335,6 +426,10 @@ def _feature_columns(data: Any, decoded: Collection[str] = ()
     if hasattr(data, "column_names") and hasattr(data, "column"):  # pyarrow Table/RecordBatch
         for name in data.column_names:
             yield str(name), _arrow_values(data.column(name), counted=name not in decoded)
+        return
+    if isinstance(data, Mapping) or (isinstance(data, list | tuple) and data
+                                     and isinstance(data[0], Mapping)):
+        yield from derived.raw_columns(data)  # as driftline.monitor().log reads them
         return
     yield from table_columns(data)
 
@@ -462,6 +557,7 @@ def capture(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     classes: Sequence[Any] | None = None,
     multivariate: bool | Pca = False,
+    data_types: Mapping[str, str] | None = None,
 ) -> Profile:
     """Profile features ``X`` and the model's outputs on them.
 
@@ -484,8 +580,15 @@ def capture(
     model's ``classes_``) name the class of each, else the predictions do.
     ``multivariate=True`` also fits a PCA of the numeric features and profiles each row's
     reconstruction error (a second pass over ``X``); a ``Pca`` profiles the errors by it.
+
+    ``X`` may also be what ``driftline.monitor().log`` takes: a dict of columns or a list of
+    dicts (rows). Its columns are read as production reads them (``driftline.derived``):
+    ``data_types`` (column -> ``numerical``, ``categorical``, ``text``,
+    ``numerical_sequence``) declares them, text columns become descriptors with a bounded
+    vocabulary kept in the profile, sequences become their projection (kept too).
     """
-    builder = ProfileBuilder(model, version, top_k=top_k, projection=projection)
+    builder = ProfileBuilder(model, version, top_k=top_k, projection=projection,
+                             data_types=data_types)
     builder.classes = classes
     _start_multivariate(builder, multivariate)
     if not _is_arrow_dataset(X):
@@ -573,7 +676,8 @@ def add_chunk(builder: ProfileBuilder, X: Any, predictions: Any = None, *,
             raise ProfileError("with a projection, predictions, probabilities and target "
                                "must be arrays, not column names")
         columns = dict(builder.projection.apply(np.asarray(X)))
-    builder.add_columns(columns.items())
+    builder.add_columns(builder.derived(columns.items()) if builder.projection is None
+                        else columns.items())
     if builder.pca is not None:
         builder.add_reconstruction_errors(columns)
     elif builder.covariance is not None:
@@ -745,16 +849,20 @@ def profile_file(path: str | os.PathLike[str], *, model: str, version: str = "",
                  on_rows: Callable[[int], None] | None = None,
                  probability_columns: Sequence[str] | None = None,
                  classes: Sequence[Any] | None = None,
-                 multivariate: bool | Pca = False) -> Profile:
+                 multivariate: bool | Pca = False,
+                 data_types: Mapping[str, str] | None = None,
+                 vocabularies: Mapping[str, frozenset[str]] | None = None) -> Profile:
     """Profile a CSV or Parquet file, or a directory of Parquet files, in one streaming pass.
 
     ``prediction_column`` and ``target_column`` name the model's output and the true label
     or value; both are profiled in their roles, not as features. ``on_rows`` is called with
     the rows read so far after each chunk (progress bars). ``probability_columns`` (the
     class probabilities, in class order) give the calibration; ``classes`` name their classes
-    (else the prediction column does).
+    (else the prediction column does). ``data_types`` declares columns as in ``capture``;
+    ``vocabularies`` as in ``ProfileBuilder``.
     """
-    builder = ProfileBuilder(model, version, top_k=top_k)
+    builder = ProfileBuilder(model, version, top_k=top_k, data_types=data_types,
+                             vocabularies=vocabularies)
     builder.classes = classes
     _start_multivariate(builder, multivariate)
     for chunk in _read_ahead(iter_file_chunks(path, chunk_rows)):
@@ -784,6 +892,11 @@ def merge(left: Profile, right: Profile) -> Profile:
     if left.projection != right.projection:
         raise ProfileError(f"cannot merge profiles projected differently: {left.projection} "
                            f"and {right.projection}")
+    for name in left.sequences.keys() & right.sequences.keys():
+        if left.sequences[name] != right.sequences[name]:
+            raise ProfileError(f"cannot merge profiles whose column '{name}' was projected "
+                               f"differently: {left.sequences[name]} and "
+                               f"{right.sequences[name]}")
     columns = dict(left.columns)
     for name, col in right.columns.items():
         mine = columns.get(name)
@@ -794,8 +907,14 @@ def merge(left: Profile, right: Profile) -> Profile:
             calibration = calib.merge(left.calibration, right.calibration)
         except CalibrationError as exc:
             raise ProfileError(str(exc)) from exc
+    text = dict(left.text)
+    for name, vocabulary in right.text.items():
+        mine_text = text.get(name)
+        text[name] = vocabulary if mine_text is None else mine_text.merged(
+            vocabulary, max(len(mine_text.tokens), len(vocabulary.tokens)))
     return replace(left, row_count=left.row_count + right.row_count, columns=columns,
-                   created_time_unix_nano=time.time_ns(), calibration=calibration)
+                   created_time_unix_nano=time.time_ns(), calibration=calibration, text=text,
+                   sequences={**left.sequences, **right.sequences})
 
 
 def _merge_columns(a: ColumnProfile, b: ColumnProfile) -> ColumnProfile:
@@ -900,15 +1019,31 @@ def from_dict(data: Any, source: str = "profile") -> Profile:
                        if data.get("calibration") is not None else None)
         pca = (Pca.from_dict(data["multivariate"], f"{source}: multivariate")
                if data.get("multivariate") is not None else None)
+        text = {str(name): Vocabulary.from_dict(vocabulary, f"{source}: text.{name}")
+                for name, vocabulary in _object(data, "text", source).items()}
+        sequences = {str(name): Projection.from_dict(p, f"{source}: sequences.{name}")
+                     for name, p in _object(data, "sequences", source).items()}
         return Profile(str(data["model"]["name"]), str(data["model"].get("version", "")),
                        int(data["created_time_unix_nano"]), int(data["row_count"]), columns,
-                       projection, calibration, pca)
+                       projection, calibration=calibration, multivariate=pca, text=text,
+                       sequences=sequences)
     except (ProjectionError, CalibrationError, MultivariateError) as exc:
         raise ProfileError(str(exc)) from exc
     except ProfileError:
         raise
     except (KeyError, TypeError, ValueError) as exc:
         raise ProfileError(f"{source}: damaged profile, missing or invalid field: {exc}") from exc
+
+
+def _object(data: dict[str, Any], key: str, source: str) -> dict[str, Any]:
+    """An optional top-level object of a profile (absent in older files)."""
+    found = data.get(key)
+    if found is None:
+        return {}
+    if not isinstance(found, dict):
+        raise ProfileError(f"{source}: {key}: must be an object keyed by column name, got "
+                           f"{type(found).__name__}")
+    return found
 
 
 def _frequencies(data: Mapping[str, Any], role: str) -> dict[str, int]:

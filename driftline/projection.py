@@ -11,6 +11,8 @@ profile, so production and reference are projected by the same matrix.
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +26,8 @@ DEFAULT_SEED = 42
 DEFAULT_MAX_FEATURES = 64
 # Names how the matrix is generated; a profile made another way would not be comparable.
 METHOD = "gaussian-numpy-default-rng"
+# Input widths whose projection matrix is kept; variable-width inputs must not grow memory.
+MAX_CACHED_PROJECTIONS = 8
 
 
 class ProjectionError(ValueError):
@@ -124,3 +128,38 @@ def for_input(input_features: int, *, max_features: int = DEFAULT_MAX_FEATURES,
     if input_features <= max_features:
         return None
     return Projection(seed, input_features, components)
+
+
+class Projections:
+    """The projections of one setting (max_features, seed, components), one per input
+    width, the matrices of the last ``MAX_CACHED_PROJECTIONS`` widths kept.
+
+    Every path that monitors wide inputs (PyTorch tensors, logged embeddings and sequences,
+    profiles) gets its projection here, so the same width projects through the same matrix.
+    """
+
+    def __init__(self, max_features: int = DEFAULT_MAX_FEATURES, seed: int = DEFAULT_SEED,
+                 components: int = DEFAULT_COMPONENTS) -> None:
+        if isinstance(max_features, bool) or not isinstance(max_features, int) \
+                or max_features < 0:
+            raise ProjectionError(f"projection max_features: must be an integer >= 0, got "
+                                  f"{max_features!r}")
+        Projection(seed, 1, components)  # validates seed and components now
+        self.max_features, self.seed, self.components = max_features, seed, components
+        self._cache: OrderedDict[int, Projection] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def of_width(self, input_features: int) -> Projection:
+        """The projection of rows of ``input_features`` values, whatever their width."""
+        with self._lock:
+            found = self._cache.get(input_features)
+            if found is None:
+                found = Projection(self.seed, input_features, self.components)
+                self._cache[input_features] = found
+                if len(self._cache) > MAX_CACHED_PROJECTIONS:
+                    self._cache.popitem(last=False)
+            return found
+
+    def for_input(self, input_features: int) -> Projection | None:
+        """The projection of rows wider than ``max_features``; None for narrower ones."""
+        return None if input_features <= self.max_features else self.of_width(input_features)

@@ -23,6 +23,9 @@ ML_OPERATION: Final = "ml.operation"
 
 FRAMEWORK_SKLEARN: Final = "sklearn"
 FRAMEWORK_TORCH: Final = "torch"
+# Calls reported through the explicit API (driftline.monitor / driftline.observe) unless the
+# application names its framework.
+FRAMEWORK_CUSTOM: Final = "custom"
 
 OPERATION_PREDICT: Final = "predict"
 OPERATION_PREDICT_PROBA: Final = "predict_proba"
@@ -151,6 +154,8 @@ ML_WINDOW_END: Final = "ml.window.end"
 
 # --- instrumentation scopes ---------------------------------------------------------------
 SCOPE_PREFIX: Final = "driftline.instrumentation."
+# Calls reported through the explicit API (driftline.monitor, driftline.observe).
+SCOPE_EXPLICIT: Final = SCOPE_PREFIX + "explicit"
 PROCESSOR_SCOPE: Final = "driftline.processor.ml_drift"
 
 # --- cardinality --------------------------------------------------------------------------
@@ -173,6 +178,17 @@ FEATURE_L2_NORM: Final = "l2_norm"
 # A row's reconstruction error by the profile's PCA of the numeric features, monitored as
 # one more numeric feature (driftline.multivariate): multivariate drift.
 FEATURE_RECONSTRUCTION_ERROR: Final = "ml.multivariate.reconstruction_error"
+
+# --- derived columns: numbers computed from a logged column in the recorder thread ---------
+# A derived column is named "<column><DERIVED_SEPARATOR><derivation>": review.chars,
+# embedding.proj0, embedding.l2_norm.
+DERIVED_SEPARATOR: Final = "."
+# Descriptors of a text column (driftline/text.py).
+TEXT_CHARS: Final = "chars"
+TEXT_TOKENS: Final = "tokens"
+TEXT_OOV_SHARE: Final = "oov_share"
+TEXT_EMPTY: Final = "empty"
+TEXT_NON_ASCII_SHARE: Final = "non_ascii_share"
 
 # --- reference profile column names for predictions ---------------------------------------
 # A profile names its prediction columns after the metric that carries them in production,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +25,7 @@ from opentelemetry.sdk.metrics.export import (
     Sum,
 )
 
-from driftline import semconv
+from driftline import derived, semconv, text
 from driftline.calibration import uncertainty
 from driftline.columns import (
     NUMERIC_KINDS,
@@ -121,6 +121,7 @@ class StreamAggregate:
         self.overflow: Counter[str] = Counter()
         self.records_dropped: Counter[str] = Counter()  # ml.prediction records, by reason
         self._staged_inputs: dict[str, list[np.ndarray]] = {}
+        self._text_columns: set[str] = set()
         self._staged_arrays: dict[tuple[str, ...], list[np.ndarray]] = {}
         # Sampled rows of staged arrays, column-major float64, waiting to be histogrammed.
         self._compacted: dict[tuple[str, ...], list[np.ndarray]] = {}
@@ -142,10 +143,25 @@ class StreamAggregate:
             names = self._names(traits.feature_names, inputs.shape[1])
             self._staged_arrays.setdefault(names, []).append(inputs)
             return
-        columns = (traits.read_inputs(inputs) if traits.read_inputs is not None
-                   else table_columns(inputs, traits.feature_names))
+        if traits.read_inputs is not None:  # the reader derives its own columns
+            columns = traits.read_inputs(inputs)
+        else:
+            columns = self._text_described(table_columns(inputs, traits.feature_names))
         for name, values in columns:
             self._staged_inputs.setdefault(name, []).append(values)
+
+    def _text_described(self, columns: Iterable[tuple[str, np.ndarray]]
+                        ) -> Iterator[tuple[str, np.ndarray]]:
+        """Columns of free text (``derived.text_like``, or seen as text before in this
+        interval) as their descriptors, as a profile of the same table holds them: the text
+        itself never becomes a category label."""
+        for name, values in columns:
+            if values.dtype == object and (name in self._text_columns
+                                           or derived.text_like(values)):
+                self._text_columns.add(name)
+                yield from text.descriptors(name, values.tolist())
+            else:
+                yield name, values
 
     def stage_outputs(self, raw_outputs: Any, traits: ModelTraits) -> None:
         outputs = (traits.read_outputs(raw_outputs) if traits.read_outputs is not None

@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 import weakref
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,11 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from driftline import identity, semconv
 from driftline.instrumentation.recorder import Attributes
+
+# True while an observed model call runs (an instrumented library call, or an explicit
+# driftline.monitor / driftline.observe call), so the model calls made inside it are not
+# reported again: one call, one report, whichever path observed it first.
+INSIDE_MODEL_CALL: ContextVar[bool] = ContextVar("driftline_inside_model_call", default=False)
 
 # A span whose sampler always drops it, or drops it unless its parent was sampled.
 _ALWAYS_OFF = "AlwaysOffSampler"

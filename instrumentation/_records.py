@@ -184,9 +184,15 @@ class PredictionRecords:
 
 
 def _rows_of(data: Any, rows: np.ndarray) -> Any:
-    """Rows ``rows`` of a DataFrame, array, tensor or list of rows, of the same kind."""
+    """Rows ``rows`` of a DataFrame, array, tensor or list of rows, of the same kind; a
+    one-row value (a scalar, a string, a dict of one row's features) as it is."""
+    if isinstance(data, str | bytes | Mapping):
+        return data
     if hasattr(data, "iloc"):
         return data.iloc[rows]
-    if hasattr(data, "shape"):  # NumPy arrays and tensors index by an array of rows
-        return data[rows]
-    return [data[i] for i in rows.tolist()]
+    shape = getattr(data, "shape", None)
+    if shape is not None:  # NumPy arrays and tensors index by an array of rows
+        return data[rows] if len(shape) else data
+    if hasattr(data, "__getitem__") and hasattr(data, "__len__"):  # lists and sequences
+        return [data[i] for i in rows.tolist()]
+    return data

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Collection
-from contextvars import ContextVar
 from functools import partial
 from typing import Any
 
@@ -31,7 +30,13 @@ from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwr
 from driftline import multivariate, semconv
 from driftline.instrumentation import _env
 from driftline.instrumentation._aggregation import ModelTraits
-from driftline.instrumentation._observe import CallSite, CallSites, SpanGate, observe
+from driftline.instrumentation._observe import (
+    INSIDE_MODEL_CALL,
+    CallSite,
+    CallSites,
+    SpanGate,
+    observe,
+)
 from driftline.instrumentation.recorder import Recorder
 
 OPERATIONS = (
@@ -46,8 +51,9 @@ TRAINING_METHODS = ("fit", "partial_fit", "fit_predict", "fit_transform", "score
 SCOPE = semconv.SCOPE_PREFIX + semconv.FRAMEWORK_SKLEARN
 _SUBCLASS_HOOK = "__init_subclass__"
 
-# True while a wrapped call runs, so the estimators it calls inside are not observed again.
-_inside_model_call: ContextVar[bool] = ContextVar("driftline_inside_model_call", default=False)
+# True while a wrapped call runs, so the estimators it calls inside are not observed again;
+# shared with every instrumentor and the explicit API (one report per call).
+_inside_model_call = INSIDE_MODEL_CALL
 
 
 class SklearnInstrumentor(BaseInstrumentor):

@@ -36,10 +36,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Mapping
-from contextvars import ContextVar
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -58,7 +55,13 @@ from driftline.columns import table_columns
 from driftline.identity import identity_of
 from driftline.instrumentation import _env
 from driftline.instrumentation._aggregation import ModelTraits
-from driftline.instrumentation._observe import CallSite, CallSites, SpanGate, observe
+from driftline.instrumentation._observe import (
+    INSIDE_MODEL_CALL,
+    CallSite,
+    CallSites,
+    SpanGate,
+    observe,
+)
 from driftline.instrumentation.recorder import Recorder
 from driftline.labels import TASK_CLASSIFICATION, TASK_REGRESSION, TASKS
 from driftline.projection import DEFAULT_COMPONENTS, DEFAULT_MAX_FEATURES, DEFAULT_SEED
@@ -71,8 +74,6 @@ _logger = logging.getLogger(__name__)
 SCOPE = semconv.SCOPE_PREFIX + semconv.FRAMEWORK_TORCH
 # Rows whose scores all lie in [0, 1] and sum to 1 within this are probabilities, not logits.
 PROBABILITY_SUM_TOLERANCE = 1e-4
-# Input widths whose projection matrix is kept; variable-width inputs must not grow memory.
-MAX_CACHED_PROJECTIONS = 8
 DEFAULT_PROFILE_BATCH_ROWS = 1024
 # The keyword a Hugging Face style output mapping holds its scores under.
 LOGITS_KEY = "logits"
@@ -81,9 +82,9 @@ _CALL = "__call__"
 COMPILED_MODULE_CLASS = "OptimizedModule"
 COMPILED_ORIGINAL_ATTRIBUTE = "_orig_mod"
 
-# True while a module call runs, so the modules it calls inside are not observed.
-_inside_module_call: ContextVar[bool] = ContextVar("driftline_inside_module_call",
-                                                   default=False)
+# True while a module call runs, so the modules it calls inside are not observed; shared
+# with every instrumentor and the explicit API (one report per call).
+_inside_module_call = INSIDE_MODEL_CALL
 
 
 class TorchInstrumentor(BaseInstrumentor):
@@ -171,33 +172,19 @@ class TorchInstrumentor(BaseInstrumentor):
 
 
 class InputReader:
-    """Turns an input tensor into named numeric columns, projecting wide inputs.
-
-    Holds the projection matrices of the last ``MAX_CACHED_PROJECTIONS`` input widths.
-    """
+    """Turns an input tensor into named numeric columns, projecting wide inputs through the
+    shared ``projection.Projections`` (the matrices of the last few input widths kept)."""
 
     def __init__(self, max_features: int = DEFAULT_MAX_FEATURES, seed: int = DEFAULT_SEED,
                  components: int = DEFAULT_COMPONENTS) -> None:
-        if isinstance(max_features, bool) or not isinstance(max_features, int) \
-                or max_features < 0:
-            raise ValueError(f"torch instrumentation max_features: must be an integer >= 0, "
-                             f"got {max_features!r}")
-        projection.Projection(seed, 1, components)  # validates seed and components now
+        try:
+            self._projections = projection.Projections(max_features, seed, components)
+        except projection.ProjectionError as exc:
+            raise ValueError(f"torch instrumentation {exc}") from exc
         self.max_features, self.seed, self.components = max_features, seed, components
-        self._projections: OrderedDict[int, projection.Projection] = OrderedDict()
-        self._lock = threading.Lock()
 
     def projection_for(self, input_features: int) -> projection.Projection | None:
-        if input_features <= self.max_features:
-            return None
-        with self._lock:
-            found = self._projections.get(input_features)
-            if found is None:
-                found = projection.Projection(self.seed, input_features, self.components)
-                self._projections[input_features] = found
-                if len(self._projections) > MAX_CACHED_PROJECTIONS:
-                    self._projections.popitem(last=False)
-            return found
+        return self._projections.for_input(input_features)
 
     def __call__(self, tensor: Any) -> list[tuple[str, np.ndarray]]:
         array = tensor_to_numpy(tensor)

@@ -11,7 +11,8 @@ import pytest
 
 PUBLIC = {
     "driftline": ["GroundTruthNotDelivered", "ModelIdentity", "__version__",
-                  "last_prediction_ids", "prediction_ids", "record_ground_truth", "register"],
+                  "last_prediction_ids", "monitor", "observe", "prediction_ids",
+                  "record_ground_truth", "register"],
     "driftline.instrumentation": ["Limits", "ModelTraits", "PredictCall", "Recorder"],
 }
 
