@@ -54,6 +54,7 @@ CONFIG_FILE = "collector.yaml"
 class Endpoints:
     otlp_grpc: str
     prometheus: str
+    dashboard: str
     profiles: Path
     output: Path
     config: Path
@@ -62,7 +63,7 @@ class Endpoints:
 def run_demo(workdir: str, keep_running: bool = False) -> int:
     root = Path(workdir).resolve()
     endpoints = Endpoints(f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}",
-                          root / "profiles", root / "output", root / CONFIG_FILE)
+                          f"127.0.0.1:{_free_port()}", root / "profiles", root / "output", root / CONFIG_FILE)
     for folder in (endpoints.profiles, endpoints.output):
         folder.mkdir(parents=True, exist_ok=True)
         for stale in [*folder.glob("*.json*"), *folder.glob("*.sqlite*")]:
@@ -161,6 +162,9 @@ def write_config(endpoints: Endpoints) -> None:
     drift_config["checkpoint"]["path"] = str(endpoints.output / "ml_drift.sqlite")
     for exporter_id, name in (("file", "metrics.jsonl"), ("file/traces", "traces.jsonl")):
         config["exporters"][exporter_id]["path"] = str(endpoints.output / name)
+    dashboard = config["exporters"]["ml_dashboard"]
+    dashboard["reference_profiles"] = str(endpoints.profiles)
+    dashboard["history"]["path"] = str(endpoints.output / "dashboard.sqlite")
     header = ("# Written by `driftline demo`: the shipped default.yaml with this demo's\n"
               "# profiles and output folders. Run it: driftline collector --config FILE\n")
     endpoints.config.write_text(header + yaml.safe_dump(config, sort_keys=False),
@@ -173,6 +177,7 @@ def _processor(endpoints: Endpoints) -> Iterator[subprocess.Popen[str]]:
            "DRIFTLINE_OTLP_GRPC_ENDPOINT": endpoints.otlp_grpc,
            "DRIFTLINE_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{_free_port()}",
            "DRIFTLINE_PROMETHEUS_ENDPOINT": endpoints.prometheus,
+           "DRIFTLINE_DASHBOARD_ENDPOINT": endpoints.dashboard,
            "DRIFTLINE_WINDOW": f"{WINDOW_S}s",
            "DRIFTLINE_GRACE": f"{GRACE_S}s",
            "DRIFTLINE_MIN_ROWS": str(MIN_ROWS)}
@@ -186,6 +191,7 @@ def _processor(endpoints: Endpoints) -> Iterator[subprocess.Popen[str]]:
         _wait_for_port(endpoints.otlp_grpc, process)
         print(f"    OTLP/gRPC on {endpoints.otlp_grpc}, Prometheus on "
               f"http://{endpoints.prometheus}/metrics (pid {process.pid})")
+        print(f"    dashboard: http://{endpoints.dashboard}/")
         yield process
     finally:
         process.terminate()
@@ -371,6 +377,7 @@ def _print_where(endpoints: Endpoints, scrape: list[str], workdir: str,
                  keep_running: bool) -> None:
     print()
     when = "" if keep_running else " (while the processor ran)"
+    print(f"Dashboard{when}: http://{endpoints.dashboard}/")
     print(f"Prometheus endpoint{when}: http://{endpoints.prometheus}/metrics")
     for line in scrape:
         print(f"    {line}")
@@ -378,13 +385,14 @@ def _print_where(endpoints: Endpoints, scrape: list[str], workdir: str,
           f"{endpoints.output / 'traces.jsonl'}")
     print(f"Reference profile: {endpoints.profiles / (MODEL_NAME + '.profile.json')}")
     print(f"Processor log: {endpoints.output / 'processor.log'}")
-    print("Run the processor yourself (OTLP on 127.0.0.1:4317 and :4318, Prometheus on :9464)"
+    print("Run the processor yourself (OTLP on 127.0.0.1:4317 and :4318, Prometheus on :9464, "
+          "the dashboard on http://127.0.0.1:8050/)"
           + (", once this one is stopped:" if keep_running else ":"))
     print(f"    {_command()} collector --config {_shown(endpoints.config, workdir)}")
     if keep_running:
         print(f"The demo's processor keeps running: OTLP/gRPC on {endpoints.otlp_grpc}, "
-              f"Prometheus on http://{endpoints.prometheus}/metrics. Press Ctrl-C to stop it.",
-              flush=True)
+              f"Prometheus on http://{endpoints.prometheus}/metrics, the dashboard on "
+              f"http://{endpoints.dashboard}/. Press Ctrl-C to stop it.", flush=True)
 
 
 def _wait_for_interrupt(processor: subprocess.Popen[str]) -> None:

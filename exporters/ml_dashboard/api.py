@@ -1,0 +1,222 @@
+"""The dashboard's JSON API (docs/dashboard.md), the page's only data source.
+
+``GET /api/models?from=&to=``, ``GET /api/windows?model=&version=&operation=&from=&to=`` and
+``GET /api/distributions?model=&version=&operation=&window=``; times are Unix seconds, a
+window is named by its start in Unix nanoseconds (``id`` in ``/api/windows``). Stored parts
+are JSON already and are handed on as text, so a day of windows is not parsed per request.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from driftline import semconv
+from driftline.exphist import ExpHistogram
+from driftline.exporters.ml_dashboard.collect import KIND_CATEGORICAL, KIND_NUMERIC, summary
+from driftline.exporters.ml_dashboard.history import History, StreamKey
+from driftline.profile import ColumnProfile, Profile
+from driftline.report import category_shares, numeric_densities
+
+NS_PER_S = 1_000_000_000
+DEFAULT_RANGE_S = 3600.0
+# The overview draws each model's dataset-share trend with at most this many points.
+TREND_POINTS = 120
+ROLE_CURRENT = "current"
+
+
+class ApiError(ValueError):
+    """A request the API cannot answer: ``status`` is the HTTP status, the message says why."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class Api:
+    history: History
+    profiles: Callable[[], Mapping[tuple[str, str], Profile]]
+    stale_after_s: float
+    clock_ns: Callable[[], int]
+
+    # --- /api/models ------------------------------------------------------------------------
+    def models(self, query: Mapping[str, str]) -> str:
+        now_ns = self.clock_ns()
+        from_ns, to_ns = _range(query, now_ns)
+        verdicts = self.history.last_verdicts()
+        trends: dict[int, list[tuple[int, float]]] = {}
+        for stream, start_ns, share in self.history.shares(from_ns, to_ns):
+            trends.setdefault(stream, []).append((start_ns, share))
+        models = []
+        for stream in self.history.streams():
+            last = verdicts.get(stream["id"])
+            last_seen_ns = stream["last_seen_ns"]
+            models.append({
+                "name": stream["name"], "version": stream["version"],
+                "operation": stream["operation"], "framework": stream["framework"],
+                "last_seen": _s(last_seen_ns),
+                "stale": bool(last_seen_ns) and now_ns - last_seen_ns > self.stale_after_s
+                * NS_PER_S,
+                "last_window": None if last is None else dict(zip(
+                    ("start", "end", "evaluated", "rows", "share", "dataset_drifted",
+                     "drifted", "features"),
+                    (_s(last[0]), _s(last[1]), _s(last[2]), *last[3:]), strict=True)),
+                "trend": _thinned(trends.get(stream["id"], [])),
+            })
+        return json.dumps({"now": _s(now_ns), "from": _s(from_ns), "to": _s(to_ns),
+                           "stale_after_s": self.stale_after_s, "models": models},
+                          allow_nan=False)
+
+    # --- /api/windows -----------------------------------------------------------------------
+    def windows(self, query: Mapping[str, str]) -> str:
+        key, stream = self._stream(query)
+        now_ns = self.clock_ns()
+        from_ns, to_ns = _range(query, now_ns)
+        parts = []
+        for row in self.history.windows(stream, from_ns, to_ns):
+            (start_ns, end_ns, evaluated_ns, rows, share, dataset_drifted, drifted, features,
+             *texts) = row
+            head = json.dumps({"id": str(start_ns), "start": _s(start_ns), "end": _s(end_ns),
+                               "evaluated": _s(evaluated_ns), "rows": rows, "share": share,
+                               "dataset_drifted": dataset_drifted, "drifted": drifted,
+                               "features": features}, allow_nan=False)
+            tail = ",".join(f'"{name}":{text or "null"}' for name, text in
+                            zip(("drift", "performance", "predictions", "service"), texts,
+                                strict=True))
+            parts.append(head[:-1] + "," + tail + "}")
+        reference = json.dumps(self._reference(key), allow_nan=False)
+        model = json.dumps({"name": key.name, "version": key.version,
+                            "operation": key.operation})
+        return (f'{{"model":{model},"from":{_s(from_ns)},"to":{_s(to_ns)},'
+                f'"reference":{reference},"windows":[{",".join(parts)}]}}')
+
+    def _reference(self, key: StreamKey) -> dict[str, Any] | None:
+        profile = self._profile(key)
+        if profile is None:
+            return None
+        out: dict[str, Any] = {"rows": profile.row_count}
+        classes = profile.columns.get(semconv.PROFILE_COLUMN_PREDICTION_CLASS)
+        if classes is not None and classes.kind == KIND_CATEGORICAL:
+            out["classes"] = classes.category_counts()
+        confidence = profile.columns.get(semconv.PROFILE_COLUMN_PREDICTION_CONFIDENCE)
+        if confidence is not None and confidence.histogram is not None:
+            out["confidence"] = _clean(summary(confidence.histogram))
+        return out
+
+    # --- /api/distributions -----------------------------------------------------------------
+    def distributions(self, query: Mapping[str, str]) -> str:
+        key, stream = self._stream(query)
+        window = query.get("window", "")
+        if window:
+            try:
+                start_ns = int(window)
+            except ValueError:
+                raise ApiError(400, f"window: the start of a window in Unix nanoseconds (the "
+                                    f"'id' of /api/windows), got {window!r}") from None
+        else:
+            latest = self.history.latest_distribution_start(stream)
+            if latest is None:
+                raise ApiError(404, f"model {key.name!r}: no distributions stored yet")
+            start_ns = latest
+        stored = self.history.distributions(stream, start_ns)
+        if stored is None:
+            raise ApiError(404, f"model {key.name!r}: no distributions for window {start_ns}")
+        profile = self._profile(key)
+        wanted = query.get("column")
+        columns = {}
+        for column, data in sorted(stored.items()):
+            if wanted and column != wanted:
+                continue
+            reference = profile.columns.get(column) if profile is not None else None
+            columns[column] = _drawn(column, data, reference)
+        return json.dumps({"model": {"name": key.name, "version": key.version,
+                                     "operation": key.operation},
+                           "window": str(start_ns), "start": _s(start_ns),
+                           "reference": profile is not None, "columns": columns},
+                          allow_nan=False)
+
+    # --- helpers ----------------------------------------------------------------------------
+    def _stream(self, query: Mapping[str, str]) -> tuple[StreamKey, int]:
+        name = query.get("model")
+        if not name:
+            raise ApiError(400, "model: required, a model name from /api/models")
+        key = StreamKey(name, query.get("version", ""), query.get("operation", ""))
+        stream = self.history.stream_id(key)
+        if stream is None:
+            raise ApiError(404, f"no history for model {name!r} version {key.version!r} "
+                                f"operation {key.operation!r}; /api/models lists them")
+        return key, stream
+
+    def _profile(self, key: StreamKey) -> Profile | None:
+        profiles = self.profiles()
+        return profiles.get((key.name, key.version)) or profiles.get((key.name, ""))
+
+
+def _drawn(column: str, data: Mapping[str, Any], reference: ColumnProfile | None
+           ) -> dict[str, Any]:
+    """One column of a window as the HTML report draws it: numeric densities on a shared
+    grid, or category shares; the reference side is null without a profile column."""
+    if data["kind"] == KIND_NUMERIC:
+        current = ExpHistogram.from_dict(data["histogram"])
+        ref = reference.histogram if reference is not None else None
+        densities = numeric_densities(ref if ref is not None else current, current)
+        return {"kind": KIND_NUMERIC, "rows": int(current.count),
+                "edges": _floats(densities.edges),
+                "reference": _floats(densities.reference) if ref is not None else None,
+                "current": _floats(densities.current)}
+    counts = {str(k): int(v) for k, v in data["counts"].items()}
+    current_profile = ColumnProfile(column, ROLE_CURRENT, KIND_CATEGORICAL, sum(counts.values()),
+                                    0, frequencies=counts)
+    shares = category_shares(reference if reference is not None and reference.frequencies
+                             else current_profile, current_profile)
+    has_reference = reference is not None and bool(reference.frequencies)
+    return {"kind": KIND_CATEGORICAL, "rows": sum(counts.values()),
+            "categories": [[name, ref if has_reference else None, cur]
+                           for name, ref, cur in shares]}
+
+
+def _floats(values: np.ndarray) -> list[float | None]:
+    return [float(v) if math.isfinite(v) else None for v in values]
+
+
+def _clean(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+            for k, v in values.items()}
+
+
+def _range(query: Mapping[str, str], now_ns: int) -> tuple[int, int]:
+    """``from``/``to`` (Unix seconds) as nanoseconds; the last hour by default."""
+    try:
+        to_ns = int(float(query["to"]) * NS_PER_S) if query.get("to") else now_ns
+        from_ns = (int(float(query["from"]) * NS_PER_S) if query.get("from")
+                   else to_ns - int(DEFAULT_RANGE_S * NS_PER_S))
+    except ValueError:
+        raise ApiError(400, "from/to: Unix seconds, e.g. from=1700000000&to=1700003600, got "
+                            f"from={query.get('from')!r} to={query.get('to')!r}") from None
+    if from_ns >= to_ns:
+        raise ApiError(400, f"from: must be before to, got from={query.get('from')!r} "
+                            f"to={query.get('to')!r}")
+    return from_ns, to_ns
+
+
+def _s(time_ns: int | None) -> float | None:
+    return None if not time_ns else time_ns / NS_PER_S
+
+
+def _thinned(points: list[tuple[int, float]]) -> list[list[float]]:
+    """At most ``TREND_POINTS`` (time, share) pairs: the highest share of each run of
+    windows, so a drifted window still shows in a day of them."""
+    if len(points) <= TREND_POINTS:
+        return [[start_ns / NS_PER_S, share] for start_ns, share in points]
+    step = math.ceil(len(points) / TREND_POINTS)
+    out = []
+    for i in range(0, len(points), step):
+        run = points[i:i + step]
+        out.append([run[0][0] / NS_PER_S, max(share for _, share in run)])
+    return out
