@@ -63,7 +63,8 @@ class Endpoints:
 def run_demo(workdir: str, keep_running: bool = False) -> int:
     root = Path(workdir).resolve()
     endpoints = Endpoints(f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}",
-                          f"127.0.0.1:{_free_port()}", root / "profiles", root / "output", root / CONFIG_FILE)
+                          f"127.0.0.1:{_free_port()}", root / "profiles", root / "output",
+                          root / CONFIG_FILE)
     for folder in (endpoints.profiles, endpoints.output):
         folder.mkdir(parents=True, exist_ok=True)
         for stale in [*folder.glob("*.json*"), *folder.glob("*.sqlite*")]:

@@ -186,10 +186,12 @@ class History:
                                        "LIMIT 1 OFFSET ?", (offset,)).fetchone()[0]
                 with self._transaction():
                     evicted += self._delete_before(cut + 1)
+            if expired or evicted:
+                # Free pages back to the file system: the vacuum moves them to the end in the
+                # WAL, the checkpoint writes that into the file and truncates both.
+                # executescript runs it to the end (execute() frees one page per call).
+                self._db.executescript("PRAGMA incremental_vacuum;")
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-                self._db.execute("PRAGMA incremental_vacuum")
-            if expired:
-                self._db.execute("PRAGMA incremental_vacuum")
             return PruneResult(expired, evicted)
 
     def _delete_before(self, start_ns: int) -> int:
