@@ -162,9 +162,11 @@ def test_size_bound_deletes_the_oldest_windows_first(tmp_path: Path) -> None:
     try:
         for i in range(windows):
             start_ns = first_ns + i * WINDOW_NS
-            features = {f"f{j}": rng.lognormal(j % 5, 1.0, 400) for j in range(30)}
-            dashboard.consume_metrics(app_batch(start_ns + 10**9, features))
-            dashboard.consume_metrics(_verdicts(start_ns, {f: 0.05 for f in features}))
+            # Long random class labels: about 10 KiB a window, little of it compressible.
+            classes = {rng.bytes(24).hex(): int(rng.integers(1, 1000)) for _ in range(150)}
+            dashboard.consume_metrics(app_batch(start_ns + 10**9, {"age": np.arange(50.0)},
+                                                classes=classes))
+            dashboard.consume_metrics(_verdicts(start_ns, {"age": 0.05}))
         clock.now_ns = NOW_NS + WINDOW_NS
         dashboard.flush()
         stored_before = dashboard.stats().windows_written

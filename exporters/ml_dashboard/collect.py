@@ -27,6 +27,9 @@ from driftline.processor.component.ml_points import attributes_of, histogram_fro
 # Distributions are kept at most this many buckets per sign (downscaled): enough to draw
 # them, a tenth of the bytes of the app's 160.
 DISTRIBUTION_MAX_BUCKETS = 32
+# Categories kept per column and window; past it they count as OVERFLOW_VALUE (the app's
+# recorder sends at most 50 per feature, ml_drift keeps 1000 by default).
+MAX_CATEGORIES = 1000
 SUMMARY_QUANTILES = (0.1, 0.5, 0.9)
 LATENCY_QUANTILES = (0.5, 0.95, 0.99)
 CUMULATIVE = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
@@ -267,11 +270,12 @@ class AppWindows:
             elif metric.name == semconv.ML_FEATURE_CATEGORY_METRIC:
                 column = attributes.get(semconv.ML_FEATURE_NAME)
                 if column:
-                    sums.categorical.setdefault(column, Counter())[
-                        attributes.get(semconv.ML_FEATURE_CATEGORY, "")] += int(value)
+                    _count(sums.categorical.setdefault(column, Counter()),
+                           attributes.get(semconv.ML_FEATURE_CATEGORY, ""), int(value))
             elif metric.name == semconv.ML_PREDICTION_CLASS_METRIC:
-                sums.categorical.setdefault(semconv.ML_PREDICTION_CLASS_METRIC, Counter())[
-                    attributes.get(semconv.ML_PREDICTION_CLASS, "")] += int(value)
+                _count(sums.categorical.setdefault(semconv.ML_PREDICTION_CLASS_METRIC,
+                                                   Counter()),
+                       attributes.get(semconv.ML_PREDICTION_CLASS, ""), int(value))
 
     def _durations(self, metric: Any, stats: CollectStats,
                    seen: dict[StreamKey, tuple[int, str]], now_ns: int) -> None:
@@ -320,6 +324,12 @@ _ADDERS = {
     semconv.ML_PREDICTION_CLASS_METRIC: AppWindows._counts,
     semconv.ML_PREDICT_DURATION: AppWindows._durations,
 }
+
+
+def _count(counts: Counter[str], category: str, rows: int) -> None:
+    if category not in counts and len(counts) >= MAX_CATEGORIES:
+        category = semconv.OVERFLOW_VALUE
+    counts[category] += rows
 
 
 def _merged(previous: ExpHistogram | None, hist: ExpHistogram) -> ExpHistogram:
