@@ -117,6 +117,8 @@ def test_history_survives_a_restart(tmp_path: Path) -> None:
         [window] = _windows(restarted, start_ns - WINDOW_NS, NOW_NS).values()
         status, body = _get(restarted, f"/api/distributions?{QUERY}&window={start_ns}")
         models = json.loads(_get(restarted, "/api/models")[1])["models"]
+        # from=0 (all of the history) is valid JSON too: "from" was written as Python's None.
+        everything = json.loads(_get(restarted, f"/api/windows?{QUERY}&from=0")[1])
     finally:
         restarted.shutdown()
     assert window["rows"] == 700 and window["service"]["rows"] == 700
@@ -129,6 +131,8 @@ def test_history_survives_a_restart(tmp_path: Path) -> None:
     widths = np.diff(drawn["edges"])
     assert float(np.sum(np.array(drawn["current"]) * widths)) == pytest.approx(1, abs=0.02)
     [model] = models
+    assert everything["from"] == 0 and [w["id"] for w in everything["windows"]] == [
+        str(start_ns)]
     assert (model["name"], model["last_window"]["share"]) == ("churn", 0.5)
 
 

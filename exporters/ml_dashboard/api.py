@@ -69,7 +69,8 @@ class Api:
                     (_s(last[0]), _s(last[1]), _s(last[2]), *last[3:]), strict=True)),
                 "trend": _thinned(trends.get(stream["id"], [])),
             })
-        return json.dumps({"now": _s(now_ns), "from": _s(from_ns), "to": _s(to_ns),
+        return json.dumps({"now": now_ns / NS_PER_S, "from": from_ns / NS_PER_S,
+                           "to": to_ns / NS_PER_S,
                            "stale_after_s": self.stale_after_s, "models": models},
                           allow_nan=False)
 
@@ -90,11 +91,12 @@ class Api:
                             zip(("drift", "performance", "predictions", "service"), texts,
                                 strict=True))
             parts.append(head[:-1] + "," + tail + "}")
-        reference = json.dumps(self._reference(key), allow_nan=False)
-        model = json.dumps({"name": key.name, "version": key.version,
-                            "operation": key.operation})
-        return (f'{{"model":{model},"from":{_s(from_ns)},"to":{_s(to_ns)},'
-                f'"reference":{reference},"windows":[{",".join(parts)}]}}')
+        head = json.dumps({"model": {"name": key.name, "version": key.version,
+                                     "operation": key.operation},
+                           "from": from_ns / NS_PER_S, "to": to_ns / NS_PER_S,
+                           "reference": self._reference(key)}, allow_nan=False)
+        return f'{head[:-1]},"windows":[{",".join(parts)}]}}'
+
 
     def _reference(self, key: StreamKey) -> dict[str, Any] | None:
         profile = self._profile(key)
