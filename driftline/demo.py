@@ -45,6 +45,8 @@ MIN_ROWS = 200
 BATCH_ROWS = 64
 REQUEST_PAUSE_S = 0.04
 EXPORT_INTERVAL_MS = 1000
+# Every prediction is a record (about 1600 rows a second here), so every label joins.
+PREDICTION_RECORDS_PER_SECOND = 5000
 SEED = 42
 RESULT_TIMEOUT_S = 30
 CONFIG_FILE = "collector.yaml"
@@ -163,6 +165,9 @@ def write_config(endpoints: Endpoints) -> None:
     drift_config["checkpoint"]["path"] = str(endpoints.output / "ml_drift.sqlite")
     for exporter_id, name in (("file", "metrics.jsonl"), ("file/traces", "traces.jsonl")):
         config["exporters"][exporter_id]["path"] = str(endpoints.output / name)
+    config["processors"]["ml_performance"]["store"]["path"] = str(
+        endpoints.output / "predictions.sqlite")
+    config["exporters"]["file/logs"]["path"] = str(endpoints.output / "logs.jsonl")
     dashboard = config["exporters"]["ml_dashboard"]
     dashboard["reference_profiles"] = str(endpoints.profiles)
     dashboard["history"]["path"] = str(endpoints.output / "dashboard.sqlite")
@@ -210,6 +215,10 @@ def _instrument(endpoints: Endpoints):
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{endpoints.otlp_grpc}",
         "OTEL_EXPORTER_OTLP_INSECURE": "true",
         "OTEL_METRIC_EXPORT_INTERVAL": str(EXPORT_INTERVAL_MS),
+        # ml.prediction records, so labels sent later are joined (ml_performance).
+        "OTEL_LOGS_EXPORTER": "otlp",
+        "DRIFTLINE_PREDICTION_RECORDS_RATIO": "1",
+        "DRIFTLINE_PREDICTION_RECORDS_PER_SECOND": str(PREDICTION_RECORDS_PER_SECOND),
     })
     importlib.import_module("driftline.auto")
     from driftline.instrumentation.sklearn import SklearnInstrumentor
@@ -227,19 +236,30 @@ def _flush_spans() -> None:
 
 
 def _serve(model, live, recorder) -> list[tuple[int, str]]:
-    """Serve each window from its start to shortly before its end; returns (start_ns, phase)."""
+    """Serve each window from its start to shortly before its end, then send the labels of
+    its predictions; returns (start_ns, phase)."""
+    import driftline
+
     rng = np.random.default_rng(SEED + 1)
     windows = []
+    ids: list[str] = []
+    labels: list[int] = []
     phases = ["as trained"] * WINDOWS_PER_PHASE + ["shifted"] * WINDOWS_PER_PHASE
     start_s = (int(time.time()) // WINDOW_S + 1) * WINDOW_S
     _sleep_until(start_s + 0.05)
     for phase in phases:
         end_s = start_s + WINDOW_S
         while time.time() < end_s - 0.6:
-            batch = live.iloc[rng.integers(0, len(live), BATCH_ROWS)][list(FEATURES)]
+            rows = live.iloc[rng.integers(0, len(live), BATCH_ROWS)]
+            batch = rows[list(FEATURES)]
             model.predict_proba(_shifted(batch) if phase == "shifted" else batch)
+            ids.extend(driftline.last_prediction_ids())
+            labels.extend(rows["churned"])
             time.sleep(REQUEST_PAUSE_S)
         recorder.force_flush()  # lands inside this window
+        # The true outcomes of this window's predictions, as a label feed would send them.
+        driftline.record_ground_truth(ids, labels, model=MODEL_NAME, version=MODEL_VERSION)
+        ids, labels = [], []
         windows.append((start_s * 10**9, phase))
         print(f"    window {time.strftime('%H:%M:%S', time.localtime(start_s))} served ({phase})")
         start_s = end_s

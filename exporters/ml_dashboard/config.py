@@ -67,6 +67,8 @@ class MlDashboardConfig:
     grace: str | float = DEFAULT_GRACE_S
     history: HistoryConfig | None = None
     # A directory of reference profiles: the "reference" side of distributions and class mix.
+    # Optional and re-read every 10 s: a missing directory only leaves that side empty (the
+    # processors that need profiles say so themselves).
     reference_profiles: str = ""
     # A model whose app sent nothing for this long is listed as having stopped sending.
     stale_after: str | float = DEFAULT_STALE_AFTER_S
@@ -89,9 +91,6 @@ class MlDashboardConfig:
         if not isinstance(self.reference_profiles, str):
             problems.append(f"reference_profiles: must be a directory, got "
                             f"{self.reference_profiles!r}")
-        elif self.reference_profiles and not Path(self.reference_profiles).is_dir():
-            problems.append(f"reference_profiles: {self.reference_profiles!r} is not a "
-                            "directory of profiles")
         if self.auth is not None:
             problems.extend(f"auth::{p}" for p in self.auth.validate())
         return problems

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -272,6 +273,11 @@ class MlDashboard:
                              < DEFAULT_PROFILE_RELOAD_S):
             return self._profiles
         self._profiles_read_s = now_s
+        if not Path(directory).is_dir():
+            if force:
+                _log.warning("ml_dashboard: reference_profiles %r is not a directory; pages "
+                             "show no reference side until it exists", directory)
+            return self._profiles
         try:
             self._profiles = load_directory(directory)
         except (ProfileError, OSError) as exc:
