@@ -262,6 +262,11 @@ def test_drift_tab_shows_the_processors_scores_and_verdicts(served: dict[str, An
         assert float(row["threshold"]) == gauges[semconv.ML_DRIFT_THRESHOLD_METRIC][
             (feature, method, "")]
     assert shown[app.SHIFTED]["data"]["verdict"] == "drift"
+    # The other statistics of the window (asked for with detail=<window id>) are shown too.
+    context = shown[app.SHIFTED]["cells"][5]
+    for feature, method, _ in gauges[semconv.ML_DRIFT_SCORE]:
+        if feature == app.SHIFTED and method != shown[feature]["data"]["method"]:
+            assert f"{method} " in context
     assert float(shown[app.SHIFTED]["data"]["threshold"]) == DRIFT_THRESHOLD
     # Sorted by score, the shifted feature first among the features.
     features = [row["data"]["column"] for row in view["drift"]

@@ -1,6 +1,7 @@
 """The dashboard's JSON API (docs/dashboard.md), the page's only data source.
 
-``GET /api/models?from=&to=``, ``GET /api/windows?model=&version=&operation=&from=&to=`` and
+``GET /api/models?from=&to=``,
+``GET /api/windows?model=&version=&operation=&from=&to=&detail=`` and
 ``GET /api/distributions?model=&version=&operation=&window=``; times are Unix seconds, a
 window is named by its start in Unix nanoseconds (``id`` in ``/api/windows``). Stored parts
 are JSON already and are handed on as text, so a day of windows is not parsed per request.
@@ -64,9 +65,8 @@ class Api:
                 "stale": bool(last_seen_ns) and now_ns - last_seen_ns > self.stale_after_s
                 * NS_PER_S,
                 "last_window": None if last is None else dict(zip(
-                    ("start", "end", "evaluated", "rows", "share", "dataset_drifted",
-                     "drifted", "features"),
-                    (_s(last[0]), _s(last[1]), _s(last[2]), *last[3:]), strict=True)),
+                    ("start", "evaluated", "rows", "share", "dataset_drifted", "drifted",
+                     "features"), (_s(last[0]), _s(last[1]), *last[2:]), strict=True)),
                 "trend": _thinned(trends.get(stream["id"], [])),
             })
         return json.dumps({"now": now_ns / NS_PER_S, "from": from_ns / NS_PER_S,
@@ -79,8 +79,10 @@ class Api:
         key, stream = self._stream(query)
         now_ns = self.clock_ns()
         from_ns, to_ns = _range(query, now_ns)
+        rows_of = self.history.windows(stream, from_ns, to_ns)
+        detail = _detail(query.get("detail", ""), rows_of)
         parts = []
-        for row in self.history.windows(stream, from_ns, to_ns):
+        for row in rows_of:
             (start_ns, end_ns, evaluated_ns, rows, share, dataset_drifted, drifted, features,
              *texts) = row
             head = json.dumps({"id": str(start_ns), "start": _s(start_ns), "end": _s(end_ns),
@@ -90,6 +92,8 @@ class Api:
             tail = ",".join(f'"{name}":{text or "null"}' for name, text in
                             zip(("drift", "performance", "predictions", "service"), texts,
                                 strict=True))
+            if start_ns == detail:
+                tail += f',"scores":{self.history.scores(stream, start_ns) or "null"}'
             parts.append(head[:-1] + "," + tail + "}")
         head = json.dumps({"model": {"name": key.name, "version": key.version,
                                      "operation": key.operation},
@@ -158,6 +162,21 @@ class Api:
     def _profile(self, key: StreamKey) -> Profile | None:
         profiles = self.profiles()
         return profiles.get((key.name, key.version)) or profiles.get((key.name, ""))
+
+
+def _detail(wanted: str, rows: list[tuple[Any, ...]]) -> int | None:
+    """The window whose every-method scores go with the answer: ``latest`` (the last one
+    with a drift verdict) or a window id; none when not asked."""
+    if wanted == "latest":
+        drifts = [row[0] for row in rows if row[8] is not None]
+        return drifts[-1] if drifts else None
+    if not wanted:
+        return None
+    try:
+        return int(wanted)
+    except ValueError:
+        raise ApiError(400, f"detail: 'latest' or a window id (Unix nanoseconds), got "
+                            f"{wanted!r}") from None
 
 
 def _drawn(column: str, data: Mapping[str, Any], reference: ColumnProfile | None

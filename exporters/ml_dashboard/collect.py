@@ -102,7 +102,8 @@ def window_updates(scope_metrics: Any, now_ns: int, stats: CollectStats) -> list
             for column, (method, drifted) in evaluated.verdicts.items():
                 columns[column] = [method, evaluated.scores.get(column, {}).get(method),
                                    evaluated.thresholds.get(column), drifted]
-            update.drift = {"columns": columns, "scores": evaluated.scores}
+            update.drift = {"columns": columns}
+            update.scores = evaluated.scores
             # As ml.drift.dataset.share counts them: feature columns, not the predictions.
             features = [v for c, v in evaluated.verdicts.items() if c not in PREDICTION_COLUMNS]
             update.drifted = sum(drifted for _, drifted in features)

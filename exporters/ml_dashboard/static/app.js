@@ -195,6 +195,27 @@ function bars(groups, seriesNames, colours, options) {
   return el("div", {}, svg, legend);
 }
 
+// The dataset share over the range as one SVG polyline (50 models: 50 charts would cost
+// more than the whole table).
+function sparkline(points, from, to) {
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", "0 0 160 32");
+  svg.setAttribute("width", "160");
+  svg.setAttribute("height", "32");
+  svg.setAttribute("data-points", String(points.length));
+  const line = document.createElementNS(ns, "polyline");
+  line.setAttribute("points", points.map(([t, share]) =>
+    `${(160 * (t - from) / (to - from)).toFixed(1)},${(30 - 28 * share).toFixed(1)}`).join(" "));
+  line.setAttribute("fill", "none");
+  line.setAttribute("stroke", "#c0392b");
+  line.setAttribute("stroke-width", "1.5");
+  const title = document.createElementNS(ns, "title");
+  title.textContent = "share of drifted features over the time range";
+  svg.append(title, line);
+  return svg;
+}
+
 // --- overview --------------------------------------------------------------------------------
 async function overview(main, s) {
   const [from, to] = range(s);
@@ -217,7 +238,7 @@ async function overview(main, s) {
     const last = model.last_window;
     const target = { view: "model", model: model.name, version: model.version,
       op: model.operation, tab: "drift", range: s.range, from: s.from, to: s.to };
-    const trend = el("div", { class: "trend" });
+    const trend = el("div", { class: "trend" }, sparkline(model.trend, from, to));
     const row = el("tr", { "data-model": model.name, "data-version": model.version,
       "data-operation": model.operation, "data-share": last ? last.share : "" },
       el("td", {}, el("a", { href: link(target, {}) , text: model.name }),
@@ -232,12 +253,6 @@ async function overview(main, s) {
       el("td", {}, trend));
     body.append(row);
     if (model.stale) stale.push(model);
-    if (model.trend.length) {
-      requestAnimationFrame(() => chart(trend, "trend " + model.name,
-        model.trend.map((p) => p[0]), [{ label: "share", values: model.trend.map((p) => p[1]) }],
-        { height: 48, legend: false, cursor: false, axes: [{ show: false }, { show: false }],
-          y: { range: [0, 1] } }));
-    }
   }
   main.append(card(`Models (${data.models.length})`, table));
   main.append(card("Stopped sending", stale.length
@@ -259,8 +274,10 @@ async function model(main, s) {
   main.append(el("nav", { class: "tabs" }, TABS.map((t) => el("a", {
     href: link(Object.assign({}, base, { tab: t }), {}), class: t === tab ? "active" : null,
     "data-tab": t, text: t[0].toUpperCase() + t.slice(1) }))));
+  // Every method's scores come for one window only (the drift table's): a day of them for
+  // 30 features is megabytes.
   const data = await api("windows", { model: s.model, version: s.version || "",
-    operation: s.op || "", from, to });
+    operation: s.op || "", from, to, detail: tab === "drift" ? (s.window || "latest") : "" });
   const pane = el("div", { id: "pane", "data-tab": tab });
   main.append(pane);
   await ({ drift, distributions, performance, predictions, service })[tab](pane, data, s);
@@ -304,7 +321,7 @@ function drift(pane, data, s) {
       "other statistics"].map((h, i) => el("th", { class: [2, 3].includes(i) ? "num"
         : (i === 5 ? "hide-narrow" : null), text: h })))),
     el("tbody", {}, rows.map(([column, [method, score, threshold, isDrifted]]) => {
-      const context = Object.entries(picked.drift.scores[column] || {})
+      const context = Object.entries((picked.scores || {})[column] || {})
         .filter(([m]) => m !== method).map(([m, v]) => `${m} ${fmt(v)}`).join(", ");
       return el("tr", { "data-column": column, "data-method": method, "data-score": score,
         "data-threshold": threshold, "data-verdict": isDrifted ? "drift" : "ok" },
