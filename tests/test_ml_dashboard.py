@@ -265,3 +265,20 @@ def test_page_ships_in_the_package_and_loads_nothing_from_elsewhere() -> None:
     for name in ("app.js", "style.css", "index.html"):
         assert not re.search(r"https?://(?!www\.w3\.org/2000/svg)",
                              static.joinpath(name).read_text()), name
+
+
+def test_a_model_silent_for_stale_after_is_listed_as_stopped(tmp_path: Path) -> None:
+    clock = Clock(NOW_NS)
+    dashboard = _dashboard(tmp_path, clock, stale_after="10m")
+    dashboard.start()
+    try:
+        dashboard.consume_metrics(app_batch(NOW_NS - 10**9, {"age": np.arange(10.0)}))
+        dashboard.flush()
+        clock.now_ns = NOW_NS + 9 * WINDOW_NS
+        [sending] = json.loads(_get(dashboard, "/api/models")[1])["models"]
+        clock.now_ns = NOW_NS + 11 * WINDOW_NS
+        [silent] = json.loads(_get(dashboard, "/api/models")[1])["models"]
+    finally:
+        dashboard.shutdown()
+    assert (sending["stale"], silent["stale"]) == (False, True)
+    assert silent["last_seen"] == NOW_NS / 1e9  # when its data arrived, by the clock
