@@ -1,7 +1,7 @@
 """The dashboard's JSON API (docs/dashboard.md), the page's only data source.
 
 ``GET /api/models?from=&to=``,
-``GET /api/windows?model=&version=&operation=&from=&to=&detail=`` and
+``GET /api/windows?model=&version=&operation=&from=&to=&parts=&detail=`` and
 ``GET /api/distributions?model=&version=&operation=&window=``; times are Unix seconds, a
 window is named by its start in Unix nanoseconds (``id`` in ``/api/windows``). Stored parts
 are JSON already and are handed on as text, so a day of windows is not parsed per request.
@@ -29,6 +29,7 @@ DEFAULT_RANGE_S = 3600.0
 # The overview draws each model's dataset-share trend with at most this many points.
 TREND_POINTS = 120
 ROLE_CURRENT = "current"
+WINDOW_PARTS = ("drift", "performance", "predictions", "service")
 
 
 class ApiError(ValueError):
@@ -81,6 +82,7 @@ class Api:
         from_ns, to_ns = _range(query, now_ns)
         rows_of = self.history.windows(stream, from_ns, to_ns)
         detail = _detail(query.get("detail", ""), rows_of)
+        wanted = _parts(query.get("parts", ""))
         parts = []
         for row in rows_of:
             (start_ns, end_ns, evaluated_ns, rows, share, dataset_drifted, drifted, features,
@@ -90,8 +92,7 @@ class Api:
                                "dataset_drifted": dataset_drifted, "drifted": drifted,
                                "features": features}, allow_nan=False)
             tail = ",".join(f'"{name}":{text or "null"}' for name, text in
-                            zip(("drift", "performance", "predictions", "service"), texts,
-                                strict=True))
+                            zip(WINDOW_PARTS, texts, strict=True) if name in wanted)
             if start_ns == detail:
                 tail += f',"scores":{self.history.scores(stream, start_ns) or "null"}'
             parts.append(head[:-1] + "," + tail + "}")
@@ -162,6 +163,19 @@ class Api:
     def _profile(self, key: StreamKey) -> Profile | None:
         profiles = self.profiles()
         return profiles.get((key.name, key.version)) or profiles.get((key.name, ""))
+
+
+def _parts(wanted: str) -> frozenset[str]:
+    """The parts a page asked for (``parts=drift,service``), all of them by default: a tab
+    needs one, and a day of windows carries all four."""
+    if not wanted:
+        return frozenset(WINDOW_PARTS)
+    names = frozenset(wanted.split(","))
+    unknown = names - set(WINDOW_PARTS)
+    if unknown:
+        raise ApiError(400, f"parts: a comma-separated subset of {', '.join(WINDOW_PARTS)}, "
+                            f"got {', '.join(sorted(unknown))}")
+    return names
 
 
 def _detail(wanted: str, rows: list[tuple[Any, ...]]) -> int | None:

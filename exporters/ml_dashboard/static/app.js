@@ -9,6 +9,9 @@ const PALETTE = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860
 const TABS = ["drift", "distributions", "performance", "predictions", "service"];
 const PERFORMANCE = ["accuracy", "precision", "recall", "f1", "roc_auc", "mae", "rmse", "r2"];
 const DEFAULT_RANGE_S = 3600;
+// The parts of each window a tab draws (/api/windows?parts=).
+const TAB_PARTS = { drift: "drift", distributions: "predictions,service",
+  performance: "performance", predictions: "predictions", service: "service" };
 const TOKEN_KEY = "driftline.dashboard.token";
 const charts = [];
 
@@ -146,6 +149,27 @@ function destroyCharts() {
   while (charts.length) charts.pop()[0].destroy();
 }
 
+// A long range has more windows than the chart has pixels: each run of windows becomes one
+// point holding its highest value (a drifted window still shows), so a day of one-minute
+// windows draws in milliseconds instead of a second.
+const MAX_POINTS = 300;
+
+function thinned(x, series) {
+  if (x.length <= MAX_POINTS) return [x, series];
+  const step = Math.ceil(x.length / MAX_POINTS);
+  const runs = [];
+  for (let i = 0; i < x.length; i += step) runs.push(i);
+  const highest = (values, i) => {
+    let best = null;
+    for (let j = i; j < Math.min(i + step, values.length); j++) {
+      if (values[j] !== null && values[j] !== undefined && (best === null || values[j] > best)) best = values[j];
+    }
+    return best;
+  };
+  return [runs.map((i) => x[i]),
+    series.map((s) => Object.assign({}, s, { values: runs.map((i) => highest(s.values, i)) }))];
+}
+
 // Bars as SVG: groups of (label, [values]) with one colour per series; values are drawn to
 // the largest one, each bar's title gives its exact value.
 function bars(groups, seriesNames, colours, options) {
@@ -277,15 +301,19 @@ async function model(main, s) {
   // Every method's scores come for one window only (the drift table's): a day of them for
   // 30 features is megabytes.
   const data = await api("windows", { model: s.model, version: s.version || "",
-    operation: s.op || "", from, to, detail: tab === "drift" ? (s.window || "latest") : "" });
+    operation: s.op || "", from, to, parts: TAB_PARTS[tab],
+    detail: tab === "drift" ? (s.window || "latest") : "" });
   const pane = el("div", { id: "pane", "data-tab": tab });
   main.append(pane);
-  await ({ drift, distributions, performance, predictions, service })[tab](pane, data, s);
+  // Named *Tab: a global function "performance" would replace window.performance.
+  const tabs = { drift: driftTab, distributions: distributionsTab, performance: performanceTab,
+    predictions: predictionsTab, service: serviceTab };
+  await tabs[tab](pane, data, s);
 }
 
 function drifted(windows) { return windows.filter((w) => w.drift); }
 
-function drift(pane, data, s) {
+function driftTab(pane, data, s) {
   const windows = drifted(data.windows);
   if (!windows.length) {
     pane.append(card("Drift", el("p", { class: "muted", text: "No window of this model has a " +
@@ -304,11 +332,16 @@ function drift(pane, data, s) {
     series.push({ label: `threshold ${fmt(t)}`, values: x.map(() => t), stroke: "#111827",
       dash: [6, 4], width: 1 });
   }
-  chart(scores, "scores", x, series, { height: 280 });
+  const [tx, ts] = thinned(x, series);
+  chart(scores, "scores", tx, ts, { height: 280 });
   const share = card("Share of drifted features");
   pane.append(share);
-  chart(share, "share", x, [{ label: "dataset share", values: windows.map((w) => w.share) }],
-    { y: { range: [0, 1] } });
+  const [sx, ss] = thinned(x, [{ label: "dataset share", values: windows.map((w) => w.share) }]);
+  chart(share, "share", sx, ss, { y: { range: [0, 1] } });
+  if (tx.length < x.length) {
+    share.append(el("p", { class: "muted", text: `${x.length} windows drawn as ${tx.length} ` +
+      "points, each the highest value of its run of windows." }));
+  }
   // The table: one window's columns sorted by score (the latest unless one is picked).
   const picked = windows.find((w) => w.id === s.window) || windows[windows.length - 1];
   const select = el("select", { id: "drift-window", "aria-label": "window" },
@@ -339,7 +372,7 @@ function drift(pane, data, s) {
     table));
 }
 
-async function distributions(pane, data, s) {
+async function distributionsTab(pane, data, s) {
   const withRows = data.windows.filter((w) => w.service || w.predictions);
   if (!withRows.length) {
     pane.append(card("Distributions", el("p", { class: "muted",
@@ -382,7 +415,7 @@ async function distributions(pane, data, s) {
   box.querySelector("svg").setAttribute("data-column", column);
 }
 
-function performance(pane, data) {
+function performanceTab(pane, data) {
   const windows = data.windows.filter((w) => w.performance);
   if (!windows.length) {
     pane.append(card("Performance", el("p", { class: "muted", text: "No labels joined in this " +
@@ -440,7 +473,7 @@ function performance(pane, data) {
       metrics.map((m) => el("td", { class: "num", text: fmt(w.performance[m]) }))))))));
 }
 
-function predictions(pane, data) {
+function predictionsTab(pane, data) {
   const windows = data.windows.filter((w) => w.predictions);
   if (!windows.length) {
     pane.append(card("Predictions", el("p", { class: "muted", text: "No predictions in this time range." })));
@@ -474,7 +507,7 @@ function predictions(pane, data) {
   }
 }
 
-function service(pane, data) {
+function serviceTab(pane, data) {
   const windows = data.windows.filter((w) => w.service);
   if (!windows.length) {
     pane.append(card("Service", el("p", { class: "muted", text: "No ml.predict.* metrics in this time range." })));
