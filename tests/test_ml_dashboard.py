@@ -134,6 +134,7 @@ def test_history_survives_a_restart(tmp_path: Path) -> None:
     assert everything["from"] == 0 and [w["id"] for w in everything["windows"]] == [
         str(start_ns)]
     assert (model["name"], model["last_window"]["share"]) == ("churn", 0.5)
+    assert model["trend"] == [[start_ns / 1e9, 0.5]]
 
 
 def test_retention_deletes_windows_older_than_it(tmp_path: Path) -> None:

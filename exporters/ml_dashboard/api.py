@@ -26,7 +26,8 @@ from driftline.report import category_shares, numeric_densities
 
 NS_PER_S = 1_000_000_000
 DEFAULT_RANGE_S = 3600.0
-# The overview draws each model's dataset-share trend with at most this many points.
+# The overview draws each model's dataset-share trend with at most this many points, each
+# the highest share of its part of the range.
 TREND_POINTS = 120
 ROLE_CURRENT = "current"
 WINDOW_PARTS = ("drift", "performance", "predictions", "service")
@@ -53,8 +54,9 @@ class Api:
         from_ns, to_ns = _range(query, now_ns)
         verdicts = self.history.last_verdicts()
         trends: dict[int, list[tuple[int, float]]] = {}
-        for stream, start_ns, share in self.history.shares(from_ns, to_ns):
-            trends.setdefault(stream, []).append((start_ns, share))
+        step_ns = -(-(to_ns - from_ns) // TREND_POINTS)
+        for stream, start_ns, share in self.history.shares(from_ns, to_ns, step_ns):
+            trends.setdefault(stream, []).append([start_ns / NS_PER_S, share])
         models = []
         for stream in self.history.streams():
             last = verdicts.get(stream["id"])
@@ -68,7 +70,7 @@ class Api:
                 "last_window": None if last is None else dict(zip(
                     ("start", "evaluated", "rows", "share", "dataset_drifted", "drifted",
                      "features"), (_s(last[0]), _s(last[1]), *last[2:]), strict=True)),
-                "trend": _thinned(trends.get(stream["id"], [])),
+                "trend": trends.get(stream["id"], []),
             })
         return json.dumps({"now": now_ns / NS_PER_S, "from": from_ns / NS_PER_S,
                            "to": to_ns / NS_PER_S,
@@ -242,16 +244,3 @@ def _range(query: Mapping[str, str], now_ns: int) -> tuple[int, int]:
 
 def _s(time_ns: int | None) -> float | None:
     return None if not time_ns else time_ns / NS_PER_S
-
-
-def _thinned(points: list[tuple[int, float]]) -> list[list[float]]:
-    """At most ``TREND_POINTS`` (time, share) pairs: the highest share of each run of
-    windows, so a drifted window still shows in a day of them."""
-    if len(points) <= TREND_POINTS:
-        return [[start_ns / NS_PER_S, share] for start_ns, share in points]
-    step = math.ceil(len(points) / TREND_POINTS)
-    out = []
-    for i in range(0, len(points), step):
-        run = points[i:i + step]
-        out.append([run[0][0] / NS_PER_S, max(share for _, share in run)])
-    return out

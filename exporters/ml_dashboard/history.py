@@ -263,13 +263,17 @@ class History:
                     found[stream] = tuple(row)
         return found
 
-    def shares(self, from_ns: int, to_ns: int) -> Iterator[tuple[int, int, float]]:
-        """(stream, start_ns, dataset share) of every window with a share in the range."""
+    def shares(self, from_ns: int, to_ns: int, step_ns: int
+               ) -> Iterator[tuple[int, int, float]]:
+        """(stream, start_ns, dataset share) in the range, one per ``step_ns`` of it: the
+        first window's start and the highest share of the windows in that step (a drifted
+        window still shows), summed up by SQLite from the summary index."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT stream, start_ns, share FROM windows INDEXED BY windows_summary "
-                "WHERE stream IN (SELECT id FROM streams) AND start_ns >= ? AND start_ns < ? "
-                "AND share IS NOT NULL ORDER BY stream, start_ns", (from_ns, to_ns)).fetchall()
+                "SELECT stream, min(start_ns), max(share) FROM windows INDEXED BY "
+                "windows_summary WHERE stream IN (SELECT id FROM streams) AND start_ns >= ? "
+                "AND start_ns < ? AND share IS NOT NULL GROUP BY stream, (start_ns - ?) / ? "
+                "ORDER BY stream, 2", (from_ns, to_ns, from_ns, max(1, step_ns))).fetchall()
         return iter(rows)
 
     def windows(self, stream: int, from_ns: int, to_ns: int) -> list[tuple[Any, ...]]:
