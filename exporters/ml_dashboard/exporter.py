@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import mimetypes
-import socket
-import socketserver
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -51,6 +49,7 @@ from driftline.processor.component import (
     ServerAuthenticator,
 )
 from driftline.processor.component.auth import authenticator_of
+from driftline.processor.component.http_server import http_server
 from driftline.profile import Profile, ProfileError, load_directory
 
 _log = logging.getLogger(__name__)
@@ -147,10 +146,8 @@ class MlDashboard:
         except HistoryError as exc:
             raise ComponentError(f"{where}::{exc}") from exc
         host, _, port = self._config.endpoint.rpartition(":")
-        host = host.strip("[]")
-        server_class = _Server6 if ":" in host else _Server
         try:
-            self._server = server_class((host, int(port)), _handler(self))
+            self._server = http_server(host, int(port), _handler(self), TYPE)
         except OSError as exc:
             self._history.close()
             raise ComponentError(f"{where}::endpoint: cannot listen on "
@@ -304,22 +301,6 @@ class MlDashboard:
             with self._lock:
                 self._stats.unauthenticated_requests += 1
             raise
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def server_bind(self) -> None:  # no reverse-DNS lookup of the bound address
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name, self.server_port = str(host), int(port)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        _log.warning("ml_dashboard: serving %s failed", client_address, exc_info=True)
-
-
-class _Server6(_Server):
-    address_family = socket.AF_INET6
 
 
 def _static(name: str) -> bytes | None:
