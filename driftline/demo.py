@@ -47,6 +47,7 @@ REQUEST_PAUSE_S = 0.04
 EXPORT_INTERVAL_MS = 1000
 # Every prediction is a record (about 1600 rows a second here), so every label joins.
 PREDICTION_RECORDS_PER_SECOND = 5000
+LABELS_TIMEOUT_S = 5.0
 SEED = 42
 RESULT_TIMEOUT_S = 30
 CONFIG_FILE = "collector.yaml"
@@ -258,7 +259,12 @@ def _serve(model, live, recorder) -> list[tuple[int, str]]:
             time.sleep(REQUEST_PAUSE_S)
         recorder.force_flush()  # lands inside this window
         # The true outcomes of this window's predictions, as a label feed would send them.
-        driftline.record_ground_truth(ids, labels, model=MODEL_NAME, version=MODEL_VERSION)
+        try:
+            driftline.record_ground_truth(ids, labels, model=MODEL_NAME, version=MODEL_VERSION,
+                                          flush_timeout_s=LABELS_TIMEOUT_S)
+        except driftline.GroundTruthNotDelivered as exc:  # the drift part goes on without
+            print(f"    labels of this window not all delivered ({exc.delivered} of "
+                  f"{len(ids)}): {exc}")
         ids, labels = [], []
         windows.append((start_s * 10**9, phase))
         print(f"    window {time.strftime('%H:%M:%S', time.localtime(start_s))} served ({phase})")
