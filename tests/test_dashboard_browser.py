@@ -334,6 +334,14 @@ def test_api_answers_what_the_page_draws(served: dict[str, Any]) -> None:
     # 0.5 % tails); the current side sits about SHIFT standard deviations right.
     for side in ("reference", "current"):
         assert float(np.sum(np.array(age[side]) * np.diff(edges))) == pytest.approx(1, abs=0.02)
+    # A categorical column (the predicted class): reference and current shares per class.
+    with urllib.request.urlopen(f"{base}distributions?{query}&window={shifted_start}",
+                                timeout=10) as response:
+        classes = json.load(response)["columns"][semconv.PROFILE_COLUMN_PREDICTION_CLASS]
+    assert classes["kind"] == "categorical"
+    assert {name for name, _, _ in classes["categories"]} == {"0", "1"}
+    for side in (1, 2):
+        assert sum(row[side] for row in classes["categories"]) == pytest.approx(1.0)
     centre = (edges[:-1] + edges[1:]) / 2
     mean_of = {side: float(np.sum(centre * np.array(age[side]) * np.diff(edges)))
                for side in ("reference", "current")}
