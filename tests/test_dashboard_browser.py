@@ -49,6 +49,7 @@ BROWSER_TIMEOUT_S = 90
 DASHBOARD_LINE = re.compile(r"^exporter ml_dashboard listening on (\S+)$")
 PHONE = {"width": 390, "height": 844}
 DRIFT_THRESHOLD = 0.1  # ml_drift's default normed Wasserstein threshold
+TOKEN = "dashboard-test-token"
 
 
 def _node() -> str:
@@ -84,14 +85,16 @@ def _config(tmp: Path, grpc: str) -> dict[str, Any]:
                          "min_rows": 100},
             "ml_performance": {"window": window, "grace": "1s", "min_labels": 10},
         },
+        "extensions": {"bearertokenauth": {"token": TOKEN}},
         "exporters": {
             "file": {"path": str(tmp / "metrics.jsonl"), "flush_interval": 0},
             "file/logs": {"path": str(tmp / "logs.jsonl"), "flush_interval": 0},
             "ml_dashboard": {"endpoint": f"{LOOPBACK}:0", "window": window, "grace": "1s",
                              "reference_profiles": str(tmp / "profiles"),
-                             "history": {"path": str(tmp / "dashboard.sqlite")}},
+                             "history": {"path": str(tmp / "dashboard.sqlite")},
+                             "auth": {"authenticator": "bearertokenauth"}},
         },
-        "service": {"pipelines": {
+        "service": {"extensions": ["bearertokenauth"], "pipelines": {
             "metrics": {"receivers": ["otlp"], "processors": ["ml_drift"],
                         "exporters": ["file", "ml_dashboard"]},
             "logs": {"receivers": ["otlp"], "processors": ["ml_performance"],
@@ -123,6 +126,14 @@ def _outputs(path: Path) -> dict[int, dict[str, Any]]:
     return found
 
 
+def _open(url: str, token: str | None = TOKEN) -> Any:
+    """GET ``url`` from the dashboard's API with the bearer token (or none)."""
+    request = urllib.request.Request(url)
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    return urllib.request.urlopen(request, timeout=10)
+
+
 def _await_history(endpoint: str, starts: list[int]) -> None:
     """Until the dashboard has written the app's side (a grace after each window's end) and
     the processors' side of every window."""
@@ -131,8 +142,7 @@ def _await_history(endpoint: str, starts: list[int]) -> None:
     deadline = time.monotonic() + RESULT_TIMEOUT_S
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(f"http://{endpoint}/api/windows?{query}",
-                                        timeout=10) as response:
+            with _open(f"http://{endpoint}/api/windows?{query}") as response:
                 stored = {int(w["id"]): w for w in json.load(response)["windows"]}
         except urllib.error.HTTPError:  # 404 until the model's first window is written
             stored = {}
@@ -209,7 +219,7 @@ def browser(served: dict[str, Any]) -> dict[str, Any]:
     (shifted_start, _), = [w for w in served["windows"] if w[1] == "shifted"]
     model = f"model={app.MODEL_NAME}&version={app.MODEL_VERSION}&op=predict_proba"
     views = [
-        {"name": "overview", "hash": "view=overview&range=3600"},
+        {"name": "overview", "hash": "view=overview&range=3600", "token": TOKEN},
         {"name": "drift", "hash": f"view=model&{model}&tab=drift&window={shifted_start}"},
         {"name": "distributions", "hash": f"view=model&{model}&tab=distributions"
                                           f"&column={app.SHIFTED}&window={shifted_start}"},
@@ -234,6 +244,7 @@ def test_every_view_loads_without_errors_or_outside_requests(served: dict[str, A
     outside = [url for url in browser["requests"] if not url.startswith(origin + "/")]
     assert outside == []
     assert any(url.startswith(origin + "/api/windows?") for url in browser["requests"])
+    assert origin + "/api/auth" in browser["requests"]  # asked before the token was typed
     assert any("/static/uPlot.iife.min.js" in url for url in browser["requests"])
     for name, view in browser["views"].items():
         assert view["error"] == [], name
@@ -320,13 +331,13 @@ def test_api_answers_what_the_page_draws(served: dict[str, Any]) -> None:
     (shifted_start, _), = [w for w in served["windows"] if w[1] == "shifted"]
     base = f"http://{served['endpoint']}/api/"
     query = f"model={app.MODEL_NAME}&version={app.MODEL_VERSION}&operation=predict_proba"
-    with urllib.request.urlopen(f"{base}windows?{query}", timeout=10) as response:
+    with _open(f"{base}windows?{query}") as response:
         windows = {w["id"]: w for w in json.load(response)["windows"]}
     drift = windows[str(shifted_start)]["drift"]["columns"][app.SHIFTED]
     gauges = served["outputs"][shifted_start]
     assert drift[1] == gauges[semconv.ML_DRIFT_SCORE][(app.SHIFTED, drift[0], "")]
-    with urllib.request.urlopen(f"{base}distributions?{query}&window={shifted_start}"
-                                f"&column={app.SHIFTED}", timeout=10) as response:
+    with _open(f"{base}distributions?{query}&window={shifted_start}"
+               f"&column={app.SHIFTED}") as response:
         columns = json.load(response)["columns"]
     age = columns[app.SHIFTED]
     edges = np.array(age["edges"])
@@ -334,9 +345,12 @@ def test_api_answers_what_the_page_draws(served: dict[str, Any]) -> None:
     # 0.5 % tails); the current side sits about SHIFT standard deviations right.
     for side in ("reference", "current"):
         assert float(np.sum(np.array(age[side]) * np.diff(edges))) == pytest.approx(1, abs=0.02)
+    # The API is behind bearertokenauth here: the page got in with the token it asked for.
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        _open(f"{base}windows?{query}", token=None)
+    assert refused.value.code == 401
     # A categorical column (the predicted class): reference and current shares per class.
-    with urllib.request.urlopen(f"{base}distributions?{query}&window={shifted_start}",
-                                timeout=10) as response:
+    with _open(f"{base}distributions?{query}&window={shifted_start}") as response:
         classes = json.load(response)["columns"][semconv.PROFILE_COLUMN_PREDICTION_CLASS]
     assert classes["kind"] == "categorical"
     assert {name for name, _, _ in classes["categories"]} == {"0", "1"}

@@ -202,6 +202,7 @@ def test_api_asks_for_the_bearer_token_when_auth_is_set(tmp_path: Path) -> None:
         wrong = _get(dashboard, "/api/models", token="guess")
         right = _get(dashboard, "/api/models", token=TOKEN)
         page = _get(dashboard, "/")
+        asked = _get(dashboard, "/api/auth")
         script = _get(dashboard, "/static/app.js")
     finally:
         dashboard.shutdown()
@@ -212,6 +213,7 @@ def test_api_asks_for_the_bearer_token_when_auth_is_set(tmp_path: Path) -> None:
     # The page and its files hold no data: they load, and the page asks for the token.
     assert page[0] == 200 and b"bearertokenauth" in page[1]
     assert script[0] == 200
+    assert asked[0] == 200 and json.loads(asked[1]) == {"required": True}
     assert dashboard.stats().unauthenticated_requests == 2
 
 
@@ -224,12 +226,14 @@ def test_api_errors_say_what_to_send(tmp_path: Path) -> None:
         bad_range = _get(dashboard, "/api/models?from=later")
         outside = _get(dashboard, "/static/../exporter.py")
         source = _get(dashboard, "/static/__init__.py")
+        open_api = _get(dashboard, "/api/auth")
     finally:
         dashboard.shutdown()
     assert no_model[0] == 400 and "model: required" in json.loads(no_model[1])["error"]
     assert unknown[0] == 404 and "/api/models" in json.loads(unknown[1])["error"]
     assert bad_range[0] == 400 and "Unix seconds" in json.loads(bad_range[1])["error"]
     assert outside[0] == 404 and source[0] == 404
+    assert json.loads(open_api[1]) == {"required": False}
 
 
 def test_config_errors_name_the_yaml_path() -> None:

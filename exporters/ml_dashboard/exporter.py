@@ -58,6 +58,9 @@ STATIC_PACKAGE = "driftline.exporters.ml_dashboard.static"
 INDEX = "index.html"
 STATIC_PREFIX = "/static/"
 API_PREFIX = "/api/"
+# /api/auth answers without credentials whether the others need them, so the page asks for
+# the token before its first data request instead of after a 401.
+AUTH_ROUTE = "auth"
 # Retention and the size bound are applied at most this often (they scan an index).
 PRUNE_INTERVAL_S = 60.0
 JOIN_TIMEOUT_S = 5.0
@@ -292,6 +295,10 @@ class MlDashboard:
         return Api(history, self._read_profiles, parse_duration(self._config.stale_after),
                    self._clock_ns)
 
+    @property
+    def auth_required(self) -> bool:
+        return self._authenticator is not None
+
     def authenticate(self, headers: Mapping[str, str]) -> None:
         if self._authenticator is None:
             return
@@ -338,6 +345,10 @@ def _handler(dashboard: MlDashboard) -> type[BaseHTTPRequestHandler]:
                                           or kind.endswith("javascript") else ""))
 
         def _api(self, route: str, query: dict[str, str]) -> None:
+            if route == AUTH_ROUTE:  # whether to ask for a token, before asking for data
+                required = dashboard.auth_required
+                self._send(200, json.dumps({"required": required}).encode(), JSON_TYPE)
+                return
             handler = routes.get(route)
             if handler is None:
                 self._error(404, f"no API {route!r}; one of {', '.join(sorted(routes))}")

@@ -55,6 +55,11 @@ function read() {
       if (first) {
         await page.goto(base + "#" + view.hash);
         first = false;
+        if (view.token) {  // the page asks for the bearer token before its first data request
+          await page.waitForSelector("#login[open]", { timeout: READY_TIMEOUT_MS });
+          await page.fill("#login-token", view.token);
+          await page.click("#login-form button");
+        }
       } else {
         await page.evaluate((hash) => {
           document.getElementById("main").removeAttribute("data-ready");

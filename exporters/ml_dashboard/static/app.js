@@ -560,6 +560,16 @@ document.getElementById("range").addEventListener("submit", (event) => {
   go({ range: "custom", from: String(seconds("range-from")), to: String(seconds("range-to")) });
 });
 
+// Asked once per tab session: whether the API wants a bearer token (bearertokenauth).
+let authChecked = false;
+
+async function ensureToken() {
+  if (authChecked || sessionStorage.getItem(TOKEN_KEY)) return;
+  const response = await fetch("/api/auth");
+  if (response.ok && (await response.json()).required) await askToken();
+  authChecked = true;
+}
+
 async function render() {
   const s = state();
   syncRange(s);
@@ -568,6 +578,7 @@ async function render() {
   main.replaceChildren();
   main.removeAttribute("data-ready");
   try {
+    await ensureToken();
     if (s.view === "model" && s.model) await model(main, s);
     else await overview(main, s);
   } catch (error) {
