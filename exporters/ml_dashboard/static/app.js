@@ -219,7 +219,7 @@ function bars(groups, seriesNames, colours, options) {
   return el("div", {}, svg, legend);
 }
 
-// The dataset share over the range as one SVG polyline (50 models: 50 charts would cost
+// The dataset share as one SVG polyline (50 models: 50 charts would cost
 // more than the whole table).
 function sparkline(points, from, to) {
   const ns = "http://www.w3.org/2000/svg";
@@ -229,8 +229,12 @@ function sparkline(points, from, to) {
   svg.setAttribute("height", "32");
   svg.setAttribute("data-points", String(points.length));
   const line = document.createElementNS(ns, "polyline");
+  // From the first window to the last in the range: a model that sent for a minute of the
+  // day still shows its trend.
+  const t0 = points.length ? points[0][0] : from;
+  const t1 = points.length > 1 ? points[points.length - 1][0] : to;
   line.setAttribute("points", points.map(([t, share]) =>
-    `${(160 * (t - from) / (to - from)).toFixed(1)},${(30 - 28 * share).toFixed(1)}`).join(" "));
+    `${(160 * (t - t0) / (t1 - t0 || 1)).toFixed(1)},${(30 - 28 * share).toFixed(1)}`).join(" "));
   line.setAttribute("fill", "none");
   line.setAttribute("stroke", "#c0392b");
   line.setAttribute("stroke-width", "1.5");
