@@ -50,6 +50,9 @@ BATCHES_PER_WINDOW = 32
 SERVING_S = 3.0  # the batches are spread over a window's first 3 s
 SERVE_UNTIL_BEFORE_END_S = 0.6  # then the last export lands inside the window
 EXPORT_INTERVAL_MS = 1000
+# Every prediction is a record (about 1600 rows a second here), so every label joins.
+PREDICTION_RECORDS_PER_SECOND = 5000
+LABELS_TIMEOUT_S = 5.0
 SEED = 42
 RESULT_TIMEOUT_S = 30
 CONFIG_FILE = "collector.yaml"
@@ -59,6 +62,7 @@ CONFIG_FILE = "collector.yaml"
 class Endpoints:
     otlp_grpc: str
     prometheus: str
+    dashboard: str
     profiles: Path
     output: Path
     config: Path
@@ -67,7 +71,8 @@ class Endpoints:
 def run_demo(workdir: str, keep_running: bool = False) -> int:
     root = Path(workdir).resolve()
     endpoints = Endpoints(f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}",
-                          root / "profiles", root / "output", root / CONFIG_FILE)
+                          f"127.0.0.1:{_free_port()}", root / "profiles", root / "output",
+                          root / CONFIG_FILE)
     for folder in (endpoints.profiles, endpoints.output):
         folder.mkdir(parents=True, exist_ok=True)
         for stale in [*folder.glob("*.json*"), *folder.glob("*.sqlite*")]:
@@ -166,6 +171,12 @@ def write_config(endpoints: Endpoints) -> None:
     drift_config["checkpoint"]["path"] = str(endpoints.output / "ml_drift.sqlite")
     for exporter_id, name in (("file", "metrics.jsonl"), ("file/traces", "traces.jsonl")):
         config["exporters"][exporter_id]["path"] = str(endpoints.output / name)
+    config["processors"]["ml_performance"]["store"]["path"] = str(
+        endpoints.output / "predictions.sqlite")
+    config["exporters"]["file/logs"]["path"] = str(endpoints.output / "logs.jsonl")
+    dashboard = config["exporters"]["ml_dashboard"]
+    dashboard["reference_profiles"] = str(endpoints.profiles)
+    dashboard["history"]["path"] = str(endpoints.output / "dashboard.sqlite")
     header = ("# Written by `driftline demo`: the shipped default.yaml with this demo's\n"
               "# profiles and output folders. Run it: driftline collector --config FILE\n")
     endpoints.config.write_text(header + yaml.safe_dump(config, sort_keys=False),
@@ -178,6 +189,7 @@ def _processor(endpoints: Endpoints) -> Iterator[subprocess.Popen[str]]:
            "DRIFTLINE_OTLP_GRPC_ENDPOINT": endpoints.otlp_grpc,
            "DRIFTLINE_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{_free_port()}",
            "DRIFTLINE_PROMETHEUS_ENDPOINT": endpoints.prometheus,
+           "DRIFTLINE_DASHBOARD_ENDPOINT": endpoints.dashboard,
            "DRIFTLINE_WINDOW": f"{WINDOW_S}s",
            "DRIFTLINE_GRACE": f"{GRACE_S}s",
            "DRIFTLINE_MIN_ROWS": str(MIN_ROWS)}
@@ -191,6 +203,7 @@ def _processor(endpoints: Endpoints) -> Iterator[subprocess.Popen[str]]:
         _wait_for_port(endpoints.otlp_grpc, process)
         print(f"    OTLP/gRPC on {endpoints.otlp_grpc}, Prometheus on "
               f"http://{endpoints.prometheus}/metrics (pid {process.pid})")
+        print(f"    dashboard: http://{endpoints.dashboard}/")
         yield process
     finally:
         process.terminate()
@@ -208,6 +221,10 @@ def _instrument(endpoints: Endpoints):
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{endpoints.otlp_grpc}",
         "OTEL_EXPORTER_OTLP_INSECURE": "true",
         "OTEL_METRIC_EXPORT_INTERVAL": str(EXPORT_INTERVAL_MS),
+        # ml.prediction records, so labels sent later are joined (ml_performance).
+        "OTEL_LOGS_EXPORTER": "otlp",
+        "DRIFTLINE_PREDICTION_RECORDS_RATIO": "1",
+        "DRIFTLINE_PREDICTION_RECORDS_PER_SECOND": str(PREDICTION_RECORDS_PER_SECOND),
     })
     importlib.import_module("driftline.auto")
     from driftline.instrumentation.sklearn import SklearnInstrumentor
@@ -225,9 +242,14 @@ def _flush_spans() -> None:
 
 
 def _serve(model, live, recorder) -> list[tuple[int, str]]:
-    """Serve each window from its start to shortly before its end; returns (start_ns, phase)."""
+    """Serve each window from its start to shortly before its end, then send the labels of
+    its predictions; returns (start_ns, phase)."""
+    import driftline
+
     rng = np.random.default_rng(SEED + 1)
     windows = []
+    ids: list[str] = []
+    labels: list[int] = []
     phases = ["as trained"] * WINDOWS_PER_PHASE + ["shifted"] * WINDOWS_PER_PHASE
     start_s = (int(time.time()) // WINDOW_S + 1) * WINDOW_S
     _sleep_until(start_s + 0.05)
@@ -237,10 +259,21 @@ def _serve(model, live, recorder) -> list[tuple[int, str]]:
         for batch_index in range(BATCHES_PER_WINDOW):
             if time.time() >= end_s - SERVE_UNTIL_BEFORE_END_S:
                 break
-            batch = live.iloc[rng.integers(0, len(live), BATCH_ROWS)][list(FEATURES)]
+            rows = live.iloc[rng.integers(0, len(live), BATCH_ROWS)]
+            batch = rows[list(FEATURES)]
             model.predict_proba(_shifted(batch) if phase == "shifted" else batch)
+            ids.extend(driftline.last_prediction_ids())
+            labels.extend(rows["churned"])
             _sleep_until(start_s + 0.05 + (batch_index + 1) * pause_s)
         recorder.force_flush()  # lands inside this window
+        # The true outcomes of this window's predictions, as a label feed would send them.
+        try:
+            driftline.record_ground_truth(ids, labels, model=MODEL_NAME, version=MODEL_VERSION,
+                                          flush_timeout_s=LABELS_TIMEOUT_S)
+        except driftline.GroundTruthNotDelivered as exc:  # the drift part goes on without
+            print(f"    labels of this window not all delivered ({exc.delivered} of "
+                  f"{len(ids)}): {exc}")
+        ids, labels = [], []
         windows.append((start_s * 10**9, phase))
         print(f"    window {time.strftime('%H:%M:%S', time.localtime(start_s))} served ({phase})")
         start_s = end_s
@@ -379,6 +412,7 @@ def _print_where(endpoints: Endpoints, scrape: list[str], workdir: str,
                  keep_running: bool) -> None:
     print()
     when = "" if keep_running else " (while the processor ran)"
+    print(f"Dashboard{when}: http://{endpoints.dashboard}/")
     print(f"Prometheus endpoint{when}: http://{endpoints.prometheus}/metrics")
     for line in scrape:
         print(f"    {line}")
@@ -386,13 +420,14 @@ def _print_where(endpoints: Endpoints, scrape: list[str], workdir: str,
           f"{endpoints.output / 'traces.jsonl'}")
     print(f"Reference profile: {endpoints.profiles / (MODEL_NAME + '.profile.json')}")
     print(f"Processor log: {endpoints.output / 'processor.log'}")
-    print("Run the processor yourself (OTLP on 127.0.0.1:4317 and :4318, Prometheus on :9464)"
+    print("Run the processor yourself (OTLP on 127.0.0.1:4317 and :4318, Prometheus on :9464, "
+          "the dashboard on http://127.0.0.1:8050/)"
           + (", once this one is stopped:" if keep_running else ":"))
     print(f"    {_command()} collector --config {_shown(endpoints.config, workdir)}")
     if keep_running:
         print(f"The demo's processor keeps running: OTLP/gRPC on {endpoints.otlp_grpc}, "
-              f"Prometheus on http://{endpoints.prometheus}/metrics. Press Ctrl-C to stop it.",
-              flush=True)
+              f"Prometheus on http://{endpoints.prometheus}/metrics, the dashboard on "
+              f"http://{endpoints.dashboard}/. Press Ctrl-C to stop it.", flush=True)
 
 
 def _wait_for_interrupt(processor: subprocess.Popen[str]) -> None:

@@ -68,6 +68,9 @@ ML_DRIFT_DETECTED: Final = "ml.drift.detected"
 ML_DRIFT_DATASET_SHARE: Final = "ml.drift.dataset.share"
 ML_DRIFT_DATASET_DETECTED: Final = "ml.drift.dataset.detected"
 ML_WINDOW_ROWS: Final = "ml.window.rows"
+# The threshold of a column's verdict method (a significance level for ks and chisquare),
+# one per column and window beside ml.drift.detected, so a chart draws it under the score.
+ML_DRIFT_THRESHOLD_METRIC: Final = "ml.drift.threshold"
 ML_PERFORMANCE_PREFIX: Final = "ml.performance."
 
 DRIFT_METHOD_PSI: Final = "psi"

@@ -4,6 +4,7 @@ as printed from where the user stands."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -26,7 +27,10 @@ DEMO_TIMEOUT_S = 120
 STOP_TIMEOUT_S = 30
 SHIFTED = "['age', 'monthly_spend', 'session_minutes', 'support_calls']"
 DRIFTLINE = Path(sys.executable).with_name("driftline")
-KEEPS_RUNNING = re.compile(r"Prometheus on (http://\S+/metrics)\. Press Ctrl-C to stop it\.$")
+KEEPS_RUNNING = re.compile(r"Prometheus on (http://\S+/metrics), the dashboard on (http://\S+/)\. "
+                           r"Press Ctrl-C to stop it\.$")
+DASHBOARD_TRIES = 10
+SHIFTED_FEATURES = {"age", "monthly_spend", "session_minutes", "support_calls"}
 
 
 def _free_port() -> int:
@@ -62,6 +66,10 @@ def test_demo_flags_the_shifted_features_and_keeps_running(tmp_path: Path) -> No
         assert running, "\n".join(lines)
         with urllib.request.urlopen(running.group(1), timeout=5) as response:
             assert b"ml_drift_score{" in response.read()  # still serving after the demo
+        # The dashboard it printed shows the shifted features drifted in the last window.
+        windows = _dashboard_verdicts(running.group(2))
+        with urllib.request.urlopen(running.group(2), timeout=5) as response:
+            assert b"/static/app.js" in response.read()
         process.send_signal(signal.SIGINT)  # Ctrl-C
         rest, _ = process.communicate(timeout=STOP_TIMEOUT_S)
     finally:
@@ -69,6 +77,9 @@ def test_demo_flags_the_shifted_features_and_keeps_running(tmp_path: Path) -> No
             process.kill()
     assert process.returncode == 0, "\n".join(lines) + rest
     output = "\n".join(lines)
+    assert len(windows) >= 4
+    assert {c for c, v in windows[-1]["drift"]["columns"].items()
+            if v[3] and not c.startswith("ml.")} == SHIFTED_FEATURES
 
     verdicts = [line for line in lines if line.startswith("window ") and "drifted features" in line]
     assert len(verdicts) == 4
@@ -94,12 +105,27 @@ def test_demo_flags_the_shifted_features_and_keeps_running(tmp_path: Path) -> No
     _run_as_printed(printed, tmp_path)
 
 
+def _dashboard_verdicts(url: str) -> list[dict]:
+    """The demo's windows with a drift verdict, from the dashboard's API (it writes each
+    verdict within a second of the file exporter, so a few tries)."""
+    windows: list[dict] = []
+    for _ in range(DASHBOARD_TRIES):
+        with urllib.request.urlopen(f"{url}api/windows?model=churn&version=1"
+                                    "&operation=predict_proba&from=0", timeout=5) as response:
+            windows = [w for w in json.load(response)["windows"] if w["drift"]]
+        if len(windows) >= 4:
+            break
+        time.sleep(0.5)
+    return windows
+
+
 def _run_as_printed(command: str, cwd: Path) -> None:
     """The printed command, from the folder the demo ran in, on free ports."""
     env = {**os.environ, "PATH": os.defpath,
            "DRIFTLINE_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{_free_port()}",
            "DRIFTLINE_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{_free_port()}",
-           "DRIFTLINE_PROMETHEUS_ENDPOINT": f"127.0.0.1:{_free_port()}"}
+           "DRIFTLINE_PROMETHEUS_ENDPOINT": f"127.0.0.1:{_free_port()}",
+           "DRIFTLINE_DASHBOARD_ENDPOINT": f"127.0.0.1:{_free_port()}"}
     collector = subprocess.Popen(shlex.split(command), cwd=cwd, env=env, text=True,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:

@@ -8,8 +8,6 @@ module serves them over HTTP, in the text format 0.0.4 or OpenMetrics when asked
 from __future__ import annotations
 
 import logging
-import socket
-import socketserver
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +23,7 @@ from driftline.exporters.prometheus_series.series import (
     split_endpoint,
 )
 from driftline.processor.component import ComponentError, Consumer, Settings, validated
+from driftline.processor.component.http_server import http_server
 from driftline.processor.component.settings import KIND_EXPORTER
 
 _LOG = logging.getLogger(__name__)
@@ -61,7 +60,8 @@ class PrometheusExporter(PrometheusSeries):
             return
         self.load_reference_profiles()
         try:
-            server = _server_class(self._host)((self._host, self._configured_port), _handler(self))
+            server = http_server(self._host, self._configured_port, _handler(self),
+                                 "prometheus exporter")
         except OSError as err:
             raise ComponentError(
                 f"prometheus exporter: cannot listen on endpoint {self._config.endpoint!r}: "
@@ -87,29 +87,6 @@ class PrometheusExporter(PrometheusSeries):
         server.server_close()
         if thread is not None:
             thread.join(JOIN_TIMEOUT_S)
-
-
-class _Server(ThreadingHTTPServer):
-    """A threading HTTP server that skips the reverse-DNS lookup ``HTTPServer`` does on bind."""
-
-    daemon_threads = True
-
-    def server_bind(self) -> None:
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name, self.server_port = str(host), int(port)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A scraper hanging up mid-response is routine; log it instead of printing to stderr.
-        _LOG.warning("prometheus exporter: serving %s failed", client_address, exc_info=True)
-
-
-class _Server6(_Server):
-    address_family = socket.AF_INET6
-
-
-def _server_class(host: str) -> type[_Server]:
-    return _Server6 if ":" in host else _Server
 
 
 def _handler(exporter: PrometheusExporter) -> type[BaseHTTPRequestHandler]:

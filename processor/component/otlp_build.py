@@ -28,6 +28,9 @@ GAUGE_HELP = {
                                     "the last closed window",
     semconv.ML_DRIFT_DATASET_DETECTED: "1 when the share of drifted features crosses its "
                                        "threshold in the last closed window, else 0",
+    semconv.ML_DRIFT_THRESHOLD_METRIC: "Threshold of the column's verdict method in the last "
+                                       "closed window (a significance level for ks and "
+                                       "chisquare)",
     semconv.ML_WINDOW_ROWS: "Rows the model saw in the last closed window",
     semconv.ML_PERFORMANCE_ACCURACY: "Accuracy of the predictions of a window, over the "
                                      "labels joined so far",

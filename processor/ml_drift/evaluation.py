@@ -423,6 +423,8 @@ class Evaluation:
             for score in verdicts:
                 gauges.add(semconv.ML_DRIFT_DETECTED, semconv.UNIT_DIMENSIONLESS,
                            int(score.drifted), _score_attributes(score))
+                gauges.add(semconv.ML_DRIFT_THRESHOLD_METRIC, semconv.UNIT_DIMENSIONLESS,
+                           score.threshold, _score_attributes(score))
             features = {c.name for c in profile.features()}
             feature_scores = [s for s in scores if s.column in features]
             share = None

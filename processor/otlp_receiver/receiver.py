@@ -49,13 +49,13 @@ from driftline.processor.component import (
     Host,
     MetricsConsumer,
     PartialRejection,
-    ServerAuthenticator,
     Settings,
     TracesConsumer,
     consumer_of,
     not_honoured,
     validated,
 )
+from driftline.processor.component.auth import AuthConfig, authenticator_of
 from driftline.processor.component.endpoints import endpoint_problem
 from driftline.processor.component.settings import KIND_RECEIVER
 from driftline.processor.component.signals import (
@@ -106,20 +106,6 @@ _NO_METADATA = ("requests reach the pipelines without their client's metadata (n
                 "processor here reads it)")
 _NO_CORS = ("OTLP/HTTP answers no CORS preflight here; put a proxy in front to serve "
             "browsers")
-
-
-@dataclass(frozen=True, slots=True)
-class AuthConfig:
-    """``auth``: the ID of the extension that authenticates requests (the collector's
-    ``configauth``), e.g. ``bearertokenauth`` or ``bearertokenauth/clients``."""
-
-    authenticator: str = ""
-
-    def validate(self) -> list[str]:
-        if not isinstance(self.authenticator, str) or not self.authenticator.strip():
-            return ["authenticator: required, the ID of an authenticator extension listed in "
-                    f"service::extensions (e.g. bearertokenauth), got {self.authenticator!r}"]
-        return []
 
 
 def _security_problems(tls: TlsConfig | None, auth: AuthConfig | None) -> list[str]:
@@ -330,20 +316,6 @@ def _bind_message(endpoint: str, reason: str, key: str) -> str:
             f"another process; stop it or set {key} to another port")
 
 
-def _authenticator_of(host: Host | None, auth: AuthConfig | None,
-                      where: str) -> ServerAuthenticator | None:
-    if auth is None:
-        return None
-    if host is None:
-        raise ComponentError(f"{where}: the receiver was started without a host, so extension "
-                             f"'{auth.authenticator}' cannot be reached")
-    extension = host.extension(auth.authenticator, where)
-    if not isinstance(extension, ServerAuthenticator):
-        raise ComponentError(f"{where}: extension '{auth.authenticator}' does not authenticate "
-                             "requests; name an authenticator such as bearertokenauth")
-    return extension
-
-
 class OtlpReceiver:
     """OTLP/gRPC and/or OTLP/HTTP servers passing each request's resources to ``next_consumer``.
 
@@ -449,7 +421,7 @@ class OtlpReceiver:
 
     def _start_grpc(self, grpc_config: GrpcConfig) -> None:
         where = "protocols::grpc"
-        authenticator = _authenticator_of(self._host, grpc_config.auth, f"{where}::auth::"
+        authenticator = authenticator_of(self._host, grpc_config.auth, f"{where}::auth::"
                                           "authenticator")
         credentials = None
         if grpc_config.tls is not None:
@@ -491,7 +463,7 @@ class OtlpReceiver:
 
     def _start_http(self, http_config: HttpConfig) -> None:
         where = "protocols::http"
-        authenticator = _authenticator_of(self._host, http_config.auth, f"{where}::auth::"
+        authenticator = authenticator_of(self._host, http_config.auth, f"{where}::auth::"
                                           "authenticator")
         ssl_context = (server_ssl_context(http_config.tls, f"{where}::tls")
                        if http_config.tls is not None else None)

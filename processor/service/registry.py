@@ -54,7 +54,8 @@ _EXPORTER_MODULES = ("driftline.exporters.prometheus.exporter",
                      "driftline.exporters.otlp_http.exporter",
                      "driftline.exporters.prometheusremotewrite.exporter",
                      "driftline.exporters.alertmanager.exporter",
-                     "driftline.exporters.webhook.exporter")
+                     "driftline.exporters.webhook.exporter",
+                     "driftline.exporters.ml_dashboard.exporter")
 
 
 @dataclass(frozen=True, slots=True)

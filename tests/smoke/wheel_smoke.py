@@ -114,6 +114,7 @@ def check_collector(bin_dir: Path, here: Path, env: dict[str, str]) -> None:
     collector_env = {**env, "DRIFTLINE_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{free_port()}",
                      "DRIFTLINE_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{free_port()}",
                      "DRIFTLINE_PROMETHEUS_ENDPOINT": prometheus,
+                     "DRIFTLINE_DASHBOARD_ENDPOINT": f"127.0.0.1:{free_port()}",
                      "DRIFTLINE_PROFILES": str(here / "profiles"),
                      "DRIFTLINE_OUTPUT": str(here / "output")}
     config = run("find the shipped default config", [str(bin_dir / "python"), "-c",

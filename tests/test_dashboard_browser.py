@@ -1,0 +1,362 @@
+"""The built-in dashboard as a browser shows it, against a live processor.
+
+One processor (a ``driftline collector`` subprocess) runs ml_drift, ml_performance and the
+``ml_dashboard`` exporter beside a file exporter; an app instrumented by
+``import driftline.auto`` sends one window as trained and one with ``age`` shifted, over
+real OTLP, with the labels of its predictions. One headless Chromium (Debian's
+``chromium``, driven by playwright-core from tests/js) then loads every view. The numbers
+the page shows must be the processor's own outputs as the file exporter wrote them, the
+page must request nothing from elsewhere and log no error. Screenshots stay in a temporary
+folder whose path the test prints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from driftline import profile, semconv
+from driftline.exporters.file.exporter import read_metrics
+from tests._collector import LOOPBACK, PROTOCOL_GRPC, STOP_TIMEOUT_S, Collector, spawn
+from tests.apps import dashboard_data as app
+from tests.conftest import free_port, require_binary
+
+pytestmark = pytest.mark.integration
+
+JS_DIR = Path(__file__).parent / "js"
+DRIVER = JS_DIR / "dashboard.js"
+REPO = Path(__file__).resolve().parent.parent
+WINDOW_S = 2
+APP_TIMEOUT_S = 60
+RESULT_TIMEOUT_S = 20
+BROWSER_TIMEOUT_S = 90
+DASHBOARD_LINE = re.compile(r"^exporter ml_dashboard listening on (\S+)$")
+PHONE = {"width": 390, "height": 844}
+DRIFT_THRESHOLD = 0.1  # ml_drift's default normed Wasserstein threshold
+TOKEN = "dashboard-test-token"
+
+
+def _node() -> str:
+    node = shutil.which("node")
+    installed = (JS_DIR / "node_modules" / "playwright-core").is_dir()
+    if node and installed:
+        return node
+    missing = ("node is not on PATH" if not node else
+               "playwright-core is not installed: npm ci --prefix tests/js (make test does)")
+    if os.environ.get("CI") == "true":
+        pytest.fail(missing)
+    pytest.skip(missing)
+
+
+def _dashboard_endpoint(collector: Collector) -> str:
+    deadline = time.monotonic() + RESULT_TIMEOUT_S
+    while time.monotonic() < deadline:
+        try:
+            line = collector.lines.get(timeout=0.2)
+        except queue.Empty:
+            continue
+        if match := DASHBOARD_LINE.match(line.rstrip("\n")):
+            return match.group(1)
+    raise AssertionError(f"no ml_dashboard endpoint printed; log:\n{collector.stderr()}")
+
+
+def _config(tmp: Path, grpc: str) -> dict[str, Any]:
+    window = f"{WINDOW_S}s"
+    return {
+        "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": grpc}}}},
+        "processors": {
+            "ml_drift": {"profiles": str(tmp / "profiles"), "window": window, "grace": "1s",
+                         "min_rows": 100},
+            "ml_performance": {"window": window, "grace": "1s", "min_labels": 10},
+        },
+        "extensions": {"bearertokenauth": {"token": TOKEN}},
+        "exporters": {
+            "file": {"path": str(tmp / "metrics.jsonl"), "flush_interval": 0},
+            "file/logs": {"path": str(tmp / "logs.jsonl"), "flush_interval": 0},
+            "ml_dashboard": {"endpoint": f"{LOOPBACK}:0", "window": window, "grace": "1s",
+                             "reference_profiles": str(tmp / "profiles"),
+                             "history": {"path": str(tmp / "dashboard.sqlite")},
+                             "auth": {"authenticator": "bearertokenauth"}},
+        },
+        "service": {"extensions": ["bearertokenauth"], "pipelines": {
+            "metrics": {"receivers": ["otlp"], "processors": ["ml_drift"],
+                        "exporters": ["file", "ml_dashboard"]},
+            "logs": {"receivers": ["otlp"], "processors": ["ml_performance"],
+                     "exporters": ["file/logs"]}},
+            "telemetry": {"metrics": {"level": "none"}}},
+    }
+
+
+def _outputs(path: Path) -> dict[int, dict[str, Any]]:
+    """The processor's gauges per window start: {metric: {(feature, method, class): value}}."""
+    found: dict[int, dict[str, Any]] = {}
+    if not path.exists():
+        return found
+    for request in read_metrics(path):
+        for resource_metrics in request.resource_metrics:
+            for scope_metrics in resource_metrics.scope_metrics:
+                for metric in scope_metrics.metrics:
+                    if not metric.HasField("gauge"):
+                        continue
+                    for point in metric.gauge.data_points:
+                        attributes = {a.key: a.value.string_value for a in point.attributes}
+                        value = (point.as_double if point.HasField("as_double")
+                                 else point.as_int)
+                        key = (attributes.get(semconv.ML_FEATURE_NAME, ""),
+                               attributes.get(semconv.ML_DRIFT_METHOD, ""),
+                               attributes.get(semconv.ML_PERFORMANCE_AVERAGE, ""))
+                        found.setdefault(point.start_time_unix_nano, {}).setdefault(
+                            metric.name, {})[key] = value
+    return found
+
+
+def _open(url: str, token: str | None = TOKEN) -> Any:
+    """GET ``url`` from the dashboard's API with the bearer token (or none)."""
+    request = urllib.request.Request(url)
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    return urllib.request.urlopen(request, timeout=10)
+
+
+def _await_history(endpoint: str, starts: list[int]) -> None:
+    """Until the dashboard has written the app's side (a grace after each window's end) and
+    the processors' side of every window."""
+    query = (f"model={app.MODEL_NAME}&version={app.MODEL_VERSION}&operation=predict_proba"
+             f"&from={min(starts) / 1e9 - 1}&to={time.time() + 60}")
+    deadline = time.monotonic() + RESULT_TIMEOUT_S
+    while time.monotonic() < deadline:
+        try:
+            with _open(f"http://{endpoint}/api/windows?{query}") as response:
+                stored = {int(w["id"]): w for w in json.load(response)["windows"]}
+        except urllib.error.HTTPError:  # 404 until the model's first window is written
+            stored = {}
+        if all(s in stored and stored[s]["service"] and stored[s]["drift"]
+               and stored[s]["performance"] for s in starts):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"the dashboard did not write windows {starts} in time")
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The processor after the app's two windows: its dashboard URL, its file outputs per
+    window, and the app's windows [(start_ns, phase)]."""
+    tmp = tmp_path_factory.mktemp("dashboard")
+    X, _ = app.rows(np.random.default_rng(app.SEED), app.TRAIN_ROWS)
+    model = app.train()
+    reference = profile.capture(X, model.predict(X), probabilities=model.predict_proba(X),
+                                model=app.MODEL_NAME, version=app.MODEL_VERSION)
+    profile.save(reference, tmp / "profiles" / "dash.json")
+    grpc = f"{LOOPBACK}:{free_port()}"
+    env = {**os.environ, "OTEL_SERVICE_NAME": "dash-app",
+           "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{grpc}",
+           "OTEL_EXPORTER_OTLP_INSECURE": "true", "OTEL_LOGS_EXPORTER": "otlp",
+           "OTEL_TRACES_EXPORTER": "none",
+           "DRIFTLINE_PREDICTION_RECORDS_RATIO": "1",
+           "DRIFTLINE_PREDICTION_RECORDS_PER_SECOND": "100000"}
+    collector = spawn(_config(tmp, grpc), tmp)
+    # The app starts with the processor: both spend seconds importing, and the app's first
+    # export waits for its first window (the SDK's exporter retries until the port is up).
+    app_process = subprocess.Popen(
+        [sys.executable, "-m", "tests.apps.dashboard_app", str(WINDOW_S)],
+        cwd=REPO if (REPO / "tests").is_dir() else Path.cwd(), env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        collector.wait_for((PROTOCOL_GRPC,))
+        dashboard = _dashboard_endpoint(collector)
+        out, err = app_process.communicate(timeout=APP_TIMEOUT_S)
+        assert app_process.returncode == 0, err
+        windows = [tuple(w) for w in json.loads(out.strip().splitlines()[-1])["windows"]]
+        deadline = time.monotonic() + RESULT_TIMEOUT_S
+        outputs: dict[int, dict[str, Any]] = {}
+        while time.monotonic() < deadline:
+            outputs = _outputs(tmp / "metrics.jsonl")
+            if all(semconv.ML_DRIFT_DATASET_SHARE in outputs.get(s, {})
+                   and semconv.ML_PERFORMANCE_ACCURACY in outputs.get(s, {})
+                   for s, _ in windows):
+                break
+            time.sleep(0.3)
+        _await_history(dashboard, [start for start, _ in windows])
+        yield {"url": f"http://{dashboard}/", "endpoint": dashboard, "outputs": outputs,
+               "windows": windows}
+    finally:
+        if app_process.poll() is None:
+            app_process.kill()
+            app_process.wait()
+        collector.process.send_signal(signal.SIGTERM)
+        try:
+            collector.process.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            collector.process.kill()
+            collector.process.wait()
+
+
+@pytest.fixture(scope="module")
+def browser(served: dict[str, Any]) -> dict[str, Any]:
+    """Every view loaded once in one headless Chromium: what each shows, the requests made,
+    the console errors. Screenshots go to a folder that outlives the test run."""
+    chromium = require_binary("chromium", "needs the Debian package chromium "
+                                          "(apt-get install chromium)")
+    node = _node()
+    shots = Path(tempfile.mkdtemp(prefix="driftline-dashboard-screenshots-"))
+    print(f"\ndashboard screenshots: {shots}")
+    (shifted_start, _), = [w for w in served["windows"] if w[1] == "shifted"]
+    model = f"model={app.MODEL_NAME}&version={app.MODEL_VERSION}&op=predict_proba"
+    views = [
+        {"name": "overview", "hash": "view=overview&range=3600", "token": TOKEN},
+        {"name": "drift", "hash": f"view=model&{model}&tab=drift&window={shifted_start}"},
+        {"name": "distributions", "hash": f"view=model&{model}&tab=distributions"
+                                          f"&column={app.SHIFTED}&window={shifted_start}"},
+        {"name": "performance", "hash": f"view=model&{model}&tab=performance"},
+        {"name": "predictions", "hash": f"view=model&{model}&tab=predictions"},
+        {"name": "service", "hash": f"view=model&{model}&tab=service"},
+        {"name": "phone-overview", "hash": "view=overview&range=900", **PHONE},
+        {"name": "phone-drift", "hash": f"view=model&{model}&tab=drift&range=900", **PHONE},
+    ]
+    with tempfile.TemporaryDirectory(prefix="driftline-chromium-") as profile_dir:
+        ran = subprocess.run([node, str(DRIVER), chromium, served["url"], str(shots),
+                              profile_dir, json.dumps(views)], capture_output=True, text=True,
+                             timeout=BROWSER_TIMEOUT_S, check=False, cwd=JS_DIR)
+    assert ran.returncode == 0, ran.stderr
+    return {**json.loads(ran.stdout), "shots": shots}
+
+
+def test_every_view_loads_without_errors_or_outside_requests(served: dict[str, Any],
+                                                            browser: dict[str, Any]) -> None:
+    assert browser["errors"] == []
+    origin = served["url"].rstrip("/")
+    outside = [url for url in browser["requests"] if not url.startswith(origin + "/")]
+    assert outside == []
+    assert any(url.startswith(origin + "/api/windows?") for url in browser["requests"])
+    assert origin + "/api/auth" in browser["requests"]  # asked before the token was typed
+    assert any("/static/uPlot.iife.min.js" in url for url in browser["requests"])
+    for name, view in browser["views"].items():
+        assert view["error"] == [], name
+        assert (browser["shots"] / f"{name}.png").stat().st_size > 0
+    # Readable on a phone: nothing wider than the screen (wide tables scroll in their card).
+    assert browser["views"]["phone-overview"]["scrollWidth"] <= PHONE["width"]
+    assert browser["views"]["phone-drift"]["scrollWidth"] <= PHONE["width"]
+
+
+def test_drift_tab_shows_the_processors_scores_and_verdicts(served: dict[str, Any],
+                                                            browser: dict[str, Any]) -> None:
+    (shifted_start, _), = [w for w in served["windows"] if w[1] == "shifted"]
+    gauges = served["outputs"][shifted_start]
+    verdicts = gauges[semconv.ML_DRIFT_DETECTED]
+    view = browser["views"]["drift"]
+    assert view["driftWindow"] == str(shifted_start)
+    shown = {row["data"]["column"]: row for row in view["drift"]}
+    assert set(shown) == {feature for feature, _, _ in verdicts}
+    for (feature, method, _), drifted in verdicts.items():
+        row = shown[feature]["data"]
+        assert row["method"] == method
+        # The page holds the processor's double exactly (JavaScript prints the shortest
+        # text that reads back as the same double, as Python's repr does).
+        assert float(row["score"]) == gauges[semconv.ML_DRIFT_SCORE][(feature, method, "")]
+        assert row["verdict"] == ("drift" if drifted else "ok")
+        assert float(row["threshold"]) == gauges[semconv.ML_DRIFT_THRESHOLD_METRIC][
+            (feature, method, "")]
+    assert shown[app.SHIFTED]["data"]["verdict"] == "drift"
+    # The other statistics of the window (asked for with detail=<window id>) are shown too.
+    context = shown[app.SHIFTED]["cells"][5]
+    for feature, method, _ in gauges[semconv.ML_DRIFT_SCORE]:
+        if feature == app.SHIFTED and method != shown[feature]["data"]["method"]:
+            assert f"{method} " in context
+    assert float(shown[app.SHIFTED]["data"]["threshold"]) == DRIFT_THRESHOLD
+    # Sorted by score, the shifted feature first among the features.
+    features = [row["data"]["column"] for row in view["drift"]
+                if row["data"]["column"] in app.FEATURES]
+    assert features[0] == app.SHIFTED
+    assert "scores" in view["charts"] and "share" in view["charts"]
+
+
+def test_overview_lists_the_model_with_its_last_verdict(served: dict[str, Any],
+                                                        browser: dict[str, Any]) -> None:
+    last_start = max(start for start, _ in served["windows"])
+    gauges = served["outputs"][last_start]
+    [row] = browser["views"]["overview"]["models"]
+    assert row["data"]["model"] == app.MODEL_NAME
+    assert float(row["data"]["share"]) == gauges[semconv.ML_DRIFT_DATASET_SHARE][("", "", "")]
+    drifted = sum(v for (f, _, _), v in gauges[semconv.ML_DRIFT_DETECTED].items()
+                  if f in app.FEATURES)
+    assert row["cells"][4].startswith(f"{drifted}/{len(app.FEATURES)} ")
+    assert row["cells"][5] == f"{gauges[semconv.ML_WINDOW_ROWS][('', '', '')]:,}"
+    assert "stopped sending" not in row["cells"][0]
+
+
+def test_performance_tab_shows_each_windows_accuracy(served: dict[str, Any],
+                                                     browser: dict[str, Any]) -> None:
+    shown = {row["data"]["window"]: row for row in browser["views"]["performance"]["performance"]}
+    for start, _ in served["windows"]:
+        accuracy = served["outputs"][start][semconv.ML_PERFORMANCE_ACCURACY][("", "", "")]
+        assert float(shown[str(start)]["data"]["accuracy"]) == accuracy
+    classes = {row["data"]["class"] for row in browser["views"]["performance"]["classes"]}
+    assert classes == {"0", "1"}
+
+
+def test_distributions_predictions_and_service_tabs_draw(served: dict[str, Any],
+                                                         browser: dict[str, Any]) -> None:
+    distribution = browser["views"]["distributions"]["distribution"]
+    assert distribution["column"] == app.SHIFTED
+    assert distribution["bars"]["reference"] > 5 and distribution["bars"]["current"] > 5
+    mix = browser["views"]["predictions"]["classMix"]
+    assert {row["data"]["class"] for row in mix} == {"0", "1"}
+    assert sum(float(row["data"]["share"]) for row in mix) == pytest.approx(1.0)
+    assert {"confidence", "margin"} <= set(browser["views"]["predictions"]["charts"])
+    last_start = max(start for start, _ in served["windows"])
+    service = {row["cells"][0]: row["cells"][1]
+               for row in browser["views"]["service"]["service"]}
+    rows = served["outputs"][last_start][semconv.ML_WINDOW_ROWS][("", "", "")]
+    assert service["rows"] == f"{rows:,}"
+    assert {"latency", "throughput"} <= set(browser["views"]["service"]["charts"])
+
+
+def test_api_answers_what_the_page_draws(served: dict[str, Any]) -> None:
+    (shifted_start, _), = [w for w in served["windows"] if w[1] == "shifted"]
+    base = f"http://{served['endpoint']}/api/"
+    query = f"model={app.MODEL_NAME}&version={app.MODEL_VERSION}&operation=predict_proba"
+    with _open(f"{base}windows?{query}") as response:
+        windows = {w["id"]: w for w in json.load(response)["windows"]}
+    drift = windows[str(shifted_start)]["drift"]["columns"][app.SHIFTED]
+    gauges = served["outputs"][shifted_start]
+    assert drift[1] == gauges[semconv.ML_DRIFT_SCORE][(app.SHIFTED, drift[0], "")]
+    with _open(f"{base}distributions?{query}&window={shifted_start}"
+               f"&column={app.SHIFTED}") as response:
+        columns = json.load(response)["columns"]
+    age = columns[app.SHIFTED]
+    edges = np.array(age["edges"])
+    # Densities integrate to the share of rows drawn (most of them: the page clips the
+    # 0.5 % tails); the current side sits about SHIFT standard deviations right.
+    for side in ("reference", "current"):
+        assert float(np.sum(np.array(age[side]) * np.diff(edges))) == pytest.approx(1, abs=0.02)
+    # The API is behind bearertokenauth here: the page got in with the token it asked for.
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        _open(f"{base}windows?{query}", token=None)
+    assert refused.value.code == 401
+    # A categorical column (the predicted class): reference and current shares per class.
+    with _open(f"{base}distributions?{query}&window={shifted_start}") as response:
+        classes = json.load(response)["columns"][semconv.PROFILE_COLUMN_PREDICTION_CLASS]
+    assert classes["kind"] == "categorical"
+    assert {name for name, _, _ in classes["categories"]} == {"0", "1"}
+    for side in (1, 2):
+        assert sum(row[side] for row in classes["categories"]) == pytest.approx(1.0)
+    centre = (edges[:-1] + edges[1:]) / 2
+    mean_of = {side: float(np.sum(centre * np.array(age[side]) * np.diff(edges)))
+               for side in ("reference", "current")}
+    assert mean_of["current"] - mean_of["reference"] == pytest.approx(app.SHIFT, abs=0.3)
