@@ -80,6 +80,7 @@ from driftline.processor.ml_drift.config import (
 from driftline.processor.ml_drift.explicit import ExplicitHistogram
 from driftline.processor.ml_drift.points import point_reader
 from driftline.processor.ml_drift.profile_watch import ProfileWatcher
+from driftline.processor.ml_drift.split import SplitDetector
 from driftline.processor.ml_drift.temporality import CumulativeToDelta, Value
 from driftline.processor.ml_drift.window import Part, StreamKey, Window, as_profile, merged
 from driftline.processor.ml_drift.window_store import (
@@ -177,6 +178,10 @@ class MlDriftStats:
     restored_windows: int = 0
     damaged_checkpoints: int = 0
     current_open_windows: int = 0
+    # Sharding (split.py): first points of streams that had gone to another processor, and
+    # windows left unjudged for it.
+    split_streams: int = 0
+    split_windows: int = 0
     window_evaluation_nanoseconds_total: int = 0
     checkpoint_nanoseconds_total: int = 0
 
@@ -275,9 +280,12 @@ class MlDriftProcessor:
         self._baselines: dict[StreamKey, _Baseline] = {}
         self._verdicts: dict[tuple[str, str], bool] = {}
         self._streams: dict[StreamKey, int] = {}  # stream -> last window index seen
+        started_ns = clock()
+        self._split = SplitDetector(self._window_ns, started_ns)
         self._deltas = CumulativeToDelta(
-            clock(), config.limits.max_cumulative_streams,
-            round(parse_duration(config.limits.cumulative_staleness) * NS_PER_S))
+            started_ns, config.limits.max_cumulative_streams,
+            round(parse_duration(config.limits.cumulative_staleness) * NS_PER_S),
+            moved=self._split.moved)
         self._dirty: set[tuple[StreamKey, int]] = set()
         self._store: WindowStore | None = None
         # Group commit: applied batches wait in _tickets until the writer commits them.
@@ -545,6 +553,7 @@ class MlDriftProcessor:
         with self._lock:
             counts = Counter(self._counts)
             counts.update(self._deltas.stats)
+            counts.update(self._split.stats)
             counts["current_cumulative_streams"] = len(self._deltas)
             counts["current_open_windows"] = len(self._windows)
             if self._watcher is not None:
@@ -828,6 +837,9 @@ class MlDriftProcessor:
                 value = self._deltas.delta(stream, point.start_time_unix_nano,
                                            point.time_unix_nano, value)  # type: ignore[arg-type]
                 if value is None:
+                    if self._deltas.moved:
+                        self._split.mark(StreamKey(*attributes.stream), attributes.stream[0],
+                                         point.time_unix_nano, stream)
                     continue
             yield point, attributes, value
         if guessing:
@@ -1313,7 +1325,11 @@ class MlDriftProcessor:
         gauges.add(semconv.ML_WINDOW_ROWS, semconv.UNIT_ROWS, window.row_count())
         profile, verdict = self._reference(key, evaluated, changes)
         alerts: list[Alert] = []
-        if profile is not None and evaluated.row_count() < self._min_rows:
+        with self._lock:
+            split = self._split.take(key, window.index)
+        if profile is not None and split:
+            verdict = "split across processors (docs/scale.md), no verdict"
+        elif profile is not None and evaluated.row_count() < self._min_rows:
             verdict = f"below min_rows={self._min_rows}, no verdict"
         elif profile is not None:
             self._check_predictions(key, profile, evaluated)
