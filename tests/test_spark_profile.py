@@ -2,9 +2,9 @@
 the driver equal the local profile of the same rows, and ``driftline profile`` reads the
 directory of Parquet parts Spark writes.
 
-One local[2] SparkSession for the whole file. Skips without pyspark or Java, except under
-``CI=true`` where that is a broken CI image (the ``spark`` extra and the Makefile's Debian
-packages install both) and the tests fail instead.
+One local[2] SparkSession for the whole run (session-scoped). Skips without pyspark or
+Java, except under ``CI=true`` where that is a broken CI image (the ``spark`` extra and the
+Makefile's Debian packages install both) and the tests fail instead.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ ROWS = 20_000
 PARTITIONS = 7
 # Floating-point sums and moments merge in another order than the local path's chunks.
 FLOAT_REL_TOLERANCE = 1e-12
+SPLIT_BYTES = "32k"
 JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 MISSING_SPARK = "needs pyspark (pip install 'driftline[spark]') and Java (default-jre-headless)"
 
@@ -40,8 +41,9 @@ def _missing_spark() -> str | None:
     return None if shutil.which("java") else MISSING_SPARK
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def spark() -> Iterator[Any]:
+    """The one local[2] SparkSession of a test run (a JVM costs seconds to start)."""
     reason = _missing_spark()
     if reason is not None:
         if os.environ.get("CI") == "true":
@@ -49,13 +51,22 @@ def spark() -> Iterator[Any]:
         pytest.skip(reason)
     from pyspark.sql import SparkSession
 
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    session = (SparkSession.builder.master("local[2]").appName("driftline-tests")
+    with pytest.MonkeyPatch.context() as patch:
+        # The executors' Python: this one, which has this Driftline installed.
+        patch.setenv("PYSPARK_PYTHON", sys.executable)
+        yield from _session(SparkSession)
+
+
+def _session(builder_class: Any) -> Iterator[Any]:
+    session = (builder_class.builder.master("local[2]").appName("driftline-tests")
                .config("spark.ui.enabled", "false")
                .config("spark.driver.host", "127.0.0.1")
                .config("spark.driver.bindAddress", "127.0.0.1")
                .config("spark.sql.shuffle.partitions", "2")
                .config("spark.sql.execution.arrow.maxRecordsPerBatch", "1000")
+               # Input splits of about one small row group: several partitions, no shuffle.
+               .config("spark.sql.files.maxPartitionBytes", SPLIT_BYTES)
+               .config("spark.sql.files.openCostInBytes", "0")
                .config("spark.ui.showConsoleProgress", "false")
                # A test JVM lives seconds: the C1 compiler alone starts it sooner.
                .config("spark.driver.extraJavaOptions", JVM_OPTIONS)
@@ -97,9 +108,10 @@ def parts(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     local = tmp_path_factory.mktemp("spark_source") / "data.parquet"
     import pyarrow.parquet as pq
 
-    pq.write_table(_table(ROWS, seed=7), local)
+    # One row group per partition to be: Spark splits the file by row groups (no shuffle).
+    pq.write_table(_table(ROWS, seed=7), local, row_group_size=-(-ROWS // PARTITIONS))
     out = tmp_path_factory.mktemp("spark_out") / "train"
-    spark.read.parquet(str(local)).repartition(PARTITIONS).write.parquet(str(out))
+    spark.read.parquet(str(local)).write.parquet(str(out))
     return out
 
 
