@@ -34,6 +34,8 @@ DEFAULT_DURATION_S = 8.0
 CALL_TIMEOUT_S = 10.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 BUCKETS = 40
+# --workers value that selects the asyncio comparison server (serve_aio).
+AIO_WORKERS = 0
 
 
 def _request(points: int) -> bytes:
@@ -79,6 +81,36 @@ def serve(workers: int) -> None:
     print(receiver.port, flush=True)
     sys.stdin.read()
     receiver.shutdown()
+
+
+def serve_aio() -> None:
+    """For comparison: a ``grpc.aio`` server whose Export decodes the request and hands it to
+    a consumer that does nothing, on the event loop (no thread pool). Not the receiver: its
+    consumers block (group commit), which an event loop would have to hop off again."""
+    import asyncio
+
+    import grpc
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+        ExportMetricsServiceRequest,
+    )
+
+    def export(body: bytes, context: object) -> bytes:
+        request = ExportMetricsServiceRequest.FromString(body)
+        list(request.resource_metrics)
+        return b""
+
+    async def main() -> None:
+        server = grpc.aio.server()
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+            "opentelemetry.proto.collector.metrics.v1.MetricsService",
+            {"Export": grpc.unary_unary_rpc_method_handler(export)}),))
+        port = server.add_insecure_port(f"{LOOPBACK}:0")
+        await server.start()
+        print(port, flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+        await server.stop(None)
+
+    asyncio.run(main())
 
 
 def _client(port: int, body: bytes, duration_s: float, out: Connection) -> None:
@@ -141,12 +173,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")],
                         default=list(DEFAULT_SIZES))
     parser.add_argument("--workers", type=lambda s: [int(x) for x in s.split(",")],
-                        default=list(DEFAULT_WORKERS))
+                        default=list(DEFAULT_WORKERS),
+                        help=f"thread pool sizes; {AIO_WORKERS}: a grpc.aio server instead")
     parser.add_argument("--clients", type=int, default=DEFAULT_CLIENTS)
     parser.add_argument("--duration-s", type=float, default=DEFAULT_DURATION_S)
     args = parser.parse_args(argv)
     if args.serve is not None:
-        serve(args.serve)
+        if args.serve == AIO_WORKERS:
+            serve_aio()
+        else:
+            serve(args.serve)
         return 0
     print(f"{args.clients} closed-loop clients, {args.duration_s:.0f} s per row, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start")
@@ -156,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     for workers in args.workers:
         rows = [measure(workers, size, args.clients, args.duration_s) for size in args.sizes]
         for r in rows:
-            print(f"| {workers} | {r['points']:,} | {r['requests_s']:,.0f} | "
+            print(f"| {workers or 'grpc.aio'} | {r['points']:,} | {r['requests_s']:,.0f} | "
                   f"{r['points_s']:,.0f} | {r['cpu_cores']:.2f} | "
                   f"{r['cpu_us_per_request']:.0f} | {r['cpu_us_per_point']:.2f} | "
                   f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} |", flush=True)
