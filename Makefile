@@ -47,13 +47,14 @@ $(TEST_VENV)/.installed: pyproject.toml | $(WHEEL_STAMP)
 
 # Tests that need a real Prometheus or a headless Chromium (the HTML report) run when the
 # binary is present; under CI=true (or as root) the missing Debian packages are installed in
-# one apt-get call, and under CI=true those tests fail rather than skip.
-SYSTEM_PACKAGES := prometheus prometheus-alertmanager chromium
+# one apt-get call, and under CI=true those tests fail rather than skip. Each entry is a
+# package named after its command, or `command:package` (Java for the Spark profile tests).
+SYSTEM_PACKAGES := prometheus prometheus-alertmanager chromium java:default-jre-headless
 
 system-packages:
 	@missing=""; \
-	for package in $(SYSTEM_PACKAGES); do \
-	  command -v $$package >/dev/null 2>&1 || missing="$$missing $$package"; \
+	for entry in $(SYSTEM_PACKAGES); do \
+	  command -v $${entry%%:*} >/dev/null 2>&1 || missing="$$missing $${entry#*:}"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$CI" = "true" ] || [ "$$(id -u)" = "0" ]; then \

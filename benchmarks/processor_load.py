@@ -433,13 +433,16 @@ def percentile(values: Sequence[float], q: float) -> float:
 class Clients:
     """Client processes, each holding a pipe; ``run`` drives them all for one step."""
 
-    def __init__(self, count: int, endpoint: str, models: int, features: int,
+    def __init__(self, count: int, endpoints: Sequence[str], models: int, features: int,
                  mode: str) -> None:
+        """Client ``i`` sends to ``endpoints[i % len(endpoints)]``: each client's models
+        reach one processor, as the load balancer routes them (docs/scale.md)."""
         context = mp.get_context("spawn")
         self._pipes: list[Connection] = []
         self._processes = []
         for client in range(count):
             parent, child = context.Pipe()
+            endpoint = endpoints[client % len(endpoints)]
             process = context.Process(target=client_main,
                                       args=(client, endpoint, models, features, mode, child),
                                       daemon=True)
@@ -471,12 +474,20 @@ class Clients:
                 process.kill()
 
 
-def run_step(clients: Clients, processor: Processor, features: int, rate: float,
+def run_step(clients: Clients, processors: Sequence[Processor], features: int, rate: float,
              duration_s: float, rss_samples: list[tuple[float, int]] | None = None
              ) -> StepResult:
-    pid = processor.pid
-    rows0 = received_rows(processor.metrics_url)
-    cpu0, t0 = cpu_seconds(pid), time.monotonic()
+    """One step; received points and CPU are summed over ``processors`` (RSS: the first)."""
+    pid = processors[0].pid
+
+    def received() -> float:
+        return sum(received_rows(p.metrics_url) for p in processors)
+
+    def cpu() -> float:
+        return sum(cpu_seconds(p.pid) for p in processors)
+
+    rows0 = received()
+    cpu0, t0 = cpu(), time.monotonic()
     clients.start(rate, duration_s)
     while not clients.ready(RSS_SAMPLE_S if rss_samples is not None else 1.0):
         if rss_samples is not None:
@@ -486,14 +497,14 @@ def run_step(clients: Clients, processor: Processor, features: int, rate: float,
     if rss_samples is not None:
         rss_samples.append((elapsed, rss_bytes(pid)))
     latencies = [x for r in results for x in r.latencies_s]
-    received = (received_rows(processor.metrics_url) - rows0) / ROWS_PER_HISTOGRAM * features
+    points = (received() - rows0) / ROWS_PER_HISTOGRAM * features
     return StepResult(
         offered_rate=rate,
         achieved_rate=sum(r.accepted_points for r in results) / elapsed,
-        received_rate=received / elapsed,
+        received_rate=points / elapsed,
         p50_s=percentile(latencies, 50), p99_s=percentile(latencies, 99),
         exports=len(latencies), failures=sum(r.failures for r in results),
-        processor_cpu=(cpu_seconds(pid) - cpu0) / elapsed)
+        processor_cpu=(cpu() - cpu0) / elapsed)
 
 
 # --- reporting ----------------------------------------------------------------------------
@@ -697,6 +708,9 @@ def profile_table(raw: Path) -> str:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=DEFAULT_CLIENTS)
+    parser.add_argument("--processors", type=int, default=1,
+                        help="processor processes, each client's models sent to one of them "
+                             "(sharded by model, docs/scale.md); CPU is their sum")
     parser.add_argument("--steps", type=lambda s: [float(x) for x in s.split(",")],
                         default=list(DEFAULT_STEPS),
                         help="offered histogram points per second, comma-separated")
@@ -731,7 +745,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"({args.models} models x {args.features} features, <= {BUCKETS_PER_HISTOGRAM} "
               f"buckets each, plus one rows counter per model); ml_drift window "
               f"{args.window}; exporter `{args.exporter}`; ml_drift checkpoint "
-              f"{'off' if args.no_checkpoint else 'on'}; {args.step_s:.0f} s per step.", ""]
+              f"{'off' if args.no_checkpoint else 'on'}; {args.step_s:.0f} s per step; "
+              f"{args.processors} processor process(es).", ""]
     with tempfile.TemporaryDirectory(prefix="driftline-load-") as tmp:
         workdir = Path(tmp)
         (workdir / "profiles").mkdir()
@@ -740,17 +755,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         report += ["Cost per stage, measured in this process before the run (the processor "
                    "runs them all, under one GIL):", "", stage_table(costs), ""]
         print(stage_table(costs), flush=True)
-        with running_processor(workdir, args.window, args.exporter,
-                               not args.no_checkpoint) as processor:
+        with contextlib.ExitStack() as stack:
+            processors = []
+            for number in range(args.processors):
+                home = workdir / f"processor{number}"
+                home.mkdir()
+                (home / "profiles").symlink_to(workdir / "profiles")
+                processors.append(stack.enter_context(running_processor(
+                    home, args.window, args.exporter, not args.no_checkpoint)))
+            processor = processors[0]
             process = processor.process
-            clients = Clients(args.clients, processor.endpoint, args.models, args.features,
-                              args.client_mode)
+            clients = Clients(args.clients, [p.endpoint for p in processors], args.models,
+                              args.features, args.client_mode)
             try:
                 steps = []
                 for number, rate in enumerate(args.steps, 1):
                     spy = (start_py_spy(processor.pid, args.step_s, args.py_spy)
                            if args.py_spy and number == len(args.steps) else None)
-                    step = run_step(clients, processor, args.features, rate, args.step_s)
+                    step = run_step(clients, processors, args.features, rate, args.step_s)
                     if spy is not None:
                         spy.wait()
                     steps.append(step)
@@ -759,8 +781,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                           f"p50 {step.p50_s * 1e3:.1f} ms, p99 {step.p99_s * 1e3:.1f} ms, "
                           f"CPU {step.processor_cpu:.2f}, failures {step.failures}",
                           flush=True)
-                    if process.poll() is not None:
-                        raise RuntimeError("the processor exited during the steps")
+                    if any(p.process.poll() is not None for p in processors):
+                        raise RuntimeError("a processor exited during the steps")
                 sustained = max((s.offered_rate for s in steps if s.sustained), default=0.0)
                 report += [steps_table(steps), "",
                            f"Sustained rate (highest step with p99 < {P99_LIMIT_S * 1e3:.0f} ms, "
@@ -772,8 +794,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 soak_rate = args.soak_rate or sustained
                 if args.soak_s > 0 and soak_rate > 0:
                     samples: list[tuple[float, int]] = [(0.0, rss_bytes(process.pid))]
-                    soak = run_step(clients, processor, args.features, soak_rate, args.soak_s,
-                                    samples)
+                    soak = run_step(clients, processors, args.features, soak_rate,
+                                    args.soak_s, samples)
                     report += [f"Soak: {args.soak_s:.0f} s at {soak_rate:,.0f} points/s, "
                                f"RSS of the processor every {RSS_SAMPLE_S:.0f} s.", "",
                                soak_table(soak_rate, soak, samples,

@@ -179,6 +179,27 @@ class NumericColumn:
         if len(self.distinct) > MAX_DISTINCT_VALUES:
             self.distinct = None
 
+    def merge(self, other: NumericColumn) -> None:
+        """Add what ``other`` accumulated from other rows (a partition profiled elsewhere):
+        the same buckets and counts as if its chunks had been added here."""
+        before = self.histogram.count
+        self.count += other.count
+        self.missing += other.missing
+        if not other.histogram.count:
+            return
+        self.histogram = (other.histogram if not before
+                          else exphist.merge([self.histogram, other.histogram], self.max_size))
+        if not self.exact:
+            return
+        self.mean, self.m2 = merge_moments(before, self.mean, self.m2, other.histogram.count,
+                                           other.mean, other.m2)
+        if self.distinct is not None and other.distinct is not None:
+            self.distinct.update(other.distinct)
+            if len(self.distinct) > MAX_DISTINCT_VALUES:
+                self.distinct = None
+        else:
+            self.distinct = None
+
 
 def _moments(values: np.ndarray, total: float) -> tuple[float, float]:
     """Mean and sum of squared deviations of a chunk.
@@ -294,12 +315,26 @@ class CategoryColumn:
         if len(self.counts) > CANDIDATES_PER_TOP_K * self.top_k:
             self._fold(self.top_k)
 
+    def merge(self, other: CategoryColumn) -> None:
+        """Add what ``other`` counted from other rows (a partition profiled elsewhere),
+        folding past ``4 * top_k`` candidates as ``add_counts`` does."""
+        self.count += other.count
+        self.missing += other.missing
+        self.other += other.other
+        if other.counts:
+            self.add_counts(dict(other.counts))
+
+    def _most_common(self, keep: int) -> dict[str, int]:
+        """The ``keep`` largest counts, ties broken by label: the same values whatever
+        order the rows (or the partitions of a distributed profile) came in."""
+        return dict(sorted(self.counts.items(), key=lambda item: (-item[1], item[0]))[:keep])
+
     def _fold(self, keep: int) -> None:
-        kept = dict(self.counts.most_common(keep))
+        kept = self._most_common(keep)
         self.other += sum(self.counts.values()) - sum(kept.values())
         self.counts = Counter(kept)
 
     def top(self) -> tuple[dict[str, int], int]:
         """The ``top_k`` most frequent values and the count of all others."""
-        kept = dict(self.counts.most_common(self.top_k))
+        kept = self._most_common(self.top_k)
         return kept, self.other + sum(self.counts.values()) - sum(kept.values())

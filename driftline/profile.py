@@ -358,6 +358,25 @@ class ProfileBuilder:
     def add_rows(self, rows: int) -> None:
         self.row_count += rows
 
+    def merge(self, other: ProfileBuilder) -> None:
+        """Add the rows ``other`` was fed (another partition of the same data set): the
+        same buckets and counts as one builder fed both (docs/scale.md: top-K, float sums).
+        """
+        if (other.model_name, other.model_version, other.top_k, other.max_size) != (
+                self.model_name, self.model_version, self.top_k, self.max_size):
+            raise ProfileError("cannot merge profile builders of different models or "
+                               "settings (model, version, top_k, max_size)")
+        for name, theirs in other._columns.items():
+            mine = self._columns.get(name)
+            if mine is None:
+                self._columns[name] = theirs
+            elif (mine.role, mine.kind) != (theirs.role, theirs.kind):
+                raise ProfileError(f"column '{name}': cannot merge {mine.role}/{mine.kind} "
+                                   f"with {theirs.role}/{theirs.kind}")
+            else:
+                mine.values.merge(theirs.values)  # type: ignore[arg-type]
+        self.row_count += other.row_count
+
     def columns(self) -> dict[str, str]:
         """The kind of each column added so far."""
         return {name: b.kind for name, b in self._columns.items()}
@@ -586,7 +605,21 @@ def capture(
     ``data_types`` (column -> ``numerical``, ``categorical``, ``text``,
     ``numerical_sequence``) declares them, text columns become descriptors with a bounded
     vocabulary kept in the profile, sequences become their projection (kept too).
+
+    A ``pyspark.sql.DataFrame`` is profiled per partition on the cluster
+    (``driftline.spark.capture``; ``predictions`` and ``target`` are then column names).
     """
+    from driftline import spark
+
+    if spark.is_spark_dataframe(X):
+        if probabilities is not None or projection is not None or multivariate \
+                or data_types or classes is not None:
+            raise ProfileError("a Spark DataFrame is profiled from its columns: pass "
+                               "predictions and target as column names, without "
+                               "probabilities, classes, a projection, multivariate or "
+                               "data_types (not supported on Spark yet)")
+        return spark.capture(X, predictions, target=target, model=model, version=version,
+                             task=task, top_k=top_k, chunk_rows=chunk_rows)
     builder = ProfileBuilder(model, version, top_k=top_k, projection=projection,
                              data_types=data_types)
     builder.classes = classes

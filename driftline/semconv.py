@@ -206,6 +206,10 @@ SERVICE_INSTANCE_ID: Final = "service.instance.id"
 # --- the processor's own telemetry (processor/self_telemetry.py) ---------------------------
 # Every field of a component's stats() becomes the metric PROCESSOR_METRIC_PREFIX + field.
 PROCESSOR_METRIC_PREFIX: Final = "driftline.processor."
+# Sharded processors (docs/scale.md): first points of cumulative streams that had been sent
+# to another processor, and the model windows left unjudged because of it.
+PROCESSOR_SPLIT_STREAMS: Final = PROCESSOR_METRIC_PREFIX + "split_streams"
+PROCESSOR_SPLIT_WINDOWS: Final = PROCESSOR_METRIC_PREFIX + "split_windows"
 PROCESSOR_SERVICE_NAME: Final = "driftline-processor"
 PROCESSOR_SELF_TELEMETRY_SCOPE: Final = "driftline.processor.self_telemetry"
 DRIFTLINE_COMPONENT_KIND: Final = "driftline.component.kind"

@@ -41,6 +41,7 @@ from driftline.processor.ml_drift import explicit as _explicit
 from driftline.processor.ml_drift.alerts import Alert, alert_logs
 from driftline.processor.ml_drift.config import MlDriftConfig
 from driftline.processor.ml_drift.profile_watch import ProfileWatcher
+from driftline.processor.ml_drift.split import SplitDetector
 from driftline.processor.ml_drift.window import StreamKey, Window, as_profile, merged
 from driftline.processor.ml_drift.window_store import Changes
 from driftline.profile import KIND_NUMERIC, ROLE_PREDICTION, Profile, ProfileError
@@ -65,10 +66,12 @@ class Evaluation:
     """Verdicts, baselines and alerts of the closed windows (see above)."""
 
     def __init__(self, config: MlDriftConfig, clock: Callable[[], int],
-                 profiles: Mapping[tuple[str, str], Profile] | None) -> None:
+                 profiles: Mapping[tuple[str, str], Profile] | None,
+                 split: SplitDetector) -> None:
         """``profiles`` (keyed by model name and version) replaces loading
         ``config.profiles`` at start, for tests."""
         self.lock = threading.Lock()
+        self._split = split
         self._config = config
         self._clock = clock
         self._window_ns = round(config.window_s * NS_PER_S)
@@ -409,7 +412,9 @@ class Evaluation:
         profile, verdict = self._reference(key, evaluated, changes)
         alerts: list[Alert] = []
         estimated_alerts: list[PerformanceAlert] = []
-        if profile is not None and evaluated.row_count() < self._min_rows:
+        if profile is not None and self._split.take(key, window.index):
+            verdict = "split across processors (docs/scale.md), no verdict"
+        elif profile is not None and evaluated.row_count() < self._min_rows:
             verdict = f"below min_rows={self._min_rows}, no verdict"
         elif profile is not None:
             self._check_predictions(key, profile, evaluated)

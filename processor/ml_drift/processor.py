@@ -59,6 +59,7 @@ from driftline.processor.ml_drift.config import (
     ThresholdsConfig,
 )
 from driftline.processor.ml_drift.evaluation import Evaluation
+from driftline.processor.ml_drift.split import SplitDetector
 from driftline.processor.ml_drift.window import StreamKey
 from driftline.processor.ml_drift.window_store import Changes, WindowStoreError
 from driftline.processor.ml_drift.windowing import Windowing
@@ -117,6 +118,10 @@ class MlDriftStats:
     restored_windows: int = 0
     damaged_checkpoints: int = 0
     current_open_windows: int = 0
+    # Sharding (split.py): first points of streams that had gone to another processor, and
+    # windows left unjudged for it.
+    split_streams: int = 0
+    split_windows: int = 0
     window_evaluation_nanoseconds_total: int = 0
     checkpoint_nanoseconds_total: int = 0
 
@@ -149,8 +154,10 @@ class MlDriftProcessor:
         self._grace_ns = round(config.grace_s * NS_PER_S)
         self._tick_interval_s = tick_interval_s
         self._stop = threading.Event()
-        self._windowing = Windowing(config, clock())
-        self._evaluation = Evaluation(config, clock, profiles)
+        started_ns = clock()
+        self._split = SplitDetector(self._window_ns, started_ns)
+        self._windowing = Windowing(config, started_ns, self._split)
+        self._evaluation = Evaluation(config, clock, profiles, self._split)
         self._checkpoint = Checkpoint(self._windowing, self._evaluation, self._window_ns,
                                       self._stop)
         self._host = Host()
@@ -234,6 +241,7 @@ class MlDriftProcessor:
             counts["current_cumulative_streams"] = len(self._windowing.deltas)
             counts["current_open_windows"] = len(self._windowing.windows)
             counts["discarded_windows"] += self._discarded_at_shutdown
+        counts.update(self._split.counts())
         with self._forward_lock:
             counts["forward_failures"] += self._forward_failures
         return MlDriftStats(**{name: int(counts[name])

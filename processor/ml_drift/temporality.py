@@ -11,7 +11,7 @@ differs from its time; otherwise it only becomes the base of the next delta.
 from __future__ import annotations
 
 from collections import Counter, OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,8 +105,14 @@ class CumulativeToDelta:
     """
 
     def __init__(self, component_start_ns: int, max_streams: int = DEFAULT_MAX_STREAMS,
-                 staleness_ns: int = round(DEFAULT_STALENESS_S * NS_PER_S)) -> None:
+                 staleness_ns: int = round(DEFAULT_STALENESS_S * NS_PER_S),
+                 moved: Callable[[int, int], bool] | None = None) -> None:
+        """``moved(start_ns, time_ns)`` says whether a stream's first point here shows it
+        was sent to another processor before (``split.SplitDetector.moved``): that point is
+        then only a base, and ``self.moved`` is True after the call."""
         self._start_ns = component_start_ns
+        self._moved = moved
+        self.moved = False
         self._max_streams = max_streams
         self._staleness_ns = staleness_ns
         self._streams: OrderedDict[Hashable, _Last] = OrderedDict()
@@ -128,11 +134,15 @@ class CumulativeToDelta:
         """The delta of this cumulative point, or None when it yields none (first point
         under ``auto``, out of order)."""
         last = self._streams.get(stream)
+        self.moved = False
         if last is not None and time_ns <= last.time_ns:
             self.stats["cumulative_out_of_order"] += 1
             return None
         self._remember(stream, _Last(start_ns, time_ns, value))
         if last is None:
+            if self._moved is not None and self._moved(start_ns, time_ns):
+                self.moved = True
+                return None
             if start_ns > 0 and start_ns >= self._start_ns and start_ns != time_ns:
                 return value
             self.stats["cumulative_initial_dropped"] += 1

@@ -39,6 +39,7 @@ from driftline.processor.ml_drift.config import MlDriftConfig
 from driftline.processor.ml_drift.explicit import ExplicitHistogram
 from driftline.processor.ml_drift.memos import DecodingMemos, PointAttributes, WindowMemo
 from driftline.processor.ml_drift.points import point_reader
+from driftline.processor.ml_drift.split import SplitDetector
 from driftline.processor.ml_drift.temporality import CumulativeToDelta, Value
 from driftline.processor.ml_drift.window import Part, StreamKey, Window
 from driftline.processor.ml_drift.window_store import Changes
@@ -59,16 +60,18 @@ MAX_WINDOW_ROWS = 2**62
 class Windowing:
     """The open windows of every stream and what a batch changes in them (see above)."""
 
-    def __init__(self, config: MlDriftConfig, now_ns: int) -> None:
+    def __init__(self, config: MlDriftConfig, now_ns: int, split: SplitDetector) -> None:
         self.lock = threading.Lock()
         self._window_ns = round(config.window_s * NS_PER_S)
         self._grace_ns = round(config.grace_s * NS_PER_S)
         self._limits = config.limits
         self.windows: dict[tuple[StreamKey, int], Window] = {}
         self.streams: dict[StreamKey, int] = {}  # stream -> last window index seen
+        self._split = split
         self.deltas = CumulativeToDelta(
             now_ns, config.limits.max_cumulative_streams,
-            round(parse_duration(config.limits.cumulative_staleness) * NS_PER_S))
+            round(parse_duration(config.limits.cumulative_staleness) * NS_PER_S),
+            moved=split.moved)
         # Open windows a batch touched since the last checkpoint commit.
         self.dirty: set[tuple[StreamKey, int]] = set()
         self.counts: Counter[str] = Counter()
@@ -244,6 +247,9 @@ class Windowing:
                 value = self.deltas.delta(stream, point.start_time_unix_nano,
                                            point.time_unix_nano, value)  # type: ignore[arg-type]
                 if value is None:
+                    if self.deltas.moved:
+                        self._split.mark(StreamKey(*attributes.stream), attributes.stream[0],
+                                         point.time_unix_nano, stream)
                     continue
             yield point, attributes, value
         if guessing:

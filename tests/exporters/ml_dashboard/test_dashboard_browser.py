@@ -39,9 +39,10 @@ from tests.conftest import free_port, require_binary
 
 pytestmark = pytest.mark.integration
 
-JS_DIR = Path(__file__).parent / "js"
+TESTS = Path(__file__).resolve().parents[2]
+JS_DIR = TESTS / "js"
 DRIVER = JS_DIR / "dashboard.js"
-REPO = Path(__file__).resolve().parent.parent
+REPO = TESTS.parent
 WINDOW_S = 2
 APP_TIMEOUT_S = 60
 RESULT_TIMEOUT_S = 20

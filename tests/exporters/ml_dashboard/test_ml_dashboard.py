@@ -30,7 +30,7 @@ from driftline.processor.component.auth import AuthConfig
 from driftline.processor.component.otlp_build import WindowGauges
 from driftline.processor.extensions.bearertokenauth import Factory as BearerFactory
 from driftline.processor.service.config import ConfigError, parse_config
-from tests.test_ml_drift import MODEL, app_batch
+from tests.processor.ml_drift.test_ml_drift import MODEL, app_batch
 
 WINDOW_NS = 60 * 10**9
 DAY_NS = 24 * 3600 * 10**9
