@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Collection
-from contextvars import ContextVar
 from functools import partial
 from typing import Any
 
@@ -32,6 +31,9 @@ from driftline import semconv
 from driftline.instrumentation import _env
 from driftline.instrumentation._aggregation import ModelTraits
 from driftline.instrumentation._observe import CallSite, CallSites, SpanGate, observe
+from driftline.instrumentation._observe import batch_shape as _shape
+from driftline.instrumentation._observe import inside_model_call as _inside_model_call
+from driftline.instrumentation._observe import silenced as _silenced
 from driftline.instrumentation.recorder import Recorder
 
 OPERATIONS = (
@@ -45,9 +47,6 @@ OPERATIONS = (
 TRAINING_METHODS = ("fit", "partial_fit", "fit_predict", "fit_transform", "score")
 SCOPE = semconv.SCOPE_PREFIX + semconv.FRAMEWORK_SKLEARN
 _SUBCLASS_HOOK = "__init_subclass__"
-
-# True while a wrapped call runs, so the estimators it calls inside are not observed again.
-_inside_model_call: ContextVar[bool] = ContextVar("driftline_inside_model_call", default=False)
 
 
 class SklearnInstrumentor(BaseInstrumentor):
@@ -136,15 +135,6 @@ class SklearnInstrumentor(BaseInstrumentor):
                                rows, duration_s, error_type, ids, time_ns))
 
 
-def _silenced(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
-              kwargs: dict[str, Any]) -> Any:
-    token = _inside_model_call.set(True)
-    try:
-        return wrapped(*args, **kwargs)
-    finally:
-        _inside_model_call.reset(token)
-
-
 def model_traits(estimator: Any) -> ModelTraits:
     """Classifier or not is decided from the estimator, never guessed from its outputs."""
     from sklearn.base import is_classifier
@@ -170,20 +160,6 @@ def decision_traits(estimator: Any) -> ModelTraits:
 def _binary_scores(raw: Any) -> np.ndarray:
     scores = np.asarray(raw, dtype=np.float64)
     return np.column_stack((-scores, scores)) if scores.ndim == 1 else scores
-
-
-def _shape(inputs: Any) -> tuple[int, int]:
-    if type(inputs) is np.ndarray and inputs.ndim == 2:
-        return inputs.shape
-    shape = getattr(inputs, "shape", None)
-    if shape is not None and len(shape) >= 1:
-        return int(shape[0]), int(shape[1]) if len(shape) > 1 else 1
-    try:
-        rows = len(inputs)
-        first = inputs[0] if rows else ()
-        return rows, len(first) if hasattr(first, "__len__") else 1
-    except Exception:
-        return 0, 0
 
 
 def _subclasses(root: type) -> list[type]:
