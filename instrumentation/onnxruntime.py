@@ -19,7 +19,8 @@ How calls are read (in the recorder thread, never in ``run``):
   any sequence of maps) gives the class scores: with skl2onnx's ZipMap (a list of
   ``{class: probability}``) the classes are the maps' keys; a probability tensor's columns
   are matched to classes from the labels the session returns (until every column has been
-  the top one, only the labels are counted). Without such outputs the first output is
+  the top one, only the labels are counted, and a call asking for the probabilities alone
+  counts rows and features only). Without such outputs the first output is
   read from its shape, as torch outputs are: a float ``[N, C]`` with ``C >= 2`` are class
   scores (classes ``0..C-1``), integers or strings are labels, ``[N]``/``[N, 1]`` floats
   regression values.
@@ -201,10 +202,11 @@ class SessionOutputs:
                     return self._plan(True, classes, ZIPMAP_SCORES, probability)
             else:
                 scores = np.asarray(scores)
-                classes = self._classes(scores, results[label]) if label is not None \
-                    else tuple(range(scores.shape[1])) if scores.ndim == 2 else (0, 1)
+                classes = self._classes(scores, None if label is None else results[label])
                 if classes is not None:
                     return self._plan(True, classes, SCORES, probability)
+                if label is None:  # the classes are not known yet, nor the labels asked
+                    return self._plan(False, None, NOTHING, None)
         if label is not None:
             return self._plan(True, None, LABELS, label)
         return self._first_output(np.asarray(results[0]) if results else None)
@@ -221,10 +223,14 @@ class SessionOutputs:
         return self._plan(False, None, VALUES, 0)
 
     def _classes(self, scores: np.ndarray, labels: Any) -> tuple[Any, ...] | None:
-        """The class of each probability column, learned from rows whose top column is
-        it; None until every column has been seen."""
-        if scores.ndim != 2:
-            return None
+        """The class of each probability column: ``0..C-1`` for a session without a label
+        output, else learned from rows whose top column it is (``labels``, when the call
+        asked for them); None until every column has been seen."""
+        width = scores.shape[1] if scores.ndim == 2 else 2  # [N]: P(class 1)
+        if not any(name in LABEL_OUTPUTS for name in self.names):
+            return tuple(range(width))
+        if labels is None or scores.ndim != 2:
+            return self._learned(width)
         labels = np.asarray(labels).ravel()
         top = np.argmax(scores, axis=1)
         for column in range(scores.shape[1]):
@@ -233,9 +239,12 @@ class SessionOutputs:
                 if hits.size:
                     self.learned[column] = labels[hits[0]].item() \
                         if hasattr(labels[hits[0]], "item") else labels[hits[0]]
-        if len(self.learned) < scores.shape[1]:
+        return self._learned(width)
+
+    def _learned(self, width: int) -> tuple[Any, ...] | None:
+        if any(column not in self.learned for column in range(width)):
             return None
-        return tuple(self.learned[c] for c in range(scores.shape[1]))
+        return tuple(self.learned[column] for column in range(width))
 
     def _plan(self, classifier: bool, classes: tuple[Any, ...] | None, read: str,
               index: int | None) -> ModelTraits:

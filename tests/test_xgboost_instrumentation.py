@@ -16,6 +16,7 @@ from tests._runtimes import instrumented
 
 ROWS = 300
 ROUNDS = 4
+PARAMS = {"nthread": 1}
 
 
 def _frame(rng: np.random.Generator) -> tuple[pd.DataFrame, np.ndarray]:
@@ -27,7 +28,7 @@ def test_booster_predict_gives_a_span_features_by_booster_name_and_classes() -> 
     rng = np.random.default_rng(1)
     X, y = _frame(rng)
     booster = driftline.register(
-        xgb.train({"objective": "binary:logistic"}, xgb.DMatrix(X, label=y), ROUNDS),
+        xgb.train({**PARAMS, "objective": "binary:logistic"}, xgb.DMatrix(X, label=y), ROUNDS),
         name="churn", version="4")
     live = X.copy()
     live.loc[:9, "spend"] = np.nan  # not stored by the DMatrix: missing
@@ -70,7 +71,7 @@ def test_inplace_predict_multiclass_margins_and_frame_columns() -> None:
     rng = np.random.default_rng(2)
     X = rng.normal(size=(ROWS, 3))
     y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0.5)
-    booster = xgb.train({"objective": "multi:softprob", "num_class": 3},
+    booster = xgb.train({**PARAMS, "objective": "multi:softprob", "num_class": 3},
                         xgb.DMatrix(X, label=y), ROUNDS)
     with instrumented(XGBoostInstrumentor()) as [telemetry]:
         scores = booster.inplace_predict(X)
@@ -94,7 +95,7 @@ def test_inplace_predict_multiclass_margins_and_frame_columns() -> None:
 def test_regressor_values_and_leaf_indexes_are_not_predictions() -> None:
     rng = np.random.default_rng(3)
     X = rng.normal(size=(ROWS, 2))
-    booster = xgb.train({"objective": "reg:squarederror"},
+    booster = xgb.train({**PARAMS, "objective": "reg:squarederror"},
                         xgb.DMatrix(X, label=X @ [1.0, -2.0]), ROUNDS)
     with instrumented(XGBoostInstrumentor()) as [telemetry]:
         values = booster.predict(xgb.DMatrix(X))
@@ -119,7 +120,7 @@ def test_predictions_while_training_are_not_observed() -> None:
 
     with instrumented(XGBoostInstrumentor()) as [telemetry]:
         # eval_set with a custom metric calls Booster.predict once per round.
-        booster = xgb.train({"objective": "binary:logistic"}, dtrain, ROUNDS,
+        booster = xgb.train({**PARAMS, "objective": "binary:logistic"}, dtrain, ROUNDS,
                             evals=[(dtrain, "train")], custom_metric=metric,
                             verbose_eval=False)
         booster.predict(dtrain, training=True)
@@ -148,7 +149,8 @@ def test_xgbclassifier_reports_once_as_the_scikit_learn_estimator() -> None:
 def test_uninstrument_restores_the_booster_methods() -> None:
     rng = np.random.default_rng(6)
     X = rng.normal(size=(ROWS, 2))
-    booster = xgb.train({"objective": "reg:squarederror"}, xgb.DMatrix(X, label=X[:, 0]), 2)
+    booster = xgb.train({**PARAMS, "objective": "reg:squarederror"},
+                        xgb.DMatrix(X, label=X[:, 0]), 2)
     originals = {name: xgb.Booster.__dict__[name]
                  for name in ("predict", "inplace_predict", "update", "eval_set")}
     with instrumented(XGBoostInstrumentor()) as [telemetry]:
