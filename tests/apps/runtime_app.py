@@ -1,0 +1,30 @@
+"""A model service serving an XGBoost booster, a LightGBM booster and an ONNX Runtime
+session, instrumented by one line, for the runtimes' end-to-end test.
+
+Run as ``python -m tests.apps.runtime_app``; ``OTEL_*`` variables say where telemetry goes.
+The recorders flush at interpreter exit.
+"""
+# ruff: noqa: I001  (the instrumentation line stays first, as users are told to write it)
+
+import driftline.auto  # the only instrumentation line
+
+import numpy as np
+
+import driftline
+from tests.apps import fraud_data, runtime_models
+
+BATCHES = 30
+
+
+def main() -> None:
+    X, y = fraud_data.training_rows()
+    for runtime in runtime_models.RUNTIMES:
+        model = driftline.register(runtime_models.train(runtime, X, y),
+                                   name=runtime_models.model_name(runtime),
+                                   version=fraud_data.MODEL_VERSION)
+        for batch in np.array_split(fraud_data.live_rows(), BATCHES):
+            runtime_models.serve(runtime, model, batch)
+
+
+if __name__ == "__main__":
+    main()
