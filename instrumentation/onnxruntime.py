@@ -32,6 +32,7 @@ import math
 import weakref
 from collections.abc import Collection, Sequence
 from functools import partial
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -76,6 +77,7 @@ class OnnxRuntimeInstrumentor(RuntimeInstrumentor):
         from onnxruntime.capi.onnxruntime_inference_collection import Session
 
         self._start(kwargs)
+        self._max_features = kwargs.get("max_features", DEFAULT_MAX_FEATURES)
         self._inputs = InputReader(kwargs.get("max_features", DEFAULT_MAX_FEATURES),
                                    kwargs.get("projection_seed", DEFAULT_SEED),
                                    kwargs.get("projection_components", DEFAULT_COMPONENTS))
@@ -92,7 +94,15 @@ class OnnxRuntimeInstrumentor(RuntimeInstrumentor):
         feed = args[1] if len(args) > 1 else kwargs.get("input_feed")
         rows, features = feed_shape(feed)
         site = self._sites.get(session, semconv.OPERATION_RUN, None)
-        return site, rows, features, OnnxCall(feed, output_names), True
+        call = OnnxCall(feed, output_names)
+        if len(feed) == 1:
+            # One numeric table that needs no projection: handed over as the array itself,
+            # which the recorder stages without reading it column by column.
+            for name, value in feed.items():
+                if type(value) is np.ndarray and value.ndim == 2 \
+                        and value.shape[1] <= self._max_features and value.dtype.kind in "iuf":
+                    call.table = name
+        return site, rows, features, call, True
 
     def _submit(self, site: CallSite, model: Any, inputs: Any, outputs: Any, rows: int,
                 duration_s: float, error_type: str | None, ids: Any, time_ns: int) -> None:
@@ -100,8 +110,9 @@ class OnnxRuntimeInstrumentor(RuntimeInstrumentor):
         # on them (a ZipMap's classes), so they travel with the call.
         if outputs is not None:
             inputs.results = outputs
+        table = inputs.table
         self._recorder.submit((self._scope, model, partial(self._traits, inputs),
-                               site.attributes, inputs,
+                               site.attributes, inputs.feed[table] if table else inputs,
                                inputs if outputs is not None else None, rows, duration_s,
                                error_type, ids, time_ns))
 
@@ -116,11 +127,12 @@ class OnnxCall:
     """One run handed to the recorder: its feed, the outputs asked for and their results.
     Indexing by rows gives the same for those rows (``ml.prediction`` records)."""
 
-    __slots__ = ("feed", "output_names", "results")
+    __slots__ = ("feed", "output_names", "results", "table")
 
     def __init__(self, feed: Any, output_names: Sequence[str] | None,
                  results: Sequence[Any] | None = None) -> None:
         self.feed, self.output_names, self.results = feed, output_names, results
+        self.table = ""  # the name of the feed's one input when handed over as an array
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -184,6 +196,7 @@ class SessionOutputs:
         self.read_inputs = read_inputs
         self.learned: dict[int, Any] = {}  # probability column -> class label
         self.plans: dict[tuple[Any, ...], ModelTraits] = {}
+        self._table = ""  # the call being read handed its one input over as an array
 
     def traits(self, call: OnnxCall) -> ModelTraits:
         names = list(call.output_names) if call.output_names else self.names
@@ -192,6 +205,7 @@ class SessionOutputs:
                             if n in PROBABILITY_OUTPUTS
                             or self.types.get(n, "").startswith(ZIPMAP_TYPE_PREFIX)), None)
         results = call.results
+        self._table = call.table
         if results is None:
             return self._plan(False, None, NOTHING, None)
         if probability is not None:
@@ -248,13 +262,17 @@ class SessionOutputs:
 
     def _plan(self, classifier: bool, classes: tuple[Any, ...] | None, read: str,
               index: int | None) -> ModelTraits:
-        key = (classifier, classes, read, index)
+        table = self._table
+        key = (classifier, classes, read, index, table)
         found = self.plans.get(key)
         if found is None:
             read_outputs = None if read == NOTHING else partial(_read_outputs, read, index,
                                                                 classes)
-            found = self.plans[key] = ModelTraits(classifier, classes, None, self.read_inputs,
-                                                  read_outputs or _nothing)
+            # A table handed over as an array: the recorder names its columns (f0.. or, for
+            # one column, the input's name) as feed_columns would.
+            found = self.plans[key] = ModelTraits(
+                classifier, classes, (table,) if table else None,
+                None if table else self.read_inputs, read_outputs or _nothing)
         return found
 
 
@@ -262,7 +280,8 @@ def _read_outputs(read: str, index: int, classes: tuple[Any, ...] | None,
                   call: OnnxCall) -> np.ndarray:
     result = call.results[index]
     if read == ZIPMAP_SCORES:
-        return np.array([[row[c] for c in classes] for row in result], dtype=np.float64)
+        return np.array(list(map(itemgetter(*classes), result)),
+                        dtype=np.float64).reshape(len(result), len(classes))
     if read == SCORES:
         scores = np.asarray(result, dtype=np.float64)
         return multiclass_scores(scores) if scores.ndim == 2 else binary_probabilities(scores)

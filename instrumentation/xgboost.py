@@ -13,7 +13,10 @@ How calls are read (in the recorder thread):
 
 * Features are named after the booster's ``feature_names``, else the DMatrix's or the
   DataFrame's columns, else ``f0..f{F-1}``. A DMatrix is read back through
-  ``DMatrix.get_data()``; values it does not store are missing.
+  ``DMatrix.get_data()`` (float32, as XGBoost stores it; values it does not store are
+  missing), which costs the recorder thread about as much as building the DMatrix cost:
+  ``inplace_predict`` on arrays is cheaper to observe. A ``QuantileDMatrix`` holds bins,
+  not values: its calls count rows, duration and predictions, not features.
 * Outputs follow the booster's objective: ``binary:*`` gives classes ``0`` and ``1`` with
   their scores (a margin, from ``output_margin=True``, ``predict_type="margin"`` or
   ``binary:logitraw``, through the sigmoid), ``multi:*`` classes ``0..C-1`` (margins
@@ -81,9 +84,10 @@ class XGBoostInstrumentor(RuntimeInstrumentor):
         return (f"{DISTRIBUTIONS[0]} >= {MIN_VERSION}",)
 
     def _instrument(self, **kwargs: Any) -> None:
-        from xgboost import Booster
+        from xgboost import Booster, QuantileDMatrix
 
         self._start(kwargs)
+        self._quantile_type = QuantileDMatrix
         # One site cache per way of reading outputs: a model's calls with output_margin=True
         # share the stream of its other calls, not their reading.
         self._sites = {read: CallSites(self.FRAMEWORK) for read in READS}
@@ -107,7 +111,10 @@ class XGBoostInstrumentor(RuntimeInstrumentor):
             else READ_MARGINS if kwargs.get("output_margin") else READ_VALUES
         site = self._sites[read].get(booster, semconv.OPERATION_PREDICT,
                                      self._traits[(DMATRIX, read)])
-        return site, rows, columns, DMatrixRows(data), read != READ_NOTHING
+        # A QuantileDMatrix holds histogram bins, not values: its features are not read.
+        inputs = np.empty((rows, 0)) if isinstance(data, self._quantile_type) \
+            else DMatrixRows(data)
+        return site, rows, columns, inputs, read != READ_NOTHING
 
     def _prepare_inplace(self, booster: Any, args: tuple[Any, ...],
                          kwargs: dict[str, Any]) -> Prepared | None:

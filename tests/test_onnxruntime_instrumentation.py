@@ -118,6 +118,23 @@ def test_inputs_by_name_wide_inputs_projected_and_regression_values() -> None:
                                                                     rel=1e-5)
 
 
+def test_a_single_one_column_input_is_named_after_the_input() -> None:
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["age"], ["same"])], "one",
+        [helper.make_tensor_value_info("age", TensorProto.FLOAT, [None, 1])],
+        [helper.make_tensor_value_info("same", TensorProto.FLOAT, [None, 1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    session = ort.InferenceSession(model.SerializeToString(), providers=PROVIDERS)
+    age = np.arange(ROWS, dtype=np.float32).reshape(-1, 1)
+    with instrumented(OnnxRuntimeInstrumentor()) as [telemetry]:
+        session.run(None, {"age": age})
+        telemetry.flush()
+        assert set(telemetry.features()) == {"age"}
+        assert telemetry.features()["age"].sum == pytest.approx(float(age.sum()))
+        assert telemetry.one(semconv.ML_PREDICTION_VALUE).sum == pytest.approx(float(age.sum()))
+
+
 class SessionRegressor(RegressorMixin, BaseEstimator):
     """A scikit-learn estimator serving an ONNX session."""
 

@@ -108,6 +108,20 @@ def test_regressor_values_and_leaf_indexes_are_not_predictions() -> None:
         assert telemetry.features()["f0"].count == ROWS + 50
 
 
+def test_a_quantile_dmatrix_gives_predictions_but_not_its_bins_as_features() -> None:
+    rng = np.random.default_rng(7)
+    X, y = _frame(rng)
+    booster = xgb.train({**PARAMS, "objective": "binary:logistic"},
+                        xgb.DMatrix(X, label=y), ROUNDS)
+    with instrumented(XGBoostInstrumentor()) as [telemetry]:
+        probabilities = booster.predict(xgb.QuantileDMatrix(X))
+        telemetry.flush()
+        assert telemetry.rows() == ROWS
+        assert telemetry.features() == {}
+        labels = (probabilities > 0.5).astype(int)
+        assert telemetry.classes() == {str(c): int((labels == c).sum()) for c in (0, 1)}
+
+
 def test_predictions_while_training_are_not_observed() -> None:
     rng = np.random.default_rng(4)
     X, y = _frame(rng)
