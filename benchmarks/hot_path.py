@@ -225,8 +225,9 @@ RUNTIME_TREES = 50
 def runtime_cases(pool: np.ndarray) -> list[tuple[str, Any, Callable[[np.ndarray], Any],
                                                   np.ndarray]]:
     """(name, instrumentor class, plain call, input pool) per runtime, trained on the pool.
-    One thread per booster, as the machine is shared; a DMatrix is built per call, as a
-    service using ``Booster.predict`` does."""
+    One thread per model (boosters, ONNX Runtime's thread pools), as the machine is shared
+    (run with ``OMP_NUM_THREADS=1`` too); a DMatrix is built per call, as a service using
+    ``Booster.predict`` does. The ONNX model is converted with and without ZipMap."""
     import lightgbm as lgb
     import onnxruntime as ort
     import xgboost as xgb
@@ -243,18 +244,24 @@ def runtime_cases(pool: np.ndarray) -> list[tuple[str, Any, Callable[[np.ndarray
     lgbm = lgb.train({"objective": "binary", "verbose": -1, "num_threads": 1},
                      lgb.Dataset(X, y), RUNTIME_TREES)
     pool32 = pool.astype(np.float32)
-    session = ort.InferenceSession(
-        to_onnx(LogisticRegression().fit(X, y), pool32[:1]).SerializeToString(),
-        providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    classifier = LogisticRegression().fit(X, y)
+    sessions = {zipmap: ort.InferenceSession(
+        to_onnx(classifier, pool32[:1], options=None if zipmap else {
+            id(classifier): {"zipmap": False}}).SerializeToString(),
+        options, providers=["CPUExecutionProvider"]) for zipmap in (True, False)}
     return [
         (f"XGBoost Booster.inplace_predict ({RUNTIME_TREES} trees)", XGBoostInstrumentor,
          booster.inplace_predict, pool),
         (f"XGBoost Booster.predict(DMatrix(x)) ({RUNTIME_TREES} trees)", XGBoostInstrumentor,
          lambda x: booster.predict(xgb.DMatrix(x)), pool),
         (f"LightGBM Booster.predict ({RUNTIME_TREES} trees)", LightGBMInstrumentor,
-         lgbm.predict, pool),
+         lambda x: lgbm.predict(x, num_threads=1), pool),
         ("ONNX Runtime InferenceSession.run (LogisticRegression, ZipMap)",
-         OnnxRuntimeInstrumentor, lambda x: session.run(None, {"X": x}), pool32),
+         OnnxRuntimeInstrumentor, lambda x: sessions[True].run(None, {"X": x}), pool32),
+        ("ONNX Runtime InferenceSession.run (LogisticRegression, no ZipMap)",
+         OnnxRuntimeInstrumentor, lambda x: sessions[False].run(None, {"X": x}), pool32),
     ]
 
 

@@ -94,7 +94,7 @@ class OnnxRuntimeInstrumentor(RuntimeInstrumentor):
         feed = args[1] if len(args) > 1 else kwargs.get("input_feed")
         rows, features = feed_shape(feed)
         site = self._sites.get(session, semconv.OPERATION_RUN, None)
-        call = OnnxCall(feed, output_names)
+        call = OnnxCall(session, feed, output_names)
         if len(feed) == 1:
             # One numeric table that needs no projection: handed over as the array itself,
             # which the recorder stages without reading it column by column.
@@ -106,17 +106,19 @@ class OnnxRuntimeInstrumentor(RuntimeInstrumentor):
 
     def _submit(self, site: CallSite, model: Any, inputs: Any, outputs: Any, rows: int,
                 duration_s: float, error_type: str | None, ids: Any, time_ns: int) -> None:
-        # The call carries its results, so that outputs are read by name; the traits depend
-        # on them (a ZipMap's classes), so they travel with the call.
+        # The call carries its results, so that outputs are read by name, and stands for the
+        # model: its traits depend on its results (a ZipMap's classes). No object is made
+        # for it here: each one kept until the recorder drains costs the garbage collector.
         if outputs is not None:
             inputs.results = outputs
         table = inputs.table
-        self._recorder.submit((self._scope, model, partial(self._traits, inputs),
-                               site.attributes, inputs.feed[table] if table else inputs,
+        self._recorder.submit((self._scope, inputs, self._traits, site.attributes,
+                               inputs.feed[table] if table else inputs,
                                inputs if outputs is not None else None, rows, duration_s,
                                error_type, ids, time_ns))
 
-    def _traits(self, call: OnnxCall, session: Any) -> ModelTraits:
+    def _traits(self, call: OnnxCall) -> ModelTraits:
+        session = call.session
         outputs = self._sessions.get(session)
         if outputs is None:
             outputs = self._sessions[session] = SessionOutputs(session, self._read_inputs)
@@ -127,10 +129,11 @@ class OnnxCall:
     """One run handed to the recorder: its feed, the outputs asked for and their results.
     Indexing by rows gives the same for those rows (``ml.prediction`` records)."""
 
-    __slots__ = ("feed", "output_names", "results", "table")
+    __slots__ = ("feed", "output_names", "results", "session", "table")
 
-    def __init__(self, feed: Any, output_names: Sequence[str] | None,
+    def __init__(self, session: Any, feed: Any, output_names: Sequence[str] | None,
                  results: Sequence[Any] | None = None) -> None:
+        self.session = session
         self.feed, self.output_names, self.results = feed, output_names, results
         self.table = ""  # the name of the feed's one input when handed over as an array
 
@@ -141,7 +144,7 @@ class OnnxCall:
     def __getitem__(self, rows: np.ndarray) -> OnnxCall:
         feed = {name: np.asarray(value)[rows] for name, value in self.feed.items()}
         results = None if self.results is None else [_rows(r, rows) for r in self.results]
-        return OnnxCall(feed, self.output_names, results)
+        return OnnxCall(self.session, feed, self.output_names, results)
 
 
 def _rows(result: Any, rows: np.ndarray) -> Any:
