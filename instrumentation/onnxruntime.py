@@ -56,7 +56,10 @@ LABEL_OUTPUTS = ("output_label", "label", "labels")
 PROBABILITY_OUTPUTS = ("output_probability", "probabilities", "probability")
 ZIPMAP_TYPE_PREFIX = "seq(map("  # skl2onnx's ZipMap: one {class: probability} per row
 # How a plan reads outputs.
-SCORES, ZIPMAP_SCORES, LABELS, VALUES, NOTHING = "scores", "zipmap", "labels", "values", ""
+# SCORES: a first output read as torch outputs are (probabilities, or logits softmaxed);
+# PROBABILITIES: a probability output, by name or type, read as it is.
+SCORES, PROBABILITIES, ZIPMAP_SCORES = "scores", "probabilities", "zipmap"
+LABELS, VALUES, NOTHING = "labels", "values", ""
 COLUMN_SEPARATOR = "."
 
 
@@ -198,15 +201,14 @@ class SessionOutputs:
         self.types = {output.name: output.type for output in session.get_outputs()}
         self.read_inputs = read_inputs
         self.learned: dict[int, Any] = {}  # probability column -> class label
+        self.classes: tuple[Any, ...] | None = None  # once every column is learned
         self.plans: dict[tuple[Any, ...], ModelTraits] = {}
+        # Positions of the label and probability outputs, per list of outputs asked for.
+        self.layouts: dict[tuple[str, ...] | None, tuple[int | None, int | None]] = {}
         self._table = ""  # the call being read handed its one input over as an array
 
     def traits(self, call: OnnxCall) -> ModelTraits:
-        names = list(call.output_names) if call.output_names else self.names
-        label = next((i for i, n in enumerate(names) if n in LABEL_OUTPUTS), None)
-        probability = next((i for i, n in enumerate(names)
-                            if n in PROBABILITY_OUTPUTS
-                            or self.types.get(n, "").startswith(ZIPMAP_TYPE_PREFIX)), None)
+        label, probability = self._layout(call.output_names)
         results = call.results
         self._table = call.table
         if results is None:
@@ -221,12 +223,23 @@ class SessionOutputs:
                 scores = np.asarray(scores)
                 classes = self._classes(scores, None if label is None else results[label])
                 if classes is not None:
-                    return self._plan(True, classes, SCORES, probability)
+                    return self._plan(True, classes, PROBABILITIES, probability)
                 if label is None:  # the classes are not known yet, nor the labels asked
                     return self._plan(False, None, NOTHING, None)
         if label is not None:
             return self._plan(True, None, LABELS, label)
         return self._first_output(np.asarray(results[0]) if results else None)
+
+    def _layout(self, output_names: Sequence[str] | None) -> tuple[int | None, int | None]:
+        key = tuple(output_names) if output_names else None
+        found = self.layouts.get(key)
+        if found is None:
+            names = list(output_names) if output_names else self.names
+            found = self.layouts[key] = (
+                next((i for i, n in enumerate(names) if n in LABEL_OUTPUTS), None),
+                next((i for i, n in enumerate(names) if n in PROBABILITY_OUTPUTS
+                      or self.types.get(n, "").startswith(ZIPMAP_TYPE_PREFIX)), None))
+        return found
 
     def _first_output(self, output: np.ndarray | None) -> ModelTraits:
         if output is None or output.ndim == 0 or output.ndim > 2:
@@ -244,6 +257,8 @@ class SessionOutputs:
         output, else learned from rows whose top column it is (``labels``, when the call
         asked for them); None until every column has been seen."""
         width = scores.shape[1] if scores.ndim == 2 else 2  # [N]: P(class 1)
+        if self.classes is not None and len(self.classes) == width:
+            return self.classes
         if not any(name in LABEL_OUTPUTS for name in self.names):
             return tuple(range(width))
         if labels is None or scores.ndim != 2:
@@ -261,7 +276,8 @@ class SessionOutputs:
     def _learned(self, width: int) -> tuple[Any, ...] | None:
         if any(column not in self.learned for column in range(width)):
             return None
-        return tuple(self.learned[column] for column in range(width))
+        self.classes = tuple(self.learned[column] for column in range(width))
+        return self.classes
 
     def _plan(self, classifier: bool, classes: tuple[Any, ...] | None, read: str,
               index: int | None) -> ModelTraits:
@@ -285,9 +301,11 @@ def _read_outputs(read: str, index: int, classes: tuple[Any, ...] | None,
     if read == ZIPMAP_SCORES:
         return np.array(list(map(itemgetter(*classes), result)),
                         dtype=np.float64).reshape(len(result), len(classes))
-    if read == SCORES:
+    if read == PROBABILITIES:
         scores = np.asarray(result, dtype=np.float64)
-        return multiclass_scores(scores) if scores.ndim == 2 else binary_probabilities(scores)
+        return scores if scores.ndim == 2 else binary_probabilities(scores)
+    if read == SCORES:
+        return multiclass_scores(result)
     if read == LABELS:
         return np.asarray(result).ravel()
     return values(result)
