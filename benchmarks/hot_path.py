@@ -265,6 +265,31 @@ def runtime_cases(pool: np.ndarray) -> list[tuple[str, Any, Callable[[np.ndarray
     ]
 
 
+def _timed(call: Callable[[np.ndarray], Any], inputs: Sequence[np.ndarray], calls: int
+           ) -> tuple[float, float]:
+    """(wall, calling thread's CPU) in us per call: on a shared machine the CPU clock of the
+    calling thread is what the instrumentation adds to it; wall also holds waiting for a
+    core, and for the GIL when the runtime releases it while the recorder thread runs."""
+    cpu_start = time.thread_time_ns()
+    wall = _run(call, inputs, calls)
+    return wall, (time.thread_time_ns() - cpu_start) / calls / 1e3
+
+
+def _instrumented_timed(instrumentor: Any, provider: TracerProvider, recorder: Recorder,
+                        call: Callable[[np.ndarray], Any], inputs: Sequence[np.ndarray],
+                        calls: int) -> tuple[float, float, float]:
+    """``_instrumented_round`` with the calling thread's CPU per call during the calls
+    (the final flush, in that thread too, counts as the recorder's)."""
+    instrumentor.instrument(tracer_provider=provider, recorder=recorder)
+    background_start = _thread_cpu_ns(recorder)
+    wall, cpu = _timed(call, inputs, calls)
+    background = _thread_cpu_ns(recorder) - background_start
+    flush_start = time.thread_time_ns()
+    instrumentor.uninstrument()
+    background += time.thread_time_ns() - flush_start
+    return wall, cpu, background / calls / 1e3
+
+
 def runtime_table(rounds: int, round_s: float) -> None:
     """Plain vs instrumented with spans sampled out (ALWAYS_OFF, metrics on), per runtime
     and batch size, in alternating rounds as the scikit-learn cases."""
@@ -281,31 +306,36 @@ def runtime_table(rounds: int, round_s: float) -> None:
             calls = max(5, int(round_s * 1e6 / estimate_us))
             recorder = Recorder(_Discard(), export_interval_s=EXPORT_INTERVAL_S,
                                 limits=Limits(max_sampled_rows=budget))
-            plain, sampled, recorder_us = [], [], []
+            plain, sampled, recorder_us, plain_cpu, sampled_cpu = [], [], [], [], []
             for r in range(rounds):
                 for arm in ("plain", "sampled out") if r % 2 == 0 else ("sampled out",
                                                                        "plain"):
                     if arm == "plain":
-                        plain.append(_run(call, inputs, calls))
+                        wall, cpu = _timed(call, inputs, calls)
+                        plain.append(wall)
+                        plain_cpu.append(cpu)
                     else:
-                        per_call, cpu_us = _instrumented_round(
+                        wall, cpu, background = _instrumented_timed(
                             instrumentor_class(), off, recorder, call, inputs, calls)
-                        sampled.append(per_call)
-                        recorder_us.append(cpu_us)
+                        sampled.append(wall)
+                        sampled_cpu.append(cpu)
+                        recorder_us.append(background)
             recorder.shutdown()
             ratios = [o / p for o, p in zip(sampled, plain, strict=True)]
             rows.append(
                 f"| {name} | {batch} | {statistics.median(plain):.1f} ({_spread(plain)}) | "
                 f"{statistics.median(sampled):.1f} ({_spread(sampled)}) | "
-                f"{statistics.median(sampled) - statistics.median(plain):.1f} | "
                 f"{statistics.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f}) | "
+                f"{statistics.median(plain_cpu):.1f} | {statistics.median(sampled_cpu):.1f} | "
+                f"{statistics.median(sampled_cpu) - statistics.median(plain_cpu):.1f} | "
                 f"{statistics.median(recorder_us):.1f} |")
             print(f"  done: {name}, {batch} rows", file=sys.stderr, flush=True)
     print(f"\n### Model runtimes, spans sampled out (ALWAYS_OFF) vs uninstrumented: us per "
           f"call, median (min-max) of {rounds} alternating rounds of {round_s:g} s\n")
-    print("| runtime call | rows per call | plain | Driftline, sampled out | added (us) | "
-          "ratio | recorder CPU per call (us) |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| runtime call | rows per call | plain (wall) | Driftline, sampled out (wall) | "
+          "ratio | plain (caller CPU) | Driftline (caller CPU) | added caller CPU | "
+          "recorder CPU per call (us) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     print("\n".join(rows))
 
 
