@@ -1,0 +1,24 @@
+"""The runtimes stay optional and unimported: ``import driftline.auto`` imports none of
+XGBoost, LightGBM and ONNX Runtime (nor Driftline's modules for them) until the application
+does, then instruments the one it imported."""
+
+from __future__ import annotations
+
+from tests.test_torch_optional import _python
+
+RUNTIMES = ("xgboost", "lightgbm", "onnxruntime")
+
+
+def test_auto_defers_each_runtime_until_the_application_imports_it() -> None:
+    code = ("import sys\n"
+            "import driftline.auto\n"
+            f"runtimes = {RUNTIMES!r}\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in runtimes\n"
+            "             or m.split('.')[-1] in (*runtimes, '_runtime')))\n"
+            "import lightgbm\n"
+            "from driftline.instrumentation.lightgbm import LightGBMInstrumentor\n"
+            "print(LightGBMInstrumentor()._is_instrumented_by_opentelemetry,\n"
+            "      'xgboost' in sys.modules, 'onnxruntime' in sys.modules)\n")
+    before, after = _python(code).splitlines()
+    assert before == "[]"
+    assert after == "True False False"
