@@ -29,11 +29,14 @@ SHIFTED = f"f{fraud_data.SHIFTED_FEATURE}"
 CALM = [f"f{i}" for i in range(fraud_data.FEATURES) if i != fraud_data.SHIFTED_FEATURE]
 
 
-def _write_profiles(directory: Path) -> None:
+def _train(directory: Path, models: Path) -> None:
+    """Each model saved under ``models/{runtime}/`` with its profile in ``directory``."""
     X, y = fraud_data.training_rows()
     with suppress_instrumentation():
         for runtime in runtime_models.RUNTIMES:
             model = runtime_models.train(runtime, X, y)
+            (models / runtime).mkdir(parents=True)
+            runtime_models.save(runtime, model, models / runtime)
             labels, probabilities = runtime_models.serve(runtime, model, X)
             profile.save(profile.capture(X, labels, probabilities=probabilities,
                                          model=runtime_models.model_name(runtime),
@@ -68,12 +71,12 @@ def _verdicts(path: Path) -> tuple[dict[str, int], dict[tuple[str, str], set[int
 @pytest.mark.integration
 def test_each_runtime_service_gets_drift_verdicts_from_one_processor(tmp_path: Path) -> None:
     (tmp_path / "profiles").mkdir()
-    _write_profiles(tmp_path / "profiles")
+    _train(tmp_path / "profiles", tmp_path / "models")
     output = tmp_path / "metrics.jsonl"
     config = {
         "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": f"{LOOPBACK}:0"}}}},
-        "processors": {"ml_drift": {"profiles": str(tmp_path / "profiles"), "window": "2s",
-                                    "grace": "1s", "min_rows": 100}},
+        "processors": {"ml_drift": {"profiles": str(tmp_path / "profiles"), "window": "1s",
+                                    "grace": "0.5s", "min_rows": 100}},
         "exporters": {"file": {"path": str(output), "flush_interval": 0}},
         "service": {"pipelines": {"metrics": {
             "receivers": ["otlp"], "processors": ["ml_drift"], "exporters": ["file"]}}},
@@ -88,7 +91,8 @@ def test_each_runtime_service_gets_drift_verdicts_from_one_processor(tmp_path: P
            "OTEL_METRIC_EXPORT_INTERVAL": "60000"}  # everything leaves at exit
     # The service starts beside the processor (its imports take longer than the processor's
     # start; the OTLP exporter retries until the processor listens).
-    app = subprocess.Popen([sys.executable, "-m", "tests.apps.runtime_app"], cwd=REPO, env=env,
+    app = subprocess.Popen([sys.executable, "-m", "tests.apps.runtime_app",
+                            str(tmp_path / "models")], cwd=REPO, env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         with running_collector(config, tmp_path, (PROTOCOL_GRPC,)) as collector:

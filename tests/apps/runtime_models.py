@@ -1,9 +1,11 @@
 """The runtimes' end-to-end models, shared by the service and the test (no instrumentation):
-each trained on ``fraud_data``'s rows, served as its runtime serves, and read back as
-labels and class probabilities for the reference profile."""
+each trained on ``fraud_data``'s rows and saved by the test, loaded and served by the service
+as its runtime serves, and read back as labels and class probabilities for the reference
+profile."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,8 +35,39 @@ def train(runtime: str, X: np.ndarray, y: np.ndarray) -> Any:
     from skl2onnx import to_onnx
     from sklearn.linear_model import LogisticRegression
 
-    onx = to_onnx(LogisticRegression().fit(X, y), X[:1].astype(np.float32))
-    return ort.InferenceSession(onx.SerializeToString(), providers=["CPUExecutionProvider"])
+    model_bytes = to_onnx(LogisticRegression().fit(X, y),
+                          X[:1].astype(np.float32)).SerializeToString()
+    session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+    session.model_bytes = model_bytes  # for save()
+    return session
+
+
+def save(runtime: str, model: Any, directory: Path) -> Path:
+    """The model as its runtime stores it (the service loads it, as a service would)."""
+    if runtime == "xgboost":
+        path = directory / "model.ubj"
+        model.save_model(path)
+    elif runtime == "lightgbm":
+        path = directory / "model.txt"
+        model.save_model(path)
+    else:
+        path = directory / "model.onnx"
+        path.write_bytes(model.model_bytes)
+    return path
+
+
+def load(runtime: str, path: Path) -> Any:
+    if runtime == "xgboost":
+        import xgboost as xgb
+
+        return xgb.Booster(model_file=str(path))
+    if runtime == "lightgbm":
+        import lightgbm as lgb
+
+        return lgb.Booster(model_file=str(path))
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
 def serve(runtime: str, model: Any, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
