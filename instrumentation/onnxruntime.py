@@ -205,30 +205,28 @@ class SessionOutputs:
         self.plans: dict[tuple[Any, ...], ModelTraits] = {}
         # Positions of the label and probability outputs, per list of outputs asked for.
         self.layouts: dict[tuple[str, ...] | None, tuple[int | None, int | None]] = {}
-        self._table = ""  # the call being read handed its one input over as an array
 
     def traits(self, call: OnnxCall) -> ModelTraits:
         label, probability = self._layout(call.output_names)
-        results = call.results
-        self._table = call.table
+        results, table = call.results, call.table
         if results is None:
-            return self._plan(False, None, NOTHING, None)
+            return self._plan(table, False, None, NOTHING, None)
         if probability is not None:
             scores = results[probability]
             if isinstance(scores, list):
                 classes = tuple(scores[0]) if scores else None
                 if classes is not None:
-                    return self._plan(True, classes, ZIPMAP_SCORES, probability)
+                    return self._plan(table, True, classes, ZIPMAP_SCORES, probability)
             else:
                 scores = np.asarray(scores)
                 classes = self._classes(scores, None if label is None else results[label])
                 if classes is not None:
-                    return self._plan(True, classes, PROBABILITIES, probability)
+                    return self._plan(table, True, classes, PROBABILITIES, probability)
                 if label is None:  # the classes are not known yet, nor the labels asked
-                    return self._plan(False, None, NOTHING, None)
+                    return self._plan(table, False, None, NOTHING, None)
         if label is not None:
-            return self._plan(True, None, LABELS, label)
-        return self._first_output(np.asarray(results[0]) if results else None)
+            return self._plan(table, True, None, LABELS, label)
+        return self._first_output(table, np.asarray(results[0]) if results else None)
 
     def _layout(self, output_names: Sequence[str] | None) -> tuple[int | None, int | None]:
         key = tuple(output_names) if output_names else None
@@ -241,16 +239,16 @@ class SessionOutputs:
                       or self.types.get(n, "").startswith(ZIPMAP_TYPE_PREFIX)), None))
         return found
 
-    def _first_output(self, output: np.ndarray | None) -> ModelTraits:
+    def _first_output(self, table: str, output: np.ndarray | None) -> ModelTraits:
         if output is None or output.ndim == 0 or output.ndim > 2:
-            return self._plan(False, None, NOTHING, None)
+            return self._plan(table, False, None, NOTHING, None)
         width = 1 if output.ndim == 1 else output.shape[1]
         if is_label_dtype(output) or output.dtype.kind in "iub":
-            return self._plan(True, None, LABELS, 0) if width == 1 \
-                else self._plan(False, None, NOTHING, None)
+            return self._plan(table, True, None, LABELS, 0) if width == 1 \
+                else self._plan(table, False, None, NOTHING, None)
         if width >= 2:
-            return self._plan(True, tuple(range(width)), SCORES, 0)
-        return self._plan(False, None, VALUES, 0)
+            return self._plan(table, True, tuple(range(width)), SCORES, 0)
+        return self._plan(table, False, None, VALUES, 0)
 
     def _classes(self, scores: np.ndarray, labels: Any) -> tuple[Any, ...] | None:
         """The class of each probability column: ``0..C-1`` for a session without a label
@@ -279,9 +277,10 @@ class SessionOutputs:
         self.classes = tuple(self.learned[column] for column in range(width))
         return self.classes
 
-    def _plan(self, classifier: bool, classes: tuple[Any, ...] | None, read: str,
+    def _plan(self, table: str, classifier: bool, classes: tuple[Any, ...] | None, read: str,
               index: int | None) -> ModelTraits:
-        table = self._table
+        """``table``: the name of the call's one input when it was handed over as an
+        array."""
         key = (classifier, classes, read, index, table)
         found = self.plans.get(key)
         if found is None:
