@@ -119,6 +119,16 @@ def multiclass_scores(outputs: Any) -> np.ndarray:
     return class_scores(np.asarray(outputs, dtype=np.float64))
 
 
+def per_class_probabilities(outputs: Any) -> np.ndarray:
+    """``[N, C]`` one-vs-all probabilities, as they are (rows need not sum to 1)."""
+    return np.asarray(outputs, dtype=np.float64)
+
+
+def per_class_margins(outputs: Any) -> np.ndarray:
+    """``[N, C]`` one-vs-all margins, each through the sigmoid."""
+    return 1.0 / (1.0 + np.exp(-np.asarray(outputs, dtype=np.float64)))
+
+
 def integer_labels(outputs: Any) -> np.ndarray:
     """Class indexes a runtime returns as floats (``multi:softmax``), as integers."""
     return np.asarray(outputs).ravel().astype(np.int64)

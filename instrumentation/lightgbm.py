@@ -15,9 +15,10 @@ How calls are read (in the recorder thread):
   ``f0..f{F-1}``, the names an array has everywhere else in Driftline (profiles too).
   A DataFrame's columns name themselves.
 * Outputs follow the booster's ``objective``: ``binary`` gives classes ``0`` and ``1``
-  with their scores (``raw_score=True`` margins through the sigmoid), ``multiclass`` and
-  ``multiclassova`` classes ``0..C-1`` (raw scores softmaxed), anything else regression
-  values. Leaf indexes and contributions (``pred_leaf``, ``pred_contrib``) are not
+  with their scores (``raw_score=True`` margins through the sigmoid), ``multiclass``
+  classes ``0..C-1`` (raw scores softmaxed), ``multiclassova`` classes ``0..C-1`` with each
+  class's own probability (raw scores through the sigmoid; rows need not sum to 1), anything
+  else regression values. Leaf indexes and contributions (``pred_leaf``, ``pred_contrib``) are not
   predictions: such calls count rows, duration and features only.
 """
 
@@ -39,6 +40,8 @@ from driftline.instrumentation._runtime import (
     binary_margins,
     binary_probabilities,
     multiclass_scores,
+    per_class_margins,
+    per_class_probabilities,
     values,
 )
 
@@ -57,8 +60,9 @@ READS = (READ_VALUES, READ_MARGINS, READ_NOTHING)
 # The objective parameter and its aliases, as LightGBM documents them.
 OBJECTIVE_KEYS = ("objective", "objective_type", "app", "application", "loss")
 BINARY_OBJECTIVES = ("binary",)
-MULTICLASS_OBJECTIVES = ("multiclass", "softmax", "multiclassova", "multiclass_ova", "ova",
-                         "ovr")
+MULTICLASS_OBJECTIVES = ("multiclass", "softmax")
+# One-vs-all: a probability per class, rows not summing to 1.
+ONE_VS_ALL_OBJECTIVES = ("multiclassova", "multiclass_ova", "ova", "ovr")
 # LightGBM names the features of a model trained without names Column_0, Column_1, ...
 PLACEHOLDER_NAME = re.compile(r"Column_(\d+)")
 
@@ -126,7 +130,9 @@ def booster_traits(read: str, booster: Any) -> ModelTraits:
     if objective in BINARY_OBJECTIVES:
         return ModelTraits(True, BINARY_CLASSES, names, None,
                            binary_margins if margins else binary_probabilities)
-    if objective in MULTICLASS_OBJECTIVES:
+    if objective in MULTICLASS_OBJECTIVES or objective in ONE_VS_ALL_OBJECTIVES:
         classes = tuple(range(booster.num_model_per_iteration()))
-        return ModelTraits(True, classes, names, None, multiclass_scores)
+        read_outputs = multiclass_scores if objective in MULTICLASS_OBJECTIVES \
+            else per_class_margins if margins else per_class_probabilities
+        return ModelTraits(True, classes, names, None, read_outputs)
     return ModelTraits(False, None, names, None, values)

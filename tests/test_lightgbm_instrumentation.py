@@ -74,6 +74,23 @@ def test_multiclass_raw_scores_placeholder_names_and_leaf_indexes() -> None:
         assert confidence.count == ROWS + 100 and confidence.sum == pytest.approx(top.sum())
 
 
+def test_one_vs_all_probabilities_are_read_as_the_model_gives_them() -> None:
+    rng = np.random.default_rng(16)
+    X = rng.normal(size=(ROWS, 3))
+    y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0.5)
+    booster = lgb.train({**PARAMS, "objective": "multiclassova", "num_class": 3},
+                        lgb.Dataset(X, y), ROUNDS)
+    with instrumented(LightGBMInstrumentor()) as [telemetry]:
+        scores = booster.predict(X)
+        telemetry.flush()
+        assert not np.allclose(scores.sum(axis=1), 1.0)  # one-vs-all: not a distribution
+        labels = scores.argmax(axis=1)
+        assert telemetry.classes() == {str(c): int((labels == c).sum())
+                                       for c in np.unique(labels)}
+        confidence = telemetry.one(semconv.ML_PREDICTION_CONFIDENCE)
+        assert confidence.sum == pytest.approx(scores.max(axis=1).sum())
+
+
 def test_regression_values_from_a_model_loaded_from_text() -> None:
     rng = np.random.default_rng(13)
     X = rng.normal(size=(ROWS, 2))
