@@ -73,10 +73,11 @@ def test_each_runtime_service_gets_drift_verdicts_from_one_processor(tmp_path: P
     (tmp_path / "profiles").mkdir()
     _train(tmp_path / "profiles", tmp_path / "models")
     output = tmp_path / "metrics.jsonl"
+    # Each recorder exports once, at the service's exit: one window per model.
     config = {
         "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": f"{LOOPBACK}:0"}}}},
         "processors": {"ml_drift": {"profiles": str(tmp_path / "profiles"), "window": "1s",
-                                    "grace": "0.5s", "min_rows": 100}},
+                                    "grace": "1s", "min_rows": 100}},
         "exporters": {"file": {"path": str(output), "flush_interval": 0}},
         "service": {"pipelines": {"metrics": {
             "receivers": ["otlp"], "processors": ["ml_drift"], "exporters": ["file"]}}},
