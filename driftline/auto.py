@@ -6,8 +6,9 @@ scikit-learn, PyTorch, XGBoost, LightGBM and ONNX Runtime, each when the applica
 it (at once if it already has): none is imported here, so a torch-only service does not pay
 scikit-learn's second of import time at a cold start, and the other way round. Under
 ``opentelemetry-instrument`` the distro configures the providers and the instrumentors are
-found through the ``opentelemetry_instrumentor`` entry point instead (each imports its library
-when loaded, if installed).
+found through the ``opentelemetry_instrumentor`` entry point instead (scikit-learn's and
+PyTorch's import their library then; XGBoost's, LightGBM's and ONNX Runtime's wait for the
+application to import theirs).
 """
 
 from __future__ import annotations

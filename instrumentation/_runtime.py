@@ -42,22 +42,49 @@ BINARY_CLASSES = (0, 1)
 
 
 class RuntimeInstrumentor(BaseInstrumentor):
-    """A ``BaseInstrumentor`` wrapping methods of a runtime's classes (``FRAMEWORK``)."""
+    """A ``BaseInstrumentor`` wrapping methods of a runtime's classes (``FRAMEWORK``, module
+    ``MODULE``).
+
+    ``instrument()`` does its work when the application imports ``MODULE`` (at once if it
+    has): under ``opentelemetry-instrument``, which instruments every installed library at
+    start, a service that never imports the runtime neither imports it nor runs a recorder
+    for it. ``_wrap_library`` does the wrapping, the library imported.
+    """
 
     FRAMEWORK = ""
+    MODULE = ""
+    _generation = 0  # instrument() and uninstrument() each start a new one
+    _started = False
 
-    def _start(self, kwargs: dict[str, Any]) -> None:
+    def _instrument(self, **kwargs: Any) -> None:
+        self._generation += 1
+        generation = self._generation
+        wrapt.register_post_import_hook(
+            lambda _module: self._on_import(generation, kwargs), self.MODULE)
+
+    def _on_import(self, generation: int, kwargs: dict[str, Any]) -> None:
+        if generation != self._generation or self._started:
+            return  # uninstrumented (or instrumented again) before the import
         self._scope = semconv.SCOPE_PREFIX + self.FRAMEWORK
         self._spans = SpanGate(trace.get_tracer(self._scope,
                                                 tracer_provider=kwargs.get("tracer_provider")))
         self._recorder, self._owns_recorder = _env.recorder_from_kwargs(kwargs)
         self._wrapped: list[tuple[Any, str]] = []
+        self._started = True
+        self._wrap_library(kwargs)
+
+    def _wrap_library(self, kwargs: dict[str, Any]) -> None:
+        raise NotImplementedError
 
     def _wrap(self, owner: Any, name: str, wrapper: Callable[..., Any]) -> None:
         wrapt.wrap_function_wrapper(owner, name, wrapper)
         self._wrapped.append((owner, name))
 
     def _uninstrument(self, **kwargs: Any) -> None:
+        self._generation += 1
+        if not self._started:
+            return
+        self._started = False
         for owner, name in reversed(self._wrapped):
             unwrap(owner, name)
         self._wrapped.clear()

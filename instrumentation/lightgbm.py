@@ -70,15 +70,15 @@ PLACEHOLDER_NAME = re.compile(r"Column_(\d+)")
 class LightGBMInstrumentor(RuntimeInstrumentor):
     """Instruments ``lightgbm.Booster.predict``."""
 
+    MODULE = "lightgbm"
     FRAMEWORK = semconv.FRAMEWORK_LIGHTGBM
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return ("lightgbm >= 4.0",)
 
-    def _instrument(self, **kwargs: Any) -> None:
+    def _wrap_library(self, kwargs: dict[str, Any]) -> None:
         from lightgbm import Booster
 
-        self._start(kwargs)
         self._sites = {read: CallSites(self.FRAMEWORK) for read in READS}
         self._traits = {read: partial(booster_traits, read) for read in READS}
         self._wrap(Booster, "predict", partial(self._call, self._prepare))

@@ -71,15 +71,15 @@ class OnnxRuntimeInstrumentor(RuntimeInstrumentor):
     (16) for wide inputs.
     """
 
+    MODULE = "onnxruntime"
     FRAMEWORK = semconv.FRAMEWORK_ONNXRUNTIME
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return ("onnxruntime >= 1.16",)
 
-    def _instrument(self, **kwargs: Any) -> None:
+    def _wrap_library(self, kwargs: dict[str, Any]) -> None:
         from onnxruntime.capi.onnxruntime_inference_collection import Session
 
-        self._start(kwargs)
         self._max_features = kwargs.get("max_features", DEFAULT_MAX_FEATURES)
         self._inputs = InputReader(kwargs.get("max_features", DEFAULT_MAX_FEATURES),
                                    kwargs.get("projection_seed", DEFAULT_SEED),

@@ -71,6 +71,7 @@ BINARY_PREFIX, MULTI_PREFIX = "binary:", "multi:"
 class XGBoostInstrumentor(RuntimeInstrumentor):
     """Instruments ``xgboost.Booster.predict`` and ``inplace_predict``."""
 
+    MODULE = "xgboost"
     FRAMEWORK = semconv.FRAMEWORK_XGBOOST
 
     def instrumentation_dependencies(self) -> Collection[str]:
@@ -83,10 +84,9 @@ class XGBoostInstrumentor(RuntimeInstrumentor):
             return (f"{name} >= {MIN_VERSION}",)
         return (f"{DISTRIBUTIONS[0]} >= {MIN_VERSION}",)
 
-    def _instrument(self, **kwargs: Any) -> None:
+    def _wrap_library(self, kwargs: dict[str, Any]) -> None:
         from xgboost import Booster, QuantileDMatrix
 
-        self._start(kwargs)
         self._quantile_type = QuantileDMatrix
         # One site cache per way of reading outputs: a model's calls with output_margin=True
         # share the stream of its other calls, not their reading.

@@ -22,3 +22,23 @@ def test_auto_defers_each_runtime_until_the_application_imports_it() -> None:
     before, after = _python(code).splitlines()
     assert before == "[]"
     assert after == "True False False"
+
+
+def test_an_instrumentor_waits_for_its_library_as_under_opentelemetry_instrument() -> None:
+    # opentelemetry-instrument calls instrument() on every entry point at start.
+    code = ("import sys, threading\n"
+            "from driftline.instrumentation.lightgbm import LightGBMInstrumentor\n"
+            "from driftline.instrumentation.onnxruntime import OnnxRuntimeInstrumentor\n"
+            "OnnxRuntimeInstrumentor().instrument()\n"
+            "LightGBMInstrumentor().instrument()\n"
+            "LightGBMInstrumentor().uninstrument()  # before its import: nothing to undo\n"
+            "def recorders():\n"
+            "    return sum(t.name == 'driftline-recorder' for t in threading.enumerate())\n"
+            "print('onnxruntime' in sys.modules, recorders())\n"
+            "import onnxruntime, lightgbm\n"
+            "from onnxruntime.capi.onnxruntime_inference_collection import Session\n"
+            "print(hasattr(Session.run, '__wrapped__'),\n"
+            "      hasattr(lightgbm.Booster.predict, '__wrapped__'), recorders())\n")
+    before, after = _python(code).splitlines()
+    assert before == "False 0"
+    assert after == "True False 1"
