@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 import weakref
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from functools import partial
 from operator import itemgetter
 from typing import Any
@@ -98,7 +98,7 @@ class OnnxRuntimeInstrumentor(RuntimeInstrumentor):
         rows, features = feed_shape(feed)
         site = self._sites.get(session, semconv.OPERATION_RUN, None)
         call = OnnxCall(session, feed, output_names)
-        if len(feed) == 1:
+        if type(feed) is dict and len(feed) == 1:
             # One numeric table that needs no projection: handed over as the array itself,
             # which the recorder stages without reading it column by column.
             for name, value in feed.items():
@@ -159,7 +159,7 @@ def _rows(result: Any, rows: np.ndarray) -> Any:
 def feed_shape(feed: Any) -> tuple[int, int]:
     """(rows of the first input, values per row over all inputs), from shapes only."""
     rows = features = 0
-    if not isinstance(feed, dict):
+    if not isinstance(feed, Mapping):
         return rows, features
     for value in feed.values():
         shape = getattr(value, "shape", None)
@@ -172,7 +172,10 @@ def feed_shape(feed: Any) -> tuple[int, int]:
 
 
 def feed_columns(reader: InputReader, call: OnnxCall) -> list[tuple[str, np.ndarray]]:
-    """Named columns of a run's inputs (see the module docstring for the names)."""
+    """Named columns of a run's inputs (see the module docstring for the names); none when
+    the feed is not a mapping (ONNX Runtime refused the call)."""
+    if not isinstance(call.feed, Mapping):
+        return []
     single = len(call.feed) == 1
     columns: list[tuple[str, np.ndarray]] = []
     for name, value in call.feed.items():

@@ -135,6 +135,21 @@ def test_a_single_one_column_input_is_named_after_the_input() -> None:
         assert telemetry.one(semconv.ML_PREDICTION_VALUE).sum == pytest.approx(float(age.sum()))
 
 
+@pytest.mark.parametrize("feed", [None, [1.0, 2.0]])
+def test_a_bad_feed_raises_onnx_runtimes_own_error_and_counts_the_call(feed: object) -> None:
+    session = _named_inputs_model()
+    with pytest.raises(Exception) as plain:
+        session.run(None, feed)
+    with instrumented(OnnxRuntimeInstrumentor()) as [telemetry]:
+        with pytest.raises(type(plain.value)) as observed:
+            session.run(None, feed)
+        assert str(observed.value) == str(plain.value)
+        telemetry.flush()
+        assert telemetry.instrumentor.recorder.failed_aggregations == 0
+        [duration] = list(telemetry.metrics.points(semconv.ML_PREDICT_DURATION))
+        assert duration.attributes[semconv.ERROR_TYPE] == type(plain.value).__qualname__
+
+
 class SessionRegressor(RegressorMixin, BaseEstimator):
     """A scikit-learn estimator serving an ONNX session."""
 
