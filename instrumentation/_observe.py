@@ -69,14 +69,14 @@ def batch_shape(inputs: Any) -> tuple[int, int]:
     length only; (0, 0) when it has neither."""
     if type(inputs) is np.ndarray and inputs.ndim == 2:
         return inputs.shape
-    shape = getattr(inputs, "shape", None)
-    if shape is not None and len(shape) >= 1:
-        return int(shape[0]), int(shape[1]) if len(shape) > 1 else 1
     try:
+        shape = getattr(inputs, "shape", None)
+        if shape is not None and len(shape) >= 1:
+            return int(shape[0]), int(shape[1]) if len(shape) > 1 else 1
         rows = len(inputs)
         first = inputs[0] if rows else ()
         return rows, len(first) if hasattr(first, "__len__") else 1
-    except Exception:
+    except Exception:  # an unknown shape (a lazy frame): the library judges the input
         return 0, 0
 
 

@@ -38,7 +38,7 @@ import numpy as np
 from driftline import semconv
 from driftline.columns import table_columns
 from driftline.instrumentation._aggregation import ModelTraits
-from driftline.instrumentation._observe import CallSites, silenced
+from driftline.instrumentation._observe import CallSites, batch_shape, silenced
 from driftline.instrumentation._runtime import (
     BINARY_CLASSES,
     Prepared,
@@ -105,23 +105,21 @@ class XGBoostInstrumentor(RuntimeInstrumentor):
         data = args[0] if args else kwargs.get("data")
         try:
             rows, columns = data.num_row(), data.num_col()
-        except Exception:  # not a DMatrix: XGBoost raises its own error
-            rows, columns = 0, 0
+        except Exception:  # not a DMatrix: XGBoost raises its own error, the call is counted
+            rows, columns, data = 0, 0, None
         read = READ_NOTHING if any(kwargs.get(k) for k in NOT_PREDICTIONS) \
             else READ_MARGINS if kwargs.get("output_margin") else READ_VALUES
         site = self._sites[read].get(booster, semconv.OPERATION_PREDICT,
                                      self._traits[(DMATRIX, read)])
         # A QuantileDMatrix holds histogram bins, not values: its features are not read.
-        inputs = np.empty((rows, 0)) if isinstance(data, self._quantile_type) \
-            else DMatrixRows(data)
+        inputs = None if data is None else np.empty((rows, 0)) \
+            if isinstance(data, self._quantile_type) else DMatrixRows(data)
         return site, rows, columns, inputs, read != READ_NOTHING
 
     def _prepare_inplace(self, booster: Any, args: tuple[Any, ...],
                          kwargs: dict[str, Any]) -> Prepared | None:
         data = args[0] if args else kwargs.get("data")
-        shape = getattr(data, "shape", None)
-        rows, columns = (int(shape[0]), int(shape[1]) if len(shape) > 1 else 1) \
-            if shape else (0, 0)
+        rows, columns = batch_shape(data)
         read = READ_MARGINS if kwargs.get("predict_type") == MARGIN else READ_VALUES
         site = self._sites[read].get(booster, semconv.OPERATION_INPLACE_PREDICT,
                                      self._traits[(ARRAY, read)])

@@ -160,6 +160,23 @@ def test_xgbclassifier_reports_once_as_the_scikit_learn_estimator() -> None:
         assert booster.metrics.exported == []
 
 
+def test_a_refused_input_raises_xgboosts_own_error_and_counts_the_call() -> None:
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(ROWS, 2))
+    booster = xgb.train({**PARAMS, "objective": "reg:squarederror"},
+                        xgb.DMatrix(X, label=X[:, 0]), 2)
+    with pytest.raises(Exception) as plain:
+        booster.predict(X)  # an array where a DMatrix is expected
+    with instrumented(XGBoostInstrumentor()) as [telemetry]:
+        with pytest.raises(type(plain.value)) as observed:
+            booster.predict(X)
+        assert str(observed.value) == str(plain.value)
+        telemetry.flush()
+        assert telemetry.instrumentor.recorder.failed_aggregations == 0
+        [duration] = list(telemetry.metrics.points(semconv.ML_PREDICT_DURATION))
+        assert duration.attributes[semconv.ERROR_TYPE] == type(plain.value).__qualname__
+
+
 def test_uninstrument_restores_the_booster_methods() -> None:
     rng = np.random.default_rng(6)
     X = rng.normal(size=(ROWS, 2))
