@@ -80,7 +80,6 @@ class OnnxRuntimeInstrumentor(RuntimeInstrumentor):
     def _wrap_library(self, kwargs: dict[str, Any]) -> None:
         from onnxruntime.capi.onnxruntime_inference_collection import Session
 
-        self._max_features = kwargs.get("max_features", DEFAULT_MAX_FEATURES)
         self._inputs = InputReader(kwargs.get("max_features", DEFAULT_MAX_FEATURES),
                                    kwargs.get("projection_seed", DEFAULT_SEED),
                                    kwargs.get("projection_components", DEFAULT_COMPONENTS))
@@ -103,7 +102,8 @@ class OnnxRuntimeInstrumentor(RuntimeInstrumentor):
             # which the recorder stages without reading it column by column.
             for name, value in feed.items():
                 if type(value) is np.ndarray and value.ndim == 2 \
-                        and value.shape[1] <= self._max_features and value.dtype.kind in "iuf":
+                        and value.shape[1] <= self._inputs.max_features \
+                        and value.dtype.kind in "iuf":
                     call.table = name
         return site, rows, features, call, True
 
