@@ -12,6 +12,9 @@ or each second) happen inside it, and ends with the flush and export of ``uninst
   discarding exporter: what any traced call pays;
 * ``recorded``: Driftline with the same SDK tracer sampling every span (metrics on).
 
+The model runtimes (XGBoost, LightGBM, ONNX Runtime) get their own table, ``plain`` beside
+``sampled out``, at 1 and 100 rows per call (``--runtimes-only`` for that table alone).
+
 Inputs are varied: each call takes the next slice of a pool of random rows, never one
 repeated row. The recorder's CPU per call is its thread's CPU clock over the round
 (``pthread_getcpuclockid``), plus the final drain and export that ``uninstrument`` runs in
@@ -213,6 +216,129 @@ def overhead_tables(rounds: int, round_s: float, cases: Iterator[tuple[str, int,
     print("\n".join(on_rows))
 
 
+# --- model runtimes (issue 19): each beside its plain call, spans sampled out -----------------
+
+RUNTIME_BATCHES = (1, 100)
+RUNTIME_TREES = 50
+
+
+def runtime_cases(pool: np.ndarray) -> list[tuple[str, Any, Callable[[np.ndarray], Any],
+                                                  np.ndarray]]:
+    """(name, instrumentor class, plain call, input pool) per runtime, trained on the pool.
+    One thread per model (boosters, ONNX Runtime's thread pools), as the machine is shared
+    (run with ``OMP_NUM_THREADS=1`` too); a DMatrix is built per call, as a service using
+    ``Booster.predict`` does. The ONNX model is converted with and without ZipMap."""
+    import lightgbm as lgb
+    import onnxruntime as ort
+    import xgboost as xgb
+    from skl2onnx import to_onnx
+
+    from driftline.instrumentation.lightgbm import LightGBMInstrumentor
+    from driftline.instrumentation.onnxruntime import OnnxRuntimeInstrumentor
+    from driftline.instrumentation.xgboost import XGBoostInstrumentor
+
+    X = pool[:20_000]
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    booster = xgb.train({"objective": "binary:logistic", "max_depth": 6, "nthread": 1},
+                        xgb.DMatrix(X, label=y), RUNTIME_TREES)
+    lgbm = lgb.train({"objective": "binary", "verbose": -1, "num_threads": 1},
+                     lgb.Dataset(X, y), RUNTIME_TREES)
+    pool32 = pool.astype(np.float32)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    classifier = LogisticRegression().fit(X, y)
+    sessions = {zipmap: ort.InferenceSession(
+        to_onnx(classifier, pool32[:1], options=None if zipmap else {
+            id(classifier): {"zipmap": False}}).SerializeToString(),
+        options, providers=["CPUExecutionProvider"]) for zipmap in (True, False)}
+    return [
+        (f"XGBoost Booster.inplace_predict ({RUNTIME_TREES} trees)", XGBoostInstrumentor,
+         booster.inplace_predict, pool),
+        (f"XGBoost Booster.predict(DMatrix(x)) ({RUNTIME_TREES} trees)", XGBoostInstrumentor,
+         lambda x: booster.predict(xgb.DMatrix(x)), pool),
+        (f"LightGBM Booster.predict ({RUNTIME_TREES} trees)", LightGBMInstrumentor,
+         lambda x: lgbm.predict(x, num_threads=1), pool),
+        ("ONNX Runtime InferenceSession.run (LogisticRegression, ZipMap)",
+         OnnxRuntimeInstrumentor, lambda x: sessions[True].run(None, {"X": x}), pool32),
+        ("ONNX Runtime InferenceSession.run (LogisticRegression, no ZipMap)",
+         OnnxRuntimeInstrumentor, lambda x: sessions[False].run(None, {"X": x}), pool32),
+    ]
+
+
+def _timed(call: Callable[[np.ndarray], Any], inputs: Sequence[np.ndarray], calls: int
+           ) -> tuple[float, float]:
+    """(wall, calling thread's CPU) in us per call: on a shared machine the CPU clock of the
+    calling thread is what the instrumentation adds to it; wall also holds waiting for a
+    core, and for the GIL when the runtime releases it while the recorder thread runs."""
+    cpu_start = time.thread_time_ns()
+    wall = _run(call, inputs, calls)
+    return wall, (time.thread_time_ns() - cpu_start) / calls / 1e3
+
+
+def _instrumented_timed(instrumentor: Any, provider: TracerProvider, recorder: Recorder,
+                        call: Callable[[np.ndarray], Any], inputs: Sequence[np.ndarray],
+                        calls: int) -> tuple[float, float, float]:
+    """``_instrumented_round`` with the calling thread's CPU per call during the calls
+    (the final flush, in that thread too, counts as the recorder's)."""
+    instrumentor.instrument(tracer_provider=provider, recorder=recorder)
+    background_start = _thread_cpu_ns(recorder)
+    wall, cpu = _timed(call, inputs, calls)
+    background = _thread_cpu_ns(recorder) - background_start
+    flush_start = time.thread_time_ns()
+    instrumentor.uninstrument()
+    background += time.thread_time_ns() - flush_start
+    return wall, cpu, background / calls / 1e3
+
+
+def runtime_table(rounds: int, round_s: float) -> None:
+    """Plain vs instrumented with spans sampled out (ALWAYS_OFF, metrics on), per runtime
+    and batch size, in alternating rounds as the scikit-learn cases."""
+    pool = np.random.default_rng(0).normal(size=(POOL_ROWS, FEATURES))
+    off = TracerProvider(sampler=ALWAYS_OFF)
+    budget = max(1, int(Limits().max_sampled_rows * round_s / EXPORT_INTERVAL_S))
+    rows = []
+    for name, instrumentor_class, call, case_pool in runtime_cases(pool):
+        for batch in RUNTIME_BATCHES:
+            inputs = _inputs(case_pool, batch)
+            _run(call, inputs, 20)
+            estimate_us = _run(call, inputs, max(3, int(2e5 / max(_run(call, inputs, 3),
+                                                                   1.0))))
+            calls = max(5, int(round_s * 1e6 / estimate_us))
+            recorder = Recorder(_Discard(), export_interval_s=EXPORT_INTERVAL_S,
+                                limits=Limits(max_sampled_rows=budget))
+            plain, sampled, recorder_us, plain_cpu, sampled_cpu = [], [], [], [], []
+            for r in range(rounds):
+                for arm in ("plain", "sampled out") if r % 2 == 0 else ("sampled out",
+                                                                       "plain"):
+                    if arm == "plain":
+                        wall, cpu = _timed(call, inputs, calls)
+                        plain.append(wall)
+                        plain_cpu.append(cpu)
+                    else:
+                        wall, cpu, background = _instrumented_timed(
+                            instrumentor_class(), off, recorder, call, inputs, calls)
+                        sampled.append(wall)
+                        sampled_cpu.append(cpu)
+                        recorder_us.append(background)
+            recorder.shutdown()
+            ratios = [o / p for o, p in zip(sampled, plain, strict=True)]
+            rows.append(
+                f"| {name} | {batch} | {statistics.median(plain):.1f} ({_spread(plain)}) | "
+                f"{statistics.median(sampled):.1f} ({_spread(sampled)}) | "
+                f"{statistics.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f}) | "
+                f"{statistics.median(plain_cpu):.1f} | {statistics.median(sampled_cpu):.1f} | "
+                f"{statistics.median(sampled_cpu) - statistics.median(plain_cpu):.1f} | "
+                f"{statistics.median(recorder_us):.1f} |")
+            print(f"  done: {name}, {batch} rows", file=sys.stderr, flush=True)
+    print(f"\n### Model runtimes, spans sampled out (ALWAYS_OFF) vs uninstrumented: us per "
+          f"call, median (min-max) of {rounds} alternating rounds of {round_s:g} s\n")
+    print("| runtime call | rows per call | plain (wall) | Driftline, sampled out (wall) | "
+          "ratio | plain (caller CPU) | Driftline (caller CPU) | added caller CPU | "
+          "recorder CPU per call (us) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("\n".join(rows))
+
+
 def handoff_rows(rounds: int) -> list[tuple[int, float]]:
     """``submit`` alone. The recorder's thread is stopped first, so the numbers are the
     hand-off itself and not the background aggregation of a million-row batch."""
@@ -256,10 +382,15 @@ def main() -> None:
     parser.add_argument("--round-s", type=float, default=DEFAULT_ROUND_S)
     parser.add_argument("--case", type=int, action="append",
                         help="index into the cases (0-3); default all")
+    parser.add_argument("--runtimes-only", action="store_true",
+                        help="only the model runtimes' table (XGBoost, LightGBM, ONNX Runtime)")
     args = parser.parse_args()
     cases = [CASES[i] for i in args.case] if args.case else list(CASES)
     print(f"python {platform.python_version()}, scikit-learn {sklearn.__version__}, "
           f"numpy {np.__version__}, {platform.machine()}")
+    runtime_table(args.rounds, args.round_s)
+    if args.runtimes_only:
+        return
     overhead_tables(args.rounds, args.round_s, iter(cases))
     print("\n### Hand-off alone (Recorder.submit), median us per call\n")
     print("| rows per call | submit (us) |")

@@ -31,6 +31,14 @@ OPERATION_PREDICT: Final = "predict"
 OPERATION_PREDICT_PROBA: Final = "predict_proba"
 OPERATION_DECISION_FUNCTION: Final = "decision_function"
 OPERATION_FORWARD: Final = "forward"
+# Model runtimes (driftline.instrumentation.xgboost, .lightgbm, .onnxruntime): XGBoost's
+# Booster.predict is OPERATION_PREDICT, its inplace_predict OPERATION_INPLACE_PREDICT;
+# LightGBM's Booster.predict OPERATION_PREDICT; ONNX Runtime's InferenceSession.run OPERATION_RUN.
+FRAMEWORK_XGBOOST: Final = "xgboost"
+FRAMEWORK_LIGHTGBM: Final = "lightgbm"
+FRAMEWORK_ONNXRUNTIME: Final = "onnxruntime"
+OPERATION_INPLACE_PREDICT: Final = "inplace_predict"
+OPERATION_RUN: Final = "run"
 
 # --- span-only attributes -----------------------------------------------------------------
 ML_BATCH_SIZE: Final = "ml.batch.size"

@@ -20,6 +20,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from opentelemetry import context as context_api
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
@@ -28,14 +29,14 @@ from driftline import identity, semconv
 from driftline.instrumentation.recorder import Attributes
 
 # True while an observed model call runs (an instrumented library call, or an explicit
-# driftline.monitor / driftline.observe call), so the model calls made inside it are not
-# reported again: one call, one report, whichever path observed it first.
+# driftline.monitor / driftline.observe call), so the model calls made inside it (a
+# pipeline's last step; XGBClassifier.predict's Booster) are not reported again: one call,
+# one report, whichever path observed it first.
 INSIDE_MODEL_CALL: ContextVar[bool] = ContextVar("driftline_inside_model_call", default=False)
 
 # A span whose sampler always drops it, or drops it unless its parent was sampled.
 _ALWAYS_OFF = "AlwaysOffSampler"
 _NEVER, _WITH_SAMPLED_PARENT, _ASK = "never", "with sampled parent", "ask"
-
 
 @dataclass(frozen=True, slots=True)
 class CallSite:
@@ -50,6 +51,33 @@ class CallSite:
 # Hands one call to the recorder: (site, model, inputs, outputs, rows, duration_s,
 # error_type, prediction ids, time_unix_nano).
 Submit = Callable[[CallSite, Any, Any, Any, int, float, "str | None", Any, int], None]
+
+
+def silenced(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
+             kwargs: dict[str, Any]) -> Any:
+    """A ``wrapt`` wrapper for training methods: the predictions they make (a search's
+    cross-validation, a custom objective's margins) are not traffic and are not observed."""
+    token = INSIDE_MODEL_CALL.set(True)
+    try:
+        return wrapped(*args, **kwargs)
+    finally:
+        INSIDE_MODEL_CALL.reset(token)
+
+
+def batch_shape(inputs: Any) -> tuple[int, int]:
+    """(rows, values per row) of a table, array or list of rows, read from its shape or
+    length only; (0, 0) when it has neither."""
+    if type(inputs) is np.ndarray and inputs.ndim == 2:
+        return inputs.shape
+    try:
+        shape = getattr(inputs, "shape", None)
+        if shape is not None and len(shape) >= 1:
+            return int(shape[0]), int(shape[1]) if len(shape) > 1 else 1
+        rows = len(inputs)
+        first = inputs[0] if rows else ()
+        return rows, len(first) if hasattr(first, "__len__") else 1
+    except Exception:  # an unknown shape (a lazy frame): the library judges the input
+        return 0, 0
 
 
 def model_attributes(model_identity: identity.ModelIdentity, framework: str,

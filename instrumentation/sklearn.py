@@ -37,6 +37,8 @@ from driftline.instrumentation._observe import (
     SpanGate,
     observe,
 )
+from driftline.instrumentation._observe import batch_shape as _shape
+from driftline.instrumentation._observe import silenced as _silenced
 from driftline.instrumentation.recorder import Recorder
 
 OPERATIONS = (
@@ -142,15 +144,6 @@ class SklearnInstrumentor(BaseInstrumentor):
                                rows, duration_s, error_type, ids, time_ns))
 
 
-def _silenced(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
-              kwargs: dict[str, Any]) -> Any:
-    token = _inside_model_call.set(True)
-    try:
-        return wrapped(*args, **kwargs)
-    finally:
-        _inside_model_call.reset(token)
-
-
 def model_traits(estimator: Any) -> ModelTraits:
     """Classifier or not is decided from the estimator, never guessed from its outputs."""
     from sklearn.base import is_classifier
@@ -177,20 +170,6 @@ def decision_traits(estimator: Any) -> ModelTraits:
 def _binary_scores(raw: Any) -> np.ndarray:
     scores = np.asarray(raw, dtype=np.float64)
     return np.column_stack((-scores, scores)) if scores.ndim == 1 else scores
-
-
-def _shape(inputs: Any) -> tuple[int, int]:
-    if type(inputs) is np.ndarray and inputs.ndim == 2:
-        return inputs.shape
-    shape = getattr(inputs, "shape", None)
-    if shape is not None and len(shape) >= 1:
-        return int(shape[0]), int(shape[1]) if len(shape) > 1 else 1
-    try:
-        rows = len(inputs)
-        first = inputs[0] if rows else ()
-        return rows, len(first) if hasattr(first, "__len__") else 1
-    except Exception:
-        return 0, 0
 
 
 def _subclasses(root: type) -> list[type]:
