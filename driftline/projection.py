@@ -149,6 +149,15 @@ class Projections:
         self._cache: OrderedDict[int, Projection] = OrderedDict()
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict[str, int]:
+        """Pickled as its settings (Spark ships profile builders to its workers): the
+        matrices are derived from the seed and come back on first use."""
+        return {"max_features": self.max_features, "seed": self.seed,
+                "components": self.components}
+
+    def __setstate__(self, state: dict[str, int]) -> None:
+        self.__init__(state["max_features"], state["seed"], state["components"])
+
     def of_width(self, input_features: int) -> Projection:
         """The projection of rows of ``input_features`` values, whatever their width."""
         with self._lock:

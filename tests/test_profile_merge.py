@@ -97,3 +97,21 @@ def test_top_k_ties_do_not_depend_on_row_order() -> None:
 def test_builders_of_different_models_do_not_merge() -> None:
     with pytest.raises(ProfileError, match="different models"):
         ProfileBuilder("m", "1").merge(ProfileBuilder("m", "2"))
+
+
+def test_a_part_builder_pickles_as_spark_ships_it_and_merges_the_same() -> None:
+    """Spark's workers send their part's builder to the driver pickled: it must pickle
+    (a lock in the projections cache once made it fail) and merge as the original does."""
+    import pickle
+
+    parts = _parts(_table(ROWS))
+    direct = _built(parts).build()
+    merged = ProfileBuilder("m", "1", top_k=TOP_K)
+    for part in parts:
+        builder = ProfileBuilder("m", "1", top_k=TOP_K)
+        add_chunk(builder, part, "pred")
+        merged.merge(pickle.loads(pickle.dumps(builder)))
+    shipped = merged.build()
+    assert shipped.row_count == direct.row_count == ROWS
+    for name, column in shipped.columns.items():
+        assert column.to_dict() == direct.columns[name].to_dict(), name
