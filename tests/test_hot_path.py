@@ -275,3 +275,108 @@ print([span.name for span in spans.get_finished_spans()])
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True, timeout=120, cwd=Path(__file__).parent.parent)
     assert result.stdout.strip() == "['predict LogisticRegression']"
+
+
+def _stopped_recorder(exporter: InMemoryMetricExporter, **kwargs) -> Recorder:
+    """A recorder whose background thread has stopped: the test drains it itself."""
+    recorder = Recorder(exporter, **kwargs)
+    recorder._stopped.set()
+    recorder._wakeup.set()
+    recorder._thread.join()
+    return recorder
+
+
+def test_predicted_classes_are_counted_per_class_not_per_row(monkeypatch) -> None:
+    """Class scores are counted by ``bincount`` over their argmax and integer labels by
+    ``np.unique``: canonical texts are made once per class, not once per row (an object
+    array per row was a third of the recorder's time at 100 rows per call)."""
+    from driftline.instrumentation import _aggregation
+    from driftline.labels import class_label
+
+    labelled: list[int] = []
+    original = _aggregation.class_labels
+
+    def spy(values):
+        labelled.append(np.asarray(values).size)
+        return original(values)
+    monkeypatch.setattr(_aggregation, "class_labels", spy)
+    rows = 5000
+    # 1 and "1" have one canonical text: their rows count together.
+    classes = np.array([1, "1", "a", 2.5], dtype=object)
+    scores = RNG.random((rows, classes.size))
+    labels = RNG.integers(-3, 4, rows)
+    stream = StreamAggregate(Limits())
+    stream.stage_outputs(scores, ModelTraits(True, classes))
+    stream.stage_outputs(labels, ModelTraits(True))
+    stream.aggregate_staged()
+    assert max(labelled) <= max(classes.size, np.unique(labels).size)
+    expected: dict[str, int] = {}
+    for label in [class_label(c) for c in classes[np.argmax(scores, axis=1)]] \
+            + [class_label(v) for v in labels.tolist()]:
+        expected[label] = expected.get(label, 0) + 1
+    assert dict(stream.classes.counts) == expected
+    assert stream.classes.count == 2 * rows and stream.classes.missing == 0
+
+
+def test_float_labels_count_nan_as_missing_and_whole_numbers_as_integers() -> None:
+    stream = StreamAggregate(Limits())
+    stream.stage_outputs(np.array([1.0, 1.0, np.nan, 0.5, 2.0, np.inf]), ModelTraits(True))
+    stream.aggregate_staged()
+    assert dict(stream.classes.counts) == {"1": 2, "0.5": 1, "2": 1}
+    assert (stream.classes.count, stream.classes.missing) == (6, 2)
+
+
+def test_outputs_of_a_small_drain_wait_for_a_batch_or_the_export() -> None:
+    """A drain's few outputs are kept (compacted) rather than histogrammed: the histograms
+    of confidence and margin cost the same for ten rows as for thousands."""
+    from driftline.instrumentation._aggregation import HISTOGRAM_BATCH_ROWS
+
+    stream = StreamAggregate(Limits())
+    traits = ModelTraits(True, (0, 1))
+    for _ in range(3):
+        stream.stage_outputs(RNG.random((10, 2)), traits)
+        stream.aggregate_staged(final=False)
+    assert stream.confidence.histogram.count == 0 and stream.classes.count == 0
+    stream.stage_outputs(RNG.random((HISTOGRAM_BATCH_ROWS, 2)), traits)
+    stream.aggregate_staged(final=False)
+    assert stream.confidence.histogram.count == HISTOGRAM_BATCH_ROWS + 30
+    stream.stage_outputs(RNG.random((10, 2)), traits)
+    stream.aggregate_staged()
+    assert stream.confidence.histogram.count == stream.classes.count == HISTOGRAM_BATCH_ROWS + 40
+
+
+def test_a_large_call_of_a_sampling_stream_is_sampled_before_it_is_queued() -> None:
+    """Once a stream samples, a large call's kept rows are copied at hand-off and the
+    caller's arrays are not held until the drain (freed in bulk, their memory went back to
+    the system and later calls faulted it in again). Rows stay exact."""
+    import weakref
+
+    metrics = InMemoryMetricExporter()
+    budget, rows = 1000, 20_000
+    recorder = _stopped_recorder(metrics, limits=Limits(max_sampled_rows=budget),
+                                 sample_seed=3)
+    traits = ModelTraits(True, (0, 1))
+
+    def call(inputs, outputs):
+        return ("scope", None, lambda model: traits, (("m", "x"),), inputs, outputs, rows,
+                0.0, None, (), 0)
+    recorder.submit(call(RNG.normal(size=(rows, 2)), RNG.random((rows, 2))))
+    # The next interval samples: 20 000 rows in this one against a budget of 1000.
+    assert recorder.force_flush()
+    metrics.exported.clear()
+    held = []
+    for _ in range(4):
+        inputs, outputs = RNG.normal(size=(rows, 2)), RNG.random((rows, 2))
+        held += [weakref.ref(inputs), weakref.ref(outputs)]
+        recorder.submit(call(inputs, outputs))
+        del inputs, outputs
+    assert [ref() is None for ref in held] == [True] * len(held)
+    assert recorder._pending_rows < rows
+    assert recorder.force_flush()
+    assert sum(p.value for p in metrics.points(semconv.ML_PREDICT_ROWS)) == 4 * rows
+    [feature] = [p for p in metrics.points(semconv.ML_FEATURE_VALUE)
+                 if p.attributes[semconv.ML_FEATURE_NAME] == "f0"]
+    [confidence] = list(metrics.points(semconv.ML_PREDICTION_CONFIDENCE))
+    classes = sum(p.value for p in metrics.points(semconv.ML_PREDICTION_CLASS_METRIC))
+    assert feature.count == confidence.count == classes  # the same rows of inputs and outputs
+    assert feature.count < 3 * budget
