@@ -52,8 +52,15 @@ HISTOGRAM_BATCH_ROWS = 8192
 # concatenated (no copy of dropped rows); smaller ones are concatenated first (one selection
 # instead of one per call).
 SAMPLE_EACH_CALL_ROWS = 64
-# Samples of at most this many rows are drawn as a size and distinct positions.
+# Sampled calls keeping at most this many rows each on average have their kept rows sliced
+# one by one rather than selected per call.
+SLICED_ROWS_PER_CALL = 4
+# Samples of at most this many rows, at most this share of the rows, are drawn as a size
+# and distinct positions (few positions drawn twice); up to MASKED_SAMPLE_ROWS rows, a draw
+# per row.
 SMALL_SAMPLE_ROWS = 64
+SMALL_SAMPLE_RATE = 1 / 16
+MASKED_SAMPLE_ROWS = 256
 # Explicit buckets for ml.predict.duration: model calls range from microseconds to seconds.
 DURATION_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                       0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -253,6 +260,13 @@ class StreamAggregate:
         if hit.size > 1 and ends[-1] < SAMPLE_EACH_CALL_ROWS * hit.size:
             return [np.concatenate(arrays)[kept]]  # many small calls: one selection
         starts = ends - sizes
+        if hit.size and kept.size <= SLICED_ROWS_PER_CALL * hit.size:
+            # A row or two per call: a slice per kept row (a view) and one copy of them all
+            # cost a fifth of a fancy index per call.
+            calls = np.searchsorted(ends, kept, side="right")
+            rows = (kept - starts[calls]).tolist()
+            return [np.concatenate([arrays[c][row:row + 1]
+                                    for c, row in zip(calls.tolist(), rows, strict=True)])]
         return [arrays[c][kept[lows[c]:highs[c]] - starts[c]] for c in hit.tolist()] \
             or [arrays[0][:0]]
 
@@ -392,8 +406,10 @@ def sample_positions(rng: np.random.Generator, rows: int, rate: float) -> np.nda
     as geometric gaps between kept rows, so the cost follows the sample, not the rows. A
     small sample (the common case at hand-off, often empty) is its size drawn from the
     binomial and that many distinct positions drawn uniformly: the same distribution."""
+    if rows <= MASKED_SAMPLE_ROWS:
+        return np.flatnonzero(rng.random(rows) < rate)
     expected = rows * rate
-    if expected <= SMALL_SAMPLE_ROWS:
+    if expected <= SMALL_SAMPLE_ROWS and rate <= SMALL_SAMPLE_RATE:
         kept = int(rng.binomial(rows, rate))
         if kept <= 1:
             return _uniform_positions(rng, rows, kept)

@@ -380,3 +380,18 @@ def test_a_large_call_of_a_sampling_stream_is_sampled_before_it_is_queued() -> N
     classes = sum(p.value for p in metrics.points(semconv.ML_PREDICTION_CLASS_METRIC))
     assert feature.count == confidence.count == classes  # the same rows of inputs and outputs
     assert feature.count < 3 * budget
+
+
+@pytest.mark.parametrize("rate", [0.001, 0.02, 0.5], ids=["sliced", "sliced_or_selected",
+                                                         "selected"])
+def test_a_drains_sample_is_the_rows_at_the_kept_positions_whichever_way_they_are_read(
+        rate) -> None:
+    """Kept rows are sliced one by one when calls keep a row or two, selected per call
+    otherwise: either way the sample is exactly the rows at ``sample_positions``."""
+    from driftline.instrumentation._aggregation import sample_positions
+
+    arrays = [RNG.normal(size=(int(rows), 3)) for rows in RNG.integers(80, 200, 300)]
+    stream = StreamAggregate(Limits(), sample_rate=rate, rng=np.random.default_rng(9))
+    [sample] = [np.concatenate(stream._sampled(arrays))]
+    kept = sample_positions(np.random.default_rng(9), sum(len(a) for a in arrays), rate)
+    assert kept.size and np.array_equal(sample, np.concatenate(arrays)[kept])
