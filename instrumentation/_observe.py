@@ -21,11 +21,14 @@ from typing import Any
 
 from opentelemetry import context as context_api
 from opentelemetry import trace
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from driftline import identity, semconv
 from driftline.instrumentation.recorder import Attributes
 
+# The key opentelemetry.instrumentation.utils also honours (set for backward compatibility).
+_SUPPRESS_INSTRUMENTATION_KEY_PLAIN = "suppress_instrumentation"
 # A span whose sampler always drops it, or drops it unless its parent was sampled.
 _ALWAYS_OFF = "AlwaysOffSampler"
 _NEVER, _WITH_SAMPLED_PARENT, _ASK = "never", "with sampled parent", "ask"
@@ -44,6 +47,14 @@ class CallSite:
 # Hands one call to the recorder: (site, model, inputs, outputs, rows, duration_s,
 # error_type, prediction ids, time_unix_nano).
 Submit = Callable[[CallSite, Any, Any, Any, int, float, "str | None", Any, int], None]
+
+
+def instrumentation_enabled() -> bool:
+    """``opentelemetry.instrumentation.utils.is_instrumentation_enabled`` reading the
+    context once instead of twice (it runs in every model call)."""
+    current = context_api.get_current()
+    return not (current.get(_SUPPRESS_INSTRUMENTATION_KEY)
+                or current.get(_SUPPRESS_INSTRUMENTATION_KEY_PLAIN))
 
 
 def model_attributes(model_identity: identity.ModelIdentity, framework: str,
@@ -72,7 +83,10 @@ class CallSites:
         """The site of ``model``'s ``operation``; ``named`` is the object holding the
         identity when it is not the model itself (a compiled torch module)."""
         named = model if named is None else named
-        registered = getattr(named, identity.IDENTITY_ATTRIBUTE, None)
+        # The instance dict when there is one: a missing attribute costs an exception.
+        attributes = getattr(named, "__dict__", None)
+        registered = attributes.get(identity.IDENTITY_ATTRIBUTE) if attributes is not None \
+            else getattr(named, identity.IDENTITY_ATTRIBUTE, None)
         key = (id(model), operation)
         entry = self._sites.get(key)
         if entry is not None and entry[0]() is model and entry[1] is registered:

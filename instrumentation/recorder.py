@@ -188,7 +188,8 @@ class Recorder:
         instrumentors hand over: building the named tuple waits for the recorder thread).
         """
         rows = call[_ROWS]
-        if len(self._pending) >= self._max_pending_calls:
+        pending = self._pending
+        if len(pending) >= self._max_pending_calls:
             with self._overflow_lock:
                 self._overflow_rows[((call[_SCOPE], call[_ATTRIBUTES]), call[_ERROR])] += rows
             self.dropped_value_rows += rows
@@ -197,15 +198,16 @@ class Recorder:
         if rows >= PRESAMPLE_MIN_ROWS and self._records is None:
             call = self._presampled(call)
             held = _held_rows(call)
-        if self._pending_rows + held > self._max_pending_rows:
+        pending_rows = self._pending_rows + held
+        if pending_rows > self._max_pending_rows:
             call = PredictCall._make(call)._replace(model=None, inputs=None, outputs=None)
             self.dropped_value_rows += rows
         else:
-            self._pending_rows += held
-        self._pending.append(call)
+            self._pending_rows = pending_rows
+        pending.append(call)
         # A full drain batch wakes the thread now rather than at its next look (0.2 s), by
         # when large calls would have passed max_pending_rows and lost their values.
-        if (self._pending_rows >= DRAIN_BATCH_ROWS or len(self._pending) >= DRAIN_BATCH_CALLS) \
+        if (pending_rows >= DRAIN_BATCH_ROWS or len(pending) >= DRAIN_BATCH_CALLS) \
                 and not self._wakeup.is_set():
             self._wakeup.set()
 

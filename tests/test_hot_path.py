@@ -395,3 +395,31 @@ def test_a_drains_sample_is_the_rows_at_the_kept_positions_whichever_way_they_ar
     [sample] = [np.concatenate(stream._sampled(arrays))]
     kept = sample_positions(np.random.default_rng(9), sum(len(a) for a in arrays), rate)
     assert kept.size and np.array_equal(sample, np.concatenate(arrays)[kept])
+
+
+@pytest.mark.parametrize("key", ["sdk_key", "plain_key"])
+def test_either_suppression_key_alone_silences_a_call(key) -> None:
+    """The wrapper reads the context once for both keys
+    ``is_instrumentation_enabled`` honours: each alone still silences spans and metrics."""
+    from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
+
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    metrics = InMemoryMetricExporter()
+    instrumentor = SklearnInstrumentor()
+    instrumentor.instrument(tracer_provider=provider, metric_exporter=metrics)
+    model = _model()
+    suppress = _SUPPRESS_INSTRUMENTATION_KEY if key == "sdk_key" else "suppress_instrumentation"
+    try:
+        token = context_api.attach(context_api.set_value(suppress, True))
+        try:
+            model.predict(RNG.normal(size=(2, 3)))
+        finally:
+            context_api.detach(token)
+        model.predict(RNG.normal(size=(5, 3)))
+        assert instrumentor.recorder.force_flush()
+    finally:
+        instrumentor.uninstrument()
+    assert [span.attributes[semconv.ML_BATCH_SIZE] for span in spans.get_finished_spans()] == [5]
+    assert sum(p.value for p in metrics.points(semconv.ML_PREDICT_ROWS)) == 5
