@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import atexit
 import logging
+import math
+import random
 import threading
 import time
 import weakref
@@ -63,6 +65,9 @@ DEFAULT_MAX_PENDING_CALLS = 100_000
 # us): holding their arrays until the drain cost the caller more (at 10 000 rows, ~40 us a
 # call of memory freed in bulk, returned to the system and faulted in again by later calls).
 PRESAMPLE_MIN_ROWS = 1024
+# Hand-off samples expected to keep at most this many rows are drawn in plain Python (a few
+# small NumPy calls right after a large predict cost more than the whole draw).
+PRESAMPLE_PYTHON_ROWS = 32
 
 # What to change when ml.prediction records are dropped, by reason.
 _DROP_ADVICE = {
@@ -149,8 +154,9 @@ class Recorder:
         self._streams: dict[StreamKey, StreamAggregate] = {}
         self._previous_rows: dict[StreamKey, int] = {}  # sets the next interval's sample rate
         self._rng = np.random.default_rng(sample_seed)
-        # Callers' threads sample large calls with their own generator (seeded from ours).
+        # Callers' threads sample large calls with their own generators (seeded from ours).
         self._handoff_rng = np.random.default_rng(self._rng.integers(1 << 63))
+        self._handoff_random = random.Random(int(self._rng.integers(1 << 63))).random
         # Each stream's current sample rate, for submit(): written by the recorder thread.
         self._sample_rates: dict[StreamKey, float] = {}
         self._records = records
@@ -221,7 +227,9 @@ class Recorder:
                 or type(outputs) is not np.ndarray or outputs.ndim == 0 \
                 or inputs.shape[0] != rows or outputs.shape[0] != rows:
             return call
-        kept = sample_positions(self._handoff_rng, rows, rate)
+        kept = _few_positions(self._handoff_random, rows, rate) \
+            if rows * rate <= PRESAMPLE_PYTHON_ROWS \
+            else sample_positions(self._handoff_rng, rows, rate)
         return (*call[:_INPUTS], _SampledRows(inputs[kept], rate), outputs[kept],
                 *call[_ROWS:])
 
@@ -413,6 +421,18 @@ class Recorder:
         self._thread.join(timeout=self._export_timeout_s)
         self.force_flush()
         self._exporter.shutdown()
+
+
+def _few_positions(uniform: Callable[[], float], rows: int, rate: float) -> list[int]:
+    """``sample_positions`` for a sample of a few rows (0 < rate < 1): the same geometric
+    gaps between kept rows, drawn one by one from ``uniform`` (in [0, 1))."""
+    log_keep = math.log1p(-rate)
+    positions: list[int] = []
+    position = int(math.log(1.0 - uniform()) / log_keep)
+    while position < rows:
+        positions.append(position)
+        position += int(math.log(1.0 - uniform()) / log_keep) + 1
+    return positions
 
 
 def _merge_same_name(metrics: list[Metric]) -> list[Metric]:

@@ -423,3 +423,30 @@ def test_either_suppression_key_alone_silences_a_call(key) -> None:
         instrumentor.uninstrument()
     assert [span.attributes[semconv.ML_BATCH_SIZE] for span in spans.get_finished_spans()] == [5]
     assert sum(p.value for p in metrics.points(semconv.ML_PREDICT_ROWS)) == 5
+
+
+@pytest.mark.parametrize(("rows", "rate"), [(40, 0.2), (5, 0.9), (10_000, 4e-4)])
+def test_a_hand_off_sample_keeps_each_row_independently_at_the_rate(rows, rate) -> None:
+    """The plain-Python draw of a few kept rows at hand-off is a Bernoulli(rate) sample
+    per row: each row's inclusion count and the sample sizes agree with SciPy's binomial
+    (two-sided p > 0.001 with a fixed seed)."""
+    import random
+
+    from scipy import stats
+
+    from driftline.instrumentation.recorder import _few_positions
+
+    uniform = random.Random(17).random
+    draws = 4000
+    hits = np.zeros(rows)
+    sizes = []
+    for _ in range(draws):
+        kept = _few_positions(uniform, rows, rate)
+        assert kept == sorted(set(kept)) and all(0 <= row < rows for row in kept)
+        hits[kept] += 1
+        sizes.append(len(kept))
+    if rows <= 40:  # per row: Binomial(draws, rate)
+        pvalues = [stats.binomtest(int(h), draws, rate).pvalue for h in hits]
+        assert min(pvalues) * rows > 0.001  # Bonferroni over the rows
+    total = int(sum(sizes))  # all draws together: Binomial(draws * rows, rate)
+    assert stats.binomtest(total, draws * rows, rate).pvalue > 0.001
