@@ -4,7 +4,8 @@ Run: ``.venv-dev/bin/python benchmarks/hot_path.py`` (about 5 minutes with the d
 ``--rounds 3 --round-s 1`` for a quick look). Per case (a model, ``predict_proba`` on 20
 features, a batch size), four arms run in alternating rounds so machine noise hits them
 alike; each round lasts several seconds, so the recorder's drains (at 4096 calls, 262 144 rows
-or each second) happen inside it, and ends with the flush and export of ``uninstrument``:
+or each second) happen inside it, and ends with the recorder's flush and export (then
+``uninstrument``, not timed):
 
 * ``plain``: the uninstrumented call;
 * ``sampled out``: Driftline with an SDK tracer whose sampler is ``ALWAYS_OFF`` (metrics on);
@@ -17,7 +18,7 @@ The model runtimes (XGBoost, LightGBM, ONNX Runtime) get their own table, ``plai
 
 Inputs are varied: each call takes the next slice of a pool of random rows, never one
 repeated row. The recorder's CPU per call is its thread's CPU clock over the round
-(``pthread_getcpuclockid``), plus the final drain and export that ``uninstrument`` runs in
+(``pthread_getcpuclockid``), plus the final drain and export that ``force_flush`` runs in
 the calling thread, divided by the round's calls.
 """
 
@@ -87,7 +88,12 @@ class _Discard(SpanExporter, MetricExporter):
 @dataclass
 class _Arm:
     per_call_us: list[float] = field(default_factory=list)
+    cpu_us: list[float] = field(default_factory=list)  # the calling thread's CPU per call
     recorder_us: list[float] = field(default_factory=list)
+
+    def add(self, per_call_cpu_us: tuple[float, float]) -> None:
+        self.per_call_us.append(per_call_cpu_us[0])
+        self.cpu_us.append(per_call_cpu_us[1])
 
 
 def _inputs(pool: np.ndarray, batch: int) -> list[np.ndarray]:
@@ -96,12 +102,15 @@ def _inputs(pool: np.ndarray, batch: int) -> list[np.ndarray]:
     return [pool[s:s + batch] for s in starts][:4096]
 
 
-def _run(call: Callable[[np.ndarray], Any], inputs: Sequence[np.ndarray], calls: int) -> float:
+def _run(call: Callable[[np.ndarray], Any], inputs: Sequence[np.ndarray], calls: int
+         ) -> tuple[float, float]:
+    """Wall time and the calling thread's CPU time per call, in us."""
     n = len(inputs)
-    start = time.perf_counter_ns()
+    start, cpu_start = time.perf_counter_ns(), time.thread_time_ns()
     for i in range(calls):
         call(inputs[i % n])
-    return (time.perf_counter_ns() - start) / calls / 1e3
+    return ((time.perf_counter_ns() - start) / calls / 1e3,
+            (time.thread_time_ns() - cpu_start) / calls / 1e3)
 
 
 def _thread_cpu_ns(recorder: Recorder) -> int:
@@ -110,14 +119,17 @@ def _thread_cpu_ns(recorder: Recorder) -> int:
 
 def _instrumented_round(instrumentor: SklearnInstrumentor, provider: TracerProvider,
                         recorder: Recorder, call: Callable[[np.ndarray], Any],
-                        inputs: Sequence[np.ndarray], calls: int) -> tuple[float, float]:
+                        inputs: Sequence[np.ndarray], calls: int
+                        ) -> tuple[tuple[float, float], float]:
     instrumentor.instrument(tracer_provider=provider, recorder=recorder)
     cpu_start = _thread_cpu_ns(recorder)
     per_call = _run(call, inputs, calls)
-    cpu = _thread_cpu_ns(recorder) - cpu_start
     flush_start = time.thread_time_ns()
-    instrumentor.uninstrument()  # flushes the recorder in this thread: its work counts too
-    cpu += time.thread_time_ns() - flush_start
+    recorder.force_flush()  # the interval's last drain and export, in this thread: they count
+    cpu = time.thread_time_ns() - flush_start + _thread_cpu_ns(recorder) - cpu_start
+    # Not recorder work: unwrapping every estimator class took about 60 ms, which a round
+    # of a few hundred forest calls counted as 70 us a call before.
+    instrumentor.uninstrument()
     return per_call, cpu / calls / 1e3
 
 
@@ -143,21 +155,21 @@ def case_arms(model: Any, batch: int, pool: np.ndarray, rounds: int, round_s: fl
             return model.predict_proba(x)
 
     _run(plain, inputs, 20)
-    estimate_us = _run(plain, inputs, max(3, int(2e5 / max(_run(plain, inputs, 3), 1.0))))
+    estimate_us = _run(plain, inputs, max(3, int(2e5 / max(_run(plain, inputs, 3)[0], 1.0))))[0]
     calls = max(5, int(round_s * 1e6 / estimate_us))
     arms = {arm: _Arm() for arm in ARMS}
     for r in range(rounds):
         order = ARMS if r % 2 == 0 else tuple(reversed(ARMS))
         for arm in order:
             if arm == "plain":
-                arms[arm].per_call_us.append(_run(plain, inputs, calls))
+                arms[arm].add(_run(plain, inputs, calls))
             elif arm == "one SDK span":
-                arms[arm].per_call_us.append(_run(spanned, inputs, calls))
+                arms[arm].add(_run(spanned, inputs, calls))
             else:
                 per_call, recorder_us = _instrumented_round(
                     instrumentor, off if arm == "sampled out" else on, recorders[arm], plain,
                     inputs, calls)
-                arms[arm].per_call_us.append(per_call)
+                arms[arm].add(per_call)
                 arms[arm].recorder_us.append(recorder_us)
     for recorder in recorders.values():
         recorder.shutdown()
@@ -183,7 +195,7 @@ def overhead_tables(rounds: int, round_s: float, cases: Iterator[tuple[str, int,
                     ) -> None:
     pool = np.random.default_rng(0).normal(size=(POOL_ROWS, FEATURES))
     fitted = models(pool)
-    off_rows, on_rows = [], []
+    off_rows, on_rows, cpu_rows = [], [], []
     for name, batch, target in cases:
         arms = case_arms(fitted[name], batch, pool, rounds, round_s)
         plain, off = arms["plain"], arms["sampled out"]
@@ -202,6 +214,20 @@ def overhead_tables(rounds: int, round_s: float, cases: Iterator[tuple[str, int,
             f"({_spread(on.per_call_us)}) | {statistics.median(added):.1f} "
             f"({_spread(added)}) | {RECORDED_TARGET_US:.0f} | "
             f"{statistics.median(on.recorder_us):.1f} |")
+        # CPU, not wall: the calling thread's CPU plus the recorder thread's, per call, in
+        # the same rounds. Other work on a shared machine stretches wall time (the recorder
+        # and the caller share the GIL, so on a quiet machine this sum is what a call costs).
+        cpu_ratios = [(c + r) / p for c, r, p in
+                      zip(off.cpu_us, off.recorder_us, plain.cpu_us, strict=True)]
+        cpu_added = [c + r - b for c, r, b in
+                     zip(on.cpu_us, on.recorder_us, bare.cpu_us, strict=True)]
+        cpu_rows.append(
+            f"| {name} | {batch} | {statistics.median(plain.cpu_us):.1f} | "
+            f"{statistics.median(off.cpu_us):.1f} + {statistics.median(off.recorder_us):.1f} | "
+            f"{statistics.median(cpu_ratios):.3f} ({min(cpu_ratios):.3f}-{max(cpu_ratios):.3f})"
+            f" | {target:.2f} | {statistics.median(bare.cpu_us):.1f} | "
+            f"{statistics.median(on.cpu_us):.1f} + {statistics.median(on.recorder_us):.1f} | "
+            f"{statistics.median(cpu_added):.1f} ({_spread(cpu_added)}) |")
         print(f"  done: {name}, {batch} rows", file=sys.stderr, flush=True)
     print(f"\n### Spans sampled out (ALWAYS_OFF) vs uninstrumented: us per call, median "
           f"(min-max) of {rounds} alternating rounds of {round_s:g} s\n")
@@ -214,6 +240,12 @@ def overhead_tables(rounds: int, round_s: float, cases: Iterator[tuple[str, int,
           "target (us) | recorder CPU per call (us) |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     print("\n".join(on_rows))
+    print("\n### CPU per call (calling thread + recorder thread), the same rounds: us, median "
+          "(min-max)\n")
+    print("| model | rows per call | plain | sampled out: caller + recorder | ratio | target | "
+          "one SDK span | recorded: caller + recorder | added beyond the span |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("\n".join(cpu_rows))
 
 
 # --- model runtimes (issue 19): each beside its plain call, spans sampled out -----------------

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from opentelemetry import context as context_api
 from opentelemetry import trace
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from driftline import identity, semconv
@@ -34,6 +35,8 @@ from driftline.instrumentation.recorder import Attributes
 # one report, whichever path observed it first.
 INSIDE_MODEL_CALL: ContextVar[bool] = ContextVar("driftline_inside_model_call", default=False)
 
+# The key opentelemetry.instrumentation.utils also honours (set for backward compatibility).
+_SUPPRESS_INSTRUMENTATION_KEY_PLAIN = "suppress_instrumentation"
 # A span whose sampler always drops it, or drops it unless its parent was sampled.
 _ALWAYS_OFF = "AlwaysOffSampler"
 _NEVER, _WITH_SAMPLED_PARENT, _ASK = "never", "with sampled parent", "ask"
@@ -80,6 +83,14 @@ def batch_shape(inputs: Any) -> tuple[int, int]:
         return 0, 0
 
 
+def instrumentation_enabled() -> bool:
+    """``opentelemetry.instrumentation.utils.is_instrumentation_enabled`` reading the
+    context once instead of twice (it runs in every model call)."""
+    current = context_api.get_current()
+    return not (current.get(_SUPPRESS_INSTRUMENTATION_KEY)
+                or current.get(_SUPPRESS_INSTRUMENTATION_KEY_PLAIN))
+
+
 def model_attributes(model_identity: identity.ModelIdentity, framework: str,
                      operation: str) -> Attributes:
     return (
@@ -106,7 +117,10 @@ class CallSites:
         """The site of ``model``'s ``operation``; ``named`` is the object holding the
         identity when it is not the model itself (a compiled torch module)."""
         named = model if named is None else named
-        registered = getattr(named, identity.IDENTITY_ATTRIBUTE, None)
+        # The instance dict when there is one: a missing attribute costs an exception.
+        attributes = getattr(named, "__dict__", None)
+        registered = attributes.get(identity.IDENTITY_ATTRIBUTE) if attributes is not None \
+            else getattr(named, identity.IDENTITY_ATTRIBUTE, None)
         key = (id(model), operation)
         entry = self._sites.get(key)
         if entry is not None and entry[0]() is model and entry[1] is registered:

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Collection
-from functools import partial
 from typing import Any
 
 import numpy as np
 import wrapt
 from opentelemetry import trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
-from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwrap
+from opentelemetry.instrumentation.utils import unwrap
 
 from driftline import multivariate, semconv
 from driftline.instrumentation import _env
@@ -35,6 +34,7 @@ from driftline.instrumentation._observe import (
     CallSite,
     CallSites,
     SpanGate,
+    instrumentation_enabled,
     observe,
 )
 from driftline.instrumentation._observe import batch_shape as _shape
@@ -112,25 +112,36 @@ class SklearnInstrumentor(BaseInstrumentor):
             self._wrapped_owners.add(owner)
             for operation in OPERATIONS:
                 if operation in vars(owner):
-                    wrapt.wrap_function_wrapper(owner, operation,
-                                                partial(self._observe, operation))
+                    wrapt.wrap_function_wrapper(owner, operation, self._wrapper(operation))
                     self._wrapped.append((owner, operation))
             for method in TRAINING_METHODS:
                 if method in vars(owner):
                     wrapt.wrap_function_wrapper(owner, method, _silenced)
                     self._wrapped.append((owner, method))
 
-    def _observe(self, operation: str, wrapped: Callable[..., Any], instance: Any,
-                 args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if instance is None or _inside_model_call.get() or not is_instrumentation_enabled():
-            return wrapped(*args, **kwargs)
+    def _wrapper(self, operation: str) -> Callable[..., Any]:
+        """The wrapper of one operation. The calls an observed call makes inside (a
+        pipeline's steps, ``predict_proba`` calling ``decision_function``) end at its first
+        test, in one frame."""
+        observe_call = self._observe
+        traits = decision_traits if operation == semconv.OPERATION_DECISION_FUNCTION \
+            else model_traits
+
+        def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
+                    kwargs: dict[str, Any]) -> Any:
+            if instance is None or _inside_model_call.get() or not instrumentation_enabled():
+                return wrapped(*args, **kwargs)
+            return observe_call(operation, traits, wrapped, instance, args, kwargs)
+        return wrapper
+
+    def _observe(self, operation: str, traits: Callable[[Any], ModelTraits],
+                 wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
+                 kwargs: dict[str, Any]) -> Any:
         token = _inside_model_call.set(True)
         try:
             inputs = args[0] if args else kwargs.get("X")
             rows, feature_count = _shape(inputs)
-            site = self._sites.get(instance, operation, decision_traits
-                                   if operation == semconv.OPERATION_DECISION_FUNCTION
-                                   else model_traits)
+            site = self._sites.get(instance, operation, traits)
             ids, time_ns = self._recorder.call_ids(rows)
             return observe(self._spans, site, rows, feature_count, wrapped, args, kwargs,
                            self._submit, instance, inputs, ids, time_ns)

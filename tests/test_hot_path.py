@@ -275,3 +275,178 @@ print([span.name for span in spans.get_finished_spans()])
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True, timeout=120, cwd=Path(__file__).parent.parent)
     assert result.stdout.strip() == "['predict LogisticRegression']"
+
+
+def _stopped_recorder(exporter: InMemoryMetricExporter, **kwargs) -> Recorder:
+    """A recorder whose background thread has stopped: the test drains it itself."""
+    recorder = Recorder(exporter, **kwargs)
+    recorder._stopped.set()
+    recorder._wakeup.set()
+    recorder._thread.join()
+    return recorder
+
+
+def test_predicted_classes_are_counted_per_class_not_per_row(monkeypatch) -> None:
+    """Class scores are counted by ``bincount`` over their argmax and integer labels by
+    ``np.unique``: canonical texts are made once per class, not once per row (an object
+    array per row was a third of the recorder's time at 100 rows per call)."""
+    from driftline.instrumentation import _aggregation
+    from driftline.labels import class_label
+
+    labelled: list[int] = []
+    original = _aggregation.class_labels
+
+    def spy(values):
+        labelled.append(np.asarray(values).size)
+        return original(values)
+    monkeypatch.setattr(_aggregation, "class_labels", spy)
+    rows = 5000
+    # 1 and "1" have one canonical text: their rows count together.
+    classes = np.array([1, "1", "a", 2.5], dtype=object)
+    scores = RNG.random((rows, classes.size))
+    labels = RNG.integers(-3, 4, rows)
+    stream = StreamAggregate(Limits())
+    stream.stage_outputs(scores, ModelTraits(True, classes))
+    stream.stage_outputs(labels, ModelTraits(True))
+    stream.aggregate_staged()
+    assert max(labelled) <= max(classes.size, np.unique(labels).size)
+    expected: dict[str, int] = {}
+    for label in [class_label(c) for c in classes[np.argmax(scores, axis=1)]] \
+            + [class_label(v) for v in labels.tolist()]:
+        expected[label] = expected.get(label, 0) + 1
+    assert dict(stream.classes.counts) == expected
+    assert stream.classes.count == 2 * rows and stream.classes.missing == 0
+
+
+def test_float_labels_count_nan_as_missing_and_whole_numbers_as_integers() -> None:
+    stream = StreamAggregate(Limits())
+    stream.stage_outputs(np.array([1.0, 1.0, np.nan, 0.5, 2.0, np.inf]), ModelTraits(True))
+    stream.aggregate_staged()
+    assert dict(stream.classes.counts) == {"1": 2, "0.5": 1, "2": 1}
+    assert (stream.classes.count, stream.classes.missing) == (6, 2)
+
+
+def test_outputs_of_a_small_drain_wait_for_a_batch_or_the_export() -> None:
+    """A drain's few outputs are kept (compacted) rather than histogrammed: the histograms
+    of confidence and margin cost the same for ten rows as for thousands."""
+    from driftline.instrumentation._aggregation import HISTOGRAM_BATCH_ROWS
+
+    stream = StreamAggregate(Limits())
+    traits = ModelTraits(True, (0, 1))
+    for _ in range(3):
+        stream.stage_outputs(RNG.random((10, 2)), traits)
+        stream.aggregate_staged(final=False)
+    assert stream.confidence.histogram.count == 0 and stream.classes.count == 0
+    stream.stage_outputs(RNG.random((HISTOGRAM_BATCH_ROWS, 2)), traits)
+    stream.aggregate_staged(final=False)
+    assert stream.confidence.histogram.count == HISTOGRAM_BATCH_ROWS + 30
+    stream.stage_outputs(RNG.random((10, 2)), traits)
+    stream.aggregate_staged()
+    assert stream.confidence.histogram.count == stream.classes.count == HISTOGRAM_BATCH_ROWS + 40
+
+
+def test_a_large_call_of_a_sampling_stream_is_sampled_before_it_is_queued() -> None:
+    """Once a stream samples, a large call's kept rows are copied at hand-off and the
+    caller's arrays are not held until the drain (freed in bulk, their memory went back to
+    the system and later calls faulted it in again). Rows stay exact."""
+    import weakref
+
+    metrics = InMemoryMetricExporter()
+    budget, rows = 1000, 20_000
+    recorder = _stopped_recorder(metrics, limits=Limits(max_sampled_rows=budget),
+                                 sample_seed=3)
+    traits = ModelTraits(True, (0, 1))
+
+    def call(inputs, outputs):
+        return ("scope", None, lambda model: traits, (("m", "x"),), inputs, outputs, rows,
+                0.0, None, (), 0)
+    recorder.submit(call(RNG.normal(size=(rows, 2)), RNG.random((rows, 2))))
+    # The next interval samples: 20 000 rows in this one against a budget of 1000.
+    assert recorder.force_flush()
+    metrics.exported.clear()
+    held = []
+    for _ in range(4):
+        inputs, outputs = RNG.normal(size=(rows, 2)), RNG.random((rows, 2))
+        held += [weakref.ref(inputs), weakref.ref(outputs)]
+        recorder.submit(call(inputs, outputs))
+        del inputs, outputs
+    assert [ref() is None for ref in held] == [True] * len(held)
+    assert recorder._pending_rows < rows
+    assert recorder.force_flush()
+    assert sum(p.value for p in metrics.points(semconv.ML_PREDICT_ROWS)) == 4 * rows
+    [feature] = [p for p in metrics.points(semconv.ML_FEATURE_VALUE)
+                 if p.attributes[semconv.ML_FEATURE_NAME] == "f0"]
+    [confidence] = list(metrics.points(semconv.ML_PREDICTION_CONFIDENCE))
+    classes = sum(p.value for p in metrics.points(semconv.ML_PREDICTION_CLASS_METRIC))
+    assert feature.count == confidence.count == classes  # the same rows of inputs and outputs
+    assert feature.count < 3 * budget
+
+
+@pytest.mark.parametrize("rate", [0.001, 0.02, 0.5], ids=["sliced", "sliced_or_selected",
+                                                         "selected"])
+def test_a_drains_sample_is_the_rows_at_the_kept_positions_whichever_way_they_are_read(
+        rate) -> None:
+    """Kept rows are sliced one by one when calls keep a row or two, selected per call
+    otherwise: either way the sample is exactly the rows at ``sample_positions``."""
+    from driftline.instrumentation._aggregation import sample_positions
+
+    arrays = [RNG.normal(size=(int(rows), 3)) for rows in RNG.integers(80, 200, 300)]
+    stream = StreamAggregate(Limits(), sample_rate=rate, rng=np.random.default_rng(9))
+    [sample] = [np.concatenate(stream._sampled(arrays))]
+    kept = sample_positions(np.random.default_rng(9), sum(len(a) for a in arrays), rate)
+    assert kept.size and np.array_equal(sample, np.concatenate(arrays)[kept])
+
+
+@pytest.mark.parametrize("key", ["sdk_key", "plain_key"])
+def test_either_suppression_key_alone_silences_a_call(key) -> None:
+    """The wrapper reads the context once for both keys
+    ``is_instrumentation_enabled`` honours: each alone still silences spans and metrics."""
+    from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
+
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    metrics = InMemoryMetricExporter()
+    instrumentor = SklearnInstrumentor()
+    instrumentor.instrument(tracer_provider=provider, metric_exporter=metrics)
+    model = _model()
+    suppress = _SUPPRESS_INSTRUMENTATION_KEY if key == "sdk_key" else "suppress_instrumentation"
+    try:
+        token = context_api.attach(context_api.set_value(suppress, True))
+        try:
+            model.predict(RNG.normal(size=(2, 3)))
+        finally:
+            context_api.detach(token)
+        model.predict(RNG.normal(size=(5, 3)))
+        assert instrumentor.recorder.force_flush()
+    finally:
+        instrumentor.uninstrument()
+    assert [span.attributes[semconv.ML_BATCH_SIZE] for span in spans.get_finished_spans()] == [5]
+    assert sum(p.value for p in metrics.points(semconv.ML_PREDICT_ROWS)) == 5
+
+
+@pytest.mark.parametrize(("rows", "rate"), [(40, 0.2), (5, 0.9), (10_000, 4e-4)])
+def test_a_hand_off_sample_keeps_each_row_independently_at_the_rate(rows, rate) -> None:
+    """The plain-Python draw of a few kept rows at hand-off is a Bernoulli(rate) sample
+    per row: each row's inclusion count and the sample sizes agree with SciPy's binomial
+    (two-sided p > 0.001 with a fixed seed)."""
+    import random
+
+    from scipy import stats
+
+    from driftline.instrumentation.recorder import _few_positions
+
+    uniform = random.Random(17).random
+    draws = 4000
+    hits = np.zeros(rows)
+    sizes = []
+    for _ in range(draws):
+        kept = _few_positions(uniform, rows, rate)
+        assert kept == sorted(set(kept)) and all(0 <= row < rows for row in kept)
+        hits[kept] += 1
+        sizes.append(len(kept))
+    if rows <= 40:  # per row: Binomial(draws, rate)
+        pvalues = [stats.binomtest(int(h), draws, rate).pvalue for h in hits]
+        assert min(pvalues) * rows > 0.001  # Bonferroni over the rows
+    total = int(sum(sizes))  # all draws together: Binomial(draws * rows, rate)
+    assert stats.binomtest(total, draws * rows, rate).pvalue > 0.001
