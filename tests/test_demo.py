@@ -8,7 +8,6 @@ import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,12 +26,6 @@ STOP_TIMEOUT_S = 30
 SHIFTED = "['age', 'monthly_spend', 'session_minutes', 'support_calls']"
 DRIFTLINE = Path(sys.executable).with_name("driftline")
 KEEPS_RUNNING = re.compile(r"Prometheus on (http://\S+/metrics)\. Press Ctrl-C to stop it\.$")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _read_until_running(process: subprocess.Popen[str]) -> list[str]:
@@ -95,11 +88,11 @@ def test_demo_flags_the_shifted_features_and_keeps_running(tmp_path: Path) -> No
 
 
 def _run_as_printed(command: str, cwd: Path) -> None:
-    """The printed command, from the folder the demo ran in, on free ports."""
+    """The printed command, from the folder the demo ran in, on ports the OS picks."""
     env = {**os.environ, "PATH": os.defpath,
-           "DRIFTLINE_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{_free_port()}",
-           "DRIFTLINE_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{_free_port()}",
-           "DRIFTLINE_PROMETHEUS_ENDPOINT": f"127.0.0.1:{_free_port()}"}
+           "DRIFTLINE_OTLP_GRPC_ENDPOINT": "127.0.0.1:0",
+           "DRIFTLINE_OTLP_HTTP_ENDPOINT": "127.0.0.1:0",
+           "DRIFTLINE_PROMETHEUS_ENDPOINT": "127.0.0.1:0"}
     collector = subprocess.Popen(shlex.split(command), cwd=cwd, env=env, text=True,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
