@@ -459,9 +459,9 @@ def test_shutdown_waits_a_bounded_time_and_counts_what_it_could_not_send(
         for count in (1, 2, 3):  # the first is in flight, two wait
             sender.submit(_sending.Item("metrics", b"", count))
         time.sleep(0.1)
-        started = time.monotonic()
         sender.shutdown()
-        assert time.monotonic() - started < 2
+        assert sent == []  # it returned while the send was still stuck (a 2 s budget here
+        # failed on a loaded machine; the stuck send waits for release, up to 10 s)
         assert sender.stats().dropped_items == 5
         with pytest.raises(DataRefusedError, match="shutting down"):
             sender.submit(_sending.Item("metrics", b"", 4))
