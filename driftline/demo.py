@@ -13,14 +13,14 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +53,12 @@ EXPORT_INTERVAL_MS = 1000
 SEED = 42
 RESULT_TIMEOUT_S = 30
 CONFIG_FILE = "collector.yaml"
+# The processor binds ports the OS picks (a port picked free here could be taken before it
+# binds it) and prints where it listens; the demo reads that from its log.
+ANY_PORT = "127.0.0.1:0"
+GRPC_LISTENING = re.compile(r"^receiver \S+ listening on (\S+) \(OTLP/gRPC\)$", re.M)
+PROMETHEUS_LISTENING = re.compile(r"^exporter prometheus listening on (\S+)$", re.M)
+PROCESSOR_START_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +72,8 @@ class Endpoints:
 
 def run_demo(workdir: str, keep_running: bool = False) -> int:
     root = Path(workdir).resolve()
-    endpoints = Endpoints(f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}",
-                          root / "profiles", root / "output", root / CONFIG_FILE)
+    endpoints = Endpoints(ANY_PORT, ANY_PORT, root / "profiles", root / "output",
+                          root / CONFIG_FILE)
     for folder in (endpoints.profiles, endpoints.output):
         folder.mkdir(parents=True, exist_ok=True)
         for stale in [*folder.glob("*.json*"), *folder.glob("*.sqlite*")]:
@@ -90,7 +96,7 @@ def run_demo(workdir: str, keep_running: bool = False) -> int:
     print(f"    {profile_path} ({reference.row_count} rows, {len(reference.columns)} columns)")
 
     print(f"3/4 starting the processor with {_shown(endpoints.config, workdir)}")
-    with _processor(endpoints) as processor:
+    with _processor(endpoints) as (processor, endpoints):
         recorder = _instrument(endpoints)
         print(f"4/4 serving predictions: {WINDOWS_PER_PHASE} windows as trained, then "
               f"{WINDOWS_PER_PHASE} with {', '.join(SHIFTS)} shifted ({WINDOW_S}s windows)")
@@ -158,7 +164,7 @@ def write_config(endpoints: Endpoints) -> None:
     """The shipped default config with the demo's folders as absolute paths.
 
     The listening addresses keep their ``${env:...:-default}`` form: the demo sets them to
-    free ports, and the user who runs the file afterwards gets the usual ones.
+    ports the OS picks, and the user who runs the file afterwards gets the usual ones.
     """
     config = yaml.safe_load(shipped("default.yaml").read_text(encoding="utf-8"))
     drift_config = config["processors"]["ml_drift"]
@@ -173,10 +179,11 @@ def write_config(endpoints: Endpoints) -> None:
 
 
 @contextlib.contextmanager
-def _processor(endpoints: Endpoints) -> Iterator[subprocess.Popen[str]]:
+def _processor(endpoints: Endpoints) -> Iterator[tuple[subprocess.Popen[str], Endpoints]]:
+    """The running processor, and ``endpoints`` with the ports it bound."""
     env = {**os.environ,
            "DRIFTLINE_OTLP_GRPC_ENDPOINT": endpoints.otlp_grpc,
-           "DRIFTLINE_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{_free_port()}",
+           "DRIFTLINE_OTLP_HTTP_ENDPOINT": ANY_PORT,
            "DRIFTLINE_PROMETHEUS_ENDPOINT": endpoints.prometheus,
            "DRIFTLINE_WINDOW": f"{WINDOW_S}s",
            "DRIFTLINE_GRACE": f"{GRACE_S}s",
@@ -188,10 +195,10 @@ def _processor(endpoints: Endpoints) -> Iterator[subprocess.Popen[str]]:
         [sys.executable, "-P", "-m", "driftline", "collector", "--config", str(endpoints.config)],
         env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
     try:
-        _wait_for_port(endpoints.otlp_grpc, process)
+        endpoints = _listening(endpoints, process)
         print(f"    OTLP/gRPC on {endpoints.otlp_grpc}, Prometheus on "
               f"http://{endpoints.prometheus}/metrics (pid {process.pid})")
-        yield process
+        yield process, endpoints
     finally:
         process.terminate()
         try:
@@ -422,23 +429,20 @@ def _shown(path: Path, workdir: str) -> str:
     return str(path if Path(workdir).is_absolute() else Path(workdir) / path.name)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_for_port(endpoint: str, process: subprocess.Popen[str], timeout_s: float = 30) -> None:
-    host, port = endpoint.rsplit(":", 1)
-    deadline = time.monotonic() + timeout_s
+def _listening(endpoints: Endpoints, process: subprocess.Popen[str]) -> Endpoints:
+    """``endpoints`` with the OTLP/gRPC and Prometheus addresses the processor printed."""
+    log = endpoints.output / "processor.log"
+    deadline = time.monotonic() + PROCESSOR_START_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"the processor exited with {process.returncode}; "
-                               "see processor.log in the output folder")
-        with contextlib.suppress(OSError), socket.create_connection((host, int(port)), 0.5):
-            return
+            raise RuntimeError(f"the processor exited with {process.returncode}; see {log}")
+        text = log.read_text(encoding="utf-8", errors="replace")
+        grpc, prometheus = GRPC_LISTENING.search(text), PROMETHEUS_LISTENING.search(text)
+        if grpc and prometheus:
+            return replace(endpoints, otlp_grpc=grpc.group(1), prometheus=prometheus.group(1))
         time.sleep(0.1)
-    raise RuntimeError(f"the processor did not listen on {endpoint} within {timeout_s}s")
+    raise RuntimeError(f"the processor did not say where it listens within "
+                       f"{PROCESSOR_START_TIMEOUT_S}s; see {log}")
 
 
 def _sleep_until(epoch_s: float) -> None:
