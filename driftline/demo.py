@@ -13,14 +13,14 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +47,7 @@ BATCH_ROWS = 64
 # window of unshifted features raises no false alarm in 300 simulated windows (at 512 rows,
 # which a loaded machine served before, 23 % of windows had one; docs/demo notes).
 BATCHES_PER_WINDOW = 32
-SERVING_S = 3.0  # the batches are spread over a window's first 3 s
+SERVING_S = 2.5  # the batches are spread over a window's first 2.5 s
 SERVE_UNTIL_BEFORE_END_S = 0.6  # then the last export lands inside the window
 EXPORT_INTERVAL_MS = 1000
 # Every prediction is a record (about 1600 rows a second here), so every label joins.
@@ -56,6 +56,13 @@ LABELS_TIMEOUT_S = 5.0
 SEED = 42
 RESULT_TIMEOUT_S = 30
 CONFIG_FILE = "collector.yaml"
+# The processor binds ports the OS picks (a port picked free here could be taken before it
+# binds it) and prints where it listens; the demo reads that from its log.
+ANY_PORT = "127.0.0.1:0"
+GRPC_LISTENING = re.compile(r"^receiver \S+ listening on (\S+) \(OTLP/gRPC\)$", re.M)
+PROMETHEUS_LISTENING = re.compile(r"^exporter prometheus listening on (\S+)$", re.M)
+DASHBOARD_LISTENING = re.compile(r"^exporter ml_dashboard listening on (\S+)$", re.M)
+PROCESSOR_START_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +77,7 @@ class Endpoints:
 
 def run_demo(workdir: str, keep_running: bool = False) -> int:
     root = Path(workdir).resolve()
-    endpoints = Endpoints(f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}",
-                          f"127.0.0.1:{_free_port()}", root / "profiles", root / "output",
+    endpoints = Endpoints(ANY_PORT, ANY_PORT, ANY_PORT, root / "profiles", root / "output",
                           root / CONFIG_FILE)
     for folder in (endpoints.profiles, endpoints.output):
         folder.mkdir(parents=True, exist_ok=True)
@@ -95,7 +101,7 @@ def run_demo(workdir: str, keep_running: bool = False) -> int:
     print(f"    {profile_path} ({reference.row_count} rows, {len(reference.columns)} columns)")
 
     print(f"3/4 starting the processor with {_shown(endpoints.config, workdir)}")
-    with _processor(endpoints) as processor:
+    with _processor(endpoints) as (processor, endpoints):
         recorder = _instrument(endpoints)
         print(f"4/4 serving predictions: {WINDOWS_PER_PHASE} windows as trained, then "
               f"{WINDOWS_PER_PHASE} with {', '.join(SHIFTS)} shifted ({WINDOW_S}s windows)")
@@ -163,7 +169,7 @@ def write_config(endpoints: Endpoints) -> None:
     """The shipped default config with the demo's folders as absolute paths.
 
     The listening addresses keep their ``${env:...:-default}`` form: the demo sets them to
-    free ports, and the user who runs the file afterwards gets the usual ones.
+    ports the OS picks, and the user who runs the file afterwards gets the usual ones.
     """
     config = yaml.safe_load(shipped("default.yaml").read_text(encoding="utf-8"))
     drift_config = config["processors"]["ml_drift"]
@@ -184,10 +190,11 @@ def write_config(endpoints: Endpoints) -> None:
 
 
 @contextlib.contextmanager
-def _processor(endpoints: Endpoints) -> Iterator[subprocess.Popen[str]]:
+def _processor(endpoints: Endpoints) -> Iterator[tuple[subprocess.Popen[str], Endpoints]]:
+    """The running processor, and ``endpoints`` with the ports it bound."""
     env = {**os.environ,
            "DRIFTLINE_OTLP_GRPC_ENDPOINT": endpoints.otlp_grpc,
-           "DRIFTLINE_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{_free_port()}",
+           "DRIFTLINE_OTLP_HTTP_ENDPOINT": ANY_PORT,
            "DRIFTLINE_PROMETHEUS_ENDPOINT": endpoints.prometheus,
            "DRIFTLINE_DASHBOARD_ENDPOINT": endpoints.dashboard,
            "DRIFTLINE_WINDOW": f"{WINDOW_S}s",
@@ -200,11 +207,11 @@ def _processor(endpoints: Endpoints) -> Iterator[subprocess.Popen[str]]:
         [sys.executable, "-P", "-m", "driftline", "collector", "--config", str(endpoints.config)],
         env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
     try:
-        _wait_for_port(endpoints.otlp_grpc, process)
+        endpoints = _listening(endpoints, process)
         print(f"    OTLP/gRPC on {endpoints.otlp_grpc}, Prometheus on "
               f"http://{endpoints.prometheus}/metrics (pid {process.pid})")
         print(f"    dashboard: http://{endpoints.dashboard}/")
-        yield process
+        yield process, endpoints
     finally:
         process.terminate()
         try:
@@ -242,43 +249,64 @@ def _flush_spans() -> None:
 
 
 def _serve(model, live, recorder) -> list[tuple[int, str]]:
-    """Serve each window from its start to shortly before its end, then send the labels of
-    its predictions; returns (start_ns, phase)."""
-    import driftline
+    """Serve each window from its start to shortly before its end, and have the labels of
+    its predictions sent beside (a label feed of its own: sending them must not delay the
+    next window's serving, or its rows would land in the window after); returns
+    (start_ns, phase)."""
+    from concurrent.futures import ThreadPoolExecutor
 
     rng = np.random.default_rng(SEED + 1)
     windows = []
-    ids: list[str] = []
-    labels: list[int] = []
     phases = ["as trained"] * WINDOWS_PER_PHASE + ["shifted"] * WINDOWS_PER_PHASE
     start_s = (int(time.time()) // WINDOW_S + 1) * WINDOW_S
     _sleep_until(start_s + 0.05)
-    for phase in phases:
-        end_s = start_s + WINDOW_S
-        pause_s = SERVING_S / BATCHES_PER_WINDOW
-        for batch_index in range(BATCHES_PER_WINDOW):
-            if time.time() >= end_s - SERVE_UNTIL_BEFORE_END_S:
-                break
-            rows = live.iloc[rng.integers(0, len(live), BATCH_ROWS)]
-            batch = rows[list(FEATURES)]
-            model.predict_proba(_shifted(batch) if phase == "shifted" else batch)
-            ids.extend(driftline.last_prediction_ids())
-            labels.extend(rows["churned"])
-            _sleep_until(start_s + 0.05 + (batch_index + 1) * pause_s)
-        recorder.force_flush()  # lands inside this window
-        # The true outcomes of this window's predictions, as a label feed would send them.
-        try:
-            driftline.record_ground_truth(ids, labels, model=MODEL_NAME, version=MODEL_VERSION,
-                                          flush_timeout_s=LABELS_TIMEOUT_S)
-        except driftline.GroundTruthNotDelivered as exc:  # the drift part goes on without
-            print(f"    labels of this window not all delivered ({exc.delivered} of "
-                  f"{len(ids)}): {exc}")
-        ids, labels = [], []
-        windows.append((start_s * 10**9, phase))
-        print(f"    window {time.strftime('%H:%M:%S', time.localtime(start_s))} served ({phase})")
-        start_s = end_s
-        _sleep_until(start_s + 0.05)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="demo-labels") as label_feed:
+        sent = []
+        for phase in phases:
+            ids, labels = _serve_window(model, live, rng, phase, start_s)
+            recorder.force_flush()  # lands inside this window
+            sent.append(label_feed.submit(_send_labels, ids, labels))
+            windows.append((start_s * 10**9, phase))
+            print(f"    window {time.strftime('%H:%M:%S', time.localtime(start_s))} served "
+                  f"({phase})")
+            start_s += WINDOW_S
+            _sleep_until(start_s + 0.05)
+        for sending in sent:
+            sending.result()  # an unexpected failure of the label feed is the demo's
     return windows
+
+
+def _serve_window(model, live, rng, phase: str, start_s: int) -> tuple[list[str], list[int]]:
+    """One window's batches, spread over its first ``SERVING_S``; their prediction IDs and
+    true labels."""
+    import driftline
+
+    ids: list[str] = []
+    labels: list[int] = []
+    end_s = start_s + WINDOW_S
+    pause_s = SERVING_S / BATCHES_PER_WINDOW
+    for batch_index in range(BATCHES_PER_WINDOW):
+        if time.time() >= end_s - SERVE_UNTIL_BEFORE_END_S:
+            break
+        rows = live.iloc[rng.integers(0, len(live), BATCH_ROWS)]
+        batch = rows[list(FEATURES)]
+        model.predict_proba(_shifted(batch) if phase == "shifted" else batch)
+        ids.extend(driftline.last_prediction_ids())
+        labels.extend(rows["churned"])
+        _sleep_until(start_s + 0.05 + (batch_index + 1) * pause_s)
+    return ids, labels
+
+
+def _send_labels(ids: list[str], labels: list[int]) -> None:
+    """The true outcomes of one window's predictions, as a label feed would send them."""
+    import driftline
+
+    try:
+        driftline.record_ground_truth(ids, labels, model=MODEL_NAME, version=MODEL_VERSION,
+                                      flush_timeout_s=LABELS_TIMEOUT_S)
+    except driftline.GroundTruthNotDelivered as exc:  # the drift part goes on without
+        print(f"    labels of a window not all delivered ({exc.delivered} of {len(ids)}): "
+              f"{exc}")
 
 
 # --- results ------------------------------------------------------------------------------
@@ -457,23 +485,23 @@ def _shown(path: Path, workdir: str) -> str:
     return str(path if Path(workdir).is_absolute() else Path(workdir) / path.name)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_for_port(endpoint: str, process: subprocess.Popen[str], timeout_s: float = 30) -> None:
-    host, port = endpoint.rsplit(":", 1)
-    deadline = time.monotonic() + timeout_s
+def _listening(endpoints: Endpoints, process: subprocess.Popen[str]) -> Endpoints:
+    """``endpoints`` with the OTLP/gRPC, Prometheus and dashboard addresses the processor
+    printed."""
+    log = endpoints.output / "processor.log"
+    deadline = time.monotonic() + PROCESSOR_START_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"the processor exited with {process.returncode}; "
-                               "see processor.log in the output folder")
-        with contextlib.suppress(OSError), socket.create_connection((host, int(port)), 0.5):
-            return
+            raise RuntimeError(f"the processor exited with {process.returncode}; see {log}")
+        text = log.read_text(encoding="utf-8", errors="replace")
+        grpc, prometheus = GRPC_LISTENING.search(text), PROMETHEUS_LISTENING.search(text)
+        dashboard = DASHBOARD_LISTENING.search(text)
+        if grpc and prometheus and dashboard:
+            return replace(endpoints, otlp_grpc=grpc.group(1), prometheus=prometheus.group(1),
+                           dashboard=dashboard.group(1))
         time.sleep(0.1)
-    raise RuntimeError(f"the processor did not listen on {endpoint} within {timeout_s}s")
+    raise RuntimeError(f"the processor did not say where it listens within "
+                       f"{PROCESSOR_START_TIMEOUT_S}s; see {log}")
 
 
 def _sleep_until(epoch_s: float) -> None:

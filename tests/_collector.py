@@ -30,8 +30,11 @@ START_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 10.0
 POST_TIMEOUT_S = 10.0
 LISTENING = re.compile(r"^receiver (\S+) listening on (\S+) \((OTLP/gRPC|OTLP/HTTP)\)$")
+# Any component's line, e.g. "exporter prometheus listening on 127.0.0.1:40123".
+COMPONENT_LISTENING = re.compile(r"^(\S+ \S+) listening on (\S+)")
 PROTOCOL_HTTP = "OTLP/HTTP"
 PROTOCOL_GRPC = "OTLP/gRPC"
+PROMETHEUS_EXPORTER = "exporter prometheus"
 
 
 def file_pipeline_config(output: Path, protocols: dict[str, Any]) -> dict[str, Any]:
@@ -54,25 +57,43 @@ class Collector:
     stderr_path: Path
     lines: queue.Queue[str] = field(default_factory=queue.Queue)
     endpoints: dict[str, str] = field(default_factory=dict)
+    # Every "KIND ID listening on ENDPOINT" line by "KIND ID" (the first endpoint each).
+    listening: dict[str, str] = field(default_factory=dict)
     returncode: int | None = None
 
     def stderr(self) -> str:
         return self.stderr_path.read_text()
 
-    def wait_for(self, protocols: tuple[str, ...]) -> None:
+    def wait_for(self, protocols: tuple[str, ...],
+                 components: tuple[str, ...] = ()) -> None:
+        """Read the stdout lines until ``protocols`` (receiver endpoints) and ``components``
+        (``"exporter prometheus"``: any other listening component) have printed theirs."""
+        def done() -> bool:
+            return set(protocols) <= set(self.endpoints) and set(components) <= set(
+                self.listening)
+
         deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline and not set(protocols) <= set(self.endpoints):
+        while time.monotonic() < deadline and not done():
             try:
                 line = self.lines.get(timeout=0.1)
             except queue.Empty:
                 if self.process.poll() is not None:
                     break
                 continue
-            if match := LISTENING.match(line.rstrip("\n")):
+            line = line.rstrip("\n")
+            if match := LISTENING.match(line):
                 self.endpoints[match.group(3)] = match.group(2)
-        if not set(protocols) <= set(self.endpoints):
-            raise AssertionError(f"the collector did not print {protocols} endpoints "
-                                 f"(got {self.endpoints}); stderr:\n{self.stderr()}")
+            if match := COMPONENT_LISTENING.match(line):
+                self.listening.setdefault(match.group(1), match.group(2))
+        if not done():
+            raise AssertionError(f"the collector did not print {protocols} {components} "
+                                 f"endpoints (got {self.endpoints} {self.listening}); "
+                                 f"stderr:\n{self.stderr()}")
+
+    def endpoint_of(self, component: str) -> str:
+        """Where ``component`` (``"exporter prometheus"``) listens, waiting for its line."""
+        self.wait_for((), (component,))
+        return self.listening[component]
 
 
 def _pump(stream: Any, lines: queue.Queue[str]) -> None:

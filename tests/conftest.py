@@ -1,4 +1,10 @@
-"""Shared test helpers: free ports, waiting on HTTP, and a real Prometheus server.
+"""Shared test helpers: reserved ports, waiting on HTTP, and a real Prometheus server.
+
+Ports: a process that can bind port 0 and print what it got (the collector's "listening on"
+lines, read by ``tests/_collector.py``) is given port 0. Where a test must name a port
+before its process exists (a backend that comes up later, a binary that cannot report its
+port, an address where nothing may listen), ``reserve_port`` holds it with a bound socket
+until the moment it is handed over.
 
 Tests that need the ``prometheus`` binary skip when it is missing, except under ``CI=true``
 where a missing binary is a broken CI image and the test fails instead.
@@ -9,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -38,11 +45,59 @@ POLL_INTERVAL_S = 0.2
 HTTP_TIMEOUT_S = 2.0
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
+# Reserved ports are drawn below the kernel's ephemeral range (outgoing connections and
+# port-0 binds take theirs from it), from here up.
+RESERVED_PORT_MIN = 10_000
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+DEFAULT_EPHEMERAL_LOW = 32_768
+RESERVE_ATTEMPTS = 200
+
+
+class ReservedPort:
+    """A loopback TCP port held by a bound socket that never listens: connecting to it is
+    refused, and no other socket can bind it until ``release``.
+
+    A port freed right after the OS picked it (bind port 0, close) was taken by another
+    worker's connection before a backend started on it a minute later. This one is held
+    until the moment the process that binds it is started, and lies below the ephemeral
+    range, so in that moment only an explicit bind of that very port could take it.
+    """
+
+    def __init__(self) -> None:
+        self.socket = _bound_below_ephemeral_range()
+        self.port = int(self.socket.getsockname()[1])
+        self.endpoint = f"{LOOPBACK}:{self.port}"
+
+    def release(self) -> None:
+        """Let a process bind the port (call right before starting it). Idempotent."""
+        self.socket.close()
+
+
+@contextlib.contextmanager
+def reserve_port() -> Iterator[ReservedPort]:
+    """A ``ReservedPort``, released at the latest when the block ends."""
+    reserved = ReservedPort()
+    try:
+        yield reserved
+    finally:
+        reserved.release()
+
+
+def _bound_below_ephemeral_range() -> socket.socket:
+    try:
+        low = int(EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = DEFAULT_EPHEMERAL_LOW
+    for _ in range(RESERVE_ATTEMPTS):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.bind((LOOPBACK, random.randrange(RESERVED_PORT_MIN, low)))
+        except OSError:
+            sock.close()
+            continue
+        return sock
+    raise RuntimeError(f"no free port between {RESERVED_PORT_MIN} and {low} in "
+                       f"{RESERVE_ATTEMPTS} attempts")
 
 
 def wait_for_http(url: str, timeout_s: float) -> None:
@@ -172,13 +227,15 @@ def run_prometheus(
     """Start a real Prometheus on 127.0.0.1 scraping ``scrape_targets``; stop it on exit.
 
     ``extra_args`` go to the command line, e.g. ``["--web.enable-remote-write-receiver"]``.
-    A port taken between choosing and binding it is retried with another one.
+    Its port is reserved until the moment Prometheus starts; one taken in that moment
+    anyway is retried with another.
     """
     binary = require_binary(PROMETHEUS_BINARY, PROMETHEUS_MISSING)
     config_path = workdir / "prometheus.yml"
     _write_config(config_path, scrape_targets, scrape_interval_s, honor_labels)
     for attempt in range(1, PROMETHEUS_START_ATTEMPTS + 1):
-        port = free_port()
+        reserved = ReservedPort()
+        port = reserved.port
         log_path = workdir / f"prometheus-{attempt}.log"
         data_path = workdir / f"data-{attempt}"
         command = [
@@ -188,6 +245,7 @@ def run_prometheus(
             f"--web.listen-address={LOOPBACK}:{port}",
             *extra_args,
         ]
+        reserved.release()
         with log_path.open("wb") as log:
             process = subprocess.Popen(
                 command, cwd=workdir, stdout=log, stderr=subprocess.STDOUT

@@ -52,7 +52,13 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from driftline import semconv
 from driftline.processor.component import otlp_json as _otlp_json
-from tests._collector import PROTOCOL_GRPC, PROTOCOL_HTTP, Collector, running_collector
+from tests._collector import (
+    PROMETHEUS_EXPORTER,
+    PROTOCOL_GRPC,
+    PROTOCOL_HTTP,
+    Collector,
+    running_collector,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +69,6 @@ MAX_BODY_BYTES = 4 * MIB
 MAX_GRPC_MIB = 4
 HTTP_TIMEOUT_S = 30.0
 GRPC_TIMEOUT_S = 30.0
-EXPORTER_LINE_TIMEOUT_S = 10.0
 PROBE_TIMEOUT_S = 30.0  # a loaded machine renders 120 000 series slowly
 PROBE_METRIC = "bad_input.probe"
 MALFORMED_BODIES = 1_000
@@ -112,18 +117,6 @@ class Service:
         return self.collector.process.pid
 
 
-def exporter_endpoint(collector: Collector) -> str:
-    deadline = time.monotonic() + EXPORTER_LINE_TIMEOUT_S
-    while time.monotonic() < deadline:
-        try:
-            line = collector.lines.get(timeout=0.1)
-        except Exception:
-            continue
-        if line.startswith("exporter prometheus listening on "):
-            return line.split()[-1]
-    raise AssertionError("no 'exporter prometheus listening on' line")
-
-
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     workdir = tmp_path_factory.mktemp("bad-input")
@@ -139,7 +132,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
             "receivers": ["otlp"], "processors": ["ml_drift"], "exporters": ["prometheus"]}}},
     }
     with running_collector(config, workdir, (PROTOCOL_HTTP, PROTOCOL_GRPC)) as collector:
-        endpoint = exporter_endpoint(collector)
+        endpoint = collector.endpoint_of(PROMETHEUS_EXPORTER)
         yield Service(collector, collector.endpoints[PROTOCOL_HTTP],
                       collector.endpoints[PROTOCOL_GRPC], f"http://{endpoint}/metrics")
     assert collector.returncode == 0, collector.stderr()[-4000:]

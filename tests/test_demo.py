@@ -9,7 +9,6 @@ import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,12 +30,6 @@ KEEPS_RUNNING = re.compile(r"Prometheus on (http://\S+/metrics), the dashboard o
                            r"Press Ctrl-C to stop it\.$")
 DASHBOARD_TRIES = 10
 SHIFTED_FEATURES = {"age", "monthly_spend", "session_minutes", "support_calls"}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _read_until_running(process: subprocess.Popen[str]) -> list[str]:
@@ -120,12 +113,12 @@ def _dashboard_verdicts(url: str) -> list[dict]:
 
 
 def _run_as_printed(command: str, cwd: Path) -> None:
-    """The printed command, from the folder the demo ran in, on free ports."""
+    """The printed command, from the folder the demo ran in, on ports the OS picks."""
     env = {**os.environ, "PATH": os.defpath,
-           "DRIFTLINE_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{_free_port()}",
-           "DRIFTLINE_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{_free_port()}",
-           "DRIFTLINE_PROMETHEUS_ENDPOINT": f"127.0.0.1:{_free_port()}",
-           "DRIFTLINE_DASHBOARD_ENDPOINT": f"127.0.0.1:{_free_port()}"}
+           "DRIFTLINE_OTLP_GRPC_ENDPOINT": "127.0.0.1:0",
+           "DRIFTLINE_OTLP_HTTP_ENDPOINT": "127.0.0.1:0",
+           "DRIFTLINE_PROMETHEUS_ENDPOINT": "127.0.0.1:0",
+           "DRIFTLINE_DASHBOARD_ENDPOINT": "127.0.0.1:0"}
     collector = subprocess.Popen(shlex.split(command), cwd=cwd, env=env, text=True,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:

@@ -15,8 +15,9 @@ from sklearn.linear_model import LogisticRegression
 
 from driftline import profile, semconv
 from driftline.exporters.file.exporter import read_traces
+from tests._collector import PROMETHEUS_EXPORTER, PROTOCOL_GRPC, spawn_cli
 from tests.apps import fraud_data
-from tests.conftest import free_port, run_prometheus
+from tests.conftest import run_prometheus
 
 REPO = Path(__file__).resolve().parent.parent
 WINDOW = "2s"
@@ -65,23 +66,18 @@ service:
     return path
 
 
-def _start_processor(config: Path, log: Path) -> subprocess.Popen[str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "driftline.cli", "collector", "--config", str(config)],
-        stdout=subprocess.PIPE, stderr=log.open("w"), text=True)
-    assert process.stdout is not None
-    line = process.stdout.readline()  # the first line says where it listens
-    assert "otlp" in line.lower(), f"unexpected first line {line!r}; log: {log.read_text()}"
-    return process
-
-
 @pytest.mark.integration
 def test_auto_instrumented_app_to_processor_to_prometheus(tmp_path: Path) -> None:
     (tmp_path / "profiles").mkdir()
     _write_profile(tmp_path / "profiles")
-    otlp, exporter = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
-    processor = _start_processor(_config(tmp_path, otlp, exporter), tmp_path / "processor.log")
+    # Ports the OS picks; the collector prints them.
+    config = _config(tmp_path, "127.0.0.1:0", "127.0.0.1:0")
+    collector = spawn_cli(["--config", str(config)], tmp_path)
+    processor = collector.process
     try:
+        collector.wait_for((PROTOCOL_GRPC,), (PROMETHEUS_EXPORTER,))
+        otlp = collector.endpoints[PROTOCOL_GRPC]
+        exporter = collector.listening[PROMETHEUS_EXPORTER]
         with run_prometheus([exporter], tmp_path) as prometheus:
             env = {**os.environ,
                    "OTEL_SERVICE_NAME": "fraud-service",

@@ -40,9 +40,15 @@ from driftline.instrumentation import Recorder
 from driftline.instrumentation._env import prediction_records_from_kwargs
 from driftline.instrumentation._records import RecordSettings
 from driftline.instrumentation.sklearn import SklearnInstrumentor
-from tests._collector import LOOPBACK, PROTOCOL_HTTP, Collector, running_collector
-from tests.conftest import PrometheusServer, free_port, require_binary, run_prometheus
-from tests.exporters.prometheus.test_prometheus_promtool import PROMTOOL_MISSING, _exporter_endpoint
+from tests._collector import (
+    LOOPBACK,
+    PROMETHEUS_EXPORTER,
+    PROTOCOL_HTTP,
+    Collector,
+    running_collector,
+)
+from tests.conftest import PrometheusServer, require_binary, reserve_port, run_prometheus
+from tests.exporters.prometheus.test_prometheus_promtool import PROMTOOL_MISSING
 
 pytestmark = pytest.mark.integration
 
@@ -81,7 +87,7 @@ class Live:
     exposition_endpoint: str
 
 
-def _config(workdir: Path) -> dict[str, Any]:
+def _config(workdir: Path, dead_endpoint: str) -> dict[str, Any]:
     profiles = str(workdir / "profiles")
     return {
         "receivers": {"otlp": {"protocols": {"http": {"endpoint": f"{LOOPBACK}:0"}}}},
@@ -94,7 +100,7 @@ def _config(workdir: Path) -> dict[str, Any]:
         "exporters": {
             "prometheus": {"endpoint": f"{LOOPBACK}:0", "reference_profiles": profiles},
             # Nothing listens there; no retries, so every batch it gets is dropped at once.
-            DEAD_EXPORTER: {"endpoint": f"http://{LOOPBACK}:{free_port()}",
+            DEAD_EXPORTER: {"endpoint": f"http://{dead_endpoint}",
                             "retry_on_failure": {"enabled": False}},
             "file": {"path": str(workdir / "logs.jsonl"), "flush_interval": 0}},
         "service": {
@@ -175,8 +181,11 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     regressor = driftline.register(
         LinearRegression().fit(X_train, X_train @ np.arange(1.0, len(FEATURES) + 1)),
         name=REGRESSOR, version=VERSION)
-    with running_collector(_config(workdir), workdir, (PROTOCOL_HTTP,)) as collector:
-        exposition = _exporter_endpoint(collector)
+    # The dead exporter's port is held (refusing) for the module: nothing can listen there.
+    with reserve_port() as dead, \
+            running_collector(_config(workdir, dead.endpoint), workdir,
+                              (PROTOCOL_HTTP,)) as collector:
+        exposition = collector.endpoint_of(PROMETHEUS_EXPORTER)
         with run_prometheus([exposition], workdir) as server:
             _serve(collector.endpoints[PROTOCOL_HTTP], model, other, regressor, rng)
             # Both models' series are in before any test reads the dashboard's filter.

@@ -13,15 +13,14 @@ import pytest
 
 from driftline import semconv
 from driftline.exporters.file.exporter import read_metrics, read_traces
+from tests._collector import PROTOCOL_GRPC, spawn_cli
 from tests.apps import plain_app
-from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.integration
 def test_opentelemetry_instrument_needs_no_code_change(tmp_path: Path) -> None:
-    otlp = f"127.0.0.1:{free_port()}"
     out = tmp_path / "out"
     (tmp_path / "profiles").mkdir()
     config = tmp_path / "collector.yaml"
@@ -30,7 +29,7 @@ receivers:
   otlp:
     protocols:
       grpc:
-        endpoint: {otlp}
+        endpoint: 127.0.0.1:0
 exporters:
   file/metrics:
     path: {out / "metrics.jsonl"}
@@ -47,11 +46,11 @@ service:
       receivers: [otlp]
       exporters: [file/traces]
 """)
-    processor = subprocess.Popen(
-        [sys.executable, "-m", "driftline.cli", "collector", "--config", str(config)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    collector = spawn_cli(["--config", str(config)], tmp_path)  # on a port the OS picks
+    processor = collector.process
     try:
-        assert "otlp" in processor.stdout.readline().lower()
+        collector.wait_for((PROTOCOL_GRPC,))
+        otlp = collector.endpoints[PROTOCOL_GRPC]
         env = {**os.environ, "OTEL_SERVICE_NAME": "plain-service",
                "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{otlp}",
                "OTEL_EXPORTER_OTLP_INSECURE": "true",

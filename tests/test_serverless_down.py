@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from collections.abc import Iterator
 
 import pytest
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -12,15 +13,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from driftline import serverless
+from tests.conftest import reserve_port
 
 NEVER_MS = 3_600_000
-
-
-def _closed_port() -> int:
-    """A port nothing listens on: bound, then released."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class _CountingExporter(OTLPSpanExporter):
@@ -32,8 +27,12 @@ class _CountingExporter(OTLPSpanExporter):
 
 
 @pytest.fixture
-def down_env(monkeypatch: pytest.MonkeyPatch) -> str:
-    endpoint = f"http://127.0.0.1:{_closed_port()}"
+def down_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    with reserve_port() as closed:  # held, never listening, for the test: nothing listens
+        yield _down_env(monkeypatch, f"http://{closed.endpoint}")
+
+
+def _down_env(monkeypatch: pytest.MonkeyPatch, endpoint: str) -> str:
     monkeypatch.setenv(serverless.ENV_SERVERLESS, "true")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
     for name in ("OTEL_TRACES_EXPORTER", "OTEL_METRICS_EXPORTER", "OTEL_LOGS_EXPORTER",

@@ -269,15 +269,15 @@ def test_a_hung_backend_never_blocks_predict_and_memory_stays_bounded(telemetry)
 def test_an_unreachable_collector_never_raises_into_predict(telemetry) -> None:
     from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 
-    from tests.conftest import free_port
+    from tests.conftest import reserve_port
 
-    exporter = OTLPMetricExporter(endpoint=f"127.0.0.1:{free_port()}", insecure=True,
-                                  timeout=1)
-    t = telemetry(exporter=exporter)
-    X = RNG.normal(size=(8, 2))
-    model = LogisticRegression().fit(X, [0, 1] * 4)
-    expected = model.predict(X)
-    for _ in range(20):
-        assert np.array_equal(model.predict(X), expected)
-    assert not t.recorder.force_flush(timeout_s=1)  # the export failed, and said so
+    with reserve_port() as unreachable:  # held, never listening: connections are refused
+        exporter = OTLPMetricExporter(endpoint=unreachable.endpoint, insecure=True, timeout=1)
+        t = telemetry(exporter=exporter)
+        X = RNG.normal(size=(8, 2))
+        model = LogisticRegression().fit(X, [0, 1] * 4)
+        expected = model.predict(X)
+        for _ in range(20):
+            assert np.array_equal(model.predict(X), expected)
+        assert not t.recorder.force_flush(timeout_s=1)  # the export failed, and said so
     assert t.recorder.failed_exports == 1

@@ -7,9 +7,10 @@ so a file is readable by any OTLP/JSON tool and by ``read_metrics``/``read_trace
 written to a temporary name and replaced) because the file grows for the process lifetime.
 With ``rotation`` the file is rotated by size into dated backups (``max_megabytes``,
 ``max_days``, ``max_backups``), and ``compression`` (``gzip`` or ``zstd``) compresses each
-line on its own; the readers read backups and compressed files alike. One exporter per
-signal keeps one signal per file (as ``collector-config/default.yaml`` does); an exporter
-shared by several pipelines writes their lines to one file, told apart by their top key.
+line on its own; the readers read backups and compressed files alike, and a file still being
+written up to its last whole line. One exporter per signal keeps one signal per file (as
+``collector-config/default.yaml`` does); an exporter shared by several pipelines writes
+their lines to one file, told apart by their top key.
 
 With ``format: records`` the exporter (in a logs pipeline) writes ``ml.prediction`` records
 instead, one flat JSON object per prediction, and ``<name>.schema.json`` beside the file
@@ -43,7 +44,7 @@ from driftline.exporters.file.rotating_file import (
     RotatingFile,
     RotationConfig,
     all_files,
-    decompress,
+    whole_records,
 )
 from driftline.processor.component import ComponentError, Consumer, Settings, validated
 from driftline.processor.component import otlp_json as _otlp_json
@@ -288,7 +289,7 @@ def _read(path: str | os.PathLike[str], key: str, message_type: type[_Request]) 
 
 def _read_one(path: Path, key: str, message_type: type[_Request]) -> list[_Request]:
     requests = []
-    text = decompress(path.read_bytes()).decode(ENCODING)
+    text = whole_records(path).decode(ENCODING)
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue

@@ -21,7 +21,7 @@ from typing import Any
 from opentelemetry.proto.logs.v1.logs_pb2 import ResourceLogs
 
 from driftline import semconv
-from driftline.exporters.file.rotating_file import all_files, decompress
+from driftline.exporters.file.rotating_file import all_files, whole_records
 from driftline.processor.component.predictions import (
     RecordError,
     event_name,
@@ -149,6 +149,6 @@ def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
         raise FileNotFoundError(f"no such file: {os.fspath(path)!r}")
     found = []
     for file in files:
-        text = decompress(file.read_bytes()).decode(ENCODING)
+        text = whole_records(file).decode(ENCODING)
         found += [json.loads(line) for line in text.splitlines() if line.strip()]
     return found

@@ -3,8 +3,9 @@ compressing each appended record (the collector's file exporter ``rotation`` and
 ``compression``, after lumberjack).
 
 Each record is compressed on its own (a gzip member or a zstd frame), so a file cut short
-by a crash still reads back up to its last whole record, and a file is readable by the
-standard tools (``zcat``, ``zstdcat``) as one stream. Backups are named
+by a crash, or read while a record is being appended, reads back up to its last whole
+record (``whole_records``), and a file is readable by the standard tools (``zcat``,
+``zstdcat``) as one stream. Backups are named
 ``<stem>-<UTC time of rotation><suffix>``; beyond ``max_backups`` or older than
 ``max_days`` they are deleted (0 keeps all).
 """
@@ -16,6 +17,7 @@ import gzip
 import os
 import re
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -32,6 +34,13 @@ _BYTES_PER_MEGABYTE = 1024 * 1024
 _SECONDS_PER_DAY = 86_400
 _BACKUP_TIME_FORMAT = "%Y-%m-%dT%H-%M-%S.%f"
 _BACKUP_TIME_PATTERN = r"-\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}\.\d{6}"
+_GZIP_WBITS = 16 + zlib.MAX_WBITS
+LINE_END = b"\n"
+
+
+class DamagedFileError(ValueError):
+    """A file whose records before the last cannot be decompressed: it was damaged, not
+    merely read while its last record was being appended."""
 
 
 @dataclass(slots=True)
@@ -63,13 +72,60 @@ def compress(record: bytes, compression: str) -> bytes:
     return record
 
 
-def decompress(data: bytes) -> bytes:
-    """A whole file's bytes, decompressed by their magic number (plain text passes)."""
+def whole_records(path: Path) -> bytes:
+    """The file's lines, decompressed by their magic number (plain text passes), up to the
+    end of its last whole record.
+
+    A record is appended with one ``write``, but a reader in another process sees the file
+    as the kernel has it between page copies: possibly a first part of the last record (a
+    200 KB line was seen cut in 44 of 10 080 reads). That part, like a record a crash cut
+    short, is left out; the next read finds the record once it is whole. Damage before the
+    last record raises ``DamagedFileError``.
+    """
+    data = path.read_bytes()
     if data.startswith(GZIP_MAGIC):
-        return gzip.decompress(data)
-    if data.startswith(ZSTD_MAGIC):
+        data = _whole_gzip_members(path, data)
+    elif data.startswith(ZSTD_MAGIC):
+        data = _whole_zstd_frames(path, data)
+    return data[:data.rfind(LINE_END) + 1]
+
+
+def _whole_gzip_members(path: Path, data: bytes) -> bytes:
+    """The members' contents up to the last one that ends (the rest is being appended)."""
+    contents = []
+    while data:
+        member = zlib.decompressobj(_GZIP_WBITS)
+        try:
+            content = member.decompress(data)
+        except zlib.error as err:
+            raise DamagedFileError(f"{str(path)!r}: a gzip record is damaged ({err}); the "
+                                   "file was altered or its disk is failing") from err
+        if not member.eof:
+            break
+        contents.append(content)
+        data = member.unused_data
+    return b"".join(contents)
+
+
+def _whole_zstd_frames(path: Path, data: bytes) -> bytes:
+    """The frames' contents; when the last frame does not decode (still being appended),
+    those before it, which must. The last frame starts at the last magic number, or at a
+    first part of one that ends the file."""
+    try:
         return bytes(cramjam.zstd.decompress(data))
-    return data
+    except cramjam.DecompressionError as err:
+        error = err
+    ends = [len(data) - size for size in range(1, len(ZSTD_MAGIC))
+            if data.endswith(ZSTD_MAGIC[:size])]
+    for end in [*ends, data.rfind(ZSTD_MAGIC)]:
+        if end <= 0:
+            return b""
+        try:
+            return bytes(cramjam.zstd.decompress(data[:end]))
+        except cramjam.DecompressionError as err:
+            error = err
+    raise DamagedFileError(f"{str(path)!r}: a zstd record before the last is damaged "
+                           f"({error}); the file was altered or its disk is failing")
 
 
 class RotatingFile:

@@ -64,6 +64,9 @@ class WindowMemo:
 
     window: Window
     columns: set[str]  # columns the window holds
+    # The window holds ``max_features`` columns: any other is the overflow column. Columns
+    # are only added to a window, so this stays true while the memo is valid.
+    full: bool = False
     # The window's resource list that adding the resource of these wire bytes left as it
     # was: adding that resource again changes nothing while the window keeps this list.
     resource: list[KeyValue] | None = None

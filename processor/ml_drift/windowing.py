@@ -318,7 +318,9 @@ class Windowing:
         if column in memo.columns:
             return column
         window = memo.window
-        if not window.has_column(column) and len(window.columns()) >= self._limits.max_features:
+        if not window.has_column(column) and (
+                memo.full or len(window.columns()) >= self._limits.max_features):
+            memo.full = True  # each later point of a new column is not counted again
             self.counts["feature_overflow_points"] += 1
             self._warn_once(("max_features", window.key),
                             "ml_drift: model %r has more than limits::max_features=%d columns; "

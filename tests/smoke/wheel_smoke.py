@@ -26,6 +26,7 @@ STEP_TIMEOUT_S = 600
 COLLECTOR_START_TIMEOUT_S = 30
 SCRAPE_TIMEOUT_S = 30
 LISTENING = re.compile(r"^receiver \S+ listening on (\S+) \((OTLP/gRPC|OTLP/HTTP)\)$", re.M)
+PROMETHEUS_LISTENING = re.compile(r"^exporter prometheus listening on (\S+)$", re.M)
 
 
 class SmokeFailure(Exception):
@@ -102,19 +103,14 @@ provider.shutdown()
 
 
 def check_collector(bin_dir: Path, here: Path, env: dict[str, str]) -> None:
-    import socket
     import urllib.request
 
-    def free_port() -> int:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            return sock.getsockname()[1]
-
-    prometheus = f"127.0.0.1:{free_port()}"
-    collector_env = {**env, "DRIFTLINE_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{free_port()}",
-                     "DRIFTLINE_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{free_port()}",
-                     "DRIFTLINE_PROMETHEUS_ENDPOINT": prometheus,
-                     "DRIFTLINE_DASHBOARD_ENDPOINT": f"127.0.0.1:{free_port()}",
+    # Ports the OS picks (one picked here and bound later can be taken in between); the
+    # collector prints them.
+    collector_env = {**env, "DRIFTLINE_OTLP_GRPC_ENDPOINT": "127.0.0.1:0",
+                     "DRIFTLINE_OTLP_HTTP_ENDPOINT": "127.0.0.1:0",
+                     "DRIFTLINE_PROMETHEUS_ENDPOINT": "127.0.0.1:0",
+                     "DRIFTLINE_DASHBOARD_ENDPOINT": "127.0.0.1:0",
                      "DRIFTLINE_PROFILES": str(here / "profiles"),
                      "DRIFTLINE_OUTPUT": str(here / "output")}
     config = run("find the shipped default config", [str(bin_dir / "python"), "-c",
@@ -129,13 +125,16 @@ def check_collector(bin_dir: Path, here: Path, env: dict[str, str]) -> None:
     try:
         deadline = time.monotonic() + COLLECTOR_START_TIMEOUT_S
         endpoints: dict[str, str] = {}
-        while time.monotonic() < deadline and len(endpoints) < 2:
+        while time.monotonic() < deadline and len(endpoints) < 3:
             if process.poll() is not None:
                 raise SmokeFailure(f"the collector exited {process.returncode}:\n"
                                    f"{log_path.read_text()}")
-            endpoints = {m.group(2): m.group(1) for m in LISTENING.finditer(log_path.read_text())}
+            log_text = log_path.read_text()
+            endpoints = {m.group(2): m.group(1) for m in LISTENING.finditer(log_text)}
+            if prometheus := PROMETHEUS_LISTENING.search(log_text):
+                endpoints["prometheus"] = prometheus.group(1)
             time.sleep(0.1)
-        if "OTLP/gRPC" not in endpoints:
+        if len(endpoints) < 3:
             raise SmokeFailure(f"the collector did not listen:\n{log_path.read_text()}")
         print("ok  driftline collector --config <shipped default.yaml> listens")
         run("an SDK export reaches the collector",
@@ -143,7 +142,8 @@ def check_collector(bin_dir: Path, here: Path, env: dict[str, str]) -> None:
         deadline = time.monotonic() + SCRAPE_TIMEOUT_S
         body = ""
         while time.monotonic() < deadline:
-            with urllib.request.urlopen(f"http://{prometheus}/metrics", timeout=5) as response:
+            with urllib.request.urlopen(f"http://{endpoints['prometheus']}/metrics",
+                                        timeout=5) as response:
                 body = response.read().decode()
             if re.search(r'^smoke_requests_total\{.*route="/predict".*\} 7(\.0)?$', body, re.M):
                 print("ok  /metrics shows the exported point")

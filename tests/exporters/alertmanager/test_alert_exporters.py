@@ -22,7 +22,7 @@ import pytest
 from driftline.exporters.sending.alerts import label_name
 from driftline.profile import save
 from tests._collector import LOOPBACK, PROTOCOL_HTTP, post_metrics, running_collector
-from tests.conftest import free_port, require_binary
+from tests.conftest import ReservedPort, require_binary
 from tests.processor.ml_drift.test_ml_drift import app_batch, reference
 
 ALERTMANAGER_MISSING = ("needs the Debian package prometheus-alertmanager "
@@ -36,13 +36,14 @@ def alertmanager(tmp_path: Path) -> Iterator[str]:
     binary = require_binary("prometheus-alertmanager", ALERTMANAGER_MISSING)
     config = tmp_path / "alertmanager.yml"
     config.write_text("route:\n  receiver: 'null'\nreceivers:\n  - name: 'null'\n")
-    port = free_port()
+    reserved = ReservedPort()  # held until the moment alertmanager starts
     log = (tmp_path / "alertmanager.log").open("wb")
+    reserved.release()
     process = subprocess.Popen(
         [binary, f"--config.file={config}", f"--storage.path={tmp_path / 'am-data'}",
-         f"--web.listen-address={LOOPBACK}:{port}", "--cluster.listen-address="],
+         f"--web.listen-address={reserved.endpoint}", "--cluster.listen-address="],
         stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://{LOOPBACK}:{port}"
+    url = f"http://{reserved.endpoint}"
     try:
         deadline = time.monotonic() + WAIT_S
         while True:

@@ -97,6 +97,22 @@ def test_records_rotate_and_read_back_in_order(tmp_path: Path, compression: str)
     assert [r["id"] for r in read_records(path)] == [f"p{i}" for i in range(60)]
 
 
+@pytest.mark.parametrize("compression", ["", "gzip", "zstd"])
+def test_a_record_still_being_appended_is_not_read_yet(tmp_path: Path, compression: str) -> None:
+    """As for OTLP lines (test_file_exporter): a reader sees the whole records only."""
+    path = tmp_path / "predictions.jsonl"
+    exporter = _exporter(path, compression=compression)
+    exporter.consume_logs(batch([prediction_record("p0", T, label="yes")]))
+    whole = path.stat().st_size
+    exporter.consume_logs(batch([prediction_record("p1", T + 1, label="no")]))
+    exporter.shutdown()
+    data = path.read_bytes()
+    path.write_bytes(data[:(whole + len(data)) // 2])
+    assert [r["id"] for r in read_records(path)] == ["p0"]
+    path.write_bytes(data)
+    assert [r["id"] for r in read_records(path)] == ["p0", "p1"]
+
+
 def test_a_records_exporter_refuses_metrics_naming_the_fix(tmp_path: Path) -> None:
     exporter = _exporter(tmp_path / "predictions.jsonl")
     try:

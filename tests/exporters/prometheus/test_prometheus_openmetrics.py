@@ -19,8 +19,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
 from driftline.exporters.prometheus.exporter import PrometheusExporter, PrometheusExporterConfig
-from tests._collector import LOOPBACK, PROTOCOL_HTTP, running_collector
-from tests.conftest import free_port, run_prometheus
+from tests._collector import LOOPBACK, PROMETHEUS_EXPORTER, PROTOCOL_HTTP, running_collector
+from tests.conftest import run_prometheus
 
 WAIT_S = 30.0
 
@@ -44,10 +44,9 @@ def _wait_for_exemplars(prometheus_url: str, query: str) -> list[dict]:
 
 @pytest.mark.integration
 def test_exemplars_reach_prometheus_through_openmetrics(tmp_path: Path) -> None:
-    port = free_port()
     config = {
         "receivers": {"otlp": {"protocols": {"http": {"endpoint": f"{LOOPBACK}:0"}}}},
-        "exporters": {"prometheus": {"endpoint": f"{LOOPBACK}:{port}",
+        "exporters": {"prometheus": {"endpoint": f"{LOOPBACK}:0",
                                      "enable_open_metrics": True}},
         "service": {"pipelines": {"metrics": {"receivers": ["otlp"],
                                               "exporters": ["prometheus"]}},
@@ -56,6 +55,7 @@ def test_exemplars_reach_prometheus_through_openmetrics(tmp_path: Path) -> None:
     (tmp_path / "collector").mkdir()
     (tmp_path / "prometheus").mkdir()
     with running_collector(config, tmp_path / "collector") as collector:
+        exposition = collector.endpoint_of(PROMETHEUS_EXPORTER)
         reader = PeriodicExportingMetricReader(OTLPMetricExporter(
             endpoint=f"http://{collector.endpoints[PROTOCOL_HTTP]}/v1/metrics"),
             export_interval_millis=60_000)
@@ -72,12 +72,12 @@ def test_exemplars_reach_prometheus_through_openmetrics(tmp_path: Path) -> None:
             latency.record(0.4)
             trace_id = format(span.get_span_context().trace_id, "032x")
         meters.shutdown()
-        request = urllib.request.Request(f"http://{LOOPBACK}:{port}/metrics",
+        request = urllib.request.Request(f"http://{exposition}/metrics",
                                          headers={"Accept": "application/openmetrics-text"})
         with urllib.request.urlopen(request, timeout=5) as response:
             body = response.read().decode()
             content_type = response.headers["Content-Type"]
-        with run_prometheus([f"{LOOPBACK}:{port}"], tmp_path / "prometheus",
+        with run_prometheus([exposition], tmp_path / "prometheus",
                             scrape_interval_s=1,
                             extra_args=["--enable-feature=exemplar-storage"]) as prometheus:
             counter = _wait_for_exemplars(prometheus.url, "orders_total")

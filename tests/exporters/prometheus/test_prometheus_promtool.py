@@ -27,32 +27,24 @@ from driftline.instrumentation import Recorder
 from driftline.instrumentation._env import prediction_records_from_kwargs
 from driftline.instrumentation._records import RecordSettings
 from driftline.instrumentation.sklearn import SklearnInstrumentor
-from tests._collector import LOOPBACK, PROTOCOL_HTTP, Collector, running_collector
+from tests._collector import (
+    LOOPBACK,
+    PROMETHEUS_EXPORTER,
+    PROTOCOL_HTTP,
+    running_collector,
+)
 from tests.conftest import require_binary
 
 pytestmark = pytest.mark.integration
 
 PROMTOOL_MISSING = "needs promtool, from the Debian package prometheus (apt-get install prometheus)"
 WAIT_S = 40.0
-LINE_TIMEOUT_S = 15.0
 SCRAPE_TIMEOUT_S = 10.0
 MODEL = "churn"
 APP_INSTANCES = ("pod-1", "pod-2")
 # Families the exposition must hold before it is checked: every kind of output is there.
 EXPECTED = ("ml_drift_score", "ml_drift_detected", "ml_window_rows",
             "ml_performance_accuracy", "driftline_processor_")
-
-
-def _exporter_endpoint(collector: Collector) -> str:
-    deadline = time.monotonic() + LINE_TIMEOUT_S
-    while time.monotonic() < deadline:
-        try:
-            line = collector.lines.get(timeout=0.1)
-        except Exception:
-            continue
-        if line.startswith("exporter prometheus listening on "):
-            return line.split()[-1]
-    raise AssertionError(f"no 'exporter prometheus listening on' line:\n{collector.stderr()}")
 
 
 def _scrape(endpoint: str) -> str:
@@ -120,7 +112,7 @@ def test_live_exposition_passes_promtool_and_verdicts_are_series_of_the_model(
     profile.save(reference, tmp_path / "profiles" / "churn.json")
 
     with running_collector(_config(tmp_path), tmp_path, (PROTOCOL_HTTP,)) as collector:
-        metrics_endpoint = _exporter_endpoint(collector)
+        metrics_endpoint = collector.endpoint_of(PROMETHEUS_EXPORTER)
         for instance in APP_INSTANCES:  # two replicas of the app, one after the other
             X = rng.normal(size=(400, 3))
             _serve(collector.endpoints[PROTOCOL_HTTP], instance, model, X,

@@ -13,8 +13,14 @@ import pytest
 from driftline import exphist
 from driftline.exporters.prometheus_series import classic_bins
 from driftline.profile import save
-from tests._collector import LOOPBACK, PROTOCOL_HTTP, post_metrics, running_collector
-from tests.conftest import free_port, run_prometheus
+from tests._collector import (
+    LOOPBACK,
+    PROMETHEUS_EXPORTER,
+    PROTOCOL_HTTP,
+    post_metrics,
+    running_collector,
+)
+from tests.conftest import run_prometheus
 from tests.processor.ml_drift.test_ml_drift import app_batch, reference
 
 
@@ -28,10 +34,9 @@ def test_feature_histogram_and_reference_share_bounds_in_prometheus(tmp_path: Pa
     profile = reference(rng)
     save(profile, tmp_path / "profiles" / "churn.json")
     production = rng.normal(45, 10, 2000)
-    port = free_port()
     config = {
         "receivers": {"otlp": {"protocols": {"http": {"endpoint": f"{LOOPBACK}:0"}}}},
-        "exporters": {"prometheus": {"endpoint": f"{LOOPBACK}:{port}",
+        "exporters": {"prometheus": {"endpoint": f"{LOOPBACK}:0",
                                      "reference_profiles": str(tmp_path / "profiles")}},
         "service": {"pipelines": {"metrics": {"receivers": ["otlp"],
                                               "exporters": ["prometheus"]}},
@@ -42,7 +47,7 @@ def test_feature_histogram_and_reference_share_bounds_in_prometheus(tmp_path: Pa
     with running_collector(config, tmp_path / "collector") as collector:
         post_metrics(collector.endpoints[PROTOCOL_HTTP],
                      app_batch(time.time_ns(), {"age": production}))
-        with run_prometheus([f"{LOOPBACK}:{port}"], tmp_path / "prometheus",
+        with run_prometheus([collector.endpoint_of(PROMETHEUS_EXPORTER)], tmp_path / "prometheus",
                             scrape_interval_s=1) as prometheus:
             current = _buckets(prometheus.wait_for(
                 'ml_feature_value_bucket{ml_feature_name="age"}'))

@@ -11,6 +11,7 @@ import contextlib
 import gzip
 import http.client
 import json
+import logging
 import re
 import socket
 import time
@@ -77,8 +78,6 @@ from tests._consumers import ALL_SIGNALS, Recorder, RefusesOnce
 EXPORT_TIMEOUT_S = 5.0
 HTTP_TIMEOUT_S = 5.0
 SMALL_LIMIT_BYTES = 64 * 1024
-# Idle keep-alive connections must not hold shutdown up (the server polls every 0.1 s).
-SHUTDOWN_BUDGET_S = 2.0
 MODEL = {semconv.ML_MODEL_NAME: "churn", semconv.ML_MODEL_VERSION: "3",
          semconv.ML_MODEL_FRAMEWORK: "sklearn", semconv.ML_OPERATION: "predict"}
 TRACE_ID_HEX = "5b8efff798038103d269b633813fc60c"
@@ -561,7 +560,10 @@ def test_collector_writes_sdk_http_logs_to_a_logs_pipeline(tmp_path: Path) -> No
     assert attributes_of(record.attributes) == {"ml.prediction.id": "p-9"}
 
 
-def test_keep_alive_connection_is_reused_and_closed_promptly_at_shutdown() -> None:
+def test_keep_alive_connection_is_reused_and_closed_promptly_at_shutdown(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The idle kept-alive connection is closed at once, not left to the grace's cut (no
+    'still busy' warning; a wall-clock budget here failed on a loaded machine)."""
     receiver = OtlpReceiver(http_config(), Recorder(HTTP_TEST_SIGNALS))
     receiver.start()
     connection = http.client.HTTPConnection(LOOPBACK, receiver.http_port,
@@ -574,15 +576,14 @@ def test_keep_alive_connection_is_reused_and_closed_promptly_at_shutdown() -> No
             assert (response.status, response.read()) == (200, b"")
         sock = connection.sock
         assert sock is not None  # still open: the same connection served both
-        started = time.monotonic()
-        receiver.shutdown()
-        elapsed = time.monotonic() - started
+        with caplog.at_level(logging.WARNING):
+            receiver.shutdown()
         assert sock.recv(1) == b""  # the server closed the idle connection
     finally:
         connection.close()
         receiver.shutdown()
 
-    assert elapsed < SHUTDOWN_BUDGET_S
+    assert not [r for r in caplog.records if "still busy" in r.getMessage()]
     assert receiver.stats().accepted_requests == 2
 
 

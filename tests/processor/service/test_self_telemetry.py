@@ -7,8 +7,6 @@ and in a real Prometheus scraping a real ``driftline collector`` subprocess.
 
 from __future__ import annotations
 
-import queue
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,7 +32,7 @@ from driftline.processor.service.self_telemetry import (
     is_gauge_field,
     numeric_fields,
 )
-from tests._collector import PROTOCOL_GRPC, running_collector
+from tests._collector import PROMETHEUS_EXPORTER, PROTOCOL_GRPC, running_collector
 from tests.processor.otlp_receiver.test_processor_grpc import sdk_metrics, write_profile
 
 if TYPE_CHECKING:
@@ -45,7 +43,6 @@ EXPORT_TIMEOUT_S = 5.0
 SENT_REQUESTS = 7
 # The processor reports every second here; Prometheus scrapes every second.
 PROMETHEUS_TIMEOUT_S = 30.0
-EXPORTER_LINE_TIMEOUT_S = 10.0
 CUMULATIVE = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
 
 
@@ -252,19 +249,6 @@ def test_yaml_level_none_turns_it_off(tmp_path: Path) -> None:
 # --- end to end: a real collector subprocess and a real Prometheus --------------------------
 
 
-def prometheus_exporter_endpoint(lines: queue.Queue[str]) -> str:
-    pattern = re.compile(r"^exporter prometheus listening on (\S+)")
-    deadline = time.monotonic() + EXPORTER_LINE_TIMEOUT_S
-    while time.monotonic() < deadline:
-        try:
-            line = lines.get(timeout=0.1)
-        except queue.Empty:
-            continue
-        if match := pattern.match(line.strip()):
-            return match.group(1)
-    raise AssertionError("the collector printed no 'exporter prometheus listening on' line")
-
-
 @pytest.mark.integration
 def test_prometheus_sees_the_processor_count_exactly_what_was_sent(
         tmp_path: Path, prometheus_server: Callable[..., PrometheusServer]) -> None:
@@ -281,7 +265,7 @@ def test_prometheus_sees_the_processor_count_exactly_what_was_sent(
                                               "exporters": ["prometheus"]}}},
     }
     with running_collector(config, tmp_path, (PROTOCOL_GRPC,)) as collector:
-        scrape_target = prometheus_exporter_endpoint(collector.lines)
+        scrape_target = collector.endpoint_of(PROMETHEUS_EXPORTER)
         exporter = OTLPMetricExporter(endpoint=collector.endpoints[PROTOCOL_GRPC],
                                       insecure=True, timeout=EXPORT_TIMEOUT_S)
         sent_points = 0
