@@ -66,8 +66,15 @@ def parts_from_points(points: Sequence[Any]) -> list[Part | ValueError]:
             negative_offset, negative_size = negative.offset, len(negative_counts)
         else:
             negative_offset = negative_size = 0
+        total, low, high = point.sum, point.min, point.max  # ``_sum_min_max``, inlined
+        if not total and not point.HasField("sum"):
+            total = math.nan
+        if not low and not point.HasField("min"):
+            low = math.inf
+        if not high and not point.HasField("max"):
+            high = -math.inf
         rows.append((point.scale, point.zero_count, positive.offset, len(positive_counts),
-                     negative_offset, negative_size, point.count, *_sum_min_max(point)))
+                     negative_offset, negative_size, point.count, total, low, high))
     if not rows:
         return []
     try:
