@@ -23,38 +23,31 @@ _MAGIC = b"DLP3"
 # magic, parts, bytes of the column names (JSON), bytes per bucket count
 _HEADER = struct.Struct("<4sIII")
 # One record per part: column index, scale, zero_count, positive offset and size, negative
-# offset and size, count; then sum, min, max (little-endian, unpadded).
+# offset and size, count; then sum, min, max.
 _INTS = 8
 _FLOATS = 3
+_RECORD = struct.Struct("<" + "q" * _INTS + "d" * _FLOATS)
 _RECORD_DTYPE = np.dtype([("ints", "<i8", (_INTS,)), ("floats", "<f8", (_FLOATS,))])
 _COUNT_TYPES = {1: "<u1", 2: "<u2", 4: "<u4", 8: "<i8"}
 
 
 def parts_blob(parts: Sequence[tuple[str, Part]]) -> bytes:
-    """``(column, part)`` pairs as one blob; ``parts_from_blob`` gives them back in order.
-
-    The records are laid out by NumPy from one transposition of the parts (the commit holds
-    the ingest lock, and a commit carries every point queued since the last one)."""
+    """``(column, part)`` pairs as one blob; ``parts_from_blob`` gives them back in order."""
     names: dict[str, int] = {}
-    if parts:
-        columns, rows = zip(*parts, strict=True)
-        (scales, zero_counts, pos_offsets, pos, neg_offsets, neg, counts_of, totals, lows,
-         highs) = zip(*rows, strict=True)
-        records = np.empty(len(rows), dtype=_RECORD_DTYPE)
-        records["ints"] = np.array(
-            [[names.setdefault(column, len(names)) for column in columns], scales, zero_counts,
-             pos_offsets, [a.size for a in pos], neg_offsets, [a.size for a in neg], counts_of],
-            dtype=np.int64).T
-        records["floats"] = np.array([totals, lows, highs], dtype=np.float64).T
-        counts = np.concatenate([a for pair in zip(pos, neg, strict=True) for a in pair])
-    else:
-        records = np.empty(0, dtype=_RECORD_DTYPE)
-        counts = np.zeros(0, dtype=np.int64)
+    records: list[bytes] = []
+    arrays: list[np.ndarray] = []
+    pack = _RECORD.pack
+    for column, (scale, zero_count, pos_offset, pos, neg_offset, neg, count, total, low,
+                 high) in parts:
+        records.append(pack(names.setdefault(column, len(names)), scale, zero_count, pos_offset,
+                            pos.size, neg_offset, neg.size, count, total, low, high))
+        arrays.append(pos)
+        arrays.append(neg)
+    counts = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)
     width = _count_width(counts)
-    names_json = json.dumps(list(names)).encode()
-    return b"".join((_HEADER.pack(_MAGIC, len(records), len(names_json), width), names_json,
-                     records.tobytes(),
-                     counts.astype(_COUNT_TYPES[width], copy=False).tobytes()))
+    columns = json.dumps(list(names)).encode()
+    return b"".join((_HEADER.pack(_MAGIC, len(records), len(columns), width), columns,
+                     *records, counts.astype(_COUNT_TYPES[width], copy=False).tobytes()))
 
 
 def _count_width(counts: np.ndarray) -> int:
