@@ -6,9 +6,10 @@ Malformed points raise ``ValueError`` with the reason, so the processor counts a
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 from opentelemetry.proto.metrics.v1.metrics_pb2 import NumberDataPoint
 
 from driftline import exphist
@@ -42,6 +43,92 @@ def part_from_point(point: Any) -> Part:
     total, low, high = _sum_min_max(point)
     return (scale, zero_count, positive_offset, positive_counts, negative_offset,
             negative_counts, count, total, low, high)
+
+
+def parts_from_points(points: Sequence[Any]) -> list[Part | ValueError]:
+    """``part_from_point`` of every point of one metric, each part or the ``ValueError`` it
+    raises, read in one pass: the bucket counts of all points become one NumPy array and are
+    checked at once, instead of one conversion and a few reductions per point (about 10 us
+    a point). Parts own copies of their counts (a view would keep the whole metric's array
+    alive while any one part waits in a window). When a check fails, the points are read one
+    by one, so every error is the one ``part_from_point`` gives."""
+    rows = []
+    flat: list[int] = []
+    extend = flat.extend
+    for point in points:
+        positive = point.positive
+        positive_counts = positive.bucket_counts[:]
+        extend(positive_counts)
+        if point.HasField("negative"):
+            negative = point.negative
+            negative_counts = negative.bucket_counts[:]
+            extend(negative_counts)
+            negative_offset, negative_size = negative.offset, len(negative_counts)
+        else:
+            negative_offset = negative_size = 0
+        total, low, high = point.sum, point.min, point.max  # ``_sum_min_max``, inlined
+        if not total and not point.HasField("sum"):
+            total = math.nan
+        if not low and not point.HasField("min"):
+            low = math.inf
+        if not high and not point.HasField("max"):
+            high = -math.inf
+        rows.append((point.scale, point.zero_count, positive.offset, len(positive_counts),
+                     negative_offset, negative_size, point.count, total, low, high))
+    if not rows:
+        return []
+    try:
+        counts = np.array(flat, dtype=np.int64) if flat else EMPTY_COUNTS
+    except OverflowError:  # a count past int64: found (and named) point by point
+        return _one_by_one(points)
+    (scales, zero_counts, positive_offsets, positive_sizes, negative_offsets, negative_sizes,
+     totals) = list(zip(*rows, strict=True))[:7]
+    if (max(zero_counts) > exphist.MAX_COUNT or max(totals) > exphist.MAX_COUNT
+            or (counts.size and int(counts.max()) > exphist.MAX_COUNT)
+            or not _buckets_within_limits(scales, positive_offsets, positive_sizes)
+            or not _buckets_within_limits(scales, negative_offsets, negative_sizes)):
+        return _one_by_one(points)
+    out: list[Part | ValueError] = []
+    start = 0
+    for (scale, zero_count, positive_offset, positive_size, negative_offset, negative_size,
+         count, total, low, high) in rows:
+        middle = start + positive_size
+        end = middle + negative_size
+        out.append((scale, zero_count, positive_offset,
+                    counts[start:middle].copy() if positive_size else EMPTY_COUNTS,
+                    negative_offset,
+                    counts[middle:end].copy() if negative_size else EMPTY_COUNTS,
+                    count, total, low, high))
+        start = end
+    return out
+
+
+def _buckets_within_limits(scales: Sequence[int], offsets: Sequence[int],
+                           sizes: Sequence[int]) -> bool:
+    """False when ``exphist.check_buckets`` would raise for any one of these buckets (one
+    sign of every point): checked per distinct scale, of which a metric has few."""
+    scale_of = np.array(scales, dtype=np.int64)
+    offset_of = np.array(offsets, dtype=np.int64)
+    size_of = np.array(sizes, dtype=np.int64)
+    used = size_of > 0
+    for scale in set(scales):
+        if not exphist.MIN_SCALE <= scale <= exphist.MAX_SCALE:
+            return False
+        low, high = exphist.index_limits(scale)
+        mine = used & (scale_of == scale)
+        if ((offset_of < low) & mine).any() or ((offset_of + size_of - 1 > high) & mine).any():
+            return False
+    return True
+
+
+def _one_by_one(points: Sequence[Any]) -> list[Part | ValueError]:
+    out: list[Part | ValueError] = []
+    for point in points:
+        try:
+            out.append(part_from_point(point))
+        except ValueError as exc:
+            out.append(exc)
+    return out
 
 
 def _sum_min_max(point: Any) -> tuple[float, float, float]:

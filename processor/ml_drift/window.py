@@ -340,6 +340,7 @@ def merge_parts(parts: Sequence[Part], max_size: int = exphist.DEFAULT_MAX_SIZE
      sums, mins, maxs) = zip(*parts, strict=True)
     scales = np.array(scales_of, dtype=np.int64)
     base = int(scales.min())
+    uneven = int(scales.max()) != base
     # Every bucket's index at the finest common scale, and which buckets hold counts: the
     # span is sized by those, not by the zeros the SDK pads delta points with.
     found: dict[int, tuple[np.ndarray, np.ndarray] | None] = {}
@@ -355,7 +356,8 @@ def merge_parts(parts: Sequence[Part], max_size: int = exphist.DEFAULT_MAX_SIZE
         offsets = np.array(offsets_of, dtype=np.int64)
         starts = np.cumsum(lengths) - lengths
         index = np.arange(counts.size, dtype=np.int64) + np.repeat(offsets - starts, lengths)
-        index >>= np.repeat(scales - base, lengths)
+        if uneven:  # parts of one column mostly share a scale: no shift to lay out then
+            index >>= np.repeat(scales - base, lengths)
         index, counts = index[occupied], counts[occupied]
         shift = max(shift, exphist.scale_reduction(int(index.min()), int(index.max()),
                                                    max_size))
@@ -367,7 +369,8 @@ def merge_parts(parts: Sequence[Part], max_size: int = exphist.DEFAULT_MAX_SIZE
             summed[sign] = Buckets(0, _EMPTY)
             continue
         index, counts = entry
-        index >>= base - scale
+        if base != scale:
+            index >>= base - scale
         low = int(index.min())
         summed[sign] = Buckets(low, np.bincount(index - low, weights=counts).astype(np.int64))
     return ExpHistogram(

@@ -38,7 +38,7 @@ from driftline.processor.ml_drift import estimation
 from driftline.processor.ml_drift.config import MlDriftConfig
 from driftline.processor.ml_drift.explicit import ExplicitHistogram
 from driftline.processor.ml_drift.memos import DecodingMemos, PointAttributes, WindowMemo
-from driftline.processor.ml_drift.points import point_reader
+from driftline.processor.ml_drift.points import parts_from_points, point_reader
 from driftline.processor.ml_drift.split import SplitDetector
 from driftline.processor.ml_drift.temporality import CumulativeToDelta, Value
 from driftline.processor.ml_drift.window import Part, StreamKey, Window
@@ -224,6 +224,10 @@ class Windowing:
             return
         cumulative = temporality == AGGREGATION_TEMPORALITY_CUMULATIVE
         read = point_reader(data_kind, cumulative)
+        # Delta exponential histograms (what the recorder sends) are read for the whole
+        # metric at once; each point then takes its part, or its error, in order.
+        parts = (parts_from_points(data.data_points)
+                 if data_kind == "exponential_histogram" and not cumulative else None)
         known = self._memos.known_attributes
         keys_of = (stream_prefix, metric.name, data_kind)
         guessing = data_kind in _ATTRIBUTES_FIRST
@@ -237,9 +241,12 @@ class Windowing:
             if attributes is None:
                 attributes = self._memos.attributes(point, key)
             try:
-                value: Value | Part | None = read(point)
+                value: Value | Part | ValueError | None = read(point) if parts is None \
+                    else parts[at]
             except ValueError as exc:
-                self._invalid(f"{metric.name}: {exc}", ("bad", metric.name))
+                value = exc
+            if isinstance(value, ValueError):
+                self._invalid(f"{metric.name}: {value}", ("bad", metric.name))
                 continue
             if cumulative:
                 stream = json.dumps([stream_prefix, metric.name, data_kind,
