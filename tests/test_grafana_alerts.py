@@ -68,7 +68,9 @@ SHIFTED = ("f1", "f2")
 SHIFT = 3.0
 BATCHES = 6
 BATCH_ROWS = 300
-BATCH_PAUSE_S = 0.5  # > the scrape interval: counters grow between scrapes, so rates are > 0
+# > the scrape interval (DEFAULT_SCRAPE_INTERVAL_S, 1 s): counters grow between scrapes, so
+# rates are > 0 (at 0.5 s a loaded machine's scrapes could all see the final counts).
+BATCH_PAUSE_S = 1.2
 DEAD_EXPORTER = "otlphttp/down"  # a push exporter whose backend is down: its drops are real
 # Dashboard variables as Grafana would expand them for this test's model.
 # Two models chosen: Grafana expands a multi-value variable to a regex alternation.
@@ -187,6 +189,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
                               (PROTOCOL_HTTP,)) as collector:
         exposition = collector.endpoint_of(PROMETHEUS_EXPORTER)
         with run_prometheus([exposition], workdir) as server:
+            # Scraping before the app sends: the counters' first samples precede their growth.
+            server.wait_for("up == 1", WAIT_S)
             _serve(collector.endpoints[PROTOCOL_HTTP], model, other, regressor, rng)
             # Both models' series are in before any test reads the dashboard's filter.
             server.wait_for(f'ml_predict_rows_total{{ml_model_name="{OTHER_MODEL}"}}', WAIT_S)
