@@ -18,7 +18,7 @@ from driftline import profile, semconv
 from driftline.exporters.file.exporter import read_metrics
 from tests._collector import LOOPBACK, PROTOCOL_GRPC, running_collector
 from tests.apps import fraud_data, runtime_models
-from tests.conftest import free_port
+from tests.conftest import ReservedPort
 
 REPO = Path(__file__).resolve().parent.parent
 APP_TIMEOUT_S = 120
@@ -83,7 +83,9 @@ def test_each_runtime_service_gets_drift_verdicts_from_one_processor(tmp_path: P
             "receivers": ["otlp"], "processors": ["ml_drift"], "exporters": ["file"]}}},
     }
     names = [runtime_models.model_name(r) for r in runtime_models.RUNTIMES]
-    endpoint = f"{LOOPBACK}:{free_port()}"
+    # Held (refusing) until the processor starts: the app's exporter retries meanwhile.
+    reserved = ReservedPort()
+    endpoint = reserved.endpoint
     config["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"] = endpoint
     env = {**os.environ, "OTEL_SERVICE_NAME": "runtime-service",
            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{endpoint}",
@@ -96,6 +98,7 @@ def test_each_runtime_service_gets_drift_verdicts_from_one_processor(tmp_path: P
                             str(tmp_path / "models")], cwd=REPO, env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
+        reserved.release()
         with running_collector(config, tmp_path, (PROTOCOL_GRPC,)) as collector:
             _, stderr = app.communicate(timeout=APP_TIMEOUT_S)
             assert app.returncode == 0, stderr

@@ -127,7 +127,9 @@ def _one_by_one(points: Sequence[Any]) -> list[Part | ValueError]:
         try:
             out.append(part_from_point(point))
         except ValueError as exc:
-            out.append(exc)
+            # Without its traceback: its frames (and their callers', holding the whole
+            # metric's counts) would otherwise live on in a cycle until the next collection.
+            out.append(exc.with_traceback(None))
     return out
 
 

@@ -35,7 +35,7 @@ from driftline import profile, semconv
 from driftline.exporters.file.exporter import read_metrics
 from tests._collector import LOOPBACK, PROTOCOL_GRPC, STOP_TIMEOUT_S, Collector, spawn
 from tests.apps import dashboard_data as app
-from tests.conftest import free_port, require_binary
+from tests.conftest import ReservedPort, require_binary
 
 pytestmark = pytest.mark.integration
 
@@ -164,13 +164,15 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     reference = profile.capture(X, model.predict(X), probabilities=model.predict_proba(X),
                                 model=app.MODEL_NAME, version=app.MODEL_VERSION)
     profile.save(reference, tmp / "profiles" / "dash.json")
-    grpc = f"{LOOPBACK}:{free_port()}"
+    reserved = ReservedPort()  # held until the processor starts
+    grpc = reserved.endpoint
     env = {**os.environ, "OTEL_SERVICE_NAME": "dash-app",
            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{grpc}",
            "OTEL_EXPORTER_OTLP_INSECURE": "true", "OTEL_LOGS_EXPORTER": "otlp",
            "OTEL_TRACES_EXPORTER": "none",
            "DRIFTLINE_PREDICTION_RECORDS_RATIO": "1",
            "DRIFTLINE_PREDICTION_RECORDS_PER_SECOND": "100000"}
+    reserved.release()
     collector = spawn(_config(tmp, grpc), tmp)
     # The app starts with the processor: both spend seconds importing, and the app's first
     # export waits for its first window (the SDK's exporter retries until the port is up).
