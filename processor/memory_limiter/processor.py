@@ -34,12 +34,9 @@ from driftline.processor.component import (
     ComponentError,
     Consumer,
     DataRefusedError,
-    Settings,
     consumer_of,
-    require_next,
-    validated,
 )
-from driftline.processor.component.settings import KIND_PROCESSOR
+from driftline.processor.component.factories import ProcessorFactory
 from driftline.processor.component.signals import (
     SIGNAL_LOGS,
     SIGNAL_METRICS,
@@ -340,17 +337,10 @@ class MemoryLimiter:
         consumer_of(signal, self._next)(batch)
 
 
-class Factory:
+class Factory(ProcessorFactory):
     """``processors: {memory_limiter: {check_interval: 1s, limit_mib: 4000}}``."""
 
     TYPE = TYPE
     CONFIG = MemoryLimiterConfig
     SIGNALS = (SIGNAL_METRICS, SIGNAL_TRACES, SIGNAL_LOGS)
-
-    def default_config(self) -> MemoryLimiterConfig:
-        return MemoryLimiterConfig()
-
-    def create(self, config: MemoryLimiterConfig, next_consumer: Consumer | None = None,
-               settings: Settings | None = None) -> MemoryLimiter:
-        settings = settings or Settings.of(KIND_PROCESSOR, TYPE)
-        return MemoryLimiter(validated(config, settings), require_next(next_consumer, settings))
+    COMPONENT = MemoryLimiter

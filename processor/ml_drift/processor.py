@@ -28,16 +28,12 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import ResourceMetrics
 
 from driftline.processor.component import (
     ComponentError,
-    Consumer,
     Host,
     MetricsConsumer,
     PartialRejection,
-    Settings,
-    require_next,
-    validated,
 )
+from driftline.processor.component.factories import ProcessorFactory
 from driftline.processor.component.ml_points import histogram_from_point
-from driftline.processor.component.settings import KIND_PROCESSOR
 from driftline.processor.component.signals import SIGNAL_LOGS, SIGNAL_METRICS
 from driftline.processor.ml_drift.checkpoint import JOIN_TIMEOUT_S, Checkpoint
 from driftline.processor.ml_drift.config import (
@@ -318,17 +314,10 @@ class MlDriftProcessor:
             return output
 
 
-class Factory:
+class Factory(ProcessorFactory):
     """``processors: {ml_drift: {profiles: DIR, window: 60s, ...}}``."""
 
     TYPE = TYPE
     CONFIG = MlDriftConfig
     SIGNALS = (SIGNAL_METRICS,)
-
-    def default_config(self) -> MlDriftConfig:
-        return MlDriftConfig()
-
-    def create(self, config: MlDriftConfig, next_consumer: Consumer | None = None,
-               settings: Settings | None = None) -> MlDriftProcessor:
-        settings = settings or Settings.of(KIND_PROCESSOR, TYPE)
-        return MlDriftProcessor(validated(config, settings), require_next(next_consumer, settings))
+    COMPONENT = MlDriftProcessor

@@ -29,14 +29,11 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 from driftline import semconv
 from driftline.processor.component import (
     ComponentError,
-    Consumer,
     DataRefusedError,
     Host,
     LogsConsumer,
-    Settings,
-    require_next,
-    validated,
 )
+from driftline.processor.component.factories import ProcessorFactory
 from driftline.processor.component.predictions import (
     GroundTruth,
     Prediction,
@@ -46,7 +43,6 @@ from driftline.processor.component.predictions import (
     prediction,
     resource_pairs,
 )
-from driftline.processor.component.settings import KIND_PROCESSOR
 from driftline.processor.component.signals import SIGNAL_LOGS, SIGNAL_METRICS
 from driftline.processor.ml_performance.config import (
     DEFAULT_GRACE,
@@ -405,18 +401,10 @@ class MlPerformanceProcessor:
         with self._lock:
             self._counts["alerts_emitted"] += records
 
-class Factory:
+class Factory(ProcessorFactory):
     """``processors: {ml_performance: {store: {path: FILE, ttl: 168h}, window: 60s, ...}}``."""
 
     TYPE = TYPE
     CONFIG = MlPerformanceConfig
     SIGNALS = (SIGNAL_LOGS,)
-
-    def default_config(self) -> MlPerformanceConfig:
-        return MlPerformanceConfig()
-
-    def create(self, config: MlPerformanceConfig, next_consumer: Consumer | None = None,
-               settings: Settings | None = None) -> MlPerformanceProcessor:
-        settings = settings or Settings.of(KIND_PROCESSOR, TYPE)
-        return MlPerformanceProcessor(validated(config, settings),
-                                      require_next(next_consumer, settings))
+    COMPONENT = MlPerformanceProcessor
