@@ -35,9 +35,7 @@ from driftline.columns import (
     table_columns,
 )
 from driftline.exphist import ExpHistogram
-from driftline.instrumentation._multivariate import reconstruction_errors
 from driftline.labels import class_labels, is_label_dtype
-from driftline.multivariate import RECONSTRUCTION_ERROR_COLUMN, Pca
 
 DEFAULT_MAX_FEATURES = 256
 DEFAULT_TOP_K_CATEGORIES = 50  # as many as a reference profile keeps per column
@@ -90,8 +88,9 @@ class ModelTraits:
     feature_names: Sequence[str] | None = None
     read_inputs: Callable[[Any], Iterable[tuple[str, np.ndarray]]] | None = None
     read_outputs: Callable[[Any], np.ndarray] | None = None
-    # The PCA whose reconstruction errors are recorded as one more feature (_multivariate).
-    pca: Pca | None = None
+    # Columns computed across each call's input columns (``driftline.derived``'s table
+    # derivations), e.g. the reconstruction error of an attached PCA (``driftline.multivariate``).
+    table_derivations: tuple[derived.TableDerivation, ...] = ()
 
 
 class StreamAggregate:
@@ -128,16 +127,16 @@ class StreamAggregate:
         self._array_names: dict[tuple[int, int], tuple[Any, tuple[str, ...]]] = {}
         # Consecutive calls with the same traits and output width share one list.
         self._staged_outputs: list[tuple[ModelTraits, list[np.ndarray]]] = []
-        # Inputs of models with a PCA attached, for their reconstruction errors.
-        self._staged_errors: list[tuple[ModelTraits, Any]] = []
+        # Inputs of models with table derivations, derived at the drain.
+        self._staged_tables: list[tuple[ModelTraits, Any]] = []
 
     def add_call(self, rows: int, duration_s: float, error_type: str | None) -> None:
         self.rows += rows
         self.durations.setdefault(error_type, []).append(duration_s)
 
     def stage_inputs(self, inputs: Any, traits: ModelTraits) -> None:
-        if traits.pca is not None:
-            self._staged_errors.append((traits, inputs))
+        if traits.table_derivations:
+            self._staged_tables.append((traits, inputs))
         if traits.read_inputs is None and type(inputs) is np.ndarray and inputs.ndim == 2 \
                 and inputs.dtype.kind in NUMERIC_KINDS:
             names = self._names(traits.feature_names, inputs.shape[1])
@@ -212,13 +211,13 @@ class StreamAggregate:
             values = _concatenated(self._sampled(chunks))
             self._column(name, values).add(values)
         self._staged_inputs.clear()
-        for traits, inputs in self._staged_errors:
-            assert traits.pca is not None
-            errors = reconstruction_errors(traits.pca, inputs, traits.feature_names)
-            if errors is not None:
-                values = _concatenated(self._sampled([errors]))
-                self._column(RECONSTRUCTION_ERROR_COLUMN, values).add(values)
-        self._staged_errors.clear()
+        for traits, inputs in self._staged_tables:
+            columns = list(table_columns(inputs, traits.feature_names))
+            for derivation in traits.table_derivations:
+                for name, derived_values in derivation(columns):
+                    values = _concatenated(self._sampled([derived_values]))
+                    self._column(name, values).add(values)
+        self._staged_tables.clear()
         for traits, outputs in self._staged_outputs:
             self._add_outputs(_concatenated(self._sampled(outputs)), traits)
         self._staged_outputs.clear()
