@@ -44,6 +44,7 @@ from driftline.processor.component.predictions import (
     resource_pairs,
 )
 from driftline.processor.component.signals import SIGNAL_LOGS, SIGNAL_METRICS
+from driftline.processor.component.ticker import Ticker
 from driftline.processor.ml_performance.config import (
     DEFAULT_GRACE,
     DEFAULT_MAX_CLASSES,
@@ -84,7 +85,6 @@ TICK_INTERVAL_S = 0.2
 PRUNE_INTERVAL_S = 60.0
 # Windows evaluated per pass, so a backlog (after a restart) does not hold the store long.
 MAX_WINDOWS_PER_PASS = 200
-JOIN_TIMEOUT_S = 10.0
 NS_PER_S = 1_000_000_000
 
 
@@ -134,7 +134,6 @@ class MlPerformanceProcessor:
         self._window_ns = round(config.window_s * NS_PER_S)
         self._grace_ns = round(config.grace_s * NS_PER_S)
         self._ttl_ns = round(config.store.ttl_s * NS_PER_S)
-        self._tick_interval_s = tick_interval_s
         self._lock = threading.Lock()
         self._evaluating = threading.Lock()
         self._store: PredictionStore | None = None
@@ -143,8 +142,9 @@ class MlPerformanceProcessor:
         self._alert_targets: list[Any] = []
         self._counts: Counter[str] = Counter()
         self._warned: set[Any] = set()
-        self._stop = threading.Event()
-        self._ticker: threading.Thread | None = None
+        self._ticker = Ticker("ml-performance-ticker", tick_interval_s, self._tick, _log,
+                              "ml_performance: evaluating windows failed; will retry next "
+                              "tick")
         self._next_prune_ns = 0
         self._shut_down = False
         self._evaluator = WindowEvaluator(config, self._window_ns, self._add_count,
@@ -180,9 +180,6 @@ class MlPerformanceProcessor:
             _log.info("ml_performance: store %s holds %d prediction(s), %d label(s) waiting "
                       "for their prediction", path, predictions, pending)
         self._next_prune_ns = self._clock()
-        self._stop.clear()
-        self._ticker = threading.Thread(target=self._tick, name="ml-performance-ticker",
-                                        daemon=True)
         self._ticker.start()
 
     def shutdown(self) -> None:
@@ -194,10 +191,7 @@ class MlPerformanceProcessor:
         if self._shut_down:
             return
         self._shut_down = True
-        self._stop.set()
-        if self._ticker is not None:
-            self._ticker.join(JOIN_TIMEOUT_S)
-            self._ticker = None
+        self._ticker.stop()
         try:
             if self._store is not None:
                 self.evaluate_due()
@@ -211,13 +205,9 @@ class MlPerformanceProcessor:
                     store.close()
 
     def _tick(self) -> None:
-        while not self._stop.wait(self._tick_interval_s):
-            try:
-                self.evaluate_due()
-                if self._clock() >= self._next_prune_ns:
-                    self.prune()
-            except Exception:
-                _log.exception("ml_performance: evaluating windows failed; will retry next tick")
+        self.evaluate_due()
+        if self._clock() >= self._next_prune_ns:
+            self.prune()
 
     def stats(self) -> MlPerformanceStats:
         with self._lock:
