@@ -62,12 +62,12 @@ def _request(points: int) -> bytes:
 def serve(workers: int) -> None:
     """The receiver with a do-nothing consumer; prints its port, runs until stdin closes."""
     import driftline.processor.otlp_receiver.receiver as receiver_module
-    from driftline.processor.otlp_receiver.receiver import (
-        Factory,
+    from driftline.processor.otlp_receiver.config import (
         GrpcConfig,
         OtlpReceiverConfig,
         ProtocolsConfig,
     )
+    from driftline.processor.otlp_receiver.receiver import Factory
 
     class Nothing:
         def consume_metrics(self, batch: object) -> None:

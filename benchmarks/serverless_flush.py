@@ -22,12 +22,12 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from driftline import serverless
-from driftline.processor.otlp_receiver.receiver import (
+from driftline.processor.otlp_receiver.config import (
     HttpConfig,
-    OtlpReceiver,
     OtlpReceiverConfig,
     ProtocolsConfig,
 )
+from driftline.processor.otlp_receiver.receiver import OtlpReceiver
 
 INVOCATIONS = 20
 SLOW_INVOCATIONS = 3

@@ -110,6 +110,13 @@ class Pca:
         return self.errors(np.column_stack([np.asarray(columns[n], dtype=np.float64)
                                             for n in self.columns]))
 
+    def derive(self, columns: Sequence[tuple[str, Any]]) -> list[tuple[str, np.ndarray]]:
+        """The reconstruction errors as a table derivation (``driftline.derived``): one
+        more numeric column over one call's columns, none when the call lacks a column of
+        the PCA. The recorder runs it on each model with a PCA attached."""
+        errors = self.column_errors(dict(columns))
+        return [] if errors is None else [(RECONSTRUCTION_ERROR_COLUMN, errors)]
+
     def to_dict(self) -> dict[str, Any]:
         return {"columns": list(self.columns), "mean": list(self.mean), "std": list(self.std),
                 "components": [list(row) for row in self.components],

@@ -35,9 +35,7 @@ from driftline.columns import (
     table_columns,
 )
 from driftline.exphist import ExpHistogram
-from driftline.instrumentation._multivariate import reconstruction_errors
 from driftline.labels import class_labels, is_label_dtype
-from driftline.multivariate import RECONSTRUCTION_ERROR_COLUMN, Pca
 
 DEFAULT_MAX_FEATURES = 256
 DEFAULT_TOP_K_CATEGORIES = 50  # as many as a reference profile keeps per column
@@ -103,8 +101,9 @@ class ModelTraits:
     feature_names: Sequence[str] | None = None
     read_inputs: Callable[[Any], Iterable[tuple[str, np.ndarray]]] | None = None
     read_outputs: Callable[[Any], np.ndarray] | None = None
-    # The PCA whose reconstruction errors are recorded as one more feature (_multivariate).
-    pca: Pca | None = None
+    # Columns computed across each call's input columns (``driftline.derived``'s table
+    # derivations), e.g. the reconstruction error of an attached PCA (``driftline.multivariate``).
+    table_derivations: tuple[derived.TableDerivation, ...] = ()
 
 
 class StreamAggregate:
@@ -148,9 +147,9 @@ class StreamAggregate:
         self._held_outputs: list[tuple[ModelTraits, list[np.ndarray]]] = []
         self._held_output_rows = 0
         self._class_texts: tuple[Any, np.ndarray] | None = None  # (classes, their labels)
-        # Inputs of models with a PCA attached (and whether presampled), for their
-        # reconstruction errors.
-        self._staged_errors: list[tuple[ModelTraits, Any, bool]] = []
+        # Inputs of models with table derivations (and whether presampled), derived at the
+        # drain.
+        self._staged_tables: list[tuple[ModelTraits, Any, bool]] = []
 
     def add_call(self, rows: int, duration_s: float, error_type: str | None) -> None:
         self.rows += rows
@@ -163,8 +162,8 @@ class StreamAggregate:
     def stage_inputs(self, inputs: Any, traits: ModelTraits, presampled: bool = False) -> None:
         """Keep a call's inputs for the next aggregation; ``presampled``: they are already a
         sample of the call's rows at ``sample_rate`` (``sample_positions``)."""
-        if traits.pca is not None:
-            self._staged_errors.append((traits, inputs, presampled))
+        if traits.table_derivations:
+            self._staged_tables.append((traits, inputs, presampled))
         if traits.read_inputs is None and type(inputs) is np.ndarray and inputs.ndim == 2 \
                 and inputs.dtype.kind in NUMERIC_KINDS:
             names = self._names(traits.feature_names, inputs.shape[1])
@@ -246,13 +245,14 @@ class StreamAggregate:
             self._column(name, values).add(values)
         self._staged_inputs.clear()
         self._presampled_inputs.clear()
-        for traits, inputs, presampled in self._staged_errors:
-            assert traits.pca is not None
-            errors = reconstruction_errors(traits.pca, inputs, traits.feature_names)
-            if errors is not None:
-                values = errors if presampled else _concatenated(self._sampled([errors]))
-                self._column(RECONSTRUCTION_ERROR_COLUMN, values).add(values)
-        self._staged_errors.clear()
+        for traits, inputs, presampled in self._staged_tables:
+            columns = list(table_columns(inputs, traits.feature_names))
+            for derivation in traits.table_derivations:
+                for name, derived_values in derivation(columns):
+                    values = (derived_values if presampled
+                              else _concatenated(self._sampled([derived_values])))
+                    self._column(name, values).add(values)
+        self._staged_tables.clear()
         for traits, presampled, outputs in self._staged_outputs:
             kept = outputs if presampled else self._sampled(outputs)
             # Held past this drain: a copy, never the caller's array (copies already when

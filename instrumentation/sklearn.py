@@ -163,9 +163,10 @@ def model_traits(estimator: Any) -> ModelTraits:
         classifier = bool(is_classifier(estimator))
     except Exception:  # an exotic estimator without tags: read its outputs as values
         classifier = False
+    pca = multivariate.attached(estimator)
     return ModelTraits(classifier, getattr(estimator, "classes_", None),
                        getattr(estimator, "feature_names_in_", None),
-                       pca=multivariate.attached(estimator))
+                       table_derivations=(pca.derive,) if pca is not None else ())
 
 
 def decision_traits(estimator: Any) -> ModelTraits:

@@ -24,8 +24,7 @@ from driftline.exporters.sending.alerts import (
 )
 from driftline.exporters.sending.push import client_problems
 from driftline.exporters.sending.queue import DEFAULT_TIMEOUT, QueueConfig, RetryConfig
-from driftline.processor.component import Consumer, Settings, validated
-from driftline.processor.component.settings import KIND_EXPORTER
+from driftline.processor.component.factories import PushExporterFactory
 from driftline.processor.component.signals import SIGNAL_LOGS
 from driftline.processor.component.tls import TlsConfig
 
@@ -81,15 +80,8 @@ class AlertmanagerExporter(JsonPoster):
         return alerts
 
 
-class Factory:
+class Factory(PushExporterFactory):
     TYPE = TYPE
     CONFIG = AlertmanagerExporterConfig
     SIGNALS = (SIGNAL_LOGS,)
-
-    def default_config(self) -> AlertmanagerExporterConfig:
-        return AlertmanagerExporterConfig()
-
-    def create(self, config: AlertmanagerExporterConfig, next_consumer: Consumer | None = None,
-               settings: Settings | None = None) -> AlertmanagerExporter:
-        settings = settings or Settings.of(KIND_EXPORTER, TYPE)
-        return AlertmanagerExporter(settings.id, validated(config, settings))
+    COMPONENT = AlertmanagerExporter

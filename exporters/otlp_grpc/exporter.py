@@ -30,8 +30,7 @@ from driftline.exporters.sending.queue import (
     RetryConfig,
     SendError,
 )
-from driftline.processor.component import Consumer, Settings, validated
-from driftline.processor.component.settings import KIND_EXPORTER
+from driftline.processor.component.factories import PushExporterFactory
 from driftline.processor.component.signals import SIGNALS
 from driftline.processor.component.tls import TlsConfig
 
@@ -147,18 +146,11 @@ def _read(path: str) -> bytes | None:
     return Path(path).read_bytes() if path else None
 
 
-class Factory:
+class Factory(PushExporterFactory):
     """``exporters: {otlp: {endpoint: host:4317, ...}}`` (also spelled ``otlp_grpc``)."""
 
     TYPE = TYPE
     ALIASES = ("otlp_grpc",)
     CONFIG = OtlpGrpcExporterConfig
     SIGNALS = SIGNALS
-
-    def default_config(self) -> OtlpGrpcExporterConfig:
-        return OtlpGrpcExporterConfig()
-
-    def create(self, config: OtlpGrpcExporterConfig, next_consumer: Consumer | None = None,
-               settings: Settings | None = None) -> OtlpGrpcExporter:
-        settings = settings or Settings.of(KIND_EXPORTER, TYPE)
-        return OtlpGrpcExporter(settings.id, validated(config, settings))
+    COMPONENT = OtlpGrpcExporter

@@ -39,9 +39,8 @@ from driftline.exporters.sending.queue import (
     QueueConfig,
     RetryConfig,
 )
-from driftline.processor.component import Consumer, Settings, validated
 from driftline.processor.component import otlp_json as _otlp_json
-from driftline.processor.component.settings import KIND_EXPORTER
+from driftline.processor.component.factories import PushExporterFactory
 from driftline.processor.component.signals import (
     SIGNAL_LOGS,
     SIGNAL_METRICS,
@@ -154,18 +153,11 @@ class OtlpHttpExporter(ForwardingExporter):
                              item.count, item.signal, message)
 
 
-class Factory:
+class Factory(PushExporterFactory):
     """``exporters: {otlphttp: {endpoint: https://..., ...}}`` (also ``otlp_http``)."""
 
     TYPE = TYPE
     ALIASES = ("otlp_http",)
     CONFIG = OtlpHttpExporterConfig
     SIGNALS = SIGNALS
-
-    def default_config(self) -> OtlpHttpExporterConfig:
-        return OtlpHttpExporterConfig()
-
-    def create(self, config: OtlpHttpExporterConfig, next_consumer: Consumer | None = None,
-               settings: Settings | None = None) -> OtlpHttpExporter:
-        settings = settings or Settings.of(KIND_EXPORTER, TYPE)
-        return OtlpHttpExporter(settings.id, validated(config, settings))
+    COMPONENT = OtlpHttpExporter

@@ -38,8 +38,8 @@ from driftline.exporters.sending.queue import (
     QueueConfig,
     RetryConfig,
 )
-from driftline.processor.component import Consumer, DataRefusedError, Settings, validated
-from driftline.processor.component.settings import KIND_EXPORTER
+from driftline.processor.component import DataRefusedError
+from driftline.processor.component.factories import PushExporterFactory
 from driftline.processor.component.signals import SIGNAL_METRICS
 from driftline.processor.component.tls import TlsConfig
 
@@ -130,15 +130,8 @@ class RemoteWriteExporter(PushExporter):
              self._ssl)
 
 
-class Factory:
+class Factory(PushExporterFactory):
     TYPE = TYPE
     CONFIG = RemoteWriteExporterConfig
     SIGNALS = (SIGNAL_METRICS,)
-
-    def default_config(self) -> RemoteWriteExporterConfig:
-        return RemoteWriteExporterConfig()
-
-    def create(self, config: RemoteWriteExporterConfig, next_consumer: Consumer | None = None,
-               settings: Settings | None = None) -> RemoteWriteExporter:
-        settings = settings or Settings.of(KIND_EXPORTER, TYPE)
-        return RemoteWriteExporter(settings.id, validated(config, settings))
+    COMPONENT = RemoteWriteExporter

@@ -14,8 +14,7 @@ from typing import Any
 from driftline.exporters.sending.alerts import JsonPoster, iso_time, text_of, url_problems
 from driftline.exporters.sending.push import client_problems
 from driftline.exporters.sending.queue import DEFAULT_TIMEOUT, QueueConfig, RetryConfig
-from driftline.processor.component import Consumer, Settings, validated
-from driftline.processor.component.settings import KIND_EXPORTER
+from driftline.processor.component.factories import PushExporterFactory
 from driftline.processor.component.signals import SIGNAL_LOGS
 from driftline.processor.component.tls import TlsConfig
 
@@ -50,15 +49,8 @@ class WebhookExporter(JsonPoster):
             for resource, record in records]}
 
 
-class Factory:
+class Factory(PushExporterFactory):
     TYPE = TYPE
     CONFIG = WebhookExporterConfig
     SIGNALS = (SIGNAL_LOGS,)
-
-    def default_config(self) -> WebhookExporterConfig:
-        return WebhookExporterConfig()
-
-    def create(self, config: WebhookExporterConfig, next_consumer: Consumer | None = None,
-               settings: Settings | None = None) -> WebhookExporter:
-        settings = settings or Settings.of(KIND_EXPORTER, TYPE)
-        return WebhookExporter(settings.id, validated(config, settings))
+    COMPONENT = WebhookExporter

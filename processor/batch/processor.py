@@ -24,13 +24,10 @@ from driftline.durations import non_negative_duration_problem, parse_duration
 from driftline.processor.component import (
     ComponentError,
     Consumer,
-    Settings,
     consumer_of,
     not_honoured,
-    require_next,
-    validated,
 )
-from driftline.processor.component.settings import KIND_PROCESSOR
+from driftline.processor.component.factories import ProcessorFactory
 from driftline.processor.component.signals import (
     ITEMS_FIELD,
     SCOPES_FIELD,
@@ -331,17 +328,10 @@ class BatchProcessor:
                 self._send_due(signal, "timeout_trigger_sends", everything=True)
 
 
-class Factory:
+class Factory(ProcessorFactory):
     """``processors: {batch: {timeout: 200ms, send_batch_size: 8192, send_batch_max_size: 0}}``."""
 
     TYPE = TYPE
     CONFIG = BatchConfig
     SIGNALS = (SIGNAL_METRICS, SIGNAL_TRACES, SIGNAL_LOGS)
-
-    def default_config(self) -> BatchConfig:
-        return BatchConfig()
-
-    def create(self, config: BatchConfig, next_consumer: Consumer | None = None,
-               settings: Settings | None = None) -> BatchProcessor:
-        settings = settings or Settings.of(KIND_PROCESSOR, TYPE)
-        return BatchProcessor(validated(config, settings), require_next(next_consumer, settings))
+    COMPONENT = BatchProcessor

@@ -34,18 +34,16 @@ from driftline.processor.component import (
     ComponentError,
     Consumer,
     DataRefusedError,
-    Settings,
     consumer_of,
-    require_next,
-    validated,
 )
-from driftline.processor.component.settings import KIND_PROCESSOR
+from driftline.processor.component.factories import ProcessorFactory
 from driftline.processor.component.signals import (
     SIGNAL_LOGS,
     SIGNAL_METRICS,
     SIGNAL_TRACES,
     item_count,
 )
+from driftline.processor.component.ticker import Ticker
 
 _log = logging.getLogger(__name__)
 
@@ -57,7 +55,6 @@ DEFAULT_LIMIT_PERCENTAGE = 0
 DEFAULT_SPIKE_LIMIT_PERCENTAGE = 0
 # The spike allowance when none is configured: 20% of the limit, the collector's advice.
 DEFAULT_SPIKE_FRACTION = 0.2
-JOIN_TIMEOUT_S = 10.0
 MIB = 1 << 20
 PERCENT = 100
 
@@ -234,8 +231,9 @@ class MemoryLimiter:
         self._refusing = False
         self._lock = threading.Lock()
         self._counts = dict.fromkeys(MemoryLimiterStats.__dataclass_fields__, 0)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._ticker = Ticker("driftline-memory-limiter", self._interval_s, self.check, _log,
+                              "memory_limiter: the memory check failed; the next check runs "
+                              "as usual")
 
     @property
     def limits(self) -> Limits | None:
@@ -243,7 +241,7 @@ class MemoryLimiter:
 
     def start(self) -> None:
         """Work out the limits, measure once, then measure every ``check_interval``."""
-        if self._thread is not None:
+        if self._ticker.running:
             return
         try:
             limits = limits_of(self._config, self._total_memory)
@@ -260,18 +258,12 @@ class MemoryLimiter:
         _log.info("memory_limiter: soft limit %d MiB, hard limit %d MiB (resident memory, "
                   "checked every %ss)", limits.soft_bytes // MIB, limits.hard_bytes // MIB,
                   self._interval_s)
-        self._stop.clear()
         self.check()
-        self._thread = threading.Thread(target=self._run, name="driftline-memory-limiter",
-                                        daemon=True)
-        self._thread.start()
+        self._ticker.start()
 
     def shutdown(self) -> None:
         """Stop measuring; data still arriving is passed on (receivers stop first)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(JOIN_TIMEOUT_S)
-            self._thread = None
+        self._ticker.stop()
 
     def stats(self) -> MemoryLimiterStats:
         with self._lock:
@@ -313,10 +305,6 @@ class MemoryLimiter:
             _log.info("memory_limiter: %d MiB in use is below the soft limit of %d MiB "
                       "again; accepting data", used // MIB, limits.soft_bytes // MIB)
 
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval_s):
-            self.check()
-
     def consume_metrics(self, batch: Sequence[ResourceMetrics]) -> None:
         self._consume(SIGNAL_METRICS, batch)
 
@@ -340,17 +328,10 @@ class MemoryLimiter:
         consumer_of(signal, self._next)(batch)
 
 
-class Factory:
+class Factory(ProcessorFactory):
     """``processors: {memory_limiter: {check_interval: 1s, limit_mib: 4000}}``."""
 
     TYPE = TYPE
     CONFIG = MemoryLimiterConfig
     SIGNALS = (SIGNAL_METRICS, SIGNAL_TRACES, SIGNAL_LOGS)
-
-    def default_config(self) -> MemoryLimiterConfig:
-        return MemoryLimiterConfig()
-
-    def create(self, config: MemoryLimiterConfig, next_consumer: Consumer | None = None,
-               settings: Settings | None = None) -> MemoryLimiter:
-        settings = settings or Settings.of(KIND_PROCESSOR, TYPE)
-        return MemoryLimiter(validated(config, settings), require_next(next_consumer, settings))
+    COMPONENT = MemoryLimiter

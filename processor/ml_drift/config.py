@@ -16,10 +16,10 @@ from typing import Any
 from driftline import drift
 from driftline.durations import (
     non_negative_duration_problem,
-    parse_duration,
     positive_duration_problem,
 )
 from driftline.processor.component.signals import SIGNAL_LOGS
+from driftline.processor.component.windowed import WindowedConfig
 from driftline.processor.ml_drift.estimation import EstimationConfig
 from driftline.processor.ml_drift.profile_watch import DEFAULT_RELOAD_INTERVAL
 from driftline.processor.ml_drift.temporality import (
@@ -211,7 +211,7 @@ def _column_problems(columns: object) -> list[str]:
 
 
 @dataclass(frozen=True, slots=True)
-class MlDriftConfig:
+class MlDriftConfig(WindowedConfig):
     """The processor's YAML node. Durations are kept as written and parsed on use."""
 
     profiles: str = DEFAULT_PROFILES
@@ -229,14 +229,6 @@ class MlDriftConfig:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     # Performance estimated without labels (processor/ml_drift/estimation.py).
     estimation: EstimationConfig = field(default_factory=EstimationConfig)
-
-    @property
-    def window_s(self) -> float:
-        return parse_duration(self.window)
-
-    @property
-    def grace_s(self) -> float:
-        return parse_duration(self.grace)
 
     def fed_pipelines(self) -> dict[str, list[str] | None]:
         """Alerts go to logs pipelines (the pipeline graph orders shutdown by this)."""

@@ -28,18 +28,15 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import ResourceMetrics
 
 from driftline.processor.component import (
     ComponentError,
-    Consumer,
     Host,
     MetricsConsumer,
     PartialRejection,
-    Settings,
-    require_next,
-    validated,
 )
+from driftline.processor.component.factories import ProcessorFactory
 from driftline.processor.component.ml_points import histogram_from_point
-from driftline.processor.component.settings import KIND_PROCESSOR
 from driftline.processor.component.signals import SIGNAL_LOGS, SIGNAL_METRICS
-from driftline.processor.ml_drift.checkpoint import JOIN_TIMEOUT_S, Checkpoint
+from driftline.processor.component.ticker import Ticker
+from driftline.processor.ml_drift.checkpoint import Checkpoint
 from driftline.processor.ml_drift.config import (
     DEFAULT_BASELINE_WINDOWS,
     DEFAULT_EVALUATION_WINDOWS,
@@ -152,7 +149,6 @@ class MlDriftProcessor:
         self._clock = clock
         self._window_ns = round(config.window_s * NS_PER_S)
         self._grace_ns = round(config.grace_s * NS_PER_S)
-        self._tick_interval_s = tick_interval_s
         self._stop = threading.Event()
         started_ns = clock()
         self._split = SplitDetector(self._window_ns, started_ns)
@@ -166,7 +162,9 @@ class MlDriftProcessor:
         # When a refusal by the next consumer was last logged at ERROR.
         self._forward_logged_s = -math.inf
         self._discarded_at_shutdown = 0
-        self._ticker: threading.Thread | None = None
+        self._ticker = Ticker("ml-drift-ticker", tick_interval_s, self._tick, _log,
+                              "ml_drift: the evaluation tick failed; the next tick runs as "
+                              "usual", self._stop)
         self._shut_down = False
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -185,8 +183,6 @@ class MlDriftProcessor:
                 self._checkpoint.open(Path(self._config.checkpoint.path))
             except (WindowStoreError, sqlite3.Error, OSError) as exc:
                 raise ComponentError(f"ml_drift: checkpoint::path: {exc}") from exc
-        self._stop.clear()
-        self._ticker = threading.Thread(target=self._tick, name="ml-drift-ticker", daemon=True)
         self._ticker.start()
 
     def shutdown(self) -> None:
@@ -200,10 +196,7 @@ class MlDriftProcessor:
         if self._shut_down:
             return
         self._shut_down = True
-        self._stop.set()
-        if self._ticker is not None:
-            self._ticker.join(JOIN_TIMEOUT_S)
-            self._ticker = None
+        self._ticker.stop()
         try:
             self.evaluate_due()
         finally:
@@ -219,13 +212,8 @@ class MlDriftProcessor:
                           else "not evaluated (partial)")
 
     def _tick(self) -> None:
-        while not self._stop.wait(self._tick_interval_s):
-            try:
-                self._evaluation.maybe_reload()
-                self.evaluate_due()
-            except Exception:  # a bug: windows already failed are logged and dropped
-                _log.exception("ml_drift: the evaluation tick failed; the next tick runs as "
-                               "usual")
+        self._evaluation.maybe_reload()
+        self.evaluate_due()  # a window that fails is logged and dropped there
 
     def reload_profiles(self) -> bool:
         """Reload changed profile files now (the ticker does it every ``reload_interval``);
@@ -318,17 +306,10 @@ class MlDriftProcessor:
             return output
 
 
-class Factory:
+class Factory(ProcessorFactory):
     """``processors: {ml_drift: {profiles: DIR, window: 60s, ...}}``."""
 
     TYPE = TYPE
     CONFIG = MlDriftConfig
     SIGNALS = (SIGNAL_METRICS,)
-
-    def default_config(self) -> MlDriftConfig:
-        return MlDriftConfig()
-
-    def create(self, config: MlDriftConfig, next_consumer: Consumer | None = None,
-               settings: Settings | None = None) -> MlDriftProcessor:
-        settings = settings or Settings.of(KIND_PROCESSOR, TYPE)
-        return MlDriftProcessor(validated(config, settings), require_next(next_consumer, settings))
+    COMPONENT = MlDriftProcessor

@@ -13,6 +13,7 @@ from driftline.durations import (
     positive_duration_problem,
 )
 from driftline.processor.component.signals import SIGNAL_LOGS, SIGNAL_METRICS
+from driftline.processor.component.windowed import WindowedConfig
 
 DEFAULT_STORE_PATH = ""  # "": in memory, lost at restart (a warning says so at start)
 DEFAULT_TTL = "168h"  # 7 days: labels may come days after their prediction
@@ -142,7 +143,7 @@ class PerformanceLimitsConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class MlPerformanceConfig:
+class MlPerformanceConfig(WindowedConfig):
     """The processor's YAML node. Durations are kept as written and parsed on use."""
 
     store: StoreConfig = field(default_factory=StoreConfig)
@@ -153,14 +154,6 @@ class MlPerformanceConfig:
     metrics: MetricsTargetConfig = field(default_factory=MetricsTargetConfig)
     alerts: PerformanceAlertsConfig = field(default_factory=PerformanceAlertsConfig)
     limits: PerformanceLimitsConfig = field(default_factory=PerformanceLimitsConfig)
-
-    @property
-    def window_s(self) -> float:
-        return parse_duration(self.window)
-
-    @property
-    def grace_s(self) -> float:
-        return parse_duration(self.grace)
 
     def fed_pipelines(self) -> dict[str, list[str] | None]:
         """Gauges go to metrics pipelines, alerts to logs ones (the pipeline graph orders

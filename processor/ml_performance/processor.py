@@ -21,26 +21,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from opentelemetry.proto.logs.v1.logs_pb2 import ResourceLogs
 from opentelemetry.proto.metrics.v1.metrics_pb2 import (
     ResourceMetrics,
 )
 
 from driftline import semconv
-from driftline.labels import class_label
 from driftline.processor.component import (
     ComponentError,
-    Consumer,
     DataRefusedError,
     Host,
     LogsConsumer,
-    Settings,
-    require_next,
-    validated,
 )
-from driftline.processor.component.otlp_build import WindowGauges
-from driftline.processor.component.performance_alerts import PerformanceAlert, alert_logs
+from driftline.processor.component.factories import ProcessorFactory
 from driftline.processor.component.predictions import (
     GroundTruth,
     Prediction,
@@ -50,9 +43,8 @@ from driftline.processor.component.predictions import (
     prediction,
     resource_pairs,
 )
-from driftline.processor.component.settings import KIND_PROCESSOR
 from driftline.processor.component.signals import SIGNAL_LOGS, SIGNAL_METRICS
-from driftline.processor.ml_performance import metrics as quality
+from driftline.processor.component.ticker import Ticker
 from driftline.processor.ml_performance.config import (
     DEFAULT_GRACE,
     DEFAULT_MAX_CLASSES,
@@ -61,8 +53,6 @@ from driftline.processor.ml_performance.config import (
     DEFAULT_STORE_PATH,
     DEFAULT_TTL,
     DEFAULT_WINDOW,
-    HIGHER_IS_WORSE,
-    METRIC_NAMES,
     MetricsTargetConfig,
     MlPerformanceConfig,
     PerformanceAlertsConfig,
@@ -70,13 +60,12 @@ from driftline.processor.ml_performance.config import (
     PerformanceThresholdsConfig,
     StoreConfig,
 )
+from driftline.processor.ml_performance.evaluation import WindowEvaluator
 from driftline.processor.ml_performance.store import (
     MEMORY,
     BatchResult,
     PredictionStore,
     PredictionStoreError,
-    WindowRows,
-    decode_scores,
 )
 
 __all__ = [
@@ -96,7 +85,6 @@ TICK_INTERVAL_S = 0.2
 PRUNE_INTERVAL_S = 60.0
 # Windows evaluated per pass, so a backlog (after a restart) does not hold the store long.
 MAX_WINDOWS_PER_PASS = 200
-JOIN_TIMEOUT_S = 10.0
 NS_PER_S = 1_000_000_000
 
 
@@ -146,8 +134,6 @@ class MlPerformanceProcessor:
         self._window_ns = round(config.window_s * NS_PER_S)
         self._grace_ns = round(config.grace_s * NS_PER_S)
         self._ttl_ns = round(config.store.ttl_s * NS_PER_S)
-        self._thresholds = config.thresholds.items()
-        self._tick_interval_s = tick_interval_s
         self._lock = threading.Lock()
         self._evaluating = threading.Lock()
         self._store: PredictionStore | None = None
@@ -156,10 +142,13 @@ class MlPerformanceProcessor:
         self._alert_targets: list[Any] = []
         self._counts: Counter[str] = Counter()
         self._warned: set[Any] = set()
-        self._stop = threading.Event()
-        self._ticker: threading.Thread | None = None
+        self._ticker = Ticker("ml-performance-ticker", tick_interval_s, self._tick, _log,
+                              "ml_performance: evaluating windows failed; will retry next "
+                              "tick")
         self._next_prune_ns = 0
         self._shut_down = False
+        self._evaluator = WindowEvaluator(config, self._window_ns, self._add_count,
+                                          self._warn_once)
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -191,9 +180,6 @@ class MlPerformanceProcessor:
             _log.info("ml_performance: store %s holds %d prediction(s), %d label(s) waiting "
                       "for their prediction", path, predictions, pending)
         self._next_prune_ns = self._clock()
-        self._stop.clear()
-        self._ticker = threading.Thread(target=self._tick, name="ml-performance-ticker",
-                                        daemon=True)
         self._ticker.start()
 
     def shutdown(self) -> None:
@@ -205,10 +191,7 @@ class MlPerformanceProcessor:
         if self._shut_down:
             return
         self._shut_down = True
-        self._stop.set()
-        if self._ticker is not None:
-            self._ticker.join(JOIN_TIMEOUT_S)
-            self._ticker = None
+        self._ticker.stop()
         try:
             if self._store is not None:
                 self.evaluate_due()
@@ -222,13 +205,9 @@ class MlPerformanceProcessor:
                     store.close()
 
     def _tick(self) -> None:
-        while not self._stop.wait(self._tick_interval_s):
-            try:
-                self.evaluate_due()
-                if self._clock() >= self._next_prune_ns:
-                    self.prune()
-            except Exception:
-                _log.exception("ml_performance: evaluating windows failed; will retry next tick")
+        self.evaluate_due()
+        if self._clock() >= self._next_prune_ns:
+            self.prune()
 
     def stats(self) -> MlPerformanceStats:
         with self._lock:
@@ -322,6 +301,10 @@ class MlPerformanceProcessor:
                             "model_overflow_predictions)", limit)
         return kept
 
+    def _add_count(self, name: str, count: int = 1) -> None:
+        with self._lock:
+            self._counts[name] += count
+
     def _warn_once(self, key: Any, message: str, *args: Any) -> None:
         if key not in self._warned:
             self._warned.add(key)
@@ -360,7 +343,7 @@ class MlPerformanceProcessor:
             logs: list[ResourceLogs] = []
             new_alerts: list[tuple[int, int, str]] = []
             for (model, index, _), (rows, alerted) in zip(due, windows, strict=True):
-                metrics, alerts = self._evaluate(rows, alerted, now_ns)
+                metrics, alerts = self._evaluator.evaluate(rows, alerted, now_ns)
                 if metrics is not None:
                     output.append(metrics)
                 if alerts is not None:
@@ -408,204 +391,10 @@ class MlPerformanceProcessor:
         with self._lock:
             self._counts["alerts_emitted"] += records
 
-    def _evaluate(self, rows: WindowRows, alerted: set[str], now_ns: int
-                  ) -> tuple[ResourceMetrics | None, ResourceLogs | None]:
-        start_ns = rows.index * self._window_ns
-        end_ns = start_ns + self._window_ns
-        key = rows.model
-        model = [(semconv.ML_MODEL_NAME, key.name), (semconv.ML_MODEL_VERSION, key.version),
-                 (semconv.ML_MODEL_FRAMEWORK, key.framework),
-                 (semconv.ML_OPERATION, key.operation)]
-        gauges = WindowGauges(start_ns, end_ns, model)
-        values: dict[str, float] = {}
-        labels = len(rows.true_labels)
-        gauges.add(semconv.ML_PERFORMANCE_LABELS, semconv.UNIT_LABELS, labels)
-        classified = [i for i, p in enumerate(rows.predicted_labels) if p is not None]
-        regressed = [i for i, v in enumerate(rows.predicted_values) if v is not None]
-        verdict = ""
-        if classified:
-            verdict = self._classification(rows, classified, gauges, values)
-        if regressed:
-            verdict += self._regression(rows, regressed, gauges, values)
-        _log.info("ml_performance: model=%s version=%s window_start=%d labels=%d %s",
-                  key.name, key.version or "-", start_ns, labels, verdict.strip())
-        metrics = gauges.resource_metrics(semconv.PERFORMANCE_SCOPE)
-        alerts = []
-        for name, threshold in self._thresholds:
-            metric = METRIC_NAMES[name]
-            value = values.get(metric)
-            if value is None or metric in alerted:
-                continue
-            higher_is_worse = name in HIGHER_IS_WORSE
-            if (value > threshold) if higher_is_worse else (value < threshold):
-                alerts.append(PerformanceAlert(metric, value, threshold, not higher_is_worse,
-                                               labels))
-        logs = alert_logs(alerts, model, rows.resource, start_ns, end_ns, now_ns) \
-            if alerts else None
-        return metrics, logs
-
-    def _classification(self, rows: WindowRows, indexes: list[int], gauges: WindowGauges,
-                        values: dict[str, float]) -> str:
-        y_true, y_pred, kept = [], [], []
-        canonical = _label_cache()
-        for i in indexes:
-            true = rows.true_labels[i]
-            if true is None:
-                value = rows.true_values[i]
-                true = None if value is None else class_label(value)
-            if true is None:
-                continue
-            y_true.append(canonical(true))
-            y_pred.append(canonical(rows.predicted_labels[i]))  # type: ignore[arg-type]
-            kept.append(i)
-        self._count_unusable(len(indexes) - len(kept))
-        counts = Counter(y_true)
-        shown = self._shown_classes(counts, y_pred)
-        for label in sorted(shown):
-            if counts[label]:
-                gauges.add(semconv.ML_PERFORMANCE_LABELS, semconv.UNIT_LABELS, counts[label],
-                           [(semconv.ML_CLASS, label)])
-        if len(kept) < self._config.min_labels:
-            with self._lock:
-                self._counts["windows_below_min_labels"] += 1
-            return f"classification: {len(kept)} labels, below min_labels=" \
-                   f"{self._config.min_labels}, no metrics"
-        scores, classes = _score_matrix(rows, kept)
-        classes = tuple(canonical(c) for c in classes)
-        result = quality.classification(y_true, y_pred, scores, classes)  # type: ignore[arg-type]
-        unit = semconv.UNIT_DIMENSIONLESS
-        gauges.add(semconv.ML_PERFORMANCE_ACCURACY, unit, result.accuracy)
-        values[semconv.ML_PERFORMANCE_ACCURACY] = result.accuracy
-        macro = [(semconv.ML_PERFORMANCE_AVERAGE, semconv.AVERAGE_MACRO)]
-        for metric, value in ((semconv.ML_PERFORMANCE_PRECISION, result.precision_macro),
-                              (semconv.ML_PERFORMANCE_RECALL, result.recall_macro),
-                              (semconv.ML_PERFORMANCE_F1, result.f1_macro)):
-            gauges.add(metric, unit, value, macro)
-            values[metric] = value
-        for label in [c for c in result.per_class if c in shown]:
-            scores_of = result.per_class[label]
-            extra = [(semconv.ML_PERFORMANCE_AVERAGE, semconv.AVERAGE_CLASS),
-                     (semconv.ML_CLASS, label)]
-            gauges.add(semconv.ML_PERFORMANCE_PRECISION, unit, scores_of.precision, extra)
-            gauges.add(semconv.ML_PERFORMANCE_RECALL, unit, scores_of.recall, extra)
-            gauges.add(semconv.ML_PERFORMANCE_F1, unit, scores_of.f1, extra)
-        auc = ""
-        if result.roc_auc_binary is not None:
-            positive, value = result.roc_auc_binary
-            gauges.add(semconv.ML_PERFORMANCE_ROC_AUC, unit, value,
-                       [(semconv.ML_PERFORMANCE_AVERAGE, semconv.AVERAGE_BINARY),
-                        (semconv.ML_CLASS, positive)])
-            values[semconv.ML_PERFORMANCE_ROC_AUC] = value
-            auc = f" roc_auc={value:.4g}"
-        elif result.roc_auc_macro is not None:
-            gauges.add(semconv.ML_PERFORMANCE_ROC_AUC, unit, result.roc_auc_macro, macro)
-            values[semconv.ML_PERFORMANCE_ROC_AUC] = result.roc_auc_macro
-            for label, value in result.roc_auc_per_class.items():
-                if label in shown:
-                    gauges.add(semconv.ML_PERFORMANCE_ROC_AUC, unit, value,
-                               [(semconv.ML_PERFORMANCE_AVERAGE, semconv.AVERAGE_CLASS),
-                                (semconv.ML_CLASS, label)])
-            auc = f" roc_auc={result.roc_auc_macro:.4g}"
-        if result.roc_auc_undefined or scores is None:
-            with self._lock:
-                self._counts["undefined_roc_auc_windows"] += 1
-            auc += f" (roc_auc: {result.roc_auc_undefined or _why_no_scores(rows, kept)})"
-        return f"accuracy={result.accuracy:.4g} f1_macro={result.f1_macro:.4g}{auc}"
-
-    def _shown_classes(self, counts: Counter[str], y_pred: list[Any]) -> set[str]:
-        """The classes that get their own series: all of them, or past ``max_classes`` the
-        most frequent (true and predicted), the window counted in class_overflow_windows."""
-        everything = counts + Counter(y_pred)
-        limit = self._config.limits.max_classes
-        if len(everything) <= limit:
-            return set(everything)
-        with self._lock:
-            self._counts["class_overflow_windows"] += 1
-        self._warn_once("max_classes", "ml_performance: a window has more than "
-                        "limits::max_classes=%d classes; only the most frequent get per-class "
-                        "series (macro averages use all)", limit)
-        return {c for c, _ in everything.most_common(limit)}
-
-    def _regression(self, rows: WindowRows, indexes: list[int], gauges: WindowGauges,
-                    values: dict[str, float]) -> str:
-        y_true, y_pred = [], []
-        for i in indexes:
-            true = rows.true_values[i]
-            if true is None:
-                try:
-                    true = float(rows.true_labels[i])  # type: ignore[arg-type]
-                except (TypeError, ValueError):
-                    continue
-            y_true.append(true)
-            y_pred.append(rows.predicted_values[i])
-        self._count_unusable(len(indexes) - len(y_true))
-        if len(y_true) < self._config.min_labels:
-            with self._lock:
-                self._counts["windows_below_min_labels"] += 1
-            return f" regression: {len(y_true)} labels, below min_labels=" \
-                   f"{self._config.min_labels}, no metrics"
-        result = quality.regression(y_true, y_pred)  # type: ignore[arg-type]
-        unit = semconv.UNIT_DIMENSIONLESS
-        for metric, value in ((semconv.ML_PERFORMANCE_MAE, result.mae),
-                              (semconv.ML_PERFORMANCE_RMSE, result.rmse),
-                              (semconv.ML_PERFORMANCE_R2, result.r2)):
-            if value is not None:
-                gauges.add(metric, unit, value)
-                values[metric] = value
-        return f" mae={result.mae:.4g} rmse={result.rmse:.4g}"
-
-    def _count_unusable(self, count: int) -> None:
-        if count:
-            with self._lock:
-                self._counts["unusable_labels"] += count
-            self._warn_once("unusable", "ml_performance: labels that do not fit their "
-                            "prediction (a text label for a regressor's value that is not a "
-                            "number) are left out, counted in unusable_labels")
-
-
-def _label_cache() -> Callable[[str], str]:
-    """``class_label`` of texts, each distinct text converted once: stores written before
-    labels were canonical may hold ``"1.0"`` where the other side says ``"1"``."""
-    seen: dict[str, str] = {}
-
-    def canonical(text: str) -> str:
-        found = seen.get(text)
-        if found is None:
-            found = seen[text] = class_label(text) or text
-        return found
-
-    return canonical
-
-
-def _score_matrix(rows: WindowRows, kept: list[int]
-                  ) -> tuple[np.ndarray | None, tuple[str, ...]]:
-    """The rows' scores as one matrix when every row has scores over the same classes."""
-    classes = {rows.classes[i] for i in kept}
-    if len(classes) != 1 or any(rows.scores[i] is None for i in kept):
-        return None, ()
-    [names] = classes
-    matrix = np.vstack([decode_scores(rows.scores[i]) for i in kept])
-    return matrix, names
-
-
-def _why_no_scores(rows: WindowRows, kept: list[int]) -> str:
-    if any(rows.scores[i] is None for i in kept):
-        return "some predictions carry no ml.prediction.scores"
-    return "the predictions' ml.prediction.classes differ within the window"
-
-
-class Factory:
+class Factory(ProcessorFactory):
     """``processors: {ml_performance: {store: {path: FILE, ttl: 168h}, window: 60s, ...}}``."""
 
     TYPE = TYPE
     CONFIG = MlPerformanceConfig
     SIGNALS = (SIGNAL_LOGS,)
-
-    def default_config(self) -> MlPerformanceConfig:
-        return MlPerformanceConfig()
-
-    def create(self, config: MlPerformanceConfig, next_consumer: Consumer | None = None,
-               settings: Settings | None = None) -> MlPerformanceProcessor:
-        settings = settings or Settings.of(KIND_PROCESSOR, TYPE)
-        return MlPerformanceProcessor(validated(config, settings),
-                                      require_next(next_consumer, settings))
+    COMPONENT = MlPerformanceProcessor

@@ -1,4 +1,4 @@
 """The ``otlp`` receiver: OTLP over gRPC (``grpc_server``) and HTTP (``http_server``) into
-the pipelines; config, factory and component in ``receiver``."""
+the pipelines; its config in ``config``, factory and component in ``receiver``."""
 
 from __future__ import annotations

@@ -9,7 +9,6 @@ keep-alive connections at once and gives requests in flight a grace period.
 
 from __future__ import annotations
 
-import json
 import logging
 import select
 import socket
@@ -17,25 +16,31 @@ import socketserver
 import ssl
 import threading
 import time
-import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-import cramjam
 import grpc
-from google.protobuf.message import DecodeError, Message
+from google.protobuf.message import Message
 from google.rpc import status_pb2
 
 from driftline.processor.component import AuthenticationError, ServerAuthenticator
-from driftline.processor.component import otlp_json as _otlp_json
 from driftline.processor.component.signals import SIGNAL_LOGS, SIGNAL_METRICS, SIGNAL_TRACES
 from driftline.processor.otlp_receiver.grpc_server import (
     OTLP_SIGNALS,
     RETRY_AFTER_S,
     Refused,
     Signal,
+)
+from driftline.processor.otlp_receiver.http_body import (
+    CONTENT_TYPE_JSON,
+    CONTENT_TYPE_PROTOBUF,
+    DECODERS,
+    HttpError,
+    decode_body,
+    encode_body,
+    media_type_of,
 )
 
 _log = logging.getLogger(__name__)
@@ -44,8 +49,6 @@ _log = logging.getLogger(__name__)
 PATH_METRICS = "/v1/metrics"
 PATH_TRACES = "/v1/traces"
 PATH_LOGS = "/v1/logs"
-CONTENT_TYPE_PROTOBUF = "application/x-protobuf"
-CONTENT_TYPE_JSON = "application/json"
 _CONTENT_TYPE_TEXT = "text/plain; charset=utf-8"
 # A kept-alive connection idle this long is closed; a stalled read fails after this long.
 HTTP_IDLE_TIMEOUT_S = 60.0
@@ -56,9 +59,6 @@ HTTP_POLL_INTERVAL_S = 0.1
 # client reads the answer instead of a connection reset (as Go's net/http does).
 HTTP_DISCARD_LIMIT_BYTES = 256 * 1024
 _READ_CHUNK_BYTES = 64 * 1024
-# Compressed input is handed to zlib in pieces from this size up to the largest (``_inflate``).
-_INFLATE_FIRST_PIECE_BYTES = 32  # an empty gzip member is 20 bytes
-_INFLATE_MAX_PIECE_BYTES = 256 * 1024
 # Pending connections the kernel queues for accept (``listen``); http.server's default of 5
 # made a burst of 300 simultaneous connects wait a second and more.
 HTTP_LISTEN_BACKLOG = max(socket.SOMAXCONN, 128)
@@ -67,9 +67,6 @@ HTTP_LISTEN_BACKLOG = max(socket.SOMAXCONN, 128)
 # before reading (the SDK's) then reads the 413 instead of a broken pipe.
 HTTP_LINGER_BYTES = 64 * 1024 * 1024
 HTTP_LINGER_S = 5.0
-_GZIP_WBITS = 16 + zlib.MAX_WBITS
-# The first bytes of a framed snappy stream (its stream identifier chunk, "sNaPpY").
-_SNAPPY_FRAMED_HEADER = b"\xff\x06\x00\x00sNaPpY"
 # A TLS client must finish its handshake within this long (per connection thread).
 TLS_HANDSHAKE_TIMEOUT_S = 10.0
 
@@ -92,154 +89,6 @@ class Receiving(Protocol):
     def count_rejected(self) -> None: ...
 
     def count_unauthenticated(self) -> None: ...
-
-
-class _HttpError(Exception):
-    """An OTLP/HTTP request answered with ``status`` and a google.rpc.Status ``message``."""
-
-    def __init__(self, status: int, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
-def _media_type(header: str | None) -> str:
-    return (header or "").split(";", 1)[0].strip().lower()
-
-
-def _inflate(raw: bytes, wbits: int, limit: int) -> bytes:
-    """``raw`` decompressed, refusing (413) to produce more than ``limit`` bytes.
-
-    Gzip bodies may hold several members. Input is fed in pieces that start small and grow
-    within a member, so what zlib copies back past a member's end (``unused_data``) is at
-    most about the member's own size: the work stays linear in the body however many
-    members it holds (handing zlib the whole rest of the body per member was quadratic).
-    """
-    out = bytearray()
-    view = memoryview(raw)
-    position = 0
-    while position < len(raw):
-        decompressor = zlib.decompressobj(wbits)
-        piece = _INFLATE_FIRST_PIECE_BYTES
-        while not decompressor.eof and position < len(raw):
-            data = view[position:position + piece]
-            try:
-                out += decompressor.decompress(data, limit + 1 - len(out))
-            except zlib.error as exc:
-                raise _HttpError(400, grpc.StatusCode.INVALID_ARGUMENT,
-                                 f"cannot decompress the body: {exc}") from exc
-            if len(out) > limit:
-                raise _HttpError(413, grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                 f"the decompressed body exceeds max_request_body_size "
-                                 f"({limit} bytes)")
-            position += len(data) - len(decompressor.unused_data)
-            piece = min(piece * 2, _INFLATE_MAX_PIECE_BYTES)
-        if not decompressor.eof:
-            raise _HttpError(400, grpc.StatusCode.INVALID_ARGUMENT,
-                             "cannot decompress the body: it is truncated")
-        if position < len(raw) and wbits != _GZIP_WBITS:
-            raise _HttpError(400, grpc.StatusCode.INVALID_ARGUMENT,
-                             "cannot decompress the body: data after the end of the stream")
-    return bytes(out)
-
-
-def _too_large(limit: int) -> _HttpError:
-    return _HttpError(413, grpc.StatusCode.RESOURCE_EXHAUSTED,
-                      f"the decompressed body exceeds max_request_body_size ({limit} bytes)")
-
-
-def _corrupt(encoding: str, exc: Exception) -> _HttpError:
-    return _HttpError(400, grpc.StatusCode.INVALID_ARGUMENT,
-                      f"cannot decompress the body as {encoding}: {exc}")
-
-
-def _bounded(encoding: str, decompress_into: Callable[[bytes, bytearray], int]
-             ) -> Callable[[bytes, int], bytes]:
-    """A decoder writing into a buffer of ``limit + 1`` bytes, so a bomb stops there.
-
-    cramjam's streaming decoders fail with "failed to write whole buffer" (Rust's
-    ``WriteZero``) once the output is full: that is the body exceeding the limit (413),
-    any other failure a corrupt body (400).
-    """
-    def decode(raw: bytes, limit: int) -> bytes:
-        out = bytearray(limit + 1)
-        try:
-            size = decompress_into(raw, out)
-        except cramjam.DecompressionError as exc:
-            if "failed to write whole buffer" in str(exc):
-                raise _too_large(limit) from exc
-            raise _corrupt(encoding, exc) from exc
-        if size > limit:
-            raise _too_large(limit)
-        return bytes(out[:size])
-    return decode
-
-
-def _snappy_block(raw: bytes, limit: int) -> bytes:
-    """Snappy's block format, whose header states the decompressed length: checked first."""
-    try:
-        size = cramjam.snappy.decompress_raw_len(raw)
-    except cramjam.DecompressionError as exc:
-        raise _corrupt("snappy", exc) from exc
-    if size > limit:
-        raise _too_large(limit)
-    try:
-        return bytes(cramjam.snappy.decompress_raw(raw))
-    except cramjam.DecompressionError as exc:
-        raise _corrupt("snappy", exc) from exc
-
-
-_snappy_framed = _bounded("x-snappy-framed", cramjam.snappy.decompress_into)
-
-
-def _snappy(raw: bytes, limit: int) -> bytes:
-    """``snappy`` is the block format, or the framed one the collector sent under that name
-    before v0.125, told apart by the framed stream's header (as confighttp does)."""
-    if raw.startswith(_SNAPPY_FRAMED_HEADER):
-        return _snappy_framed(raw, limit)
-    return _snappy_block(raw, limit)
-
-
-def _zlib(raw: bytes, limit: int) -> bytes:
-    return _inflate(raw, zlib.MAX_WBITS, limit)
-
-
-def _gzip(raw: bytes, limit: int) -> bytes:
-    return _inflate(raw, _GZIP_WBITS, limit)
-
-
-# Content-Encoding → decoder(raw, limit): the collector's confighttp set; ``deflate`` is the
-# zlib format there (Go's compress/zlib), as the HTTP specification defines it.
-_DECODERS: dict[str, Callable[[bytes, int], bytes]] = {
-    "gzip": _gzip,
-    "x-gzip": _gzip,
-    "zlib": _zlib,
-    "deflate": _zlib,
-    "zstd": _bounded("zstd", cramjam.zstd.decompress_into),
-    "snappy": _snappy,
-    "x-snappy-framed": _snappy_framed,
-    "lz4": _bounded("lz4", cramjam.lz4.decompress_into),
-}
-
-
-def _decode(body: bytes, media_type: str, message_type: type[Message]) -> Message:
-    try:
-        if media_type == CONTENT_TYPE_PROTOBUF:
-            return message_type.FromString(body)
-        data = json.loads(body.decode("utf-8"))
-        if not isinstance(data, dict):
-            raise _otlp_json.OtlpJsonError(f"expected a JSON object, got {type(data).__name__}")
-        return _otlp_json.decode_dict(data, message_type, ignore_unknown_fields=True)
-    except (DecodeError, UnicodeDecodeError, ValueError, TypeError, RecursionError) as exc:
-        # RecursionError: JSON nested deeper than the decoders recurse (a few hundred levels).
-        raise _HttpError(400, grpc.StatusCode.INVALID_ARGUMENT,
-                         f"cannot decode the body as {media_type} "
-                         f"{message_type.__name__}: {exc}") from exc
-
-
-def _encode(message: Message, media_type: str) -> bytes:
-    if media_type == CONTENT_TYPE_JSON:
-        return _otlp_json.encode(message).encode("utf-8")
-    return message.SerializeToString()
 
 
 class HttpServer(ThreadingHTTPServer):
@@ -391,7 +240,7 @@ class _OtlpHttpHandler(BaseHTTPRequestHandler):
         the go-ahead, so the client never sends it."""
         try:
             length = self._content_length()
-        except _HttpError:
+        except HttpError:
             return super().handle_expect_100()  # do_POST answers the bad length
         limit = self.server.max_body_bytes
         if length <= limit:
@@ -400,7 +249,7 @@ class _OtlpHttpHandler(BaseHTTPRequestHandler):
         self.close_connection = True
         self._send_status(413, grpc.StatusCode.RESOURCE_EXHAUSTED,
                           f"the body ({length} bytes) exceeds max_request_body_size ({limit} "
-                          "bytes)", _media_type(self.headers.get("Content-Type")))
+                          "bytes)", media_type_of(self.headers.get("Content-Type")))
         return False
 
     def finish(self) -> None:
@@ -431,7 +280,7 @@ class _OtlpHttpHandler(BaseHTTPRequestHandler):
         route = self._route()
         if route is None or not self._authenticated():
             return
-        media_type = _media_type(self.headers.get("Content-Type"))
+        media_type = media_type_of(self.headers.get("Content-Type"))
         if media_type not in (CONTENT_TYPE_PROTOBUF, CONTENT_TYPE_JSON):
             self.server.receiver.count_rejected()
             self._discard_body()
@@ -440,8 +289,8 @@ class _OtlpHttpHandler(BaseHTTPRequestHandler):
             return
         try:
             body = self._read_body()
-            request = _decode(body, media_type, route.request_type)
-        except _HttpError as err:
+            request = decode_body(body, media_type, route.request_type)
+        except HttpError as err:
             self.server.receiver.count_rejected()
             _log.debug("OTLP/HTTP %s: %d %s", self.path, err.status, err.message)
             self._send_status(err.status, err.code, err.message, media_type)
@@ -453,7 +302,7 @@ class _OtlpHttpHandler(BaseHTTPRequestHandler):
             headers = [("Retry-After", str(RETRY_AFTER_S))] if status == 429 else []
             self._send_status(status, refused.code, refused.message, media_type, headers)
             return
-        self._send(200, _encode(response, media_type), media_type)
+        self._send(200, encode_body(response, media_type), media_type)
 
     def _authenticated(self) -> bool:
         """True when no authenticator is set or it accepts the headers; else answer 401."""
@@ -508,7 +357,7 @@ class _OtlpHttpHandler(BaseHTTPRequestHandler):
             length = -1
         if length < 0:
             self.close_connection = True
-            raise _HttpError(400, grpc.StatusCode.INVALID_ARGUMENT,
+            raise HttpError(400, grpc.StatusCode.INVALID_ARGUMENT,
                              f"invalid Content-Length {text!r}")
         return length
 
@@ -520,22 +369,22 @@ class _OtlpHttpHandler(BaseHTTPRequestHandler):
             length = self._content_length()
             if length > limit:
                 self._discard(length)
-                raise _HttpError(413, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                raise HttpError(413, grpc.StatusCode.RESOURCE_EXHAUSTED,
                                  f"the body ({length} bytes) exceeds max_request_body_size "
                                  f"({limit} bytes)")
             raw = self.rfile.read(length)
             if len(raw) < length:
                 self.close_connection = True
-                raise _HttpError(400, grpc.StatusCode.INVALID_ARGUMENT,
+                raise HttpError(400, grpc.StatusCode.INVALID_ARGUMENT,
                                  f"the body ended after {len(raw)} of {length} bytes")
         encoding = self.headers.get("Content-Encoding", "").strip().lower()
         if encoding in ("", "identity"):
             return raw
-        decoder = _DECODERS.get(encoding)
+        decoder = DECODERS.get(encoding)
         if decoder is None:
-            raise _HttpError(415, grpc.StatusCode.INVALID_ARGUMENT,
+            raise HttpError(415, grpc.StatusCode.INVALID_ARGUMENT,
                              f"unsupported Content-Encoding {encoding!r}; send one of "
-                             f"{', '.join(_DECODERS)} or no encoding")
+                             f"{', '.join(DECODERS)} or no encoding")
         return decoder(raw, limit)
 
     def _read_chunked(self, limit: int) -> bytes:
@@ -546,7 +395,7 @@ class _OtlpHttpHandler(BaseHTTPRequestHandler):
                 size = int(line.split(b";", 1)[0].strip(), 16)
             except ValueError as exc:
                 self.close_connection = True
-                raise _HttpError(400, grpc.StatusCode.INVALID_ARGUMENT,
+                raise HttpError(400, grpc.StatusCode.INVALID_ARGUMENT,
                                  f"invalid chunk size line {line[:40]!r}") from exc
             if size == 0:
                 while self.rfile.readline(_READ_CHUNK_BYTES) not in (b"\r\n", b"\n", b""):
@@ -554,14 +403,14 @@ class _OtlpHttpHandler(BaseHTTPRequestHandler):
                 return bytes(body)
             if len(body) + size > limit:
                 self.close_connection = True
-                raise _HttpError(413, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                raise HttpError(413, grpc.StatusCode.RESOURCE_EXHAUSTED,
                                  f"the chunked body exceeds max_request_body_size ({limit} "
                                  "bytes)")
             chunk = self.rfile.read(size)
             self.rfile.readline(_READ_CHUNK_BYTES)  # the CRLF closing the chunk
             if len(chunk) < size:
                 self.close_connection = True
-                raise _HttpError(400, grpc.StatusCode.INVALID_ARGUMENT,
+                raise HttpError(400, grpc.StatusCode.INVALID_ARGUMENT,
                                  "the chunked body ended early")
             body += chunk
 
@@ -584,7 +433,7 @@ class _OtlpHttpHandler(BaseHTTPRequestHandler):
             return
         try:
             self._discard(self._content_length())
-        except _HttpError:
+        except HttpError:
             self.close_connection = True
 
     def _send(self, status: int, body: bytes, content_type: str,
@@ -610,7 +459,7 @@ class _OtlpHttpHandler(BaseHTTPRequestHandler):
                      media_type: str, headers: Sequence[tuple[str, str]] = ()) -> None:
         """A google.rpc.Status body in the request's encoding, as OTLP/HTTP errors are."""
         body = status_pb2.Status(code=code.value[0], message=message)
-        self._send(status, _encode(body, media_type), media_type, headers)
+        self._send(status, encode_body(body, media_type), media_type, headers)
 
 
 def make_server(endpoint: str, receiver: Receiving, max_body_bytes: int,

@@ -11,6 +11,7 @@ import zlib
 
 import pytest
 
+from driftline.processor.otlp_receiver import http_body as _otlp_http_body
 from driftline.processor.otlp_receiver import http_server as _otlp_http
 from tests._consumers import Recorder
 from tests.processor.otlp_receiver.test_otlp_http_receiver import (
@@ -52,9 +53,9 @@ def test_many_gzip_members_cost_linear_work(monkeypatch: pytest.MonkeyPatch) -> 
     members took 8.6 s of CPU. The bytes handed to zlib must stay linear in the body."""
     payload = metrics_proto("after-many-members")
     raw = gzip.compress(b"") * EMPTY_MEMBERS + gzip.compress(payload)
-    monkeypatch.setattr(_otlp_http.zlib, "decompressobj", _CountingDecompressor)
+    monkeypatch.setattr(_otlp_http_body.zlib, "decompressobj", _CountingDecompressor)
     _CountingDecompressor.fed = 0
-    out = _otlp_http._inflate(raw, 16 + zlib.MAX_WBITS, 1 << 20)
+    out = _otlp_http_body.inflate(raw, 16 + zlib.MAX_WBITS, 1 << 20)
     assert out == payload
     assert _CountingDecompressor.fed <= 4 * len(raw)
 
@@ -62,12 +63,12 @@ def test_many_gzip_members_cost_linear_work(monkeypatch: pytest.MonkeyPatch) -> 
 def test_multi_member_gzip_still_decodes_and_trailing_garbage_is_refused() -> None:
     parts = [metrics_proto("a")[:5], metrics_proto("a")[5:]]
     raw = b"".join(gzip.compress(p) for p in parts)
-    assert _otlp_http._inflate(raw, 16 + zlib.MAX_WBITS, 1 << 20) == metrics_proto("a")
-    with pytest.raises(_otlp_http._HttpError) as err:
-        _otlp_http._inflate(raw + b"garbage", 16 + zlib.MAX_WBITS, 1 << 20)
+    assert _otlp_http_body.inflate(raw, 16 + zlib.MAX_WBITS, 1 << 20) == metrics_proto("a")
+    with pytest.raises(_otlp_http_body.HttpError) as err:
+        _otlp_http_body.inflate(raw + b"garbage", 16 + zlib.MAX_WBITS, 1 << 20)
     assert err.value.status == 400
-    with pytest.raises(_otlp_http._HttpError) as err:
-        _otlp_http._inflate(gzip.compress(b"x" * 5000) * 3, 16 + zlib.MAX_WBITS, 12_000)
+    with pytest.raises(_otlp_http_body.HttpError) as err:
+        _otlp_http_body.inflate(gzip.compress(b"x" * 5000) * 3, 16 + zlib.MAX_WBITS, 12_000)
     assert err.value.status == 413
 
 

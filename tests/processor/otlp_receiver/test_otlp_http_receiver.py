@@ -56,15 +56,15 @@ from driftline.collector_config import shipped
 from driftline.exporters.file.exporter import read_logs, read_metrics, read_traces
 from driftline.processor.component import ComponentError, DataRefusedError, PartialRejection
 from driftline.processor.component import otlp_json as _otlp_json
-from driftline.processor.otlp_receiver.receiver import (
+from driftline.processor.otlp_receiver.config import (
     DEFAULT_HTTP_ENDPOINT,
     DEFAULT_MAX_REQUEST_BODY_SIZE,
     GrpcConfig,
     HttpConfig,
-    OtlpReceiver,
     OtlpReceiverConfig,
     ProtocolsConfig,
 )
+from driftline.processor.otlp_receiver.receiver import OtlpReceiver
 from driftline.processor.service.config import ComponentID, load_config, parse_config
 from tests._collector import (
     LOOPBACK,

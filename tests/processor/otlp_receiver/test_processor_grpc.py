@@ -56,13 +56,13 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from driftline import exphist, semconv
 from driftline.exporters.file.exporter import read_logs, read_metrics, read_traces
 from driftline.processor.component import ComponentError, DataRefusedError, PartialRejection
-from driftline.processor.otlp_receiver.receiver import Factory as OtlpFactory
-from driftline.processor.otlp_receiver.receiver import (
+from driftline.processor.otlp_receiver.config import (
     GrpcConfig,
-    OtlpReceiver,
     OtlpReceiverConfig,
     ProtocolsConfig,
 )
+from driftline.processor.otlp_receiver.receiver import Factory as OtlpFactory
+from driftline.processor.otlp_receiver.receiver import OtlpReceiver
 from driftline.processor.service.config import parse_config
 from driftline.processor.service.pipeline import build
 from driftline.processor.service.registry import Factories

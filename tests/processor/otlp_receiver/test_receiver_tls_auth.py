@@ -45,15 +45,15 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from driftline import semconv
 from driftline.exporters.file.exporter import read_metrics
 from driftline.processor.component import ComponentError, Host
+from driftline.processor.component.auth import AuthConfig
 from driftline.processor.extensions.bearertokenauth import BearerTokenAuth, BearerTokenAuthConfig
-from driftline.processor.otlp_receiver.receiver import (
-    AuthConfig,
+from driftline.processor.otlp_receiver.config import (
     GrpcConfig,
     HttpConfig,
-    OtlpReceiver,
     OtlpReceiverConfig,
     ProtocolsConfig,
 )
+from driftline.processor.otlp_receiver.receiver import OtlpReceiver
 from driftline.processor.service.config import ConfigError, parse_config
 from driftline.processor.service.pipeline import build
 from tests._collector import PROTOCOL_GRPC, PROTOCOL_HTTP, running_collector

@@ -12,7 +12,7 @@ import yaml
 import driftline.processor
 from driftline import cli
 from driftline.processor.ml_drift.processor import DEFAULT_GRACE, DEFAULT_MIN_ROWS, MlDriftConfig
-from driftline.processor.otlp_receiver.receiver import OtlpReceiverConfig
+from driftline.processor.otlp_receiver.config import OtlpReceiverConfig
 from driftline.processor.service.config import (
     DEFAULT_TELEMETRY_METRICS_INTERVAL_S,
     DEFAULT_TELEMETRY_METRICS_LEVEL,
