@@ -297,24 +297,16 @@ def runtime_cases(pool: np.ndarray) -> list[tuple[str, Any, Callable[[np.ndarray
     ]
 
 
-def _timed(call: Callable[[np.ndarray], Any], inputs: Sequence[np.ndarray], calls: int
-           ) -> tuple[float, float]:
-    """(wall, calling thread's CPU) in us per call: on a shared machine the CPU clock of the
-    calling thread is what the instrumentation adds to it; wall also holds waiting for a
-    core, and for the GIL when the runtime releases it while the recorder thread runs."""
-    cpu_start = time.thread_time_ns()
-    wall = _run(call, inputs, calls)
-    return wall, (time.thread_time_ns() - cpu_start) / calls / 1e3
-
-
 def _instrumented_timed(instrumentor: Any, provider: TracerProvider, recorder: Recorder,
                         call: Callable[[np.ndarray], Any], inputs: Sequence[np.ndarray],
                         calls: int) -> tuple[float, float, float]:
     """``_instrumented_round`` with the calling thread's CPU per call during the calls
-    (the final flush, in that thread too, counts as the recorder's)."""
+    (the final uninstrument, in that thread too, counts as the recorder's). On a shared
+    machine the calling thread's CPU clock is what the instrumentation adds to it; wall also
+    holds waiting for a core, and for the GIL when the runtime releases it."""
     instrumentor.instrument(tracer_provider=provider, recorder=recorder)
     background_start = _thread_cpu_ns(recorder)
-    wall, cpu = _timed(call, inputs, calls)
+    wall, cpu = _run(call, inputs, calls)
     background = _thread_cpu_ns(recorder) - background_start
     flush_start = time.thread_time_ns()
     instrumentor.uninstrument()
@@ -333,8 +325,8 @@ def runtime_table(rounds: int, round_s: float) -> None:
         for batch in RUNTIME_BATCHES:
             inputs = _inputs(case_pool, batch)
             _run(call, inputs, 20)
-            estimate_us = _run(call, inputs, max(3, int(2e5 / max(_run(call, inputs, 3),
-                                                                   1.0))))
+            estimate_us = _run(call, inputs, max(3, int(2e5 / max(_run(call, inputs, 3)[0],
+                                                                   1.0))))[0]
             calls = max(5, int(round_s * 1e6 / estimate_us))
             recorder = Recorder(_Discard(), export_interval_s=EXPORT_INTERVAL_S,
                                 limits=Limits(max_sampled_rows=budget))
@@ -343,7 +335,7 @@ def runtime_table(rounds: int, round_s: float) -> None:
                 for arm in ("plain", "sampled out") if r % 2 == 0 else ("sampled out",
                                                                        "plain"):
                     if arm == "plain":
-                        wall, cpu = _timed(call, inputs, calls)
+                        wall, cpu = _run(call, inputs, calls)
                         plain.append(wall)
                         plain_cpu.append(cpu)
                     else:
