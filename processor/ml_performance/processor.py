@@ -70,6 +70,7 @@ from driftline.processor.ml_performance.config import (
     PerformanceThresholdsConfig,
     StoreConfig,
 )
+from driftline.processor.ml_performance.lag import add_label_lag
 from driftline.processor.ml_performance.store import (
     MEMORY,
     BatchResult,
@@ -420,6 +421,7 @@ class MlPerformanceProcessor:
         values: dict[str, float] = {}
         labels = len(rows.true_labels)
         gauges.add(semconv.ML_PERFORMANCE_LABELS, semconv.UNIT_LABELS, labels)
+        add_label_lag(gauges, end_ns, now_ns)
         classified = [i for i, p in enumerate(rows.predicted_labels) if p is not None]
         regressed = [i for i, v in enumerate(rows.predicted_values) if v is not None]
         verdict = ""

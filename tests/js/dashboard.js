@@ -32,6 +32,10 @@ function read() {
     classMix: rows("#class-mix tbody tr"),
     service: rows("#service-last tr"),
     scrollWidth: document.documentElement.scrollWidth,
+    hash: location.hash,
+    loginOpen: document.getElementById("login").open,
+    loginError: document.getElementById("login-error").hidden ? null : document.getElementById("login-error").textContent,
+    mainText: document.getElementById("main").textContent,
   };
 }
 
@@ -55,18 +59,28 @@ function read() {
       if (first) {
         await page.goto(base + "#" + view.hash);
         first = false;
-        if (view.token) {  // the page asks for the bearer token before its first data request
-          await page.waitForSelector("#login[open]", { timeout: READY_TIMEOUT_MS });
-          await page.fill("#login-token", view.token);
-          await page.click("#login-form button");
-        }
-      } else {
+      } else if (view.hash) {
         await page.evaluate((hash) => {
           document.getElementById("main").removeAttribute("data-ready");
           location.hash = hash;
         }, view.hash);
       }
-      await page.waitForSelector("#main[data-ready]", { timeout: READY_TIMEOUT_MS });
+      if (view.token) {  // the page asks for the bearer token before its first data request
+        await page.waitForSelector("#login[open]", { timeout: READY_TIMEOUT_MS });
+        await page.fill("#login-token", view.token);
+        await page.click("#login-form button");
+      }
+      // A view that shows no data (a refused token) names what to wait for instead.
+      await page.waitForSelector(view.waitFor || "#main[data-ready]", { timeout: READY_TIMEOUT_MS });
+      if (view.steps) {  // what a user does on the loaded view (the range picker)
+        await page.evaluate(() => document.getElementById("main").removeAttribute("data-ready"));
+        for (const step of view.steps) {
+          if (step.select) await page.selectOption(step.select, step.value);
+          else if (step.fill) await page.fill(step.fill, step.value);
+          else if (step.click) await page.click(step.click);
+        }
+        await page.waitForSelector("#main[data-ready]", { timeout: READY_TIMEOUT_MS });
+      }
       results[view.name] = await page.evaluate(read);
       await page.screenshot({ path: path.join(outDir, view.name + ".png"), fullPage: true });
     }

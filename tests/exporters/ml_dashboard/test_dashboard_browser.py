@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,10 +48,17 @@ WINDOW_S = 2
 APP_TIMEOUT_S = 60
 RESULT_TIMEOUT_S = 20
 BROWSER_TIMEOUT_S = 90
+NS_PER_S = 1_000_000_000
 DASHBOARD_LINE = re.compile(r"^exporter ml_dashboard listening on (\S+)$")
 PHONE = {"width": 390, "height": 844}
 DRIFT_THRESHOLD = 0.1  # ml_drift's default normed Wasserstein threshold
 TOKEN = "dashboard-test-token"
+WRONG_TOKEN = "not-the-token"
+ESTIMATED_ACCURACY = semconv.ML_PERFORMANCE_ESTIMATED_PREFIX + "accuracy"
+# The custom range the test types into the picker's datetime-local fields (minutes) reads
+# them in this time zone: the browser runs in it.
+BROWSER_TZ = "UTC"
+MINUTE_S = 60
 
 
 def _node() -> str:
@@ -148,7 +156,7 @@ def _await_history(endpoint: str, starts: list[int]) -> None:
         except urllib.error.HTTPError:  # 404 until the model's first window is written
             stored = {}
         if all(s in stored and stored[s]["service"] and stored[s]["drift"]
-               and stored[s]["performance"] for s in starts):
+               and stored[s]["performance"] and stored[s]["estimated"] for s in starts):
             return
         time.sleep(0.2)
     raise AssertionError(f"the dashboard did not write windows {starts} in time")
@@ -159,9 +167,12 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     """The processor after the app's two windows: its dashboard URL, its file outputs per
     window, and the app's windows [(start_ns, phase)]."""
     tmp = tmp_path_factory.mktemp("dashboard")
-    X, _ = app.rows(np.random.default_rng(app.SEED), app.TRAIN_ROWS)
+    X, y = app.rows(np.random.default_rng(app.SEED), app.TRAIN_ROWS)
     model = app.train()
+    # With the labels and classes: the profile holds a calibration, so ml_drift estimates
+    # each window's performance (docs/estimation.md) before ml_performance's labels join.
     reference = profile.capture(X, model.predict(X), probabilities=model.predict_proba(X),
+                                target=y, classes=model.classes_,
                                 model=app.MODEL_NAME, version=app.MODEL_VERSION)
     profile.save(reference, tmp / "profiles" / "dash.json")
     grpc = f"{LOOPBACK}:{free_port()}"
@@ -190,7 +201,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
             outputs = _outputs(tmp / "metrics.jsonl")
             if all(semconv.ML_DRIFT_DATASET_SHARE in outputs.get(s, {})
                    and semconv.ML_PERFORMANCE_ACCURACY in outputs.get(s, {})
-                   for s, _ in windows):
+                   and ESTIMATED_ACCURACY in outputs.get(s, {}) for s, _ in windows):
                 break
             time.sleep(0.3)
         _await_history(dashboard, [start for start, _ in windows])
@@ -219,28 +230,53 @@ def browser(served: dict[str, Any]) -> dict[str, Any]:
     print(f"\ndashboard screenshots: {shots}")
     (shifted_start, _), = [w for w in served["windows"] if w[1] == "shifted"]
     model = f"model={app.MODEL_NAME}&version={app.MODEL_VERSION}&op=predict_proba"
+    starts = sorted(start for start, _ in served["windows"])
+    # The picker's fields hold minutes: a range around both windows, a minute either side.
+    picked = (starts[0] // NS_PER_S // MINUTE_S * MINUTE_S - MINUTE_S,
+              -(-(starts[-1] // NS_PER_S + WINDOW_S) // MINUTE_S) * MINUTE_S + MINUTE_S)
+    shifted_s = shifted_start / NS_PER_S
     views = [
-        {"name": "overview", "hash": "view=overview&range=3600", "token": TOKEN},
+        # A wrong token first: the page says it was refused and shows no data; the next view
+        # types the right one into the same dialog.
+        {"name": "wrong-token", "hash": "view=overview&range=3600", "token": WRONG_TOKEN,
+         "waitFor": "#login[open] #login-error:not([hidden])"},
+        {"name": "overview", "token": TOKEN},
         {"name": "drift", "hash": f"view=model&{model}&tab=drift&window={shifted_start}"},
         {"name": "distributions", "hash": f"view=model&{model}&tab=distributions"
                                           f"&column={app.SHIFTED}&window={shifted_start}"},
         {"name": "performance", "hash": f"view=model&{model}&tab=performance"},
         {"name": "predictions", "hash": f"view=model&{model}&tab=predictions"},
         {"name": "service", "hash": f"view=model&{model}&tab=service"},
+        # A shared link with a custom range around the shifted window alone...
+        {"name": "range-link", "hash": f"view=model&{model}&tab=performance&range=custom"
+                                       f"&from={shifted_s - 0.5}&to={shifted_s + 0.5}"},
+        # ...then the picker widened to both windows, as a user types it.
+        {"name": "range-picker", "steps": [
+            {"select": "#range-preset", "value": "custom"},
+            {"fill": "#range-from", "value": _minute(picked[0])},
+            {"fill": "#range-to", "value": _minute(picked[1])},
+            {"click": "#range-custom button"}]},
         {"name": "phone-overview", "hash": "view=overview&range=900", **PHONE},
         {"name": "phone-drift", "hash": f"view=model&{model}&tab=drift&range=900", **PHONE},
     ]
     with tempfile.TemporaryDirectory(prefix="driftline-chromium-") as profile_dir:
         ran = subprocess.run([node, str(DRIVER), chromium, served["url"], str(shots),
                               profile_dir, json.dumps(views)], capture_output=True, text=True,
-                             timeout=BROWSER_TIMEOUT_S, check=False, cwd=JS_DIR)
+                             timeout=BROWSER_TIMEOUT_S, check=False, cwd=JS_DIR,
+                             env={**os.environ, "TZ": BROWSER_TZ})
     assert ran.returncode == 0, ran.stderr
-    return {**json.loads(ran.stdout), "shots": shots}
+    return {**json.loads(ran.stdout), "shots": shots, "picked": picked}
+
+
+def _minute(seconds: int) -> str:
+    """A datetime-local field's value (minutes, in BROWSER_TZ = UTC)."""
+    return time.strftime("%Y-%m-%dT%H:%M", time.gmtime(seconds))
 
 
 def test_every_view_loads_without_errors_or_outside_requests(served: dict[str, Any],
                                                             browser: dict[str, Any]) -> None:
-    assert browser["errors"] == []
+    # Chromium logs each refused request (the wrong token's, on purpose) and nothing else.
+    assert [e for e in browser["errors"] if "status of 401" not in e] == []
     origin = served["url"].rstrip("/")
     outside = [url for url in browser["requests"] if not url.startswith(origin + "/")]
     assert outside == []
@@ -249,6 +285,8 @@ def test_every_view_loads_without_errors_or_outside_requests(served: dict[str, A
     assert any("/static/uPlot.iife.min.js" in url for url in browser["requests"])
     for name, view in browser["views"].items():
         assert view["error"] == [], name
+        if name != "wrong-token":
+            assert view["loginOpen"] is False, name
         assert (browser["shots"] / f"{name}.png").stat().st_size > 0
     # Readable on a phone: nothing wider than the screen (wide tables scroll in their card).
     assert browser["views"]["phone-overview"]["scrollWidth"] <= PHONE["width"]
@@ -361,3 +399,49 @@ def test_api_answers_what_the_page_draws(served: dict[str, Any]) -> None:
     mean_of = {side: float(np.sum(centre * np.array(age[side]) * np.diff(edges)))
                for side in ("reference", "current")}
     assert mean_of["current"] - mean_of["reference"] == pytest.approx(app.SHIFT, abs=0.3)
+
+
+def test_performance_tab_shows_estimated_beside_realised_and_label_lag(
+        served: dict[str, Any], browser: dict[str, Any]) -> None:
+    """ml_drift's estimate (from the profile's calibration) and ml_performance's realised
+    metrics and label lag of the same window sit in the same row, as the processor sent
+    them."""
+    view = browser["views"]["performance"]
+    shown = {row["data"]["window"]: row["data"] for row in view["performance"]}
+    for start, _ in served["windows"]:
+        gauges = served["outputs"][start]
+        row = shown[str(start)]
+        for suffix, key in (("", "estimatedAccuracy"),
+                            (semconv.ML_PERFORMANCE_LOWER_SUFFIX, "estimatedAccuracyLower"),
+                            (semconv.ML_PERFORMANCE_UPPER_SUFFIX, "estimatedAccuracyUpper")):
+            assert float(row[key]) == gauges[ESTIMATED_ACCURACY + suffix][("", "", "")]
+        assert float(row["accuracy"]) == gauges[semconv.ML_PERFORMANCE_ACCURACY][("", "", "")]
+        assert float(row["lag"]) == gauges[semconv.ML_PERFORMANCE_LABELS_LAG][("", "", "")]
+        # Labels come right after each call: the lag is the grace and a tick, never a window.
+        assert 0 <= float(row["lag"]) < 2 * WINDOW_S
+        assert float(row["estimatedAccuracyLower"]) <= float(row["estimatedAccuracy"]) \
+            <= float(row["estimatedAccuracyUpper"])
+    assert {"performance", "estimated-accuracy", "labels", "lag"} <= set(view["charts"])
+
+
+def test_a_wrong_token_is_said_and_shows_no_data(browser: dict[str, Any]) -> None:
+    view = browser["views"]["wrong-token"]
+    assert view["loginOpen"] is True
+    assert "refused" in view["loginError"] and "401" in view["loginError"]
+    assert view["models"] == [] and view["mainText"] == ""
+    # The right token, typed into the same dialog, opens the data (the overview view).
+    assert len(browser["views"]["overview"]["models"]) == 1
+
+
+def test_time_range_picker_changes_the_windows_and_the_url(served: dict[str, Any],
+                                                            browser: dict[str, Any]) -> None:
+    (shifted_start, _), = [w for w in served["windows"] if w[1] == "shifted"]
+    linked = browser["views"]["range-link"]
+    assert [row["data"]["window"] for row in linked["performance"]] == [str(shifted_start)]
+    picked = browser["views"]["range-picker"]
+    state = dict(urllib.parse.parse_qsl(picked["hash"].lstrip("#")))
+    assert state["range"] == "custom"
+    assert (float(state["from"]), float(state["to"])) == tuple(browser["picked"])
+    assert state["tab"] == "performance" and state["model"] == app.MODEL_NAME
+    assert sorted(row["data"]["window"] for row in picked["performance"]) == sorted(
+        str(start) for start, _ in served["windows"])
