@@ -187,8 +187,8 @@ class History:
         self._db.execute(
             "INSERT INTO windows(stream, start_ns, end_ns, evaluated_ns, rows, share, "
             "dataset_drifted, drifted, features, drift, scores, performance, predictions, "
-            "service, estimated) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(stream, start_ns) DO "
-            "UPDATE SET "
+            "service, estimated) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+            "ON CONFLICT(stream, start_ns) DO UPDATE SET "
             "end_ns=excluded.end_ns, "
             + ", ".join(f"{c}=coalesce(excluded.{c}, {c})" for c in (
                 "evaluated_ns", "rows", "share", "dataset_drifted", "drifted", "features",
