@@ -1,13 +1,22 @@
 // Drives headless Chromium (Debian's, through playwright-core) over the built-in dashboard
 // for tests/test_dashboard_browser.py: one browser, every view, what each view shows as JSON
 // on stdout, a screenshot per view, every request and every console error.
-//   node dashboard.js CHROMIUM BASE_URL OUT_DIR PROFILE_DIR VIEWS_JSON
+//   node dashboard.js CHROMIUM OUT_DIR PROFILE_DIR  (then {"base": URL, "views": [...]} on stdin)
+// The browser starts at once and waits for stdin, so the test launches it while the app runs.
 "use strict";
 const { chromium } = require("playwright-core");
 const path = require("path");
 
-const [executablePath, base, outDir, profileDir, viewsJson] = process.argv.slice(2);
-const views = JSON.parse(viewsJson);
+const [executablePath, outDir, profileDir] = process.argv.slice(2);
+
+function stdin() {
+  return new Promise((resolve, reject) => {
+    const chunks = [];
+    process.stdin.on("data", (chunk) => chunks.push(chunk));
+    process.stdin.on("end", () => resolve(Buffer.concat(chunks).toString()));
+    process.stdin.on("error", reject);
+  });
+}
 const FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
   "--disable-component-update", "--disable-sync", "--no-first-run"];
 const READY_TIMEOUT_MS = 15000;
@@ -42,6 +51,7 @@ function read() {
 (async () => {
   const context = await chromium.launchPersistentContext(profileDir, {
     executablePath, headless: true, args: FLAGS, viewport: { width: 1280, height: 900 } });
+  const input = stdin();
   const requests = [];
   const errors = [];
   context.on("request", (request) => requests.push(request.url()));
@@ -52,6 +62,7 @@ function read() {
   const results = {};
   try {
     const page = context.pages()[0] || await context.newPage();
+    const { base, views } = JSON.parse(await input);
     watch(page);
     let first = true;
     for (const view of views) {
