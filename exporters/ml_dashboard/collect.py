@@ -156,6 +156,10 @@ def _add_gauge(evaluated: _Evaluated, name: str, attributes: dict[str, str],
                 attributes.get(semconv.ML_CLASS, ""), {})[short] = value
         else:  # overall: accuracy and errors carry no average; macro and binary do
             evaluated.performance[short] = value
+            if attributes.get(semconv.ML_PERFORMANCE_AVERAGE) == semconv.AVERAGE_BINARY:
+                # The positive class: ml_drift's estimated precision, recall and F1 are its
+                # own, so the page pairs them with this class's realised values.
+                evaluated.performance["positive"] = attributes.get(semconv.ML_CLASS, "")
 
 
 def _add_estimate(evaluated: _Evaluated, rest: str, value: float) -> None:

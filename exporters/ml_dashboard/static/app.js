@@ -7,6 +7,8 @@
 const PALETTE = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3",
   "#8c8c8c", "#ccb974", "#64b5cd"];
 const TABS = ["drift", "distributions", "performance", "predictions", "service"];
+// ml_drift estimates these of a binary model's positive class.
+const POSITIVE_CLASS_METRICS = ["precision", "recall", "f1"];
 const PERFORMANCE = ["accuracy", "precision", "recall", "f1", "roc_auc", "mae", "rmse", "r2"];
 const DEFAULT_RANGE_S = 3600;
 // The parts of each window a tab draws (/api/windows?parts=).
@@ -443,6 +445,8 @@ function performanceTab(pane, data) {
   const estimated = (w, m, bound) => (w.estimated && w.estimated[m] ? w.estimated[m][bound] ?? null : null);
   const metrics = PERFORMANCE.filter((m) => windows.some((w) => typeof realised(w, m) === "number"));
   const guessed = PERFORMANCE.filter((m) => windows.some((w) => typeof estimated(w, m, "value") === "number"));
+  const labelled = windows.filter((w) => w.performance);
+  const positiveClass = labelled.map((w) => w.performance.positive).find((c) => c !== undefined);
   const over = card("Per window");
   pane.append(over);
   if (metrics.length) {
@@ -450,16 +454,27 @@ function performanceTab(pane, data) {
       values: windows.map((w) => realised(w, m)) })));
   }
   // Each estimate beside its realised value, with its band shaded between lower and upper.
+  // Estimated precision, recall and F1 are the positive class's (docs/estimation.md): beside
+  // them the realised value of that class (named by the binary ROC AUC), not the macro one.
+  const positive = (w) => (w.performance && w.performance.positive !== undefined
+    ? (w.performance.classes || {})[w.performance.positive] : undefined);
+  const realisedOf = (w, m) => (POSITIVE_CLASS_METRICS.includes(m)
+    ? (positive(w) ? positive(w)[m] ?? null : null) : realised(w, m));
   for (const m of guessed) {
     const series = [
       { label: m + " estimated", stroke: PALETTE[1], values: windows.map((w) => estimated(w, m, "value")) },
       { label: "lower", stroke: PALETTE[1], width: 0.5, dash: [4, 4], values: windows.map((w) => estimated(w, m, "lower")) },
       { label: "upper", stroke: PALETTE[1], width: 0.5, dash: [4, 4], values: windows.map((w) => estimated(w, m, "upper")) }];
-    if (metrics.includes(m)) series.unshift({ label: m + " realised", stroke: PALETTE[0], values: windows.map((w) => realised(w, m)) });
+    const paired = windows.map((w) => realisedOf(w, m));
+    if (paired.some((v) => typeof v === "number")) {
+      const label = POSITIVE_CLASS_METRICS.includes(m)
+        ? `${m} realised (class ${positiveClass})`
+        : m + " realised";
+      series.unshift({ label, stroke: PALETTE[0], values: paired });
+    }
     const first = series.length - 3;
     chart(over, "estimated-" + m, x, series, { bands: [{ series: [first + 3, first + 2], fill: "rgba(221,132,82,0.15)" }] });
   }
-  const labelled = windows.filter((w) => w.performance);
   const labels = card("Labels joined per window");
   pane.append(labels);
   chart(labels, "labels", x, [{ label: "labels", values: windows.map((w) => realised(w, "labels")) }]);
@@ -500,7 +515,8 @@ function performanceTab(pane, data) {
         el("td", { text: c }), el("td", { class: "num", text: fmt(v.labels) }),
         [...names, "roc_auc"].map((n) => el("td", { class: "num", text: fmt(v[n]) }))))))));
   }
-  const head = ["window starting", "labels", "label lag (s)", ...metrics, ...guessed.map((m) => m + " estimated")];
+  const head = ["window starting", "labels", "label lag (s)", ...metrics, ...guessed.map((m) =>
+    m + " estimated" + (POSITIVE_CLASS_METRICS.includes(m) && positiveClass !== undefined ? ` (class ${positiveClass})` : ""))];
   pane.append(card("Windows", el("table", { id: "perf-windows" },
     el("thead", {}, el("tr", {}, head.map((h, i) => el("th", { class: i ? "num" : null, text: h })))),
     el("tbody", {}, windows.slice(-50).reverse().map((w) => el("tr", { "data-window": w.id,

@@ -393,6 +393,8 @@ def test_api_answers_what_the_page_draws(served: dict[str, Any]) -> None:
     with _open(f"{base}windows?{query}") as response:
         windows = {w["id"]: w for w in json.load(response)["windows"]}
     drift = windows[str(shifted_start)]["drift"]["columns"][app.SHIFTED]
+    # The positive class (the binary ROC AUC's), beside which the page sets the estimates.
+    assert windows[str(shifted_start)]["performance"]["positive"] == "1"
     gauges = served["outputs"][shifted_start]
     assert drift[1] == gauges[semconv.ML_DRIFT_SCORE][(app.SHIFTED, drift[0], "")]
     with _open(f"{base}distributions?{query}&window={shifted_start}"
@@ -441,7 +443,10 @@ def test_performance_tab_shows_estimated_beside_realised_and_label_lag(
         assert float(row["lag"]) >= GRACE_S
         assert float(row["estimatedAccuracyLower"]) <= float(row["estimatedAccuracy"]) \
             <= float(row["estimatedAccuracyUpper"])
-    assert {"performance", "estimated-accuracy", "labels", "lag"} <= set(view["charts"])
+    # A binary model: precision, recall, F1 and ROC AUC estimated too, each its own chart.
+    assert {"performance", "labels", "lag"} | {
+        f"estimated-{m}" for m in ("accuracy", "precision", "recall", "f1", "roc_auc")
+    } <= set(view["charts"])
 
 
 def test_a_wrong_token_is_said_and_shows_no_data(browser: dict[str, Any]) -> None:

@@ -306,6 +306,9 @@ def _realised(start_ns: int, accuracy: float, labels: int, lag_s: float) -> list
     gauges.add(semconv.ML_PERFORMANCE_ACCURACY, semconv.UNIT_DIMENSIONLESS, accuracy)
     gauges.add(semconv.ML_PERFORMANCE_LABELS, semconv.UNIT_LABELS, labels)
     gauges.add(semconv.ML_PERFORMANCE_LABELS_LAG, semconv.UNIT_SECONDS, lag_s)
+    gauges.add(semconv.ML_PERFORMANCE_ROC_AUC, semconv.UNIT_DIMENSIONLESS, 0.9,
+               [(semconv.ML_PERFORMANCE_AVERAGE, semconv.AVERAGE_BINARY),
+                (semconv.ML_CLASS, "yes")])
     return [gauges.resource_metrics(semconv.PERFORMANCE_SCOPE)]
 
 
@@ -326,7 +329,10 @@ def test_estimate_stays_beside_the_realised_metrics_that_come_later(tmp_path: Pa
     finally:
         dashboard.shutdown()
     assert window["estimated"] == {"accuracy": {"value": 0.87, "lower": 0.84, "upper": 0.9}}
-    assert window["performance"] == {"accuracy": 0.85, "labels": 640, "lag_s": 3600.5}
+    # The binary ROC AUC names the positive class, whose realised precision, recall and F1
+    # the page sets beside the estimated ones (ml_drift estimates them of that class).
+    assert window["performance"] == {"accuracy": 0.85, "labels": 640, "lag_s": 3600.5,
+                                     "roc_auc": 0.9, "positive": "yes"}
     assert status == 200
     [alone] = json.loads(body)["windows"]
     assert "performance" not in alone and alone["estimated"]["accuracy"]["value"] == 0.87
