@@ -129,6 +129,9 @@ ML_PERFORMANCE_MAE: Final = ML_PERFORMANCE_PREFIX + "mae"
 ML_PERFORMANCE_RMSE: Final = ML_PERFORMANCE_PREFIX + "rmse"
 ML_PERFORMANCE_R2: Final = ML_PERFORMANCE_PREFIX + "r2"
 ML_PERFORMANCE_LABELS: Final = ML_PERFORMANCE_PREFIX + "labels"
+# Seconds from a window's end to the evaluation that joined its latest labels (ml_performance;
+# unit UNIT_SECONDS): how late the labels of a window come (0 when they came within it).
+ML_PERFORMANCE_LABELS_LAG: Final = ML_PERFORMANCE_LABELS + ".lag"
 UNIT_LABELS: Final = "{label}"
 # Estimated (without labels, from calibrated confidence; docs/estimation.md) by ml_drift:
 # ML_PERFORMANCE_ESTIMATED_PREFIX + metric (accuracy; precision, recall, f1, roc_auc of a

@@ -30,7 +30,7 @@ DEFAULT_RANGE_S = 3600.0
 # the highest share of its part of the range.
 TREND_POINTS = 120
 ROLE_CURRENT = "current"
-WINDOW_PARTS = ("drift", "performance", "predictions", "service")
+WINDOW_PARTS = ("drift", "performance", "predictions", "service", "estimated")
 
 
 class ApiError(ValueError):

@@ -74,6 +74,7 @@ class _Evaluated:
     verdicts: dict[str, tuple[str, int]] = field(default_factory=dict)
     thresholds: dict[str, float] = field(default_factory=dict)
     performance: dict[str, Any] = field(default_factory=dict)
+    estimated: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def window_updates(scope_metrics: Any, now_ns: int, stats: CollectStats) -> list[WindowUpdate]:
@@ -115,6 +116,8 @@ def window_updates(scope_metrics: Any, now_ns: int, stats: CollectStats) -> list
             update.evaluated_ns = now_ns
         if evaluated.performance:
             update.performance = evaluated.performance
+        if evaluated.estimated:
+            update.estimated = evaluated.estimated
         updates.append(update)
     return updates
 
@@ -135,6 +138,10 @@ def _add_gauge(evaluated: _Evaluated, name: str, attributes: dict[str, str],
         evaluated.share = value
     elif name == semconv.ML_DRIFT_DATASET_DETECTED:
         evaluated.dataset_drifted = int(value)
+    elif name.startswith(semconv.ML_PERFORMANCE_ESTIMATED_PREFIX):
+        _add_estimate(evaluated, name[len(semconv.ML_PERFORMANCE_ESTIMATED_PREFIX):], value)
+    elif name == semconv.ML_PERFORMANCE_LABELS_LAG:
+        evaluated.performance["lag_s"] = value
     elif name == semconv.ML_PERFORMANCE_LABELS:
         label_class = attributes.get(semconv.ML_CLASS)
         if label_class is None:
@@ -149,6 +156,22 @@ def _add_gauge(evaluated: _Evaluated, name: str, attributes: dict[str, str],
                 attributes.get(semconv.ML_CLASS, ""), {})[short] = value
         else:  # overall: accuracy and errors carry no average; macro and binary do
             evaluated.performance[short] = value
+            if attributes.get(semconv.ML_PERFORMANCE_AVERAGE) == semconv.AVERAGE_BINARY:
+                # The positive class: ml_drift's estimated precision, recall and F1 are its
+                # own, so the page pairs them with this class's realised values.
+                evaluated.performance["positive"] = attributes.get(semconv.ML_CLASS, "")
+
+
+def _add_estimate(evaluated: _Evaluated, rest: str, value: float) -> None:
+    """``accuracy``, ``accuracy.lower`` or ``accuracy.upper`` as {metric: {value, lower,
+    upper}}: ml_drift's estimate is kept apart from ml_performance's realised metrics, so
+    labels joined later never erase it (both are shown side by side)."""
+    for bound, suffix in (("lower", semconv.ML_PERFORMANCE_LOWER_SUFFIX),
+                          ("upper", semconv.ML_PERFORMANCE_UPPER_SUFFIX)):
+        if rest.endswith(suffix):
+            evaluated.estimated.setdefault(rest[:-len(suffix)], {})[bound] = value
+            return
+    evaluated.estimated.setdefault(rest, {})["value"] = value
 
 
 # --- the app's own metrics, windowed here ---------------------------------------------------

@@ -26,7 +26,10 @@ from typing import Any
 
 _log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Schema 1 lacked ``windows.estimated`` (ml_drift's estimated performance); it is added in
+# place, so an older history keeps its windows.
+_MIGRATIONS = {"1": "ALTER TABLE windows ADD COLUMN estimated TEXT"}
 MEMORY = ":memory:"
 # Past the size bound, this share of the oldest windows goes per pass.
 EVICT_SHARE = 0.05
@@ -34,7 +37,7 @@ BYTES_PER_MEGABYTE = 1024 * 1024
 BUSY_TIMEOUT_S = 5.0
 PAGE_SIZE_BYTES = 16384
 # Parts of a window, each a JSON text column of ``windows``.
-PARTS = ("drift", "scores", "performance", "predictions", "service")
+PARTS = ("drift", "scores", "performance", "predictions", "service", "estimated")
 # Parts stored zlib-compressed (the drift verdicts of every column, every method's score).
 COMPRESSED = frozenset({"drift", "scores"})
 
@@ -51,6 +54,7 @@ CREATE TABLE IF NOT EXISTS windows(
     evaluated_ns INTEGER, rows INTEGER, share REAL, dataset_drifted INTEGER,
     drifted INTEGER, features INTEGER,
     drift BLOB, scores BLOB, performance TEXT, predictions TEXT, service TEXT,
+    estimated TEXT,
     PRIMARY KEY(stream, start_ns));
 CREATE INDEX IF NOT EXISTS windows_by_start ON windows(start_ns);
 -- Covers the overview (each stream's last verdict, its share over time) without reading the
@@ -95,6 +99,7 @@ class WindowUpdate:
     performance: dict[str, Any] | None = None
     predictions: dict[str, Any] | None = None
     service: dict[str, Any] | None = None
+    estimated: dict[str, Any] | None = None
     distributions: dict[str, Any] | None = None
 
 
@@ -123,8 +128,16 @@ class History:
             self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
+            found = None
+            if self._db.execute("SELECT 1 FROM sqlite_master WHERE name='meta'").fetchone():
+                found = self._db.execute("SELECT value FROM meta WHERE key='schema'"
+                                         ).fetchone()
+            if found is not None and found[0] in _MIGRATIONS:
+                self._db.execute(_MIGRATIONS[found[0]])
+                self._db.execute("UPDATE meta SET value=? WHERE key='schema'",
+                                 (str(SCHEMA_VERSION),))
+                found = (str(SCHEMA_VERSION),)
             self._db.executescript(_SCHEMA)
-            found = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
             if found is None:
                 self._db.execute("INSERT INTO meta VALUES('schema', ?)", (str(SCHEMA_VERSION),))
             elif found[0] != str(SCHEMA_VERSION):
@@ -174,8 +187,8 @@ class History:
         self._db.execute(
             "INSERT INTO windows(stream, start_ns, end_ns, evaluated_ns, rows, share, "
             "dataset_drifted, drifted, features, drift, scores, performance, predictions, "
-            "service) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(stream, start_ns) DO "
-            "UPDATE SET "
+            "service, estimated) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+            "ON CONFLICT(stream, start_ns) DO UPDATE SET "
             "end_ns=excluded.end_ns, "
             + ", ".join(f"{c}=coalesce(excluded.{c}, {c})" for c in (
                 "evaluated_ns", "rows", "share", "dataset_drifted", "drifted", "features",
@@ -278,12 +291,13 @@ class History:
 
     def windows(self, stream: int, from_ns: int, to_ns: int) -> list[tuple[Any, ...]]:
         """Rows (start_ns, end_ns, evaluated_ns, rows, share, dataset_drifted, drifted,
-        features, drift, performance, predictions, service) in time order, parts as JSON
+        features, drift, performance, predictions, service, estimated) in time order, parts as JSON
         text (handed on without parsing); every method's scores are read by ``scores``."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT start_ns, end_ns, evaluated_ns, rows, share, dataset_drifted, drifted, "
-                "features, drift, performance, predictions, service FROM windows WHERE "
+                "features, drift, performance, predictions, service, estimated FROM windows "
+                "WHERE "
                 "stream=? AND start_ns >= ? AND start_ns < ? ORDER BY start_ns",
                 (stream, from_ns, to_ns)).fetchall()
         return [(*row[:8], None if row[8] is None else zlib.decompress(row[8]).decode(),

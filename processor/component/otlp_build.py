@@ -51,6 +51,8 @@ GAUGE_HELP = {
                              (semconv.ML_PERFORMANCE_UPPER_SUFFIX, ": upper end of the band"))},
     semconv.ML_PERFORMANCE_LABELS: "Labels joined with a window's predictions (per true "
                                    "class where given)",
+    semconv.ML_PERFORMANCE_LABELS_LAG: "Seconds from a window's end to the evaluation that "
+                                       "joined its latest labels",
 }
 
 

@@ -24,6 +24,7 @@ from driftline.processor.ml_performance.config import (
     METRIC_NAMES,
     MlPerformanceConfig,
 )
+from driftline.processor.ml_performance.lag import add_label_lag
 from driftline.processor.ml_performance.store import WindowRows, decode_scores
 
 _log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ class WindowEvaluator:
         values: dict[str, float] = {}
         labels = len(rows.true_labels)
         gauges.add(semconv.ML_PERFORMANCE_LABELS, semconv.UNIT_LABELS, labels)
+        add_label_lag(gauges, end_ns, now_ns)
         classified = [i for i, p in enumerate(rows.predicted_labels) if p is not None]
         regressed = [i for i, v in enumerate(rows.predicted_values) if v is not None]
         verdict = ""

@@ -36,6 +36,12 @@ def main() -> None:
             driftline.record_ground_truth(list(driftline.last_prediction_ids()), y,
                                           model=MODEL_NAME, version=MODEL_VERSION)
         recorder.force_flush()  # lands inside this window
+        spent_s = time.time() - start_s
+        print(f"phase {phase!r} took {spent_s:.3f} s of its {window_s} s window",
+              file=sys.stderr, flush=True)
+        if spent_s >= window_s:  # its rows fell into the next window: say so, not later
+            sys.exit(f"phase {phase!r} overran its window ({spent_s:.3f} s >= {window_s} s): "
+                     "the machine is too loaded for this window length")
         windows.append([int(start_s * 1e9), phase])
         start_s += window_s
     print(json.dumps({"windows": windows}), flush=True)

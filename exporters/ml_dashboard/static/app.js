@@ -7,11 +7,13 @@
 const PALETTE = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3",
   "#8c8c8c", "#ccb974", "#64b5cd"];
 const TABS = ["drift", "distributions", "performance", "predictions", "service"];
+// ml_drift estimates these of a binary model's positive class.
+const POSITIVE_CLASS_METRICS = ["precision", "recall", "f1"];
 const PERFORMANCE = ["accuracy", "precision", "recall", "f1", "roc_auc", "mae", "rmse", "r2"];
 const DEFAULT_RANGE_S = 3600;
 // The parts of each window a tab draws (/api/windows?parts=).
 const TAB_PARTS = { drift: "drift", distributions: "predictions,service",
-  performance: "performance", predictions: "predictions", service: "service" };
+  performance: "performance,estimated", predictions: "predictions", service: "service" };
 const TOKEN_KEY = "driftline.dashboard.token";
 const charts = [];
 
@@ -44,16 +46,23 @@ async function api(path, params) {
   const token = sessionStorage.getItem(TOKEN_KEY);
   if (token) headers.Authorization = "Bearer " + token;
   const response = await fetch("/api/" + path + (query ? "?" + query : ""), { headers });
+  const body = await response.json();
   if (response.status === 401) {
-    await askToken();
+    // A token sent and refused is said so, and forgotten: the page shows no data until a
+    // token the processor accepts is typed.
+    sessionStorage.removeItem(TOKEN_KEY);
+    await askToken(token ? "The processor refused this token (401: " +
+      (body.error || response.statusText) + "). Type the token of its bearertokenauth." : "");
     return api(path, params);
   }
-  const body = await response.json();
   if (!response.ok) throw new Error(body.error || response.statusText);
   return body;
 }
 
-function askToken() {
+function askToken(message) {
+  const refused = document.getElementById("login-error");
+  refused.textContent = message || "";
+  refused.hidden = !message;
   return new Promise((resolve) => {
     const dialog = document.getElementById("login");
     const form = document.getElementById("login-form");
@@ -130,6 +139,7 @@ function chart(container, title, x, series, options) {
     legend: { show: opts.legend !== false },
     cursor: { show: opts.cursor !== false },
     axes: opts.axes || [{}, { size: 56 }],
+    bands: opts.bands || [],
     // "values" is a uPlot series option (a legend formatter): the data goes apart.
     series: [{}, ...series.map(({ values, ...s }, i) => Object.assign({
       stroke: PALETTE[i % PALETTE.length], width: 1.5, spanGaps: false,
@@ -420,26 +430,62 @@ async function distributionsTab(pane, data, s) {
 }
 
 function performanceTab(pane, data) {
-  const windows = data.windows.filter((w) => w.performance);
+  // Realised metrics (ml_performance, once labels join) and ml_drift's estimates without
+  // labels (docs/estimation.md) of the same windows, side by side.
+  const windows = data.windows.filter((w) => w.performance || w.estimated);
   if (!windows.length) {
-    pane.append(card("Performance", el("p", { class: "muted", text: "No labels joined in this " +
-      "time range: send ml.ground_truth records and add ml_performance to a logs pipeline " +
-      "(docs/performance.md)." })));
+    pane.append(card("Performance", el("p", { class: "muted", text: "No labels joined and no " +
+      "estimate in this time range: send ml.ground_truth records and add ml_performance to a " +
+      "logs pipeline (docs/performance.md), or profile the model with its probabilities and " +
+      "labels for estimates (docs/estimation.md)." })));
     return;
   }
   const x = windows.map((w) => w.start);
-  const metrics = PERFORMANCE.filter((m) => windows.some((w) => typeof w.performance[m] === "number"));
+  const realised = (w, m) => (w.performance ? w.performance[m] ?? null : null);
+  const estimated = (w, m, bound) => (w.estimated && w.estimated[m] ? w.estimated[m][bound] ?? null : null);
+  const metrics = PERFORMANCE.filter((m) => windows.some((w) => typeof realised(w, m) === "number"));
+  const guessed = PERFORMANCE.filter((m) => windows.some((w) => typeof estimated(w, m, "value") === "number"));
+  const labelled = windows.filter((w) => w.performance);
+  const positiveClass = labelled.map((w) => w.performance.positive).find((c) => c !== undefined);
   const over = card("Per window");
   pane.append(over);
-  chart(over, "performance", x, metrics.map((m) => ({ label: m,
-    values: windows.map((w) => w.performance[m] ?? null) })));
+  if (metrics.length) {
+    chart(over, "performance", x, metrics.map((m) => ({ label: m,
+      values: windows.map((w) => realised(w, m)) })));
+  }
+  // Each estimate beside its realised value, with its band shaded between lower and upper.
+  // Estimated precision, recall and F1 are the positive class's (docs/estimation.md): beside
+  // them the realised value of that class (named by the binary ROC AUC), not the macro one.
+  const positive = (w) => (w.performance && w.performance.positive !== undefined
+    ? (w.performance.classes || {})[w.performance.positive] : undefined);
+  const realisedOf = (w, m) => (POSITIVE_CLASS_METRICS.includes(m)
+    ? (positive(w) ? positive(w)[m] ?? null : null) : realised(w, m));
+  for (const m of guessed) {
+    const series = [
+      { label: m + " estimated", stroke: PALETTE[1], values: windows.map((w) => estimated(w, m, "value")) },
+      { label: "lower", stroke: PALETTE[1], width: 0.5, dash: [4, 4], values: windows.map((w) => estimated(w, m, "lower")) },
+      { label: "upper", stroke: PALETTE[1], width: 0.5, dash: [4, 4], values: windows.map((w) => estimated(w, m, "upper")) }];
+    const paired = windows.map((w) => realisedOf(w, m));
+    if (paired.some((v) => typeof v === "number")) {
+      const label = POSITIVE_CLASS_METRICS.includes(m)
+        ? `${m} realised (class ${positiveClass})`
+        : m + " realised";
+      series.unshift({ label, stroke: PALETTE[0], values: paired });
+    }
+    const first = series.length - 3;
+    chart(over, "estimated-" + m, x, series, { bands: [{ series: [first + 3, first + 2], fill: "rgba(221,132,82,0.15)" }] });
+  }
   const labels = card("Labels joined per window");
   pane.append(labels);
-  chart(labels, "labels", x, [{ label: "labels", values: windows.map((w) => w.performance.labels ?? null) }]);
+  chart(labels, "labels", x, [{ label: "labels", values: windows.map((w) => realised(w, "labels")) }]);
+  // How late labels come: from a window's end to the evaluation that joined its latest ones.
+  if (windows.some((w) => typeof realised(w, "lag_s") === "number")) {
+    chart(labels, "lag", x, [{ label: "label lag (s)", values: windows.map((w) => realised(w, "lag_s")) }]);
+  }
   // Daily: each metric's mean over the day's windows weighted by their labels (exact for
   // accuracy, an approximation for the macro averages).
   const days = new Map();
-  for (const w of windows) {
+  for (const w of labelled) {
     const day = new Date(w.start * 1000).toISOString().slice(0, 10);
     const entry = days.get(day) || { labels: 0, sums: {}, weights: {} };
     const n = w.performance.labels || 0;
@@ -457,8 +503,8 @@ function performanceTab(pane, data) {
     el("tbody", {}, [...days.entries()].reverse().map(([day, e]) => el("tr", {},
       el("td", { text: day }), el("td", { class: "num", text: fmt(e.labels) }),
       metrics.map((m) => el("td", { class: "num", text: e.weights[m] ? fmt(e.sums[m] / e.weights[m]) : "–" }))))))));
-  const latest = windows[windows.length - 1];
-  const classes = Object.entries(latest.performance.classes || {}).sort();
+  const latest = labelled[labelled.length - 1];
+  const classes = latest ? Object.entries(latest.performance.classes || {}).sort() : [];
   if (classes.length) {
     const names = ["precision", "recall", "f1"];
     pane.append(card(`Per class, window starting ${when(latest.start)}`,
@@ -469,12 +515,20 @@ function performanceTab(pane, data) {
         el("td", { text: c }), el("td", { class: "num", text: fmt(v.labels) }),
         [...names, "roc_auc"].map((n) => el("td", { class: "num", text: fmt(v[n]) }))))))));
   }
+  const head = ["window starting", "labels", "label lag (s)", ...metrics, ...guessed.map((m) =>
+    m + " estimated" + (POSITIVE_CLASS_METRICS.includes(m) && positiveClass !== undefined ? ` (class ${positiveClass})` : ""))];
   pane.append(card("Windows", el("table", { id: "perf-windows" },
-    el("thead", {}, el("tr", {}, ["window starting", "labels", ...metrics].map((h, i) => el("th", { class: i ? "num" : null, text: h })))),
+    el("thead", {}, el("tr", {}, head.map((h, i) => el("th", { class: i ? "num" : null, text: h })))),
     el("tbody", {}, windows.slice(-50).reverse().map((w) => el("tr", { "data-window": w.id,
-      "data-accuracy": w.performance.accuracy ?? "" },
-      el("td", { text: when(w.start) }), el("td", { class: "num", text: fmt(w.performance.labels) }),
-      metrics.map((m) => el("td", { class: "num", text: fmt(w.performance[m]) }))))))));
+      "data-accuracy": realised(w, "accuracy") ?? "", "data-lag": realised(w, "lag_s") ?? "",
+      "data-estimated-accuracy": estimated(w, "accuracy", "value") ?? "",
+      "data-estimated-accuracy-lower": estimated(w, "accuracy", "lower") ?? "",
+      "data-estimated-accuracy-upper": estimated(w, "accuracy", "upper") ?? "" },
+      el("td", { text: when(w.start) }), el("td", { class: "num", text: fmt(realised(w, "labels")) }),
+      el("td", { class: "num", text: fmt(realised(w, "lag_s"), 3) }),
+      metrics.map((m) => el("td", { class: "num", text: fmt(realised(w, m)) })),
+      guessed.map((m) => el("td", { class: "num", text: estimated(w, m, "value") === null ? "–"
+        : `${fmt(estimated(w, m, "value"))} [${fmt(estimated(w, m, "lower"))}, ${fmt(estimated(w, m, "upper"))}]` }))))))));
 }
 
 function predictionsTab(pane, data) {

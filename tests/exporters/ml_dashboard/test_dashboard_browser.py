@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,14 +44,26 @@ TESTS = Path(__file__).resolve().parents[2]
 JS_DIR = TESTS / "js"
 DRIVER = JS_DIR / "dashboard.js"
 REPO = TESTS.parent
+# Each phase of the app (8 batches of predictions, their records and labels, a flush) must
+# end inside its window: measured 0.5-1.2 s at a load of 8 on 2 cores, so not 1 s windows.
 WINDOW_S = 2
+# Short: the app's metrics, records and labels of a phase are exported (force_flush) before
+# the phase ends, inside its window.
+GRACE_S = 0.5
 APP_TIMEOUT_S = 60
 RESULT_TIMEOUT_S = 20
 BROWSER_TIMEOUT_S = 90
+NS_PER_S = 1_000_000_000
 DASHBOARD_LINE = re.compile(r"^exporter ml_dashboard listening on (\S+)$")
 PHONE = {"width": 390, "height": 844}
 DRIFT_THRESHOLD = 0.1  # ml_drift's default normed Wasserstein threshold
 TOKEN = "dashboard-test-token"
+WRONG_TOKEN = "not-the-token"
+ESTIMATED_ACCURACY = semconv.ML_PERFORMANCE_ESTIMATED_PREFIX + "accuracy"
+# The custom range the test types into the picker's datetime-local fields (minutes) reads
+# them in this time zone: the browser runs in it.
+BROWSER_TZ = "UTC"
+MINUTE_S = 60
 
 
 def _node() -> str:
@@ -78,19 +91,19 @@ def _dashboard_endpoint(collector: Collector) -> str:
 
 
 def _config(tmp: Path, grpc: str) -> dict[str, Any]:
-    window = f"{WINDOW_S}s"
+    window, grace = f"{WINDOW_S}s", f"{GRACE_S}s"
     return {
         "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": grpc}}}},
         "processors": {
-            "ml_drift": {"profiles": str(tmp / "profiles"), "window": window, "grace": "1s",
+            "ml_drift": {"profiles": str(tmp / "profiles"), "window": window, "grace": grace,
                          "min_rows": 100},
-            "ml_performance": {"window": window, "grace": "1s", "min_labels": 10},
+            "ml_performance": {"window": window, "grace": grace, "min_labels": 10},
         },
         "extensions": {"bearertokenauth": {"token": TOKEN}},
         "exporters": {
             "file": {"path": str(tmp / "metrics.jsonl"), "flush_interval": 0},
             "file/logs": {"path": str(tmp / "logs.jsonl"), "flush_interval": 0},
-            "ml_dashboard": {"endpoint": f"{LOOPBACK}:0", "window": window, "grace": "1s",
+            "ml_dashboard": {"endpoint": f"{LOOPBACK}:0", "window": window, "grace": grace,
                              "reference_profiles": str(tmp / "profiles"),
                              "history": {"path": str(tmp / "dashboard.sqlite")},
                              "auth": {"authenticator": "bearertokenauth"}},
@@ -148,10 +161,13 @@ def _await_history(endpoint: str, starts: list[int]) -> None:
         except urllib.error.HTTPError:  # 404 until the model's first window is written
             stored = {}
         if all(s in stored and stored[s]["service"] and stored[s]["drift"]
-               and stored[s]["performance"] for s in starts):
+               and stored[s]["performance"] and stored[s]["estimated"] for s in starts):
             return
         time.sleep(0.2)
-    raise AssertionError(f"the dashboard did not write windows {starts} in time")
+    missing = {s: [part for part in ("service", "drift", "performance", "estimated")
+                   if not stored.get(s, {}).get(part)] for s in starts}
+    raise AssertionError(f"the dashboard did not write every part of windows {starts} in "
+                         f"time; missing: {missing}")
 
 
 @pytest.fixture(scope="module")
@@ -159,9 +175,12 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     """The processor after the app's two windows: its dashboard URL, its file outputs per
     window, and the app's windows [(start_ns, phase)]."""
     tmp = tmp_path_factory.mktemp("dashboard")
-    X, _ = app.rows(np.random.default_rng(app.SEED), app.TRAIN_ROWS)
+    X, y = app.rows(np.random.default_rng(app.SEED), app.TRAIN_ROWS)
     model = app.train()
+    # With the labels and classes: the profile holds a calibration, so ml_drift estimates
+    # each window's performance (docs/estimation.md) before ml_performance's labels join.
     reference = profile.capture(X, model.predict(X), probabilities=model.predict_proba(X),
+                                target=y, classes=model.classes_,
                                 model=app.MODEL_NAME, version=app.MODEL_VERSION)
     profile.save(reference, tmp / "profiles" / "dash.json")
     reserved = ReservedPort()  # held until the processor starts
@@ -180,9 +199,14 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
         [sys.executable, "-m", "tests.apps.dashboard_app", str(WINDOW_S)],
         cwd=REPO if (REPO / "tests").is_dir() else Path.cwd(), env=env,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    driver: subprocess.Popen[str] | None = None
     try:
         collector.wait_for((PROTOCOL_GRPC,))
         dashboard = _dashboard_endpoint(collector)
+        # Chromium starts while the app sends its windows (mostly waiting for the clock) and
+        # waits for the views on its stdin (the ``browser`` fixture sends them).
+        shots = Path(tempfile.mkdtemp(prefix="driftline-dashboard-screenshots-"))
+        driver = _launch(shots, tmp / "chromium-profile")
         out, err = app_process.communicate(timeout=APP_TIMEOUT_S)
         assert app_process.returncode == 0, err
         windows = [tuple(w) for w in json.loads(out.strip().splitlines()[-1])["windows"]]
@@ -192,13 +216,16 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
             outputs = _outputs(tmp / "metrics.jsonl")
             if all(semconv.ML_DRIFT_DATASET_SHARE in outputs.get(s, {})
                    and semconv.ML_PERFORMANCE_ACCURACY in outputs.get(s, {})
-                   for s, _ in windows):
+                   and ESTIMATED_ACCURACY in outputs.get(s, {}) for s, _ in windows):
                 break
             time.sleep(0.3)
         _await_history(dashboard, [start for start, _ in windows])
         yield {"url": f"http://{dashboard}/", "endpoint": dashboard, "outputs": outputs,
-               "windows": windows}
+               "windows": windows, "driver": driver, "shots": shots}
     finally:
+        if driver is not None and driver.poll() is None:
+            driver.kill()
+            driver.communicate()
         if app_process.poll() is None:
             app_process.kill()
             app_process.wait()
@@ -210,39 +237,70 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
             collector.process.wait()
 
 
-@pytest.fixture(scope="module")
-def browser(served: dict[str, Any]) -> dict[str, Any]:
-    """Every view loaded once in one headless Chromium: what each shows, the requests made,
-    the console errors. Screenshots go to a folder that outlives the test run."""
+def _launch(shots: Path, profile_dir: Path) -> subprocess.Popen[str]:
+    """The browser driver (tests/js/dashboard.js), launching Chromium at once."""
     chromium = require_binary("chromium", "needs the Debian package chromium "
                                           "(apt-get install chromium)")
     node = _node()
-    shots = Path(tempfile.mkdtemp(prefix="driftline-dashboard-screenshots-"))
+    return subprocess.Popen([node, str(DRIVER), chromium, str(shots), str(profile_dir)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=JS_DIR,
+                            env={**os.environ, "TZ": BROWSER_TZ})
+
+
+@pytest.fixture(scope="module")
+def browser(served: dict[str, Any]) -> dict[str, Any]:
+    """Every view loaded once in one headless Chromium page: what each shows, the requests
+    made, the console errors. Screenshots go to a folder that outlives the test run."""
+    shots = served["shots"]
     print(f"\ndashboard screenshots: {shots}")
     (shifted_start, _), = [w for w in served["windows"] if w[1] == "shifted"]
     model = f"model={app.MODEL_NAME}&version={app.MODEL_VERSION}&op=predict_proba"
+    starts = sorted(start for start, _ in served["windows"])
+    # The picker's fields hold minutes: a range around both windows, a minute either side.
+    picked = (starts[0] // NS_PER_S // MINUTE_S * MINUTE_S - MINUTE_S,
+              -(-(starts[-1] // NS_PER_S + WINDOW_S) // MINUTE_S) * MINUTE_S + MINUTE_S)
+    shifted_s = shifted_start / NS_PER_S
     views = [
-        {"name": "overview", "hash": "view=overview&range=3600", "token": TOKEN},
+        # A wrong token first: the page says it was refused and shows no data; the next view
+        # types the right one into the same dialog.
+        {"name": "wrong-token", "hash": "view=overview&range=3600", "token": WRONG_TOKEN,
+         "waitFor": "#login[open] #login-error:not([hidden])"},
+        {"name": "overview", "token": TOKEN},
         {"name": "drift", "hash": f"view=model&{model}&tab=drift&window={shifted_start}"},
         {"name": "distributions", "hash": f"view=model&{model}&tab=distributions"
                                           f"&column={app.SHIFTED}&window={shifted_start}"},
         {"name": "performance", "hash": f"view=model&{model}&tab=performance"},
         {"name": "predictions", "hash": f"view=model&{model}&tab=predictions"},
         {"name": "service", "hash": f"view=model&{model}&tab=service"},
+        # A shared link with a custom range around the shifted window alone...
+        {"name": "range-link", "hash": f"view=model&{model}&tab=performance&range=custom"
+                                       f"&from={shifted_s - 0.5}&to={shifted_s + 0.5}"},
+        # ...then the picker widened to both windows, as a user types it.
+        {"name": "range-picker", "steps": [
+            {"select": "#range-preset", "value": "custom"},
+            {"fill": "#range-from", "value": _minute(picked[0])},
+            {"fill": "#range-to", "value": _minute(picked[1])},
+            {"click": "#range-custom button"}]},
         {"name": "phone-overview", "hash": "view=overview&range=900", **PHONE},
         {"name": "phone-drift", "hash": f"view=model&{model}&tab=drift&range=900", **PHONE},
     ]
-    with tempfile.TemporaryDirectory(prefix="driftline-chromium-") as profile_dir:
-        ran = subprocess.run([node, str(DRIVER), chromium, served["url"], str(shots),
-                              profile_dir, json.dumps(views)], capture_output=True, text=True,
-                             timeout=BROWSER_TIMEOUT_S, check=False, cwd=JS_DIR)
-    assert ran.returncode == 0, ran.stderr
-    return {**json.loads(ran.stdout), "shots": shots}
+    driver = served["driver"]
+    out, err = driver.communicate(json.dumps({"base": served["url"], "views": views}),
+                                  timeout=BROWSER_TIMEOUT_S)
+    assert driver.returncode == 0, err
+    return {**json.loads(out), "shots": shots, "picked": picked}
+
+
+def _minute(seconds: int) -> str:
+    """A datetime-local field's value (minutes, in BROWSER_TZ = UTC)."""
+    return time.strftime("%Y-%m-%dT%H:%M", time.gmtime(seconds))
 
 
 def test_every_view_loads_without_errors_or_outside_requests(served: dict[str, Any],
                                                             browser: dict[str, Any]) -> None:
-    assert browser["errors"] == []
+    # Chromium logs each refused request (the wrong token's, on purpose) and nothing else.
+    assert [e for e in browser["errors"] if "status of 401" not in e] == []
     origin = served["url"].rstrip("/")
     outside = [url for url in browser["requests"] if not url.startswith(origin + "/")]
     assert outside == []
@@ -251,6 +309,8 @@ def test_every_view_loads_without_errors_or_outside_requests(served: dict[str, A
     assert any("/static/uPlot.iife.min.js" in url for url in browser["requests"])
     for name, view in browser["views"].items():
         assert view["error"] == [], name
+        if name != "wrong-token":
+            assert view["loginOpen"] is False, name
         assert (browser["shots"] / f"{name}.png").stat().st_size > 0
     # Readable on a phone: nothing wider than the screen (wide tables scroll in their card).
     assert browser["views"]["phone-overview"]["scrollWidth"] <= PHONE["width"]
@@ -337,6 +397,8 @@ def test_api_answers_what_the_page_draws(served: dict[str, Any]) -> None:
     with _open(f"{base}windows?{query}") as response:
         windows = {w["id"]: w for w in json.load(response)["windows"]}
     drift = windows[str(shifted_start)]["drift"]["columns"][app.SHIFTED]
+    # The positive class (the binary ROC AUC's), beside which the page sets the estimates.
+    assert windows[str(shifted_start)]["performance"]["positive"] == "1"
     gauges = served["outputs"][shifted_start]
     assert drift[1] == gauges[semconv.ML_DRIFT_SCORE][(app.SHIFTED, drift[0], "")]
     with _open(f"{base}distributions?{query}&window={shifted_start}"
@@ -363,3 +425,52 @@ def test_api_answers_what_the_page_draws(served: dict[str, Any]) -> None:
     mean_of = {side: float(np.sum(centre * np.array(age[side]) * np.diff(edges)))
                for side in ("reference", "current")}
     assert mean_of["current"] - mean_of["reference"] == pytest.approx(app.SHIFT, abs=0.3)
+
+
+def test_performance_tab_shows_estimated_beside_realised_and_label_lag(
+        served: dict[str, Any], browser: dict[str, Any]) -> None:
+    """ml_drift's estimate (from the profile's calibration) and ml_performance's realised
+    metrics and label lag of the same window sit in the same row, as the processor sent
+    them."""
+    view = browser["views"]["performance"]
+    shown = {row["data"]["window"]: row["data"] for row in view["performance"]}
+    for start, _ in served["windows"]:
+        gauges = served["outputs"][start]
+        row = shown[str(start)]
+        for suffix, key in (("", "estimatedAccuracy"),
+                            (semconv.ML_PERFORMANCE_LOWER_SUFFIX, "estimatedAccuracyLower"),
+                            (semconv.ML_PERFORMANCE_UPPER_SUFFIX, "estimatedAccuracyUpper")):
+            assert float(row[key]) == gauges[ESTIMATED_ACCURACY + suffix][("", "", "")]
+        assert float(row["accuracy"]) == gauges[semconv.ML_PERFORMANCE_ACCURACY][("", "", "")]
+        assert float(row["lag"]) == gauges[semconv.ML_PERFORMANCE_LABELS_LAG][("", "", "")]
+        # A window is evaluated only after its end and the grace.
+        assert float(row["lag"]) >= GRACE_S
+        assert float(row["estimatedAccuracyLower"]) <= float(row["estimatedAccuracy"]) \
+            <= float(row["estimatedAccuracyUpper"])
+    # A binary model: precision, recall, F1 and ROC AUC estimated too, each its own chart.
+    assert {"performance", "labels", "lag"} | {
+        f"estimated-{m}" for m in ("accuracy", "precision", "recall", "f1", "roc_auc")
+    } <= set(view["charts"])
+
+
+def test_a_wrong_token_is_said_and_shows_no_data(browser: dict[str, Any]) -> None:
+    view = browser["views"]["wrong-token"]
+    assert view["loginOpen"] is True
+    assert "refused" in view["loginError"] and "401" in view["loginError"]
+    assert view["models"] == [] and view["mainText"] == ""
+    # The right token, typed into the same dialog, opens the data (the overview view).
+    assert len(browser["views"]["overview"]["models"]) == 1
+
+
+def test_time_range_picker_changes_the_windows_and_the_url(served: dict[str, Any],
+                                                            browser: dict[str, Any]) -> None:
+    (shifted_start, _), = [w for w in served["windows"] if w[1] == "shifted"]
+    linked = browser["views"]["range-link"]
+    assert [row["data"]["window"] for row in linked["performance"]] == [str(shifted_start)]
+    picked = browser["views"]["range-picker"]
+    state = dict(urllib.parse.parse_qsl(picked["hash"].lstrip("#")))
+    assert state["range"] == "custom"
+    assert (float(state["from"]), float(state["to"])) == tuple(browser["picked"])
+    assert state["tab"] == "performance" and state["model"] == app.MODEL_NAME
+    assert sorted(row["data"]["window"] for row in picked["performance"]) == sorted(
+        str(start) for start, _ in served["windows"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import urllib.error
 import urllib.request
 from importlib import resources
@@ -287,3 +288,82 @@ def test_a_model_silent_for_stale_after_is_listed_as_stopped(tmp_path: Path) -> 
         dashboard.shutdown()
     assert (sending["stale"], silent["stale"]) == (False, True)
     assert silent["last_seen"] == NOW_NS / 1e9  # when its data arrived, by the clock
+
+
+def _estimate(start_ns: int, value: float, lower: float, upper: float) -> list[Any]:
+    """ml_drift's estimated accuracy of one window (no labels), with its band."""
+    gauges = WindowGauges(start_ns, start_ns + WINDOW_NS, list(MODEL.items()))
+    name = semconv.ML_PERFORMANCE_ESTIMATED_PREFIX + "accuracy"
+    for suffix, number in (("", value), (semconv.ML_PERFORMANCE_LOWER_SUFFIX, lower),
+                           (semconv.ML_PERFORMANCE_UPPER_SUFFIX, upper)):
+        gauges.add(name + suffix, semconv.UNIT_DIMENSIONLESS, number)
+    return [gauges.resource_metrics(semconv.PROCESSOR_SCOPE)]
+
+
+def _realised(start_ns: int, accuracy: float, labels: int, lag_s: float) -> list[Any]:
+    """ml_performance's gauges of one window once its labels joined."""
+    gauges = WindowGauges(start_ns, start_ns + WINDOW_NS, list(MODEL.items()))
+    gauges.add(semconv.ML_PERFORMANCE_ACCURACY, semconv.UNIT_DIMENSIONLESS, accuracy)
+    gauges.add(semconv.ML_PERFORMANCE_LABELS, semconv.UNIT_LABELS, labels)
+    gauges.add(semconv.ML_PERFORMANCE_LABELS_LAG, semconv.UNIT_SECONDS, lag_s)
+    gauges.add(semconv.ML_PERFORMANCE_ROC_AUC, semconv.UNIT_DIMENSIONLESS, 0.9,
+               [(semconv.ML_PERFORMANCE_AVERAGE, semconv.AVERAGE_BINARY),
+                (semconv.ML_CLASS, "yes")])
+    return [gauges.resource_metrics(semconv.PERFORMANCE_SCOPE)]
+
+
+def test_estimate_stays_beside_the_realised_metrics_that_come_later(tmp_path: Path) -> None:
+    clock = Clock(NOW_NS)
+    start_ns = NOW_NS - 2 * WINDOW_NS
+    dashboard = _dashboard(tmp_path, clock)
+    dashboard.start()
+    try:
+        dashboard.consume_metrics(_estimate(start_ns, 0.87, 0.84, 0.9))
+        dashboard.flush()
+        # Labels of that window join an hour later: ml_performance's gauges of the same window.
+        dashboard.consume_metrics(_realised(start_ns, 0.85, 640, 3600.5))
+        dashboard.flush()
+        [window] = _windows(dashboard, start_ns - WINDOW_NS, NOW_NS).values()
+        status, body = _get(dashboard, f"/api/windows?{QUERY}&from={start_ns / 1e9 - 1}"
+                                       "&parts=estimated")
+    finally:
+        dashboard.shutdown()
+    assert window["estimated"] == {"accuracy": {"value": 0.87, "lower": 0.84, "upper": 0.9}}
+    # The binary ROC AUC names the positive class, whose realised precision, recall and F1
+    # the page sets beside the estimated ones (ml_drift estimates them of that class).
+    assert window["performance"] == {"accuracy": 0.85, "labels": 640, "lag_s": 3600.5,
+                                     "roc_auc": 0.9, "positive": "yes"}
+    assert status == 200
+    [alone] = json.loads(body)["windows"]
+    assert "performance" not in alone and alone["estimated"]["accuracy"]["value"] == 0.87
+
+
+def test_a_history_of_schema_1_is_migrated_and_keeps_its_windows(tmp_path: Path) -> None:
+    """A history written before estimates were kept (no ``estimated`` column) opens, keeps
+    its windows, and takes estimates from then on."""
+    path = tmp_path / "history.sqlite"
+    clock = Clock(NOW_NS)
+    start_ns = NOW_NS - 2 * WINDOW_NS
+    dashboard = _dashboard(tmp_path, clock)
+    dashboard.start()
+    try:
+        dashboard.consume_metrics(_verdicts(start_ns, {"age": 0.4}))
+    finally:
+        dashboard.shutdown()
+    with sqlite3.connect(path) as db:  # as schema 1 wrote it
+        db.execute("ALTER TABLE windows DROP COLUMN estimated")
+        db.execute("UPDATE meta SET value='1' WHERE key='schema'")
+    db.close()
+    restarted = _dashboard(tmp_path, clock)
+    restarted.start()
+    try:
+        restarted.consume_metrics(_estimate(start_ns, 0.9, 0.88, 0.92))
+        restarted.flush()
+        [window] = _windows(restarted, start_ns - WINDOW_NS, NOW_NS).values()
+    finally:
+        restarted.shutdown()
+    assert window["drift"]["columns"]["age"][1] == 0.4
+    assert window["estimated"]["accuracy"]["value"] == 0.9
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT value FROM meta WHERE key='schema'").fetchone() == ("2",)
+    db.close()

@@ -292,6 +292,18 @@ def test_late_labels_re_emit_the_window_over_all_its_labels(rig: Rig) -> None:
     assert rig.value(semconv.ML_PERFORMANCE_LABELS) == 10
 
 
+def test_label_lag_is_the_time_from_the_windows_end_to_its_latest_labels(rig: Rig) -> None:
+    rig.send([prediction_record(f"p{i}", T0 + i * NS, label="yes") for i in range(10)])
+    rig.send([label_record(f"p{i}", "yes") for i in range(5)])
+    rig.close_windows(T0 + (WINDOW_S + 10) * NS)
+    assert rig.value(semconv.ML_PERFORMANCE_LABELS_LAG) == 10.0
+    # The rest join six hours later: the window's gauges come again with that lag.
+    rig.clock.now_ns = T0 + 6 * 3600 * NS
+    rig.send([label_record(f"p{i}", "no") for i in range(5, 10)])
+    rig.processor.evaluate_due()
+    assert rig.value(semconv.ML_PERFORMANCE_LABELS_LAG) == 6 * 3600 - WINDOW_S
+
+
 def test_windows_are_by_prediction_time(rig: Rig) -> None:
     rig.send([prediction_record("a", T0 + NS, label="yes"),
               prediction_record("b", T0 + (WINDOW_S + 1) * NS, label="yes")])
@@ -352,12 +364,13 @@ def test_one_class_in_a_window_gives_no_roc_auc_and_says_so(rig: Rig) -> None:
     assert rig.processor.stats().undefined_roc_auc_windows == 1
 
 
-def test_below_min_labels_only_the_label_count_is_emitted(tmp_path: Path) -> None:
+def test_below_min_labels_only_the_label_count_and_lag_are_emitted(tmp_path: Path) -> None:
     for rig in make_rig(tmp_path, min_labels=5):
         rig.send([prediction_record(f"p{i}", T0 + i * NS, label="yes") for i in range(4)])
         rig.send([label_record(f"p{i}", "yes") for i in range(4)])
         rig.close_windows(T0 + 2 * WINDOW_S * NS)
-        assert {p[0] for p in rig.metrics.points()} == {semconv.ML_PERFORMANCE_LABELS}
+        assert {p[0] for p in rig.metrics.points()} == {semconv.ML_PERFORMANCE_LABELS,
+                                                         semconv.ML_PERFORMANCE_LABELS_LAG}
         assert rig.processor.stats().windows_below_min_labels == 1
 
 
