@@ -22,7 +22,7 @@ from driftline.collector_config import shipped
 from driftline.processor.service.config import load_config
 
 PROCESSOR = "sharded-processor.yaml"
-BALANCER = "sharded-loadbalancer.yaml"
+BALANCER = "otelcol/sharded-loadbalancer.yaml"
 DRIFTLINE_METRICS = (semconv.ML_FEATURE_VALUE, semconv.ML_FEATURE_CATEGORY_METRIC,
                      semconv.ML_PREDICTION_VALUE, semconv.ML_PREDICTION_CLASS_METRIC,
                      semconv.ML_PREDICTION_CONFIDENCE, semconv.ML_PREDICT_ROWS)

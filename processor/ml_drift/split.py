@@ -14,7 +14,8 @@ cumulative value would count again what the other processor counted), and the mo
 window is marked split: it is not judged here, a WARNING names it and ``split_windows``
 counts it. Delta streams carry no such evidence (a moved delta stream looks like a new
 one), which is why the sharded deployment turns deltas into cumulative streams in front of
-the load balancer (``deltatocumulative`` in collector-config/sharded-loadbalancer.yaml).
+the load balancer (``deltatocumulative`` in
+collector-config/otelcol/sharded-loadbalancer.yaml).
 """
 
 from __future__ import annotations
