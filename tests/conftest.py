@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 import yaml
@@ -116,13 +116,19 @@ def wait_for_http(url: str, timeout_s: float) -> None:
     raise TimeoutError(f"{url} did not answer 200 within {timeout_s}s (last: {last})")
 
 
+def missing_dependency(reason: str, allow_module_level: bool = False) -> NoReturn:
+    """Skip for want of ``reason``'s dependency, or fail when CI=true: CI installs every
+    dependency from the project's files, so there a missing one is an error, never a skip."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}; CI=true, so this is an error, not a skip", pytrace=False)
+    pytest.skip(reason, allow_module_level=allow_module_level)
+
+
 def require_binary(name: str, missing: str) -> str:
     """The path of executable ``name``; skip the test without it, or fail it when CI=true."""
     path = shutil.which(name)
     if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{missing}; CI=true, so a missing {name} is an error, not a skip")
-        pytest.skip(missing)
+        missing_dependency(missing)
     return path
 
 
@@ -136,10 +142,7 @@ def require_torch() -> ModuleType:
     try:
         import torch
     except ImportError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{TORCH_MISSING}: {exc}; CI=true, so a missing torch is an error, "
-                        "not a skip", pytrace=False)
-        pytest.skip(f"{TORCH_MISSING}: {exc}", allow_module_level=True)
+        missing_dependency(f"{TORCH_MISSING}: {exc}", allow_module_level=True)
     return torch
 
 

