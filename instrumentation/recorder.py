@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import math
 import random
 import threading
 import time
@@ -39,8 +38,8 @@ from driftline.instrumentation._aggregation import (
     Limits,
     ModelTraits,
     StreamAggregate,
-    sample_positions,
 )
+from driftline.instrumentation._handoff import HandOffSample, kept_rows, thinned
 from driftline.instrumentation._records import PredictionRecords
 from driftline.predictions import ids_for_call
 
@@ -61,14 +60,6 @@ MAX_DRAIN_DELAY_S = 1.0
 DEFAULT_MAX_PENDING_ROWS = 1_000_000
 # Calls waiting beyond which even their counts are folded into a small per-stream tally.
 DEFAULT_MAX_PENDING_CALLS = 100_000
-# Calls of at least this many rows to a stream that samples are sampled at hand-off (a few
-# us): holding their arrays until the drain cost the caller more (at 10 000 rows, ~40 us a
-# call of memory freed in bulk, returned to the system and faulted in again by later calls).
-PRESAMPLE_MIN_ROWS = 1024
-# Hand-off samples expected to keep at most this many rows are drawn in plain Python (a few
-# small NumPy calls right after a large predict cost more than the whole draw).
-PRESAMPLE_PYTHON_ROWS = 32
-
 # What to change when ml.prediction records are dropped, by reason.
 _DROP_ADVICE = {
     semconv.DROP_REASON_RATE_LIMITED: "Raise DRIFTLINE_PREDICTION_RECORDS_PER_SECOND or lower "
@@ -117,6 +108,10 @@ class _SampledRows:
         self.values, self.rate = values, rate
 
 
+# The inputs of a call of a sampling stream none of whose rows was kept: its counts only.
+_NONE_KEPT = _SampledRows(np.empty((0, 0)), 0.0)
+
+
 def _held_rows(call: PredictCall | tuple[Any, ...]) -> int:
     """Rows of a pending call's arrays the recorder holds (its sample when sampled)."""
     inputs = call[_INPUTS]
@@ -152,13 +147,18 @@ class Recorder:
         self._overflow_lock = threading.Lock()  # taken on the hot path only when overloaded
         self._overflow_rows: Counter[tuple[StreamKey, str | None]] = Counter()
         self._streams: dict[StreamKey, StreamAggregate] = {}
-        self._previous_rows: dict[StreamKey, int] = {}  # sets the next interval's sample rate
+        # Each stream's rows in the last interval it had calls in, which sets the next
+        # interval's sample rate, and whether that was the interval before the last.
+        self._previous_rows: dict[StreamKey, int] = {}
+        self._carried: set[StreamKey] = set()
         self._rng = np.random.default_rng(sample_seed)
-        # Callers' threads sample large calls with their own generators (seeded from ours).
+        # Callers' threads sample with their own generators (seeded from ours).
         self._handoff_rng = np.random.default_rng(self._rng.integers(1 << 63))
         self._handoff_random = random.Random(int(self._rng.integers(1 << 63))).random
-        # Each stream's current sample rate, for submit(): written by the recorder thread.
-        self._sample_rates: dict[StreamKey, float] = {}
+        self._thin_random = random.Random(int(self._rng.integers(1 << 63))).random
+        # The hand-off sample of each stream that samples, for submit(): replaced by the
+        # recorder thread when the stream's rate changes.
+        self._handoff: dict[StreamKey, HandOffSample] = {}
         self._records = records
         self._records_warned: set[str] = set()
         self.failed_records = 0
@@ -201,9 +201,11 @@ class Recorder:
             self.dropped_value_rows += rows
             return
         held = rows
-        if rows >= PRESAMPLE_MIN_ROWS and self._records is None:
-            call = self._presampled(call)
-            held = _held_rows(call)
+        if self._records is None:  # prediction records need every row
+            sample = self._handoff.get((call[_SCOPE], call[_ATTRIBUTES]))
+            if sample is not None:
+                call = _presampled(call, sample)
+                held = _held_rows(call)
         pending_rows = self._pending_rows + held
         if pending_rows > self._max_pending_rows:
             call = PredictCall._make(call)._replace(model=None, inputs=None, outputs=None)
@@ -216,22 +218,6 @@ class Recorder:
         if (pending_rows >= DRAIN_BATCH_ROWS or len(pending) >= DRAIN_BATCH_CALLS) \
                 and not self._wakeup.is_set():
             self._wakeup.set()
-
-    def _presampled(self, call: PredictCall | tuple[Any, ...]) -> PredictCall | tuple[Any, ...]:
-        """``call`` with only the rows its stream's sample keeps, when it samples and the
-        call's inputs and outputs are arrays of its rows; else ``call`` unchanged. Prediction
-        records (off here) would need every row."""
-        rate = self._sample_rates.get((call[_SCOPE], call[_ATTRIBUTES]), 1.0)
-        inputs, outputs, rows = call[_INPUTS], call[_OUTPUTS], call[_ROWS]
-        if rate >= 1.0 or type(inputs) is not np.ndarray or inputs.ndim != 2 \
-                or type(outputs) is not np.ndarray or outputs.ndim == 0 \
-                or inputs.shape[0] != rows or outputs.shape[0] != rows:
-            return call
-        kept = _few_positions(self._handoff_random, rows, rate) \
-            if rows * rate <= PRESAMPLE_PYTHON_ROWS \
-            else sample_positions(self._handoff_rng, rows, rate)
-        return (*call[:_INPUTS], _SampledRows(inputs[kept], rate), outputs[kept],
-                *call[_ROWS:])
 
     # --- background ---------------------------------------------------------------------------
 
@@ -284,13 +270,18 @@ class Recorder:
                     self._aggregate_staged(key)
                     stream = self._streams.get(key)
                     if stream is not None:
-                        self._sample_rates[key] = stream.sample_rate
+                        self._sample_at(key, stream.sample_rate)
 
     def _stage(self, call: PredictCall | tuple[Any, ...],
                traits: dict[tuple[int, Any], ModelTraits], touched: set[StreamKey]) -> None:
         # Unpacked, not named: the instrumentors hand over plain tuples.
         scope, model, read_traits, attributes, inputs, outputs, rows, duration_s, \
             error_type, _, _ = call
+        if inputs is _NONE_KEPT:
+            key = (scope, attributes)
+            (self._streams.get(key) or self._stream(key)).add_call(rows, duration_s, error_type)
+            touched.add(key)
+            return
         model_traits = None
         if inputs is not None:
             model_traits = traits.get((id(model), read_traits))
@@ -308,7 +299,8 @@ class Recorder:
         if presampled:
             rate, inputs = inputs.rate, inputs.values
             if stream.sample_rate < rate and inputs.shape[0]:  # the rate fell since the hand-off
-                kept = sample_positions(self._rng, inputs.shape[0], stream.sample_rate / rate)
+                kept = thinned(self._thin_random, self._rng, inputs.shape[0],
+                               stream.sample_rate / rate)
                 inputs, outputs = inputs[kept], outputs[kept]
         stream.stage_inputs(inputs, model_traits, presampled)
         if outputs is not None and error_type is None:
@@ -368,14 +360,37 @@ class Recorder:
                 stream = self._streams[key] = StreamAggregate(self._limits, rate, self._rng)
         return stream
 
+    def _carry_volumes(self, streams: dict[StreamKey, StreamAggregate]) -> None:
+        """Keep each stream's rows of the interval just closed, for its next sample rate.
+
+        A stream without calls in it keeps its last volume for one more interval: a flush
+        that closes an interval early (``force_flush``, an instrumentor's ``uninstrument``)
+        or a quiet minute does not send its next busy interval back to aggregating every row
+        until the burst rule cuts in.
+        """
+        carried = {key: rows for key, rows in self._previous_rows.items()
+                   if key not in streams and key not in self._carried}
+        self._carried = set(carried)
+        self._previous_rows = {**carried,
+                               **{key: stream.rows for key, stream in streams.items()}}
+
+    def _sample_at(self, key: StreamKey, rate: float) -> None:
+        """Callers sample ``key``'s rows at ``rate`` from now on (a new gap when it changed)."""
+        current = self._handoff.get(key)
+        if rate >= 1.0:
+            self._handoff.pop(key, None)
+        elif current is None or current.rate != rate:
+            self._handoff[key] = HandOffSample(rate, self._handoff_random, self._handoff_rng)
+
     def _collect_and_export(self, timeout_s: float | None = None) -> MetricExportResult | None:
         timeout_s = self._export_timeout_s if timeout_s is None else timeout_s
         with self._export_lock:
             with self._lock:
                 streams, self._streams = self._streams, {}
-                self._previous_rows = {key: stream.rows for key, stream in streams.items()}
-                self._sample_rates = {key: self._limits.sample_rate(rows)
-                                      for key, rows in self._previous_rows.items()}
+                self._carry_volumes(streams)
+                self._handoff = {}
+                for key, rows in self._previous_rows.items():
+                    self._sample_at(key, self._limits.sample_rate(rows))
                 start_ns, end_ns = self._interval_start_ns, self._clock_ns()
                 self._interval_start_ns = end_ns
             if not streams:
@@ -423,16 +438,20 @@ class Recorder:
         self._exporter.shutdown()
 
 
-def _few_positions(uniform: Callable[[], float], rows: int, rate: float) -> list[int]:
-    """``sample_positions`` for a sample of a few rows (0 < rate < 1): the same geometric
-    gaps between kept rows, drawn one by one from ``uniform`` (in [0, 1))."""
-    log_keep = math.log1p(-rate)
-    positions: list[int] = []
-    position = int(math.log(1.0 - uniform()) / log_keep)
-    while position < rows:
-        positions.append(position)
-        position += int(math.log(1.0 - uniform()) / log_keep) + 1
-    return positions
+def _presampled(call: PredictCall | tuple[Any, ...], sample: HandOffSample
+                ) -> PredictCall | tuple[Any, ...]:
+    """``call`` with only the rows its stream's hand-off sample keeps (its counts only when
+    none is), when its inputs and outputs are arrays of its rows; else ``call`` unchanged,
+    for the drain to sample."""
+    inputs, outputs, rows = call[_INPUTS], call[_OUTPUTS], call[_ROWS]
+    if type(inputs) is not np.ndarray or inputs.ndim != 2 or type(outputs) is not np.ndarray \
+            or outputs.ndim == 0 or inputs.shape[0] != rows or outputs.shape[0] != rows:
+        return call
+    kept = sample.positions(rows)
+    if not len(kept):
+        return (*call[:_INPUTS], _NONE_KEPT, None, *call[_ROWS:])
+    return (*call[:_INPUTS], _SampledRows(kept_rows(inputs, kept), sample.rate),
+            kept_rows(outputs, kept), *call[_ROWS:])
 
 
 def _merge_same_name(metrics: list[Metric]) -> list[Metric]:

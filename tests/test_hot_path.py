@@ -382,6 +382,69 @@ def test_a_large_call_of_a_sampling_stream_is_sampled_before_it_is_queued() -> N
     assert feature.count < 3 * budget
 
 
+def test_small_calls_of_a_sampling_stream_hand_over_only_the_rows_kept() -> None:
+    """At a sample rate of 1/20, most one-row calls keep no row: they hand over their counts
+    only (nothing of theirs is held until the drain), the others a copy of their row. Rows
+    stay exact and the sample's size is binomial (p > 0.001). A stream's volume outlives
+    one interval without calls."""
+    import weakref
+
+    from scipy import stats
+
+    metrics = InMemoryMetricExporter()
+    budget, first_rows, calls = 1000, 20_000, 6000
+    recorder = _stopped_recorder(metrics, limits=Limits(max_sampled_rows=budget),
+                                 sample_seed=5)
+    traits = ModelTraits(True, (0, 1))
+
+    def call(inputs, outputs):
+        return ("scope", None, lambda model: traits, (("m", "x"),), inputs, outputs,
+                inputs.shape[0], 0.0, None, (), 0)
+    recorder.submit(call(RNG.normal(size=(first_rows, 2)), RNG.random((first_rows, 2))))
+    assert recorder.force_flush()  # the next interval samples at 1000 / 20 000
+    # An interval without calls in between (a flush, a quiet minute) keeps that rate: the
+    # next busy interval does not start again from aggregating every row.
+    assert recorder.force_flush()
+    metrics.exported.clear()
+    held = []
+    for _ in range(calls):
+        inputs, outputs = RNG.normal(size=(1, 2)), RNG.random((1, 2))
+        held += [weakref.ref(inputs), weakref.ref(outputs)]
+        recorder.submit(call(inputs, outputs))
+        del inputs, outputs
+    assert [ref() is None for ref in held] == [True] * len(held)
+    assert recorder._pending_rows < 0.1 * calls
+    assert recorder.force_flush()
+    assert sum(p.value for p in metrics.points(semconv.ML_PREDICT_ROWS)) == calls
+    [feature] = [p for p in metrics.points(semconv.ML_FEATURE_VALUE)
+                 if p.attributes[semconv.ML_FEATURE_NAME] == "f0"]
+    classes = sum(p.value for p in metrics.points(semconv.ML_PREDICTION_CLASS_METRIC))
+    assert feature.count == classes
+    assert stats.binomtest(feature.count, calls, budget / first_rows).pvalue > 0.001
+
+
+def test_a_stream_silent_for_two_intervals_aggregates_every_row_again() -> None:
+    """The volume that sets a stream's sample rate is carried over one interval without
+    calls, not more: after two, a few calls are aggregated whole."""
+    metrics = InMemoryMetricExporter()
+    recorder = _stopped_recorder(metrics, limits=Limits(max_sampled_rows=1000), sample_seed=2)
+    traits = ModelTraits(True, (0, 1))
+
+    def call(rows):
+        return ("scope", None, lambda model: traits, (("m", "x"),), RNG.normal(size=(rows, 2)),
+                RNG.random((rows, 2)), rows, 0.0, None, (), 0)
+    recorder.submit(call(20_000))
+    for _ in range(3):  # the busy interval, then two silent ones
+        assert recorder.force_flush()
+    metrics.exported.clear()
+    for _ in range(300):
+        recorder.submit(call(1))
+    assert recorder.force_flush()
+    [feature] = [p for p in metrics.points(semconv.ML_FEATURE_VALUE)
+                 if p.attributes[semconv.ML_FEATURE_NAME] == "f0"]
+    assert feature.count == 300
+
+
 @pytest.mark.parametrize("rate", [0.001, 0.02, 0.5], ids=["sliced", "sliced_or_selected",
                                                          "selected"])
 def test_a_drains_sample_is_the_rows_at_the_kept_positions_whichever_way_they_are_read(
@@ -425,28 +488,38 @@ def test_either_suppression_key_alone_silences_a_call(key) -> None:
     assert sum(p.value for p in metrics.points(semconv.ML_PREDICT_ROWS)) == 5
 
 
-@pytest.mark.parametrize(("rows", "rate"), [(40, 0.2), (5, 0.9), (10_000, 4e-4)])
+@pytest.mark.parametrize(("rows", "rate"), [(1, 0.2), (40, 0.2), (5, 0.9), (10_000, 4e-4),
+                                           (10_000, 0.01)])
 def test_a_hand_off_sample_keeps_each_row_independently_at_the_rate(rows, rate) -> None:
-    """The plain-Python draw of a few kept rows at hand-off is a Bernoulli(rate) sample
-    per row: each row's inclusion count and the sample sizes agree with SciPy's binomial
-    (two-sided p > 0.001 with a fixed seed)."""
+    """The hand-off sample runs its gaps across a stream's calls: still a Bernoulli(rate)
+    sample per row. Each row's inclusion count and the sample size agree with SciPy's
+    binomial, and the gaps between kept rows, across call boundaries, with its geometric law
+    (two-sided p > 0.001 with a fixed seed; 10 000 rows at 0.01 takes the NumPy draw)."""
     import random
 
     from scipy import stats
 
-    from driftline.instrumentation.recorder import _few_positions
+    from driftline.instrumentation._handoff import HandOffSample
 
-    uniform = random.Random(17).random
-    draws = 4000
+    sample = HandOffSample(rate, random.Random(17).random, np.random.default_rng(17))
+    calls = max(4000, int(4000 / (rows * rate)))
     hits = np.zeros(rows)
-    sizes = []
-    for _ in range(draws):
-        kept = _few_positions(uniform, rows, rate)
+    kept_anywhere = []
+    for call in range(calls):
+        kept = list(sample.positions(rows))
         assert kept == sorted(set(kept)) and all(0 <= row < rows for row in kept)
         hits[kept] += 1
-        sizes.append(len(kept))
-    if rows <= 40:  # per row: Binomial(draws, rate)
-        pvalues = [stats.binomtest(int(h), draws, rate).pvalue for h in hits]
+        kept_anywhere += [call * rows + row for row in kept]
+    if rows <= 40:  # per row: Binomial(calls, rate)
+        pvalues = [stats.binomtest(int(h), calls, rate).pvalue for h in hits]
         assert min(pvalues) * rows > 0.001  # Bonferroni over the rows
-    total = int(sum(sizes))  # all draws together: Binomial(draws * rows, rate)
-    assert stats.binomtest(total, draws * rows, rate).pvalue > 0.001
+    # All calls together: Binomial(calls * rows, rate).
+    assert stats.binomtest(len(kept_anywhere), calls * rows, rate).pvalue > 0.001
+    # Rows from one kept row to the next: Geometric(rate), by a chi-square over gap ranges
+    # of about equal probability (distinct edges: short gaps of a high rate stand alone).
+    gaps = np.diff(kept_anywhere)
+    law = stats.geom(rate)
+    edges = np.unique(law.ppf(np.linspace(0, 1, 21)[1:-1])).astype(int)  # gap <= edge
+    observed = np.bincount(np.searchsorted(edges, gaps), minlength=edges.size + 1)
+    expected = np.diff(np.concatenate(([0.0], law.cdf(edges), [1.0]))) * gaps.size
+    assert stats.chisquare(observed, expected).pvalue > 0.001
