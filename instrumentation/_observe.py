@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import wrapt
 from opentelemetry import context as context_api
 from opentelemetry import trace
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
@@ -29,11 +30,12 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 from driftline import identity, semconv
 from driftline.instrumentation.recorder import Attributes
 
-# True while an observed model call runs (an instrumented library call, or an explicit
+# False while an observed model call runs (an instrumented library call, or an explicit
 # driftline.monitor / driftline.observe call), so the model calls made inside it (a
-# pipeline's last step; XGBClassifier.predict's Booster) are not reported again: one call,
-# one report, whichever path observed it first.
-INSIDE_MODEL_CALL: ContextVar[bool] = ContextVar("driftline_inside_model_call", default=False)
+# pipeline's last step; a forest's trees; XGBClassifier.predict's Booster) are not reported
+# again: one call, one report, whichever path observed it first. True outside, so its C
+# getter is the ``enabled`` test of the wrapt wrappers (``wrap_model_method``).
+OBSERVING: ContextVar[bool] = ContextVar("driftline_observing", default=True)
 
 # The key opentelemetry.instrumentation.utils also honours (set for backward compatibility).
 _SUPPRESS_INSTRUMENTATION_KEY_PLAIN = "suppress_instrumentation"
@@ -56,15 +58,23 @@ class CallSite:
 Submit = Callable[[CallSite, Any, Any, Any, int, float, "str | None", Any, int], None]
 
 
+def wrap_model_method(owner: Any, name: str, wrapper: Callable[..., Any]) -> None:
+    """``wrapt.wrap_function_wrapper``, but ``wrapper`` runs only outside observed calls:
+    inside one, wrapt's C code tests ``OBSERVING`` and calls the method itself, so the 50
+    trees a forest's ``predict_proba`` calls pay no Python frame of ours each."""
+    wrapt.wrap_object(owner, name, wrapt.FunctionWrapper, (wrapper,),
+                      {"enabled": OBSERVING.get})
+
+
 def silenced(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
              kwargs: dict[str, Any]) -> Any:
     """A ``wrapt`` wrapper for training methods: the predictions they make (a search's
     cross-validation, a custom objective's margins) are not traffic and are not observed."""
-    token = INSIDE_MODEL_CALL.set(True)
+    token = OBSERVING.set(False)
     try:
         return wrapped(*args, **kwargs)
     finally:
-        INSIDE_MODEL_CALL.reset(token)
+        OBSERVING.reset(token)
 
 
 def batch_shape(inputs: Any) -> tuple[int, int]:

@@ -3,7 +3,7 @@
 Each wraps a few methods of the runtime's classes with ``wrapt`` and hands every observed
 call to the recorder through the span contract of ``_observe``, as the scikit-learn
 instrumentor does: the same recorder, stream attributes and metric names, and nothing read
-in the caller beyond the batch's shape. The shared ``INSIDE_MODEL_CALL`` flag makes a call
+in the caller beyond the batch's shape. The shared ``OBSERVING`` flag makes a call
 that goes through a scikit-learn wrapper (``XGBClassifier.predict``, ``LGBMClassifier``)
 report once, as the wrapper, and silences the predictions a training loop makes.
 
@@ -26,10 +26,11 @@ from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwr
 from driftline import semconv
 from driftline.instrumentation import _env
 from driftline.instrumentation._observe import (
-    INSIDE_MODEL_CALL,
+    OBSERVING,
     CallSite,
     SpanGate,
     observe,
+    wrap_model_method,
 )
 from driftline.instrumentation.recorder import Recorder
 from driftline.instrumentation.torch import class_scores
@@ -77,7 +78,7 @@ class RuntimeInstrumentor(BaseInstrumentor):
         raise NotImplementedError
 
     def _wrap(self, owner: Any, name: str, wrapper: Callable[..., Any]) -> None:
-        wrapt.wrap_function_wrapper(owner, name, wrapper)
+        wrap_model_method(owner, name, wrapper)
         self._wrapped.append((owner, name))
 
     def _uninstrument(self, **kwargs: Any) -> None:
@@ -98,9 +99,9 @@ class RuntimeInstrumentor(BaseInstrumentor):
               args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Run ``wrapped``, observed unless nested in another observed call (or training),
         suppressed, or ``prepare`` declines it."""
-        if instance is None or INSIDE_MODEL_CALL.get() or not is_instrumentation_enabled():
+        if instance is None or not is_instrumentation_enabled():
             return wrapped(*args, **kwargs)
-        token = INSIDE_MODEL_CALL.set(True)
+        token = OBSERVING.set(False)
         try:
             prepared = prepare(instance, args, kwargs)
             if prepared is None:
@@ -111,7 +112,7 @@ class RuntimeInstrumentor(BaseInstrumentor):
                            self._submit if predicts else self._submit_inputs, instance,
                            inputs, ids, time_ns)
         finally:
-            INSIDE_MODEL_CALL.reset(token)
+            OBSERVING.reset(token)
 
     def _submit(self, site: CallSite, model: Any, inputs: Any, outputs: Any, rows: int,
                 duration_s: float, error_type: str | None, ids: Any, time_ns: int) -> None:

@@ -40,7 +40,7 @@ from driftline.instrumentation._aggregation import ModelTraits
 from driftline.instrumentation._observe import (
     _NEVER,
     _WITH_SAMPLED_PARENT,
-    INSIDE_MODEL_CALL,
+    OBSERVING,
     CallSite,
     SpanGate,
     model_attributes,
@@ -250,7 +250,7 @@ class Monitor:
                                f"{', '.join(ROLES)}")
 
     def __enter__(self) -> Monitor:
-        self._token = INSIDE_MODEL_CALL.set(True)
+        self._token = OBSERVING.set(False)
         gate = self._explicit.gate
         mode = gate.mode or gate.resolve()
         if not (mode == _NEVER or (mode == _WITH_SAMPLED_PARENT and not trace.get_current_span()
@@ -298,7 +298,7 @@ class Monitor:
                 context_api.detach(self._context)
                 span.end()
         finally:
-            INSIDE_MODEL_CALL.reset(self._token)
+            OBSERVING.reset(self._token)
             self._span = self._context = self._token = None
 
 
@@ -400,12 +400,12 @@ class Explicit:
         inputs = args[0] if args else next(iter(kwargs.values()), None)
         rows = rows_of(inputs) if inputs is not None else 0
         ids, time_ns = self.recorder.call_ids(rows)
-        token = INSIDE_MODEL_CALL.set(True)
+        token = OBSERVING.set(False)
         try:
             return observe_call(self.gate, state.site, rows, _width(inputs), wrapped, args,
                                 kwargs, self._submit_observed, state, inputs, ids, time_ns)
         finally:
-            INSIDE_MODEL_CALL.reset(token)
+            OBSERVING.reset(token)
 
     def _submit_observed(self, site: CallSite, state: Any, inputs: Any, outputs: Any,
                          rows: int, duration_s: float, error_type: str | None, ids: Any,

@@ -30,12 +30,13 @@ from driftline import multivariate, semconv
 from driftline.instrumentation import _env
 from driftline.instrumentation._aggregation import ModelTraits
 from driftline.instrumentation._observe import (
-    INSIDE_MODEL_CALL,
+    OBSERVING,
     CallSite,
     CallSites,
     SpanGate,
     instrumentation_enabled,
     observe,
+    wrap_model_method,
 )
 from driftline.instrumentation._observe import batch_shape as _shape
 from driftline.instrumentation._observe import silenced as _silenced
@@ -53,9 +54,9 @@ TRAINING_METHODS = ("fit", "partial_fit", "fit_predict", "fit_transform", "score
 SCOPE = semconv.SCOPE_PREFIX + semconv.FRAMEWORK_SKLEARN
 _SUBCLASS_HOOK = "__init_subclass__"
 
-# True while a wrapped call runs, so the estimators it calls inside are not observed again;
+# False while a wrapped call runs, so the estimators it calls inside are not observed again;
 # shared with every instrumentor and the explicit API (one report per call).
-_inside_model_call = INSIDE_MODEL_CALL
+_observing = OBSERVING
 
 
 class SklearnInstrumentor(BaseInstrumentor):
@@ -112,41 +113,36 @@ class SklearnInstrumentor(BaseInstrumentor):
             self._wrapped_owners.add(owner)
             for operation in OPERATIONS:
                 if operation in vars(owner):
-                    wrapt.wrap_function_wrapper(owner, operation, self._wrapper(operation))
+                    wrap_model_method(owner, operation, self._wrapper(operation))
                     self._wrapped.append((owner, operation))
             for method in TRAINING_METHODS:
                 if method in vars(owner):
-                    wrapt.wrap_function_wrapper(owner, method, _silenced)
+                    wrap_model_method(owner, method, _silenced)
                     self._wrapped.append((owner, method))
 
     def _wrapper(self, operation: str) -> Callable[..., Any]:
-        """The wrapper of one operation. The calls an observed call makes inside (a
-        pipeline's steps, ``predict_proba`` calling ``decision_function``) end at its first
-        test, in one frame."""
-        observe_call = self._observe
+        """The wrapper of one operation, in one frame. The calls an observed call makes
+        inside (a pipeline's steps, ``predict_proba`` calling ``decision_function``, a
+        forest's trees) never reach it (``wrap_model_method``)."""
         traits = decision_traits if operation == semconv.OPERATION_DECISION_FUNCTION \
             else model_traits
+        sites, recorder, submit = self._sites, self._recorder, self._submit
 
         def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
                     kwargs: dict[str, Any]) -> Any:
-            if instance is None or _inside_model_call.get() or not instrumentation_enabled():
+            if instance is None or not instrumentation_enabled():
                 return wrapped(*args, **kwargs)
-            return observe_call(operation, traits, wrapped, instance, args, kwargs)
+            token = _observing.set(False)
+            try:
+                inputs = args[0] if args else kwargs.get("X")
+                rows, feature_count = _shape(inputs)
+                ids, time_ns = recorder.call_ids(rows)
+                return observe(self._spans, sites.get(instance, operation, traits), rows,
+                               feature_count, wrapped, args, kwargs, submit, instance, inputs,
+                               ids, time_ns)
+            finally:
+                _observing.reset(token)
         return wrapper
-
-    def _observe(self, operation: str, traits: Callable[[Any], ModelTraits],
-                 wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
-                 kwargs: dict[str, Any]) -> Any:
-        token = _inside_model_call.set(True)
-        try:
-            inputs = args[0] if args else kwargs.get("X")
-            rows, feature_count = _shape(inputs)
-            site = self._sites.get(instance, operation, traits)
-            ids, time_ns = self._recorder.call_ids(rows)
-            return observe(self._spans, site, rows, feature_count, wrapped, args, kwargs,
-                           self._submit, instance, inputs, ids, time_ns)
-        finally:
-            _inside_model_call.reset(token)
 
     def _submit(self, site: CallSite, model: Any, inputs: Any, outputs: Any, rows: int,
                 duration_s: float, error_type: str | None, ids: Any, time_ns: int) -> None:

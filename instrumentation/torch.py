@@ -41,7 +41,6 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import wrapt
 from opentelemetry import trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.instrumentation.utils import (
@@ -56,11 +55,12 @@ from driftline.identity import identity_of
 from driftline.instrumentation import _env
 from driftline.instrumentation._aggregation import ModelTraits
 from driftline.instrumentation._observe import (
-    INSIDE_MODEL_CALL,
+    OBSERVING,
     CallSite,
     CallSites,
     SpanGate,
     observe,
+    wrap_model_method,
 )
 from driftline.instrumentation.recorder import Recorder
 from driftline.labels import TASK_CLASSIFICATION, TASK_REGRESSION, TASKS
@@ -84,7 +84,7 @@ COMPILED_ORIGINAL_ATTRIBUTE = "_orig_mod"
 
 # True while a module call runs, so the modules it calls inside are not observed; shared
 # with every instrumentor and the explicit API (one report per call).
-_inside_module_call = INSIDE_MODEL_CALL
+_observing = OBSERVING
 
 
 class TorchInstrumentor(BaseInstrumentor):
@@ -114,7 +114,7 @@ class TorchInstrumentor(BaseInstrumentor):
                                                 tracer_provider=kwargs.get("tracer_provider")))
         self._sites = CallSites(semconv.FRAMEWORK_TORCH)
         self._recorder, self._owns_recorder = _env.recorder_from_kwargs(kwargs)
-        wrapt.wrap_function_wrapper(torch.nn.Module, _CALL, self._observe)
+        wrap_model_method(torch.nn.Module, _CALL, self._observe)
 
     def _uninstrument(self, **kwargs: Any) -> None:
         import torch
@@ -128,10 +128,10 @@ class TorchInstrumentor(BaseInstrumentor):
 
     def _observe(self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
                  kwargs: dict[str, Any]) -> Any:
-        # Every sub-layer call passes here: the first test is the cheapest and ends theirs.
-        if _inside_module_call.get() or instance is None or not is_instrumentation_enabled():
+        # Sub-layer calls never get here (wrap_model_method tests OBSERVING in C first).
+        if instance is None or not is_instrumentation_enabled():
             return wrapped(*args, **kwargs)
-        token = _inside_module_call.set(True)
+        token = _observing.set(False)
         try:
             # A trace or compilation (jit.trace, torch.compile, torch.export) runs the model on
             # example or fake tensors: not traffic, and a wrapper inside would change the trace.
@@ -140,7 +140,7 @@ class TorchInstrumentor(BaseInstrumentor):
                 return wrapped(*args, **kwargs)
             return self._observed_call(wrapped, instance, args, kwargs)
         finally:
-            _inside_module_call.reset(token)
+            _observing.reset(token)
 
     def _observed_call(self, wrapped: Callable[..., Any], instance: Any,
                        args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
