@@ -96,7 +96,10 @@ class PredictCall(NamedTuple):
 
 
 # Positions of PredictCall's fields that submit() reads from a plain tuple.
-_SCOPE, _ATTRIBUTES, _INPUTS, _OUTPUTS, _ROWS, _ERROR = 0, 3, 4, 5, 6, 8
+_SCOPE, _ATTRIBUTES, _INPUTS, _OUTPUTS, _ROWS, _DURATION, _ERROR = 0, 3, 4, 5, 6, 7, 8
+# What is handed over for a call of a sampling stream none of whose rows was kept:
+# (scope, attributes, rows, duration_s, error_type).
+_COUNTS_ONLY = 5
 
 
 class _SampledRows:
@@ -108,9 +111,6 @@ class _SampledRows:
     def __init__(self, values: np.ndarray, rate: float) -> None:
         self.values, self.rate = values, rate
 
-
-# The inputs of a call of a sampling stream none of whose rows was kept: its counts only.
-_NONE_KEPT = _SampledRows(np.empty((0, 0)), 0.0)
 
 
 def _held_rows(call: PredictCall | tuple[Any, ...]) -> int:
@@ -161,6 +161,7 @@ class Recorder:
         # recorder thread when the stream's rate changes.
         self._handoff: dict[StreamKey, HandOffSample] = {}
         self._records = records
+        self.records_on = records is not None  # call_ids() draws IDs only then
         self._records_warned: set[str] = set()
         self.failed_records = 0
         self._lock = threading.Lock()  # guards _streams: aggregation vs collection
@@ -201,13 +202,19 @@ class Recorder:
                 self._overflow_rows[((call[_SCOPE], call[_ATTRIBUTES]), call[_ERROR])] += rows
             self.dropped_value_rows += rows
             return
-        held = rows
         if self._records is None:  # prediction records need every row
             sample = self._handoff.get((call[_SCOPE], call[_ATTRIBUTES]))
             if sample is not None:
+                gap = sample.gap
+                if gap >= rows:  # none of its rows is kept: its counts only
+                    sample.gap = gap - rows
+                    pending.append((call[_SCOPE], call[_ATTRIBUTES], rows, call[_DURATION],
+                                    call[_ERROR]))
+                    if len(pending) >= DRAIN_BATCH_CALLS and not self._wakeup.is_set():
+                        self._wakeup.set()
+                    return
                 call = _presampled(call, sample)
-                held = _held_rows(call)
-        pending_rows = self._pending_rows + held
+        pending_rows = self._pending_rows + _held_rows(call)
         if pending_rows > self._max_pending_rows:
             call = PredictCall._make(call)._replace(model=None, inputs=None, outputs=None)
             self.dropped_value_rows += rows
@@ -252,6 +259,13 @@ class Recorder:
             with self._lock:
                 for _ in range(len(self._pending)):
                     call = self._pending.popleft()
+                    if len(call) == _COUNTS_ONLY:
+                        scope, attributes, rows, duration_s, error_type = call
+                        key = (scope, attributes)
+                        stream = self._streams.get(key) or self._stream(key)
+                        stream.add_call(rows, duration_s, error_type)
+                        touched.add(key)
+                        continue
                     if call[_INPUTS] is not None:
                         self._pending_rows -= _held_rows(call)
                     try:
@@ -278,11 +292,6 @@ class Recorder:
         # Unpacked, not named: the instrumentors hand over plain tuples.
         scope, model, read_traits, attributes, inputs, outputs, rows, duration_s, \
             error_type, _, _ = call
-        if inputs is _NONE_KEPT:
-            key = (scope, attributes)
-            (self._streams.get(key) or self._stream(key)).add_call(rows, duration_s, error_type)
-            touched.add(key)
-            return
         model_traits = None
         if inputs is not None:
             model_traits = traits.get((id(model), read_traits))
@@ -441,16 +450,14 @@ class Recorder:
 
 def _presampled(call: PredictCall | tuple[Any, ...], sample: HandOffSample
                 ) -> PredictCall | tuple[Any, ...]:
-    """``call`` with only the rows its stream's hand-off sample keeps (its counts only when
-    none is), when its inputs and outputs are arrays of its rows; else ``call`` unchanged,
-    for the drain to sample."""
+    """``call`` with only the rows its stream's hand-off sample keeps (some are), when its
+    inputs and outputs are arrays of its rows; else ``call`` unchanged, for the drain to
+    sample."""
     inputs, outputs, rows = call[_INPUTS], call[_OUTPUTS], call[_ROWS]
     if type(inputs) is not np.ndarray or inputs.ndim != 2 or type(outputs) is not np.ndarray \
             or outputs.ndim == 0 or inputs.shape[0] != rows or outputs.shape[0] != rows:
         return call
     kept = sample.positions(rows)
-    if not len(kept):
-        return (*call[:_INPUTS], _NONE_KEPT, None, *call[_ROWS:])
     return (*call[:_INPUTS], _SampledRows(kept_rows(inputs, kept), sample.rate),
             kept_rows(outputs, kept), *call[_ROWS:])
 

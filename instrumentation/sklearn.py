@@ -135,8 +135,9 @@ class SklearnInstrumentor(BaseInstrumentor):
             token = _observing.set(False)
             try:
                 inputs = args[0] if args else kwargs.get("X")
-                rows, feature_count = _shape(inputs)
-                ids, time_ns = recorder.call_ids(rows)
+                rows, feature_count = inputs.shape \
+                    if type(inputs) is np.ndarray and inputs.ndim == 2 else _shape(inputs)
+                ids, time_ns = recorder.call_ids(rows) if recorder.records_on else ((), 0)
                 return observe(self._spans, sites.get(instance, operation, traits), rows,
                                feature_count, wrapped, args, kwargs, submit, instance, inputs,
                                ids, time_ns)

@@ -495,6 +495,17 @@ def test_a_drains_sample_is_the_rows_at_the_kept_positions_whichever_way_they_ar
     assert kept.size and np.array_equal(sample, np.concatenate(arrays)[kept])
 
 
+def test_the_wrapper_reads_the_same_context_as_the_api_without_its_frames() -> None:
+    from driftline.instrumentation import _observe
+
+    token = context_api.attach(context_api.set_value("k", 1))
+    try:
+        assert _observe._current_context() is context_api.get_current()
+        assert _observe._current_context is not context_api.get_current  # the C getter
+    finally:
+        context_api.detach(token)
+
+
 @pytest.mark.parametrize("key", ["sdk_key", "plain_key"])
 def test_either_suppression_key_alone_silences_a_call(key) -> None:
     """The wrapper reads the context once for both keys
