@@ -408,14 +408,22 @@ def main() -> None:
                         help="index into the cases (0-3); default all")
     parser.add_argument("--runtimes-only", action="store_true",
                         help="only the model runtimes' table (XGBoost, LightGBM, ONNX Runtime)")
+    parser.add_argument("--sklearn-only", action="store_true",
+                        help="only the scikit-learn cases' tables (to run an earlier install "
+                             "of driftline case by case beside this one)")
     args = parser.parse_args()
     cases = [CASES[i] for i in args.case] if args.case else list(CASES)
+    import driftline
+
     print(f"python {platform.python_version()}, scikit-learn {sklearn.__version__}, "
-          f"numpy {np.__version__}, {platform.machine()}")
-    runtime_table(args.rounds, args.round_s)
+          f"numpy {np.__version__}, {platform.machine()}, driftline from {driftline.__file__}")
+    if not args.sklearn_only:
+        runtime_table(args.rounds, args.round_s)
     if args.runtimes_only:
         return
     overhead_tables(args.rounds, args.round_s, iter(cases))
+    if args.sklearn_only:
+        return
     print("\n### Hand-off alone (Recorder.submit), median us per call\n")
     print("| rows per call | submit (us) |")
     print("|---:|---:|")
