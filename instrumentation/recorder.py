@@ -112,7 +112,6 @@ class _SampledRows:
         self.values, self.rate = values, rate
 
 
-
 def _held_rows(call: PredictCall | tuple[Any, ...]) -> int:
     """Rows of a pending call's arrays the recorder holds (its sample when sampled)."""
     inputs = call[_INPUTS]
