@@ -42,6 +42,7 @@ _SUPPRESS_INSTRUMENTATION_KEY_PLAIN = "suppress_instrumentation"
 # A span whose sampler always drops it, or drops it unless its parent was sampled.
 _ALWAYS_OFF = "AlwaysOffSampler"
 _NEVER, _WITH_SAMPLED_PARENT, _ASK = "never", "with sampled parent", "ask"
+NEVER_SAMPLED = _NEVER  # SpanGate.mode of a tracer that samples no span
 
 @dataclass(frozen=True, slots=True)
 class CallSite:
@@ -51,6 +52,7 @@ class CallSite:
     span_name: str
     span_attributes: dict[str, Any]
     traits: Any  # Callable[[model], ModelTraits], called in the recorder thread
+    scope: str = ""  # the instrumentation scope its metrics are exported under
 
 
 # Hands one call to the recorder: (site, model, inputs, outputs, rows, duration_s,
@@ -64,6 +66,17 @@ def wrap_model_method(owner: Any, name: str, wrapper: Callable[..., Any]) -> Non
     trees a forest's ``predict_proba`` calls pay no Python frame of ours each."""
     wrapt.wrap_object(owner, name, wrapt.FunctionWrapper, (wrapper,),
                       {"enabled": OBSERVING.get})
+
+
+def unwrap_model_method(owner: Any, name: str) -> None:
+    """Undo ``wrap_model_method``: the class gets back exactly what it held. Not
+    ``opentelemetry.instrumentation.utils.unwrap``, which reads the wrapper through
+    ``getattr`` and so put back the function under a descriptor (scikit-learn's
+    ``available_if``: ``hasattr(pipeline, "predict_proba")`` was then true for a pipeline
+    whose last step has none)."""
+    wrapper = vars(owner).get(name)
+    if isinstance(wrapper, wrapt.FunctionWrapper):
+        setattr(owner, name, wrapper.__wrapped__)
 
 
 def silenced(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
@@ -132,6 +145,7 @@ class CallSites:
 
     def __init__(self, framework: str) -> None:
         self._framework = framework
+        self._scope = semconv.SCOPE_PREFIX + framework
         self._sites: dict[tuple[int, str], tuple[Any, Any, CallSite]] = {}
 
     def get(self, model: Any, operation: str, traits: Any, named: Any = None) -> CallSite:
@@ -149,7 +163,7 @@ class CallSites:
         attributes = model_attributes(identity.identity_of(named), self._framework, operation)
         values = dict(attributes)
         site = CallSite(attributes, f"{operation} {values[semconv.ML_MODEL_NAME]}", values,
-                        traits)
+                        traits, self._scope)
         try:
             ref = weakref.ref(model, self._forget(key))
         except TypeError:  # not weakly referenceable: built again at each call

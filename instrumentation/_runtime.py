@@ -21,7 +21,7 @@ import numpy as np
 import wrapt
 from opentelemetry import trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
-from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwrap
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
 from driftline import semconv
 from driftline.instrumentation import _env
@@ -30,6 +30,7 @@ from driftline.instrumentation._observe import (
     CallSite,
     SpanGate,
     observe,
+    unwrap_model_method,
     wrap_model_method,
 )
 from driftline.instrumentation.recorder import Recorder
@@ -87,7 +88,7 @@ class RuntimeInstrumentor(BaseInstrumentor):
             return
         self._started = False
         for owner, name in reversed(self._wrapped):
-            unwrap(owner, name)
+            unwrap_model_method(owner, name)
         self._wrapped.clear()
         _env.release_recorder(self._recorder, self._owns_recorder)
 

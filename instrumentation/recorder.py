@@ -226,6 +226,23 @@ class Recorder:
                 and not self._wakeup.is_set():
             self._wakeup.set()
 
+    def submit_site(self, site: Any, model: Any, inputs: Any, outputs: Any, rows: int,
+                    duration_s: float, error_type: str | None, ids: Any, time_ns: int) -> None:
+        """``submit`` with a call's fields as arguments (``_observe.Submit``): ``site``, a
+        ``CallSite``, brings the scope, traits and attributes. A call of a sampling stream
+        that keeps no row hands over its counts without its whole tuple being built."""
+        sample = self._handoff.get((site.scope, site.attributes))
+        if sample is not None and sample.gap >= rows and self._records is None \
+                and len(self._pending) < self._max_pending_calls:
+            sample.gap -= rows
+            pending = self._pending
+            pending.append((site.scope, site.attributes, rows, duration_s, error_type))
+            if len(pending) >= DRAIN_BATCH_CALLS and not self._wakeup.is_set():
+                self._wakeup.set()
+            return
+        self.submit((site.scope, model, site.traits, site.attributes, inputs, outputs, rows,
+                     duration_s, error_type, ids, time_ns))
+
     # --- background ---------------------------------------------------------------------------
 
     def _run(self) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Collection
+from time import perf_counter
 from typing import Any
 
 import numpy as np
@@ -30,12 +31,13 @@ from driftline import multivariate, semconv
 from driftline.instrumentation import _env
 from driftline.instrumentation._aggregation import ModelTraits
 from driftline.instrumentation._observe import (
+    NEVER_SAMPLED,
     OBSERVING,
-    CallSite,
     CallSites,
     SpanGate,
     instrumentation_enabled,
     observe,
+    unwrap_model_method,
     wrap_model_method,
 )
 from driftline.instrumentation._observe import batch_shape as _shape
@@ -86,7 +88,7 @@ class SklearnInstrumentor(BaseInstrumentor):
         if not self._hook_was_own:
             delattr(BaseEstimator, _SUBCLASS_HOOK)  # inherited before: inherit again
         for cls, name in reversed(self._wrapped):
-            unwrap(cls, name)
+            unwrap_model_method(cls, name)
         self._wrapped.clear()
         self._wrapped_owners.clear()
         _env.release_recorder(self._recorder, self._owns_recorder)
@@ -121,12 +123,16 @@ class SklearnInstrumentor(BaseInstrumentor):
                     self._wrapped.append((owner, method))
 
     def _wrapper(self, operation: str) -> Callable[..., Any]:
-        """The wrapper of one operation, in one frame. The calls an observed call makes
-        inside (a pipeline's steps, ``predict_proba`` calling ``decision_function``, a
-        forest's trees) never reach it (``wrap_model_method``)."""
+        """The wrapper of one operation. The calls an observed call makes inside (a
+        pipeline's steps, ``predict_proba`` calling ``decision_function``, a forest's trees)
+        never reach it (``wrap_model_method``). When the tracer samples no span, the call is
+        timed and handed over in this one frame: ``observe``'s unspanned path, written
+        out here because each frame among scikit-learn's work costs several times what it
+        does in a loop (issue 17)."""
         traits = decision_traits if operation == semconv.OPERATION_DECISION_FUNCTION \
             else model_traits
-        sites, recorder, submit = self._sites, self._recorder, self._submit
+        sites, recorder, spans = self._sites, self._recorder, self._spans
+        hand_off = recorder.submit_site
 
         def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
                     kwargs: dict[str, Any]) -> Any:
@@ -138,18 +144,23 @@ class SklearnInstrumentor(BaseInstrumentor):
                 rows, feature_count = inputs.shape \
                     if type(inputs) is np.ndarray and inputs.ndim == 2 else _shape(inputs)
                 ids, time_ns = recorder.call_ids(rows) if recorder.records_on else ((), 0)
-                return observe(self._spans, sites.get(instance, operation, traits), rows,
-                               feature_count, wrapped, args, kwargs, submit, instance, inputs,
-                               ids, time_ns)
+                site = sites.get(instance, operation, traits)
+                if spans.mode is not NEVER_SAMPLED:
+                    return observe(spans, site, rows, feature_count, wrapped, args, kwargs,
+                                   hand_off, instance, inputs, ids, time_ns)
+                start = perf_counter()
+                try:
+                    outputs = wrapped(*args, **kwargs)
+                except BaseException as exc:
+                    hand_off(site, instance, inputs, None, rows, perf_counter() - start,
+                             type(exc).__qualname__, ids, time_ns)
+                    raise
+                hand_off(site, instance, inputs, outputs, rows, perf_counter() - start, None,
+                         ids, time_ns)
+                return outputs
             finally:
                 _observing.reset(token)
         return wrapper
-
-    def _submit(self, site: CallSite, model: Any, inputs: Any, outputs: Any, rows: int,
-                duration_s: float, error_type: str | None, ids: Any, time_ns: int) -> None:
-        # PredictCall's fields as a plain tuple: the recorder names them in its thread.
-        self._recorder.submit((SCOPE, model, site.traits, site.attributes, inputs, outputs,
-                               rows, duration_s, error_type, ids, time_ns))
 
 
 def model_traits(estimator: Any) -> ModelTraits:

@@ -46,7 +46,6 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.instrumentation.utils import (
     is_instrumentation_enabled,
     suppress_instrumentation,
-    unwrap,
 )
 
 from driftline import profile, projection, semconv
@@ -60,6 +59,7 @@ from driftline.instrumentation._observe import (
     CallSites,
     SpanGate,
     observe,
+    unwrap_model_method,
     wrap_model_method,
 )
 from driftline.instrumentation.recorder import Recorder
@@ -119,7 +119,7 @@ class TorchInstrumentor(BaseInstrumentor):
     def _uninstrument(self, **kwargs: Any) -> None:
         import torch
 
-        unwrap(torch.nn.Module, _CALL)
+        unwrap_model_method(torch.nn.Module, _CALL)
         _env.release_recorder(self._recorder, self._owns_recorder)
 
     @property
