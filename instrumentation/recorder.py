@@ -220,7 +220,7 @@ class Recorder:
         else:
             self._pending_rows = pending_rows
         pending.append(call)
-        # A full drain batch wakes the thread now rather than at its next look (0.2 s), by
+        # A full drain batch wakes the thread now rather than at its next drain (1 s), by
         # when large calls would have passed max_pending_rows and lost their values.
         if (pending_rows >= DRAIN_BATCH_ROWS or len(pending) >= DRAIN_BATCH_CALLS) \
                 and not self._wakeup.is_set():
