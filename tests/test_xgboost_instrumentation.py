@@ -186,6 +186,7 @@ def test_uninstrument_restores_the_booster_methods() -> None:
                  for name in ("predict", "inplace_predict", "update", "eval_set")}
     with instrumented(XGBoostInstrumentor()) as [telemetry]:
         assert all(xgb.Booster.__dict__[n] is not f for n, f in originals.items())
-    assert {name: xgb.Booster.__dict__[name] for name in originals} == originals
+    # Identity, not ==: a wrapt proxy left in place compares equal to what it wraps.
+    assert all(xgb.Booster.__dict__[name] is f for name, f in originals.items())
     booster.inplace_predict(X)
     assert telemetry.spans.get_finished_spans() == ()
