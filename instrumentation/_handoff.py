@@ -40,6 +40,12 @@ class HandOffSample:
     def _next_gap(self) -> int:
         return int(math.log(1.0 - self._uniform()) / self._log_skip)
 
+    def first_kept(self, rows: int) -> int:
+        """The first kept of a call's next ``rows`` rows (the gap is below ``rows``), the
+        others left to ``rows_after``; the gap starts afresh past the call (memoryless)."""
+        first, self.gap = self.gap, self._next_gap()
+        return first
+
     def positions(self, rows: int) -> list[int] | np.ndarray:
         """Positions kept among a call's next ``rows`` rows, sorted; advances the gap."""
         gap = self.gap
@@ -59,6 +65,14 @@ class HandOffSample:
         rest = sample_positions(self._rng, rows - gap - 1, self.rate) + (gap + 1)
         self.gap = self._next_gap()
         return np.concatenate(([gap], rest))
+
+
+def rows_after(rng: np.random.Generator, first: int, rows: int, rate: float) -> np.ndarray:
+    """Positions kept of a call's ``rows`` rows whose first kept one is ``first``: it, and
+    each later row with probability ``rate``."""
+    rest = sample_positions(rng, rows - first - 1, rate) + (first + 1) \
+        if first + 1 < rows else np.empty(0, dtype=np.intp)
+    return np.concatenate(([first], rest)).astype(np.intp)
 
 
 def kept_rows(array: np.ndarray, positions: list[int] | np.ndarray) -> np.ndarray:

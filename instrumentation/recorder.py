@@ -39,7 +39,7 @@ from driftline.instrumentation._aggregation import (
     ModelTraits,
     StreamAggregate,
 )
-from driftline.instrumentation._handoff import HandOffSample, kept_rows, thinned
+from driftline.instrumentation._handoff import HandOffSample, kept_rows, rows_after, thinned
 from driftline.instrumentation._records import PredictionRecords
 from driftline.predictions import ids_for_call
 
@@ -97,6 +97,9 @@ class PredictCall(NamedTuple):
 
 # Positions of PredictCall's fields that submit() reads from a plain tuple.
 _SCOPE, _ATTRIBUTES, _INPUTS, _OUTPUTS, _ROWS, _DURATION, _ERROR = 0, 3, 4, 5, 6, 7, 8
+# Calls of at least this many rows have the rows their stream's sample keeps copied in
+# ``predict`` (a few us); smaller ones hand their arrays over and the drain picks the rows.
+PRESAMPLE_MIN_ROWS = 1024
 # What is handed over for a call of a sampling stream none of whose rows was kept:
 # (scope, attributes, rows, duration_s, error_type).
 _COUNTS_ONLY = 5
@@ -110,6 +113,17 @@ class _SampledRows:
 
     def __init__(self, values: np.ndarray, rate: float) -> None:
         self.values, self.rate = values, rate
+
+
+class _DeferredRows:
+    """A call's whole input rows (the outputs field holds its outputs), handed over with the
+    first row its stream's hand-off sample keeps: the drain picks it and the rows after it
+    at ``rate``. Small calls: their arrays are cheap to hold, and the pick is the drain's."""
+
+    __slots__ = ("first", "rate", "values")
+
+    def __init__(self, values: np.ndarray, rate: float, first: int) -> None:
+        self.values, self.rate, self.first = values, rate, first
 
 
 def _held_rows(call: PredictCall | tuple[Any, ...]) -> int:
@@ -321,6 +335,9 @@ class Recorder:
                 self._records_dropped(key, semconv.DROP_REASON_QUEUE_FULL, rows)
             return
         touched.add(key)
+        if type(inputs) is _DeferredRows:
+            kept = rows_after(self._rng, inputs.first, rows, inputs.rate)
+            inputs, outputs = _SampledRows(inputs.values[kept], inputs.rate), outputs[kept]
         presampled = type(inputs) is _SampledRows
         if presampled:
             rate, inputs = inputs.rate, inputs.values
@@ -467,12 +484,17 @@ class Recorder:
 def _presampled(call: PredictCall | tuple[Any, ...], sample: HandOffSample
                 ) -> PredictCall | tuple[Any, ...]:
     """``call`` with only the rows its stream's hand-off sample keeps (some are), when its
-    inputs and outputs are arrays of its rows; else ``call`` unchanged, for the drain to
-    sample."""
+    inputs and outputs are arrays of its rows: copied now from a large call (holding its
+    arrays until the drain made later calls fault memory in again), picked by the drain from
+    a small one (``_DeferredRows``: no NumPy work in ``predict``); else ``call`` unchanged,
+    for the drain to sample."""
     inputs, outputs, rows = call[_INPUTS], call[_OUTPUTS], call[_ROWS]
     if type(inputs) is not np.ndarray or inputs.ndim != 2 or type(outputs) is not np.ndarray \
             or outputs.ndim == 0 or inputs.shape[0] != rows or outputs.shape[0] != rows:
         return call
+    if rows < PRESAMPLE_MIN_ROWS:
+        return (*call[:_INPUTS], _DeferredRows(inputs, sample.rate, sample.first_kept(rows)),
+                outputs, *call[_ROWS:])
     kept = sample.positions(rows)
     return (*call[:_INPUTS], _SampledRows(kept_rows(inputs, kept), sample.rate),
             kept_rows(outputs, kept), *call[_ROWS:])
