@@ -39,7 +39,13 @@ from driftline.instrumentation._aggregation import (
     ModelTraits,
     StreamAggregate,
 )
-from driftline.instrumentation._handoff import HandOffSample, kept_rows, rows_after, thinned
+from driftline.instrumentation._handoff import (
+    PYTHON_DRAW_ROWS,
+    HandOffSample,
+    kept_rows,
+    rows_after,
+    thinned,
+)
 from driftline.instrumentation._records import PredictionRecords
 from driftline.predictions import ids_for_call
 
@@ -98,7 +104,8 @@ class PredictCall(NamedTuple):
 # Positions of PredictCall's fields that submit() reads from a plain tuple.
 _SCOPE, _ATTRIBUTES, _INPUTS, _OUTPUTS, _ROWS, _DURATION, _ERROR = 0, 3, 4, 5, 6, 7, 8
 # Calls of at least this many rows have the rows their stream's sample keeps copied in
-# ``predict`` (a few us); smaller ones hand their arrays over and the drain picks the rows.
+# ``predict`` (a few us); smaller ones expected to keep more than PYTHON_DRAW_ROWS hand their
+# arrays over and the drain picks the rows (NumPy draws in ``predict`` cost 10 us and more).
 PRESAMPLE_MIN_ROWS = 1024
 # What is handed over for a call of a sampling stream none of whose rows was kept:
 # (scope, attributes, rows, duration_s, error_type).
@@ -485,14 +492,15 @@ def _presampled(call: PredictCall | tuple[Any, ...], sample: HandOffSample
                 ) -> PredictCall | tuple[Any, ...]:
     """``call`` with only the rows its stream's hand-off sample keeps (some are), when its
     inputs and outputs are arrays of its rows: copied now from a large call (holding its
-    arrays until the drain made later calls fault memory in again), picked by the drain from
-    a small one (``_DeferredRows``: no NumPy work in ``predict``); else ``call`` unchanged,
-    for the drain to sample."""
+    arrays until the drain made later calls fault memory in again) or a call keeping a few
+    rows (drawn in plain Python), picked by the drain from a smaller call keeping many
+    (``_DeferredRows``: no NumPy work in ``predict``); else ``call`` unchanged, for the drain
+    to sample."""
     inputs, outputs, rows = call[_INPUTS], call[_OUTPUTS], call[_ROWS]
     if type(inputs) is not np.ndarray or inputs.ndim != 2 or type(outputs) is not np.ndarray \
             or outputs.ndim == 0 or inputs.shape[0] != rows or outputs.shape[0] != rows:
         return call
-    if rows < PRESAMPLE_MIN_ROWS:
+    if rows < PRESAMPLE_MIN_ROWS and (rows - sample.gap) * sample.rate > PYTHON_DRAW_ROWS:
         return (*call[:_INPUTS], _DeferredRows(inputs, sample.rate, sample.first_kept(rows)),
                 outputs, *call[_ROWS:])
     kept = sample.positions(rows)

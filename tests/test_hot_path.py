@@ -442,9 +442,9 @@ def test_a_large_call_of_a_sampling_stream_is_sampled_before_it_is_queued() -> N
 
 def test_small_calls_of_a_sampling_stream_hand_over_only_the_rows_kept() -> None:
     """At a sample rate of 1/20, most one-row calls keep no row: they hand over their counts
-    only (nothing of theirs is held until the drain); the others hand over their arrays,
-    whose kept rows the drain picks. Rows stay exact and the sample's size is binomial
-    (p > 0.001). A stream's volume outlives one interval without calls."""
+    only (nothing of theirs is held until the drain), the others a copy of their row. Rows
+    stay exact and the sample's size is binomial (p > 0.001). A stream's volume outlives
+    one interval without calls."""
     import weakref
 
     from scipy import stats
@@ -470,11 +470,9 @@ def test_small_calls_of_a_sampling_stream_hand_over_only_the_rows_kept() -> None
         held += [weakref.ref(inputs), weakref.ref(outputs)]
         recorder.submit(call(inputs, outputs))
         del inputs, outputs
-    holding = sum(ref() is not None for ref in held) // 2  # calls whose arrays are held
-    assert 0 < holding < 0.08 * calls  # about 1 in 20
-    assert recorder._pending_rows == holding
-    assert recorder.force_flush()
     assert [ref() is None for ref in held] == [True] * len(held)
+    assert recorder._pending_rows < 0.1 * calls
+    assert recorder.force_flush()
     assert sum(p.value for p in metrics.points(semconv.ML_PREDICT_ROWS)) == calls
     [feature] = [p for p in metrics.points(semconv.ML_FEATURE_VALUE)
                  if p.attributes[semconv.ML_FEATURE_NAME] == "f0"]
