@@ -25,6 +25,9 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
 
+from driftline import semconv
+from driftline.exporters.file.exporter import read_metrics
+
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 10.0
@@ -35,6 +38,22 @@ COMPONENT_LISTENING = re.compile(r"^(\S+ \S+) listening on (\S+)")
 PROTOCOL_HTTP = "OTLP/HTTP"
 PROTOCOL_GRPC = "OTLP/gRPC"
 PROMETHEUS_EXPORTER = "exporter prometheus"
+
+
+def processor_gauges(path: Path) -> Iterator[tuple[str, dict[str, str], Any]]:
+    """(metric name, string attributes, point) of every gauge point the processor wrote to
+    the file exporter's ``path`` (nothing while it does not exist)."""
+    if not path.exists():
+        return
+    for request in read_metrics(path):
+        for resource_metrics in request.resource_metrics:
+            for scope in resource_metrics.scope_metrics:
+                if scope.scope.name != semconv.PROCESSOR_SCOPE:
+                    continue
+                for metric in scope.metrics:
+                    for point in metric.gauge.data_points:
+                        yield metric.name, {kv.key: kv.value.string_value
+                                            for kv in point.attributes}, point
 
 
 def file_pipeline_config(output: Path, protocols: dict[str, Any]) -> dict[str, Any]:

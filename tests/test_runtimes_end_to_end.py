@@ -15,8 +15,7 @@ import pytest
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 from driftline import profile, semconv
-from driftline.exporters.file.exporter import read_metrics
-from tests._collector import LOOPBACK, PROTOCOL_GRPC, running_collector
+from tests._collector import LOOPBACK, PROTOCOL_GRPC, processor_gauges, running_collector
 from tests.apps import fraud_data, runtime_models
 from tests.conftest import ReservedPort
 
@@ -48,23 +47,12 @@ def _verdicts(path: Path) -> tuple[dict[str, int], dict[tuple[str, str], set[int
     """Window rows per model and {(model, feature): detected values} for METHOD."""
     rows: dict[str, int] = {}
     detected: dict[tuple[str, str], set[int]] = {}
-    if not path.exists():
-        return rows, detected
-    for request in read_metrics(path):
-        for resource_metrics in request.resource_metrics:
-            for scope in resource_metrics.scope_metrics:
-                if scope.scope.name != semconv.PROCESSOR_SCOPE:
-                    continue
-                for metric in scope.metrics:
-                    for point in metric.gauge.data_points:
-                        attrs = {kv.key: kv.value.string_value for kv in point.attributes}
-                        model = attrs.get(semconv.ML_MODEL_NAME, "")
-                        if metric.name == semconv.ML_WINDOW_ROWS:
-                            rows[model] = rows.get(model, 0) + point.as_int
-                        elif metric.name == semconv.ML_DRIFT_DETECTED \
-                                and attrs[semconv.ML_DRIFT_METHOD] == METHOD:
-                            detected.setdefault((model, attrs[semconv.ML_FEATURE_NAME]),
-                                                set()).add(point.as_int)
+    for name, attrs, point in processor_gauges(path):
+        model = attrs.get(semconv.ML_MODEL_NAME, "")
+        if name == semconv.ML_WINDOW_ROWS:
+            rows[model] = rows.get(model, 0) + point.as_int
+        elif name == semconv.ML_DRIFT_DETECTED and attrs[semconv.ML_DRIFT_METHOD] == METHOD:
+            detected.setdefault((model, attrs[semconv.ML_FEATURE_NAME]), set()).add(point.as_int)
     return rows, detected
 
 

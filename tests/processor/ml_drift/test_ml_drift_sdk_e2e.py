@@ -19,9 +19,8 @@ from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, V
 from opentelemetry.sdk.resources import Resource as SdkResource
 
 from driftline import semconv
-from driftline.exporters.file.exporter import read_metrics
 from driftline.profile import save
-from tests._collector import LOOPBACK, PROTOCOL_HTTP, running_collector
+from tests._collector import LOOPBACK, PROTOCOL_HTTP, processor_gauges, running_collector
 from tests.processor.ml_drift.test_ml_drift import APP, MODEL, reference
 from tests.processor.ml_drift.test_ml_drift_temporality import BOUNDS
 
@@ -34,21 +33,12 @@ NEVER_MS = 3_600_000  # the test flushes by hand
 def verdicts(path: Path) -> tuple[int, dict[tuple[str, str], list[float]]]:
     """Total ml.window.rows and every (feature, method) -> detected values in the file."""
     rows, detected = 0, {}
-    if not path.exists():
-        return rows, detected
-    for request in read_metrics(path):
-        for resource_metrics in request.resource_metrics:
-            for scope in resource_metrics.scope_metrics:
-                if scope.scope.name != semconv.PROCESSOR_SCOPE:
-                    continue
-                for metric in scope.metrics:
-                    for point in metric.gauge.data_points:
-                        attrs = {kv.key: kv.value.string_value for kv in point.attributes}
-                        if metric.name == semconv.ML_WINDOW_ROWS:
-                            rows += point.as_int
-                        elif metric.name == semconv.ML_DRIFT_DETECTED:
-                            key = (attrs[semconv.ML_FEATURE_NAME], attrs[semconv.ML_DRIFT_METHOD])
-                            detected.setdefault(key, []).append(point.as_int)
+    for name, attrs, point in processor_gauges(path):
+        if name == semconv.ML_WINDOW_ROWS:
+            rows += point.as_int
+        elif name == semconv.ML_DRIFT_DETECTED:
+            key = (attrs[semconv.ML_FEATURE_NAME], attrs[semconv.ML_DRIFT_METHOD])
+            detected.setdefault(key, []).append(point.as_int)
     return rows, detected
 
 
