@@ -5,7 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
+from opentelemetry.sdk.resources import Resource
+
+from driftline import semconv
 
 
 class InMemoryMetricExporter(MetricExporter):
@@ -33,3 +38,13 @@ class InMemoryMetricExporter(MetricExporter):
                     for metric in scope_metrics.metrics:
                         if metric.name == name:
                             yield from metric.data.data_points
+
+
+def emit_ground_truth(exporter: Any, prediction_id: str, label: str) -> None:
+    """One ``ml.ground_truth`` event through the SDK's logs pipeline into ``exporter``."""
+    provider = LoggerProvider(resource=Resource.create({semconv.SERVICE_NAME: "churn-api"}))
+    provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+    provider.get_logger("driftline.test").emit(
+        event_name="ml.ground_truth", body=label,
+        attributes={"ml.prediction.id": prediction_id})
+    provider.shutdown()

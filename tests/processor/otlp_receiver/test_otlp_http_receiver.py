@@ -31,8 +31,6 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
-from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
     Buckets,
@@ -74,6 +72,7 @@ from tests._collector import (
     running_collector,
 )
 from tests._consumers import ALL_SIGNALS, Recorder, RefusesOnce
+from tests._otel import emit_ground_truth
 
 EXPORT_TIMEOUT_S = 5.0
 HTTP_TIMEOUT_S = 5.0
@@ -194,8 +193,6 @@ def test_collector_prints_one_listening_line_per_protocol(tmp_path: Path) -> Non
 
 
 # --- the receiver in process ---------------------------------------------------------------
-
-
 
 
 def http_config(**overrides: Any) -> OtlpReceiverConfig:
@@ -449,16 +446,6 @@ TRACES_PAYLOAD = {"resourceSpans": [{"scopeSpans": [{"spans": [
     {"traceId": TRACE_ID_HEX, "spanId": SPAN_ID_HEX, "name": "predict churn"}]}]}]}
 
 
-def emit_ground_truth(exporter: Any, prediction_id: str, label: str) -> None:
-    """One ``ml.ground_truth`` event through the SDK's logs pipeline into ``exporter``."""
-    provider = LoggerProvider(resource=Resource.create({semconv.SERVICE_NAME: "churn-api"}))
-    provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
-    provider.get_logger("driftline.test").emit(
-        event_name="ml.ground_truth", body=label,
-        attributes={"ml.prediction.id": prediction_id})
-    provider.shutdown()
-
-
 def test_sdk_http_log_exporter_reaches_the_logs_consumer() -> None:
     recorder = Recorder(ALL_SIGNALS)
     with serving(recorder) as receiver:
@@ -522,8 +509,6 @@ def test_data_refused_is_429_with_a_status_body() -> None:
 
     assert (status, headers["Retry-After"]) == (429, "1")
     assert "memory limit reached" in status_pb2.Status.FromString(body).message
-
-
 
 
 def test_sdk_exporter_retries_a_429_and_delivers() -> None:

@@ -33,8 +33,6 @@ from opentelemetry.proto.collector.metrics.v1 import (
     metrics_service_pb2_grpc,
 )
 from opentelemetry.proto.metrics.v1.metrics_pb2 import ResourceMetrics as ProtoResourceMetrics
-from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
     Buckets,
@@ -69,6 +67,7 @@ from driftline.processor.service.registry import Factories
 from driftline.profile import ProfileBuilder, save
 from tests._collector import PROTOCOL_GRPC, START_TIMEOUT_S, running_collector, spawn
 from tests._consumers import Recorder, RefusesOnce
+from tests._otel import emit_ground_truth
 
 LOOPBACK = "127.0.0.1"
 VERDICT_TIMEOUT_S = 10.0
@@ -251,8 +250,6 @@ def test_collector_exits_1_listing_config_problems(tmp_path: Path) -> None:
 # --- the receiver in process --------------------------------------------------------------
 
 
-
-
 def receiver_config(endpoint: str = f"{LOOPBACK}:0", **grpc_settings: Any
                     ) -> OtlpReceiverConfig:
     return OtlpReceiverConfig(protocols=ProtocolsConfig(grpc=GrpcConfig(endpoint=endpoint,
@@ -424,18 +421,6 @@ def test_receiver_fans_out_to_every_pipeline_it_feeds() -> None:
 # --- logs, partial success, refusals, sizes -----------------------------------------------
 
 
-
-
-def emit_ground_truth(exporter: Any, prediction_id: str, label: str) -> None:
-    """One ``ml.ground_truth`` event through the SDK's logs pipeline into ``exporter``."""
-    provider = LoggerProvider(resource=Resource.create({semconv.SERVICE_NAME: "churn-api"}))
-    provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
-    provider.get_logger("driftline.test").emit(
-        event_name="ml.ground_truth", body=label,
-        attributes={"ml.prediction.id": prediction_id})
-    provider.shutdown()
-
-
 def test_sdk_grpc_log_exporter_reaches_the_logs_consumer() -> None:
     recorder = Recorder(METRICS_AND_LOGS)
     with serving(recorder) as receiver:
@@ -504,8 +489,6 @@ def test_data_refused_is_resource_exhausted() -> None:
     retry_info = error_details_pb2.RetryInfo.FromString(
         dict(caught.value.trailing_metadata())["google.rpc.retryinfo-bin"])
     assert retry_info.retry_delay.seconds == 1
-
-
 
 
 def test_sdk_exporter_retries_a_refusal_after_the_retry_info_delay() -> None:
