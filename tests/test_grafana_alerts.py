@@ -25,21 +25,12 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
-from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
-from opentelemetry.sdk.resources import Resource
 from scipy import stats
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
 import driftline
 from driftline import collector_config, profile, semconv
 from driftline.collector_config import shipped
-from driftline.instrumentation import Recorder
-from driftline.instrumentation._env import prediction_records_from_kwargs
-from driftline.instrumentation._records import RecordSettings
-from driftline.instrumentation.sklearn import SklearnInstrumentor
 from tests._collector import (
     LOOPBACK,
     PROMETHEUS_EXPORTER,
@@ -47,6 +38,7 @@ from tests._collector import (
     Collector,
     running_collector,
 )
+from tests._otel import instrumented_app
 from tests.conftest import PrometheusServer, require_binary, reserve_port, run_prometheus
 from tests.exporters.prometheus.test_prometheus_promtool import PROMTOOL_MISSING
 
@@ -120,19 +112,7 @@ def _serve(endpoint: str, model: LogisticRegression, other: LogisticRegression,
     """The app: batches over a few seconds with SHIFTED moved by SHIFT, labels that are the
     opposite of the truth (accuracy near 0), one failing call, OTHER_MODEL once, and
     REGRESSOR with true values off its predictions by noise."""
-    resource = Resource.create({semconv.SERVICE_NAME: "churn-api",
-                                semconv.SERVICE_INSTANCE_ID: "pod-1"})
-    logs = LoggerProvider(resource=resource)
-    logs.add_log_record_processor(BatchLogRecordProcessor(
-        OTLPLogExporter(endpoint=f"http://{endpoint}/v1/logs")))
-    records = prediction_records_from_kwargs(
-        {"logger_provider": logs,
-         "prediction_records": RecordSettings(ratio=1.0, per_second=1e7)})
-    recorder = Recorder(OTLPMetricExporter(endpoint=f"http://{endpoint}/v1/metrics"),
-                        resource=resource, records=records)
-    instrumentor = SklearnInstrumentor()
-    instrumentor.instrument(recorder=recorder)
-    try:
+    with instrumented_app(endpoint, "pod-1", 1e7) as (recorder, logs):
         other.predict_proba(rng.normal(size=(200, len(FEATURES))))
         with pytest.raises(ValueError):
             model.predict_proba(rng.normal(size=(3, len(FEATURES) + 1)))  # error.type
@@ -159,10 +139,6 @@ def _serve(endpoint: str, model: LogisticRegression, other: LogisticRegression,
             time.sleep(BATCH_PAUSE_S)
         assert recorder.force_flush()
         assert logs.force_flush()
-    finally:
-        instrumentor.uninstrument()
-        recorder.shutdown()
-        logs.shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -14,25 +14,17 @@ from typing import Any
 
 import numpy as np
 import pytest
-from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
-from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
-from opentelemetry.sdk.resources import Resource
 from sklearn.linear_model import LogisticRegression
 
 import driftline
 from driftline import profile, semconv
-from driftline.instrumentation import Recorder
-from driftline.instrumentation._env import prediction_records_from_kwargs
-from driftline.instrumentation._records import RecordSettings
-from driftline.instrumentation.sklearn import SklearnInstrumentor
 from tests._collector import (
     LOOPBACK,
     PROMETHEUS_EXPORTER,
     PROTOCOL_HTTP,
     running_collector,
 )
+from tests._otel import instrumented_app
 from tests.conftest import require_binary
 
 pytestmark = pytest.mark.integration
@@ -76,28 +68,12 @@ def _serve(endpoint: str, instance: str, model: LogisticRegression, X: np.ndarra
            y: np.ndarray) -> None:
     """One app replica: the recorder and prediction records over the SDK's OTLP/HTTP
     exporters, then the labels of its predictions."""
-    resource = Resource.create({semconv.SERVICE_NAME: "churn-api",
-                                semconv.SERVICE_INSTANCE_ID: instance})
-    logs = LoggerProvider(resource=resource)
-    logs.add_log_record_processor(BatchLogRecordProcessor(
-        OTLPLogExporter(endpoint=f"http://{endpoint}/v1/logs")))
-    records = prediction_records_from_kwargs(
-        {"logger_provider": logs,
-         "prediction_records": RecordSettings(ratio=1.0, per_second=1e6)})
-    recorder = Recorder(OTLPMetricExporter(endpoint=f"http://{endpoint}/v1/metrics"),
-                        resource=resource, records=records)
-    instrumentor = SklearnInstrumentor()
-    instrumentor.instrument(recorder=recorder)
-    try:
+    with instrumented_app(endpoint, instance, 1e6) as (recorder, logs):
         model.predict(X)
         ids = list(driftline.last_prediction_ids())
         assert recorder.force_flush()
         assert logs.force_flush()
         driftline.record_ground_truth(ids, y, logger_provider=logs)
-    finally:
-        instrumentor.uninstrument()
-        recorder.shutdown()
-        logs.shutdown()
 
 
 def test_live_exposition_passes_promtool_and_verdicts_are_series_of_the_model(
