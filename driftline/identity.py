@@ -9,14 +9,28 @@ that, their class name.
 from __future__ import annotations
 
 import os
+import weakref
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from driftline import semconv
 
 IDENTITY_ATTRIBUTE = "_driftline_identity"
 
 ModelT = TypeVar("ModelT")
+
+
+class RegisterListener(Protocol):
+    def registered(self, model: Any) -> None: ...
+
+
+# What caches identities (the instrumentations' call sites), told of each register().
+_listeners: weakref.WeakSet[RegisterListener] = weakref.WeakSet()
+
+
+def on_register(listener: RegisterListener) -> None:
+    """Call ``listener.registered(model)`` after each ``register``, while it lives."""
+    _listeners.add(listener)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +44,8 @@ def register(model: ModelT, *, name: str, version: str = "") -> ModelT:
     if not name:
         raise ValueError("driftline.register: name must be a non-empty string")
     object.__setattr__(model, IDENTITY_ATTRIBUTE, ModelIdentity(str(name), str(version)))
+    for listener in list(_listeners):
+        listener.registered(model)
     return model
 
 

@@ -26,16 +26,27 @@ PYTHON_DRAW_ROWS = 32
 
 
 class HandOffSample:
-    """One sampling stream's hand-off sample at ``rate`` (0 < rate < 1)."""
+    """One stream's hand-off sample at ``rate``. Below rate 1, ``gap`` counts the rows to
+    skip before the next kept row; at rate 1 (a stream within its budget, or one whose
+    prediction records need every row) ``gap`` is -1, below any call's rows: every call is
+    handed over whole. A stream keeps its one sample object while its rate changes, so the
+    call sites holding it never look it up again."""
 
     __slots__ = ("_log_skip", "_rng", "_uniform", "gap", "rate")
 
     def __init__(self, rate: float, uniform: Callable[[], float],
                  rng: np.random.Generator) -> None:
-        self.rate = rate
-        self._log_skip = math.log1p(-rate)
         self._uniform, self._rng = uniform, rng
-        self.gap = self._next_gap()  # rows to skip before the next kept row
+        self.set_rate(rate)
+
+    def set_rate(self, rate: float) -> None:
+        """Sample at ``rate`` from now on, from a fresh gap (memoryless)."""
+        self.rate = min(rate, 1.0)
+        if self.rate >= 1.0:
+            self._log_skip, self.gap = 0.0, -1
+        else:
+            self._log_skip = math.log1p(-self.rate)
+            self.gap = self._next_gap()
 
     def _next_gap(self) -> int:
         return int(math.log(1.0 - self._uniform()) / self._log_skip)
@@ -53,12 +64,8 @@ class HandOffSample:
             self.gap = gap - rows
             return []  # the common case (the recorder tests it first): nothing kept
         if (rows - gap) * self.rate <= PYTHON_DRAW_ROWS:
-            kept = [gap]
-            position = gap + self._next_gap() + 1
-            while position < rows:
-                kept.append(position)
-                position += self._next_gap() + 1
-            self.gap = position - rows
+            kept, beyond = _drawn_from(gap, rows, self._log_skip, self._uniform)
+            self.gap = beyond - rows
             return kept
         # Many kept rows: the first at ``gap``, the rest drawn with NumPy; past the last kept
         # row the gap starts afresh (memoryless).
@@ -67,12 +74,29 @@ class HandOffSample:
         return np.concatenate(([gap], rest))
 
 
-def rows_after(rng: np.random.Generator, first: int, rows: int, rate: float) -> np.ndarray:
+def rows_after(uniform: Callable[[], float], rng: np.random.Generator, first: int, rows: int,
+               rate: float) -> list[int] | np.ndarray:
     """Positions kept of a call's ``rows`` rows whose first kept one is ``first``: it, and
-    each later row with probability ``rate``."""
-    rest = sample_positions(rng, rows - first - 1, rate) + (first + 1) \
-        if first + 1 < rows else np.empty(0, dtype=np.intp)
+    each later row with probability ``rate``. Drawn one by one in plain Python when few are
+    expected: the drain picks one call at a time, and each NumPy draw releases the GIL, whose
+    taking back waits for the model's thread (a 100-row call cost 10 us of the recorder's
+    CPU and 15 of its caller's that way)."""
+    if (rows - first - 1) * rate <= PYTHON_DRAW_ROWS:
+        return _drawn_from(first, rows, math.log1p(-rate), uniform)[0]
+    rest = sample_positions(rng, rows - first - 1, rate) + (first + 1)
     return np.concatenate(([first], rest)).astype(np.intp)
+
+
+def _drawn_from(first: int, rows: int, log_skip: float, uniform: Callable[[], float]
+                ) -> tuple[list[int], int]:
+    """Kept positions below ``rows`` from ``first`` (kept) on, by geometric gaps drawn one
+    at a time (``log_skip`` is log(1 - rate)), and the first kept position beyond them."""
+    kept = [first]
+    position = first + int(math.log(1.0 - uniform()) / log_skip) + 1
+    while position < rows:
+        kept.append(position)
+        position += int(math.log(1.0 - uniform()) / log_skip) + 1
+    return kept, position
 
 
 def kept_rows(array: np.ndarray, positions: list[int] | np.ndarray) -> np.ndarray:

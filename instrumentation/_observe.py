@@ -13,11 +13,14 @@ parent, no SDK) no span is started at all (``SpanGate``).
 
 from __future__ import annotations
 
+import copy
+import functools
 import time
 import weakref
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
+from types import FunctionType, MethodType
 from typing import Any
 
 import numpy as np
@@ -37,8 +40,10 @@ from driftline.instrumentation.recorder import Attributes
 # getter is the ``enabled`` test of the wrapt wrappers (``wrap_model_method``).
 OBSERVING: ContextVar[bool] = ContextVar("driftline_observing", default=True)
 
-# The key opentelemetry.instrumentation.utils also honours (set for backward compatibility).
-_SUPPRESS_INSTRUMENTATION_KEY_PLAIN = "suppress_instrumentation"
+# The keys of a context whose instrumentation is suppressed:
+# opentelemetry.instrumentation.utils honours both (the plain one for backward compatibility).
+SUPPRESS_KEY = _SUPPRESS_INSTRUMENTATION_KEY
+SUPPRESS_KEY_PLAIN = "suppress_instrumentation"
 # A span whose sampler always drops it, or drops it unless its parent was sampled.
 _ALWAYS_OFF = "AlwaysOffSampler"
 _NEVER, _WITH_SAMPLED_PARENT, _ASK = "never", "with sampled parent", "ask"
@@ -53,6 +58,7 @@ class CallSite:
     span_attributes: dict[str, Any]
     traits: Any  # Callable[[model], ModelTraits], called in the recorder thread
     scope: str = ""  # the instrumentation scope its metrics are exported under
+    sample: Any = None  # its stream's HandOffSample, when built for Recorder.submit_site
 
 
 # Hands one call to the recorder: (site, model, inputs, outputs, rows, duration_s,
@@ -61,11 +67,40 @@ Submit = Callable[[CallSite, Any, Any, Any, int, float, "str | None", Any, int],
 
 
 def wrap_model_method(owner: Any, name: str, wrapper: Callable[..., Any]) -> None:
-    """``wrapt.wrap_function_wrapper``, but ``wrapper`` runs only outside observed calls:
-    inside one, wrapt's C code tests ``OBSERVING`` and calls the method itself, so the 50
-    trees a forest's ``predict_proba`` calls pay no Python frame of ours each."""
-    wrapt.wrap_object(owner, name, wrapt.FunctionWrapper, (wrapper,),
-                      {"enabled": OBSERVING.get})
+    """Make ``owner.name`` call ``wrapper(wrapped, instance, args, kwargs)`` (wrapt's
+    convention: ``wrapped`` is bound) outside observed calls; inside one (``OBSERVING`` is
+    false), the method runs as it is, so the 50 trees a forest's ``predict_proba`` calls
+    pay no wrapper of ours each.
+
+    A plain function is replaced by a plain function (``_observed_function``), and
+    scikit-learn's ``available_if`` descriptor (a pipeline's ``predict_proba``) by a copy
+    holding one as its ``fn``: wrapt's ``FunctionWrapper`` builds a bound wrapper at each
+    attribute access, which cost a one-row ``predict_proba`` about 16 000 more
+    instructions (issue 17). Any other descriptor (a classmethod) is wrapped by wrapt."""
+    original = vars(owner)[name]
+    if type(original) is FunctionType:
+        observed = _observed_function(original, wrapper)
+    elif type(getattr(original, "fn", None)) is FunctionType and hasattr(original, "__get__"):
+        observed = copy.copy(original)  # available_if: it checks, then binds its ``fn``
+        observed.fn = _observed_function(original.fn, wrapper)
+    else:
+        wrapt.wrap_object(owner, name, wrapt.FunctionWrapper, (wrapper,),
+                          {"enabled": OBSERVING.get})
+        return
+    observed._driftline_original = original
+    setattr(owner, name, observed)
+
+
+def _observed_function(original: FunctionType, wrapper: Callable[..., Any]
+                       ) -> Callable[..., Any]:
+    observing = OBSERVING.get
+
+    def observed(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if observing():
+            return wrapper(MethodType(original, self), self, args, kwargs)
+        return original(self, *args, **kwargs)
+    functools.update_wrapper(observed, original)  # name, docstring, __wrapped__, signature
+    return observed
 
 
 def unwrap_model_method(owner: Any, name: str) -> None:
@@ -77,6 +112,8 @@ def unwrap_model_method(owner: Any, name: str) -> None:
     wrapper = vars(owner).get(name)
     if isinstance(wrapper, wrapt.FunctionWrapper):
         setattr(owner, name, wrapper.__wrapped__)
+    elif hasattr(wrapper, "_driftline_original"):
+        setattr(owner, name, wrapper._driftline_original)
 
 
 def silenced(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
@@ -114,15 +151,9 @@ def _context_getter() -> Callable[[], Any]:
     return variable.get if isinstance(variable, ContextVar) else context_api.get_current
 
 
-_current_context = _context_getter()
-
-
-def instrumentation_enabled() -> bool:
-    """``opentelemetry.instrumentation.utils.is_instrumentation_enabled`` reading the
-    context once instead of twice (it runs in every model call)."""
-    current = _current_context()
-    return not (current.get(_SUPPRESS_INSTRUMENTATION_KEY)
-                or current.get(_SUPPRESS_INSTRUMENTATION_KEY_PLAIN))
+# A wrapper's instrumentation is suppressed when this context (a dict) holds SUPPRESS_KEY or
+# SUPPRESS_KEY_PLAIN: ``is_instrumentation_enabled`` without its frames and its two reads.
+current_context = _context_getter()
 
 
 def model_attributes(model_identity: identity.ModelIdentity, framework: str,
@@ -139,46 +170,61 @@ class CallSites:
     """``CallSite`` per (model object, operation), built at the model's first call.
 
     Keyed by the object's id and checked through a weak reference, so a model collected and
-    a new one at its address do not share an entry; ``driftline.register`` after the first
-    call is seen (the registered identity is part of the check).
+    a new one at its address do not share an entry. ``driftline.register`` forgets every
+    site, so a model named after its first call is seen at its next one.
+    ``hand_off_sample`` (``Recorder.hand_off_sample``) gives each site its stream's sample,
+    for ``Recorder.submit_site``.
     """
 
-    def __init__(self, framework: str) -> None:
+    def __init__(self, framework: str,
+                 hand_off_sample: Callable[[str, Attributes], Any] | None = None) -> None:
         self._framework = framework
         self._scope = semconv.SCOPE_PREFIX + framework
-        self._sites: dict[tuple[int, str], tuple[Any, Any, CallSite]] = {}
+        self._hand_off_sample = hand_off_sample
+        # Per operation: model id -> (weak reference to the model, its site).
+        self._sites: dict[str, dict[int, tuple[Any, CallSite]]] = {}
+        identity.on_register(self)
+
+    def of(self, operation: str) -> dict[int, tuple[Any, CallSite]]:
+        """The sites of ``operation`` by model id, for a wrapper to look up in its own frame
+        (an entry is its model's when the weak reference returns the model); ``get`` on a
+        miss."""
+        return self._sites.setdefault(operation, {})
 
     def get(self, model: Any, operation: str, traits: Any, named: Any = None) -> CallSite:
         """The site of ``model``'s ``operation``; ``named`` is the object holding the
         identity when it is not the model itself (a compiled torch module)."""
+        sites = self.of(operation)
+        entry = sites.get(id(model))
+        if entry is not None and entry[0]() is model:
+            return entry[1]
         named = model if named is None else named
-        # The instance dict when there is one: a missing attribute costs an exception.
-        attributes = getattr(named, "__dict__", None)
-        registered = attributes.get(identity.IDENTITY_ATTRIBUTE) if attributes is not None \
-            else getattr(named, identity.IDENTITY_ATTRIBUTE, None)
-        key = (id(model), operation)
-        entry = self._sites.get(key)
-        if entry is not None and entry[0]() is model and entry[1] is registered:
-            return entry[2]
         attributes = model_attributes(identity.identity_of(named), self._framework, operation)
         values = dict(attributes)
+        sample = self._hand_off_sample(self._scope, attributes) \
+            if self._hand_off_sample is not None else None
         site = CallSite(attributes, f"{operation} {values[semconv.ML_MODEL_NAME]}", values,
-                        traits, self._scope)
+                        traits, self._scope, sample)
         try:
-            ref = weakref.ref(model, self._forget(key))
+            ref = weakref.ref(model, _forget(sites, id(model)))
         except TypeError:  # not weakly referenceable: built again at each call
             return site
-        self._sites[key] = (ref, registered, site)
+        sites[id(model)] = (ref, site)
         return site
 
-    def _forget(self, key: tuple[int, str]) -> Callable[[Any], None]:
-        sites = self._sites
+    def registered(self, model: Any) -> None:
+        """``driftline.register`` named ``model``: its sites (and, as the object holding a
+        compiled module's identity is not known here, every other) are built again."""
+        for sites in self._sites.values():
+            sites.clear()
 
-        def forget(ref: Any) -> None:
-            entry = sites.get(key)
-            if entry is not None and entry[0] is ref:
-                del sites[key]
-        return forget
+
+def _forget(sites: dict[int, tuple[Any, CallSite]], key: int) -> Callable[[Any], None]:
+    def forget(ref: Any) -> None:
+        entry = sites.get(key)
+        if entry is not None and entry[0] is ref:
+            del sites[key]
+    return forget
 
 
 class SpanGate:

@@ -176,10 +176,10 @@ class Recorder:
         # Callers' threads sample with their own generators (seeded from ours).
         self._handoff_rng = np.random.default_rng(self._rng.integers(1 << 63))
         self._handoff_random = random.Random(int(self._rng.integers(1 << 63))).random
-        self._thin_random = random.Random(int(self._rng.integers(1 << 63))).random
-        # The hand-off sample of each stream that samples, for submit(): replaced by the
-        # recorder thread when the stream's rate changes.
-        self._handoff: dict[StreamKey, HandOffSample] = {}
+        self._drain_random = random.Random(int(self._rng.integers(1 << 63))).random
+        # Each stream's hand-off sample, for submit(); one object per stream for good (the
+        # recorder thread sets its rate), so call sites hold it (``hand_off_sample``).
+        self._samples: dict[StreamKey, HandOffSample] = {}
         self._records = records
         self.records_on = records is not None  # call_ids() draws IDs only then
         self._records_warned: set[str] = set()
@@ -209,12 +209,43 @@ class Recorder:
             return (), 0
         return ids_for_call(rows), time.time_ns()
 
+    def hand_off_sample(self, scope: str, attributes: Attributes) -> HandOffSample:
+        """The stream's hand-off sample, which a call site keeps for ``submit_site``."""
+        key = (scope, attributes)
+        sample = self._samples.get(key)
+        if sample is None:
+            rate = self._limits.sample_rate(self._previous_rows.get(key, 0)) \
+                if self._records is None else 1.0
+            sample = self._samples.setdefault(key, HandOffSample(
+                rate, self._handoff_random, self._handoff_rng))
+        return sample
+
     def submit(self, call: PredictCall | tuple[Any, ...]) -> None:
         """Hand over one call: a deque append, whatever the batch size. Never raises.
 
         ``call`` is a ``PredictCall`` or a plain tuple of its fields in order (what the
         instrumentors hand over: building the named tuple waits for the recorder thread).
         """
+        self._hand_over(call, self._samples.get((call[_SCOPE], call[_ATTRIBUTES])))
+
+    def submit_site(self, site: Any, model: Any, inputs: Any, outputs: Any, rows: int,
+                    duration_s: float, error_type: str | None, ids: Any, time_ns: int) -> None:
+        """``submit`` with a call's fields as arguments (``_observe.Submit``): ``site``, a
+        ``CallSite`` built with ``hand_off_sample``, brings the scope, traits, attributes and
+        the stream's sample. A call that keeps no row hands over its counts without its
+        whole tuple being built."""
+        sample, pending = site.sample, self._pending
+        if sample.gap >= rows and len(pending) < self._max_pending_calls:
+            sample.gap -= rows
+            pending.append((site.scope, site.attributes, rows, duration_s, error_type))
+            if len(pending) >= DRAIN_BATCH_CALLS and not self._wakeup.is_set():
+                self._wakeup.set()
+            return
+        self._hand_over((site.scope, model, site.traits, site.attributes, inputs, outputs,
+                         rows, duration_s, error_type, ids, time_ns), sample)
+
+    def _hand_over(self, call: PredictCall | tuple[Any, ...], sample: HandOffSample | None
+                   ) -> None:
         rows = call[_ROWS]
         pending = self._pending
         if len(pending) >= self._max_pending_calls:
@@ -222,18 +253,16 @@ class Recorder:
                 self._overflow_rows[((call[_SCOPE], call[_ATTRIBUTES]), call[_ERROR])] += rows
             self.dropped_value_rows += rows
             return
-        if self._records is None:  # prediction records need every row
-            sample = self._handoff.get((call[_SCOPE], call[_ATTRIBUTES]))
-            if sample is not None:
-                gap = sample.gap
-                if gap >= rows:  # none of its rows is kept: its counts only
-                    sample.gap = gap - rows
-                    pending.append((call[_SCOPE], call[_ATTRIBUTES], rows, call[_DURATION],
-                                    call[_ERROR]))
-                    if len(pending) >= DRAIN_BATCH_CALLS and not self._wakeup.is_set():
-                        self._wakeup.set()
-                    return
-                call = _presampled(call, sample)
+        if sample is not None and sample.rate < 1.0:
+            gap = sample.gap
+            if gap >= rows:  # none of its rows is kept: its counts only
+                sample.gap = gap - rows
+                pending.append((call[_SCOPE], call[_ATTRIBUTES], rows, call[_DURATION],
+                                call[_ERROR]))
+                if len(pending) >= DRAIN_BATCH_CALLS and not self._wakeup.is_set():
+                    self._wakeup.set()
+                return
+            call = _presampled(call, sample)
         pending_rows = self._pending_rows + _held_rows(call)
         if pending_rows > self._max_pending_rows:
             call = PredictCall._make(call)._replace(model=None, inputs=None, outputs=None)
@@ -246,23 +275,6 @@ class Recorder:
         if (pending_rows >= DRAIN_BATCH_ROWS or len(pending) >= DRAIN_BATCH_CALLS) \
                 and not self._wakeup.is_set():
             self._wakeup.set()
-
-    def submit_site(self, site: Any, model: Any, inputs: Any, outputs: Any, rows: int,
-                    duration_s: float, error_type: str | None, ids: Any, time_ns: int) -> None:
-        """``submit`` with a call's fields as arguments (``_observe.Submit``): ``site``, a
-        ``CallSite``, brings the scope, traits and attributes. A call of a sampling stream
-        that keeps no row hands over its counts without its whole tuple being built."""
-        sample = self._handoff.get((site.scope, site.attributes))
-        if sample is not None and sample.gap >= rows and self._records is None \
-                and len(self._pending) < self._max_pending_calls:
-            sample.gap -= rows
-            pending = self._pending
-            pending.append((site.scope, site.attributes, rows, duration_s, error_type))
-            if len(pending) >= DRAIN_BATCH_CALLS and not self._wakeup.is_set():
-                self._wakeup.set()
-            return
-        self.submit((site.scope, model, site.traits, site.attributes, inputs, outputs, rows,
-                     duration_s, error_type, ids, time_ns))
 
     # --- background ---------------------------------------------------------------------------
 
@@ -343,13 +355,19 @@ class Recorder:
             return
         touched.add(key)
         if type(inputs) is _DeferredRows:
-            kept = rows_after(self._rng, inputs.first, rows, inputs.rate)
-            inputs, outputs = _SampledRows(inputs.values[kept], inputs.rate), outputs[kept]
+            kept = rows_after(self._drain_random, self._rng, inputs.first, rows, inputs.rate)
+            if len(kept) == 1:  # a view: no NumPy call that releases the GIL
+                first = kept[0]
+                inputs = _SampledRows(inputs.values[first:first + 1], inputs.rate)
+                outputs = outputs[first:first + 1]
+            else:
+                inputs, outputs = _SampledRows(inputs.values[kept], inputs.rate), \
+                    outputs[kept]
         presampled = type(inputs) is _SampledRows
         if presampled:
             rate, inputs = inputs.rate, inputs.values
             if stream.sample_rate < rate and inputs.shape[0]:  # the rate fell since the hand-off
-                kept = thinned(self._thin_random, self._rng, inputs.shape[0],
+                kept = thinned(self._drain_random, self._rng, inputs.shape[0],
                                stream.sample_rate / rate)
                 inputs, outputs = inputs[kept], outputs[kept]
         stream.stage_inputs(inputs, model_traits, presampled)
@@ -425,12 +443,16 @@ class Recorder:
                                **{key: stream.rows for key, stream in streams.items()}}
 
     def _sample_at(self, key: StreamKey, rate: float) -> None:
-        """Callers sample ``key``'s rows at ``rate`` from now on (a new gap when it changed)."""
-        current = self._handoff.get(key)
-        if rate >= 1.0:
-            self._handoff.pop(key, None)
-        elif current is None or current.rate != rate:
-            self._handoff[key] = HandOffSample(rate, self._handoff_random, self._handoff_rng)
+        """Callers sample ``key``'s rows at ``rate`` from now on (a new gap when it changed);
+        at rate 1 while prediction records are on, which need every row."""
+        rate = rate if self._records is None else 1.0
+        sample = self._samples.get(key)
+        if sample is None:
+            if rate < 1.0:
+                self._samples.setdefault(key, HandOffSample(rate, self._handoff_random,
+                                                            self._handoff_rng))
+        elif sample.rate != rate:
+            sample.set_rate(rate)
 
     def _collect_and_export(self, timeout_s: float | None = None) -> MetricExportResult | None:
         timeout_s = self._export_timeout_s if timeout_s is None else timeout_s
@@ -438,9 +460,9 @@ class Recorder:
             with self._lock:
                 streams, self._streams = self._streams, {}
                 self._carry_volumes(streams)
-                self._handoff = {}
-                for key, rows in self._previous_rows.items():
-                    self._sample_at(key, self._limits.sample_rate(rows))
+                for key in {*self._samples, *self._previous_rows}:
+                    self._sample_at(key, self._limits.sample_rate(
+                        self._previous_rows.get(key, 0)))
                 start_ns, end_ns = self._interval_start_ns, self._clock_ns()
                 self._interval_start_ns = end_ns
             if not streams:
@@ -503,6 +525,9 @@ def _presampled(call: PredictCall | tuple[Any, ...], sample: HandOffSample
     if rows < PRESAMPLE_MIN_ROWS and (rows - sample.gap) * sample.rate > PYTHON_DRAW_ROWS:
         return (*call[:_INPUTS], _DeferredRows(inputs, sample.rate, sample.first_kept(rows)),
                 outputs, *call[_ROWS:])
+    if rows == 1:  # its row is kept: the call's own arrays, as an unsampled call's
+        sample.first_kept(rows)
+        return (*call[:_INPUTS], _SampledRows(inputs, sample.rate), *call[_OUTPUTS:])
     kept = sample.positions(rows)
     return (*call[:_INPUTS], _SampledRows(kept_rows(inputs, kept), sample.rate),
             kept_rows(outputs, kept), *call[_ROWS:])

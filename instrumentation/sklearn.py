@@ -33,9 +33,11 @@ from driftline.instrumentation._aggregation import ModelTraits
 from driftline.instrumentation._observe import (
     NEVER_SAMPLED,
     OBSERVING,
+    SUPPRESS_KEY,
+    SUPPRESS_KEY_PLAIN,
     CallSites,
     SpanGate,
-    instrumentation_enabled,
+    current_context,
     observe,
     unwrap_model_method,
     wrap_model_method,
@@ -72,8 +74,8 @@ class SklearnInstrumentor(BaseInstrumentor):
 
         self._spans = SpanGate(trace.get_tracer(SCOPE,
                                                 tracer_provider=kwargs.get("tracer_provider")))
-        self._sites = CallSites(semconv.FRAMEWORK_SKLEARN)
         self._recorder, self._owns_recorder = _env.recorder_from_kwargs(kwargs)
+        self._sites = CallSites(semconv.FRAMEWORK_SKLEARN, self._recorder.hand_off_sample)
         self._wrapped: list[tuple[type, str]] = []
         self._wrapped_owners: set[type] = set()
         for cls in _subclasses(BaseEstimator):
@@ -125,18 +127,20 @@ class SklearnInstrumentor(BaseInstrumentor):
     def _wrapper(self, operation: str) -> Callable[..., Any]:
         """The wrapper of one operation. The calls an observed call makes inside (a
         pipeline's steps, ``predict_proba`` calling ``decision_function``, a forest's trees)
-        never reach it (``wrap_model_method``). When the tracer samples no span, the call is
-        timed and handed over in this one frame: ``observe``'s unspanned path, written
-        out here because each frame among scikit-learn's work costs several times what it
+        never reach it (``wrap_model_method``). The suppression test, the site lookup and,
+        when the tracer samples no span, ``observe``'s unspanned path are written out in
+        this one frame: each frame among scikit-learn's work costs several times what it
         does in a loop (issue 17)."""
         traits = decision_traits if operation == semconv.OPERATION_DECISION_FUNCTION \
             else model_traits
         sites, recorder, spans = self._sites, self._recorder, self._spans
-        hand_off = recorder.submit_site
+        known, hand_off = sites.of(operation), recorder.submit_site
 
         def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
                     kwargs: dict[str, Any]) -> Any:
-            if instance is None or not instrumentation_enabled():
+            current = current_context()
+            if instance is None or (current and (current.get(SUPPRESS_KEY)
+                                                 or current.get(SUPPRESS_KEY_PLAIN))):
                 return wrapped(*args, **kwargs)
             token = _observing.set(False)
             try:
@@ -144,7 +148,9 @@ class SklearnInstrumentor(BaseInstrumentor):
                 rows, feature_count = inputs.shape \
                     if type(inputs) is np.ndarray and inputs.ndim == 2 else _shape(inputs)
                 ids, time_ns = recorder.call_ids(rows) if recorder.records_on else ((), 0)
-                site = sites.get(instance, operation, traits)
+                entry = known.get(id(instance))
+                site = entry[1] if entry is not None and entry[0]() is instance \
+                    else sites.get(instance, operation, traits)
                 if spans.mode is not NEVER_SAMPLED:
                     return observe(spans, site, rows, feature_count, wrapped, args, kwargs,
                                    hand_off, instance, inputs, ids, time_ns)
