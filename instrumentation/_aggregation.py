@@ -152,8 +152,17 @@ class StreamAggregate:
         self._staged_tables: list[tuple[ModelTraits, Any, bool]] = []
 
     def add_call(self, rows: int, duration_s: float, error_type: str | None) -> None:
+        self.add_calls(rows, (duration_s,), (error_type,))
+
+    def add_calls(self, rows: int, durations: Sequence[float],
+                  error_types: Sequence[str | None]) -> None:
+        """Calls of ``rows`` rows in all, with each one's duration and error type."""
         self.rows += rows
-        self.durations.setdefault(error_type, []).append(duration_s)
+        if error_types.count(None) == len(error_types):
+            self.durations.setdefault(None, []).extend(durations)
+        else:
+            for duration_s, error_type in zip(durations, error_types, strict=True):
+                self.durations.setdefault(error_type, []).append(duration_s)
         # A burst well beyond the budget lowers the rate at once, before the call's values
         # are staged (rows sampled at hand-off are thinned to it).
         if self.rows * self.sample_rate > BURST_FACTOR * self.limits.max_sampled_rows:

@@ -107,9 +107,6 @@ _SCOPE, _ATTRIBUTES, _INPUTS, _OUTPUTS, _ROWS, _DURATION, _ERROR = 0, 3, 4, 5, 6
 # ``predict`` (a few us); smaller ones expected to keep more than PYTHON_DRAW_ROWS hand their
 # arrays over and the drain picks the rows (NumPy draws in ``predict`` cost 10 us and more).
 PRESAMPLE_MIN_ROWS = 1024
-# What is handed over for a call of a sampling stream none of whose rows was kept:
-# (scope, attributes, rows, duration_s, error_type).
-_COUNTS_ONLY = 5
 
 
 class _SampledRows:
@@ -164,6 +161,9 @@ class Recorder:
         self._limits = limits or Limits()
         self._clock_ns = clock_ns
         self._pending: deque[PredictCall | tuple[Any, ...]] = deque()
+        # Calls of a sampling stream that kept none of their rows, as (scope, attributes,
+        # rows, duration_s, error_type): the drain adds a stream's at once.
+        self._counted: deque[tuple[str, Attributes, int, float, str | None]] = deque()
         self._pending_rows = 0  # approximate under races; only a memory guard
         self._overflow_lock = threading.Lock()  # taken on the hot path only when overloaded
         self._overflow_rows: Counter[tuple[StreamKey, str | None]] = Counter()
@@ -234,11 +234,11 @@ class Recorder:
         ``CallSite`` built with ``hand_off_sample``, brings the scope, traits, attributes and
         the stream's sample. A call that keeps no row hands over its counts without its
         whole tuple being built."""
-        sample, pending = site.sample, self._pending
-        if sample.gap >= rows and len(pending) < self._max_pending_calls:
+        sample, counted = site.sample, self._counted
+        if sample.gap >= rows and len(counted) < self._max_pending_calls:
             sample.gap -= rows
-            pending.append((site.scope, site.attributes, rows, duration_s, error_type))
-            if len(pending) >= DRAIN_BATCH_CALLS and not self._wakeup.is_set():
+            counted.append((site.scope, site.attributes, rows, duration_s, error_type))
+            if len(counted) >= DRAIN_BATCH_CALLS and not self._wakeup.is_set():
                 self._wakeup.set()
             return
         self._hand_over((site.scope, model, site.traits, site.attributes, inputs, outputs,
@@ -247,21 +247,20 @@ class Recorder:
     def _hand_over(self, call: PredictCall | tuple[Any, ...], sample: HandOffSample | None
                    ) -> None:
         rows = call[_ROWS]
-        pending = self._pending
-        if len(pending) >= self._max_pending_calls:
+        pending, counted = self._pending, self._counted
+        if sample is not None and sample.gap >= rows and len(counted) < self._max_pending_calls:
+            sample.gap -= rows  # a sampling stream's call none of whose rows is kept
+            counted.append((call[_SCOPE], call[_ATTRIBUTES], rows, call[_DURATION],
+                            call[_ERROR]))
+            if len(counted) >= DRAIN_BATCH_CALLS and not self._wakeup.is_set():
+                self._wakeup.set()
+            return
+        if len(pending) >= self._max_pending_calls or len(counted) >= self._max_pending_calls:
             with self._overflow_lock:
                 self._overflow_rows[((call[_SCOPE], call[_ATTRIBUTES]), call[_ERROR])] += rows
             self.dropped_value_rows += rows
             return
         if sample is not None and sample.rate < 1.0:
-            gap = sample.gap
-            if gap >= rows:  # none of its rows is kept: its counts only
-                sample.gap = gap - rows
-                pending.append((call[_SCOPE], call[_ATTRIBUTES], rows, call[_DURATION],
-                                call[_ERROR]))
-                if len(pending) >= DRAIN_BATCH_CALLS and not self._wakeup.is_set():
-                    self._wakeup.set()
-                return
             call = _presampled(call, sample)
         pending_rows = self._pending_rows + _held_rows(call)
         if pending_rows > self._max_pending_rows:
@@ -288,6 +287,7 @@ class Recorder:
             now = time.monotonic()
             export_due = now >= next_export
             if export_due or len(self._pending) >= DRAIN_BATCH_CALLS \
+                    or len(self._counted) >= DRAIN_BATCH_CALLS \
                     or self._pending_rows >= DRAIN_BATCH_ROWS \
                     or now - last_drain >= MAX_DRAIN_DELAY_S:
                 self._drain()
@@ -306,15 +306,10 @@ class Recorder:
             # The calls pending now, under one lock: calls handed over meanwhile wait for
             # the next drain, so a steady stream cannot keep a drain going.
             with self._lock:
+                counted = self._counted
+                self._add_counted([counted.popleft() for _ in range(len(counted))], touched)
                 for _ in range(len(self._pending)):
                     call = self._pending.popleft()
-                    if len(call) == _COUNTS_ONLY:
-                        scope, attributes, rows, duration_s, error_type = call
-                        key = (scope, attributes)
-                        stream = self._streams.get(key) or self._stream(key)
-                        stream.add_call(rows, duration_s, error_type)
-                        touched.add(key)
-                        continue
                     if call[_INPUTS] is not None:
                         self._pending_rows -= _held_rows(call)
                     try:
@@ -335,6 +330,26 @@ class Recorder:
                     stream = self._streams.get(key)
                     if stream is not None:
                         self._sample_at(key, stream.sample_rate)
+
+    def _add_counted(self, calls: list[tuple[str, Attributes, int, float, str | None]],
+                     touched: set[StreamKey]) -> None:
+        """Add calls handed over as counts (under ``_lock``): at once when they are all one
+        stream's, the common case, in C loops rather than a Python step per call."""
+        if not calls:
+            return
+        scopes, attributes, rows, durations, errors = zip(*calls, strict=True)
+        if scopes.count(scopes[0]) == len(calls) \
+                and attributes.count(attributes[0]) == len(calls):
+            key = (scopes[0], attributes[0])
+            (self._streams.get(key) or self._stream(key)).add_calls(sum(rows), durations,
+                                                                    errors)
+            touched.add(key)
+            return
+        for scope, attribute, call_rows, duration_s, error_type in calls:
+            key = (scope, attribute)
+            (self._streams.get(key) or self._stream(key)).add_calls(
+                call_rows, (duration_s,), (error_type,))
+            touched.add(key)
 
     def _stage(self, call: PredictCall | tuple[Any, ...],
                traits: dict[tuple[int, Any], ModelTraits], touched: set[StreamKey]) -> None:
@@ -492,7 +507,7 @@ class Recorder:
     @property
     def pending_calls(self) -> int:
         """Calls handed over and not yet aggregated (bounded by ``max_pending_calls``)."""
-        return len(self._pending)
+        return len(self._pending) + len(self._counted)
 
     def force_flush(self, timeout_s: float | None = None) -> bool:
         """Aggregate everything handed over so far and export it now; the export gets

@@ -482,6 +482,41 @@ def test_small_calls_of_a_sampling_stream_hand_over_only_the_rows_kept() -> None
     assert stats.binomtest(feature.count, calls, budget / first_rows).pvalue > 0.001
 
 
+@pytest.mark.parametrize("streams", [("x",), ("x", "y")], ids=["one_stream", "two_streams"])
+def test_calls_handed_over_as_counts_keep_every_row_duration_and_error(streams) -> None:
+    """Calls that keep no row are added per drain, a stream's at once: rows, and each call's
+    duration under its error type, come out exactly as handed over, whether one stream's
+    calls fill the drain (added in C loops) or two streams' alternate (one by one)."""
+    metrics = InMemoryMetricExporter()
+    recorder = _stopped_recorder(metrics, limits=Limits(max_sampled_rows=100), sample_seed=3)
+    traits = ModelTraits(True, (0, 1))
+
+    def call(model, rows, duration_s=0.0, error=None):
+        return ("scope", None, lambda m: traits, (("m", model),), RNG.normal(size=(rows, 2)),
+                RNG.random((rows, 2)), rows, duration_s, error, (), 0)
+    for model in streams:
+        recorder.submit(call(model, 1_000_000))  # the next interval samples at 1 / 10 000
+    assert recorder.force_flush()
+    metrics.exported.clear()
+    expected = {}  # (model, error type) -> durations
+    for i in range(3000):
+        model = streams[i % len(streams)]
+        error = "ValueError" if i % 7 == 0 else None
+        duration_s = 0.001 * (1 + i % 13)
+        recorder.submit(call(model, 1, duration_s, error))
+        expected.setdefault((model, error), []).append(duration_s)
+    assert recorder.pending_calls >= 2900  # nearly all handed over as counts
+    assert recorder.force_flush()
+    rows = {p.attributes["m"]: p.value for p in metrics.points(semconv.ML_PREDICT_ROWS)}
+    assert rows == {model: 3000 // len(streams) for model in streams}
+    durations = {(p.attributes["m"], p.attributes.get(semconv.ERROR_TYPE)): (p.count, p.sum)
+                 for p in metrics.points(semconv.ML_PREDICT_DURATION)}
+    assert durations.keys() == expected.keys()
+    for key, values in expected.items():
+        assert durations[key][0] == len(values)
+        assert durations[key][1] == pytest.approx(sum(values), rel=1e-12)
+
+
 def test_a_stream_silent_for_two_intervals_aggregates_every_row_again() -> None:
     """The volume that sets a stream's sample rate is carried over one interval without
     calls, not more: after two, a few calls are aggregated whole."""
