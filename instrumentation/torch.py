@@ -128,7 +128,7 @@ class TorchInstrumentor(BaseInstrumentor):
 
     def _observe(self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
                  kwargs: dict[str, Any]) -> Any:
-        # Sub-layer calls never get here (wrap_model_method tests OBSERVING in C first).
+        # Sub-layer calls never get here (wrap_model_method tests OBSERVING first).
         if instance is None or not is_instrumentation_enabled():
             return wrapped(*args, **kwargs)
         token = _observing.set(False)

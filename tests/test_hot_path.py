@@ -124,9 +124,9 @@ def test_a_models_identity_is_read_once_not_per_call(monkeypatch) -> None:
 
 def test_the_calls_inside_an_observed_call_never_run_a_wrapper_of_ours() -> None:
     """A forest's ``predict_proba`` calls each tree's, and ``LogisticRegression``'s calls its
-    ``decision_function``: wrapt tests the observing flag in C and calls those methods
-    directly, so only the outer call runs Python of ours (a frame per tree cost the
-    50-tree forest about 3 us each)."""
+    ``decision_function``: their methods test the observing flag and run as they are, so
+    only the outer call runs the wrapper (a wrapper frame per tree cost the 50-tree forest
+    about 3 us each)."""
     import sys
 
     from sklearn.ensemble import RandomForestClassifier
@@ -155,6 +155,46 @@ def test_the_calls_inside_an_observed_call_never_run_a_wrapper_of_ours() -> None
             assert calls.count("wrapper") == 1, type(model).__name__
     finally:
         instrumentor.uninstrument()
+
+
+def test_model_methods_are_wrapped_by_plain_functions_and_restored_as_they_were() -> None:
+    """Plain methods become plain functions with the method's name and signature (not
+    wrapt's FunctionWrapper, which builds a bound wrapper at every attribute access), and
+    scikit-learn's ``available_if`` descriptors a copy that still checks: a pipeline whose
+    last step has no ``predict_proba`` has none, instrumented or not. Uninstrumenting puts
+    back the very objects."""
+    import inspect
+    from types import FunctionType
+
+    from sklearn.pipeline import Pipeline, make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import LinearSVC
+
+    plain_method = vars(LogisticRegression)["predict_proba"]
+    descriptor = vars(Pipeline)["predict_proba"]
+    X = RNG.normal(size=(40, 3))
+    y = (X[:, 0] > 0).astype(int)
+    with_proba = make_pipeline(StandardScaler(), LogisticRegression()).fit(X, y)
+    without = make_pipeline(StandardScaler(), LinearSVC()).fit(X, y)
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    instrumentor = SklearnInstrumentor()
+    instrumentor.instrument(tracer_provider=provider, metric_exporter=InMemoryMetricExporter())
+    try:
+        wrapped = vars(LogisticRegression)["predict_proba"]
+        assert type(wrapped) is FunctionType and wrapped is not plain_method
+        assert wrapped.__wrapped__ is plain_method and wrapped.__name__ == "predict_proba"
+        assert inspect.signature(wrapped) == inspect.signature(plain_method)
+        assert type(vars(Pipeline)["predict_proba"]) is type(descriptor)
+        assert vars(Pipeline)["predict_proba"] is not descriptor
+        assert not hasattr(without, "predict_proba")
+        assert with_proba.predict_proba(X[:3]).shape == (3, 2)
+        assert [span.name for span in spans.get_finished_spans()] == ["predict_proba Pipeline"]
+    finally:
+        instrumentor.uninstrument()
+    assert vars(LogisticRegression)["predict_proba"] is plain_method
+    assert vars(Pipeline)["predict_proba"] is descriptor
 
 
 def test_an_array_call_is_staged_as_one_array_and_aggregates_to_every_value() -> None:
