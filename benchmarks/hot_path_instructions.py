@@ -10,8 +10,9 @@ adds, and a change that cuts instructions shows here even when the wall ratios c
 it from noise.
 
 Run: ``.venv-dev/bin/python benchmarks/hot_path_instructions.py`` (needs ``valgrind``,
-Debian package; about 6 minutes, two cases at a time). ``--python`` adds another
-interpreter with an earlier install of driftline, run case by case beside this one.
+Debian package; about 25 minutes for two installs, two processes at a time, the forest
+most). ``--python`` adds another interpreter with an earlier install of driftline, run case
+by case beside this one.
 
 One process per case and interpreter runs four arms one after the other, each over the same
 varied inputs (``hot_path._inputs``): ``plain``, ``sampled out`` (Driftline, ``ALWAYS_OFF``),
