@@ -36,8 +36,8 @@ from driftline.instrumentation.recorder import Attributes
 # False while an observed model call runs (an instrumented library call, or an explicit
 # driftline.monitor / driftline.observe call), so the model calls made inside it (a
 # pipeline's last step; a forest's trees; XGBClassifier.predict's Booster) are not reported
-# again: one call, one report, whichever path observed it first. True outside, so its C
-# getter is the ``enabled`` test of the wrapt wrappers (``wrap_model_method``).
+# again: one call, one report, whichever path observed it first. True outside; the wrapped
+# methods test it first (``wrap_model_method``).
 OBSERVING: ContextVar[bool] = ContextVar("driftline_observing", default=True)
 
 # The keys of a context whose instrumentation is suppressed:
