@@ -522,6 +522,62 @@ def test_small_calls_of_a_sampling_stream_hand_over_only_the_rows_kept() -> None
     assert stats.binomtest(feature.count, calls, budget / first_rows).pvalue > 0.001
 
 
+def test_calls_sampled_at_hand_off_are_staged_in_blocks_and_every_kept_row_counts() -> None:
+    """A drain stages the calls whose rows were sampled at hand-off as one block per model,
+    sample rate and row shape. Two models of one stream (2 float64 columns and class
+    scores; 3 float32 columns and labels), one-row and 20-row calls, and calls that failed,
+    interleaved: each kept row is in the features and classes exactly once, with its value,
+    and every call's rows are counted (a failed call's inputs are sampled by the drain, as
+    before)."""
+    metrics = InMemoryMetricExporter()
+    recorder = _stopped_recorder(metrics, limits=Limits(max_sampled_rows=1000), sample_seed=11)
+    traits = ModelTraits(True, (0, 1))
+
+    def read_traits(model):
+        return traits
+    models = {"a": object(), "b": object()}
+
+    def call(name, rows, error=None):
+        if name == "a":
+            inputs, outputs = RNG.normal(size=(rows, 2)), RNG.random((rows, 2))
+        else:
+            inputs = RNG.normal(size=(rows, 3)).astype(np.float32)
+            outputs = RNG.integers(0, 2, size=rows)
+        if error:  # its inputs are counted (sampled by the drain), each value 1000
+            inputs = np.full_like(inputs, 1000.0)
+        return ("scope", models[name], read_traits, (("m", "x"),), inputs,
+                None if error else outputs, rows, 0.0, error, (), 0)
+    recorder.submit(call("a", 20_000))
+    assert recorder.force_flush()  # the next interval samples at 1000 / 20 000
+    metrics.exported.clear()
+    submitted = 0
+    for i in range(3000):
+        rows = 20 if i % 10 == 0 else 1
+        recorder.submit(call("ab"[i % 2], rows, "ValueError" if i % 97 == 0 else None))
+        submitted += rows
+    kept = [c for c in recorder._pending if type(c[4]) is recorder_module._SampledRows]
+    assert len(kept) == len(recorder._pending) - sum(c[8] is not None for c in recorder._pending)
+    assert len({recorder_module._sampled_group(c) for c in kept}) == 2  # a block per model
+    columns: dict[str, list[float]] = {}
+    for c in kept:
+        for j in range(c[4].values.shape[1]):
+            columns.setdefault(f"f{j}", []).extend(c[4].values[:, j].astype(float))
+    assert recorder.force_flush()
+    assert recorder.failed_aggregations == 0
+    assert sum(p.value for p in metrics.points(semconv.ML_PREDICT_ROWS)) == submitted
+    features = {p.attributes[semconv.ML_FEATURE_NAME]: p
+                for p in metrics.points(semconv.ML_FEATURE_VALUE)}
+    assert sorted(features) == sorted(columns) == ["f0", "f1", "f2"]
+    for name, values in columns.items():
+        failed = features[name].count - len(values)  # failed calls' rows the drain kept
+        assert 0 <= failed <= 32
+        assert features[name].sum == pytest.approx(sum(values) + 1000.0 * failed, rel=1e-9)
+        assert features[name].min == min(values)
+        assert features[name].max == (1000.0 if failed else max(values))
+    classes = sum(p.value for p in metrics.points(semconv.ML_PREDICTION_CLASS_METRIC))
+    assert classes == len(columns["f0"]) > 100
+
+
 @pytest.mark.parametrize("streams", [("x",), ("x", "y")], ids=["one_stream", "two_streams"])
 def test_calls_handed_over_as_counts_keep_every_row_duration_and_error(streams) -> None:
     """Calls that keep no row are added per drain, a stream's at once: rows, and each call's
