@@ -18,6 +18,7 @@ import time
 import weakref
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -103,6 +104,9 @@ class PredictCall(NamedTuple):
 
 # Positions of PredictCall's fields that submit() reads from a plain tuple.
 _SCOPE, _MODEL, _TRAITS, _ATTRIBUTES, _INPUTS, _OUTPUTS, _ROWS, _DURATION, _ERROR = range(9)
+# Fields of a call handed over as counts: (scope, attributes, rows, duration_s, error_type).
+_COUNTED_SCOPE, _COUNTED_ATTRIBUTES, _COUNTED_ROWS, _COUNTED_DURATION, _COUNTED_ERROR = \
+    map(itemgetter, range(5))
 # Calls of at least this many rows have the rows their stream's sample keeps copied in
 # ``predict`` (a few us); smaller ones expected to keep more than PYTHON_DRAW_ROWS hand their
 # arrays over and the drain picks the rows (NumPy draws in ``predict`` cost 10 us and more).
@@ -351,15 +355,18 @@ class Recorder:
     def _add_counted(self, calls: list[tuple[str, Attributes, int, float, str | None]],
                      touched: set[StreamKey]) -> None:
         """Add calls handed over as counts (under ``_lock``): at once when they are all one
-        stream's, the common case, in C loops rather than a Python step per call."""
+        stream's, the common case, in C loops rather than a Python step per call. Fields
+        are read with ``map`` rather than ``zip(*calls)``, whose iterator per call the
+        garbage collector promoted when a collection fell inside it."""
         if not calls:
             return
-        scopes, attributes, rows, durations, errors = zip(*calls, strict=True)
-        if scopes.count(scopes[0]) == len(calls) \
-                and attributes.count(attributes[0]) == len(calls):
-            key = (scopes[0], attributes[0])
-            (self._streams.get(key) or self._stream(key)).add_calls(sum(rows), durations,
-                                                                    errors)
+        scope, attributes = calls[0][0], calls[0][1]
+        if list(map(_COUNTED_SCOPE, calls)).count(scope) == len(calls) \
+                and list(map(_COUNTED_ATTRIBUTES, calls)).count(attributes) == len(calls):
+            key = (scope, attributes)
+            (self._streams.get(key) or self._stream(key)).add_calls(
+                sum(map(_COUNTED_ROWS, calls)), list(map(_COUNTED_DURATION, calls)),
+                list(map(_COUNTED_ERROR, calls)))
             touched.add(key)
             return
         for scope, attribute, call_rows, duration_s, error_type in calls:
