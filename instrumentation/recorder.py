@@ -18,7 +18,7 @@ import time
 import weakref
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
-from operator import itemgetter
+from itertools import repeat, starmap
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -104,9 +104,8 @@ class PredictCall(NamedTuple):
 
 # Positions of PredictCall's fields that submit() reads from a plain tuple.
 _SCOPE, _MODEL, _TRAITS, _ATTRIBUTES, _INPUTS, _OUTPUTS, _ROWS, _DURATION, _ERROR = range(9)
-# Fields of a call handed over as counts: (scope, attributes, rows, duration_s, error_type).
-_COUNTED_SCOPE, _COUNTED_ATTRIBUTES, _COUNTED_ROWS, _COUNTED_DURATION, _COUNTED_ERROR = \
-    map(itemgetter, range(5))
+# Items a call handed over as counts takes in Recorder._counted.
+COUNTED_FIELDS = 5
 # Calls of at least this many rows have the rows their stream's sample keeps copied in
 # ``predict`` (a few us); smaller ones expected to keep more than PYTHON_DRAW_ROWS hand their
 # arrays over and the drain picks the rows (NumPy draws in ``predict`` cost 10 us and more).
@@ -165,9 +164,12 @@ class Recorder:
         self._limits = limits or Limits()
         self._clock_ns = clock_ns
         self._pending: deque[PredictCall | tuple[Any, ...]] = deque()
-        # Calls of a sampling stream that kept none of their rows, as (scope, attributes,
-        # rows, duration_s, error_type): the drain adds a stream's at once.
-        self._counted: deque[tuple[str, Attributes, int, float, str | None]] = deque()
+        # Calls of a sampling stream that kept none of their rows, flat, COUNTED_FIELDS
+        # items each: scope, attributes, rows, duration_s, error_type. Flat, the queue holds
+        # nothing the garbage collector tracks: a tuple per call made its collections run
+        # (issue 17). The drain adds a stream's calls at once.
+        self._counted: deque[Any] = deque()
+        self._max_counted = max_pending_calls * COUNTED_FIELDS
         self._pending_rows = 0  # approximate under races; only a memory guard
         self._overflow_lock = threading.Lock()  # taken on the hot path only when overloaded
         self._overflow_rows: Counter[tuple[StreamKey, str | None]] = Counter()
@@ -239,10 +241,11 @@ class Recorder:
         the stream's sample. A call that keeps no row hands over its counts without its
         whole tuple being built."""
         sample, counted = site.sample, self._counted
-        if sample.gap >= rows and len(counted) < self._max_pending_calls:
+        if sample.gap >= rows and len(counted) < self._max_counted:
             sample.gap -= rows
-            counted.append((site.scope, site.attributes, rows, duration_s, error_type))
-            if len(counted) >= DRAIN_BATCH_CALLS and not self._wakeup.is_set():
+            counted.extend((site.scope, site.attributes, rows, duration_s, error_type))
+            if len(counted) >= DRAIN_BATCH_CALLS * COUNTED_FIELDS \
+                    and not self._wakeup.is_set():
                 self._wakeup.set()
             return
         self._hand_over((site.scope, model, site.traits, site.attributes, inputs, outputs,
@@ -252,14 +255,15 @@ class Recorder:
                    ) -> None:
         rows = call[_ROWS]
         pending, counted = self._pending, self._counted
-        if sample is not None and sample.gap >= rows and len(counted) < self._max_pending_calls:
+        if sample is not None and sample.gap >= rows and len(counted) < self._max_counted:
             sample.gap -= rows  # a sampling stream's call none of whose rows is kept
-            counted.append((call[_SCOPE], call[_ATTRIBUTES], rows, call[_DURATION],
+            counted.extend((call[_SCOPE], call[_ATTRIBUTES], rows, call[_DURATION],
                             call[_ERROR]))
-            if len(counted) >= DRAIN_BATCH_CALLS and not self._wakeup.is_set():
+            if len(counted) >= DRAIN_BATCH_CALLS * COUNTED_FIELDS \
+                    and not self._wakeup.is_set():
                 self._wakeup.set()
             return
-        if len(pending) >= self._max_pending_calls or len(counted) >= self._max_pending_calls:
+        if len(pending) >= self._max_pending_calls or len(counted) >= self._max_counted:
             with self._overflow_lock:
                 self._overflow_rows[((call[_SCOPE], call[_ATTRIBUTES]), call[_ERROR])] += rows
             self.dropped_value_rows += rows
@@ -291,7 +295,7 @@ class Recorder:
             now = time.monotonic()
             export_due = now >= next_export
             if export_due or len(self._pending) >= DRAIN_BATCH_CALLS \
-                    or len(self._counted) >= DRAIN_BATCH_CALLS \
+                    or len(self._counted) >= DRAIN_BATCH_CALLS * COUNTED_FIELDS \
                     or self._pending_rows >= DRAIN_BATCH_ROWS \
                     or now - last_drain >= MAX_DRAIN_DELAY_S:
                 self._drain()
@@ -310,8 +314,10 @@ class Recorder:
             # The calls pending now, under one lock: calls handed over meanwhile wait for
             # the next drain, so a steady stream cannot keep a drain going.
             with self._lock:
-                counted = self._counted
-                self._add_counted([counted.popleft() for _ in range(len(counted))], touched)
+                counted = len(self._counted)  # whole calls: each is one extend
+                self._add_counted(list(starmap(self._counted.popleft,
+                                               repeat((), counted - counted % COUNTED_FIELDS))),
+                                  touched)
                 # Calls sampled at hand-off are staged in blocks (records need every row:
                 # never sampled).
                 sampled: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
@@ -352,24 +358,24 @@ class Recorder:
                     if stream is not None:
                         self._sample_at(key, stream.sample_rate)
 
-    def _add_counted(self, calls: list[tuple[str, Attributes, int, float, str | None]],
-                     touched: set[StreamKey]) -> None:
-        """Add calls handed over as counts (under ``_lock``): at once when they are all one
-        stream's, the common case, in C loops rather than a Python step per call. Fields
-        are read with ``map`` rather than ``zip(*calls)``, whose iterator per call the
-        garbage collector promoted when a collection fell inside it."""
-        if not calls:
+    def _add_counted(self, items: list[Any], touched: set[StreamKey]) -> None:
+        """Add calls handed over as counts, ``COUNTED_FIELDS`` items each (under ``_lock``):
+        at once when they are all one stream's, the common case, in C loops rather than a
+        Python step per call."""
+        if not items:
             return
-        scope, attributes = calls[0][0], calls[0][1]
-        if list(map(_COUNTED_SCOPE, calls)).count(scope) == len(calls) \
-                and list(map(_COUNTED_ATTRIBUTES, calls)).count(attributes) == len(calls):
-            key = (scope, attributes)
-            (self._streams.get(key) or self._stream(key)).add_calls(
-                sum(map(_COUNTED_ROWS, calls)), list(map(_COUNTED_DURATION, calls)),
-                list(map(_COUNTED_ERROR, calls)))
+        scopes, attributes = items[0::COUNTED_FIELDS], items[1::COUNTED_FIELDS]
+        rows, durations = items[2::COUNTED_FIELDS], items[3::COUNTED_FIELDS]
+        errors = items[4::COUNTED_FIELDS]
+        if scopes.count(scopes[0]) == len(scopes) \
+                and attributes.count(attributes[0]) == len(attributes):
+            key = (scopes[0], attributes[0])
+            (self._streams.get(key) or self._stream(key)).add_calls(sum(rows), durations,
+                                                                    errors)
             touched.add(key)
             return
-        for scope, attribute, call_rows, duration_s, error_type in calls:
+        for scope, attribute, call_rows, duration_s, error_type in zip(
+                scopes, attributes, rows, durations, errors, strict=True):
             key = (scope, attribute)
             (self._streams.get(key) or self._stream(key)).add_calls(
                 call_rows, (duration_s,), (error_type,))
@@ -560,7 +566,7 @@ class Recorder:
     @property
     def pending_calls(self) -> int:
         """Calls handed over and not yet aggregated (bounded by ``max_pending_calls``)."""
-        return len(self._pending) + len(self._counted)
+        return len(self._pending) + len(self._counted) // COUNTED_FIELDS
 
     def force_flush(self, timeout_s: float | None = None) -> bool:
         """Aggregate everything handed over so far and export it now; the export gets

@@ -4,6 +4,7 @@ array per call, a row-consistent sample, the counting grid only for large drains
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -582,13 +583,19 @@ def test_calls_sampled_at_hand_off_are_staged_in_blocks_and_every_kept_row_count
 def test_calls_handed_over_as_counts_keep_every_row_duration_and_error(streams) -> None:
     """Calls that keep no row are added per drain, a stream's at once: rows, and each call's
     duration under its error type, come out exactly as handed over, whether one stream's
-    calls fill the drain (added in C loops) or two streams' alternate (one by one)."""
+    calls fill the drain (added in C loops) or two streams' alternate (one by one). The
+    queue holds no object the garbage collector tracks."""
     metrics = InMemoryMetricExporter()
     recorder = _stopped_recorder(metrics, limits=Limits(max_sampled_rows=100), sample_seed=3)
     traits = ModelTraits(True, (0, 1))
 
+    attributes = {model: (("m", model),) for model in streams}  # a call site's, for good
+    for _ in range(2):  # tuples of strings are untracked by a collection, after their items
+        gc.collect()
+    assert not any(gc.is_tracked(key) for key in attributes.values())
+
     def call(model, rows, duration_s=0.0, error=None):
-        return ("scope", None, lambda m: traits, (("m", model),), RNG.normal(size=(rows, 2)),
+        return ("scope", None, lambda m: traits, attributes[model], RNG.normal(size=(rows, 2)),
                 RNG.random((rows, 2)), rows, duration_s, error, (), 0)
     for model in streams:
         recorder.submit(call(model, 1_000_000))  # the next interval samples at 1 / 10 000
@@ -602,6 +609,9 @@ def test_calls_handed_over_as_counts_keep_every_row_duration_and_error(streams) 
         recorder.submit(call(model, 1, duration_s, error))
         expected.setdefault((model, error), []).append(duration_s)
     assert recorder.pending_calls >= 2900  # nearly all handed over as counts
+    # Queued as counts, a call leaves nothing the garbage collector tracks (a tuple per call
+    # made its collections run, and promoted what else was queued).
+    assert not any(gc.is_tracked(item) for item in recorder._counted)
     assert recorder.force_flush()
     rows = {p.attributes["m"]: p.value for p in metrics.points(semconv.ML_PREDICT_ROWS)}
     assert rows == {model: 3000 // len(streams) for model in streams}
