@@ -25,6 +25,7 @@ the calling thread, divided by the round's calls.
 from __future__ import annotations
 
 import argparse
+import gc
 import platform
 import statistics
 import sys
@@ -90,10 +91,14 @@ class _Arm:
     per_call_us: list[float] = field(default_factory=list)
     cpu_us: list[float] = field(default_factory=list)  # the calling thread's CPU per call
     recorder_us: list[float] = field(default_factory=list)
+    full_collections: int = 0  # during the timed calls, all rounds
+    full_collection_ms: float = 0.0
 
-    def add(self, per_call_cpu_us: tuple[float, float]) -> None:
-        self.per_call_us.append(per_call_cpu_us[0])
-        self.cpu_us.append(per_call_cpu_us[1])
+    def add(self, timed: tuple[float, float, tuple[int, float]]) -> None:
+        self.per_call_us.append(timed[0])
+        self.cpu_us.append(timed[1])
+        self.full_collections += timed[2][0]
+        self.full_collection_ms += timed[2][1]
 
 
 def _inputs(pool: np.ndarray, batch: int) -> list[np.ndarray]:
@@ -102,15 +107,46 @@ def _inputs(pool: np.ndarray, batch: int) -> list[np.ndarray]:
     return [pool[s:s + batch] for s in starts][:4096]
 
 
+class _FullCollections:
+    """Full garbage collections (the oldest generation) and their wall time, counted by a
+    ``gc`` callback: a plain loop allocates nothing that outlives a call and never triggers
+    one; objects an arm keeps between calls do, and a full collection of this process's
+    ~140 000 objects takes 50-120 ms, in whichever thread triggered it."""
+
+    def __init__(self) -> None:
+        self.count, self.seconds, self._start = 0, 0.0, 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.count += 1
+            self.seconds += time.perf_counter() - self._start
+
+
+FULL_COLLECTIONS = _FullCollections()
+
+
 def _run(call: Callable[[np.ndarray], Any], inputs: Sequence[np.ndarray], calls: int
-         ) -> tuple[float, float]:
-    """Wall time and the calling thread's CPU time per call, in us."""
+         ) -> tuple[float, float, tuple[int, float]]:
+    """Wall time and the calling thread's CPU time per call, in us, and the full garbage
+    collections during the calls (count, ms). A full collection first, untimed, so that the
+    garbage of earlier rounds (an instrumented round's ``instrument`` and ``uninstrument``
+    wrap and unwrap every estimator class: about 2 700 objects a round that a service
+    instrumented once never makes) is not collected inside this one."""
     n = len(inputs)
+    gc.collect()
+    collections, collection_s = FULL_COLLECTIONS.count, FULL_COLLECTIONS.seconds
     start, cpu_start = time.perf_counter_ns(), time.thread_time_ns()
     for i in range(calls):
         call(inputs[i % n])
     return ((time.perf_counter_ns() - start) / calls / 1e3,
-            (time.thread_time_ns() - cpu_start) / calls / 1e3)
+            (time.thread_time_ns() - cpu_start) / calls / 1e3,
+            (FULL_COLLECTIONS.count - collections,
+             (FULL_COLLECTIONS.seconds - collection_s) * 1e3))
 
 
 def _thread_cpu_ns(recorder: Recorder) -> int:
@@ -120,7 +156,7 @@ def _thread_cpu_ns(recorder: Recorder) -> int:
 def _instrumented_round(instrumentor: SklearnInstrumentor, provider: TracerProvider,
                         recorder: Recorder, call: Callable[[np.ndarray], Any],
                         inputs: Sequence[np.ndarray], calls: int
-                        ) -> tuple[tuple[float, float], float]:
+                        ) -> tuple[tuple[float, float, tuple[int, float]], float]:
     instrumentor.instrument(tracer_provider=provider, recorder=recorder)
     cpu_start = _thread_cpu_ns(recorder)
     per_call = _run(call, inputs, calls)
@@ -195,7 +231,7 @@ def overhead_tables(rounds: int, round_s: float, cases: Iterator[tuple[str, int,
                     ) -> None:
     pool = np.random.default_rng(0).normal(size=(POOL_ROWS, FEATURES))
     fitted = models(pool)
-    off_rows, on_rows, cpu_rows = [], [], []
+    off_rows, on_rows, cpu_rows, gc_rows = [], [], [], []
     for name, batch, target in cases:
         arms = case_arms(fitted[name], batch, pool, rounds, round_s)
         plain, off = arms["plain"], arms["sampled out"]
@@ -228,6 +264,9 @@ def overhead_tables(rounds: int, round_s: float, cases: Iterator[tuple[str, int,
             f" | {target:.2f} | {statistics.median(bare.cpu_us):.1f} | "
             f"{statistics.median(on.cpu_us):.1f} + {statistics.median(on.recorder_us):.1f} | "
             f"{statistics.median(cpu_added):.1f} ({_spread(cpu_added)}) |")
+        gc_rows.append(f"| {name} | {batch} | " + " | ".join(
+            f"{arms[arm].full_collections} ({arms[arm].full_collection_ms:.0f} ms)"
+            for arm in ARMS) + " |")
         print(f"  done: {name}, {batch} rows", file=sys.stderr, flush=True)
     print(f"\n### Spans sampled out (ALWAYS_OFF) vs uninstrumented: us per call, median "
           f"(min-max) of {rounds} alternating rounds of {round_s:g} s\n")
@@ -246,6 +285,11 @@ def overhead_tables(rounds: int, round_s: float, cases: Iterator[tuple[str, int,
           "one SDK span | recorded: caller + recorder | added beyond the span |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     print("\n".join(cpu_rows))
+    print(f"\n### Full garbage collections inside the timed calls, all {rounds} rounds: count "
+          "(their wall time)\n")
+    print("| model | rows per call | " + " | ".join(ARMS) + " |")
+    print("|---|---:|" + "---:|" * len(ARMS))
+    print("\n".join(gc_rows))
 
 
 # --- model runtimes (issue 19): each beside its plain call, spans sampled out -----------------
@@ -306,7 +350,7 @@ def _instrumented_timed(instrumentor: Any, provider: TracerProvider, recorder: R
     holds waiting for a core, and for the GIL when the runtime releases it."""
     instrumentor.instrument(tracer_provider=provider, recorder=recorder)
     background_start = _thread_cpu_ns(recorder)
-    wall, cpu = _run(call, inputs, calls)
+    wall, cpu, _ = _run(call, inputs, calls)
     background = _thread_cpu_ns(recorder) - background_start
     flush_start = time.thread_time_ns()
     instrumentor.uninstrument()
@@ -335,7 +379,7 @@ def runtime_table(rounds: int, round_s: float) -> None:
                 for arm in ("plain", "sampled out") if r % 2 == 0 else ("sampled out",
                                                                        "plain"):
                     if arm == "plain":
-                        wall, cpu = _run(call, inputs, calls)
+                        wall, cpu, _ = _run(call, inputs, calls)
                         plain.append(wall)
                         plain_cpu.append(cpu)
                     else:
@@ -353,7 +397,7 @@ def runtime_table(rounds: int, round_s: float) -> None:
                 f"{statistics.median(plain_cpu):.1f} | {statistics.median(sampled_cpu):.1f} | "
                 f"{statistics.median(sampled_cpu) - statistics.median(plain_cpu):.1f} | "
                 f"{statistics.median(recorder_us):.1f} |")
-            print(f"  done: {name}, {batch} rows", file=sys.stderr, flush=True)
+        print(f"  done: {name}, {batch} rows", file=sys.stderr, flush=True)
     print(f"\n### Model runtimes, spans sampled out (ALWAYS_OFF) vs uninstrumented: us per "
           f"call, median (min-max) of {rounds} alternating rounds of {round_s:g} s\n")
     print("| runtime call | rows per call | plain (wall) | Driftline, sampled out (wall) | "
@@ -400,6 +444,39 @@ def sdk_record_us_per_value(rounds: int) -> float:
     return statistics.median(samples)
 
 
+def steady_collections(seconds: float, cases: Iterator[tuple[str, int, float]]) -> None:
+    """What the rounds above leave out (each starts after a full collection): a service
+    instrumented once, calling for ``seconds`` with spans sampled out, and the full
+    collections the objects Driftline keeps between calls trigger meanwhile; the plain call
+    for as long beside it."""
+    pool = np.random.default_rng(0).normal(size=(POOL_ROWS, FEATURES))
+    fitted = models(pool)
+    print(f"\n### Full garbage collections in {seconds:g} s of calls, instrumented once\n")
+    print("| model | rows per call | plain: count (ms) | sampled out: count (ms) | "
+          "share of the sampled-out time |")
+    print("|---|---:|---:|---:|---:|")
+    for name, batch, _ in cases:
+        model, inputs = fitted[name], _inputs(pool, batch)
+
+        def plain(x: np.ndarray, model: Any = model) -> Any:
+            return model.predict_proba(x)
+        calls = max(5, int(seconds * 1e6 / _run(plain, inputs, 200)[0]))
+        _, _, (plain_count, plain_ms) = _run(plain, inputs, calls)
+        budget = max(1, int(Limits().max_sampled_rows * seconds / EXPORT_INTERVAL_S))
+        recorder = Recorder(_Discard(), export_interval_s=EXPORT_INTERVAL_S,
+                            limits=Limits(max_sampled_rows=budget))
+        instrumentor = SklearnInstrumentor()
+        instrumentor.instrument(tracer_provider=TracerProvider(sampler=ALWAYS_OFF),
+                                recorder=recorder)
+        _run(plain, inputs, calls)  # a first interval as long sets the sample rate
+        recorder.force_flush()
+        wall_us, _, (count, ms) = _run(plain, inputs, calls)
+        instrumentor.uninstrument()
+        recorder.shutdown()
+        print(f"| {name} | {batch} | {plain_count} ({plain_ms:.0f}) | {count} ({ms:.0f}) | "
+              f"{ms / (wall_us * calls / 1e3):.2%} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS)
@@ -408,6 +485,9 @@ def main() -> None:
                         help="index into the cases (0-3); default all")
     parser.add_argument("--runtimes-only", action="store_true",
                         help="only the model runtimes' table (XGBoost, LightGBM, ONNX Runtime)")
+    parser.add_argument("--steady-gc-s", type=float, default=0.0,
+                        help="only the full collections in this many seconds of calls of an "
+                             "application instrumented once, per case")
     parser.add_argument("--sklearn-only", action="store_true",
                         help="only the scikit-learn cases' tables (to run an earlier install "
                              "of driftline case by case beside this one)")
@@ -417,6 +497,9 @@ def main() -> None:
 
     print(f"python {platform.python_version()}, scikit-learn {sklearn.__version__}, "
           f"numpy {np.__version__}, {platform.machine()}, driftline from {driftline.__file__}")
+    if args.steady_gc_s:
+        steady_collections(args.steady_gc_s, iter(cases))
+        return
     if not args.sklearn_only:
         runtime_table(args.rounds, args.round_s)
     if args.runtimes_only:
