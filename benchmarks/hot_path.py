@@ -5,7 +5,9 @@ Run: ``.venv-dev/bin/python benchmarks/hot_path.py`` (about 5 minutes with the d
 features, a batch size), four arms run in alternating rounds so machine noise hits them
 alike; each round lasts several seconds, so the recorder's drains (at 4096 calls, 262 144 rows
 or each second) happen inside it, and ends with the recorder's flush and export (then
-``uninstrument``, not timed):
+``uninstrument``, not timed). Each round starts after a full garbage collection (not
+timed), and the full collections inside the timed calls are counted per arm; what a service
+instrumented once pays in them is measured apart (``--steady-gc-s``):
 
 * ``plain``: the uninstrumented call;
 * ``sampled out``: Driftline with an SDK tracer whose sampler is ``ALWAYS_OFF`` (metrics on);
