@@ -399,7 +399,7 @@ def runtime_table(rounds: int, round_s: float) -> None:
                 f"{statistics.median(plain_cpu):.1f} | {statistics.median(sampled_cpu):.1f} | "
                 f"{statistics.median(sampled_cpu) - statistics.median(plain_cpu):.1f} | "
                 f"{statistics.median(recorder_us):.1f} |")
-        print(f"  done: {name}, {batch} rows", file=sys.stderr, flush=True)
+            print(f"  done: {name}, {batch} rows", file=sys.stderr, flush=True)
     print(f"\n### Model runtimes, spans sampled out (ALWAYS_OFF) vs uninstrumented: us per "
           f"call, median (min-max) of {rounds} alternating rounds of {round_s:g} s\n")
     print("| runtime call | rows per call | plain (wall) | Driftline, sampled out (wall) | "
