@@ -324,14 +324,11 @@ class Recorder:
                 by_block = self._records is None
                 for _ in range(len(self._pending)):
                     call = self._pending.popleft()
-                    inputs = call[_INPUTS]
-                    if type(inputs) is _SampledRows:
-                        self._pending_rows -= inputs.values.shape[0]
-                        if call[_ERROR] is None and by_block:
-                            sampled.setdefault(_sampled_group(call), []).append(call)
-                            continue
-                    elif inputs is not None:
-                        self._pending_rows -= call[_ROWS]
+                    if call[_INPUTS] is not None:
+                        self._pending_rows -= _held_rows(call)
+                    if type(call[_INPUTS]) is _SampledRows and call[_ERROR] is None and by_block:
+                        sampled.setdefault(_sampled_group(call), []).append(call)
+                        continue
                     try:
                         self._stage(call, traits, touched)
                     except Exception:  # a bad input must never stop the recorder
@@ -386,11 +383,7 @@ class Recorder:
         # Unpacked, not named: the instrumentors hand over plain tuples.
         scope, model, read_traits, attributes, inputs, outputs, rows, duration_s, \
             error_type, _, _ = call
-        model_traits = None
-        if inputs is not None:
-            model_traits = traits.get((id(model), read_traits))
-            if model_traits is None:
-                model_traits = traits[(id(model), read_traits)] = read_traits(model)
+        model_traits = _traits_of(model, read_traits, traits) if inputs is not None else None
         key = (scope, attributes)
         stream = self._streams.get(key) or self._stream(key)  # the caller holds self._lock
         stream.add_call(rows, duration_s, error_type)
@@ -411,10 +404,7 @@ class Recorder:
         presampled = type(inputs) is _SampledRows
         if presampled:
             rate, inputs = inputs.rate, inputs.values
-            if stream.sample_rate < rate and inputs.shape[0]:  # the rate fell since the hand-off
-                kept = thinned(self._drain_random, self._rng, inputs.shape[0],
-                               stream.sample_rate / rate)
-                inputs, outputs = inputs[kept], outputs[kept]
+            inputs, outputs = self._thinned_to(stream.sample_rate, rate, inputs, outputs)
         stream.stage_inputs(inputs, model_traits, presampled)
         if outputs is not None and error_type is None:
             stream.stage_outputs(outputs, model_traits, presampled)
@@ -438,9 +428,7 @@ class Recorder:
         its budget keeps a row of about one call in six, and a Python step per call here
         (5 us) cost more than the calls' hand-off (issue 17)."""
         scope, model, read_traits, attributes = calls[0][:4]
-        model_traits = traits.get((id(model), read_traits))
-        if model_traits is None:
-            model_traits = traits[(id(model), read_traits)] = read_traits(model)
+        model_traits = _traits_of(model, read_traits, traits)
         key = (scope, attributes)
         stream = self._streams.get(key) or self._stream(key)  # the caller holds self._lock
         stream.add_calls(sum([call[_ROWS] for call in calls]),
@@ -451,13 +439,19 @@ class Recorder:
         else:
             inputs = np.concatenate([call[_INPUTS].values for call in calls])
             outputs = np.concatenate([call[_OUTPUTS] for call in calls])
-        rate = calls[0][_INPUTS].rate
-        if stream.sample_rate < rate and inputs.shape[0]:  # the rate fell since the hand-off
-            kept = thinned(self._drain_random, self._rng, inputs.shape[0],
-                           stream.sample_rate / rate)
-            inputs, outputs = inputs[kept], outputs[kept]
+        inputs, outputs = self._thinned_to(stream.sample_rate, calls[0][_INPUTS].rate, inputs,
+                                           outputs)
         stream.stage_inputs(inputs, model_traits, presampled=True)
         stream.stage_outputs(outputs, model_traits, presampled=True)
+
+    def _thinned_to(self, rate: float, sampled_at: float, inputs: np.ndarray,
+                    outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rows sampled at hand-off at ``sampled_at``, thinned to ``rate`` when the stream's
+        rate fell since."""
+        if rate < sampled_at and inputs.shape[0]:
+            kept = thinned(self._drain_random, self._rng, inputs.shape[0], rate / sampled_at)
+            inputs, outputs = inputs[kept], outputs[kept]
+        return inputs, outputs
 
     def _records_dropped(self, key: StreamKey, reason: str, rows: int,
                          sampled: bool = False) -> None:
@@ -582,6 +576,15 @@ class Recorder:
         self._thread.join(timeout=self._export_timeout_s)
         self.force_flush()
         self._exporter.shutdown()
+
+
+def _traits_of(model: Any, read_traits: Callable[[Any], ModelTraits],
+               traits: dict[tuple[int, Any], ModelTraits]) -> ModelTraits:
+    """``read_traits(model)``, read once per model and way of reading it in a drain."""
+    found = traits.get((id(model), read_traits))
+    if found is None:
+        found = traits[(id(model), read_traits)] = read_traits(model)
+    return found
 
 
 def _sampled_group(call: tuple[Any, ...]) -> tuple[Any, ...]:
