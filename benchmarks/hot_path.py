@@ -1,27 +1,39 @@
 """Cost of Driftline on the hot path, side by side with its baselines in one process.
 
-Run: ``.venv-dev/bin/python benchmarks/hot_path.py`` (about 5 minutes with the defaults;
+Run: ``.venv-dev/bin/python benchmarks/hot_path.py`` (about 6 minutes with the defaults;
 ``--rounds 3 --round-s 1`` for a quick look). Per case (a model, ``predict_proba`` on 20
-features, a batch size), four arms run in alternating rounds so machine noise hits them
-alike; each round lasts several seconds, so the recorder's drains (at 4096 calls, 262 144 rows
-or each second) happen inside it, and ends with the recorder's flush and export (then
-``uninstrument``, not timed). Each round starts after a full garbage collection (not
-timed), and the full collections inside the timed calls are counted per arm; what a service
-instrumented once pays in them is measured apart (``--steady-gc-s``):
+features, a batch size), five arms in two interleaved pairs:
 
-* ``plain``: the uninstrumented call;
+* ``plain``: the uninstrumented call, against
 * ``sampled out``: Driftline with an SDK tracer whose sampler is ``ALWAYS_OFF`` (metrics on);
 * ``one SDK span``: the uninstrumented call inside one bare SDK span, batch processor and
-  discarding exporter: what any traced call pays;
+  discarding exporter: what any traced call pays, and
+* ``span with the same attributes``: that span carrying the six attributes DESIGN.md puts on
+  Driftline's span (what the SDK charges for them), against
 * ``recorded``: Driftline with the same SDK tracer sampling every span (metrics on).
 
+This machine's speed drifts over seconds (block times of one arm correlate 0.9 from one
+50 ms block to the next and 0.7 half a second apart), so arms timed in alternating rounds of
+seconds each differed by several percent running the same code. So each round instruments
+once and then interleaves short blocks: a block of each baseline (0.2 s, the original methods
+set back on the classes, ``_Switch``), then an instrumented block that ends at the first
+drain the recorder completes after 0.3 s, so that the recorder's work (its drains at 4096
+calls, 262 144 rows or each second) falls inside the instrumented blocks, until the
+instrumented blocks add up to the round's length. The round ends with the recorder's flush
+and export (counted in the recorder's CPU, not timed) and ``uninstrument``. A baseline's odd
+blocks against its even blocks give the resolution of the ratios; the recorder's CPU during
+the baseline blocks shows that its work stayed out of them. The full collections inside the
+timed calls are counted per arm; what a service instrumented once pays in them is measured
+apart (``--steady-gc-s``).
+
 The model runtimes (XGBoost, LightGBM, ONNX Runtime) get their own table, ``plain`` beside
-``sampled out``, at 1 and 100 rows per call (``--runtimes-only`` for that table alone).
+``sampled out`` in alternating rounds, at 1 and 100 rows per call (``--runtimes-only`` for
+that table alone).
 
 Inputs are varied: each call takes the next slice of a pool of random rows, never one
-repeated row. The recorder's CPU per call is its thread's CPU clock over the round
+repeated row. The recorder's CPU per call is its thread's CPU clock over the blocks
 (``pthread_getcpuclockid``), plus the final drain and export that ``force_flush`` runs in
-the calling thread, divided by the round's calls.
+the calling thread, divided by the calls.
 """
 
 from __future__ import annotations
@@ -31,6 +43,7 @@ import gc
 import platform
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -51,7 +64,10 @@ from opentelemetry.trace import SpanKind
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
+from driftline import identity, semconv
 from driftline.instrumentation import Limits, PredictCall, Recorder
+from driftline.instrumentation._observe import model_attributes
+from driftline.instrumentation.recorder import MAX_DRAIN_DELAY_S
 from driftline.instrumentation.sklearn import SklearnInstrumentor, model_traits
 
 FEATURES = 20
@@ -64,7 +80,18 @@ DEFAULT_ROUND_S = 3.0
 # that rows aggregated per second are a service's with the defaults (1 667 per second).
 EXPORT_INTERVAL_S = 60.0
 HANDOFF_CALLS = 20_000
-ARMS = ("plain", "sampled out", "one SDK span", "recorded")
+ARMS = ("plain", "sampled out", "one SDK span", "span with the same attributes", "recorded")
+CHUNK_S = 0.002  # calls between two looks at the clock, in seconds of calls
+BASELINE_BLOCK_S = 0.2  # each block of a baseline arm
+# An instrumented block ends once it lasted this long and the recorder is quiet: no drain
+# running or asked for, and none due by its timer before the baseline blocks that follow are
+# over (with a margin), so that the recorder's work falls inside the instrumented blocks (or
+# at MAX_BLOCK_S, had it never been quiet).
+MIN_BLOCK_S = 0.3
+QUIET_MARGIN_S = 0.2
+MAX_BLOCK_S = 15.0
+# The recorders' own export timer never fires in a round (each round ends with an export).
+NO_EXPORT_TIMER_S = 1e9
 # (model, rows per call); the targets of issue 17 per case: sampled out / plain.
 CASES = (("LogisticRegression", 1, 1.10), ("LogisticRegression", 100, 1.10),
          ("LogisticRegression", 10_000, 1.05), ("RandomForest(50 trees)", 1, 1.10))
@@ -86,21 +113,6 @@ class _Discard(SpanExporter, MetricExporter):
 
     def shutdown(self, timeout_millis: float = 0, **kwargs: Any) -> None:
         pass
-
-
-@dataclass
-class _Arm:
-    per_call_us: list[float] = field(default_factory=list)
-    cpu_us: list[float] = field(default_factory=list)  # the calling thread's CPU per call
-    recorder_us: list[float] = field(default_factory=list)
-    full_collections: int = 0  # during the timed calls, all rounds
-    full_collection_ms: float = 0.0
-
-    def add(self, timed: tuple[float, float, tuple[int, float]]) -> None:
-        self.per_call_us.append(timed[0])
-        self.cpu_us.append(timed[1])
-        self.full_collections += timed[2][0]
-        self.full_collection_ms += timed[2][1]
 
 
 def _inputs(pool: np.ndarray, batch: int) -> list[np.ndarray]:
@@ -155,20 +167,158 @@ def _thread_cpu_ns(recorder: Recorder) -> int:
     return time.clock_gettime_ns(time.pthread_getcpuclockid(recorder._thread.ident))
 
 
-def _instrumented_round(instrumentor: SklearnInstrumentor, provider: TracerProvider,
-                        recorder: Recorder, call: Callable[[np.ndarray], Any],
-                        inputs: Sequence[np.ndarray], calls: int
-                        ) -> tuple[tuple[float, float, tuple[int, float]], float]:
+class _Switch:
+    """Switches an instrumented scikit-learn between the methods Driftline wrapped and their
+    originals, between blocks of calls, by setting the class attributes back and forth:
+    ``instrument()`` and ``uninstrument()`` take about 60 ms and leave about 2 700 objects of
+    garbage each. While the originals are set, a call is exactly the uninstrumented call."""
+
+    def __init__(self, instrumentor: SklearnInstrumentor) -> None:
+        self._observed = [(owner, name, vars(owner)[name])
+                          for owner, name in instrumentor._wrapped]
+        self._originals = [(owner, name, getattr(method, "_driftline_original", None)
+                            or method.__wrapped__) for owner, name, method in self._observed]
+
+    def original(self) -> None:
+        for owner, name, method in self._originals:
+            setattr(owner, name, method)
+
+    def observed(self) -> None:
+        for owner, name, method in self._observed:
+            setattr(owner, name, method)
+
+
+class _Drains:
+    """Watches the recorder's drains: how many completed, whether one runs, and when its
+    thread's timer starts the next (``MAX_DRAIN_DELAY_S`` after its last)."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.count, self.running, self._recorder = 0, False, recorder
+        self._last_start = time.monotonic()
+        drain = recorder._drain
+
+        def watched() -> None:
+            self.running = True
+            if threading.get_ident() == recorder._thread.ident:  # not force_flush's
+                self._last_start = time.monotonic()
+            try:
+                drain()
+            finally:
+                self.running = False
+                self.count += 1
+        recorder._drain = watched  # type: ignore[method-assign]
+
+    def quiet_for(self, seconds: float) -> bool:
+        """No drain runs or was asked for (``submit`` sets the recorder's wake-up), and its
+        thread's timer starts none within ``seconds``."""
+        return not self.running and not self._recorder._wakeup.is_set() \
+            and time.monotonic() + seconds < self._last_start + MAX_DRAIN_DELAY_S
+
+
+@dataclass
+class _Totals:
+    """One arm's blocks in one round."""
+
+    wall_ns: int = 0
+    cpu_ns: int = 0
+    calls: int = 0
+    recorder_ns: int = 0  # the recorder thread's CPU during the arm's blocks
+    halves: list[list[int]] = field(default_factory=lambda: [[0, 0], [0, 0]])  # A/A check
+    blocks: int = 0
+
+    def add(self, block: tuple[int, int, int], recorder_ns: int) -> None:
+        calls, wall_ns, cpu_ns = block
+        self.calls, self.wall_ns, self.cpu_ns = (self.calls + calls, self.wall_ns + wall_ns,
+                                                 self.cpu_ns + cpu_ns)
+        self.recorder_ns += recorder_ns
+        half = self.halves[self.blocks % 2]
+        half[0], half[1] = half[0] + wall_ns, half[1] + calls
+        self.blocks += 1
+
+
+@dataclass
+class _Arm:
+    """One arm's per-call values, one per round."""
+
+    per_call_us: list[float] = field(default_factory=list)
+    cpu_us: list[float] = field(default_factory=list)  # the calling thread's CPU per call
+    recorder_us: list[float] = field(default_factory=list)
+    # The arm's odd blocks against its even blocks, us per call: what the same code
+    # measures against itself, the resolution of the ratios.
+    self_ratio: list[float] = field(default_factory=list)
+    full_collections: int = 0  # during the timed calls, all rounds
+    full_collection_ms: float = 0.0
+
+    def add(self, total: _Totals, flush_ns: int, collections: list[float]) -> None:
+        self.per_call_us.append(total.wall_ns / total.calls / 1e3)
+        self.cpu_us.append(total.cpu_ns / total.calls / 1e3)
+        self.recorder_us.append((total.recorder_ns + flush_ns) / total.calls / 1e3)
+        (even_ns, even_calls), (odd_ns, odd_calls) = total.halves
+        if even_calls and odd_calls:
+            self.self_ratio.append(odd_ns / odd_calls / (even_ns / even_calls))
+        self.full_collections += int(collections[0])
+        self.full_collection_ms += collections[1] * 1e3
+
+
+def _block(call: Callable[[np.ndarray], Any], inputs: Sequence[np.ndarray], position: int,
+           chunk: int, done: Callable[[float], bool]) -> tuple[int, int, int]:
+    """Calls, ``chunk`` at a time, until ``done(seconds elapsed)``: (calls, wall ns, the
+    calling thread's CPU ns)."""
+    n, calls = len(inputs), 0
+    start, cpu_start = time.perf_counter_ns(), time.thread_time_ns()
+    while True:
+        for i in range(position + calls, position + calls + chunk):
+            call(inputs[i % n])
+        calls += chunk
+        if done((time.perf_counter_ns() - start) / 1e9):
+            return calls, time.perf_counter_ns() - start, time.thread_time_ns() - cpu_start
+
+
+def _interleaved_round(instrumentor: SklearnInstrumentor, provider: TracerProvider,
+                       recorder: Recorder, drains: _Drains,
+                       baselines: dict[str, Callable[[np.ndarray], Any]],
+                       instrumented: tuple[str, Callable[[np.ndarray], Any]],
+                       inputs: Sequence[np.ndarray], chunk: int, round_s: float,
+                       arms: dict[str, _Arm]) -> None:
+    """One round of a pair of arms: instrumented once, then blocks of each baseline
+    (``BASELINE_BLOCK_S``, the originals set) alternating with an instrumented block that
+    lasts ``MIN_BLOCK_S`` and then until the recorder is quiet (``_Drains.quiet_for``: its
+    work, and the wait of its woken thread for the GIL, fall inside the instrumented
+    blocks), until the instrumented blocks add up to ``round_s``. Then the interval's last
+    drain and export (``force_flush``, counted in the recorder's CPU) and ``uninstrument``,
+    not timed."""
+    name, call = instrumented
     instrumentor.instrument(tracer_provider=provider, recorder=recorder)
-    cpu_start = _thread_cpu_ns(recorder)
-    per_call = _run(call, inputs, calls)
+    switch = _Switch(instrumentor)
+    gc.collect()  # the instrumentation's own garbage, not collected inside a block
+    totals = {arm: _Totals() for arm in (*baselines, name)}
+    collections: dict[str, list[float]] = {arm: [0, 0.0] for arm in totals}
+    position, baselines_s = 0, BASELINE_BLOCK_S * len(baselines)
+
+    def timed(arm: str, call: Callable[[np.ndarray], Any], done: Callable[[float], bool]
+              ) -> None:
+        nonlocal position
+        count, seconds = FULL_COLLECTIONS.count, FULL_COLLECTIONS.seconds
+        recorder_start = _thread_cpu_ns(recorder)
+        block = _block(call, inputs, position, chunk, done)
+        totals[arm].add(block, _thread_cpu_ns(recorder) - recorder_start)
+        position += block[0]
+        collections[arm][0] += FULL_COLLECTIONS.count - count
+        collections[arm][1] += FULL_COLLECTIONS.seconds - seconds
+
+    while totals[name].wall_ns < round_s * 1e9:
+        switch.original()
+        for arm, baseline in baselines.items():
+            timed(arm, baseline, lambda elapsed: elapsed >= BASELINE_BLOCK_S)
+        switch.observed()
+        timed(name, call, lambda elapsed: (elapsed >= MIN_BLOCK_S and drains.quiet_for(
+            baselines_s + QUIET_MARGIN_S)) or elapsed >= MAX_BLOCK_S)
     flush_start = time.thread_time_ns()
-    recorder.force_flush()  # the interval's last drain and export, in this thread: they count
-    cpu = time.thread_time_ns() - flush_start + _thread_cpu_ns(recorder) - cpu_start
-    # Not recorder work: unwrapping every estimator class took about 60 ms, which a round
-    # of a few hundred forest calls counted as 70 us a call before.
+    recorder.force_flush()
+    flush_ns = time.thread_time_ns() - flush_start
     instrumentor.uninstrument()
-    return per_call, cpu / calls / 1e3
+    for arm, total in totals.items():
+        arms[arm].add(total, flush_ns if arm == name else 0, collections[arm])
 
 
 def case_arms(model: Any, batch: int, pool: np.ndarray, rounds: int, round_s: float
@@ -179,11 +329,16 @@ def case_arms(model: Any, batch: int, pool: np.ndarray, rounds: int, round_s: fl
     on.add_span_processor(BatchSpanProcessor(_Discard()))
     bare_tracer = on.get_tracer("bench")
     budget = max(1, int(Limits().max_sampled_rows * round_s / EXPORT_INTERVAL_S))
-    recorders = {arm: Recorder(_Discard(), export_interval_s=EXPORT_INTERVAL_S,
+    recorders = {arm: Recorder(_Discard(), export_interval_s=NO_EXPORT_TIMER_S,
                                limits=Limits(max_sampled_rows=budget))
                  for arm in ("sampled out", "recorded")}
+    drains = {arm: _Drains(recorder) for arm, recorder in recorders.items()}
     instrumentor = SklearnInstrumentor()
     name = f"predict_proba {type(model).__name__}"
+    # What Driftline's span carries (DESIGN.md): the model attributes, batch size, features.
+    attributes = {**dict(model_attributes(identity.identity_of(model),
+                                          semconv.FRAMEWORK_SKLEARN, "predict_proba")),
+                  semconv.ML_BATCH_SIZE: batch, semconv.ML_FEATURE_COUNT: FEATURES}
 
     def plain(x: np.ndarray) -> Any:
         return model.predict_proba(x)
@@ -192,23 +347,24 @@ def case_arms(model: Any, batch: int, pool: np.ndarray, rounds: int, round_s: fl
         with bare_tracer.start_as_current_span(name, kind=SpanKind.INTERNAL):
             return model.predict_proba(x)
 
+    def spanned_with_attributes(x: np.ndarray) -> Any:
+        with bare_tracer.start_as_current_span(name, kind=SpanKind.INTERNAL,
+                                               attributes=attributes):
+            return model.predict_proba(x)
+
     _run(plain, inputs, 20)
     estimate_us = _run(plain, inputs, max(3, int(2e5 / max(_run(plain, inputs, 3)[0], 1.0))))[0]
-    calls = max(5, int(round_s * 1e6 / estimate_us))
+    chunk = max(1, int(CHUNK_S * 1e6 / estimate_us))
+    pairs = (
+        (off, {"plain": plain}, "sampled out"),
+        (on, {"one SDK span": spanned, "span with the same attributes": spanned_with_attributes},
+         "recorded"),
+    )
     arms = {arm: _Arm() for arm in ARMS}
     for r in range(rounds):
-        order = ARMS if r % 2 == 0 else tuple(reversed(ARMS))
-        for arm in order:
-            if arm == "plain":
-                arms[arm].add(_run(plain, inputs, calls))
-            elif arm == "one SDK span":
-                arms[arm].add(_run(spanned, inputs, calls))
-            else:
-                per_call, recorder_us = _instrumented_round(
-                    instrumentor, off if arm == "sampled out" else on, recorders[arm], plain,
-                    inputs, calls)
-                arms[arm].add(per_call)
-                arms[arm].recorder_us.append(recorder_us)
+        for provider, baselines, arm in pairs if r % 2 == 0 else reversed(pairs):
+            _interleaved_round(instrumentor, provider, recorders[arm], drains[arm], baselines,
+                               (arm, plain), inputs, chunk, round_s, arms)
     for recorder in recorders.values():
         recorder.shutdown()
     on.shutdown()
@@ -229,6 +385,11 @@ def _spread(values: Sequence[float]) -> str:
     return f"{min(values):.1f}-{max(values):.1f}"
 
 
+def _median_spread(values: Sequence[float], digits: int = 1) -> str:
+    return (f"{statistics.median(values):.{digits}f} "
+            f"({min(values):.{digits}f}-{max(values):.{digits}f})")
+
+
 def overhead_tables(rounds: int, round_s: float, cases: Iterator[tuple[str, int, float]]
                     ) -> None:
     pool = np.random.default_rng(0).normal(size=(POOL_ROWS, FEATURES))
@@ -237,20 +398,24 @@ def overhead_tables(rounds: int, round_s: float, cases: Iterator[tuple[str, int,
     for name, batch, target in cases:
         arms = case_arms(fitted[name], batch, pool, rounds, round_s)
         plain, off = arms["plain"], arms["sampled out"]
-        bare, on = arms["one SDK span"], arms["recorded"]
+        bare, attributed, on = (arms["one SDK span"], arms["span with the same attributes"],
+                                arms["recorded"])
         ratios = [o / p for o, p in zip(off.per_call_us, plain.per_call_us, strict=True)]
         added = [o - b for o, b in zip(on.per_call_us, bare.per_call_us, strict=True)]
+        attributes_cost = [a - b for a, b in
+                           zip(attributed.per_call_us, bare.per_call_us, strict=True)]
+        beyond_attributes = [o - a for o, a in
+                             zip(on.per_call_us, attributed.per_call_us, strict=True)]
         off_rows.append(
-            f"| {name} | {batch} | {statistics.median(plain.per_call_us):.1f} "
-            f"({_spread(plain.per_call_us)}) | {statistics.median(off.per_call_us):.1f} "
-            f"({_spread(off.per_call_us)}) | {statistics.median(ratios):.3f} "
-            f"({min(ratios):.3f}-{max(ratios):.3f}) | {target:.2f} | "
-            f"{statistics.median(off.recorder_us):.1f} |")
+            f"| {name} | {batch} | {_median_spread(plain.per_call_us)} | "
+            f"{_median_spread(off.per_call_us)} | {_median_spread(ratios, 3)} | {target:.2f} | "
+            f"{_median_spread(plain.self_ratio, 3)} | {statistics.median(off.recorder_us):.1f} "
+            f"| {statistics.median(plain.recorder_us):.2f} |")
         on_rows.append(
-            f"| {name} | {batch} | {statistics.median(bare.per_call_us):.1f} "
-            f"({_spread(bare.per_call_us)}) | {statistics.median(on.per_call_us):.1f} "
-            f"({_spread(on.per_call_us)}) | {statistics.median(added):.1f} "
-            f"({_spread(added)}) | {RECORDED_TARGET_US:.0f} | "
+            f"| {name} | {batch} | {_median_spread(bare.per_call_us)} | "
+            f"{_median_spread(on.per_call_us)} | {_median_spread(added)} | "
+            f"{RECORDED_TARGET_US:.0f} | {_median_spread(attributes_cost)} | "
+            f"{_median_spread(beyond_attributes)} | {_median_spread(bare.self_ratio, 3)} | "
             f"{statistics.median(on.recorder_us):.1f} |")
         # CPU, not wall: the calling thread's CPU plus the recorder thread's, per call, in
         # the same rounds. Other work on a shared machine stretches wall time (the recorder
@@ -262,24 +427,28 @@ def overhead_tables(rounds: int, round_s: float, cases: Iterator[tuple[str, int,
         cpu_rows.append(
             f"| {name} | {batch} | {statistics.median(plain.cpu_us):.1f} | "
             f"{statistics.median(off.cpu_us):.1f} + {statistics.median(off.recorder_us):.1f} | "
-            f"{statistics.median(cpu_ratios):.3f} ({min(cpu_ratios):.3f}-{max(cpu_ratios):.3f})"
-            f" | {target:.2f} | {statistics.median(bare.cpu_us):.1f} | "
+            f"{_median_spread(cpu_ratios, 3)} | {target:.2f} | "
+            f"{statistics.median(bare.cpu_us):.1f} | "
             f"{statistics.median(on.cpu_us):.1f} + {statistics.median(on.recorder_us):.1f} | "
-            f"{statistics.median(cpu_added):.1f} ({_spread(cpu_added)}) |")
+            f"{_median_spread(cpu_added)} |")
         gc_rows.append(f"| {name} | {batch} | " + " | ".join(
             f"{arms[arm].full_collections} ({arms[arm].full_collection_ms:.0f} ms)"
             for arm in ARMS) + " |")
         print(f"  done: {name}, {batch} rows", file=sys.stderr, flush=True)
-    print(f"\n### Spans sampled out (ALWAYS_OFF) vs uninstrumented: us per call, median "
-          f"(min-max) of {rounds} alternating rounds of {round_s:g} s\n")
+    shape = (f"median (min-max) of {rounds} rounds, each {round_s:g} s of instrumented "
+             f"blocks interleaved with {BASELINE_BLOCK_S:g} s blocks of each baseline")
+    print(f"\n### Spans sampled out (ALWAYS_OFF) vs uninstrumented: us per call, {shape}\n")
     print("| model | rows per call | plain | Driftline, sampled out | ratio | target | "
-          "recorder CPU per call (us) |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+          "plain vs plain (odd blocks / even) | recorder CPU per call (us) | recorder CPU "
+          "during plain blocks, per plain call (us) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     print("\n".join(off_rows))
-    print("\n### Spans recorded vs one bare SDK span (batch processor, same exporter)\n")
+    print("\n### Spans recorded vs one bare SDK span (batch processor, same exporter): us per "
+          f"call, {shape}\n")
     print("| model | rows per call | one SDK span | Driftline, recorded | added (us) | "
-          "target (us) | recorder CPU per call (us) |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+          "target (us) | the span's attributes alone (us) | Driftline beyond a span with its "
+          "attributes (us) | span vs span (odd blocks / even) | recorder CPU per call (us) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     print("\n".join(on_rows))
     print("\n### CPU per call (calling thread + recorder thread), the same rounds: us, median "
           "(min-max)\n")

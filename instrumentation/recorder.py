@@ -54,15 +54,19 @@ _logger = logging.getLogger(__name__)
 
 DEFAULT_EXPORT_INTERVAL_S = 60.0  # OTEL_METRIC_EXPORT_INTERVAL's default
 DEFAULT_EXPORT_TIMEOUT_S = 30.0  # OTEL_METRIC_EXPORT_TIMEOUT's default
-# A drain costs a histogram per column whatever the number of calls (about 0.2 ms each), and
-# every time the thread wakes it must take the GIL from the model's thread: a thread waking
-# five times a second cost a 50-tree forest's predict (which releases the GIL per tree) 20 %
-# of its calls. So the thread sleeps until this many calls or rows are pending (``submit``
-# wakes it), the next export, or MAX_DRAIN_DELAY_S after its last drain: one wake a second
-# at most, and a slow model's few calls per second do not pay a drain each.
-DRAIN_BATCH_CALLS = 4096
+# Every time the thread wakes it must take the GIL from the model's thread. A model that
+# releases the GIL every few tens of microseconds (NumPy reductions and BLAS on a 100-row
+# batch, a forest's trees) keeps it waiting: the woken thread is signalled at each release,
+# rarely wins the race (it waited 20 to 400 ms here), and each release meanwhile pays a futex
+# wake. A thread waking once a second cost a 100-row LogisticRegression 1.6 % of its time,
+# five times a second 12 % (issue 17; a 50-tree forest 20 % at five). A drain's own NumPy
+# work costs a histogram per column whatever the number of calls. So the thread sleeps until
+# the next export, MAX_DRAIN_DELAY_S after its last drain, or until DRAIN_BATCH_CALLS calls
+# (of either queue; at most half of max_pending_calls) or DRAIN_BATCH_ROWS held rows wait
+# (``submit`` wakes it): at 10 000 calls a second, one wake in three seconds.
+DRAIN_BATCH_CALLS = 32768
 DRAIN_BATCH_ROWS = 1 << 18
-MAX_DRAIN_DELAY_S = 1.0
+MAX_DRAIN_DELAY_S = 5.0
 # Rows waiting for aggregation beyond which a call's values are dropped (its rows, duration
 # and error still count): memory stays bounded while the recorder or the backend is slow.
 DEFAULT_MAX_PENDING_ROWS = 1_000_000
@@ -170,6 +174,9 @@ class Recorder:
         # (issue 17). The drain adds a stream's calls at once.
         self._counted: deque[Any] = deque()
         self._max_counted = max_pending_calls * COUNTED_FIELDS
+        # Calls of either queue, and the counted queue's items, that wake the thread.
+        self._drain_calls = max(1, min(DRAIN_BATCH_CALLS, max_pending_calls // 2))
+        self._drain_counted_items = self._drain_calls * COUNTED_FIELDS
         self._pending_rows = 0  # approximate under races; only a memory guard
         self._overflow_lock = threading.Lock()  # taken on the hot path only when overloaded
         self._overflow_rows: Counter[tuple[StreamKey, str | None]] = Counter()
@@ -244,8 +251,7 @@ class Recorder:
         if sample.gap >= rows and len(counted) < self._max_counted:
             sample.gap -= rows
             counted.extend((site.scope, site.attributes, rows, duration_s, error_type))
-            if len(counted) >= DRAIN_BATCH_CALLS * COUNTED_FIELDS \
-                    and not self._wakeup.is_set():
+            if len(counted) >= self._drain_counted_items and not self._wakeup.is_set():
                 self._wakeup.set()
             return
         self._hand_over((site.scope, model, site.traits, site.attributes, inputs, outputs,
@@ -259,8 +265,7 @@ class Recorder:
             sample.gap -= rows  # a sampling stream's call none of whose rows is kept
             counted.extend((call[_SCOPE], call[_ATTRIBUTES], rows, call[_DURATION],
                             call[_ERROR]))
-            if len(counted) >= DRAIN_BATCH_CALLS * COUNTED_FIELDS \
-                    and not self._wakeup.is_set():
+            if len(counted) >= self._drain_counted_items and not self._wakeup.is_set():
                 self._wakeup.set()
             return
         if len(pending) >= self._max_pending_calls or len(counted) >= self._max_counted:
@@ -277,9 +282,9 @@ class Recorder:
         else:
             self._pending_rows = pending_rows
         pending.append(call)
-        # A full drain batch wakes the thread now rather than at its next drain (1 s), by
+        # A full drain batch wakes the thread now rather than at its next drain (5 s), by
         # when large calls would have passed max_pending_rows and lost their values.
-        if (pending_rows >= DRAIN_BATCH_ROWS or len(pending) >= DRAIN_BATCH_CALLS) \
+        if (pending_rows >= DRAIN_BATCH_ROWS or len(pending) >= self._drain_calls) \
                 and not self._wakeup.is_set():
             self._wakeup.set()
 
@@ -294,8 +299,8 @@ class Recorder:
             self._wakeup.clear()
             now = time.monotonic()
             export_due = now >= next_export
-            if export_due or len(self._pending) >= DRAIN_BATCH_CALLS \
-                    or len(self._counted) >= DRAIN_BATCH_CALLS * COUNTED_FIELDS \
+            if export_due or len(self._pending) >= self._drain_calls \
+                    or len(self._counted) >= self._drain_counted_items \
                     or self._pending_rows >= DRAIN_BATCH_ROWS \
                     or now - last_drain >= MAX_DRAIN_DELAY_S:
                 self._drain()
