@@ -16,11 +16,13 @@ This machine's speed drifts over seconds (block times of one arm correlate 0.9 f
 50 ms block to the next and 0.7 half a second apart), so arms timed in alternating rounds of
 seconds each differed by several percent running the same code. So each round instruments
 once and then interleaves short blocks: a block of each baseline (0.2 s, the original methods
-set back on the classes, ``_Switch``), then an instrumented block that ends at the first
-drain the recorder completes after 0.3 s, so that the recorder's work (its drains at 4096
-calls, 262 144 rows or each second) falls inside the instrumented blocks, until the
-instrumented blocks add up to the round's length. The round ends with the recorder's flush
-and export (counted in the recorder's CPU, not timed) and ``uninstrument``. A baseline's odd
+set back on the classes, ``_Switch``), then an instrumented block that lasts 0.3 s and then
+until the recorder is quiet (no drain running or asked for, and none due by its timer before
+the next baseline blocks are over), so that the recorder's work (its drains at 32 768 calls,
+262 144 rows or every 5 s) and its thread's wait for the GIL fall inside the instrumented
+blocks, until the instrumented blocks add up to the round's length. The round ends with the
+recorder's flush and export (counted in the recorder's CPU, not timed; its own export timer
+is off) and ``uninstrument``. A baseline's odd
 blocks against its even blocks give the resolution of the ratios; the recorder's CPU during
 the baseline blocks shows that its work stayed out of them. The full collections inside the
 timed calls are counted per arm; what a service instrumented once pays in them is measured
@@ -248,6 +250,7 @@ class _Arm:
     self_ratio: list[float] = field(default_factory=list)
     full_collections: int = 0  # during the timed calls, all rounds
     full_collection_ms: float = 0.0
+    wall_s: float = 0.0  # of the timed calls, all rounds: arms run for different times
 
     def add(self, total: _Totals, flush_ns: int, collections: list[float]) -> None:
         self.per_call_us.append(total.wall_ns / total.calls / 1e3)
@@ -258,6 +261,7 @@ class _Arm:
             self.self_ratio.append(odd_ns / odd_calls / (even_ns / even_calls))
         self.full_collections += int(collections[0])
         self.full_collection_ms += collections[1] * 1e3
+        self.wall_s += total.wall_ns / 1e9
 
 
 def _block(call: Callable[[np.ndarray], Any], inputs: Sequence[np.ndarray], position: int,
@@ -432,7 +436,8 @@ def overhead_tables(rounds: int, round_s: float, cases: Iterator[tuple[str, int,
             f"{statistics.median(on.cpu_us):.1f} + {statistics.median(on.recorder_us):.1f} | "
             f"{_median_spread(cpu_added)} |")
         gc_rows.append(f"| {name} | {batch} | " + " | ".join(
-            f"{arms[arm].full_collections} ({arms[arm].full_collection_ms:.0f} ms)"
+            f"{arms[arm].full_collections} in {arms[arm].wall_s:.0f} s "
+            f"({arms[arm].full_collection_ms / 1e3 / arms[arm].wall_s:.1%})"
             for arm in ARMS) + " |")
         print(f"  done: {name}, {batch} rows", file=sys.stderr, flush=True)
     shape = (f"median (min-max) of {rounds} rounds, each {round_s:g} s of instrumented "
@@ -456,8 +461,8 @@ def overhead_tables(rounds: int, round_s: float, cases: Iterator[tuple[str, int,
           "one SDK span | recorded: caller + recorder | added beyond the span |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     print("\n".join(cpu_rows))
-    print(f"\n### Full garbage collections inside the timed calls, all {rounds} rounds: count "
-          "(their wall time)\n")
+    print(f"\n### Full garbage collections inside the timed calls, all {rounds} rounds: count in "
+          "the arm's time (the share of it they took)\n")
     print("| model | rows per call | " + " | ".join(ARMS) + " |")
     print("|---|---:|" + "---:|" * len(ARMS))
     print("\n".join(gc_rows))
