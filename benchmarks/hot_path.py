@@ -191,11 +191,11 @@ class _Switch:
 
 
 class _Drains:
-    """Watches the recorder's drains: how many completed, whether one runs, and when its
-    thread's timer starts the next (``MAX_DRAIN_DELAY_S`` after its last)."""
+    """Watches the recorder's drains: whether one runs, and when its thread's timer starts
+    the next (``MAX_DRAIN_DELAY_S`` after its last)."""
 
     def __init__(self, recorder: Recorder) -> None:
-        self.count, self.running, self._recorder = 0, False, recorder
+        self.running, self._recorder = False, recorder
         self._last_start = time.monotonic()
         drain = recorder._drain
 
@@ -207,7 +207,6 @@ class _Drains:
                 drain()
             finally:
                 self.running = False
-                self.count += 1
         recorder._drain = watched  # type: ignore[method-assign]
 
     def quiet_for(self, seconds: float) -> bool:
@@ -436,7 +435,7 @@ def overhead_tables(rounds: int, round_s: float, cases: Iterator[tuple[str, int,
             f"{statistics.median(on.cpu_us):.1f} + {statistics.median(on.recorder_us):.1f} | "
             f"{_median_spread(cpu_added)} |")
         gc_rows.append(f"| {name} | {batch} | " + " | ".join(
-            f"{arms[arm].full_collections} in {arms[arm].wall_s:.0f} s "
+            f"{arms[arm].full_collections} in {arms[arm].wall_s:.1f} s "
             f"({arms[arm].full_collection_ms / 1e3 / arms[arm].wall_s:.1%})"
             for arm in ARMS) + " |")
         print(f"  done: {name}, {batch} rows", file=sys.stderr, flush=True)
