@@ -519,8 +519,9 @@ def runtime_cases(pool: np.ndarray) -> list[tuple[str, Any, Callable[[np.ndarray
 def _instrumented_timed(instrumentor: Any, provider: TracerProvider, recorder: Recorder,
                         call: Callable[[np.ndarray], Any], inputs: Sequence[np.ndarray],
                         calls: int) -> tuple[float, float, float]:
-    """``_instrumented_round`` with the calling thread's CPU per call during the calls
-    (the final uninstrument, in that thread too, counts as the recorder's). On a shared
+    """One instrumented round of a runtime: wall and the calling thread's CPU per call, and
+    the recorder's CPU per call (its thread's, plus the final uninstrument's flush and
+    export in the calling thread). On a shared
     machine the calling thread's CPU clock is what the instrumentation adds to it; wall also
     holds waiting for a core, and for the GIL when the runtime releases it."""
     instrumentor.instrument(tracer_provider=provider, recorder=recorder)
