@@ -62,8 +62,8 @@ DEFAULT_EXPORT_TIMEOUT_S = 30.0  # OTEL_METRIC_EXPORT_TIMEOUT's default
 # five times a second 12 % (issue 17; a 50-tree forest 20 % at five). A drain's own NumPy
 # work costs a histogram per column whatever the number of calls. So the thread sleeps until
 # the next export, MAX_DRAIN_DELAY_S after its last drain, or until DRAIN_BATCH_CALLS calls
-# (of either queue; at most half of max_pending_calls) or DRAIN_BATCH_ROWS held rows wait
-# (``submit`` wakes it): at 10 000 calls a second, one wake in three seconds.
+# (of either queue) or DRAIN_BATCH_ROWS held rows wait, at most half of max_pending_calls and
+# max_pending_rows (``submit`` wakes it): at 10 000 calls a second, one wake in three seconds.
 DRAIN_BATCH_CALLS = 32768
 DRAIN_BATCH_ROWS = 1 << 18
 MAX_DRAIN_DELAY_S = 5.0
@@ -174,9 +174,11 @@ class Recorder:
         # (issue 17). The drain adds a stream's calls at once.
         self._counted: deque[Any] = deque()
         self._max_counted = max_pending_calls * COUNTED_FIELDS
-        # Calls of either queue, and the counted queue's items, that wake the thread.
+        # Calls of either queue, the counted queue's items and held rows that wake the
+        # thread: before calls fold into the overflow tally or rows lose their values.
         self._drain_calls = max(1, min(DRAIN_BATCH_CALLS, max_pending_calls // 2))
         self._drain_counted_items = self._drain_calls * COUNTED_FIELDS
+        self._drain_rows = max(1, min(DRAIN_BATCH_ROWS, max_pending_rows // 2))
         self._pending_rows = 0  # approximate under races; only a memory guard
         self._overflow_lock = threading.Lock()  # taken on the hot path only when overloaded
         self._overflow_rows: Counter[tuple[StreamKey, str | None]] = Counter()
@@ -284,7 +286,7 @@ class Recorder:
         pending.append(call)
         # A full drain batch wakes the thread now rather than at its next drain (5 s), by
         # when large calls would have passed max_pending_rows and lost their values.
-        if (pending_rows >= DRAIN_BATCH_ROWS or len(pending) >= self._drain_calls) \
+        if (pending_rows >= self._drain_rows or len(pending) >= self._drain_calls) \
                 and not self._wakeup.is_set():
             self._wakeup.set()
 
@@ -301,7 +303,7 @@ class Recorder:
             export_due = now >= next_export
             if export_due or len(self._pending) >= self._drain_calls \
                     or len(self._counted) >= self._drain_counted_items \
-                    or self._pending_rows >= DRAIN_BATCH_ROWS \
+                    or self._pending_rows >= self._drain_rows \
                     or now - last_drain >= MAX_DRAIN_DELAY_S:
                 self._drain()
                 last_drain = now
