@@ -338,11 +338,7 @@ def test_a_call_that_fills_a_drain_batch_wakes_the_recorder() -> None:
     recorder = _stopped_recorder(InMemoryMetricExporter())
     rows = 10_000
     call = ("scope", None, None, (), np.zeros((rows, 2)), None, rows, 0.0, None, (), 0)
-    for _ in range(recorder_module.DRAIN_BATCH_ROWS // rows):
-        recorder.submit(call)
-    assert not recorder._wakeup.is_set()
-    recorder.submit(call)
-    assert recorder._wakeup.is_set()
+    assert _submits_to_wake(recorder, call) == recorder_module.DRAIN_BATCH_ROWS // rows + 1
     assert recorder.dropped_value_rows == 0
 
 
@@ -355,11 +351,7 @@ def test_counted_calls_wake_the_recorder_before_their_queue_is_full() -> None:
     recorder._samples[("scope", ())] = HandOffSample(1e-12, random.random,
                                                      np.random.default_rng(0))
     call = ("scope", None, None, (), np.zeros((1, 2)), None, 1, 0.0, None, (), 0)
-    for _ in range(49):
-        recorder.submit(call)
-    assert not recorder._wakeup.is_set()
-    recorder.submit(call)
-    assert recorder._wakeup.is_set()
+    assert _submits_to_wake(recorder, call) == 50
     assert recorder.pending_calls == 50 and recorder.dropped_value_rows == 0
 
 
@@ -368,12 +360,18 @@ def test_held_rows_wake_the_recorder_before_they_lose_their_values() -> None:
     values are dropped."""
     recorder = _stopped_recorder(InMemoryMetricExporter(), max_pending_rows=1000)
     call = ("scope", None, None, (), np.zeros((100, 2)), None, 100, 0.0, None, (), 0)
-    for _ in range(4):
-        recorder.submit(call)
-    assert not recorder._wakeup.is_set()
-    recorder.submit(call)
-    assert recorder._wakeup.is_set()
+    assert _submits_to_wake(recorder, call) == 5
     assert recorder.dropped_value_rows == 0
+
+
+def _submits_to_wake(recorder: Recorder, call: tuple, most: int = 1000) -> int:
+    """How many submits of ``call`` it takes a stopped recorder to be asked to wake (``most``
+    + 1 when none did)."""
+    for submitted in range(1, most + 1):
+        recorder.submit(call)
+        if recorder._wakeup.is_set():
+            return submitted
+    return most + 1
 
 
 def test_a_tracer_provider_set_after_instrumenting_gets_the_spans() -> None:
