@@ -19,6 +19,7 @@ import weakref
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from itertools import repeat, starmap
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -43,7 +44,6 @@ from driftline.instrumentation._aggregation import (
 from driftline.instrumentation._handoff import (
     PYTHON_DRAW_ROWS,
     HandOffSample,
-    kept_rows,
     rows_after,
     thinned,
 )
@@ -116,14 +116,14 @@ COUNTED_FIELDS = 5
 PRESAMPLE_MIN_ROWS = 1024
 
 
-class _SampledRows:
-    """A call's input rows sampled at hand-off, each kept with probability ``rate`` (the
-    outputs field holds the same rows)."""
+class _SampledRows(tuple):
+    """``(values, rate)``: a call's input rows sampled at hand-off, each kept with
+    probability ``rate`` (the outputs field holds the same rows). A tuple, built in C: a
+    class's ``__init__`` cost 1.5 us in ``predict`` right after a large call."""
 
-    __slots__ = ("rate", "values")
-
-    def __init__(self, values: np.ndarray, rate: float) -> None:
-        self.values, self.rate = values, rate
+    __slots__ = ()
+    values = property(itemgetter(0))
+    rate = property(itemgetter(1))
 
 
 class _DeferredRows:
@@ -275,9 +275,36 @@ class Recorder:
                 self._overflow_rows[((call[_SCOPE], call[_ATTRIBUTES]), call[_ERROR])] += rows
             self.dropped_value_rows += rows
             return
-        if sample is not None and sample.rate < 1.0:
-            call = _presampled(call, sample)
-        pending_rows = self._pending_rows + _held_rows(call)
+        held = rows
+        inputs, outputs = call[_INPUTS], call[_OUTPUTS]
+        if sample is not None and sample.rate < 1.0 and type(inputs) is np.ndarray \
+                and type(outputs) is np.ndarray and inputs.ndim == 2 and outputs.ndim \
+                and inputs.shape[0] == rows == outputs.shape[0]:
+            # Only the rows the stream's sample keeps (some are) are handed over, written out
+            # in this frame: right after a large predict each frame or NumPy call costs
+            # about a microsecond, and a kept call of 10 000 rows cost 13 us (issue 17).
+            # A call keeping many rows of a smaller call hands over its arrays and the drain
+            # picks them (no NumPy work in predict); one row is its own sample; any other
+            # call's kept rows are copied now (a large call's arrays held until the drain
+            # made later calls fault memory in again). Other inputs: the drain samples.
+            if rows < PRESAMPLE_MIN_ROWS \
+                    and (rows - sample.gap) * sample.rate > PYTHON_DRAW_ROWS:
+                inputs = _DeferredRows(inputs, sample.rate, sample.first_kept(rows))
+            elif rows == 1:
+                sample.first_kept(rows)
+                inputs = _SampledRows((inputs, sample.rate))
+            else:
+                kept = sample.positions(rows)
+                if len(kept) == 1:  # slices, not ``take``: a third cheaper here
+                    first = kept[0]
+                    inputs, outputs = inputs[first:first + 1].copy(), \
+                        outputs[first:first + 1].copy()
+                else:  # not fancy indexing, three times ``take``'s cost here
+                    inputs, outputs = inputs.take(kept, 0), outputs.take(kept, 0)
+                held = len(inputs)
+                inputs = _SampledRows((inputs, sample.rate))
+            call = (*call[:_INPUTS], inputs, outputs, *call[_ROWS:])
+        pending_rows = self._pending_rows + held
         if pending_rows > self._max_pending_rows:
             call = PredictCall._make(call)._replace(model=None, inputs=None, outputs=None)
             self.dropped_value_rows += rows
@@ -403,10 +430,10 @@ class Recorder:
             kept = rows_after(self._drain_random, self._rng, inputs.first, rows, inputs.rate)
             if len(kept) == 1:  # a view: no NumPy call that releases the GIL
                 first = kept[0]
-                inputs = _SampledRows(inputs.values[first:first + 1], inputs.rate)
+                inputs = _SampledRows((inputs.values[first:first + 1], inputs.rate))
                 outputs = outputs[first:first + 1]
             else:
-                inputs, outputs = _SampledRows(inputs.values[kept], inputs.rate), \
+                inputs, outputs = _SampledRows((inputs.values[kept], inputs.rate)), \
                     outputs[kept]
         presampled = type(inputs) is _SampledRows
         if presampled:
@@ -518,16 +545,19 @@ class Recorder:
                                **{key: stream.rows for key, stream in streams.items()}}
 
     def _sample_at(self, key: StreamKey, rate: float) -> None:
-        """Callers sample ``key``'s rows at ``rate`` from now on (a new gap when it changed);
-        at rate 1 while prediction records are on, which need every row."""
+        """Callers sample ``key``'s rows at ``rate`` from now on (a new gap when it changed),
+        with gaps drawn ahead for them; at rate 1 while prediction records are on, which
+        need every row."""
         rate = rate if self._records is None else 1.0
         sample = self._samples.get(key)
         if sample is None:
-            if rate < 1.0:
-                self._samples.setdefault(key, HandOffSample(rate, self._handoff_random,
-                                                            self._handoff_rng))
+            if rate >= 1.0:
+                return
+            sample = self._samples.setdefault(key, HandOffSample(rate, self._handoff_random,
+                                                                 self._handoff_rng))
         elif sample.rate != rate:
             sample.set_rate(rate)
+        sample.refill()
 
     def _collect_and_export(self, timeout_s: float | None = None) -> MetricExportResult | None:
         timeout_s = self._export_timeout_s if timeout_s is None else timeout_s
@@ -601,29 +631,6 @@ def _sampled_group(call: tuple[Any, ...]) -> tuple[Any, ...]:
     return (call[_SCOPE], call[_ATTRIBUTES], id(call[_MODEL]), call[_TRAITS],
             call[_INPUTS].rate, inputs.shape[1:], inputs.dtype, outputs.shape[1:],
             outputs.dtype)
-
-
-def _presampled(call: PredictCall | tuple[Any, ...], sample: HandOffSample
-                ) -> PredictCall | tuple[Any, ...]:
-    """``call`` with only the rows its stream's hand-off sample keeps (some are), when its
-    inputs and outputs are arrays of its rows: copied now from a large call (holding its
-    arrays until the drain made later calls fault memory in again) or a call keeping a few
-    rows (drawn in plain Python), picked by the drain from a smaller call keeping many
-    (``_DeferredRows``: no NumPy work in ``predict``); else ``call`` unchanged, for the drain
-    to sample."""
-    inputs, outputs, rows = call[_INPUTS], call[_OUTPUTS], call[_ROWS]
-    if type(inputs) is not np.ndarray or inputs.ndim != 2 or type(outputs) is not np.ndarray \
-            or outputs.ndim == 0 or inputs.shape[0] != rows or outputs.shape[0] != rows:
-        return call
-    if rows < PRESAMPLE_MIN_ROWS and (rows - sample.gap) * sample.rate > PYTHON_DRAW_ROWS:
-        return (*call[:_INPUTS], _DeferredRows(inputs, sample.rate, sample.first_kept(rows)),
-                outputs, *call[_ROWS:])
-    if rows == 1:  # its row is kept: the call's own arrays, as an unsampled call's
-        sample.first_kept(rows)
-        return (*call[:_INPUTS], _SampledRows(inputs, sample.rate), *call[_OUTPUTS:])
-    kept = sample.positions(rows)
-    return (*call[:_INPUTS], _SampledRows(kept_rows(inputs, kept), sample.rate),
-            kept_rows(outputs, kept), *call[_ROWS:])
 
 
 def _merge_same_name(metrics: list[Metric]) -> list[Metric]:

@@ -342,6 +342,81 @@ def test_a_call_that_fills_a_drain_batch_wakes_the_recorder() -> None:
     assert recorder.dropped_value_rows == 0
 
 
+def test_gaps_drawn_ahead_follow_what_the_calls_take_and_survive_a_new_rate() -> None:
+    """``refill`` draws twice the gaps taken since the last one (drawn ahead or on the spot),
+    so calls between two drains find them drawn; a new rate scales the same variates, so
+    the reserve is not thrown away when the recorder changes the rate."""
+    from driftline.instrumentation import _handoff
+
+    sample = _handoff.HandOffSample(1e-3, random.Random(5).random, np.random.default_rng(5))
+    sample.refill()
+    assert len(sample._exponentials) == _handoff.MIN_GAPS_AHEAD
+    for _ in range(300):  # 64 drawn ahead, 236 drawn on the spot
+        sample.next_gap()
+    assert len(sample._exponentials) == 0 and sample._drawn_late == 300 - 64
+    sample.refill()
+    assert len(sample._exponentials) == 600 and sample._drawn_late == 0
+    for _ in range(500):
+        sample.next_gap()
+    assert len(sample._exponentials) == 100 and sample._drawn_late == 0
+    sample.set_rate(1e-5)  # the same variates, scaled
+    assert len(sample._exponentials) == 99  # one became the new rate's first gap
+    variate = sample._exponentials[-1]
+    assert sample.next_gap() == int(variate / -np.log1p(-1e-5))
+    sample.refill()  # 502 taken: the reserve grows to 1004, and never shrinks
+    assert len(sample._exponentials) == 1004
+    sample.refill()
+    assert len(sample._exponentials) == 1004
+    for _ in range(20_000):
+        sample.next_gap()
+    sample.refill()
+    assert len(sample._exponentials) == _handoff.MAX_GAPS_AHEAD
+
+
+@pytest.mark.parametrize(("rate", "rows"), [(2e-4, 5000), (0.01, 5000), (0.3, 2000)],
+                         ids=["about_one_row", "tens_of_rows", "many_rows"])
+def test_a_large_call_hands_over_copies_of_exactly_the_rows_its_sample_keeps(rate, rows
+                                                                             ) -> None:
+    """A call of PRESAMPLE_MIN_ROWS rows or more has its kept rows copied in ``predict``:
+    its inputs' and outputs' rows at the sample's positions, in order, owning their memory,
+    so what the caller writes into its arrays afterwards changes nothing handed over."""
+    assert rows >= recorder_module.PRESAMPLE_MIN_ROWS
+    from driftline.instrumentation._handoff import HandOffSample
+
+    recorder = _stopped_recorder(InMemoryMetricExporter())
+    key = ("scope", (("m", "x"),))
+    sample = recorder._samples[key] = HandOffSample(rate, random.Random(3).random,
+                                                    np.random.default_rng(3))
+    shadow = HandOffSample(rate, random.Random(3).random, np.random.default_rng(3))
+    kept_total = 0
+    for call in range(40):
+        if call % 10 == 0:
+            sample.refill()
+            shadow.refill()
+        inputs = np.column_stack((np.arange(rows) + call * rows, RNG.normal(size=rows)))
+        outputs = RNG.random((rows, 2))
+        expected = list(shadow.positions(rows))  # the same draws, in the same order
+        before = len(recorder._pending)
+        recorder.submit(("scope", None, None, key[1], inputs, outputs, rows, 0.0, None, (), 0))
+        if not expected:
+            assert len(recorder._pending) == before  # counted only
+            continue
+        handed = recorder._pending[-1]
+        values, scores = handed[4].values, handed[5]
+        assert handed[4].rate == rate
+        assert values[:, 0].tolist() == [call * rows + row for row in expected]
+        np.testing.assert_array_equal(scores, outputs[expected])
+        assert values.base is None and scores.base is None
+        handed_values, handed_scores = values.copy(), scores.copy()
+        inputs[:] = np.nan
+        outputs[:] = np.nan
+        np.testing.assert_array_equal(values, handed_values)
+        np.testing.assert_array_equal(scores, handed_scores)
+        kept_total += len(expected)
+    assert kept_total > 0
+    assert recorder._pending_rows == kept_total
+
+
 def test_counted_calls_wake_the_recorder_before_their_queue_is_full() -> None:
     """The thread sleeps until DRAIN_BATCH_CALLS calls wait, but never past half of
     ``max_pending_calls``: beyond it calls fold into the overflow tally, under a lock."""
@@ -738,7 +813,8 @@ def test_a_hand_off_sample_keeps_each_row_independently_at_the_rate(rows, rate,
     binomial, and the gaps between kept rows, across call boundaries, with its geometric law
     (two-sided p > 0.001 with a fixed seed; 10 000 rows at 0.01 takes the NumPy draw).
     ``by_drain``: a call with a kept row hands over the first one and the drain picks the
-    rest (``rows_after``), as small calls do."""
+    rest (``rows_after``), as small calls do. Gaps come from variates drawn ahead by
+    ``refill`` every 50 calls, and drawn on the spot when those run out."""
     from scipy import stats
 
     from driftline.instrumentation._handoff import HandOffSample, rows_after
@@ -749,6 +825,8 @@ def test_a_hand_off_sample_keeps_each_row_independently_at_the_rate(rows, rate,
     hits = np.zeros(rows)
     kept_anywhere = []
     for call in range(calls):
+        if call % 50 == 0:
+            sample.refill()
         if picked_by_the_drain and sample.gap < rows:
             kept = list(rows_after(drain_uniform, drain_rng, sample.first_kept(rows), rows,
                                    rate))
