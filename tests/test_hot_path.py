@@ -4,6 +4,7 @@ array per call, a row-consistent sample, the counting grid only for large drains
 
 from __future__ import annotations
 
+import collections
 import gc
 import os
 import random
@@ -627,7 +628,8 @@ def test_small_calls_of_a_sampling_stream_hand_over_only_the_rows_kept() -> None
     assert stats.binomtest(feature.count, calls, budget / first_rows).pvalue > 0.001
 
 
-def test_calls_sampled_at_hand_off_are_staged_in_blocks_and_every_kept_row_counts() -> None:
+def test_calls_sampled_at_hand_off_are_staged_in_blocks_and_every_kept_row_counts(
+        monkeypatch) -> None:
     """A drain stages the calls whose rows were sampled at hand-off as one block per model,
     sample rate and row shape. Two models of one stream (2 float64 columns and class
     scores; 3 float32 columns and labels), one-row and 20-row calls, and calls that failed,
@@ -662,13 +664,18 @@ def test_calls_sampled_at_hand_off_are_staged_in_blocks_and_every_kept_row_count
         submitted += rows
     kept = [c for c in recorder._pending if type(c[4]) is recorder_module._SampledRows]
     assert len(kept) == len(recorder._pending) - sum(c[8] is not None for c in recorder._pending)
-    assert len({recorder_module._sampled_group(c) for c in kept}) == 2  # a block per model
+    blocks = []
+    stage_block = recorder._stage_block
+    monkeypatch.setattr(recorder, "_stage_block", lambda calls, *args: (
+        blocks.append(len(calls)), stage_block(calls, *args)))
     columns: dict[str, list[float]] = {}
     for c in kept:
         for j in range(c[4].values.shape[1]):
             columns.setdefault(f"f{j}", []).extend(c[4].values[:, j].astype(float))
     assert recorder.force_flush()
     assert recorder.failed_aggregations == 0
+    assert sorted(blocks) == sorted(collections.Counter(c[1] for c in kept).values())
+    assert len(blocks) == 2  # a block per model
     assert sum(p.value for p in metrics.points(semconv.ML_PREDICT_ROWS)) == submitted
     features = {p.attributes[semconv.ML_FEATURE_NAME]: p
                 for p in metrics.points(semconv.ML_FEATURE_VALUE)}
@@ -681,6 +688,61 @@ def test_calls_sampled_at_hand_off_are_staged_in_blocks_and_every_kept_row_count
         assert features[name].max == (1000.0 if failed else max(values))
     classes = sum(p.value for p in metrics.points(semconv.ML_PREDICTION_CLASS_METRIC))
     assert classes == len(columns["f0"]) > 100
+
+
+def test_whole_calls_within_the_budget_are_staged_in_blocks_and_every_row_counts(
+        monkeypatch) -> None:
+    """At rate 1 (a stream within its budget) calls of arrays are staged in blocks per
+    model and row shape too, not one Python step each: the per-call step is left to
+    failed calls and a group's lone call. Every row's value comes out exactly, and no
+    caller's array is held past the drain (written over after it, nothing changes)."""
+    metrics = InMemoryMetricExporter()
+    recorder = _stopped_recorder(metrics)
+    traits = ModelTraits(True, (0, 1))
+
+    def read_traits(model):
+        return traits
+    staged_one_by_one = []
+    stage = recorder._stage
+    monkeypatch.setattr(recorder, "_stage", lambda call, *args: (staged_one_by_one.append(call),
+                                                                 stage(call, *args)))
+    models = {"wide": object(), "narrow": object(), "lone": object()}
+    columns: dict[str, list[float]] = {}
+    classes = 0
+    handed = []
+    for i in range(400):
+        name = "lone" if i == 7 else ("wide", "narrow")[i % 2]
+        rows, width = (1 if i % 3 else 5), {"wide": 3, "narrow": 2, "lone": 4}[name]
+        inputs = RNG.normal(size=(rows, width))
+        if name == "narrow":
+            inputs = inputs.astype(np.float32)
+        error = "ValueError" if i % 50 == 0 else None
+        outputs = None if error else RNG.random((rows, 2))
+        recorder.submit(("scope", models[name], read_traits, (("m", name),), inputs, outputs,
+                         rows, 0.0, error, (), 0))
+        handed.append((inputs, outputs))
+        for j in range(width):
+            columns.setdefault(f"{name}/f{j}", []).extend(inputs[:, j].astype(float))
+        classes += 0 if error else rows
+    recorder._drain()
+    for inputs, outputs in handed:  # the caller reuses its buffers
+        inputs[:] = 1e6
+        if outputs is not None:
+            outputs[:] = 0.0
+    assert recorder.force_flush() and recorder.failed_aggregations == 0
+    # Only the 8 failed calls and the lone model's call went one by one.
+    assert len(staged_one_by_one) == 9
+    assert sum(1 for call in staged_one_by_one if call[8] is not None) == 8
+    features = {(p.attributes["m"], p.attributes[semconv.ML_FEATURE_NAME]): p
+                for p in metrics.points(semconv.ML_FEATURE_VALUE)}
+    assert sorted(f"{m}/{f}" for m, f in features) == sorted(columns)
+    for (model, feature), point in features.items():
+        values = columns[f"{model}/{feature}"]
+        assert point.count == len(values)
+        assert point.sum == pytest.approx(sum(values), rel=1e-5)
+        assert point.min == pytest.approx(min(values), rel=1e-6)
+        assert point.max == pytest.approx(max(values), rel=1e-6)
+    assert sum(p.value for p in metrics.points(semconv.ML_PREDICTION_CLASS_METRIC)) == classes
 
 
 @pytest.mark.parametrize("streams", [("x",), ("x", "y")], ids=["one_stream", "two_streams"])
