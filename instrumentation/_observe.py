@@ -70,25 +70,54 @@ def wrap_model_method(owner: Any, name: str, wrapper: Callable[..., Any]) -> Non
     """Make ``owner.name`` call ``wrapper(wrapped, instance, args, kwargs)`` (wrapt's
     convention: ``wrapped`` is bound) outside observed calls; inside one (``OBSERVING`` is
     false), the method runs as it is, so the 50 trees a forest's ``predict_proba`` calls
-    pay no wrapper of ours each.
+    pay no wrapper of ours each. ``observe_model_method`` does the same in one frame."""
+    _replace_method(owner, name, lambda original: _observed_function(original, wrapper),
+                    wrapper)
 
-    A plain function is replaced by a plain function (``_observed_function``), and
+
+def observe_model_method(owner: Any, name: str,
+                         observed_for: Callable[[Callable[..., Any]], Callable[..., Any]]
+                         ) -> None:
+    """Make ``owner.name`` the function ``observed_for(original)`` returns: called as
+    ``observed(self, *args, **kwargs)``, it tests ``OBSERVING`` itself and runs the method
+    as ``original(self, *args, **kwargs)``. One frame where ``wrap_model_method`` makes two
+    and binds a method: right after a 10 000-row ``predict_proba`` that second frame cost
+    3 us (issue 17)."""
+    def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
+                kwargs: dict[str, Any]) -> Any:  # another descriptor, through wrapt
+        if instance is None:
+            return wrapped(*args, **kwargs)
+        return observed_for(lambda _, *args, **kwargs: wrapped(*args, **kwargs))(
+            instance, *args, **kwargs)
+    _replace_method(owner, name, observed_for, wrapper)
+
+
+def _replace_method(owner: Any, name: str,
+                    observed_for: Callable[[Callable[..., Any]], Callable[..., Any]],
+                    wrapper: Callable[..., Any]) -> None:
+    """A plain function is replaced by the plain function ``observed_for`` makes of it, and
     scikit-learn's ``available_if`` descriptor (a pipeline's ``predict_proba``) by a copy
     holding one as its ``fn``: wrapt's ``FunctionWrapper`` builds a bound wrapper at each
     attribute access, which cost a one-row ``predict_proba`` about 16 000 more
-    instructions (issue 17). Any other descriptor (a classmethod) is wrapped by wrapt."""
+    instructions (issue 17). Any other descriptor (a classmethod) is wrapped by wrapt, with
+    ``wrapper`` (wrapt's convention)."""
     original = vars(owner)[name]
     if type(original) is FunctionType:
-        observed = _observed_function(original, wrapper)
+        observed = _named_after(observed_for(original), original)
     elif type(getattr(original, "fn", None)) is FunctionType and hasattr(original, "__get__"):
         observed = copy.copy(original)  # available_if: it checks, then binds its ``fn``
-        observed.fn = _observed_function(original.fn, wrapper)
+        observed.fn = _named_after(observed_for(original.fn), original.fn)
     else:
         wrapt.wrap_object(owner, name, wrapt.FunctionWrapper, (wrapper,),
                           {"enabled": OBSERVING.get})
         return
     observed._driftline_original = original
     setattr(owner, name, observed)
+
+
+def _named_after(observed: Callable[..., Any], original: FunctionType) -> Callable[..., Any]:
+    """``observed`` with ``original``'s name, docstring, ``__wrapped__`` and signature."""
+    return functools.update_wrapper(observed, original)
 
 
 def _observed_function(original: FunctionType, wrapper: Callable[..., Any]
@@ -99,7 +128,6 @@ def _observed_function(original: FunctionType, wrapper: Callable[..., Any]
         if observing():
             return wrapper(MethodType(original, self), self, args, kwargs)
         return original(self, *args, **kwargs)
-    functools.update_wrapper(observed, original)  # name, docstring, __wrapped__, signature
     return observed
 
 

@@ -354,7 +354,7 @@ class Recorder:
                                   touched)
                 # Calls of arrays without error, sampled at hand-off or whole, are staged in
                 # blocks; records need each call: not while they are on.
-                blocks: dict[tuple[Any, ...], tuple[list[Any], list[np.ndarray]]] = {}
+                blocks: dict[tuple[Any, ...], tuple[float, list[Any], list[np.ndarray]]] = {}
                 by_block = self._records is None
                 for _ in range(len(self._pending)):
                     call = self._pending.popleft()
@@ -365,13 +365,13 @@ class Recorder:
                         self._stage_each((call,), traits, touched)
                         continue
                     (values, rate), outputs = rows, call[_OUTPUTS]
-                    calls, block = blocks.setdefault(
+                    _, calls, block = blocks.setdefault(
                         (call[_SCOPE], call[_ATTRIBUTES], id(call[_MODEL]), call[_TRAITS],
                          rate, values.shape[1:], values.dtype, outputs.shape[1:],
-                         outputs.dtype), ([], []))
+                         outputs.dtype), (rate, [], []))
                     calls.append(call)
                     block.append(values)
-                for (*_, rate, _, _, _, _), (calls, block) in blocks.items():
+                for rate, calls, block in blocks.values():
                     if len(calls) == 1:  # staged as it is (a whole call's arrays copied)
                         self._stage_each(calls, traits, touched)
                         continue

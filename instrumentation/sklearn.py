@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Collection
 from time import perf_counter
+from types import MethodType
 from typing import Any
 
 import numpy as np
@@ -39,6 +40,7 @@ from driftline.instrumentation._observe import (
     SpanGate,
     current_context,
     observe,
+    observe_model_method,
     unwrap_model_method,
     wrap_model_method,
 )
@@ -117,56 +119,60 @@ class SklearnInstrumentor(BaseInstrumentor):
             self._wrapped_owners.add(owner)
             for operation in OPERATIONS:
                 if operation in vars(owner):
-                    wrap_model_method(owner, operation, self._wrapper(operation))
+                    observe_model_method(owner, operation, self._observed_for(operation))
                     self._wrapped.append((owner, operation))
             for method in TRAINING_METHODS:
                 if method in vars(owner):
                     wrap_model_method(owner, method, _silenced)
                     self._wrapped.append((owner, method))
 
-    def _wrapper(self, operation: str) -> Callable[..., Any]:
-        """The wrapper of one operation. The calls an observed call makes inside (a
-        pipeline's steps, ``predict_proba`` calling ``decision_function``, a forest's trees)
-        never reach it (``wrap_model_method``). The suppression test, the site lookup and,
-        when the tracer samples no span, ``observe``'s unspanned path are written out in
-        this one frame: each frame among scikit-learn's work costs several times what it
-        does in a loop (issue 17)."""
+    def _observed_for(self, operation: str
+                      ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """What replaces one operation's methods (``observe_model_method``). The calls an
+        observed call makes inside (a pipeline's steps, ``predict_proba`` calling
+        ``decision_function``, a forest's trees) run as they are. The observing test, the
+        suppression test, the site lookup and, when the tracer samples no span,
+        ``observe``'s unspanned path are written out in this one frame: each frame among
+        scikit-learn's work costs several times what it does in a loop (issue 17)."""
         traits = decision_traits if operation == semconv.OPERATION_DECISION_FUNCTION \
             else model_traits
         sites, recorder, spans = self._sites, self._recorder, self._spans
-        known, hand_off = sites.of(operation), recorder.submit_site
+        known, hand_off, observing = sites.of(operation), recorder.submit_site, _observing.get
 
-        def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
-                    kwargs: dict[str, Any]) -> Any:
-            current = current_context()
-            if instance is None or (current and (current.get(SUPPRESS_KEY)
-                                                 or current.get(SUPPRESS_KEY_PLAIN))):
-                return wrapped(*args, **kwargs)
-            token = _observing.set(False)
-            try:
-                inputs = args[0] if args else kwargs.get("X")
-                rows, feature_count = inputs.shape \
-                    if type(inputs) is np.ndarray and inputs.ndim == 2 else _shape(inputs)
-                ids, time_ns = recorder.call_ids(rows) if recorder.records_on else ((), 0)
-                entry = known.get(id(instance))
-                site = entry[1] if entry is not None and entry[0]() is instance \
-                    else sites.get(instance, operation, traits)
-                if spans.mode is not NEVER_SAMPLED:
-                    return observe(spans, site, rows, feature_count, wrapped, args, kwargs,
-                                   hand_off, instance, inputs, ids, time_ns)
-                start = perf_counter()
+        def observed_for(original: Callable[..., Any]) -> Callable[..., Any]:
+            def observed(self: Any, *args: Any, **kwargs: Any) -> Any:
+                if not observing():
+                    return original(self, *args, **kwargs)
+                current = current_context()
+                if current and (current.get(SUPPRESS_KEY) or current.get(SUPPRESS_KEY_PLAIN)):
+                    return original(self, *args, **kwargs)
+                token = _observing.set(False)
                 try:
-                    outputs = wrapped(*args, **kwargs)
-                except BaseException as exc:
-                    hand_off(site, instance, inputs, None, rows, perf_counter() - start,
-                             type(exc).__qualname__, ids, time_ns)
-                    raise
-                hand_off(site, instance, inputs, outputs, rows, perf_counter() - start, None,
-                         ids, time_ns)
-                return outputs
-            finally:
-                _observing.reset(token)
-        return wrapper
+                    inputs = args[0] if args else kwargs.get("X")
+                    rows, feature_count = inputs.shape \
+                        if type(inputs) is np.ndarray and inputs.ndim == 2 else _shape(inputs)
+                    ids, time_ns = recorder.call_ids(rows) if recorder.records_on else ((), 0)
+                    entry = known.get(id(self))
+                    site = entry[1] if entry is not None and entry[0]() is self \
+                        else sites.get(self, operation, traits)
+                    if spans.mode is not NEVER_SAMPLED:
+                        return observe(spans, site, rows, feature_count,
+                                       MethodType(original, self), args, kwargs, hand_off,
+                                       self, inputs, ids, time_ns)
+                    start = perf_counter()
+                    try:
+                        outputs = original(self, *args, **kwargs)
+                    except BaseException as exc:
+                        hand_off(site, self, inputs, None, rows, perf_counter() - start,
+                                 type(exc).__qualname__, ids, time_ns)
+                        raise
+                    hand_off(site, self, inputs, outputs, rows, perf_counter() - start, None,
+                             ids, time_ns)
+                    return outputs
+                finally:
+                    _observing.reset(token)
+            return observed
+        return observed_for
 
 
 def model_traits(estimator: Any) -> ModelTraits:
