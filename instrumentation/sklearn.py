@@ -140,33 +140,33 @@ class SklearnInstrumentor(BaseInstrumentor):
         known, hand_off, observing = sites.of(operation), recorder.submit_site, _observing.get
 
         def observed_for(original: Callable[..., Any]) -> Callable[..., Any]:
-            def observed(self: Any, *args: Any, **kwargs: Any) -> Any:
+            def observed(model: Any, *args: Any, **kwargs: Any) -> Any:
                 if not observing():
-                    return original(self, *args, **kwargs)
+                    return original(model, *args, **kwargs)
                 current = current_context()
                 if current and (current.get(SUPPRESS_KEY) or current.get(SUPPRESS_KEY_PLAIN)):
-                    return original(self, *args, **kwargs)
+                    return original(model, *args, **kwargs)
                 token = _observing.set(False)
                 try:
                     inputs = args[0] if args else kwargs.get("X")
                     rows, feature_count = inputs.shape \
                         if type(inputs) is np.ndarray and inputs.ndim == 2 else _shape(inputs)
                     ids, time_ns = recorder.call_ids(rows) if recorder.records_on else ((), 0)
-                    entry = known.get(id(self))
-                    site = entry[1] if entry is not None and entry[0]() is self \
-                        else sites.get(self, operation, traits)
+                    entry = known.get(id(model))
+                    site = entry[1] if entry is not None and entry[0]() is model \
+                        else sites.get(model, operation, traits)
                     if spans.mode is not NEVER_SAMPLED:
                         return observe(spans, site, rows, feature_count,
-                                       MethodType(original, self), args, kwargs, hand_off,
-                                       self, inputs, ids, time_ns)
+                                       MethodType(original, model), args, kwargs, hand_off,
+                                       model, inputs, ids, time_ns)
                     start = perf_counter()
                     try:
-                        outputs = original(self, *args, **kwargs)
+                        outputs = original(model, *args, **kwargs)
                     except BaseException as exc:
-                        hand_off(site, self, inputs, None, rows, perf_counter() - start,
+                        hand_off(site, model, inputs, None, rows, perf_counter() - start,
                                  type(exc).__qualname__, ids, time_ns)
                         raise
-                    hand_off(site, self, inputs, outputs, rows, perf_counter() - start, None,
+                    hand_off(site, model, inputs, outputs, rows, perf_counter() - start, None,
                              ids, time_ns)
                     return outputs
                 finally:
