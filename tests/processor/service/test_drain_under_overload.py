@@ -102,9 +102,18 @@ class _CountingReceiver:
         self.answered: collections.Counter[threading.Thread] = collections.Counter()
         self.while_stopping: collections.Counter[threading.Thread] = collections.Counter()
         self.busy = threading.Condition(self.lock)
+        # The next export waits, in flight, until the server stops: the stop then always
+        # falls inside the flood (on a loaded machine it could land between requests).
+        self.hold_next = False
+        self.holding = threading.Event()
 
     def export(self, signal: Any, request: Any) -> ExportMetricsServiceResponse:
         assert self.server is not None
+        with self.lock:
+            hold, self.hold_next = self.hold_next, False
+        if hold:
+            self.holding.set()
+            self.server.stopping.wait(HANG_GUARD_S)
         with self.lock:
             connection = threading.current_thread()
             if self.server.stopping.is_set():
@@ -146,6 +155,8 @@ def test_a_draining_server_serves_each_flooding_connection_at_most_one_more_requ
                 lambda: len(receiver.answered) >= SENDERS and
                 min(receiver.answered.values()) >= ANSWERS_BEFORE_STOP, HANG_GUARD_S), \
                 dict(receiver.answered)
+            receiver.hold_next = True
+        assert receiver.holding.wait(HANG_GUARD_S)
         with caplog.at_level(logging.WARNING, logger=http_server.__name__):
             server.stop(HANG_GUARD_S)
     finally:
