@@ -42,6 +42,17 @@ def _model() -> LogisticRegression:
     return LogisticRegression().fit(X, (X[:, 0] > 0).astype(int))
 
 
+def _instrumented(sampler=None) -> tuple[SklearnInstrumentor, InMemorySpanExporter]:
+    """scikit-learn instrumented with its spans kept in memory (``sampler``: the provider's,
+    the SDK's default when None) and its metrics to an in-memory exporter."""
+    spans = InMemorySpanExporter()
+    provider = TracerProvider() if sampler is None else TracerProvider(sampler=sampler)
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    instrumentor = SklearnInstrumentor()
+    instrumentor.instrument(tracer_provider=provider, metric_exporter=InMemoryMetricExporter())
+    return instrumentor, spans
+
+
 def _spans_started(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Names of the spans the SDK tracer is asked to start, by any of its methods."""
     started: list[str] = []
@@ -76,11 +87,7 @@ def test_a_tracer_that_cannot_sample_starts_no_span_and_metrics_still_count(
 
 
 def test_a_sampled_remote_parent_still_gets_its_child_span_under_parentbased_off() -> None:
-    spans = InMemorySpanExporter()
-    provider = TracerProvider(sampler=ParentBased(ALWAYS_OFF))
-    provider.add_span_processor(SimpleSpanProcessor(spans))
-    instrumentor = SklearnInstrumentor()
-    instrumentor.instrument(tracer_provider=provider, metric_exporter=InMemoryMetricExporter())
+    instrumentor, spans = _instrumented(ParentBased(ALWAYS_OFF))
     model = _model()
     parent = SpanContext(0x1234, 0x5678, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
     try:
@@ -106,11 +113,7 @@ def test_a_models_identity_is_read_once_not_per_call(monkeypatch) -> None:
         reads.append(model)
         return original(model)
     monkeypatch.setattr(identity, "identity_of", counting)
-    spans = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(spans))
-    instrumentor = SklearnInstrumentor()
-    instrumentor.instrument(tracer_provider=provider, metric_exporter=InMemoryMetricExporter())
+    instrumentor, spans = _instrumented()
     first, second = _model(), _model()
     try:
         for _ in range(CALLS):
@@ -187,11 +190,7 @@ def test_model_methods_are_wrapped_by_plain_functions_and_restored_as_they_were(
     y = (X[:, 0] > 0).astype(int)
     with_proba = make_pipeline(StandardScaler(), LogisticRegression()).fit(X, y)
     without = make_pipeline(StandardScaler(), LinearSVC()).fit(X, y)
-    spans = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(spans))
-    instrumentor = SklearnInstrumentor()
-    instrumentor.instrument(tracer_provider=provider, metric_exporter=InMemoryMetricExporter())
+    instrumentor, spans = _instrumented()
     try:
         wrapped = vars(LogisticRegression)["predict_proba"]
         assert type(wrapped) is FunctionType and wrapped is not plain_method
@@ -224,11 +223,7 @@ def test_an_operation_of_another_descriptor_is_observed_through_wrapt() -> None:
         predict = functools.partialmethod(_scaled, factor=2.0)
 
     descriptor = vars(Doubler)["predict"]
-    spans = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(spans))
-    instrumentor = SklearnInstrumentor()
-    instrumentor.instrument(tracer_provider=provider, metric_exporter=InMemoryMetricExporter())
+    instrumentor, spans = _instrumented()
     try:
         assert isinstance(vars(Doubler)["predict"], wrapt.FunctionWrapper)
         X = RNG.normal(size=(4, 2))
