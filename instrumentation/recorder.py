@@ -360,11 +360,11 @@ class Recorder:
                     call = self._pending.popleft()
                     if call[_INPUTS] is not None:
                         self._pending_rows -= _held_rows(call)
-                    rows = _rows_of(call) if by_block and call[_ERROR] is None else None
-                    if rows is None:
+                    kept = _rows_of(call) if by_block and call[_ERROR] is None else None
+                    if kept is None:
                         self._stage_each((call,), traits, touched)
                         continue
-                    (values, rate), outputs = rows, call[_OUTPUTS]
+                    (values, rate), outputs = kept, call[_OUTPUTS]
                     _, calls, block = blocks.setdefault(
                         (call[_SCOPE], call[_ATTRIBUTES], id(call[_MODEL]), call[_TRAITS],
                          rate, values.shape[1:], values.dtype, outputs.shape[1:],
@@ -420,6 +420,7 @@ class Recorder:
     def _stage_each(self, calls: Sequence[tuple[Any, ...]],
                     traits: dict[tuple[int, Any], ModelTraits], touched: set[StreamKey]
                     ) -> None:
+        """``_stage`` each call; one that fails is counted and logged, the others go on."""
         for call in calls:
             try:
                 self._stage(call, traits, touched)
