@@ -19,7 +19,6 @@ import weakref
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from itertools import repeat, starmap
-from operator import itemgetter
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -110,21 +109,14 @@ class PredictCall(NamedTuple):
 _SCOPE, _MODEL, _TRAITS, _ATTRIBUTES, _INPUTS, _OUTPUTS, _ROWS, _DURATION, _ERROR = range(9)
 # Items a call handed over as counts takes in Recorder._counted.
 COUNTED_FIELDS = 5
+# Items a call whose kept rows were taken at hand-off takes in Recorder._kept: PredictCall's
+# first eight fields (its kept rows as inputs and outputs), then the rate they were kept at.
+KEPT_FIELDS = 9
+_KEPT_RATE = 8
 # Calls of at least this many rows have the rows their stream's sample keeps copied in
 # ``predict`` (a few us); smaller ones expected to keep more than PYTHON_DRAW_ROWS hand their
 # arrays over and the drain picks the rows (NumPy draws in ``predict`` cost 10 us and more).
 PRESAMPLE_MIN_ROWS = 1024
-
-
-class _SampledRows(tuple):
-    """``(values, rate)``: a call's input rows sampled at hand-off, each kept with
-    probability ``rate`` (the outputs field holds the same rows). A tuple, built in C: a
-    class's ``__init__`` and the call's tuple around it took 2 us in ``predict`` right after a
-    large call."""
-
-    __slots__ = ()
-    values = property(itemgetter(0))
-    rate = property(itemgetter(1))
 
 
 class _DeferredRows:
@@ -136,12 +128,6 @@ class _DeferredRows:
 
     def __init__(self, values: np.ndarray, rate: float, first: int) -> None:
         self.values, self.rate, self.first = values, rate, first
-
-
-def _held_rows(call: PredictCall | tuple[Any, ...]) -> int:
-    """Rows of a pending call's arrays the recorder holds (its sample when sampled)."""
-    inputs = call[_INPUTS]
-    return inputs.values.shape[0] if type(inputs) is _SampledRows else call[_ROWS]
 
 
 class Recorder:
@@ -175,10 +161,18 @@ class Recorder:
         # (issue 17). The drain adds a stream's calls at once.
         self._counted: deque[Any] = deque()
         self._max_counted = max_pending_calls * COUNTED_FIELDS
+        # Calls whose sample kept rows, taken at hand-off, flat as well, KEPT_FIELDS items
+        # each: scope, model, traits, attributes, kept input rows, their outputs, the call's
+        # rows, duration_s, the rate the rows were kept at. A tuple per call waited for the
+        # drain, was promoted to the oldest generation, and with spans recorded made full
+        # collections come more often (issue 17); the arrays of kept rows are not tracked.
+        self._kept: deque[Any] = deque()
+        self._max_kept = max_pending_calls * KEPT_FIELDS
         # Calls of either queue, the counted queue's items and held rows that wake the
         # thread: before calls fold into the overflow tally or rows lose their values.
         self._drain_calls = max(1, min(DRAIN_BATCH_CALLS, max_pending_calls // 2))
         self._drain_counted_items = self._drain_calls * COUNTED_FIELDS
+        self._drain_kept_items = self._drain_calls * KEPT_FIELDS
         self._drain_rows = max(1, min(DRAIN_BATCH_ROWS, max_pending_rows // 2))
         self._pending_rows = 0  # approximate under races; only a memory guard
         self._overflow_lock = threading.Lock()  # taken on the hot path only when overloaded
@@ -271,7 +265,9 @@ class Recorder:
             if len(counted) >= self._drain_counted_items and not self._wakeup.is_set():
                 self._wakeup.set()
             return
-        if len(pending) >= self._max_pending_calls or len(counted) >= self._max_counted:
+        kept_calls = self._kept
+        if len(pending) >= self._max_pending_calls or len(counted) >= self._max_counted \
+                or len(kept_calls) >= self._max_kept:
             with self._overflow_lock:
                 self._overflow_rows[((call[_SCOPE], call[_ATTRIBUTES]), call[_ERROR])] += rows
             self.dropped_value_rows += rows
@@ -280,31 +276,42 @@ class Recorder:
         inputs, outputs = call[_INPUTS], call[_OUTPUTS]
         if sample is not None and sample.rate < 1.0 and type(inputs) is np.ndarray \
                 and type(outputs) is np.ndarray and inputs.ndim == 2 and outputs.ndim \
-                and inputs.shape[0] == rows == outputs.shape[0]:
+                and inputs.shape[0] == rows == outputs.shape[0] and call[_ERROR] is None:
             # Only the rows the stream's sample keeps (some are) are handed over, written out
             # in this frame: right after a large predict each frame or NumPy call costs
             # about a microsecond, and a kept call of 10 000 rows cost 13 us (issue 17).
             # A call keeping many rows of a smaller call hands over its arrays and the drain
             # picks them (no NumPy work in predict); one row is its own sample; any other
             # call's kept rows are copied now (a large call's arrays held until the drain
-            # made later calls fault memory in again). Other inputs: the drain samples.
+            # made later calls fault memory in again). Other calls (a failed one, tables):
+            # the drain samples.
             if rows < PRESAMPLE_MIN_ROWS \
                     and (rows - sample.gap) * sample.rate > PYTHON_DRAW_ROWS:
                 inputs = _DeferredRows(inputs, sample.rate, sample.first_kept(rows))
-            elif rows == 1:
-                sample.first_kept(rows)
-                inputs = _SampledRows((inputs, sample.rate))
+                call = (*call[:_INPUTS], inputs, *call[_OUTPUTS:])
             else:
-                kept = sample.positions(rows)
-                if len(kept) == 1:  # slices, not ``take``: a third cheaper here
-                    first = kept[0]
-                    inputs, outputs = inputs[first:first + 1].copy(), \
-                        outputs[first:first + 1].copy()
-                else:  # not fancy indexing, three times ``take``'s cost here
-                    inputs, outputs = inputs.take(kept, 0), outputs.take(kept, 0)
-                held = len(inputs)
-                inputs = _SampledRows((inputs, sample.rate))
-            call = (*call[:_INPUTS], inputs, outputs, *call[_ROWS:])
+                if rows == 1:
+                    sample.first_kept(rows)
+                else:
+                    kept = sample.positions(rows)
+                    if len(kept) == 1:  # slices, not ``take``: a third cheaper here
+                        first = kept[0]
+                        inputs, outputs = inputs[first:first + 1].copy(), \
+                            outputs[first:first + 1].copy()
+                    else:  # not fancy indexing, three times ``take``'s cost here
+                        inputs, outputs = inputs.take(kept, 0), outputs.take(kept, 0)
+                pending_rows = self._pending_rows + len(inputs)
+                if pending_rows <= self._max_pending_rows:
+                    self._pending_rows = pending_rows
+                    kept_calls.extend((call[_SCOPE], call[_MODEL], call[_TRAITS],
+                                       call[_ATTRIBUTES], inputs, outputs, rows,
+                                       call[_DURATION], sample.rate))
+                    if (pending_rows >= self._drain_rows
+                            or len(kept_calls) >= self._drain_kept_items) \
+                            and not self._wakeup.is_set():
+                        self._wakeup.set()
+                    return
+                held = len(inputs)  # beyond max_pending_rows: its values are dropped below
         pending_rows = self._pending_rows + held
         if pending_rows > self._max_pending_rows:
             call = PredictCall._make(call)._replace(model=None, inputs=None, outputs=None)
@@ -331,6 +338,7 @@ class Recorder:
             export_due = now >= next_export
             if export_due or len(self._pending) >= self._drain_calls \
                     or len(self._counted) >= self._drain_counted_items \
+                    or len(self._kept) >= self._drain_kept_items \
                     or self._pending_rows >= self._drain_rows \
                     or now - last_drain >= MAX_DRAIN_DELAY_S:
                 self._drain()
@@ -353,35 +361,34 @@ class Recorder:
                 self._add_counted(list(starmap(self._counted.popleft,
                                                repeat((), items - items % COUNTED_FIELDS))),
                                   touched)
-                # Calls of arrays without error, sampled at hand-off or whole, are staged in
-                # blocks; records need each call: not while they are on.
-                blocks: dict[tuple[Any, ...], tuple[float, list[Any], list[np.ndarray]]] = {}
+                items = len(self._kept)
+                self._stage_kept(list(starmap(self._kept.popleft,
+                                              repeat((), items - items % KEPT_FIELDS))),
+                                 traits, touched)
+                # Whole calls of arrays without error (a stream within its budget) are staged
+                # in blocks too; records need each call: not while they are on.
+                blocks: dict[tuple[Any, ...], list[Any]] = {}
                 by_block = self._records is None
                 for _ in range(len(self._pending)):
                     call = self._pending.popleft()
                     if call[_INPUTS] is not None:
-                        self._pending_rows -= _held_rows(call)
-                    kept = _rows_of(call) if by_block and call[_ERROR] is None else None
-                    if kept is None:
+                        self._pending_rows -= call[_ROWS]
+                    if not (by_block and call[_ERROR] is None and _whole_arrays(call)):
                         self._stage_each((call,), traits, touched)
                         continue
-                    (values, rate), outputs = kept, call[_OUTPUTS]
-                    _, calls, block = blocks.setdefault(
-                        (call[_SCOPE], call[_ATTRIBUTES], id(call[_MODEL]), call[_TRAITS],
-                         rate, values.shape[1:], values.dtype, outputs.shape[1:],
-                         outputs.dtype), (rate, [], []))
-                    calls.append(call)
-                    block.append(values)
-                for rate, calls, block in blocks.values():
+                    inputs, outputs = call[_INPUTS], call[_OUTPUTS]
+                    blocks.setdefault((call[_SCOPE], call[_ATTRIBUTES], id(call[_MODEL]),
+                                       call[_TRAITS], inputs.shape[1:], inputs.dtype,
+                                       outputs.shape[1:], outputs.dtype), []).append(call)
+                for calls in blocks.values():
                     if len(calls) == 1:  # staged as it is (a whole call's arrays copied)
                         self._stage_each(calls, traits, touched)
                         continue
-                    try:
-                        self._stage_block(calls, block, rate, traits, touched)
-                    except Exception:
-                        self.failed_aggregations += len(calls)
-                        _logger.exception("driftline: could not aggregate %d %s calls",
-                                          len(calls), calls[0][_SCOPE])
+                    self._stage_block(calls[0][:_INPUTS], 1.0,
+                                      [call[_ROWS] for call in calls],
+                                      [call[_DURATION] for call in calls],
+                                      [call[_INPUTS] for call in calls],
+                                      [call[_OUTPUTS] for call in calls], traits, touched)
             with self._overflow_lock:
                 overflow, self._overflow_rows = self._overflow_rows, Counter()
             with self._lock:
@@ -443,19 +450,15 @@ class Recorder:
                 self._records_dropped(key, semconv.DROP_REASON_QUEUE_FULL, rows)
             return
         touched.add(key)
-        if type(inputs) is _DeferredRows:
+        presampled = type(inputs) is _DeferredRows
+        if presampled:
             kept = rows_after(self._drain_random, self._rng, inputs.first, rows, inputs.rate)
             if len(kept) == 1:  # a view: no NumPy call that releases the GIL
                 first = kept[0]
-                inputs = _SampledRows((inputs.values[first:first + 1], inputs.rate))
-                outputs = outputs[first:first + 1]
+                values, outputs = inputs.values[first:first + 1], outputs[first:first + 1]
             else:
-                inputs, outputs = _SampledRows((inputs.values[kept], inputs.rate)), \
-                    outputs[kept]
-        presampled = type(inputs) is _SampledRows
-        if presampled:
-            rate, inputs = inputs.rate, inputs.values
-            inputs, outputs = self._thinned_to(stream.sample_rate, rate, inputs, outputs)
+                values, outputs = inputs.values[kept], outputs[kept]
+            inputs, outputs = self._thinned_to(stream.sample_rate, inputs.rate, values, outputs)
         stream.stage_inputs(inputs, model_traits, presampled)
         if outputs is not None and error_type is None:
             stream.stage_outputs(outputs, model_traits, presampled)
@@ -471,29 +474,55 @@ class Recorder:
                     self._records_dropped(key, semconv.DROP_REASON_RATE_LIMITED,
                                           self._records.capped - capped, sampled=True)
 
-    def _stage_block(self, calls: list[tuple[Any, ...]], block: list[np.ndarray], rate: float,
-                     traits: dict[tuple[int, Any], ModelTraits], touched: set[StreamKey]
-                     ) -> None:
-        """``_stage`` for two or more calls of one stream, model, way of reading it, sample
-        rate and row shape and type of their arrays: their input rows (``block``: those
-        their sample kept at ``rate``, or all of them at rate 1) concatenated into one
-        block, thinned to the stream's rate when it fell below theirs. At 100 rows per call
-        a stream at its budget keeps a row of about one call in six, and a Python step per
-        call here (5 us) cost more than the calls' hand-off; a 50-tree forest within its
-        budget hands over every call, and its drain took 2.8 us of CPU per call one by one
-        (issue 17)."""
-        scope, model, read_traits, attributes = calls[0][:4]
-        model_traits = _traits_of(model, read_traits, traits)
-        key = (scope, attributes)
-        stream = self._streams.get(key) or self._stream(key)  # the caller holds self._lock
-        stream.add_calls(sum([call[_ROWS] for call in calls]),
-                         [call[_DURATION] for call in calls], (None,) * len(calls))
-        touched.add(key)
-        inputs = np.concatenate(block)
-        outputs = np.concatenate([call[_OUTPUTS] for call in calls])
-        inputs, outputs = self._thinned_to(stream.sample_rate, rate, inputs, outputs)
-        stream.stage_inputs(inputs, model_traits, presampled=True)
-        stream.stage_outputs(outputs, model_traits, presampled=True)
+    def _stage_kept(self, items: list[Any], traits: dict[tuple[int, Any], ModelTraits],
+                    touched: set[StreamKey]) -> None:
+        """Stage the calls whose rows were kept at hand-off (``KEPT_FIELDS`` items each,
+        under ``_lock``): one block per stream, model, way of reading it, sample rate and
+        row shape and type of their arrays. Read by position, without a tuple per call."""
+        inputs, outputs = items[_INPUTS::KEPT_FIELDS], items[_OUTPUTS::KEPT_FIELDS]
+        self._pending_rows -= sum(map(len, inputs))
+        blocks: dict[tuple[Any, ...], list[int]] = {}
+        for at, values, scores in zip(range(0, len(items), KEPT_FIELDS), inputs, outputs,
+                                      strict=True):
+            blocks.setdefault((items[at + _SCOPE], items[at + _ATTRIBUTES],
+                               id(items[at + _MODEL]), items[at + _TRAITS],
+                               items[at + _KEPT_RATE], values.shape[1:], values.dtype,
+                               scores.shape[1:], scores.dtype), []).append(at)
+        for starts in blocks.values():
+            at = starts[0]
+            self._stage_block(items[at:at + _INPUTS], items[at + _KEPT_RATE],
+                              [items[i + _ROWS] for i in starts],
+                              [items[i + _DURATION] for i in starts],
+                              [items[i + _INPUTS] for i in starts],
+                              [items[i + _OUTPUTS] for i in starts], traits, touched)
+
+    def _stage_block(self, head: Sequence[Any], rate: float, rows: list[int],
+                     durations: list[float], inputs: list[np.ndarray],
+                     outputs: list[np.ndarray], traits: dict[tuple[int, Any], ModelTraits],
+                     touched: set[StreamKey]) -> None:
+        """``_stage`` for calls without error of one stream, model and way of reading it
+        (``head``: scope, model, traits, attributes), sample rate and row shape and type of
+        their arrays: their input rows (those their sample kept at ``rate``, or all of them
+        at rate 1) concatenated into one block, thinned to the stream's rate when it fell
+        below theirs. At 100 rows per call a stream at its budget keeps a row of about one
+        call in six, and a Python step per call here (5 us) cost more than the calls'
+        hand-off; a 50-tree forest within its budget hands over every call, and its drain
+        took 2.8 us of CPU per call one by one (issue 17). A block that fails is counted
+        and logged."""
+        scope, model, read_traits, attributes = head
+        try:
+            model_traits = _traits_of(model, read_traits, traits)
+            key = (scope, attributes)
+            stream = self._streams.get(key) or self._stream(key)  # the caller holds _lock
+            stream.add_calls(sum(rows), durations, (None,) * len(rows))
+            touched.add(key)
+            values, scores = self._thinned_to(stream.sample_rate, rate,
+                                              np.concatenate(inputs), np.concatenate(outputs))
+            stream.stage_inputs(values, model_traits, presampled=True)
+            stream.stage_outputs(scores, model_traits, presampled=True)
+        except Exception:
+            self.failed_aggregations += len(rows)
+            _logger.exception("driftline: could not aggregate %d %s calls", len(rows), scope)
 
     def _thinned_to(self, rate: float, sampled_at: float, inputs: np.ndarray,
                     outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -614,7 +643,8 @@ class Recorder:
     @property
     def pending_calls(self) -> int:
         """Calls handed over and not yet aggregated (bounded by ``max_pending_calls``)."""
-        return len(self._pending) + len(self._counted) // COUNTED_FIELDS
+        return len(self._pending) + len(self._counted) // COUNTED_FIELDS \
+            + len(self._kept) // KEPT_FIELDS
 
     def force_flush(self, timeout_s: float | None = None) -> bool:
         """Aggregate everything handed over so far and export it now; the export gets
@@ -641,17 +671,12 @@ def _traits_of(model: Any, read_traits: Callable[[Any], ModelTraits],
     return found
 
 
-def _rows_of(call: tuple[Any, ...]) -> tuple[np.ndarray, float] | None:
-    """``(input rows, the rate they were kept at)`` of a call whose inputs and outputs are
-    arrays of the same rows: its hand-off sample, or at rate 1 its whole arrays. None for
-    any other call (tables, a failed call, a call whose drain picks its rows)."""
+def _whole_arrays(call: tuple[Any, ...]) -> bool:
+    """Whether a pending call's inputs and outputs are arrays of all its rows (a table, a
+    failed call or rows the drain picks are not)."""
     inputs, outputs = call[_INPUTS], call[_OUTPUTS]
-    if type(inputs) is _SampledRows:
-        return inputs
-    if type(inputs) is np.ndarray and inputs.ndim == 2 and type(outputs) is np.ndarray \
-            and outputs.ndim and inputs.shape[0] == call[_ROWS] == outputs.shape[0]:
-        return inputs, 1.0
-    return None
+    return type(inputs) is np.ndarray and inputs.ndim == 2 and type(outputs) is np.ndarray \
+        and outputs.ndim > 0 and inputs.shape[0] == call[_ROWS] == outputs.shape[0]
 
 
 def _merge_same_name(metrics: list[Metric]) -> list[Metric]:

@@ -433,14 +433,14 @@ def test_a_large_call_hands_over_copies_of_exactly_the_rows_its_sample_keeps(rat
         inputs = np.column_stack((np.arange(rows) + call * rows, RNG.normal(size=rows)))
         outputs = RNG.random((rows, 2))
         expected = list(shadow.positions(rows))  # the same draws, in the same order
-        before = len(recorder._pending)
+        before = len(recorder._kept)
         recorder.submit(("scope", None, None, key[1], inputs, outputs, rows, 0.0, None, (), 0))
         if not expected:
-            assert len(recorder._pending) == before  # counted only
+            assert len(recorder._kept) == before and not recorder._pending  # counted only
             continue
-        handed = recorder._pending[-1]
-        values, scores = handed[4].values, handed[5]
-        assert handed[4].rate == rate
+        handed = list(recorder._kept)[-recorder_module.KEPT_FIELDS:]
+        values, scores = handed[4], handed[5]
+        assert handed[recorder_module.KEPT_FIELDS - 1] == rate and handed[6] == rows
         assert values[:, 0].tolist() == [call * rows + row for row in expected]
         np.testing.assert_array_equal(scores, outputs[expected])
         assert values.base is None and scores.base is None
@@ -698,16 +698,18 @@ def test_calls_sampled_at_hand_off_are_staged_in_blocks_and_every_kept_row_count
         rows = 20 if i % 10 == 0 else 1
         recorder.submit(call("ab"[i % 2], rows, "ValueError" if i % 97 == 0 else None))
         submitted += rows
-    kept = [c for c in recorder._pending if type(c[4]) is recorder_module._SampledRows]
-    assert len(kept) == len(recorder._pending) - sum(c[8] is not None for c in recorder._pending)
+    items, width = list(recorder._kept), recorder_module.KEPT_FIELDS
+    kept = [items[at:at + width] for at in range(0, len(items), width)]
+    assert all(c[8] is not None for c in recorder._pending)  # only failed calls are pending
+    assert len(kept) + len(recorder._pending) < 3000  # most calls handed over as counts
     blocks = []
     stage_block = recorder._stage_block
-    monkeypatch.setattr(recorder, "_stage_block", lambda calls, *args: (
-        blocks.append(len(calls)), stage_block(calls, *args)))
+    monkeypatch.setattr(recorder, "_stage_block", lambda head, rate, rows, *args: (
+        blocks.append(len(rows)), stage_block(head, rate, rows, *args)))
     columns: dict[str, list[float]] = {}
     for c in kept:
-        for j in range(c[4].values.shape[1]):
-            columns.setdefault(f"f{j}", []).extend(c[4].values[:, j].astype(float))
+        for j in range(c[4].shape[1]):
+            columns.setdefault(f"f{j}", []).extend(c[4][:, j].astype(float))
     assert recorder.force_flush()
     assert recorder.failed_aggregations == 0
     assert sorted(blocks) == sorted(collections.Counter(c[1] for c in kept).values())
@@ -823,6 +825,52 @@ def test_calls_handed_over_as_counts_keep_every_row_duration_and_error(streams) 
     for key, values in expected.items():
         assert durations[key][0] == len(values)
         assert durations[key][1] == pytest.approx(sum(values), rel=1e-12)
+
+
+@pytest.mark.parametrize("rows", [1, 100, 10_000])
+def test_calls_whose_rows_are_kept_at_hand_off_leave_nothing_tracked(rows) -> None:
+    """A call whose hand-off sample keeps rows queues them without an object the garbage
+    collector tracks: its tuple waited for the drain (up to 5 s), was promoted to the oldest
+    generation, and with spans recorded made full collections come more often (issue 17).
+    Every kept row is still aggregated, with its value, and every call's rows counted."""
+    metrics = InMemoryMetricExporter()
+    recorder = _stopped_recorder(metrics, limits=Limits(max_sampled_rows=40), sample_seed=7)
+    traits = ModelTraits(True, (0, 1))
+
+    class Model:  # tracked, as any model is: it must not keep its queued calls tracked
+        pass
+    model = Model()
+
+    def read_traits(_):
+        return traits
+    attributes = (("m", "x"),)
+    calls = 400
+    recorder.submit(("scope", model, read_traits, attributes, RNG.normal(size=(rows * calls, 2)),
+                     RNG.random((rows * calls, 2)), rows * calls, 0.0, None, (), 0))
+    assert recorder.force_flush()  # the next interval, as busy, samples at 40 / its rows
+    metrics.exported.clear()
+    inputs = [RNG.normal(size=(rows, 2)) for _ in range(calls)]
+    outputs = [RNG.random((rows, 2)) for _ in range(calls)]
+    for _ in range(2):
+        gc.collect()
+    tracked = len(gc.get_objects())
+    for x, y in zip(inputs, outputs, strict=True):
+        recorder.submit(("scope", model, read_traits, attributes, x, y, rows, 0.001, None,
+                         (), 0))
+    gc.collect()
+    held = recorder._pending_rows
+    assert held >= 10  # rows were kept at hand-off
+    assert len(gc.get_objects()) - tracked <= 2  # not one or two per kept call
+    assert recorder.force_flush()
+    assert recorder.failed_aggregations == 0
+    assert sum(p.value for p in metrics.points(semconv.ML_PREDICT_ROWS)) == rows * calls
+    [feature] = [p for p in metrics.points(semconv.ML_FEATURE_VALUE)
+                 if p.attributes[semconv.ML_FEATURE_NAME] == "f0"]
+    classes = sum(p.value for p in metrics.points(semconv.ML_PREDICTION_CLASS_METRIC))
+    assert feature.count == classes == held
+    everything = np.concatenate(inputs)[:, 0]
+    assert everything.min() <= feature.min and feature.max <= everything.max()
+    assert np.isin([feature.min, feature.max], everything).all()
 
 
 def test_a_stream_silent_for_two_intervals_aggregates_every_row_again() -> None:
