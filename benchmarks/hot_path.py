@@ -250,6 +250,10 @@ class _Arm:
     full_collections: int = 0  # during the timed calls, all rounds
     full_collection_ms: float = 0.0
     wall_s: float = 0.0  # of the timed calls, all rounds: arms run for different times
+    # Per round, us per call with the full collections inside the timed calls left out:
+    # a collection is triggered by what every arm left behind, in whichever arm crosses
+    # the threshold (what each arm pays alone: ``steady_collections``).
+    without_collections_us: list[float] = field(default_factory=list)
 
     def add(self, total: _Totals, flush_ns: int, collections: list[float]) -> None:
         self.per_call_us.append(total.wall_ns / total.calls / 1e3)
@@ -261,6 +265,8 @@ class _Arm:
         self.full_collections += int(collections[0])
         self.full_collection_ms += collections[1] * 1e3
         self.wall_s += total.wall_ns / 1e9
+        self.without_collections_us.append(
+            (total.wall_ns / 1e3 - collections[1] * 1e6) / total.calls)
 
 
 def _block(call: Callable[[np.ndarray], Any], inputs: Sequence[np.ndarray], position: int,
@@ -324,21 +330,12 @@ def _interleaved_round(instrumentor: SklearnInstrumentor, provider: TracerProvid
         arms[arm].add(total, flush_ns if arm == name else 0, collections[arm])
 
 
-def case_arms(model: Any, batch: int, pool: np.ndarray, rounds: int, round_s: float
-              ) -> dict[str, _Arm]:
-    inputs = _inputs(pool, batch)
-    off = TracerProvider(sampler=ALWAYS_OFF)
-    on = TracerProvider(sampler=ALWAYS_ON)
-    on.add_span_processor(BatchSpanProcessor(_Discard()))
-    bare_tracer = on.get_tracer("bench")
-    budget = max(1, int(Limits().max_sampled_rows * round_s / EXPORT_INTERVAL_S))
-    recorders = {arm: Recorder(_Discard(), export_interval_s=NO_EXPORT_TIMER_S,
-                               limits=Limits(max_sampled_rows=budget))
-                 for arm in ("sampled out", "recorded")}
-    drains = {arm: _Drains(recorder) for arm, recorder in recorders.items()}
-    instrumentor = SklearnInstrumentor()
-    name = f"predict_proba {type(model).__name__}"
-    # What Driftline's span carries (DESIGN.md): the model attributes, batch size, features.
+def _calls(model: Any, batch: int, provider: TracerProvider
+           ) -> tuple[Callable[[np.ndarray], Any], ...]:
+    """The plain call, and the plain call inside a bare span of ``provider`` and inside
+    one carrying what Driftline's span carries (DESIGN.md: the model attributes, batch size
+    and feature count)."""
+    tracer, name = provider.get_tracer("bench"), f"predict_proba {type(model).__name__}"
     attributes = {**dict(model_attributes(identity.identity_of(model),
                                           semconv.FRAMEWORK_SKLEARN, "predict_proba")),
                   semconv.ML_BATCH_SIZE: batch, semconv.ML_FEATURE_COUNT: FEATURES}
@@ -347,13 +344,29 @@ def case_arms(model: Any, batch: int, pool: np.ndarray, rounds: int, round_s: fl
         return model.predict_proba(x)
 
     def spanned(x: np.ndarray) -> Any:
-        with bare_tracer.start_as_current_span(name, kind=SpanKind.INTERNAL):
+        with tracer.start_as_current_span(name, kind=SpanKind.INTERNAL):
             return model.predict_proba(x)
 
     def spanned_with_attributes(x: np.ndarray) -> Any:
-        with bare_tracer.start_as_current_span(name, kind=SpanKind.INTERNAL,
-                                               attributes=attributes):
+        with tracer.start_as_current_span(name, kind=SpanKind.INTERNAL,
+                                          attributes=attributes):
             return model.predict_proba(x)
+    return plain, spanned, spanned_with_attributes
+
+
+def case_arms(model: Any, batch: int, pool: np.ndarray, rounds: int, round_s: float
+              ) -> dict[str, _Arm]:
+    inputs = _inputs(pool, batch)
+    off = TracerProvider(sampler=ALWAYS_OFF)
+    on = TracerProvider(sampler=ALWAYS_ON)
+    on.add_span_processor(BatchSpanProcessor(_Discard()))
+    budget = max(1, int(Limits().max_sampled_rows * round_s / EXPORT_INTERVAL_S))
+    recorders = {arm: Recorder(_Discard(), export_interval_s=NO_EXPORT_TIMER_S,
+                               limits=Limits(max_sampled_rows=budget))
+                 for arm in ("sampled out", "recorded")}
+    drains = {arm: _Drains(recorder) for arm, recorder in recorders.items()}
+    instrumentor = SklearnInstrumentor()
+    plain, spanned, spanned_with_attributes = _calls(model, batch, on)
 
     _run(plain, inputs, 20)
     estimate_us = _run(plain, inputs, max(3, int(2e5 / max(_run(plain, inputs, 3)[0], 1.0))))[0]
@@ -409,6 +422,10 @@ def overhead_tables(rounds: int, round_s: float, cases: Iterator[tuple[str, int,
                            zip(attributed.per_call_us, bare.per_call_us, strict=True)]
         beyond_attributes = [o - a for o, a in
                              zip(on.per_call_us, attributed.per_call_us, strict=True)]
+        added_without = [o - b for o, b in zip(on.without_collections_us,
+                                               bare.without_collections_us, strict=True)]
+        attributes_without = [a - b for a, b in zip(attributed.without_collections_us,
+                                                    bare.without_collections_us, strict=True)]
         off_rows.append(
             f"| {name} | {batch} | {_median_spread(plain.per_call_us)} | "
             f"{_median_spread(off.per_call_us)} | {_median_spread(ratios, 3)} | {target:.2f} | "
@@ -418,7 +435,8 @@ def overhead_tables(rounds: int, round_s: float, cases: Iterator[tuple[str, int,
             f"| {name} | {batch} | {_median_spread(bare.per_call_us)} | "
             f"{_median_spread(on.per_call_us)} | {_median_spread(added)} | "
             f"{RECORDED_TARGET_US:.0f} | {_median_spread(attributes_cost)} | "
-            f"{_median_spread(beyond_attributes)} | {_median_spread(bare.self_ratio, 3)} | "
+            f"{_median_spread(beyond_attributes)} | {_median_spread(added_without)} | "
+            f"{_median_spread(attributes_without)} | {_median_spread(bare.self_ratio, 3)} | "
             f"{statistics.median(on.recorder_us):.1f} |")
         # CPU, not wall: the calling thread's CPU plus the recorder thread's, per call, in
         # the same rounds. Other work on a shared machine stretches wall time (the recorder
@@ -451,8 +469,10 @@ def overhead_tables(rounds: int, round_s: float, cases: Iterator[tuple[str, int,
           f"call, {shape}\n")
     print("| model | rows per call | one SDK span | Driftline, recorded | added (us) | "
           "target (us) | the span's attributes alone (us) | Driftline beyond a span with its "
-          "attributes (us) | span vs span (odd blocks / even) | recorder CPU per call (us) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "attributes (us) | added, full collections left out (us) | the attributes alone, "
+          "full collections left out (us) | span vs span (odd blocks / even) | recorder CPU "
+          "per call (us) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     print("\n".join(on_rows))
     print("\n### CPU per call (calling thread + recorder thread), the same rounds: us, median "
           "(min-max)\n")
@@ -621,36 +641,48 @@ def sdk_record_us_per_value(rounds: int) -> float:
 
 
 def steady_collections(seconds: float, cases: Iterator[tuple[str, int, float]]) -> None:
-    """What the rounds above leave out (each starts after a full collection): a service
-    instrumented once, calling for ``seconds`` with spans sampled out, and the full
-    collections the objects Driftline keeps between calls trigger meanwhile; the plain call
-    for as long beside it."""
+    """What the rounds above leave out (each starts after a full collection, and a
+    collection falls in whichever arm crosses the threshold): each arm alone for
+    ``seconds`` of calls, as a service instrumented once, and the full collections the
+    objects kept between calls trigger meanwhile (the SDK keeps each recorded span until
+    its batch is exported; Driftline the calls it keeps rows of until its drain)."""
     pool = np.random.default_rng(0).normal(size=(POOL_ROWS, FEATURES))
     fitted = models(pool)
-    print(f"\n### Full garbage collections in {seconds:g} s of calls, instrumented once\n")
-    print("| model | rows per call | plain: count (ms) | sampled out: count (ms) | "
-          "share of the sampled-out time |")
-    print("|---|---:|---:|---:|---:|")
+    print(f"\n### Full garbage collections in {seconds:g} s of calls, each arm alone, "
+          "instrumented once: count (ms; us per call)\n")
+    print("| model | rows per call | " + " | ".join(ARMS) + " |")
+    print("|---|---:|" + "---:|" * len(ARMS))
+    budget = max(1, int(Limits().max_sampled_rows * seconds / EXPORT_INTERVAL_S))
     for name, batch, _ in cases:
         model, inputs = fitted[name], _inputs(pool, batch)
-
-        def plain(x: np.ndarray, model: Any = model) -> Any:
-            return model.predict_proba(x)
+        off = TracerProvider(sampler=ALWAYS_OFF)
+        on = TracerProvider(sampler=ALWAYS_ON)
+        on.add_span_processor(BatchSpanProcessor(_Discard()))
+        plain, spanned, spanned_with_attributes = _calls(model, batch, on)
         calls = max(5, int(seconds * 1e6 / _run(plain, inputs, 200)[0]))
-        _, _, (plain_count, plain_ms) = _run(plain, inputs, calls)
-        budget = max(1, int(Limits().max_sampled_rows * seconds / EXPORT_INTERVAL_S))
-        recorder = Recorder(_Discard(), export_interval_s=EXPORT_INTERVAL_S,
-                            limits=Limits(max_sampled_rows=budget))
-        instrumentor = SklearnInstrumentor()
-        instrumentor.instrument(tracer_provider=TracerProvider(sampler=ALWAYS_OFF),
-                                recorder=recorder)
-        _run(plain, inputs, calls)  # a first interval as long sets the sample rate
-        recorder.force_flush()
-        wall_us, _, (count, ms) = _run(plain, inputs, calls)
-        instrumentor.uninstrument()
-        recorder.shutdown()
-        print(f"| {name} | {batch} | {plain_count} ({plain_ms:.0f}) | {count} ({ms:.0f}) | "
-              f"{ms / (wall_us * calls / 1e3):.2%} |", flush=True)
+        cells = {}
+        for arm, call, provider in (("plain", plain, None), ("sampled out", plain, off),
+                                    ("one SDK span", spanned, None),
+                                    ("span with the same attributes",
+                                     spanned_with_attributes, None),
+                                    ("recorded", plain, on)):
+            instrumentor = recorder = None
+            if provider is not None:
+                recorder = Recorder(_Discard(), export_interval_s=EXPORT_INTERVAL_S,
+                                    limits=Limits(max_sampled_rows=budget))
+                instrumentor = SklearnInstrumentor()
+                instrumentor.instrument(tracer_provider=provider, recorder=recorder)
+                _run(call, inputs, calls)  # a first interval as long sets the sample rate
+                recorder.force_flush()
+            on.force_flush()
+            _, _, (count, ms) = _run(call, inputs, calls)
+            if instrumentor is not None:
+                instrumentor.uninstrument()
+                recorder.shutdown()
+            cells[arm] = f"{count} ({ms:.0f}; {ms * 1e3 / calls:.1f})"
+        on.shutdown()
+        print(f"| {name} | {batch} | " + " | ".join(cells[arm] for arm in ARMS) + " |",
+              flush=True)
 
 
 def main() -> None:
@@ -662,8 +694,8 @@ def main() -> None:
     parser.add_argument("--runtimes-only", action="store_true",
                         help="only the model runtimes' table (XGBoost, LightGBM, ONNX Runtime)")
     parser.add_argument("--steady-gc-s", type=float, default=0.0,
-                        help="only the full collections in this many seconds of calls of an "
-                             "application instrumented once, per case")
+                        help="only the full collections in this many seconds of calls of "
+                             "each arm alone, instrumented once, per case")
     parser.add_argument("--sklearn-only", action="store_true",
                         help="only the scikit-learn cases' tables (to run an earlier install "
                              "of driftline case by case beside this one)")
