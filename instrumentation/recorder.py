@@ -236,14 +236,14 @@ class Recorder:
         ``call`` is a ``PredictCall`` or a plain tuple of its fields in order (what the
         instrumentors hand over: building the named tuple waits for the recorder thread).
         """
-        self._hand_over(call, self._samples.get((call[_SCOPE], call[_ATTRIBUTES])))
+        self._hand_over(self._samples.get((call[_SCOPE], call[_ATTRIBUTES])), *call)
 
     def submit_site(self, site: Any, model: Any, inputs: Any, outputs: Any, rows: int,
                     duration_s: float, error_type: str | None, ids: Any, time_ns: int) -> None:
         """``submit`` with a call's fields as arguments (``_observe.Submit``): ``site``, a
         ``CallSite`` built with ``hand_off_sample``, brings the scope, traits, attributes and
-        the stream's sample. A call that keeps no row hands over its counts without its
-        whole tuple being built."""
+        the stream's sample. No tuple of the call is built unless it waits whole for the
+        drain."""
         sample, counted = site.sample, self._counted
         if sample.gap >= rows and len(counted) < self._max_counted:
             sample.gap -= rows
@@ -251,32 +251,31 @@ class Recorder:
             if len(counted) >= self._drain_counted_items and not self._wakeup.is_set():
                 self._wakeup.set()
             return
-        self._hand_over((site.scope, model, site.traits, site.attributes, inputs, outputs,
-                         rows, duration_s, error_type, ids, time_ns), sample)
+        self._hand_over(sample, site.scope, model, site.traits, site.attributes, inputs,
+                        outputs, rows, duration_s, error_type, ids, time_ns)
 
-    def _hand_over(self, call: PredictCall | tuple[Any, ...], sample: HandOffSample | None
-                   ) -> None:
-        rows = call[_ROWS]
-        pending, counted = self._pending, self._counted
+    def _hand_over(self, sample: HandOffSample | None, scope: str, model: Any, traits: Any,
+                   attributes: Attributes, inputs: Any, outputs: Any, rows: int,
+                   duration_s: float, error_type: str | None, ids: Any = (),
+                   time_ns: int = 0) -> None:
+        """Queue one call (PredictCall's fields): as counts, as its kept rows, or whole."""
+        pending, counted, kept_calls = self._pending, self._counted, self._kept
         if sample is not None and sample.gap >= rows and len(counted) < self._max_counted:
             sample.gap -= rows  # a sampling stream's call none of whose rows is kept
-            counted.extend((call[_SCOPE], call[_ATTRIBUTES], rows, call[_DURATION],
-                            call[_ERROR]))
+            counted.extend((scope, attributes, rows, duration_s, error_type))
             if len(counted) >= self._drain_counted_items and not self._wakeup.is_set():
                 self._wakeup.set()
             return
-        kept_calls = self._kept
         if len(pending) >= self._max_pending_calls or len(counted) >= self._max_counted \
                 or len(kept_calls) >= self._max_kept:
             with self._overflow_lock:
-                self._overflow_rows[((call[_SCOPE], call[_ATTRIBUTES]), call[_ERROR])] += rows
+                self._overflow_rows[((scope, attributes), error_type)] += rows
             self.dropped_value_rows += rows
             return
         held = rows
-        inputs, outputs = call[_INPUTS], call[_OUTPUTS]
         if sample is not None and sample.rate < 1.0 and type(inputs) is np.ndarray \
                 and type(outputs) is np.ndarray and inputs.ndim == 2 and outputs.ndim \
-                and inputs.shape[0] == rows == outputs.shape[0] and call[_ERROR] is None:
+                and inputs.shape[0] == rows == outputs.shape[0] and error_type is None:
             # Only the rows the stream's sample keeps (some are) are handed over, written out
             # in this frame: right after a large predict each frame or NumPy call costs
             # about a microsecond, and a kept call of 10 000 rows cost 13 us (issue 17).
@@ -288,7 +287,6 @@ class Recorder:
             if rows < PRESAMPLE_MIN_ROWS \
                     and (rows - sample.gap) * sample.rate > PYTHON_DRAW_ROWS:
                 inputs = _DeferredRows(inputs, sample.rate, sample.first_kept(rows))
-                call = (*call[:_INPUTS], inputs, *call[_OUTPUTS:])
             else:
                 if rows == 1:
                     sample.first_kept(rows)
@@ -303,9 +301,8 @@ class Recorder:
                 pending_rows = self._pending_rows + len(inputs)
                 if pending_rows <= self._max_pending_rows:
                     self._pending_rows = pending_rows
-                    kept_calls.extend((call[_SCOPE], call[_MODEL], call[_TRAITS],
-                                       call[_ATTRIBUTES], inputs, outputs, rows,
-                                       call[_DURATION], sample.rate))
+                    kept_calls.extend((scope, model, traits, attributes, inputs, outputs, rows,
+                                       duration_s, sample.rate))
                     if (pending_rows >= self._drain_rows
                             or len(kept_calls) >= self._drain_kept_items) \
                             and not self._wakeup.is_set():
@@ -314,11 +311,12 @@ class Recorder:
                 held = len(inputs)  # beyond max_pending_rows: its values are dropped below
         pending_rows = self._pending_rows + held
         if pending_rows > self._max_pending_rows:
-            call = PredictCall._make(call)._replace(model=None, inputs=None, outputs=None)
+            model = inputs = outputs = None
             self.dropped_value_rows += rows
         else:
             self._pending_rows = pending_rows
-        pending.append(call)
+        pending.append((scope, model, traits, attributes, inputs, outputs, rows, duration_s,
+                        error_type, ids, time_ns))
         # A full drain batch wakes the thread now rather than at its next drain (5 s), by
         # when large calls would have passed max_pending_rows and lost their values.
         if (pending_rows >= self._drain_rows or len(pending) >= self._drain_calls) \
