@@ -25,8 +25,12 @@ recorder's flush and export (counted in the recorder's CPU, not timed; its own e
 is off) and ``uninstrument``. A baseline's odd
 blocks against its even blocks give the resolution of the ratios; the recorder's CPU during
 the baseline blocks shows that its work stayed out of them. The full collections inside the
-timed calls are counted per arm; what a service instrumented once pays in them is measured
-apart (``--steady-gc-s``).
+timed calls are counted per arm, and the recorded table also gives the arms with them left
+out: a collection is triggered by what every arm left behind, in whichever arm crosses the
+threshold. What each arm pays in them alone, instrumented once, is measured apart
+(``--steady-gc-s``), and what the hot path itself costs a call, without the tails (drains,
+exports, collections), by timing calls one by one in blocks rotating through the arms
+(``--per-call``: medians, and the means with the tails).
 
 The model runtimes (XGBoost, LightGBM, ONNX Runtime) get their own table, ``plain`` beside
 ``sampled out`` in alternating rounds, at 1 and 100 rows per call (``--runtimes-only`` for
@@ -685,6 +689,73 @@ def steady_collections(seconds: float, cases: Iterator[tuple[str, int, float]]) 
               flush=True)
 
 
+PER_CALL_BLOCK = 50  # calls of one arm in a row, in --per-call
+
+
+def per_call_table(calls: int, cases: Iterator[tuple[str, int, float]]) -> None:
+    """The arms' calls timed one by one, in blocks of ``PER_CALL_BLOCK`` calls rotating
+    through the arms: the median is what the hot path itself costs a call, without the
+    recorder's drains, the batch processor's exports and the full collections that the
+    block rounds above count in whichever arm they fall; the mean has them. Spans sampled
+    out and spans recorded are two passes (one tracer provider per instrumentation), each
+    after a first interval of two seconds of calls that sets the sample rate."""
+    pool = np.random.default_rng(0).normal(size=(POOL_ROWS, FEATURES))
+    fitted = models(pool)
+    print(f"\n### Calls timed one by one, {calls} per arm in blocks of {PER_CALL_BLOCK}: us "
+          "per call, median (mean)\n")
+    print("| model | rows per call | " + " | ".join(ARMS) + " | sampled out - plain, "
+          "median | recorded - one SDK span, median | the attributes alone, median | "
+          "recorded - the span with them, median |")
+    print("|---|---:|" + "---:|" * (len(ARMS) + 4))
+    warm_s = 2.0
+    budget = max(1, int(Limits().max_sampled_rows * warm_s / EXPORT_INTERVAL_S))
+    for name, batch, _ in cases:
+        model, inputs = fitted[name], _inputs(pool, batch)
+        off = TracerProvider(sampler=ALWAYS_OFF)
+        on = TracerProvider(sampler=ALWAYS_ON)
+        on.add_span_processor(BatchSpanProcessor(_Discard()))
+        plain, spanned, spanned_with_attributes = _calls(model, batch, on)
+        times: dict[str, list[int]] = {}
+        for provider, arms in ((off, {"plain": plain, "sampled out": plain}),
+                               (on, {"one SDK span": spanned,
+                                     "span with the same attributes": spanned_with_attributes,
+                                     "recorded": plain})):
+            recorder = Recorder(_Discard(), export_interval_s=EXPORT_INTERVAL_S,
+                                limits=Limits(max_sampled_rows=budget))
+            instrumentor = SklearnInstrumentor()
+            instrumentor.instrument(tracer_provider=provider, recorder=recorder)
+            _run(plain, inputs, max(5, int(warm_s * 1e6 / _run(plain, inputs, 50)[0])))
+            recorder.force_flush()
+            switch = _Switch(instrumentor)
+            instrumented = {"sampled out", "recorded"}
+            for arm in arms:
+                times[arm] = []
+            position = 0
+            for block in range(calls // PER_CALL_BLOCK * len(arms)):
+                arm = list(arms)[block % len(arms)]
+                (switch.observed if arm in instrumented else switch.original)()
+                call, spent = arms[arm], times[arm]
+                for i in range(position, position + PER_CALL_BLOCK):
+                    x = inputs[i % len(inputs)]
+                    start = time.perf_counter_ns()
+                    call(x)
+                    spent.append(time.perf_counter_ns() - start)
+                position += PER_CALL_BLOCK
+            switch.observed()
+            instrumentor.uninstrument()
+            recorder.shutdown()
+        on.shutdown()
+        median = {arm: statistics.median(spent) / 1e3 for arm, spent in times.items()}
+        cells = [f"{median[arm]:.1f} ({statistics.fmean(times[arm]) / 1e3:.1f})"
+                 for arm in ARMS]
+        differences = (median["sampled out"] - median["plain"],
+                       median["recorded"] - median["one SDK span"],
+                       median["span with the same attributes"] - median["one SDK span"],
+                       median["recorded"] - median["span with the same attributes"])
+        print(f"| {name} | {batch} | " + " | ".join(cells) + " | "
+              + " | ".join(f"{d:+.1f}" for d in differences) + " |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS)
@@ -696,6 +767,9 @@ def main() -> None:
     parser.add_argument("--steady-gc-s", type=float, default=0.0,
                         help="only the full collections in this many seconds of calls of "
                              "each arm alone, instrumented once, per case")
+    parser.add_argument("--per-call", type=int, default=0, metavar="CALLS",
+                        help="only the scikit-learn cases' calls timed one by one, this many "
+                             "per arm")
     parser.add_argument("--sklearn-only", action="store_true",
                         help="only the scikit-learn cases' tables (to run an earlier install "
                              "of driftline case by case beside this one)")
@@ -707,6 +781,9 @@ def main() -> None:
           f"numpy {np.__version__}, {platform.machine()}, driftline from {driftline.__file__}")
     if args.steady_gc_s:
         steady_collections(args.steady_gc_s, iter(cases))
+        return
+    if args.per_call:
+        per_call_table(args.per_call, iter(cases))
         return
     if not args.sklearn_only:
         runtime_table(args.rounds, args.round_s)
