@@ -358,6 +358,20 @@ def _calls(model: Any, batch: int, provider: TracerProvider
     return plain, spanned, spanned_with_attributes
 
 
+def _fitted_cases(cases: Iterator[tuple[str, int, float]]) -> Iterator[tuple[
+        str, int, list[np.ndarray], TracerProvider, TracerProvider,
+        tuple[Callable[[np.ndarray], Any], ...]]]:
+    """Per case: its name and rows per call, its inputs, a provider sampling no span and
+    one sampling every span (batch processor, discarding exporter), and ``_calls``."""
+    pool = np.random.default_rng(0).normal(size=(POOL_ROWS, FEATURES))
+    fitted = models(pool)
+    for name, batch, _ in cases:
+        off, on = TracerProvider(sampler=ALWAYS_OFF), TracerProvider(sampler=ALWAYS_ON)
+        on.add_span_processor(BatchSpanProcessor(_Discard()))
+        yield name, batch, _inputs(pool, batch), off, on, _calls(fitted[name], batch, on)
+        on.shutdown()
+
+
 def case_arms(model: Any, batch: int, pool: np.ndarray, rounds: int, round_s: float
               ) -> dict[str, _Arm]:
     inputs = _inputs(pool, batch)
@@ -650,19 +664,13 @@ def steady_collections(seconds: float, cases: Iterator[tuple[str, int, float]]) 
     ``seconds`` of calls, as a service instrumented once, and the full collections the
     objects kept between calls trigger meanwhile (the SDK keeps each recorded span until
     its batch is exported; Driftline the calls it keeps rows of until its drain)."""
-    pool = np.random.default_rng(0).normal(size=(POOL_ROWS, FEATURES))
-    fitted = models(pool)
     print(f"\n### Full garbage collections in {seconds:g} s of calls, each arm alone, "
           "instrumented once: count (ms; us per call)\n")
     print("| model | rows per call | " + " | ".join(ARMS) + " |")
     print("|---|---:|" + "---:|" * len(ARMS))
     budget = max(1, int(Limits().max_sampled_rows * seconds / EXPORT_INTERVAL_S))
-    for name, batch, _ in cases:
-        model, inputs = fitted[name], _inputs(pool, batch)
-        off = TracerProvider(sampler=ALWAYS_OFF)
-        on = TracerProvider(sampler=ALWAYS_ON)
-        on.add_span_processor(BatchSpanProcessor(_Discard()))
-        plain, spanned, spanned_with_attributes = _calls(model, batch, on)
+    for name, batch, inputs, off, on, (plain, spanned, spanned_with_attributes) \
+            in _fitted_cases(cases):
         calls = max(5, int(seconds * 1e6 / _run(plain, inputs, 200)[0]))
         cells = {}
         for arm, call, provider in (("plain", plain, None), ("sampled out", plain, off),
@@ -684,7 +692,6 @@ def steady_collections(seconds: float, cases: Iterator[tuple[str, int, float]]) 
                 instrumentor.uninstrument()
                 recorder.shutdown()
             cells[arm] = f"{count} ({ms:.0f}; {ms * 1e3 / calls:.1f})"
-        on.shutdown()
         print(f"| {name} | {batch} | " + " | ".join(cells[arm] for arm in ARMS) + " |",
               flush=True)
 
@@ -699,8 +706,6 @@ def per_call_table(calls: int, cases: Iterator[tuple[str, int, float]]) -> None:
     block rounds above count in whichever arm they fall; the mean has them. Spans sampled
     out and spans recorded are two passes (one tracer provider per instrumentation), each
     after a first interval of two seconds of calls that sets the sample rate."""
-    pool = np.random.default_rng(0).normal(size=(POOL_ROWS, FEATURES))
-    fitted = models(pool)
     print(f"\n### Calls timed one by one, {calls} per arm in blocks of {PER_CALL_BLOCK}: us "
           "per call, median (mean)\n")
     print("| model | rows per call | " + " | ".join(ARMS) + " | sampled out - plain, "
@@ -709,12 +714,8 @@ def per_call_table(calls: int, cases: Iterator[tuple[str, int, float]]) -> None:
     print("|---|---:|" + "---:|" * (len(ARMS) + 4))
     warm_s = 2.0
     budget = max(1, int(Limits().max_sampled_rows * warm_s / EXPORT_INTERVAL_S))
-    for name, batch, _ in cases:
-        model, inputs = fitted[name], _inputs(pool, batch)
-        off = TracerProvider(sampler=ALWAYS_OFF)
-        on = TracerProvider(sampler=ALWAYS_ON)
-        on.add_span_processor(BatchSpanProcessor(_Discard()))
-        plain, spanned, spanned_with_attributes = _calls(model, batch, on)
+    for name, batch, inputs, off, on, (plain, spanned, spanned_with_attributes) \
+            in _fitted_cases(cases):
         times: dict[str, list[int]] = {}
         for provider, arms in ((off, {"plain": plain, "sampled out": plain}),
                                (on, {"one SDK span": spanned,
@@ -744,7 +745,6 @@ def per_call_table(calls: int, cases: Iterator[tuple[str, int, float]]) -> None:
             switch.observed()
             instrumentor.uninstrument()
             recorder.shutdown()
-        on.shutdown()
         median = {arm: statistics.median(spent) / 1e3 for arm, spent in times.items()}
         cells = [f"{median[arm]:.1f} ({statistics.fmean(times[arm]) / 1e3:.1f})"
                  for arm in ARMS]
